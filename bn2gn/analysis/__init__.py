@@ -1,0 +1,1 @@
+"""Static analysis: where BatchNorm is built, and whether each site is backbone or not."""

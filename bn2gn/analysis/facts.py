@@ -1,0 +1,169 @@
+"""Per-file facts from the standard-library ``ast``: imports, top-level definitions, BatchNorm sites.
+
+``ast`` is an order of magnitude faster than LibCST, so whole-tree analysis uses it; LibCST only
+sees the files that will change.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .plan import Site, scope_name
+
+BATCHNORM_OPS = {
+    "torch.nn.BatchNorm2d": "BatchNorm2d",
+    "torch.nn.modules.batchnorm.BatchNorm2d": "BatchNorm2d",
+    "torch.nn.BatchNorm1d": "BatchNorm1d",
+    "torch.nn.modules.batchnorm.BatchNorm1d": "BatchNorm1d",
+    "torch.nn.BatchNorm3d": "BatchNorm3d",
+    "torch.nn.modules.batchnorm.BatchNorm3d": "BatchNorm3d",
+    "torch.nn.SyncBatchNorm": "SyncBatchNorm",
+}
+PARTIAL = {"functools.partial"}
+TYPE_CHECKS = {"isinstance", "issubclass"}
+ATTR_SETTERS = {"__setattr__", "add_module", "register_module"}
+
+
+@dataclasses.dataclass
+class Definition:
+    """A top-level class, function or assignment: a node of the construction graph."""
+
+    module: "ModuleFacts"
+    name: str
+    kind: str  # "class" | "function" | "var"
+    node: ast.AST
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module.modname}.{self.name}" if self.module.modname else self.name
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.qualname}>"
+
+
+@dataclasses.dataclass
+class RawSite:
+    """A site before classification: the node, its scope and the top-level definition holding it."""
+
+    node: ast.expr
+    op: str
+    form: str
+    scope: str
+    owner: Optional[str]  # name of the top-level definition containing the site
+    statement: ast.stmt
+    func_chain: Tuple[ast.AST, ...]  # enclosing FunctionDefs, outermost first
+    target: str
+
+
+class ModuleFacts:
+    """What one file says: its imports, its definitions and its BatchNorm sites."""
+
+    def __init__(self, path: Path, display: str, modname: str, text: str, tree: ast.Module):
+        self.path = path
+        self.display = display
+        self.modname = modname
+        self.lines = text.splitlines(keepends=True)
+        self.tree = tree
+        self.imports: Dict[str, str] = {}
+        self.star_imports: List[str] = []
+        self.defs: Dict[str, Definition] = {}
+        self.bn_aliases: Dict[str, str] = {}
+        self.sites: List[RawSite] = []
+        self._collect_top_level()
+
+    # -- names ---------------------------------------------------------------------------------
+    def _absolute(self, module: Optional[str], level: int) -> str:
+        if not level:
+            return module or ""
+        package = self.modname.split(".")[:-level] if self.modname else []
+        if self.path.name == "__init__.py":
+            package = self.modname.split(".")[: len(self.modname.split(".")) - level + 1]
+        return ".".join(package + ([module] if module else []))
+
+    def _collect_top_level(self) -> None:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.imports[alias.asname] = alias.name
+                    else:
+                        self.imports.setdefault(alias.name.split(".")[0], alias.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                source = self._absolute(node.module, node.level)
+                for alias in node.names:
+                    if alias.name == "*":
+                        self.star_imports.append(source)
+                    else:
+                        self.imports[alias.asname or alias.name] = f"{source}.{alias.name}" if source else alias.name
+        for node in self.tree.body:
+            self._collect_definition(node)
+
+    def _collect_definition(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.ClassDef):
+            self.defs[node.name] = Definition(self, node.name, "class", node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.defs[node.name] = Definition(self, node.name, "function", node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in _target_names(target):
+                    self.defs[name] = Definition(self, name, "var", node)
+                    op = self.batchnorm_op(node.value)
+                    if op and isinstance(target, ast.Name):
+                        self.bn_aliases[name] = op
+        elif isinstance(node, (ast.If, ast.Try)):
+            for child in node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", []):
+                self._collect_definition(child)
+
+    def qualify(self, expr: ast.AST) -> Optional[str]:
+        """The dotted name an expression refers to (``nn.BatchNorm2d`` -> ``torch.nn.BatchNorm2d``)."""
+        if isinstance(expr, ast.Name):
+            if expr.id in self.bn_aliases:
+                return "torch.nn." + self.bn_aliases[expr.id]
+            if expr.id in self.imports:
+                return self.imports[expr.id]
+            if expr.id in self.defs:
+                return f"{self.modname}.{expr.id}" if self.modname else expr.id
+            if expr.id in ("BatchNorm2d", "BatchNorm1d", "BatchNorm3d", "SyncBatchNorm") and any(
+                    s in ("torch.nn", "torch.nn.modules", "torch.nn.modules.batchnorm") for s in self.star_imports):
+                return "torch.nn." + expr.id
+            return None
+        if isinstance(expr, ast.Attribute):
+            base = self.qualify(expr.value)
+            return f"{base}.{expr.attr}" if base else None
+        return None
+
+    def batchnorm_op(self, expr: ast.AST) -> Optional[str]:
+        name = self.qualify(expr)
+        return BATCHNORM_OPS.get(name) if name else None
+
+    def char_col(self, line: int, byte_col: int) -> int:
+        """ast columns are UTF-8 byte offsets; plans and LibCST use characters."""
+        if 0 < line <= len(self.lines):
+            return len(self.lines[line - 1].encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+        return byte_col
+
+    def make_site(self, raw: RawSite) -> Site:
+        node = raw.node
+        return Site(path=self.display, line=node.lineno, col=self.char_col(node.lineno, node.col_offset) + 1,
+                    end_line=node.end_lineno, end_col=self.char_col(node.end_lineno, node.end_col_offset) + 1,
+                    scope=raw.scope, op=raw.op, form=raw.form, target=raw.target)
+
+
+def _target_names(target: ast.AST) -> List[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for elt in target.elts for n in _target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []

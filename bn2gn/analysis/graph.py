@@ -1,0 +1,246 @@
+"""The construction graph across all scanned files: what each definition references, who builds whom.
+
+A definition 'builds' another when it names it, or when the other is passed to its constructor
+(``ResNet(BasicBlock, ...)``, ``PoseResNet(*spec[18])``); that is how building blocks held in
+module-level tables or passed as arguments are told apart from root models.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict, deque
+from typing import Dict, Iterable, List, Optional, Set
+
+from .facts import Definition, ModuleFacts
+
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+class Project:
+    """All scanned modules, with name resolution between them."""
+
+    def __init__(self, modules: List[ModuleFacts]):
+        self.modules = modules
+        self.by_qualname: Dict[str, Definition] = {}
+        self.by_name: Dict[str, List[Definition]] = defaultdict(list)
+        for facts in modules:
+            for definition in facts.defs.values():
+                self.by_qualname[definition.qualname] = definition
+                self.by_name[definition.name].append(definition)
+        self._refs: Dict[Definition, Set[Definition]] = {}
+        self._locals: Dict[int, Dict[str, Set[Definition]]] = {}
+        self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
+        #: class -> __init__ parameter name -> definitions passed for it by callers
+        self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(lambda: defaultdict(set))
+        self._collect_constructor_arguments()
+        self._collect_class_building()
+
+    # -- resolution ------------------------------------------------------------------------------
+    def resolve_dotted(self, dotted: str) -> Optional[Definition]:
+        found = self.by_qualname.get(dotted)
+        if found is not None:
+            return found
+        name = dotted.rsplit(".", 1)[-1]
+        for candidate in self.by_name.get(name, ()):
+            qual = candidate.qualname
+            if dotted.endswith("." + qual) or qual.endswith("." + dotted):
+                return candidate
+        return None
+
+    def resolve(self, facts: ModuleFacts, expr: ast.AST) -> Optional[Definition]:
+        dotted = facts.qualify(expr)
+        return self.resolve_dotted(dotted) if dotted else None
+
+    def refs_in(self, facts: ModuleFacts, node: ast.AST,
+                local: Optional[Dict[str, Set[Definition]]] = None) -> Set[Definition]:
+        """Definitions an expression or statement names; local variable names expand to what they hold."""
+        out: Set[Definition] = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                if local is not None and sub.id in local:
+                    out |= local[sub.id]
+                    continue
+                found = self.resolve(facts, sub)
+            elif isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
+                found = self.resolve(facts, sub)
+            else:
+                continue
+            if found is not None:
+                out.add(found)
+        return out
+
+    def refs(self, definition: Definition) -> Set[Definition]:
+        cached = self._refs.get(definition)
+        if cached is None:
+            node = definition.node
+            if definition.kind == "var":
+                node = node.value
+            cached = self.refs_in(definition.module, node) - {definition}
+            self._refs[definition] = cached
+        return cached
+
+    def reach(self, start: Iterable[Definition]) -> Dict[Definition, Definition]:
+        """Everything reachable from ``start``; maps each definition to the one it was first reached from."""
+        seen: Dict[Definition, Definition] = {}
+        queue = deque()
+        for item in start:
+            if item not in seen:
+                seen[item] = item
+                queue.append(item)
+        while queue:
+            current = queue.popleft()
+            for nxt in self.refs(current):
+                if nxt not in seen:
+                    seen[nxt] = seen[current]
+                    queue.append(nxt)
+        return seen
+
+    # -- locals ----------------------------------------------------------------------------------
+    def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
+        """For each local name of a function: the definitions its values can hold (flow-insensitive)."""
+        key = id(func)
+        if key in self._locals:
+            return self._locals[key]
+        sources: Dict[str, List[ast.AST]] = defaultdict(list)
+        for node in ast.walk(func):
+            for name, value in local_assignments(node):
+                sources[name].append(value)
+        direct = {name: set().union(*(self.refs_in(facts, v) for v in values)) for name, values in sources.items()}
+        uses = {name: {n.id for v in values for n in ast.walk(v) if isinstance(n, ast.Name) and n.id in sources}
+                for name, values in sources.items()}
+        result = {name: set(found) for name, found in direct.items()}
+        changed = True
+        while changed:
+            changed = False
+            for name, used in uses.items():
+                for other in used:
+                    extra = result[other] - result[name]
+                    if extra:
+                        result[name] |= extra
+                        changed = True
+        self._locals[key] = result
+        return result
+
+    # -- who builds whom -------------------------------------------------------------------------
+    def _collect_constructor_arguments(self) -> None:
+        for facts in self.modules:
+            scopes = [(facts.tree, None)] + [(f, f) for f in ast.walk(facts.tree) if isinstance(f, FUNCTIONS)]
+            for scope, func in scopes:
+                local = self.local_values(facts, func) if func is not None else None
+                nodes = ast.walk(scope) if func is not None else _module_level_nodes(scope)
+                for node in nodes:
+                    if isinstance(node, ast.Call):
+                        self._record_call(facts, node, local)
+
+    def _record_call(self, facts: ModuleFacts, call: ast.Call, local) -> None:
+        callee = self.resolve(facts, call.func)
+        if callee is None or callee.kind != "class":
+            return
+        params = init_params(callee)
+        for index, arg in enumerate(call.args):
+            passed = self.refs_in(facts, arg, local)
+            if not passed:
+                continue
+            self._built_with(callee, passed)
+            if isinstance(arg, ast.Starred):
+                for name in params[index:]:
+                    self.param_bindings[callee][name] |= passed
+            elif index < len(params):
+                self.param_bindings[callee][params[index]] |= passed
+        for keyword in call.keywords:
+            passed = self.refs_in(facts, keyword.value, local)
+            if passed:
+                self._built_with(callee, passed)
+                if keyword.arg:
+                    self.param_bindings[callee][keyword.arg] |= passed
+
+    def _built_with(self, builder: Definition, passed: Set[Definition]) -> None:
+        for definition in self.reach(passed):
+            if definition is not builder:
+                self.built_by[definition].add(builder)
+
+    def _collect_class_building(self) -> None:
+        for facts in self.modules:
+            for definition in facts.defs.values():
+                if definition.kind == "class":
+                    for reached in self.reach(self.refs(definition)):
+                        if reached is not definition:
+                            self.built_by[reached].add(definition)
+
+    def module_classes(self) -> Set[Definition]:
+        """Classes deriving (directly or through scanned classes) from something in torch.nn."""
+        found: Set[Definition] = set()
+        changed = True
+        classes = [d for f in self.modules for d in f.defs.values() if d.kind == "class"]
+        while changed:
+            changed = False
+            for definition in classes:
+                if definition in found:
+                    continue
+                for base in definition.node.bases:
+                    dotted = definition.module.qualify(base) or ""
+                    target = self.resolve_dotted(dotted) if dotted else None
+                    if dotted.startswith("torch.nn.") or (target is not None and target in found):
+                        found.add(definition)
+                        changed = True
+                        break
+        return found
+
+
+def init_params(cls: Definition) -> List[str]:
+    """Positional parameter names of a class's ``__init__`` after ``self`` (empty when it has none)."""
+    for stmt in cls.node.body:
+        if isinstance(stmt, FUNCTIONS) and stmt.name == "__init__":
+            args = stmt.args.posonlyargs + stmt.args.args
+            return [a.arg for a in args[1:]]
+    return []
+
+
+def local_assignments(node: ast.AST):
+    """(name, value) pairs for a statement that puts a value into a local name."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            yield from _bind(target, node.value)
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+        yield from _bind(node.target, node.value)
+    elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        yield from _bind(node.target, node.iter)
+    elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+        yield from _bind(node.optional_vars, node.context_expr)
+    elif isinstance(node, ast.NamedExpr):
+        yield from _bind(node.target, node.value)
+    elif isinstance(node, ast.arguments):
+        positional = node.posonlyargs + node.args
+        for arg, default in zip(positional[len(positional) - len(node.defaults):], node.defaults):
+            yield arg.arg, default
+        for arg, default in zip(node.kwonlyargs, node.kw_defaults):
+            if default is not None:
+                yield arg.arg, default
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = node.func.value
+        if node.func.attr in ("append", "extend", "insert", "add_module", "update") and isinstance(owner, ast.Name):
+            for arg in list(node.args) + [k.value for k in node.keywords]:
+                yield owner.id, arg
+
+
+def _bind(target: ast.AST, value: ast.AST):
+    if isinstance(target, ast.Name):
+        yield target.id, value
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _bind(elt, value)
+    elif isinstance(target, ast.Starred):
+        yield from _bind(target.value, value)
+    elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+        yield target.value.id, value
+
+
+def _module_level_nodes(tree: ast.Module):
+    """Nodes outside any function or class body."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, FUNCTIONS + (ast.ClassDef, ast.Lambda)):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))

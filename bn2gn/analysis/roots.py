@@ -1,0 +1,268 @@
+"""Inside a root model: which attribute each statement's value ends up in, and what each attribute reaches.
+
+``self.layer1 = self._make_layer(block, ...)`` puts everything ``_make_layer`` returns into
+``layer1``; ``layers.append(nn.BatchNorm2d(c))`` flows wherever ``layers`` goes. Statements whose
+value reaches no attribute (``forward``, an unused ``_make_deconv_layer``) are the root's own code.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Dict, List, Optional, Set, Tuple
+
+from .facts import ATTR_SETTERS, Definition
+from .graph import FUNCTIONS, Project
+
+OWN = "<own code>"
+DYNAMIC = "<dynamic attribute>"
+DYNAMIC_CALLS = {"globals", "getattr", "locals", "vars", "eval", "__import__", "import_module"}
+BUILDERS = ("append", "extend", "insert", "add_module", "update")
+
+
+@dataclasses.dataclass
+class FlowStatement:
+    node: ast.AST  # a simple statement, or a For node standing for its header
+    method: ast.AST
+    sinks: List[Tuple[str, str]]  # ("attr", name) | ("local", name) | ("return", "") | ("own", "")
+    reads: Set[str]
+    expressions: List[ast.AST]
+
+
+@dataclasses.dataclass
+class RootModel:
+    cls: Definition
+    attrs_of: Dict[int, Set[str]]  # id(statement) -> attributes its value ends up in
+    backbone_attrs: List[str]
+    bb_reach: Dict[Definition, str]  # definition -> backbone attribute it was reached from
+    head_reach: Dict[Definition, str]
+    opaque: List[Tuple[str, int, bool]]  # (attribute, line, uses globals())
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    @property
+    def has_backbone(self) -> bool:
+        return bool(self.backbone_attrs)
+
+
+def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel:
+    statements = _flow_statements(cls)
+    finals = _resolve_sinks(statements)
+    attrs_of = {id(s.node): finals[i] for i, s in enumerate(statements)}
+    found_backbone = sorted({a for f in finals for a in f if a in backbone_attrs})
+    bb_start: Dict[Definition, str] = {}
+    head_start: Dict[Definition, str] = {}
+    opaque = []
+    init_bindings = project.param_bindings.get(cls, {})
+    for index, stmt in enumerate(statements):
+        refs = _statement_refs(project, cls, stmt, init_bindings)
+        for attr in sorted(finals[index]):
+            bucket = bb_start if attr in backbone_attrs else head_start
+            for definition in refs:
+                bucket.setdefault(definition, attr)
+            if attr in backbone_attrs and _is_opaque(project, cls, stmt, refs):
+                opaque.append((attr, stmt.node.lineno, _uses_globals(stmt)))
+    return RootModel(cls=cls, attrs_of=attrs_of, backbone_attrs=found_backbone,
+                     bb_reach=_reach_labelled(project, bb_start), head_reach=_reach_labelled(project, head_start),
+                     opaque=opaque)
+
+
+def _reach_labelled(project: Project, start: Dict[Definition, str]) -> Dict[Definition, str]:
+    origin = project.reach(start)
+    return {definition: start[first] for definition, first in origin.items()}
+
+
+def _statement_refs(project: Project, cls: Definition, stmt: FlowStatement, init_bindings) -> Set[Definition]:
+    facts = cls.module
+    refs: Set[Definition] = set()
+    is_init = getattr(stmt.method, "name", "") == "__init__"
+    params = _param_names(stmt.method)
+    for expr in stmt.expressions:
+        refs |= project.refs_in(facts, expr)
+        if is_init:
+            for node in ast.walk(expr):
+                if isinstance(node, ast.Name) and node.id in params:
+                    refs |= init_bindings.get(node.id, set())
+    if is_init and isinstance(stmt.method, FUNCTIONS):
+        defaults = project.local_values(facts, stmt.method)
+        for node in (n for e in stmt.expressions for n in ast.walk(e)):
+            if isinstance(node, ast.Name) and node.id in params:
+                refs |= defaults.get(node.id, set())
+    return refs
+
+
+def _param_names(method: ast.AST) -> Set[str]:
+    if not isinstance(method, FUNCTIONS):
+        return set()
+    args = method.args
+    return {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+
+
+def _is_opaque(project: Project, cls: Definition, stmt: FlowStatement, refs: Set[Definition]) -> bool:
+    """A backbone assignment whose classes cannot be followed (globals()[name], a registry lookup)."""
+    if any(d.kind in ("class", "function") for d in refs):
+        return False
+    for expr in stmt.expressions:
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS:
+                    return True
+                if isinstance(func, (ast.Subscript, ast.Call)):
+                    return True
+                if isinstance(func, ast.Attribute) and func.attr in DYNAMIC_CALLS:
+                    return True
+                target = project.resolve(cls.module, func.value if isinstance(func, ast.Attribute) else func)
+                if target is not None and target.kind == "var":
+                    return True
+    return False
+
+
+def _uses_globals(stmt: FlowStatement) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in ("globals", "locals", "vars")
+               for e in stmt.expressions for n in ast.walk(e))
+
+
+# -- statements and where their values go --------------------------------------------------------
+def _flow_statements(cls: Definition) -> List[FlowStatement]:
+    out: List[FlowStatement] = []
+    for item in cls.node.body:
+        if isinstance(item, FUNCTIONS):
+            self_name = (item.args.posonlyargs + item.args.args)[0].arg if (item.args.posonlyargs + item.args.args) else "self"
+            for node in ast.walk(item):
+                if node is item:
+                    continue
+                if isinstance(node, (ast.For, ast.AsyncFor)):
+                    out.append(_flow(node, item, _target_sinks(node.target, self_name), [node.iter]))
+                elif isinstance(node, ast.stmt) and not isinstance(node, _COMPOUND):
+                    out.append(_flow(node, item, _statement_sinks(node, self_name), _statement_expressions(node)))
+        else:
+            out.append(_flow(item, None, [("own", "")], [item]))
+    return out
+
+
+_COMPOUND = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef,
+             ast.AsyncFunctionDef, ast.ClassDef) + ((ast.Match,) if hasattr(ast, "Match") else ()) + (
+    (ast.TryStar,) if hasattr(ast, "TryStar") else ())
+
+
+def _flow(node, method, sinks, expressions) -> FlowStatement:
+    reads = set()
+    for expr in expressions:
+        for sub in ast.walk(expr):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                reads.add(sub.id)
+    for kind, name in sinks:
+        if kind == "local":
+            reads.discard(name)
+    return FlowStatement(node=node, method=method, sinks=sinks, reads=reads, expressions=expressions)
+
+
+def _statement_expressions(node: ast.stmt) -> List[ast.AST]:
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return [node.value] if node.value is not None else []
+    if isinstance(node, (ast.Expr, ast.Return)):
+        return [node.value] if node.value is not None else []
+    return [node]
+
+
+def _statement_sinks(node: ast.stmt, self_name: str) -> List[Tuple[str, str]]:
+    if isinstance(node, ast.Assign):
+        return [s for t in node.targets for s in _target_sinks(t, self_name)]
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        return _target_sinks(node.target, self_name)
+    if isinstance(node, ast.Return):
+        return [("return", "")]
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        return _call_sinks(node.value, self_name)
+    return [("own", "")]
+
+
+def _call_sinks(call: ast.Call, self_name: str) -> List[Tuple[str, str]]:
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in ATTR_SETTERS and _is_name(func.value, self_name):
+        return [_named_attr(call.args[0] if call.args else None)]
+    if isinstance(func, ast.Name) and func.id == "setattr" and call.args and _is_name(call.args[0], self_name):
+        return [_named_attr(call.args[1] if len(call.args) > 1 else None)]
+    if isinstance(func, ast.Attribute) and func.attr in BUILDERS:
+        return _target_sinks(func.value, self_name)
+    return [("own", "")]
+
+
+def _named_attr(arg: Optional[ast.AST]) -> Tuple[str, str]:
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return ("attr", arg.value)
+    return ("attr", DYNAMIC)
+
+
+def _is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _target_sinks(target: ast.AST, self_name: str) -> List[Tuple[str, str]]:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [s for elt in target.elts for s in _target_sinks(elt, self_name)]
+    if isinstance(target, ast.Starred):
+        return _target_sinks(target.value, self_name)
+    if isinstance(target, ast.Name):
+        return [("local", target.id)]
+    base = target
+    attr = None
+    while isinstance(base, (ast.Attribute, ast.Subscript)):
+        if isinstance(base, ast.Attribute):
+            attr = base.attr
+        base = base.value
+    if _is_name(base, self_name) and attr is not None:
+        return [("attr", attr)]
+    if isinstance(base, ast.Name):
+        return [("local", base.id)]
+    return [("own", "")]
+
+
+def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
+    """Follow locals and returns until each statement's value lands in attributes (or the root's own code)."""
+    by_method: Dict[int, List[int]] = {}
+    for index, stmt in enumerate(statements):
+        by_method.setdefault(id(stmt.method), []).append(index)
+    callers: Dict[str, List[int]] = {}
+    for index, stmt in enumerate(statements):
+        for expr in stmt.expressions:
+            for node in ast.walk(expr):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(
+                        node.func.value, ast.Name) and node.func.value.id in ("self", "cls"):
+                    callers.setdefault(node.func.attr, []).append(index)
+    base: List[Set[str]] = []
+    feeds: List[Set[int]] = []
+    for index, stmt in enumerate(statements):
+        own: Set[str] = set()
+        into: Set[int] = set()
+        for kind, name in stmt.sinks:
+            if kind == "attr":
+                own.add(name)
+            elif kind == "own":
+                own.add(OWN)
+            else:
+                if kind == "local":
+                    targets = [i for i in by_method.get(id(stmt.method), []) if name in statements[i].reads]
+                else:
+                    targets = callers.get(getattr(stmt.method, "name", ""), [])
+                targets = [i for i in targets if i != index]
+                if targets:
+                    into.update(targets)
+                else:
+                    own.add(OWN)
+        base.append(own)
+        feeds.append(into)
+    final = [set(b) for b in base]
+    changed = True
+    while changed:
+        changed = False
+        for index, into in enumerate(feeds):
+            for other in into:
+                extra = final[other] - final[index]
+                if extra:
+                    final[index] |= extra
+                    changed = True
+    return final

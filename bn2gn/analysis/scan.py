@@ -1,0 +1,90 @@
+"""Build the plan for a set of paths: read every file once, parse with ``ast`` only when needed."""
+
+from __future__ import annotations
+
+import ast
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..config import Config
+from ..discovery import discover
+from ..errors import SourceError
+from ..sources import decode_source
+from .facts import ModuleFacts
+from .plan import Plan
+
+MARKER = b"BatchNorm"
+
+
+def display_path(path: Path) -> str:
+    """Paths in reports: relative to the working directory when below it, as given otherwise."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path.as_posix()
+    return Path(rel).as_posix() if not rel.startswith("..") else path.as_posix()
+
+
+def module_name(path: Path) -> str:
+    """Dotted module name, walking up through packages (folders with __init__.py)."""
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    folder = path.resolve().parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
+
+
+def read_all(files: Sequence[Path]) -> Tuple[Dict[Path, bytes], List[str]]:
+    raw, errors = {}, []
+    for path in files:
+        try:
+            raw[path] = path.read_bytes()
+        except IsADirectoryError:
+            errors.append(f"{display_path(path)}:1: is a directory, not a Python file")
+        except OSError as exc:
+            errors.append(f"{display_path(path)}:1: cannot read ({exc.strerror or exc})")
+    return raw, errors
+
+
+def parse_facts(path: Path, data: bytes) -> ModuleFacts:
+    """Decode and parse one file; raises SourceError with file:line for anything Python cannot read."""
+    source = decode_source(path, data)
+    display = display_path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source.text, filename=display)
+    except SyntaxError as exc:
+        raise SourceError(display, exc.lineno or 1, f"cannot parse: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise SourceError(display, 1, f"cannot parse: {type(exc).__name__}") from None
+    return ModuleFacts(path, display, module_name(path), source.text, tree)
+
+
+def build_plan(paths: Sequence[Path], config: Config) -> Tuple[Plan, Optional[object]]:
+    """The static plan for ``paths``; also returns the Project (None when no file mentions BatchNorm)."""
+    found = discover([Path(p) for p in paths], config.include, config.exclude)
+    plan = Plan(files=len(found.files))
+    raw, plan.errors = read_all(found.files)
+    if not any(MARKER in data for data in raw.values()):
+        return plan, None
+    from .classify import classify
+    from .graph import Project
+    from .sites import collect_sites
+
+    modules = []
+    for path, data in raw.items():
+        try:
+            facts = parse_facts(path, data)
+        except SourceError as exc:
+            plan.errors.append(str(exc))
+            continue
+        if MARKER in data:
+            collect_sites(facts)
+        modules.append(facts)
+    project = Project(modules)
+    classify(project, config, plan)
+    return plan, project

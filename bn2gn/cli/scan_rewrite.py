@@ -1,0 +1,155 @@
+"""`bn2gn scan` (the plan, read-only) and `bn2gn rewrite` (BatchNorm2d -> get_group_norm)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_FAILED, EXIT_OK, Bn2gnError
+from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+
+
+def analysis_options(func):
+    """Options shared by scan and rewrite: what the analysis may not see by itself."""
+    func = click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB.")(func)
+    func = click.option("--include", multiple=True, metavar="GLOB",
+                        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.")(func)
+    func = click.option("--keep", "keep", multiple=True, metavar="CLASS[.METHOD]",
+                        help="Force 'keep' for sites in this class/method (repeatable).")(func)
+    func = click.option("--convert", "convert", multiple=True, metavar="CLASS[.METHOD]",
+                        help="Force 'convert' for sites in this class/method (repeatable).")(func)
+    func = click.option("--root", "roots", multiple=True, metavar="CLASS",
+                        help="Name the root model class(es) instead of finding them (repeatable).")(func)
+    func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
+    func = config_options(func)
+    return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(func)
+
+
+def load(paths, config_file, **values):
+    from ..config import load_config
+
+    if not paths:
+        raise Bn2gnError("no PATH given: name the files or folders to analyse (e.g. lib/models)")
+    return load_config(list(paths), config_file=config_file, **values)
+
+
+@cli.command()
+@analysis_options
+@output_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the plan as JSON to this file.")
+def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, quiet, verbose, fmt,
+         output):
+    """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
+    from ..analysis.plan import UNSURE, render_json, render_text
+    from ..analysis.scan import build_plan
+
+    config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
+                  include=include, exclude=exclude)
+    plan, _ = build_plan(paths, config)
+    if fmt == "json":
+        click.echo(render_json(plan), nl=False)
+    else:
+        text = render_text(plan, verbose=verbose)
+        click.echo(text.splitlines()[-1] if quiet else text, nl=not quiet and False or quiet)
+    if output:
+        from ..sources import write_atomic
+
+        write_atomic(output, render_json(plan).encode("utf-8"))
+    if plan.errors:
+        return sys.exit(EXIT_FAILED)
+    if strict and plan.counts()[UNSURE]:
+        click.echo(f"bn2gn: {plan.counts()[UNSURE]} unsure site(s) and --strict was given", err=True)
+        return sys.exit(EXIT_FAILED)
+    return sys.exit(EXIT_OK)
+
+
+@cli.command()
+@analysis_options
+@mode_options
+@rule_options
+@output_options
+@click.option("--format-code", "format_code", is_flag=True,
+              help="Also run black on every changed file (off by default: only injected code is formatted).")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Rewrite files in parallel with N processes.")
+def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, diff, check,
+            select, skip, list_rules, quiet, verbose, fmt, format_code, jobs):
+    """BatchNorm2d -> get_group_norm(C) in non-backbone layers; helper injected; init loops updated."""
+    if list_rules:
+        echo_rules("BN2GN1")
+        return
+    from ..analysis.plan import UNSURE
+    from ..pipeline import apply_results
+    from ..rewrite import rewrite_paths
+    from ..rules import select_rules
+
+    mode = mode_of(diff, check)
+    config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
+                  include=include, exclude=exclude, select=select, skip=skip)
+    rules = select_rules(config.select, config.skip)
+    if not any(r.code.startswith("BN2GN1") for r in rules):
+        raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
+    run = rewrite_paths(paths, config, rules, workers=jobs)
+    if format_code:
+        _black_changed(run.results)
+    code = apply_results(run.results, mode, sys.stdout)
+    report_results("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
+    if code == EXIT_OK and strict and run.plan.counts()[UNSURE]:
+        code = EXIT_FAILED
+    sys.exit(code)
+
+
+def _black_changed(results) -> None:
+    import black
+
+    for result in results:
+        if result.status == "changed":
+            try:
+                result.new_text = black.format_str(result.new_text, mode=black.Mode())
+            except Exception as exc:  # noqa: BLE001 - black failing leaves our own output in place
+                result.notes.append(f"{result.path}: black could not format the file ({exc})")
+
+
+def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> None:
+    """The end-of-run report shared by rewrite and patch-trainer: per-file changes, failures, a summary."""
+    changed = [r for r in results if r.status == "changed"]
+    failures = [r for r in results if r.status == "failed"]
+    summary = {"command": command, "mode": mode, "files_scanned": plan.files if plan else len(results),
+               "files_changed": len(changed), "files_failed": len(failures)}
+    if plan is not None and command == "rewrite":
+        counts = plan.counts()
+        summary.update(sites_converted=sum(len([c for c in r.changes if c.rule.code == "BN2GN101"]) for r in changed),
+                       sites_planned_convert=counts["convert"], sites_kept=counts["keep"], sites_unsure=counts["unsure"])
+    if fmt == "json":
+        data = dict(summary, results=[r.as_dict() for r in results if r.status != "unchanged"])
+        if plan is not None:
+            data["plan"] = plan.as_dict()
+        click.echo(json.dumps(data, indent=2))
+        return
+    verb = {"write": "changed", "diff": "would change", "check": "would change"}[mode]
+    out = sys.stderr if mode == "diff" else sys.stdout
+    if not quiet:
+        for result in changed:
+            click.echo(f"{result.path}: {verb} ({len(result.changes)} edits)", file=out)
+            if verbose:
+                for change in result.changes:
+                    click.echo(f"  {result.path}:{change.line}: {change.rule.code} {change.message}", file=out)
+        for result in results:
+            for note in result.notes:
+                click.echo(f"note: {note}", file=out)
+        if plan is not None and command == "rewrite":
+            for site in plan.sites:
+                if site.decision == "unsure":
+                    click.echo(f"unsure: {site.location}: {site.scope}: {site.reason}", file=out)
+    for result in failures:
+        click.echo(f"error: {result.error}", err=True)
+    line = (f"{command}: {summary['files_scanned']} files scanned, {len(changed)} {verb}, "
+            f"{len(failures)} failed")
+    if "sites_kept" in summary:
+        line += (f"; sites: {summary['sites_planned_convert']} convert, {summary['sites_kept']} keep, "
+                 f"{summary['sites_unsure']} unsure")
+    click.echo(line, file=out)

@@ -1,0 +1,43 @@
+"""BN2GN102 (seed3 §1): define ``get_group_norm`` once per changed file, after the imports.
+
+The body is seed3's, using the file's own name for torch.nn; it is not injected when the file
+already defines or imports the name.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from .inject import defined_or_imported_names, ensure_nn_import, format_snippet, insert_after_imports
+from .replace_batchnorm import HELPER
+
+HELPER_SOURCE = '''
+def get_group_norm(num_channels, num_groups=32, eps=1e-5, affine=True):
+    """GroupNorm with the largest group count <= num_groups that divides num_channels (bn2gn)."""
+    num_groups = min(num_groups, num_channels)
+    while num_channels % num_groups != 0 and num_groups > 1:
+        num_groups -= 1
+    return {nn}.GroupNorm(num_groups, num_channels, eps=eps, affine=affine)
+'''
+
+
+def uses_helper(module: cst.Module) -> bool:
+    """True when the module calls get_group_norm anywhere."""
+    found = []
+
+    class _Find(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            if isinstance(node.func, cst.Name) and node.func.value == HELPER:
+                found.append(node)
+
+    module.visit(_Find())
+    return bool(found)
+
+
+def inject_group_norm_helper(module: cst.Module):
+    """Returns (module, injected?): injects only when the helper is called but not defined or imported."""
+    if HELPER in defined_or_imported_names(module) or not uses_helper(module):
+        return module, False
+    module, nn_name = ensure_nn_import(module)
+    statements = format_snippet(HELPER_SOURCE.format(nn=nn_name))
+    return insert_after_imports(module, statements), True

@@ -1,0 +1,141 @@
+"""BN2GN103 (seed3 §2, "初始化时同时处理 BN/GN"): init loops cover GroupNorm too, guarded with ``is not None``.
+
+``isinstance(m, nn.BatchNorm2d)`` becomes ``isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))`` and
+each ``constant_``/``fill_``/``zero_`` of ``m.weight``/``m.bias`` under it is guarded, because a
+GroupNorm built with ``affine=False`` has no weight or bias.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Set, Tuple
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+_EMPTY = cst.Module(body=[])
+INIT_FUNCS = {"constant_", "ones_", "zeros_", "normal_", "uniform_", "fill_", "zero_", "trunc_normal_"}
+
+
+def _text(node: cst.CSTNode) -> str:
+    return _EMPTY.code_for_node(node)
+
+
+class InitLoops(cst.CSTTransformer):
+    """Rewrite the isinstance checks inside ``scopes`` (top-level class/function names)."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, scopes: Set[str], bn_refs: Set[str], gn_ref: str):
+        super().__init__()
+        self.scopes = scopes
+        self.bn_refs = bn_refs
+        self.gn_ref = gn_ref
+        self.depth: List[str] = []
+        self.changed: List[Tuple[int, str]] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.depth.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self.depth.pop()
+        return updated
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.depth.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self.depth.pop()
+        return updated
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
+        if not self.depth or self.depth[0] not in self.scopes:
+            return updated
+        subject, new_test = self._widen(updated.test)
+        if subject is None:
+            return updated
+        line = self.get_metadata(PositionProvider, original).start.line
+        if new_test is not updated.test:
+            self.changed.append((line, f"isinstance(..., {self.gn_ref}) added to the BatchNorm2d check"))
+        body = updated.body
+        if isinstance(body, cst.IndentedBlock):
+            new_body, guarded = _guard_statements(body.body, subject)
+            if guarded:
+                self.changed.append((line, f"guarded {', '.join(guarded)} with `is not None`"))
+                body = body.with_changes(body=new_body)
+        return updated.with_changes(test=new_test, body=body)
+
+    def _widen(self, test: cst.BaseExpression):
+        """(subject name, new test) when ``test`` is ``isinstance(x, <BatchNorm2d>)``; (None, test) otherwise."""
+        if not (isinstance(test, cst.Call) and isinstance(test.func, cst.Name) and test.func.value == "isinstance"
+                and len(test.args) == 2):
+            return None, test
+        subject = _text(test.args[0].value)
+        kinds = test.args[1].value
+        if _text(kinds) in self.bn_refs:
+            elements = [cst.Element(kinds), cst.Element(cst.parse_expression(self.gn_ref))]
+            tuple_node = cst.Tuple(elements=elements)
+            arg = test.args[1].with_changes(value=tuple_node)
+            return subject, test.with_changes(args=[test.args[0], arg])
+        if isinstance(kinds, cst.Tuple):
+            texts = [_text(e.value) for e in kinds.elements]
+            if any(t in self.bn_refs for t in texts):
+                if any(t.endswith("GroupNorm") for t in texts):
+                    return subject, test
+                elements = list(kinds.elements)
+                last = elements[-1]
+                elements[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                elements.append(cst.Element(cst.parse_expression(self.gn_ref)))
+                arg = test.args[1].with_changes(value=kinds.with_changes(elements=elements))
+                return subject, test.with_changes(args=[test.args[0], arg])
+        return None, test
+
+
+def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str):
+    out: List[cst.BaseStatement] = []
+    guarded: List[str] = []
+    for stmt in statements:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            out.append(stmt)
+            continue
+        attrs = [_initialised_attr(small, subject) for small in stmt.body]
+        if not any(attrs):
+            out.append(stmt)
+            continue
+        for index, (small, attr) in enumerate(zip(stmt.body, attrs)):
+            line = cst.SimpleStatementLine(body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
+                                           leading_lines=stmt.leading_lines if index == 0 else (),
+                                           trailing_whitespace=stmt.trailing_whitespace)
+            if attr is None:
+                out.append(line)
+                continue
+            guard = cst.parse_expression(f"hasattr({subject}, '{attr}') and {subject}.{attr} is not None")
+            out.append(cst.If(test=guard, body=cst.IndentedBlock(body=[line.with_changes(leading_lines=())]),
+                              leading_lines=line.leading_lines))
+            guarded.append(f"{subject}.{attr}")
+    return out, guarded
+
+
+def _initialised_attr(small: cst.BaseSmallStatement, subject: str) -> Optional[str]:
+    """'weight' / 'bias' when the statement initialises ``subject.weight`` / ``subject.bias``."""
+    if not (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)):
+        return None
+    call = small.value
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and func.attr.value in INIT_FUNCS):
+        return None
+    candidates = [func.value] + ([call.args[0].value] if call.args else [])
+    for candidate in candidates:
+        text = _text(candidate)
+        for attr in ("weight", "bias"):
+            if text in (f"{subject}.{attr}", f"{subject}.{attr}.data"):
+                return attr
+    return None
+
+
+def widen_init_loops(module: cst.Module, scopes: Set[str], bn_refs: Set[str], gn_ref: str):
+    """Returns (module, [(line, note)])."""
+    if not scopes or not bn_refs:
+        return module, []
+    transformer = InitLoops(scopes, bn_refs, gn_ref)
+    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
+    return new_module, transformer.changed

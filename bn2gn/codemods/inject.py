@@ -1,0 +1,245 @@
+"""Shared LibCST helpers for injecting a definition once, after the imports, in the file's own style.
+
+Injected code is formatted with black on its own (never the user's file) and parsed so its
+indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or CRLF).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Sequence
+
+import black
+import libcst as cst
+import libcst.matchers as m
+
+
+def format_snippet(code: str) -> List[cst.BaseStatement]:
+    """Black-format ``code`` and parse it into statements (indent/newline resolved by the host module)."""
+    formatted = black.format_str(code, mode=black.Mode())
+    return list(cst.parse_module(formatted).body)
+
+
+def _is_import(stmt: cst.BaseStatement) -> bool:
+    return m.matches(stmt, m.SimpleStatementLine(body=[m.OneOf(m.Import(), m.ImportFrom())]))
+
+
+def _is_docstring(stmt: cst.BaseStatement) -> bool:
+    return m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]))
+
+
+def _is_guarded_import(stmt: cst.BaseStatement) -> bool:
+    """``try: import x / except ImportError`` and ``if TYPE_CHECKING:`` blocks count as imports."""
+    if isinstance(stmt, cst.Try):
+        return all(_is_import(s) for s in stmt.body.body)
+    return False
+
+
+def import_end_index(module: cst.Module) -> int:
+    """Index in ``module.body`` right after the leading docstring / __future__ / import block."""
+    index = 0
+    body = module.body
+    if body and _is_docstring(body[0]):
+        index = 1
+    last = index
+    for position in range(index, len(body)):
+        stmt = body[position]
+        if _is_import(stmt) or _is_guarded_import(stmt):
+            last = position + 1
+        elif isinstance(stmt, cst.SimpleStatementLine) and m.matches(
+                stmt, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])])):
+            continue
+        else:
+            break
+    return last
+
+
+def insert_after_imports(module: cst.Module, statements: Sequence[cst.BaseStatement]) -> cst.Module:
+    """Insert ``statements`` after the imports, separated from the code around them by blank lines."""
+    index = import_end_index(module)
+    statements = list(statements)
+    if not statements:
+        return module
+    blank = cst.EmptyLine()
+    first = statements[0]
+    statements[0] = first.with_changes(leading_lines=[blank, blank] if index else [])
+    body = list(module.body)
+    if index < len(body):
+        follower = body[index]
+        leading = list(follower.leading_lines)
+        blanks = 0
+        for line in leading:
+            if line.comment is None:
+                blanks += 1
+            else:
+                break
+        if blanks < 2:
+            leading = [cst.EmptyLine()] * (2 - blanks) + leading
+        body[index] = follower.with_changes(leading_lines=leading)
+    body[index:index] = statements
+    return module.with_changes(body=body)
+
+
+def defined_or_imported_names(module: cst.Module) -> set:
+    """Top-level names a module defines (def/class/assign) or imports, to avoid injecting twice."""
+    names = set()
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                    for alias in small.names:
+                        names.add(_alias_name(alias))
+                elif isinstance(small, cst.Import):
+                    for alias in small.names:
+                        names.add(_alias_name(alias).split(".")[0])
+                elif isinstance(small, cst.Assign):
+                    for target in small.targets:
+                        if isinstance(target.target, cst.Name):
+                            names.add(target.target.value)
+        elif isinstance(stmt, (cst.If, cst.Try)):
+            names |= defined_or_imported_names(cst.Module(body=list(stmt.body.body)))
+    return names
+
+
+def _alias_name(alias: cst.ImportAlias) -> str:
+    if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+        return alias.asname.name.value
+    return cst.Module(body=[]).code_for_node(alias.name)
+
+
+def torch_nn_name(module: cst.Module) -> Optional[str]:
+    """The expression this file uses for ``torch.nn``: ``nn`` (any alias) or ``torch.nn``; None if neither."""
+    torch_name = None
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Import):
+                for alias in small.names:
+                    dotted = cst.Module(body=[]).code_for_node(alias.name)
+                    if dotted == "torch.nn" and alias.asname is not None:
+                        return _alias_name(alias)
+                    if dotted in ("torch", "torch.nn") and alias.asname is None:
+                        torch_name = "torch.nn"
+                    if dotted == "torch" and alias.asname is not None:
+                        torch_name = f"{_alias_name(alias)}.nn"
+            elif isinstance(small, cst.ImportFrom) and small.module is not None:
+                source = cst.Module(body=[]).code_for_node(small.module)
+                if source == "torch" and not isinstance(small.names, cst.ImportStar) and not small.relative:
+                    for alias in small.names:
+                        if cst.Module(body=[]).code_for_node(alias.name) == "nn":
+                            return _alias_name(alias)
+    return torch_name
+
+
+def ensure_nn_import(module: cst.Module) -> tuple:
+    """Return (module, nn_expression); adds ``import torch.nn as nn`` only when torch.nn has no name yet."""
+    name = torch_nn_name(module)
+    if name is not None:
+        return module, name
+    index = import_end_index(module)
+    stmt = cst.parse_statement("import torch.nn as nn\n")
+    body = list(module.body)
+    body[index:index] = [stmt]
+    return module.with_changes(body=body), "nn"
+
+
+def dotted_name(expr: cst.BaseExpression) -> Optional[str]:
+    """``a.b.c`` for a Name/Attribute chain, None for anything else (calls, subscripts)."""
+    if isinstance(expr, cst.Name):
+        return expr.value
+    if isinstance(expr, cst.Attribute):
+        base = dotted_name(expr.value)
+        return f"{base}.{expr.attr.value}" if base else None
+    return None
+
+
+def enclosing_statement(node: cst.CSTNode, parents) -> Optional[cst.CSTNode]:
+    """The statement holding ``node`` that sits directly in a Module, IndentedBlock or one-line suite.
+
+    ``parents`` maps node -> parent (LibCST's ParentNodeProvider); for a one-line suite
+    (``if x: a(); b()``) the small statement inside the suite is returned.
+    """
+    current = node
+    while current in parents:
+        parent = parents[current]
+        if isinstance(parent, (cst.Module, cst.IndentedBlock, cst.SimpleStatementSuite)):
+            return current
+        current = parent
+    return None
+
+
+def enclosing_scope(node: cst.CSTNode, parents) -> str:
+    """``Class.method``, ``function``, ``outer.inner`` or ``<module>`` for the code holding ``node``."""
+    names = []
+    current = node
+    while current in parents:
+        current = parents[current]
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
+            names.append(current.name.value)
+    return ".".join(reversed(names)) if names else "<module>"
+
+
+@dataclasses.dataclass
+class PlannedInsertion:
+    """Statements to insert right before or after an anchor statement, and what the report says about it."""
+
+    rule: object  # bn2gn.rules.Rule
+    anchor: cst.CSTNode  # a statement of the module being patched (compared by identity)
+    where: str  # "before" | "after"
+    statements: List[cst.BaseStatement]
+    line: int
+    scope: str
+    message: str
+
+    def as_dict(self, path) -> dict:
+        return {"path": str(path), "line": self.line, "scope": self.scope, "rule": self.rule.code,
+                "message": self.message}
+
+
+class InsertStatements(cst.CSTTransformer):
+    """Apply planned insertions (and whole-call replacements) in one pass, keyed by original nodes.
+
+    In a one-line suite (``if x: model.train()``) the inserted statements join the suite with ``;``.
+    """
+
+    def __init__(self, insertions: Sequence[PlannedInsertion], call_rewrites: Optional[dict] = None):
+        super().__init__()
+        self.before: dict = {}
+        self.after: dict = {}
+        for item in insertions:
+            side = self.before if item.where == "before" else self.after
+            side.setdefault(item.anchor, []).extend(item.statements)
+        self.call_rewrites = call_rewrites or {}
+
+    def _rebuild(self, originals, updated, small: bool) -> list:
+        body = []
+        for original, new in zip(originals, updated):
+            body.extend(_as_small(self.before.get(original, ()), small))
+            body.append(new)
+            body.extend(_as_small(self.after.get(original, ()), small))
+        return body
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        rewrite = self.call_rewrites.get(original_node)
+        return rewrite(updated_node) if rewrite else updated_node
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, False))
+
+    def leave_IndentedBlock(self, original_node, updated_node) -> cst.IndentedBlock:
+        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, False))
+
+    def leave_SimpleStatementSuite(self, original_node, updated_node) -> cst.SimpleStatementSuite:
+        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, True))
+
+
+def _as_small(statements, small: bool) -> list:
+    if not small:
+        return list(statements)
+    flat = []
+    for stmt in statements:
+        flat.extend(s.with_changes(semicolon=cst.MaybeSentinel.DEFAULT) for s in stmt.body)
+    return flat

@@ -1,0 +1,115 @@
+"""Configuration: defaults, the ``[tool.bn2gn]`` table of the nearest pyproject.toml / bn2gn.toml, CLI overrides.
+
+The backbone-attribute rule lives here because rewrite, patch-trainer, remap-ckpt and the
+runtime checks must all agree on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from .errors import Bn2gnError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_BACKBONE_ATTRS = ("backbone", "base_layer")
+CONFIG_KEYS = ("backbone-attrs", "roots", "convert", "keep", "select", "skip", "include", "exclude")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything the analysis and the codemods need to agree on."""
+
+    backbone_attrs: tuple = DEFAULT_BACKBONE_ATTRS
+    roots: tuple = ()
+    convert: tuple = ()
+    keep: tuple = ()
+    select: tuple = ()
+    skip: tuple = ()
+    include: tuple = ()
+    exclude: tuple = ()
+    source: Optional[Path] = None
+
+    def is_backbone_attr(self, name: str) -> bool:
+        return name in self.backbone_attrs
+
+    def is_backbone_path(self, dotted: str) -> bool:
+        return is_backbone_path(dotted, self.backbone_attrs)
+
+
+def is_backbone_path(dotted: str, attrs: Iterable[str]) -> bool:
+    """True when a whole component of a dotted module path is a backbone attribute.
+
+    ``base`` matches ``base.0.bn`` but never ``base3d``, ``base_layer`` or ``database``.
+    """
+    wanted = set(attrs)
+    return any(part in wanted for part in dotted.split("."))
+
+
+def find_config_file(start: Path) -> Optional[Path]:
+    """The nearest bn2gn.toml, or pyproject.toml holding a [tool.bn2gn] table, at or above ``start``."""
+    here = start.resolve()
+    if here.is_file() or not here.exists():
+        here = here.parent
+    for folder in (here, *here.parents):
+        for name in ("bn2gn.toml", "pyproject.toml"):
+            candidate = folder / name
+            if candidate.is_file() and (name == "bn2gn.toml" or _has_bn2gn_table(candidate)):
+                return candidate
+    return None
+
+
+def _has_bn2gn_table(path: Path) -> bool:
+    try:
+        return b"[tool.bn2gn" in path.read_bytes()
+    except OSError:
+        return False
+
+
+def read_config_table(path: Path) -> dict:
+    """The [tool.bn2gn] table (or, in bn2gn.toml, the top level when it has no such table)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise Bn2gnError(f"{path}: cannot read configuration ({exc}); fix or remove the file") from None
+    table = data.get("tool", {}).get("bn2gn")
+    if table is None and path.name == "bn2gn.toml":
+        table = {k: v for k, v in data.items() if k != "tool"}
+    table = table or {}
+    normalised = {}
+    for key, value in table.items():
+        norm = key.replace("_", "-")
+        if norm not in CONFIG_KEYS:
+            raise Bn2gnError(f"{path}: unknown [tool.bn2gn] key {key!r}; known keys: {', '.join(CONFIG_KEYS)}")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise Bn2gnError(f"{path}: [tool.bn2gn] {key} must be a list of strings")
+        normalised[norm] = tuple(value)
+    return normalised
+
+
+def load_config(targets: Sequence[Path], config_file: Optional[Path] = None, **cli) -> Config:
+    """Merge defaults, the config file found above the first target, and CLI values (CLI wins per key).
+
+    ``backbone_attrs`` always include the defaults; CLI/config names are added to them.
+    """
+    path = config_file or (find_config_file(Path(targets[0])) if targets else None)
+    table = read_config_table(path) if path else {}
+    values = {}
+    for key in CONFIG_KEYS:
+        field = key.replace("-", "_")
+        cli_value = tuple(cli.get(field) or ())
+        values[field] = cli_value or table.get(key, ())
+    extra = values.pop("backbone_attrs")
+    attrs = tuple(dict.fromkeys(DEFAULT_BACKBONE_ATTRS + tuple(extra)))
+    for name in attrs:
+        if not name.isidentifier():
+            raise Bn2gnError(f"backbone attribute {name!r} is not a Python identifier")
+    return Config(backbone_attrs=attrs, source=path, **values)

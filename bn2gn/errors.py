@@ -1,0 +1,33 @@
+"""Exit codes and the one exception type that reaches the CLI as a one-line message."""
+
+import click
+
+EXIT_OK = 0
+#: ``--check`` found pending changes, some files failed, or a verification failed.
+EXIT_FAILED = 1
+#: Usage or configuration error: bad flag, missing path, unreadable config.
+EXIT_USAGE = 2
+#: An unexpected exception inside bn2gn (a bug): one line, no traceback unless BN2GN_DEBUG=1.
+EXIT_INTERNAL = 3
+
+
+class Bn2gnError(click.ClickException):
+    """An error the user can act on; the CLI prints it as one line and exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+        self.exit_code = code
+
+    def show(self, file=None) -> None:
+        click.echo(f"bn2gn: error: {self.format_message()}", file=file, err=True)
+
+
+class SourceError(Exception):
+    """A source file bn2gn cannot read or parse; reported as ``file:line: reason``."""
+
+    def __init__(self, path, line: int, reason: str):
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason

@@ -1,0 +1,143 @@
+"""One path for write, --diff and --check: a transform yields a FileResult, apply_results acts on it.
+
+A transform never raises for a bad file: the failure is a result, so one file never stops a run.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, TextIO
+
+import libcst as cst
+
+from .errors import EXIT_FAILED, EXIT_OK, SourceError
+from .rules import Rule
+from .sources import SourceText, read_source, write_atomic
+
+WRITE, DIFF, CHECK = "write", "diff", "check"
+
+
+@dataclasses.dataclass
+class Change:
+    """One edit a rule made, for the report (``file:line`` and what happened)."""
+
+    rule: Rule
+    line: int
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule.code, "line": self.line, "message": self.message}
+
+
+@dataclasses.dataclass
+class FileResult:
+    path: Path
+    status: str  # "unchanged" | "changed" | "failed"
+    source: Optional[SourceText] = None
+    new_text: Optional[str] = None
+    changes: List[Change] = dataclasses.field(default_factory=list)
+    error: Optional[str] = None
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def new_bytes(self) -> bytes:
+        return self.source.encode(self.new_text)
+
+    def as_dict(self) -> dict:
+        data = {"path": str(self.path), "status": self.status,
+                "changes": [c.as_dict() for c in self.changes]}
+        if self.error:
+            data["error"] = self.error
+        if self.notes:
+            data["notes"] = list(self.notes)
+        return data
+
+
+def failed(path: Path, error: str, source: Optional[SourceText] = None) -> FileResult:
+    return FileResult(path=Path(path), status="failed", source=source, error=error)
+
+
+def parse_error(path: Path, exc: BaseException) -> str:
+    """``file:line: reason`` for a SyntaxError, a LibCST ParserSyntaxError or a SourceError."""
+    if isinstance(exc, SourceError):
+        return str(exc)
+    line = getattr(exc, "lineno", None) or getattr(exc, "raw_line", None) or 1
+    reason = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc).splitlines()[0]
+    return f"{path}:{line}: cannot parse: {reason}"
+
+
+def check_python(text: str, filename: str = "<bn2gn>") -> None:
+    """Raise SyntaxError unless ``text`` is valid Python for this interpreter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compile(text, filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+
+
+def parse_module(source: SourceText) -> cst.Module:
+    """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient)."""
+    check_python(source.text, str(source.path))
+    return cst.parse_module(source.text)
+
+
+def finish(source: SourceText, new_text: str, changes: Iterable[Change], notes: Iterable[str] = ()) -> FileResult:
+    """Turn a transform's output into a result; output that does not parse is a failure, not a write."""
+    changes = list(changes)
+    if new_text == source.text:
+        return FileResult(path=source.path, status="unchanged", source=source, new_text=new_text,
+                          changes=[], notes=list(notes))
+    try:
+        check_python(new_text)
+        cst.parse_module(new_text)
+        source.encode(new_text)
+    except (SyntaxError, ValueError, cst.ParserSyntaxError, UnicodeEncodeError) as exc:
+        return failed(source.path, f"{source.path}:1: bn2gn produced output that does not parse ({exc}); "
+                      "file left unchanged, please report this", source)
+    return FileResult(path=source.path, status="changed", source=source, new_text=new_text,
+                      changes=changes, notes=list(notes))
+
+
+def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> FileResult:
+    """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
+    try:
+        source = read_source(path)
+        return transform(source)
+    except SourceError as exc:
+        return failed(path, str(exc))
+    except (SyntaxError, cst.ParserSyntaxError) as exc:
+        return failed(path, parse_error(path, exc))
+    except RecursionError:
+        return failed(path, f"{path}:1: too deeply nested for bn2gn to analyse; file left unchanged")
+
+
+def unified_diff(result: FileResult) -> str:
+    if result.status != "changed":
+        return ""
+    name = result.path.as_posix()
+    lines = difflib.unified_diff(result.source.text.splitlines(keepends=True),
+                                 result.new_text.splitlines(keepends=True),
+                                 fromfile=f"a/{name}", tofile=f"b/{name}")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
+    """Write (mode write), print diffs (mode diff) or do nothing (mode check); return the exit code."""
+    for result in results:
+        if result.status != "changed":
+            continue
+        if mode == WRITE:
+            try:
+                write_atomic(result.path, result.new_bytes)
+            except OSError as exc:
+                result.status = "failed"
+                result.error = f"{result.path}:1: cannot write ({exc.strerror or exc}); file left unchanged"
+        elif mode == DIFF:
+            out.write(unified_diff(result))
+    if any(r.status == "failed" for r in results):
+        return EXIT_FAILED
+    if mode == CHECK and any(r.status == "changed" for r in results):
+        return EXIT_FAILED
+    return EXIT_OK

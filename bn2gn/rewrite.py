@@ -1,0 +1,145 @@
+"""The rewrite engine: plan -> per-file LibCST codemods -> FileResults (no I/O decisions here)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+
+from .analysis.facts import ModuleFacts
+from .analysis.plan import CONVERT, UNSURE, Plan, Site
+from .analysis.scan import build_plan
+from .config import Config
+from .pipeline import Change, FileResult, failed, finish, parse_module, run_transform
+from .rules import Rule
+from .sources import SourceText
+
+BN2D = {"torch.nn.BatchNorm2d", "torch.nn.modules.batchnorm.BatchNorm2d"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileJob:
+    """Everything a worker needs to rewrite one file (picklable, for -j)."""
+
+    path: Path
+    display: str
+    sites: Tuple[Site, ...]
+    init_scopes: FrozenSet[str]
+    bn_refs: FrozenSet[str]
+    rules: FrozenSet[Rule]
+
+
+@dataclasses.dataclass
+class RewriteRun:
+    plan: Plan
+    results: List[FileResult]
+
+
+def batchnorm_ref_texts(facts: ModuleFacts) -> Set[str]:
+    """How this file spells torch.nn.BatchNorm2d (``nn.BatchNorm2d``, ``BN``, an alias...)."""
+    refs = set()
+    for name, dotted in facts.imports.items():
+        if dotted in BN2D:
+            refs.add(name)
+        elif dotted == "torch.nn":
+            refs.add(f"{name}.BatchNorm2d")
+        elif dotted == "torch":
+            refs.add(f"{name}.nn.BatchNorm2d")
+    refs.update(name for name, op in facts.bn_aliases.items() if op == "BatchNorm2d")
+    return refs
+
+
+def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
+    """Top-level classes/functions whose init loops must also cover GroupNorm.
+
+    Those holding converted sites or get_group_norm calls, plus same-file functions they call
+    (``fill_fc_weights(fc)``, ``self.apply(weights_init)``).
+    """
+    scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
+    for node in facts.tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "get_group_norm"
+                for n in ast.walk(node)):
+            scopes.add(node.name)
+    functions = {n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in facts.tree.body:
+        if getattr(node, "name", None) in scopes:
+            scopes |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in functions}
+    return scopes
+
+
+def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
+    """Apply the selected rewrite rules to one file's text."""
+    from .codemods.group_norm_helper import inject_group_norm_helper
+    from .codemods.inject import ensure_nn_import, torch_nn_name
+    from .codemods.init_loops import widen_init_loops
+    from .codemods.replace_batchnorm import replace_batchnorm
+
+    module = parse_module(source)
+    changes: List[Change] = []
+    notes: List[str] = []
+    if Rule.REPLACE_BATCHNORM in job.rules:
+        positions = {(s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"}
+        module, converted, refused = replace_batchnorm(module, positions)
+        changes += [Change(Rule.REPLACE_BATCHNORM, line, note) for line, note in converted]
+        notes += [f"{job.display}:{line}: BatchNorm2d not converted: {why}" for line, why in refused]
+    if Rule.INIT_LOOPS in job.rules and job.init_scopes:
+        gn_ref = (torch_nn_name(module) or "nn") + ".GroupNorm"
+        widened, loop_changes = widen_init_loops(module, set(job.init_scopes), set(job.bn_refs), gn_ref)
+        if loop_changes:
+            if torch_nn_name(module) is None:
+                widened, _ = ensure_nn_import(widened)
+            module = widened
+            changes += [Change(Rule.INIT_LOOPS, line, note) for line, note in loop_changes]
+    if Rule.INJECT_GROUP_NORM_HELPER in job.rules:
+        module, injected = inject_group_norm_helper(module)
+        if injected:
+            changes.append(Change(Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports"))
+    return finish(source, module.code, changes, notes)
+
+
+def run_job(job: FileJob) -> FileResult:
+    return run_transform(job.path, lambda source: rewrite_source(source, job))
+
+
+def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
+    """One job per file that has something to convert or already uses get_group_norm."""
+    jobs = []
+    if project is None:
+        return jobs
+    for facts in project.modules:
+        sites = tuple(plan.sites_in(facts.display))
+        scopes = init_loop_scopes(facts, sites)
+        if any(s.decision == CONVERT for s in sites) or scopes:
+            jobs.append(FileJob(path=facts.path, display=facts.display, sites=sites, init_scopes=frozenset(scopes),
+                                bn_refs=frozenset(batchnorm_ref_texts(facts)), rules=rules))
+    return jobs
+
+
+def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+    return [run_job(job) for job in jobs]
+
+
+def rewrite_paths(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], workers: int = 1,
+                  plan: Optional[Plan] = None, project=None) -> RewriteRun:
+    """Plan (unless given), then rewrite every file that needs it. Parse failures become failed results."""
+    if plan is None:
+        plan, project = build_plan(paths, config)
+    results = run_jobs(plan_jobs(plan, project, rules), workers)
+    results += [failed(Path(e.split(":", 1)[0]), e) for e in plan.errors]
+    _mark_refused(plan, results)
+    return RewriteRun(plan=plan, results=results)
+
+
+def _mark_refused(plan: Plan, results: List[FileResult]) -> None:
+    """Sites the codemod could not map (``*args``) are reported as unsure, not silently kept."""
+    refused = {note.split(": BatchNorm2d not converted")[0] for r in results for note in r.notes}
+    for site in plan.sites:
+        if f"{site.path}:{site.line}" in refused:
+            site.decision = UNSURE
+            site.reason += "; the call's arguments cannot be mapped to get_group_norm"
