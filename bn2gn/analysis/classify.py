@@ -29,6 +29,7 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
     models = [analyse_root(project, d, attrs) for d in candidates]
     models = [m for m in models if m.has_backbone or (set(project.reach(project.refs(m.cls))) & classes)]
     possible: Dict[Definition, Dict[Definition, str]] = {}
+    claims_by_globals: Dict[Tuple[Definition, Definition], bool] = {}
     for model in models:
         for attr, line, uses_globals in model.opaque:
             scope = _dynamic_scope(project, model, uses_globals)
@@ -36,9 +37,14 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
             for definition in scope:
                 if definition not in model.head_reach and definition is not model.cls:
                     possible.setdefault(definition, {}).setdefault(model.cls, label)
-    # a candidate that may be another root's dynamic backbone is not a root, unless they claim each other
-    roots = [m for m in models
-             if not any(m.cls not in possible.get(claimer, {}) for claimer in possible.get(m.cls, {}))]
+                    if uses_globals:
+                        claims_by_globals[(model.cls, definition)] = True
+    # A candidate that may be another root's dynamic backbone is not a root, unless they claim each other.
+    # Only a globals() lookup can claim a candidate with backbone attributes of its own: a registry
+    # lookup (BACKBONES[name]) does not make every other detector in the tree a backbone.
+    roots = [m for m in models if not any(
+        m.cls not in possible.get(claimer, {}) and (claims_by_globals.get((claimer, m.cls)) or not m.has_backbone)
+        for claimer in possible.get(m.cls, {}))]
     root_defs = {m.cls for m in roots}
     labels = {d: next(iter(by.values())) for d, by in possible.items() if d not in root_defs}
     return roots, labels

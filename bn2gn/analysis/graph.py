@@ -79,9 +79,9 @@ class Project:
             self._refs[definition] = cached
         return cached
 
-    def reach(self, start: Iterable[Definition]) -> Dict[Definition, Definition]:
-        """Everything reachable from ``start``; maps each definition to the one it was first reached from."""
-        seen: Dict[Definition, Definition] = {}
+    def reach(self, start: Iterable[Definition], avoid: Optional[Definition] = None) -> Dict[Definition, Definition]:
+        """Everything reachable from ``start`` (never entering ``avoid``); maps each to where it was first reached."""
+        seen: Dict[Definition, Definition] = {avoid: avoid} if avoid is not None else {}
         queue = deque()
         for item in start:
             if item not in seen:
@@ -93,6 +93,7 @@ class Project:
                 if nxt not in seen:
                     seen[nxt] = seen[current]
                     queue.append(nxt)
+        seen.pop(avoid, None)
         return seen
 
     # -- locals ----------------------------------------------------------------------------------

@@ -65,12 +65,14 @@ def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel
             if attr in backbone_attrs and _is_opaque(project, cls, stmt, refs):
                 opaque.append((attr, stmt.node.lineno, _uses_globals(stmt)))
     return RootModel(cls=cls, attrs_of=attrs_of, backbone_attrs=found_backbone,
-                     bb_reach=_reach_labelled(project, bb_start), head_reach=_reach_labelled(project, head_start),
+                     bb_reach=_reach_labelled(project, bb_start, cls), head_reach=_reach_labelled(project, head_start, cls),
                      opaque=opaque)
 
 
-def _reach_labelled(project: Project, start: Dict[Definition, str]) -> Dict[Definition, str]:
-    origin = project.reach(start)
+def _reach_labelled(project: Project, start: Dict[Definition, str], root: Definition) -> Dict[Definition, str]:
+    """What the attributes reach, never through the root class itself (``super(Root, self)`` names it)."""
+    start = {d: a for d, a in start.items() if d is not root}
+    origin = project.reach(start, avoid=root)
     return {definition: start[first] for definition, first in origin.items()}
 
 

@@ -1,0 +1,55 @@
+"""Shared test helpers: fixture locations, copying a case, running the CLI in-process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+GOLDEN = FIXTURES / "golden"
+CENTERNET = FIXTURES / "centernet_mini"
+REWRITE_CASES = FIXTURES / "rewrite"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-goldens", action="store_true",
+                     help="Rewrite fixtures/golden from the current output (read every diff before committing).")
+
+
+@pytest.fixture
+def regen(request) -> bool:
+    return request.config.getoption("--regen-goldens")
+
+
+def case_dir(case: str) -> Path:
+    return CENTERNET if case == "centernet_mini" else REWRITE_CASES / case
+
+
+def copy_case(case: str, dest: Path) -> Path:
+    target = dest / case
+    shutil.copytree(case_dir(case), target, symlinks=True)
+    return target
+
+
+def snapshot(folder: Path) -> dict:
+    """relative path -> bytes, for every file below ``folder``."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def run_cli(args, cwd: Path = None):
+    """Invoke the click group in-process from ``cwd``; returns click's Result."""
+    from bn2gn.cli import cli
+
+    old = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        os.chdir(old)

@@ -1,0 +1,63 @@
+"""Configuration: whole-component backbone matching, config discovery, CLI over config."""
+
+from __future__ import annotations
+
+import pytest
+
+from bn2gn.config import DEFAULT_BACKBONE_ATTRS, is_backbone_path, load_config
+from bn2gn.errors import Bn2gnError
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("base.0.bn", True),
+    ("base3d.0.bn", False),
+    ("base_layer.1", False),
+    ("database.bn", False),
+    ("head.base", True),
+    ("rebase.bn", False),
+])
+def test_backbone_name_matches_whole_components_only(path, expected):
+    assert is_backbone_path(path, ["base"]) is expected
+
+
+def test_defaults_are_seed3_names():
+    assert DEFAULT_BACKBONE_ATTRS == ("backbone", "base_layer")
+
+
+def test_nearest_pyproject_is_used_and_cli_overrides(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["layer1"]\nroots = ["Net"]\n')
+    pkg = tmp_path / "lib" / "models"
+    pkg.mkdir(parents=True)
+    config = load_config([pkg])
+    assert config.backbone_attrs == ("backbone", "base_layer", "layer1")
+    assert config.roots == ("Net",)
+    config = load_config([pkg], backbone_attrs=("stem",))
+    assert config.backbone_attrs == ("backbone", "base_layer", "stem")
+
+
+def test_bn2gn_toml_wins_over_pyproject_in_same_folder(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["a"]\n')
+    (tmp_path / "bn2gn.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["b"]\n')
+    assert load_config([tmp_path]).backbone_attrs[-1] == "b"
+
+
+def test_pyproject_without_table_is_skipped(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    assert load_config([tmp_path]).source is None or load_config([tmp_path]).source != tmp_path / "pyproject.toml"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[tool.bn2gn]\nbackbone-attrs = 3\n', "list of strings"),
+    ('[tool.bn2gn]\nunknown = ["x"]\n', "unknown"),
+    ('[tool.bn2gn\n', "cannot read"),
+])
+def test_bad_config_is_a_usage_error(tmp_path, text, fragment):
+    (tmp_path / "bn2gn.toml").write_text(text)
+    with pytest.raises(Bn2gnError) as info:
+        load_config([tmp_path])
+    assert fragment in str(info.value) and info.value.code == 2
+
+
+def test_backbone_attr_must_be_identifier(tmp_path):
+    with pytest.raises(Bn2gnError):
+        load_config([tmp_path], backbone_attrs=("not-a-name",))
