@@ -54,7 +54,7 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
         click.echo(render_json(plan), nl=False)
     else:
         text = render_text(plan, verbose=verbose)
-        click.echo(text.splitlines()[-1] if quiet else text, nl=not quiet and False or quiet)
+        click.echo(text.splitlines()[-1] if quiet else text.rstrip("\n"))
     if output:
         from ..sources import write_atomic
 
