@@ -146,3 +146,17 @@ def test_python_m_and_light_imports(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert "0 sites" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_internal_error_is_one_line_exit_3(tmp_path, monkeypatch):
+    import bn2gn.analysis.scan as scan_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated bug\nsecond line")
+
+    monkeypatch.setattr(scan_module, "build_plan", boom)
+    root = copy_case("two_space", tmp_path)
+    result = run_cli(["scan", "."], cwd=root)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == ("bn2gn: error: internal error: RuntimeError: simulated bug "
+                                     "(set BN2GN_DEBUG=1 for a traceback and please report it)")
