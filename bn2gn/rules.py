@@ -25,7 +25,7 @@ class Rule(enum.Enum):
     EVAL_AFTER_TRAIN = ("BN2GN203", "eval-after-train",
                         "re-assert eval() on backbone BatchNorm after every model.train() (seed3 §4)", True)
     EXCLUDE_FROZEN_FROM_OPTIMIZER = ("BN2GN204", "exclude-frozen-from-optimizer",
-                                     "pass only parameters that require grad to the optimizer (seed2; opt-in)", False)
+                                     "pass only parameters that require grad to the optimizer (seed2)", False)
 
     def __init__(self, code: str, slug: str, description: str, default: bool):
         self.code = code

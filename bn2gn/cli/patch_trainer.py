@@ -1,0 +1,83 @@
+"""`bn2gn patch-trainer`: freeze the backbone BatchNorm before the optimizer and after every .train()."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_USAGE, Bn2gnError
+from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+
+
+@cli.command("patch-trainer")
+@click.argument("paths", nargs=-1, metavar="FILE...", type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["auto", "script", "trainer"]), default="auto", show_default=True,
+              help="Treat each file as a train script (optimizer), a trainer (.train()), or recognise both.")
+@click.option("--optimizer-call", "optimizer_calls", multiple=True, metavar="NAME",
+              help="Also treat calls to NAME (or a.b.NAME when dotted) as building the optimizer (repeatable).")
+@click.option("--model-var", metavar="EXPR",
+              help="The model the optimizer trains (e.g. model or self.model) when bn2gn cannot tell.")
+@click.option("--insert-before-line", type=click.IntRange(min=1), metavar="N",
+              help="Insert the freeze before the statement starting on line N (one FILE only).")
+@click.option("--helper-module", metavar="MODULE",
+              help="Import freeze_backbone_bn/keep_backbone_bn_eval from MODULE (e.g. bn2gn.runtime) "
+                   "instead of defining them in each file.")
+@click.option("--exclude-frozen-from-optimizer", "exclude_frozen", is_flag=True,
+              help="Also pass the optimizer only parameters that require grad (BN2GN204).")
+@config_options
+@mode_options
+@rule_options
+@output_options
+def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, helper_module, exclude_frozen,
+                  config_file, backbone_attrs, diff, check, select, skip, list_rules, quiet, verbose, fmt):
+    """Keep the backbone BatchNorm frozen: freeze before the optimizer (train scripts), re-assert eval
+    after every .train() (trainers). FILE may also be a directory: files in it without training code
+    are left alone."""
+    if list_rules:
+        echo_rules("BN2GN2")
+        return
+    from ..config import load_config
+    from ..discovery import discover
+    from ..pipeline import apply_results
+    from ..trainer import TrainerOptions, patch_files, trainer_rules
+    from .scan_rewrite import report_results
+
+    if not paths:
+        raise Bn2gnError("no FILE given: name the train script(s) and trainer(s), e.g. train.py "
+                         "lib/Trainer/base_trainer.py")
+    mode = mode_of(diff, check)
+    _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module)
+    config = load_config(list(paths), config_file=config_file, backbone_attrs=backbone_attrs, select=select,
+                         skip=skip)
+    options = TrainerOptions(rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=bool(select)),
+                             backbone_attrs=tuple(config.backbone_attrs), kind=kind,
+                             optimizer_calls=tuple(optimizer_calls), model_var=model_var,
+                             insert_before_line=insert_before_line, helper_module=helper_module)
+    files = discover(list(paths), config.include, config.exclude).files
+    results, usage = patch_files(files, options, explicit=[p for p in paths if Path(p).is_file()])
+    if usage:
+        for message in usage:
+            click.echo(f"bn2gn: error: {message}", err=True)
+        click.echo("bn2gn: nothing written; fix the invocation above and run again", err=True)
+        sys.exit(EXIT_USAGE)
+    code = apply_results(results, mode, sys.stdout)
+    report_results("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
+    sys.exit(code)
+
+
+def _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module) -> None:
+    if insert_before_line is not None and (len(paths) != 1 or not Path(paths[0]).is_file()):
+        raise Bn2gnError("--insert-before-line N applies to one file: name exactly one FILE")
+    if model_var is not None and not _dotted(model_var):
+        raise Bn2gnError(f"--model-var {model_var!r} is not a name or attribute path such as model or self.model")
+    if helper_module is not None and not _dotted(helper_module):
+        raise Bn2gnError(f"--helper-module {helper_module!r} is not a module path such as bn2gn.runtime")
+    for name in optimizer_calls:
+        if not _dotted(name):
+            raise Bn2gnError(f"--optimizer-call {name!r} is not a function name such as make_optimizer")
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))

@@ -1,0 +1,105 @@
+"""BN2GN202 (seed3 §3-4): define freeze_backbone_bn / keep_backbone_bn_eval once per patched file.
+
+The definitions are generated from ``bn2gn.runtime``, the same functions ``bn2gn demo``/``verify``
+and the tests run, with the configured backbone attributes as the default argument and the
+runtime's helpers renamed ``_bn2gn_*`` so they cannot collide with the file's own names. They go
+after the imports, black-formatted, in the file's indentation and newlines. With
+``--helper-module MOD`` a ``from MOD import ...`` line is added instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import List, Optional, Sequence, Tuple
+
+import libcst as cst
+import libcst.matchers as m
+
+from .. import runtime
+from .inject import defined_or_imported_names, format_snippet, import_end_index, insert_after_imports
+
+PUBLIC = ("freeze_backbone_bn", "keep_backbone_bn_eval")
+HELPERS = {"unwrap_model": "_bn2gn_unwrap_model", "backbone_batchnorms": "_bn2gn_backbone_batchnorms"}
+ORDER = ("unwrap_model", "backbone_batchnorms", "freeze_backbone_bn", "keep_backbone_bn_eval")
+HEADER = "# Added by bn2gn patch-trainer: keeps the pretrained backbone BatchNorm frozen while training."
+
+
+@functools.lru_cache(maxsize=32)
+def runtime_source(names: Tuple[str, ...], backbone_attrs: Tuple[str, ...]) -> str:
+    """Black-formatted source of the runtime functions ``names`` and the helpers they call."""
+    wanted = set(names) | set(HELPERS)
+    chunks = []
+    for name in ORDER:
+        if name in wanted:
+            tree = cst.parse_module(inspect.getsource(getattr(runtime, name)))
+            chunks.append(tree.visit(_Specialise(backbone_attrs)).code)
+    return format_snippet_source("\n\n".join(chunks))
+
+
+def format_snippet_source(code: str) -> str:
+    return cst.Module(body=format_snippet(code)).code
+
+
+class _Specialise(cst.CSTTransformer):
+    """Rename the runtime's helpers and bake the configured backbone attributes into the default."""
+
+    def __init__(self, backbone_attrs: Sequence[str]):
+        super().__init__()
+        self.default = cst.parse_expression(repr(tuple(backbone_attrs)))
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
+        return updated_node.with_changes(value=HELPERS.get(updated_node.value, updated_node.value))
+
+    def leave_Param(self, original_node: cst.Param, updated_node: cst.Param) -> cst.Param:
+        if updated_node.name.value == "backbone_attrs":
+            return updated_node.with_changes(default=self.default)
+        return updated_node
+
+
+class InjectFreezeHelper:
+    """Define (or import) every runtime function the file calls but does not define or import yet."""
+
+    def __init__(self, backbone_attrs: Sequence[str], helper_module: Optional[str] = None):
+        self.backbone_attrs = tuple(backbone_attrs)
+        self.helper_module = helper_module
+
+    def missing(self, module: cst.Module) -> List[str]:
+        have = defined_or_imported_names(module)
+        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))}
+        return [name for name in PUBLIC if name in called and name not in have]
+
+    def apply(self, module: cst.Module) -> Tuple[cst.Module, List[str]]:
+        """Return the module with the missing definitions (or the import) added, and their names."""
+        names = self.missing(module)
+        if not names:
+            return module, []
+        if self.helper_module:
+            index = import_end_index(module)
+            statement = cst.parse_statement(f"from {self.helper_module} import {', '.join(names)}\n")
+            body = list(module.body)
+            body[index:index] = [statement]
+            return module.with_changes(body=body), names
+        have = defined_or_imported_names(module)
+        statements = cst.parse_module(runtime_source(tuple(names), self.backbone_attrs)).body
+        statements = [s for s in statements if not (isinstance(s, cst.FunctionDef) and s.name.value in have)]
+        index = import_end_index(module)
+        module = insert_after_imports(module, statements)
+        first = module.body[index]
+        header = cst.EmptyLine(comment=cst.Comment(HEADER))
+        module = module.with_changes(body=[*module.body[:index], first.with_changes(
+            leading_lines=[*first.leading_lines, header]), *module.body[index + 1:]])
+        return module, names
+
+    def stale_defaults(self, module: cst.Module) -> Optional[Tuple[str, ...]]:
+        """The backbone attributes an earlier injection baked in, when they differ from the configuration."""
+        for stmt in module.body:
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in PUBLIC:
+                for param in stmt.params.params:
+                    if param.name.value == "backbone_attrs" and isinstance(param.default, cst.Tuple):
+                        values = tuple(e.value.evaluated_value for e in param.default.elements
+                                       if isinstance(e.value, cst.SimpleString))
+                        if values != self.backbone_attrs:
+                            return values
+        return None
+

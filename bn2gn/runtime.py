@@ -1,0 +1,73 @@
+"""Runtime half of patch-trainer (seed3 §3-4): freeze the backbone BatchNorm and keep it frozen.
+
+These functions are the single source of truth for the logic bn2gn injects into training code:
+``bn2gn patch-trainer`` copies their source (see ``bn2gn.codemods.freeze_helper``) with the
+configured backbone attributes as the default argument, and ``bn2gn demo`` / ``bn2gn verify`` and
+the tests call them from here. So they must stay self-contained: no module-level torch import,
+standard-library imports inside the function bodies, and only each other as helpers.
+
+A module is in the backbone when a whole component of its ``named_modules()`` path, taken on the
+unwrapped model, is a backbone attribute; the same rule as ``bn2gn.config.is_backbone_path``.
+"""
+
+from .config import DEFAULT_BACKBONE_ATTRS
+
+
+def unwrap_model(model):
+    """The network inside DataParallel/DDP (``.module``) and wrapper objects (``.model``)."""
+    seen = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        inner = getattr(model, "module", None)
+        if not hasattr(inner, "named_modules"):
+            inner = getattr(model, "model", None)
+        if not hasattr(inner, "named_modules"):
+            break
+        model = inner
+    return model
+
+
+def backbone_batchnorms(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
+    """Yield (path, module) for each backbone BatchNorm (any _BatchNorm, SyncBatchNorm too)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    network = unwrap_model(model)
+    if not hasattr(network, "named_modules"):
+        raise TypeError(f"expected a torch.nn.Module, got {type(network).__name__}")
+    wanted = set(backbone_attrs)
+    for path, module in network.named_modules():
+        in_backbone = any(part in wanted for part in path.split("."))
+        if in_backbone and isinstance(module, _BatchNorm):
+            yield path, module
+
+
+def freeze_backbone_bn(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
+    """Put backbone BatchNorm in eval() with requires_grad=False; return how many were frozen."""
+    # track_running_stats stays on: the pretrained running statistics keep being used.
+    frozen = 0
+    for _, module in backbone_batchnorms(model, backbone_attrs):
+        module.eval()
+        for param in (module.weight, module.bias):
+            if param is not None:
+                param.requires_grad_(False)
+        frozen += 1
+    if frozen == 0:
+        # Almost always a misconfiguration: the backbone attribute names do not match the model.
+        import warnings
+
+        warnings.warn(
+            f"freeze_backbone_bn: no BatchNorm found under the backbone attributes "
+            f"{tuple(backbone_attrs)}; check the names of the attributes that hold the backbone",
+            stacklevel=2,
+        )
+    return frozen
+
+
+def keep_backbone_bn_eval(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
+    """Put backbone BatchNorm back in eval() after model.train(); return how many modules that was."""
+    # model.train() switches every BatchNorm to training mode, undoing freeze_backbone_bn's eval().
+    count = 0
+    for _, module in backbone_batchnorms(model, backbone_attrs):
+        module.eval()
+        count += 1
+    return count

@@ -1,0 +1,227 @@
+"""The patch-trainer engine (seed3 §3-4): recognise train scripts and trainers, plan, patch.
+
+A file is a *train script* when it builds an optimizer (BN2GN201, BN2GN204 apply) and a *trainer*
+when it switches a model to training with ``.train()`` (BN2GN203); BN2GN202 then defines what the
+inserted calls need. Everything is planned on the original syntax tree and applied in one LibCST
+pass, so the report, ``bn2gn scan`` and the rewrite share one detection path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import PositionProvider
+
+from .codemods.eval_after_train import KEEP, KeepEvalAfterTrain, find_train_switches
+from .codemods.exclude_frozen import ExcludeFrozenParameters
+from .codemods.freeze_before_optimizer import (FREEZE, FreezeBeforeOptimizer, NeedsUserInput,
+                                               collect_optimizer_names, find_optimizer_sites, site_at_line)
+from .codemods.freeze_helper import InjectFreezeHelper
+from .codemods.inject import InsertStatements, import_end_index
+from .config import DEFAULT_BACKBONE_ATTRS, Config
+from .discovery import discover
+from .errors import SourceError
+from .pipeline import Change, FileResult, failed, finish, parse_module, run_transform
+from .rules import Rule, select_rules
+from .sources import SourceText, read_source
+
+AUTO, SCRIPT, TRAINER = "auto", "script", "trainer"
+TRAINER_RULES = frozenset(r for r in Rule if r.code.startswith("BN2GN2"))
+DEFAULT_RULES = frozenset(r for r in TRAINER_RULES if r.default)
+
+
+class NotTrainingCode(NeedsUserInput):
+    """The file has nothing patch-trainer recognises (no optimizer, no ``.train()``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerOptions:
+    rules: frozenset = DEFAULT_RULES
+    backbone_attrs: tuple = DEFAULT_BACKBONE_ATTRS
+    kind: str = AUTO
+    optimizer_calls: tuple = ()
+    model_var: Optional[str] = None
+    insert_before_line: Optional[int] = None
+    helper_module: Optional[str] = None
+
+    @property
+    def call_kwargs(self) -> str:
+        """Injected definitions carry the attributes as their default; an imported helper needs them passed."""
+        if self.helper_module and tuple(self.backbone_attrs) != DEFAULT_BACKBONE_ATTRS:
+            return f", backbone_attrs={tuple(self.backbone_attrs)!r}"
+        return ""
+
+
+@dataclasses.dataclass
+class Entry:
+    """One planned edit, for the report and for ``bn2gn scan``."""
+
+    rule: Rule
+    line: int
+    scope: str
+    message: str
+
+    def change(self) -> Change:
+        return Change(self.rule, self.line, f"{self.message} [in {self.scope}]")
+
+    def as_dict(self, path) -> dict:
+        return {"path": str(path), "line": self.line, "scope": self.scope, "rule": self.rule.code,
+                "message": self.message}
+
+
+def patch_source(source: SourceText, options: TrainerOptions) -> FileResult:
+    """Patch one file's text; raises NeedsUserInput when bn2gn needs a flag to go on."""
+    result, _ = _patch(source, options)
+    return result
+
+
+def _patch(source: SourceText, options: TrainerOptions) -> Tuple[FileResult, List[Entry]]:
+    if options.insert_before_line is None and not _may_hold_training_code(source.text, options):
+        raise NotTrainingCode(_nothing_found(source.path, options))
+    wrapper = cst.MetadataWrapper(parse_module(source))
+    insertions, rewrites, entries, notes = plan_module(wrapper, options, source.path)
+    module = wrapper.module.visit(InsertStatements(insertions, rewrites))
+    helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
+    if Rule.INJECT_FREEZE_HELPER in options.rules:
+        module, names = helper.apply(module)
+        if names:
+            how = f"import from {options.helper_module}" if options.helper_module else "define after the imports"
+            entries.append(Entry(Rule.INJECT_FREEZE_HELPER, _line_after_imports(wrapper), "<module>",
+                                 f"{how}: {', '.join(names)}"))
+    elif helper.missing(module):
+        notes.append(f"{source.path}: calls {', '.join(helper.missing(module))} without defining or importing it "
+                     "(BN2GN202 skipped): import it from bn2gn.runtime or use --helper-module")
+    stale = None if options.helper_module else helper.stale_defaults(module)
+    if stale is not None:
+        notes.append(f"{source.path}: the injected helpers default to backbone attributes {stale}, the "
+                     f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update")
+    entries.sort(key=lambda e: (e.line, e.rule.code))
+    return finish(source, module.code, [e.change() for e in entries], notes), entries
+
+
+def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> tuple:
+    """(insertions, call rewrites, entries, notes) for one parsed file; raises NeedsUserInput."""
+    names = collect_optimizer_names(wrapper.module, options.optimizer_calls)
+    frozen_already = bool(m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))))
+    sites, switches, notes = [], [], []
+    if options.insert_before_line is not None and frozen_already:
+        notes.append(f"{path}: already calls {FREEZE}; --insert-before-line ignored")
+    elif options.insert_before_line is not None:
+        site = site_at_line(wrapper, options.insert_before_line)
+        if site is None:
+            raise NeedsUserInput(f"{path}:{options.insert_before_line}: no statement starts on this line; "
+                                 "--insert-before-line needs the first line of the optimizer statement")
+        sites = [site]
+    elif options.kind != TRAINER:
+        sites = find_optimizer_sites(wrapper, names)
+    if options.kind != SCRIPT:
+        switches = find_train_switches(wrapper)
+    script = sites or (frozen_already and options.kind != TRAINER)
+    if not script and (options.kind == SCRIPT or not switches):
+        raise NotTrainingCode(_nothing_found(path, options))
+    insertions, rewrites, entries = [], {}, []
+    if Rule.FREEZE_BEFORE_OPTIMIZER in options.rules:
+        insertions += FreezeBeforeOptimizer(options.model_var, options.call_kwargs).plan(wrapper, sites, path)
+    if Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER in options.rules:
+        rewrites, changes, problems = ExcludeFrozenParameters().plan(wrapper, sites)
+        entries += [Entry(*change) for change in changes]
+        notes += [f"{path}:{problem}" for problem in problems]
+    if Rule.EVAL_AFTER_TRAIN in options.rules:
+        planned, problems = KeepEvalAfterTrain(options.call_kwargs).plan(wrapper, switches)
+        insertions += planned
+        notes += [f"{path}:{problem}" for problem in problems]
+    entries += [Entry(i.rule, i.line, i.scope, i.message) for i in insertions]
+    return insertions, rewrites, entries, notes
+
+
+def _may_hold_training_code(text: str, options: TrainerOptions) -> bool:
+    """Cheap pre-filter: no 'optim', '.train(' or builder name means nothing to recognise."""
+    words = ("optim", ".train(", FREEZE, KEEP) + tuple(options.optimizer_calls)
+    return any(word.rpartition(".")[2] in text for word in words)
+
+
+def _nothing_found(path, options: TrainerOptions) -> str:
+    searched = "torch.optim.<Name>(...) under any import of torch.optim, build_optimizer/get_optimizer/" \
+               "create_optimizer(...)"
+    if options.optimizer_calls:
+        searched += ", " + ", ".join(f"{name}(...)" for name in options.optimizer_calls)
+    if options.kind == TRAINER:
+        return (f"{path}: no X.train() / X.train(True) / X.train(mode=...) call found; "
+                "this file is no trainer (use --kind script if it builds the optimizer)")
+    hint = "point bn2gn at it with --optimizer-call NAME or --insert-before-line N"
+    if options.kind == SCRIPT:
+        return f"{path}: no optimizer construction found (searched for {searched}); {hint}"
+    return (f"{path}: neither an optimizer construction nor a model.train() call found (searched for {searched}, "
+            f"X.train()); {hint}, or leave the file out")
+
+
+def _line_after_imports(wrapper: cst.MetadataWrapper) -> int:
+    body = wrapper.module.body
+    index = import_end_index(wrapper.module)
+    if index < len(body):
+        return wrapper.resolve(PositionProvider)[body[index]].start.line
+    return wrapper.module.code.count("\n") + 1
+
+
+def patch_files(files: Sequence[Path], options: TrainerOptions,
+                explicit: Sequence[Path] = ()) -> Tuple[List[FileResult], List[str]]:
+    """Patch each file; return the results and the usage errors (exit 2) of files named explicitly.
+
+    A file reached through a directory that holds no training code is simply unchanged.
+    """
+    named = {Path(p).resolve() for p in explicit}
+    results, usage = [], []
+
+    def transform(source: SourceText) -> FileResult:
+        try:
+            return patch_source(source, options)
+        except NotTrainingCode as exc:
+            if source.path.resolve() not in named:
+                return FileResult(path=source.path, status="unchanged", source=source, new_text=source.text)
+            usage.append(str(exc))
+            return failed(source.path, str(exc), source)
+        except NeedsUserInput as exc:
+            usage.append(str(exc))
+            return failed(source.path, str(exc), source)
+
+    for path in files:
+        results.append(run_transform(path, transform))
+    return results, usage
+
+
+def trainer_rules(select: Sequence[str] = (), skip: Sequence[str] = (), exclude_frozen: bool = False,
+                  strict: bool = True) -> frozenset:
+    """The BN2GN2xx rules a run uses; codes of other commands in a shared config are ignored."""
+    from .rules import rule_by_name
+
+    chosen = [n for n in select if rule_by_name(n) in TRAINER_RULES]
+    if select and not chosen and strict:
+        from .errors import Bn2gnError
+
+        raise Bn2gnError("--select names no patch-trainer rule: use BN2GN201-BN2GN204 (see --list-rules)")
+    rules = select_rules(chosen, skip) & TRAINER_RULES
+    if exclude_frozen and Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER not in {rule_by_name(n) for n in skip}:
+        rules |= {Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER}
+    return rules
+
+
+def plan_trainer_insertions(paths: Sequence[Path], config: Optional[Config] = None) -> List[dict]:
+    """Where patch-trainer would insert what, for ``bn2gn scan``: dicts with path, line, scope, rule, message.
+
+    Files that are not training code, or cannot be read or parsed, contribute nothing.
+    """
+    config = config or Config()
+    options = TrainerOptions(rules=trainer_rules(config.select, config.skip, strict=False),
+                             backbone_attrs=tuple(config.backbone_attrs))
+    found = []
+    for path in discover(list(paths), config.include, config.exclude).files:
+        try:
+            _, entries = _patch(read_source(path), options)
+        except (NeedsUserInput, SourceError, SyntaxError, cst.ParserSyntaxError, RecursionError):
+            continue
+        found.extend(entry.as_dict(path) for entry in entries)
+    return found
