@@ -97,3 +97,4 @@ def echo_rules(prefix: str = "") -> None:
 from . import scan_rewrite  # noqa: E402,F401
 from . import remap  # noqa: E402,F401
 from . import patch_trainer  # noqa: E402,F401
+from . import remap  # noqa: E402,F401

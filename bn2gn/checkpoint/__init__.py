@@ -1,0 +1,12 @@
+"""Checkpoint work for remap-ckpt: safe loading, the pure remapping engine, verification, reports."""
+
+from .job import RemapJob, RemapResult, default_output_path, run_remap
+from .load import LoadOptions, find_state_dicts, load_checkpoint
+from .remap import CheckpointReport, RemapOptions, StateDictReport, remap_content, remap_state_dict
+from .verify import Verification, verify_state_dict
+
+__all__ = [
+    "CheckpointReport", "LoadOptions", "RemapJob", "RemapOptions", "RemapResult", "StateDictReport",
+    "Verification", "default_output_path", "find_state_dicts", "load_checkpoint", "remap_content",
+    "remap_state_dict", "run_remap", "verify_state_dict",
+]

@@ -1,0 +1,134 @@
+"""One remap-ckpt run from start to finish: plan the output, load, remap, verify, write.
+
+Every check that can refuse the run (output path, model spec, input) happens before anything
+is written, and ``--dry-run`` follows the same path up to the write. The input file is only
+ever opened for reading; ``--in-place`` keeps it as ``OLD.bak`` (a hard link when possible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
+from ..modelspec import ModelSpec, build_model
+from ..sources import atomic_output
+from .load import SAFETENSORS, LoadOptions, find_state_dicts, load_checkpoint
+from .remap import CheckpointReport, RemapOptions, remap_content
+from .save import build_payload, check_written, output_format, save_checkpoint
+from .verify import Verification, verify_state_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class RemapJob:
+    source: Path
+    output: Optional[Path] = None
+    in_place: bool = False
+    force: bool = False
+    dry_run: bool = False
+    keys: Tuple[str, ...] = ()
+    load: LoadOptions = LoadOptions()
+    remap: RemapOptions = RemapOptions()
+    model: Optional[ModelSpec] = None
+    strict: bool = False
+
+
+@dataclasses.dataclass
+class RemapResult:
+    source: Path
+    output: Path
+    source_format: str
+    output_format: str
+    state_keys: Tuple[str, ...]
+    report: CheckpointReport
+    dry_run: bool = False
+    verification: Optional[Verification] = None
+    written: bool = False
+    backup: Optional[Path] = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.verification is not None and not self.verification.ok else EXIT_OK
+
+
+def default_output_path(source: Path) -> Path:
+    """``model_last.pth`` → ``model_last.bn2gn.pth``; ``ckpt`` → ``ckpt.bn2gn``."""
+    source = Path(source)
+    return source.with_name(f"{source.stem}.bn2gn{source.suffix}")
+
+
+def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
+    """The output path, the --in-place backup path, and what a real run would refuse to clobber.
+
+    Conflicts raise, except under --dry-run where they become warnings in the report.
+    """
+    source = Path(job.source)
+    if job.in_place and job.output is not None:
+        raise Bn2gnError("--in-place and -o/--output cannot be combined", EXIT_USAGE)
+    output = source if job.in_place else Path(job.output or default_output_path(source))
+    if not job.in_place and _same_file(output, source):
+        raise Bn2gnError(f"{output}: is the input; to replace it use --in-place (keeps {source}.bak)", EXIT_USAGE)
+    if not output.parent.is_dir():
+        raise Bn2gnError(f"{output}: output folder {output.parent} does not exist; create it first", EXIT_USAGE)
+    if output.is_dir():
+        raise Bn2gnError(f"{output}: is a directory; give an output file name with -o", EXIT_USAGE)
+    conflicts = []
+    if not job.in_place and output.exists() and not job.force:
+        conflicts.append(f"{output}: already exists; use --force to overwrite it or -o to choose another name")
+    backup = source.with_name(source.name + ".bak") if job.in_place else None
+    if backup is not None and backup.exists() and not job.force:
+        conflicts.append(f"{backup}: already exists; --in-place keeps the original there, use --force to replace it")
+    if conflicts and not job.dry_run:
+        raise Bn2gnError(conflicts[0], EXIT_USAGE)
+    return output, backup, conflicts
+
+
+def run_remap(job: RemapJob) -> RemapResult:
+    output, backup, conflicts = plan_output(job)
+    model = build_model(job.model) if job.model is not None else None
+    checkpoint = load_checkpoint(job.source, job.load)
+    keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
+    content, report = remap_content(checkpoint.content, keys, job.remap)
+    fmt = output_format(output)
+    payload, warnings = build_payload(content, keys, fmt)
+    report.warnings.extend(warnings + [f"a real run would stop here: {c}" for c in conflicts])
+    result = RemapResult(source=Path(job.source), output=output, source_format=checkpoint.format,
+                         output_format=fmt, state_keys=keys, report=report, dry_run=job.dry_run)
+    if model is not None:
+        primary = content[keys[0]] if keys else content
+        result.verification = verify_state_dict(model, primary, job.remap.backbone_attrs, job.strict,
+                                                 job.model.describe())
+    if job.dry_run or result.exit_code != EXIT_OK:
+        return result
+    metadata = checkpoint.metadata if checkpoint.format == SAFETENSORS else {"format": "pt"}
+    try:
+        with atomic_output(output) as tmp:
+            save_checkpoint(payload, tmp, fmt, metadata)
+            check_written(tmp, fmt, payload, job.load)
+            if backup is not None:
+                keep_backup(Path(job.source), backup)
+    except OSError as exc:
+        raise Bn2gnError(f"{output}: cannot write ({exc.strerror or exc}); nothing was written", EXIT_USAGE) from None
+    result.written = True
+    result.backup = backup
+    return result
+
+
+def keep_backup(source: Path, backup: Path) -> None:
+    """Put the untouched original at ``backup``: a hard link (same bytes, no copy) or a full copy."""
+    tmp = backup.with_name(f".{backup.name}.{os.getpid()}.bn2gn-tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, backup)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

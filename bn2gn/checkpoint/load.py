@@ -1,0 +1,237 @@
+"""Open a checkpoint safely and find the state dict(s) inside it (issue 4, "Loading is safe by default").
+
+torch files are read with ``weights_only=True`` (no code in the pickle can run) and, for the
+zip format, ``mmap=True`` so tensors stay file-backed; ``.safetensors`` files are mapped by the
+safetensors library. Anything that cannot be read becomes one Bn2gnError line, exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from ..errors import EXIT_USAGE, Bn2gnError
+
+#: Where CenterNet-family and common training scripts keep the model weights, in lookup order.
+STATE_DICT_KEYS = ("state_dict", "model", "net", "module", "state_dict_ema")
+TORCH_ZIP, TORCH_LEGACY, SAFETENSORS = "torch", "torch-legacy", "safetensors"
+_ZIP_MAGIC = b"PK\x03\x04"
+#: Modules whose globals can run code or reach the system when unpickled; --allow-global refuses them.
+CODE_RUNNING_MODULES = frozenset({
+    "__builtin__", "builtins", "code", "codeop", "ctypes", "functools", "importlib", "io", "marshal", "nt",
+    "operator", "os", "pathlib", "pickle", "_pickle", "posix", "pty", "runpy", "shutil", "socket", "subprocess",
+    "sys", "types", "webbrowser",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How far the user trusts the file: named extra globals, or everything (``--trust-pickle``)."""
+
+    trust_pickle: bool = False
+    allow_globals: Tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint: the top-level object and, for safetensors, the header metadata."""
+
+    path: Path
+    format: str
+    content: Any
+    metadata: Optional[dict] = None
+
+
+def checkpoint_format(path: Path) -> str:
+    """``safetensors`` by suffix, otherwise torch (zip or legacy, told apart by the magic bytes)."""
+    if Path(path).suffix == ".safetensors":
+        return SAFETENSORS
+    with open(path, "rb") as handle:
+        return TORCH_ZIP if handle.read(4) == _ZIP_MAGIC else TORCH_LEGACY
+
+
+def load_checkpoint(path: Path, options: LoadOptions = LoadOptions(), fmt: Optional[str] = None) -> Checkpoint:
+    """Read ``path``; ``fmt`` overrides detection by suffix (for bn2gn's own temporary files)."""
+    path = Path(path)
+    _check_readable(path)
+    if fmt != SAFETENSORS:
+        fmt = checkpoint_format(path)
+    if fmt == SAFETENSORS:
+        tensors, metadata = _load_safetensors(path)
+        return Checkpoint(path, fmt, tensors, metadata)
+    return Checkpoint(path, fmt, load_torch(path, options, mmap=fmt == TORCH_ZIP))
+
+
+def load_torch(path: Path, options: LoadOptions, mmap: bool) -> Any:
+    """``torch.load`` on CPU, weights-only unless the user trusts the pickle."""
+    import torch
+
+    if options.trust_pickle:
+        return _guarded_load(path, lambda: torch.load(path, map_location="cpu", weights_only=False, mmap=mmap))
+    allowed = [resolve_global(name) for name in options.allow_globals]
+    with torch.serialization.safe_globals(allowed):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as exc:
+            if "Weights only load failed" in str(exc):
+                raise _refusal(path, str(exc), mmap) from None
+            raise _unreadable(path, exc) from None
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+            raise _unreadable(path, exc) from None
+
+
+def _guarded_load(path: Path, load) -> Any:
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001
+        raise _unreadable(path, exc) from None
+
+
+def resolve_global(name: str) -> tuple:
+    """``argparse.Namespace`` → ``(argparse.Namespace, "argparse.Namespace")`` for torch's allow-list."""
+    parts = name.split(".")
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise Bn2gnError(f"--allow-global {name}: give the full dotted name, e.g. argparse.Namespace", EXIT_USAGE)
+    if can_run_code(name):
+        raise Bn2gnError(f"--allow-global {name}: refused, {parts[0]} globals can run arbitrary code; "
+                         "use --trust-pickle, and only for a file you trust", EXIT_USAGE)
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[split:]:
+                obj = getattr(obj, part)
+        except AttributeError:
+            break
+        return (obj, name)
+    raise Bn2gnError(f"--allow-global {name}: cannot import it; give the full dotted name, "
+                     "e.g. argparse.Namespace", EXIT_USAGE)
+
+
+def can_run_code(name: str) -> bool:
+    """True for globals of CODE_RUNNING_MODULES (``exec``: a bare name is a builtin)."""
+    return "." not in name or name.split(".")[0] in CODE_RUNNING_MODULES
+
+
+def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
+    names = re.findall(r"GLOBAL ([\w.]+)", message)
+    first = names[0] if names else None
+    if zipped:
+        import torch
+
+        try:
+            unsafe = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
+        except Exception:  # noqa: BLE001 - the list is a courtesy; the refusal stands
+            unsafe = []
+        # torch's message may shorten the name (protocol 2 writes builtins as `exec`); prefer the dotted one
+        dotted = [n for n in unsafe if first is not None and (n == first or n.endswith("." + first))]
+        if dotted or (first is None and unsafe):
+            first = (dotted or unsafe)[0]
+        others = [n for n in unsafe if n != first]
+    if first is None:
+        reason = message.strip().splitlines()[-1]
+        return Bn2gnError(f"{path}: refused: safe (weights-only) loading failed ({reason}); "
+                          "if you trust this file, re-run with --trust-pickle", EXIT_USAGE)
+    also = f" (also: {', '.join(others)})" if zipped and others else ""
+    if can_run_code(first):
+        return Bn2gnError(f"{path}: refused to unpickle global {first}{also}, which can run arbitrary code: "
+                          "the file may be malicious; only if you trust its origin, re-run with --trust-pickle",
+                          EXIT_USAGE)
+    return Bn2gnError(f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and plain "
+                      f"containers only; if you trust this file, allow it with --allow-global {first} "
+                      "or load everything with --trust-pickle (runs the file's pickled code)", EXIT_USAGE)
+
+
+def _unreadable(path: Path, exc: BaseException) -> Bn2gnError:
+    lines = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+    return Bn2gnError(f"{path}: not a readable PyTorch checkpoint, or truncated/corrupt ({detail}); "
+                      "check the file or copy it again", EXIT_USAGE)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise Bn2gnError(f"{path}: no such file", EXIT_USAGE)
+    if path.is_dir():
+        raise Bn2gnError(f"{path}: is a directory; give the checkpoint file (e.g. {path}/model_last.pth)",
+                         EXIT_USAGE)
+    try:
+        with open(path, "rb") as handle:
+            empty = not handle.read(1)
+    except OSError as exc:
+        raise Bn2gnError(f"{path}: cannot read ({exc.strerror or exc})", EXIT_USAGE) from None
+    if empty:
+        raise Bn2gnError(f"{path}: empty file (0 bytes), not a checkpoint; the save was probably interrupted",
+                         EXIT_USAGE)
+
+
+def _load_safetensors(path: Path) -> Tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        lines = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+        raise Bn2gnError(f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})",
+                         EXIT_USAGE) from None
+    return tensors, metadata
+
+
+def is_state_dict(obj: Any) -> bool:
+    """A non-empty mapping of names to tensors (``*._extra_state`` entries may hold anything)."""
+    import torch
+
+    if not isinstance(obj, Mapping) or not obj:
+        return False
+    tensors = 0
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            return False
+        if isinstance(value, torch.Tensor):
+            tensors += 1
+        elif not key.endswith("_extra_state"):
+            return False
+    return tensors > 0
+
+
+def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+    """Which top-level entries hold state dicts: ``()`` when ``content`` is itself one.
+
+    Auto-detection returns every key of STATE_DICT_KEYS that holds a state dict, so a model's
+    EMA copy is remapped alongside it; ``keys`` (``--key``) chooses explicitly.
+    """
+    if not isinstance(content, Mapping):
+        raise Bn2gnError(f"{path}: holds a {type(content).__name__}, not a dict of tensors; "
+                         "not a checkpoint bn2gn can remap", EXIT_USAGE)
+    if keys:
+        for key in keys:
+            if key not in content:
+                raise Bn2gnError(f"{path}: --key {key}: no such top-level entry (has: {_entry_names(content)})",
+                                 EXIT_USAGE)
+            if not is_state_dict(content[key]):
+                raise Bn2gnError(f"{path}: --key {key}: holds a {type(content[key]).__name__}, "
+                                 "not a state dict of tensors", EXIT_USAGE)
+        return tuple(keys)
+    if is_state_dict(content):
+        return ()
+    found = tuple(k for k in STATE_DICT_KEYS if is_state_dict(content.get(k)))
+    if not found:
+        raise Bn2gnError(f"{path}: no state dict found at the top level or under "
+                         f"{', '.join(STATE_DICT_KEYS)} (has: {_entry_names(content)}); choose one with --key",
+                         EXIT_USAGE)
+    return found
+
+
+def _entry_names(content: Mapping) -> str:
+    names = [str(k) for k in content]
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"

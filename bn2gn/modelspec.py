@@ -1,0 +1,225 @@
+"""Build the user's model from ``MODULE:FACTORY``, ``--model-arg key=value`` and ``--path DIR``.
+
+Shared by the commands that check something against the real model (``remap-ckpt --model``,
+``verify``, ``scan --trace``). Every failure becomes one Bn2gnError line (exit 2) that says
+which part of the spec is wrong; the user's own exception is summarised, never dumped.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, Tuple
+
+from .errors import EXIT_USAGE, Bn2gnError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What to import and call: ``module:factory(**kwargs)`` with ``paths`` put first on sys.path."""
+
+    module: str
+    factory: str
+    kwargs: Tuple[Tuple[str, Any], ...] = ()
+    paths: Tuple[Path, ...] = ()
+    #: modules replaced by stand-ins while the model is imported and built (``--stub MODULE``)
+    stubs: Tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs)
+        return f"{self.module}:{self.factory}({args})"
+
+
+def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable = (),
+                     stubs: Iterable[str] = ()) -> ModelSpec:
+    """Parse ``MODULE:FACTORY`` (FACTORY may be dotted, e.g. ``Net.build``) and its arguments."""
+    module, sep, factory = spec.partition(":")
+    if not sep or not _is_dotted_name(module) or not _is_dotted_name(factory):
+        raise Bn2gnError(f"--model {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
+                         EXIT_USAGE)
+    kwargs: Dict[str, Any] = {}
+    for text in model_args:
+        key, value = parse_model_arg(text)
+        kwargs[key] = value
+    folders = []
+    for folder in paths:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise Bn2gnError(f"--path {folder}: not a directory", EXIT_USAGE)
+        folders.append(folder.resolve())
+    for name in stubs:
+        if not _is_dotted_name(name):
+            raise Bn2gnError(f"--stub {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE)
+    return ModelSpec(module, factory, tuple(kwargs.items()), tuple(folders), tuple(dict.fromkeys(stubs)))
+
+
+def parse_model_arg(text: str) -> Tuple[str, Any]:
+    """``key=value``: the value is a Python literal when it parses as one, a string otherwise.
+
+    ``heads={'hm': 1}`` gives a dict, ``head_conv=256`` an int, ``arch=dla_34`` the string.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise Bn2gnError(f"--model-arg {text!r}: expected key=value with a Python identifier as key",
+                         EXIT_USAGE)
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw
+    return key, value
+
+
+def build_model(spec: ModelSpec):
+    """Import the module, call the factory on CPU and return the ``nn.Module`` it builds."""
+    return build_model_with_stubs(spec)[0]
+
+
+def build_model_with_stubs(spec: ModelSpec):
+    """``build_model``, also returning ``{stub module: names the build took from it}`` for ``--stub``."""
+    import torch
+
+    with _sys_path(spec.paths), stub_modules(spec.stubs) as stubs:
+        target = _import_factory(spec)
+        try:
+            with torch.device("cpu"):
+                model = target(**dict(spec.kwargs))
+        except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
+            raise Bn2gnError(f"--model {spec.describe()} raised {_summary(exc)}; check --model-arg values",
+                             EXIT_USAGE) from None
+    if not isinstance(model, torch.nn.Module):
+        raise Bn2gnError(f"--model {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
+                         EXIT_USAGE)
+    return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
+
+
+def _import_factory(spec: ModelSpec):
+    hint = "; add its folder with --path DIR" if not spec.paths else ""
+    try:
+        module = importlib.import_module(spec.module)
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
+        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != spec.module.split(".")[0]:
+            hint += (f"; if {exc.name} is a compiled extension that is not installed, "
+                     f"stand it in with --stub {exc.name} (scan --trace)")
+        raise Bn2gnError(f"--model: cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE) from None
+    target: Any = module
+    for part in spec.factory.split("."):
+        if not hasattr(target, part):
+            raise Bn2gnError(f"--model: {spec.module} has no attribute {spec.factory!r}", EXIT_USAGE)
+        target = getattr(target, part)
+    if not callable(target):
+        raise Bn2gnError(f"--model: {spec.module}:{spec.factory} is not callable", EXIT_USAGE)
+    return target
+
+
+@contextlib.contextmanager
+def _sys_path(folders: Tuple[Path, ...]) -> Iterator[None]:
+    """Put ``folders`` first on sys.path while the model is imported and built, then restore it."""
+    saved = list(sys.path)
+    sys.path[:0] = [str(f) for f in folders]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+class StubModule(types.ModuleType):
+    """A stand-in for a module that cannot be imported: every public attribute is an ``nn.Module``
+    class that takes any arguments and passes its first input through, so construction proceeds."""
+
+    def __init__(self, name: str, used: Dict[str, set]):
+        super().__init__(name, f"bn2gn stand-in for {name} (--stub)")
+        self.__path__ = []  # a package, so stubbed submodules import too
+        self._bn2gn_used = used.setdefault(name, set())
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        stand_in = _stand_in_class(self.__name__, attr)
+        setattr(self, attr, stand_in)
+        self._bn2gn_used.add(attr)
+        return stand_in
+
+
+def _stand_in_class(module: str, name: str):
+    import torch
+
+    def __init__(self, *args, **kwargs):
+        torch.nn.Module.__init__(self)
+
+    def forward(self, x=None, *args, **kwargs):
+        return x
+
+    return type(name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module})
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the stubbed modules, their submodules, and parents that do not exist."""
+
+    def __init__(self, names: Tuple[str, ...]):
+        self.names = names
+        self.used: Dict[str, set] = {}
+        self.created: list = []
+
+    def find_spec(self, fullname, path=None, target=None):
+        covered = any(fullname == n or fullname.startswith(n + ".") for n in self.names)
+        parent = any(n.startswith(fullname + ".") for n in self.names)
+        if covered or (parent and importlib.machinery.PathFinder.find_spec(fullname, path) is None):
+            return importlib.util.spec_from_loader(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        self.created.append(spec.name)
+        return StubModule(spec.name, self.used)
+
+    def used_under(self, name: str) -> Tuple[str, ...]:
+        """Names taken from stub ``name`` and its submodules (``DCN``, ``functions.DCNFunc``)."""
+        found = []
+        for module, attrs in self.used.items():
+            if module == name or module.startswith(name + "."):
+                prefix = module[len(name) + 1:]
+                found += [f"{prefix}.{a}" if prefix else a for a in attrs]
+        return tuple(sorted(found))
+
+    def exec_module(self, module) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def stub_modules(names: Tuple[str, ...]) -> Iterator[_StubFinder]:
+    """Put stand-ins for ``names`` first in the import system; take them (and only them) out afterwards."""
+    finder = _StubFinder(tuple(names))
+    saved = {n: sys.modules.pop(n) for n in list(sys.modules)
+             if any(n == s or n.startswith(s + ".") for s in finder.names)}
+    if names:
+        sys.meta_path.insert(0, finder)
+    try:
+        yield finder
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+        for name in finder.created:
+            stub = sys.modules.get(name)
+            if isinstance(stub, StubModule):
+                del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules and getattr(sys.modules[parent], child, None) is stub:
+                delattr(sys.modules[parent], child)  # the import system set it on a real package
+        sys.modules.update(saved)
+
+
+def _is_dotted_name(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _summary(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

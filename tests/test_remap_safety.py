@@ -1,0 +1,215 @@
+"""Safe loading and bad input: malicious pickles never run, every bad file is one line with exit 2.
+
+Every test checks that nothing new appeared next to the input and that the input is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+
+import pytest
+
+from conftest import run_cli
+
+torch = pytest.importorskip("torch")
+
+
+class RunsCode:
+    """Unpickling this calls exec(), which would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
+
+
+def small_state():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    return model.state_dict()
+
+
+def folder_state(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bn2gn: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("how, named", [("torch.save", "global builtins.exec"), ("pickle.dump", "global exec")])
+def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, how, named):
+    marker = tmp_path / "marker"
+    source = tmp_path / "evil.pth"
+    content = {"state_dict": small_state(), "extra": RunsCode(marker)}
+    if how == "torch.save":
+        torch.save(content, source)
+    else:
+        with open(source, "wb") as handle:
+            pickle.dump(RunsCode(marker), handle, protocol=2)
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", source])
+    assert_one_line_error(result, 2, str(source), "refused to unpickle", named, "--trust-pickle")
+    assert not marker.exists(), "the pickled code ran"
+    assert folder_state(tmp_path) == before
+
+
+def test_allow_global_refuses_globals_that_run_code(tmp_path):
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": small_state(), "extra": RunsCode(marker)}, tmp_path / "evil.pth")
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", tmp_path / "evil.pth", "--allow-global", "builtins.exec"])
+    assert_one_line_error(result, 2, "--allow-global builtins.exec: refused", "--trust-pickle")
+    assert not marker.exists() and folder_state(tmp_path) == before
+
+
+def test_trust_pickle_runs_the_code_as_documented(tmp_path):
+    """--trust-pickle is torch.load(weights_only=False): the file's code runs (docs/remap-ckpt.md says so)."""
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": small_state(), "extra": RunsCode(marker)}, tmp_path / "evil.pth")
+    before = hashlib.sha256((tmp_path / "evil.pth").read_bytes()).hexdigest()
+    result = run_cli(["remap-ckpt", tmp_path / "evil.pth", "--trust-pickle", "-q"])
+    assert result.exit_code == 0, result.output
+    assert marker.read_text() == "code ran"
+    out = torch.load(tmp_path / "evil.bn2gn.pth", weights_only=True)
+    assert out["extra"] is None and list(out["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert hashlib.sha256((tmp_path / "evil.pth").read_bytes()).hexdigest() == before
+
+
+def test_harmless_global_can_be_allowed_by_name(tmp_path):
+    source = tmp_path / "model_best.pth"
+    torch.save({"epoch": 2, "opt": argparse.Namespace(arch="dla_34", lr=1.25e-4), "state_dict": small_state()},
+               source)
+    before = folder_state(tmp_path)
+    refused = run_cli(["remap-ckpt", source])
+    assert_one_line_error(refused, 2, "refused to unpickle global argparse.Namespace",
+                          "--allow-global argparse.Namespace", "--trust-pickle")
+    assert folder_state(tmp_path) == before
+    allowed = run_cli(["remap-ckpt", source, "--allow-global", "argparse.Namespace", "-q"])
+    assert allowed.exit_code == 0, allowed.output
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        out = torch.load(tmp_path / "model_best.bn2gn.pth", weights_only=True)
+    assert out["opt"] == argparse.Namespace(arch="dla_34", lr=1.25e-4)
+    assert out["epoch"] == 2 and list(out["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert folder_state(tmp_path)["model_best.pth"] == before["model_best.pth"]
+
+
+def test_unknown_allow_global_is_a_usage_error(tmp_path):
+    torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "--allow-global", "no_such_module_xyz.Thing"])
+    assert_one_line_error(result, 2, "--allow-global no_such_module_xyz.Thing: cannot import it")
+    assert folder_state(tmp_path) == before
+
+
+def _truncated(path):
+    torch.save({"epoch": 1, "state_dict": small_state()}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _text(path):
+    path.write_text("epoch: 3\nlr: 0.001\n")
+
+
+def _list(path):
+    torch.save([torch.zeros(2)], path)
+
+
+def _no_tensors(path):
+    torch.save({"epoch": 3, "lr": 0.1}, path)
+
+
+def _bad_safetensors(path):
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+
+
+@pytest.mark.parametrize("name, make, fragments", [
+    ("trunc.pth", _truncated, ["truncated/corrupt", "check the file"]),
+    ("empty.pth", lambda p: p.write_bytes(b""), ["empty file (0 bytes)"]),
+    ("notes.pth", _text, ["not a readable PyTorch checkpoint"]),
+    ("list.pth", _list, ["holds a list, not a dict of tensors"]),
+    ("meta.pth", _no_tensors, ["no state dict found", "(has: epoch, lr)", "--key"]),
+    ("w.safetensors", _bad_safetensors, ["not a readable safetensors file"]),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, name, make, fragments):
+    source = tmp_path / name
+    make(source)
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", source])
+    assert_one_line_error(result, 2, str(source), *fragments)
+    assert folder_state(tmp_path) == before
+
+
+def test_directory_and_missing_file(tmp_path):
+    (tmp_path / "exp").mkdir()
+    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "exp", "-o", tmp_path / "x.pth"]), 2, "is a directory")
+    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "nope.pth"]), 2, "nope.pth: no such file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_output_in_a_missing_directory(tmp_path):
+    torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "-o", tmp_path / "missing" / "b.pth"])
+    assert_one_line_error(result, 2, "output folder", "does not exist")
+    assert folder_state(tmp_path) == before and not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--in-place", "-o", "x.pth"], "--in-place and -o/--output cannot be combined"),
+    (["--strict"], "need --model MODULE:FACTORY"),
+    (["--model", "no_colon"], "expected MODULE:FACTORY"),
+    (["--model", "m:f", "--model-arg", "novalue"], "expected key=value"),
+    (["--model", "no_such_module_xyz:build"], "cannot import no_such_module_xyz (ModuleNotFoundError"),
+    (["--model", "collections:no_such_factory"], "collections has no attribute 'no_such_factory'"),
+    (["--model", "collections:OrderedDict"], "returned OrderedDict, not a torch.nn.Module"),
+    (["--key", "weights"], "--key weights: no such top-level entry"),
+    (["--allow-global", "Namespace"], "--allow-global Namespace: give the full dotted name"),
+])
+def test_usage_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
+    before = folder_state(tmp_path)
+    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "a.pth", *args]), 2, fragment)
+    assert folder_state(tmp_path) == before
+
+
+def test_a_failing_write_leaves_no_output_and_no_temporary_file(tmp_path, monkeypatch):
+    torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
+    before = folder_state(tmp_path)
+
+    def disk_full(obj, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
+    assert_one_line_error(result, 2, "a.bn2gn.pth: cannot write (No space left on device); nothing was written")
+    assert folder_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda real, obj, path: open(path, "wb").write(b"PK\x03\x04" + b"\0" * 64), "could not be re-opened"),
+    (lambda real, obj, path: real({**obj, "epoch": 99}, path), "differs from the remapped checkpoint at epoch"),
+    (lambda real, obj, path: real({"epoch": 1, "state_dict": {k: v + 1 for k, v in obj["state_dict"].items()}},
+                                  path), "differs from the remapped checkpoint at state_dict.0.weight"),
+])
+def test_re_open_check_catches_a_bad_write(tmp_path, monkeypatch, damage, fragment):
+    torch.save({"epoch": 1, "state_dict": small_state()}, tmp_path / "a.pth")
+    before = folder_state(tmp_path)
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, path, *a, **k: damage(real_save, obj, path))
+    result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
+    assert_one_line_error(result, 1, fragment, "nothing was written")
+    assert folder_state(tmp_path) == before
