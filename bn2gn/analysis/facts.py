@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -156,7 +157,22 @@ class ModuleFacts:
         node = raw.node
         return Site(path=self.display, line=node.lineno, col=self.char_col(node.lineno, node.col_offset) + 1,
                     end_line=node.end_lineno, end_col=self.char_col(node.end_lineno, node.end_col_offset) + 1,
-                    scope=raw.scope, op=raw.op, form=raw.form, target=raw.target)
+                    scope=raw.scope, op=raw.op, form=raw.form, target=raw.target,
+                    fingerprint=self.fingerprint(raw))
+
+    def fingerprint(self, raw: RawSite) -> str:
+        """A short hash of the site's statement, its scope and its rank in the statement (issue 7, plan files).
+
+        ``ast.unparse`` drops comments and layout, so reformatting or edits elsewhere in the file
+        (lines shifting) keep the fingerprint; any edit to the statement itself changes it.
+        """
+        statement = raw.statement
+        if statement is None or isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            statement = raw.node  # a default argument: the whole def is too wide to fingerprint
+        rank = sum(1 for other in self.sites if other.statement is raw.statement
+                   and (other.node.lineno, other.node.col_offset) < (raw.node.lineno, raw.node.col_offset))
+        text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _target_names(target: ast.AST) -> List[str]:

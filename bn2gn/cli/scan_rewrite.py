@@ -36,29 +36,84 @@ def load(paths, config_file, **values):
     return load_config(list(paths), config_file=config_file, **values)
 
 
+def trace_options(func):
+    """scan --trace: build the real model and decide every site from where its instances end up (issue 7)."""
+    func = click.option("--allow-global", "allow_globals", multiple=True, metavar="NAME",
+                        help="With --checkpoint: allow one pickled global by dotted name (repeatable).")(func)
+    func = click.option("--trust-pickle", is_flag=True,
+                        help="With --checkpoint: load with weights_only=False (runs the file's pickled code).")(func)
+    func = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="With --trace: also check backbone BatchNorm statistics after loading this "
+                             "checkpoint.")(func)
+    func = click.option("--stub", "stubs", multiple=True, metavar="MODULE",
+                        help="With --trace: stand in nn.Module stubs for a module that cannot be imported, "
+                             "e.g. a compiled dcn_v2 extension (repeatable).")(func)
+    func = click.option("--path", "model_paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+                        help="With --trace: folder put first on sys.path to import the model (repeatable).")(func)
+    func = click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+                        help="With --trace: keyword argument for the factory, a Python literal or a string "
+                             "(repeatable).")(func)
+    return click.option("--trace", "trace_spec", metavar="MODULE:FACTORY",
+                        help="Build the model on CPU and decide each site from the module paths of the "
+                             "BatchNorm instances it creates.")(func)
+
+
+def _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
+           allow_globals):
+    if not trace_spec:
+        if model_args or model_paths or stubs or checkpoint or trust_pickle or allow_globals:
+            raise Bn2gnError("--model-arg, --path, --stub, --checkpoint, --trust-pickle and --allow-global "
+                             "need --trace MODULE:FACTORY")
+        return None
+    from ..analysis.trace import trace_plan
+    from ..checkpoint.load import LoadOptions
+    from ..modelspec import parse_model_spec
+
+    try:  # modelspec names remap-ckpt's flag; here the user typed --trace
+        spec = parse_model_spec(trace_spec, model_args, model_paths, stubs)
+        return trace_plan(plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals)))
+    except Bn2gnError as exc:
+        if not exc.message.startswith("--model"):
+            raise
+        raise Bn2gnError("--trace" + exc.message[len("--model"):], exc.code) from None
+
+
 @cli.command()
 @analysis_options
 @output_options
+@trace_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the plan as JSON to this file.")
 def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, quiet, verbose, fmt,
-         output):
+         trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle, allow_globals, output):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..analysis.plan import UNSURE, render_json, render_text
     from ..analysis.scan import build_plan
 
     config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
                   include=include, exclude=exclude)
-    plan, _ = build_plan(paths, config)
+    plan, project = build_plan(paths, config)
+    trace = _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
+                   allow_globals)
+    if trace is not None:
+        plan = trace.plan
+    plan_json = render_json(plan) if trace is None else json.dumps(dict(plan.as_dict(), trace=trace.as_dict()),
+                                                                   indent=2) + "\n"
     if fmt == "json":
-        click.echo(render_json(plan), nl=False)
+        click.echo(plan_json, nl=False)
     else:
         text = render_text(plan, verbose=verbose)
         click.echo(text.splitlines()[-1] if quiet else text.rstrip("\n"))
+        if trace is not None and not quiet:
+            from ..analysis.trace_report import render_trace_text
+
+            click.echo("\n".join(render_trace_text(trace)))
+    for warning in trace.warnings if trace is not None else ():
+        click.echo(f"bn2gn: warning: {warning}", err=True)
     if output:
         from ..sources import write_atomic
 
-        write_atomic(output, render_json(plan).encode("utf-8"))
+        write_atomic(output, plan_json.encode("utf-8"))
     if plan.errors:
         return sys.exit(EXIT_FAILED)
     if strict and plan.counts()[UNSURE]:
@@ -76,8 +131,11 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
               help="Also run black on every changed file (off by default: only injected code is formatted).")
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Rewrite files in parallel with N processes.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
+              help="Apply the decisions of a saved (reviewed, possibly edited) plan from bn2gn scan -o; "
+                   "sites whose source changed since are reported and skipped (exit 1).")
 def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, diff, check,
-            select, skip, list_rules, quiet, verbose, fmt, format_code, jobs):
+            select, skip, list_rules, quiet, verbose, fmt, format_code, jobs, plan_file):
     """BatchNorm2d -> get_group_norm(C) in non-backbone layers; helper injected; init loops updated."""
     if list_rules:
         echo_rules("BN2GN1")
@@ -93,11 +151,20 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
     rules = select_rules(config.select, config.skip)
     if not any(r.code.startswith("BN2GN1") for r in rules):
         raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
-    run = rewrite_paths(paths, config, rules, workers=jobs)
+    plan = project = applied = None
+    if plan_file is not None:
+        from ..analysis.plan_file import plan_for_rewrite
+
+        plan, project, applied = plan_for_rewrite(plan_file, paths, config)
+    run = rewrite_paths(paths, config, rules, workers=jobs, plan=plan, project=project)
     if format_code:
         _black_changed(run.results)
     code = apply_results(run.results, mode, sys.stdout)
     report_results("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
+    if applied is not None:
+        click.echo(applied.summary(), err=mode == "diff" or fmt == "json")
+        if code == EXIT_OK and applied.skipped:
+            code = EXIT_FAILED
     if code == EXIT_OK and strict and run.plan.counts()[UNSURE]:
         code = EXIT_FAILED
     sys.exit(code)
