@@ -27,7 +27,8 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
     candidates = [d for d in sorted(classes, key=lambda d: (d.module.display, d.node.lineno))
                   if not (project.built_by.get(d, set()) - {d})]
     models = [analyse_root(project, d, attrs) for d in candidates]
-    models = [m for m in models if m.has_backbone or (set(project.reach(project.refs(m.cls))) & classes)]
+    models = [m for m in models if m.has_backbone or (set(m.head_reach) & classes)]
+    models = _unwrap_wrappers(project, models, classes, attrs)
     possible: Dict[Definition, Dict[Definition, str]] = {}
     claims_by_globals: Dict[Tuple[Definition, Definition], bool] = {}
     for model in models:
@@ -48,6 +49,23 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
     root_defs = {m.cls for m in roots}
     labels = {d: next(iter(by.values())) for d, by in possible.items() if d not in root_defs}
     return roots, labels
+
+
+def _unwrap_wrappers(project: Project, models: List[RootModel], classes, attrs) -> List[RootModel]:
+    """A candidate with no backbone attribute that holds models which have one (``ModelWithLoss(DLASeg())``)
+    is a wrapper: the top-most wrapped models are the roots instead."""
+    out: List[RootModel] = []
+    for model in models:
+        if model.has_backbone:
+            out.append(model)
+            continue
+        inner = [analyse_root(project, d, attrs) for d in model.head_reach if d in classes]
+        inner = [m for m in inner if m.has_backbone]
+        reach = {m.cls: set(project.reach(project.refs(m.cls))) for m in inner}
+        top = [m for m in inner if not any(m.cls in reach[o.cls] for o in inner if o is not m)]
+        out.extend(top or [model])
+    unique = {m.cls: m for m in out}
+    return sorted(unique.values(), key=lambda m: (m.cls.module.display, m.cls.node.lineno))
 
 
 def _dynamic_scope(project: Project, model: RootModel, uses_globals: bool) -> Set[Definition]:

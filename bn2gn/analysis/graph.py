@@ -32,6 +32,7 @@ class Project:
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
         #: class -> __init__ parameter name -> definitions passed for it by callers
         self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(lambda: defaultdict(set))
+        self.modules_classes = self.module_classes()
         self._collect_constructor_arguments()
         self._collect_class_building()
 
@@ -156,6 +157,9 @@ class Project:
                     self.param_bindings[callee][keyword.arg] |= passed
 
     def _built_with(self, builder: Definition, passed: Set[Definition]) -> None:
+        """Only an nn.Module class 'builds' what it is given: a trainer holding a model does not."""
+        if builder not in self.modules_classes:
+            return
         for definition in self.reach(passed):
             if definition is not builder:
                 self.built_by[definition].add(builder)
@@ -163,7 +167,7 @@ class Project:
     def _collect_class_building(self) -> None:
         for facts in self.modules:
             for definition in facts.defs.values():
-                if definition.kind == "class":
+                if definition in self.modules_classes:
                     for reached in self.reach(self.refs(definition)):
                         if reached is not definition:
                             self.built_by[reached].add(definition)

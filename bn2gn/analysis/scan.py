@@ -16,6 +16,8 @@ from .facts import ModuleFacts
 from .plan import Plan
 
 MARKER = b"BatchNorm"
+#: bytes a file must contain before patch-trainer's planner (LibCST) looks at it
+TRAINING_MARKERS = (b"optim", b".train(")
 
 
 def display_path(path: Path) -> str:
@@ -64,11 +66,17 @@ def parse_facts(path: Path, data: bytes) -> ModuleFacts:
     return ModuleFacts(path, display, module_name(path), source.text, tree)
 
 
-def build_plan(paths: Sequence[Path], config: Config) -> Tuple[Plan, Optional[object]]:
-    """The static plan for ``paths``; also returns the Project (None when no file mentions BatchNorm)."""
+def build_plan(paths: Sequence[Path], config: Config,
+               with_insertions: bool = False) -> Tuple[Plan, Optional[object]]:
+    """The static plan for ``paths``; also returns the Project (None when no file mentions BatchNorm).
+
+    ``with_insertions`` adds where patch-trainer would insert its calls (for ``bn2gn scan``).
+    """
     found = discover([Path(p) for p in paths], config.include, config.exclude)
     plan = Plan(files=len(found.files))
     raw, plan.errors = read_all(found.files)
+    if with_insertions:
+        plan.insertions = plan_insertions(raw, config)
     if not any(MARKER in data for data in raw.values()):
         return plan, None
     from .classify import classify
@@ -88,3 +96,16 @@ def build_plan(paths: Sequence[Path], config: Config) -> Tuple[Plan, Optional[ob
     project = Project(modules)
     classify(project, config, plan)
     return plan, project
+
+
+def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
+    """patch-trainer's planned insertions, with display paths; files without training words cost nothing."""
+    candidates = [path for path, data in raw.items() if any(m in data for m in TRAINING_MARKERS)]
+    if not candidates:
+        return []
+    from ..trainer import plan_trainer_insertions
+
+    insertions = plan_trainer_insertions(candidates, config)
+    for item in insertions:
+        item["path"] = display_path(Path(item["path"]))
+    return insertions

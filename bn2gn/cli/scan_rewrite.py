@@ -92,7 +92,7 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
 
     config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
                   include=include, exclude=exclude)
-    plan, project = build_plan(paths, config)
+    plan, project = build_plan(paths, config, with_insertions=True)
     trace = _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
                    allow_globals)
     if trace is not None:
