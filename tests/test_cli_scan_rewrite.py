@@ -160,3 +160,11 @@ def test_internal_error_is_one_line_exit_3(tmp_path, monkeypatch):
     assert result.exit_code == 3
     assert result.stderr.strip() == ("bn2gn: error: internal error: RuntimeError: simulated bug "
                                      "(set BN2GN_DEBUG=1 for a traceback and please report it)")
+
+
+def test_diff_with_json_puts_the_diff_inside_the_json(tmp_path):
+    root = copy_case("two_space", tmp_path)
+    result = run_cli(["rewrite", ".", "--diff", "--format", "json"], cwd=root)
+    data = json.loads(result.stdout)
+    (changed,) = data["results"]
+    assert "+        get_group_norm(head_conv)," in changed["diff"]

@@ -40,9 +40,8 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
         return
     from ..config import load_config
     from ..discovery import discover
-    from ..pipeline import apply_results
     from ..trainer import TrainerOptions, patch_files, trainer_rules
-    from .scan_rewrite import report_results
+    from .scan_rewrite import apply_and_report
 
     if not paths:
         raise Bn2gnError("no FILE given: name the train script(s) and trainer(s), e.g. train.py "
@@ -62,8 +61,7 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
             click.echo(f"bn2gn: error: {message}", err=True)
         click.echo("bn2gn: nothing written; fix the invocation above and run again", err=True)
         sys.exit(EXIT_USAGE)
-    code = apply_results(results, mode, sys.stdout)
-    report_results("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
+    code = apply_and_report("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
     sys.exit(code)
 
 

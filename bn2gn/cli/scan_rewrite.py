@@ -141,7 +141,6 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
         echo_rules("BN2GN1")
         return
     from ..analysis.plan import UNSURE
-    from ..pipeline import apply_results
     from ..rewrite import rewrite_paths
     from ..rules import select_rules
 
@@ -159,8 +158,7 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
     run = rewrite_paths(paths, config, rules, workers=jobs, plan=plan, project=project)
     if format_code:
         _black_changed(run.results)
-    code = apply_results(run.results, mode, sys.stdout)
-    report_results("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
+    code = apply_and_report("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
     if applied is not None:
         click.echo(applied.summary(), err=mode == "diff" or fmt == "json")
         if code == EXIT_OK and applied.skipped:
@@ -181,6 +179,17 @@ def _black_changed(results) -> None:
                 result.notes.append(f"{result.path}: black could not format the file ({exc})")
 
 
+def apply_and_report(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> int:
+    """Write / print diffs / check, then report; with --format json the diffs go into the JSON, not beside it."""
+    import io
+
+    from ..pipeline import apply_results
+
+    code = apply_results(results, mode, sys.stdout if fmt == "text" else io.StringIO())
+    report_results(command, plan, results, mode, fmt, quiet, verbose)
+    return code
+
+
 def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> None:
     """The end-of-run report shared by rewrite and patch-trainer: per-file changes, failures, a summary."""
     changed = [r for r in results if r.status == "changed"]
@@ -192,7 +201,10 @@ def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool
         summary.update(sites_converted=sum(len([c for c in r.changes if c.rule.code == "BN2GN101"]) for r in changed),
                        sites_planned_convert=counts["convert"], sites_kept=counts["keep"], sites_unsure=counts["unsure"])
     if fmt == "json":
-        data = dict(summary, results=[r.as_dict() for r in results if r.status != "unchanged"])
+        from ..pipeline import unified_diff
+
+        data = dict(summary, results=[dict(r.as_dict(), **({"diff": unified_diff(r)} if mode == "diff" else {}))
+                                      for r in results if r.status != "unchanged"])
         if plan is not None:
             data["plan"] = plan.as_dict()
         click.echo(json.dumps(data, indent=2))
