@@ -95,6 +95,6 @@ def echo_rules(prefix: str = "") -> None:
 
 # Command modules register themselves on ``cli``; import order is the order of `bn2gn --help`.
 from . import scan_rewrite  # noqa: E402,F401
-from . import remap  # noqa: E402,F401
 from . import patch_trainer  # noqa: E402,F401
 from . import remap  # noqa: E402,F401
+from . import smoke  # noqa: E402,F401

@@ -1,0 +1,142 @@
+"""`bn2gn verify`: the demo's runtime checks on the user's own converted model, with no data.
+
+Builds the model (``bn2gn.modelspec``), freezes its backbone BatchNorm with the logic injected into
+the user's files (``--freeze-from``) or bn2gn's own (``bn2gn.runtime``), then runs N train-mode
+steps at the given input shapes on fixed random input, calling ``.train()`` (and the injected
+``keep_backbone_bn_eval``) before each step as a trainer does. The loss is the mean, over every
+floating-point tensor in the output however nested, of that tensor's mean. The recorder watches
+the run exactly as it watches the demo's train script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from ..errors import EXIT_USAGE, Bn2gnError
+from .checks import record_checks
+from .freeze_source import FreezeLogic, load_freeze_logic
+from .report import INFO, Check, Section
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyOptions:
+    spec: object  # bn2gn.modelspec.ModelSpec
+    input_shapes: Tuple[Tuple[int, ...], ...]
+    backbone_attrs: Tuple[str, ...]
+    steps: int = 5
+    device: str = "auto"
+    freeze_from: Tuple[Path, ...] = ()
+    checkpoint: Optional[Path] = None
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def parse_input_shape(text: str) -> Tuple[int, ...]:
+    """``1,3,H,W`` -> (1, 3, H, W); every size a positive integer."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(n <= 0 for n in shape):
+        raise Bn2gnError(f"--input-shape {text!r}: expected positive integers separated by commas, e.g. 1,3,512,512",
+                         EXIT_USAGE)
+    return shape
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Bn2gnError(f"--device {device}: torch.cuda.is_available() is False here; use --device cpu or auto",
+                         EXIT_USAGE)
+    return device
+
+
+def output_tensors(output) -> List[object]:
+    """Every tensor in a model output: tensors, lists, tuples (named ones too) and dicts, however nested."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Mapping):
+        return [t for value in output.values() for t in output_tensors(value)]
+    if isinstance(output, (list, tuple)):
+        return [t for value in output for t in output_tensors(value)]
+    return []
+
+
+def generic_loss(output):
+    """The mean of the per-tensor means of every floating-point tensor in ``output``."""
+    import torch
+
+    tensors = [t for t in output_tensors(output) if t.is_floating_point() and t.requires_grad and t.numel()]
+    if not tensors:
+        raise Bn2gnError("the model's output holds no floating-point tensor that requires grad, so there is "
+                         "nothing to train; verify needs a forward that returns tensors, lists, tuples or dicts",
+                         EXIT_USAGE)
+    return torch.stack([t.float().mean() for t in tensors]).mean()
+
+
+def run_verify(options: VerifyOptions) -> Section:
+    import torch
+
+    from ..modelspec import build_model
+    from .recorder import Recorder
+
+    device = resolve_device(options.device)
+    logic = load_freeze_logic(options.freeze_from, options.backbone_attrs)
+    torch.manual_seed(options.seed)
+    model = build_model(options.spec)
+    if options.checkpoint is not None:
+        _load_checkpoint(model, options.checkpoint)
+    model.to(device)
+    logic.freeze(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    generator = torch.Generator().manual_seed(options.seed)
+    inputs = [torch.randn(shape, generator=generator).to(device) for shape in options.input_shapes]
+    recorder = Recorder(options.backbone_attrs, expect_state=options.checkpoint)
+    recorder.install()
+    try:
+        for _ in range(options.steps):
+            _train_step(model, logic, optimizer, inputs, options)
+    finally:
+        recorder.remove()
+    record = recorder.finish()
+    shapes = " ".join(",".join(map(str, s)) for s in options.input_shapes)
+    section = Section(f"{options.spec.describe()} on {device}, {options.steps} steps, input {shapes}")
+    section.checks.append(Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources}))
+    section.checks += record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    return section
+
+
+def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOptions) -> None:
+    model.train()
+    if logic.keep is not None:
+        logic.keep(model)
+    try:
+        output = model(*inputs)
+    except Exception as exc:  # noqa: BLE001 - the user's model: summarise, never dump
+        lines = str(exc).strip().splitlines()
+        shapes = " ".join("--input-shape " + ",".join(map(str, s)) for s in options.input_shapes)
+        raise Bn2gnError(f"{options.spec.describe()}: forward({shapes}) raised {type(exc).__name__}: "
+                         f"{lines[0] if lines else ''}; check --input-shape (one per forward argument, in order)",
+                         EXIT_USAGE) from None
+    loss = generic_loss(output)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def _load_checkpoint(model, path: Path) -> None:
+    """Load ``--checkpoint`` with strict=False; the checkpoint-loaded check reports what did not match."""
+    from .snapshot import checkpoint_state_dict
+
+    state = checkpoint_state_dict(path)
+    current = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in current and tuple(v.shape) == tuple(current[k].shape)}
+    model.load_state_dict(usable, strict=False)
