@@ -168,3 +168,11 @@ def test_diff_with_json_puts_the_diff_inside_the_json(tmp_path):
     data = json.loads(result.stdout)
     (changed,) = data["results"]
     assert "+        get_group_norm(head_conv)," in changed["diff"]
+
+
+def test_parallel_rewrite_gives_the_same_bytes(tmp_path):
+    serial = copy_case("import_styles", tmp_path / "serial")
+    parallel = copy_case("import_styles", tmp_path / "parallel")
+    assert run_cli(["rewrite", "."], cwd=serial).exit_code == 0
+    assert run_cli(["rewrite", ".", "-j", "2"], cwd=parallel).exit_code == 0
+    assert snapshot(serial) == snapshot(parallel) != snapshot(copy_case("import_styles", tmp_path / "orig"))
