@@ -1,18 +1,28 @@
-"""Which files a run looks at: the .py files under the given paths, minus build/venv folders."""
+"""Which files a run looks at: the .py files under the given paths, minus what is skipped by default.
+
+Skip rules (docs/robustness.md): build/venv/VCS folders (SKIPPED_DIRS), files with an ``@generated``
+marker near the top, symlinks whose target is outside the given paths, a second name for a file
+already found, directory symlinks, and anything that is not a regular file. ``--include`` globs bring
+back a skipped folder or generated file; ``--exclude`` globs drop more.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
 import os
+import stat
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 from .errors import Bn2gnError
 
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "build", "dist",
                           "site-packages", "__pycache__", ".mypy_cache", ".pytest_cache", "node_modules",
                           ".eggs"})
+GENERATED_MARKER = b"@generated"
+#: the marker counts only in a file's header, not in code that writes it into other files
+GENERATED_HEAD = 2048
 
 
 @dataclasses.dataclass
@@ -20,6 +30,8 @@ class Discovery:
     files: List[Path]
     #: (path, reason) for things under the targets that were deliberately not read
     skipped: List[Tuple[Path, str]]
+    #: the bytes of every file that had to be read to decide (the @generated check); saves a second read
+    data: Dict[Path, bytes] = dataclasses.field(default_factory=dict)
 
 
 def _matches(path: Path, globs: Iterable[str]) -> bool:
@@ -27,28 +39,54 @@ def _matches(path: Path, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(text, g) or fnmatch.fnmatch(path.name, g) for g in globs)
 
 
+def _inside(real: str, roots: Sequence[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def discover(paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Discovery:
     """Expand files and directories into .py files, sorted, each once.
 
-    Raises Bn2gnError for a path that does not exist. Directories named in SKIPPED_DIRS are not
-    entered unless a path names them directly or an --include glob matches them.
+    Raises Bn2gnError (exit 2) for a path that does not exist and when the paths hold no Python
+    file at all. Directories named in SKIPPED_DIRS are not entered unless a path names them directly
+    or an --include glob matches them.
     """
-    found: dict = {}
-    skipped: List[Tuple[Path, str]] = []
-    for given in paths:
-        given = Path(given)
+    given_paths = [Path(p) for p in paths]
+    for given in given_paths:
         if not given.exists() and not given.is_symlink():
-            raise Bn2gnError(f"{given}: no such file or directory")
+            raise Bn2gnError(f"{given}: no such file or directory; check the path")
+    roots = [os.path.realpath(p) for p in given_paths if p.is_dir()]
+    found: Dict[str, Path] = {}
+    skipped: List[Tuple[Path, str]] = []
+    for given in given_paths:
         if given.is_dir():
             _walk(given, include, exclude, found, skipped)
         elif _matches(given, exclude):
             skipped.append((given, "excluded by --exclude"))
         else:
-            found.setdefault(os.path.normpath(given), given)
-    return Discovery(files=sorted(found.values()), skipped=skipped)
+            _add_given_file(given, roots, found, skipped)
+    result = Discovery(files=[], skipped=skipped)
+    for path in _unique_files(found, skipped):
+        if _is_generated(path, include, result):
+            skipped.append((path, f"generated file ({GENERATED_MARKER.decode()} marker); --include it to scan it"))
+        else:
+            result.files.append(path)
+    result.files.sort()
+    if not result.files:
+        raise Bn2gnError(_nothing_found(given_paths, skipped))
+    return result
 
 
-def _walk(root: Path, include, exclude, found: dict, skipped: list) -> None:
+def _add_given_file(given: Path, roots: Sequence[str], found: Dict[str, Path], skipped: list) -> None:
+    """A file named on the command line is read even without .py; a symlink only into a given folder."""
+    if given.is_symlink() and not _inside(os.path.realpath(given), roots):
+        skipped.append((given, "symlink to a file outside the given folders; name the target itself"))
+    elif not _is_regular(given):
+        skipped.append((given, "not a regular file"))
+    else:
+        found.setdefault(os.path.normpath(given), given)
+
+
+def _walk(root: Path, include, exclude, found: Dict[str, Path], skipped: list) -> None:
     root_real = os.path.realpath(root)
     for folder, dirnames, filenames in os.walk(root, followlinks=False):
         folder_path = Path(folder)
@@ -61,21 +99,59 @@ def _walk(root: Path, include, exclude, found: dict, skipped: list) -> None:
                 skipped.append((sub, f"{name}/ is skipped by default (use --include to scan it)"))
             elif sub.is_symlink():
                 skipped.append((sub, "directory symlink not followed"))
-            elif name.endswith(".py"):
-                keep_dirs.append(name)
             else:
                 keep_dirs.append(name)
         dirnames[:] = keep_dirs
         for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            path = folder_path / name
-            if _matches(path, exclude):
-                skipped.append((path, "excluded by --exclude"))
-                continue
-            if path.is_symlink():
-                real = os.path.realpath(path)
-                if not (real == root_real or real.startswith(root_real + os.sep)):
-                    skipped.append((path, "symlink to a file outside the given paths; not followed"))
-                    continue
-            found.setdefault(os.path.normpath(path), path)
+            if name.endswith(".py"):
+                _add_walked_file(folder_path / name, root_real, exclude, found, skipped)
+
+
+def _add_walked_file(path: Path, root_real: str, exclude, found: Dict[str, Path], skipped: list) -> None:
+    if _matches(path, exclude):
+        skipped.append((path, "excluded by --exclude"))
+    elif path.is_symlink() and not _inside(os.path.realpath(path), [root_real]):
+        skipped.append((path, "symlink to a file outside the given paths; not followed"))
+    elif not _is_regular(path):
+        skipped.append((path, "broken symlink" if path.is_symlink() else "not a regular file"))
+    else:
+        found.setdefault(os.path.normpath(path), path)
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _unique_files(found: Dict[str, Path], skipped: list) -> List[Path]:
+    """One name per real file: the file itself rather than a symlink to it."""
+    by_real: Dict[str, Path] = {}
+    for path in sorted(found.values(), key=lambda p: (p.is_symlink(), p.as_posix())):
+        real = os.path.realpath(path)
+        if real in by_real:
+            skipped.append((path, f"same file as {by_real[real]}; scanned once under that name"))
+        else:
+            by_real[real] = path
+    return list(by_real.values())
+
+
+def _is_generated(path: Path, include: Sequence[str], result: Discovery) -> bool:
+    """Reads the file once (kept in ``result.data``); unreadable files are left to the reader to report."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return False
+    result.data[path] = data
+    return GENERATED_MARKER in data[:GENERATED_HEAD] and not _matches(path, include)
+
+
+def _nothing_found(paths: Sequence[Path], skipped: List[Tuple[Path, str]]) -> str:
+    where = ", ".join(str(p) for p in paths)
+    if not skipped:
+        return f"{where}: no Python files found; point bn2gn at a folder or .py files that exist"
+    first, why = skipped[0]
+    return (f"{where}: no Python files to process ({len(skipped)} skipped, e.g. {first}: {why}); "
+            "use --include GLOB to scan skipped files")

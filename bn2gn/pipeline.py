@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, TextIO
@@ -80,7 +81,27 @@ def check_python(text: str, filename: str = "<bn2gn>") -> None:
 def parse_module(source: SourceText) -> cst.Module:
     """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient)."""
     check_python(source.text, str(source.path))
-    return cst.parse_module(source.text)
+    try:
+        return cst.parse_module(source.text)
+    except cst.ParserSyntaxError:
+        line = mixed_newline_line(source.text)
+        if line:
+            raise SourceError(source.path, line, "mixed CRLF and LF line endings, which LibCST cannot parse; "
+                              "make them consistent (e.g. dos2unix) and run again") from None
+        raise
+
+
+def mixed_newline_line(text: str) -> int:
+    """The first line whose ending differs from the first line's, or 0 when all agree."""
+    lines = text.splitlines(keepends=True)
+    first = None
+    for number, line in enumerate(lines, 1):
+        ending = "\r\n" if line.endswith("\r\n") else "\n" if line.endswith("\n") else None
+        if ending is not None:
+            first = first or ending
+            if ending != first:
+                return number
+    return 0
 
 
 def finish(source: SourceText, new_text: str, changes: Iterable[Change], notes: Iterable[str] = ()) -> FileResult:
@@ -123,12 +144,25 @@ def unified_diff(result: FileResult) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _read_only(path: Path) -> bool:
+    """No write bit at all: reported, never replaced behind the mode's back (docs/robustness.md)."""
+    try:
+        return not os.stat(path).st_mode & 0o222
+    except OSError:
+        return False
+
+
 def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
     """Write (mode write), print diffs (mode diff) or do nothing (mode check); return the exit code."""
     for result in results:
         if result.status != "changed":
             continue
         if mode == WRITE:
+            if _read_only(result.path):
+                result.status = "failed"
+                result.error = (f"{result.path}:1: file is read-only; make it writable (chmod u+w) for bn2gn "
+                                "to change it; file left unchanged")
+                continue
             try:
                 write_atomic(result.path, result.new_bytes)
             except OSError as exc:

@@ -6,8 +6,9 @@ import ast
 import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
+from . import progress
 from .analysis.facts import ModuleFacts
 from .analysis.plan import CONVERT, UNSURE, Plan, Site
 from .analysis.scan import build_plan
@@ -119,10 +120,21 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
 
 
 def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
+    progress.start("bn2gn: rewriting", len(jobs))
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
-    return [run_job(job) for job in jobs]
+            results = pool.map(run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+            return _counted(results)
+    return _counted(run_job(job) for job in jobs)
+
+
+def _counted(results: Iterable[FileResult]) -> List[FileResult]:
+    out = []
+    for result in results:
+        out.append(result)
+        progress.step()
+    progress.done()
+    return out
 
 
 def rewrite_paths(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], workers: int = 1,

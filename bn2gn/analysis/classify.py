@@ -59,13 +59,19 @@ def _unwrap_wrappers(project: Project, models: List[RootModel], classes, attrs) 
         if model.has_backbone:
             out.append(model)
             continue
-        inner = [analyse_root(project, d, attrs) for d in model.head_reach if d in classes]
+        inner = [analyse_root(project, d, attrs) for d in model.head_reach if d in classes and _may_hold(d, attrs)]
         inner = [m for m in inner if m.has_backbone]
         reach = {m.cls: set(project.reach(project.refs(m.cls))) for m in inner}
         top = [m for m in inner if not any(m.cls in reach[o.cls] for o in inner if o is not m)]
         out.extend(top or [model])
     unique = {m.cls: m for m in out}
     return sorted(unique.values(), key=lambda m: (m.cls.module.display, m.cls.node.lineno))
+
+
+def _may_hold(cls: Definition, attrs) -> bool:
+    """Cheap text test before analyse_root: a class can only assign attributes whose names its source has."""
+    text = "".join(cls.module.lines[cls.node.lineno - 1:cls.node.end_lineno])
+    return any(attr in text for attr in attrs)
 
 
 def _dynamic_scope(project: Project, model: RootModel, uses_globals: bool) -> Set[Definition]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -91,7 +92,7 @@ class ModuleFacts:
         return ".".join(package + ([module] if module else []))
 
     def _collect_top_level(self) -> None:
-        for node in ast.walk(self.tree):
+        for node in walk_statements(self.tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:
@@ -173,6 +174,21 @@ class ModuleFacts:
                    and (other.node.lineno, other.node.col_offset) < (raw.node.lineno, raw.node.col_offset))
         text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+_BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())
+
+
+def walk_statements(tree: ast.AST):
+    """``ast.walk`` restricted to statements (and except/case clauses), in the same order.
+
+    Expressions never contain statements, so imports are found without visiting every node.
+    """
+    queue = deque([tree])
+    while queue:
+        node = queue.popleft()
+        yield node
+        queue.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, _BLOCKS))
 
 
 def _target_names(target: ast.AST) -> List[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict, deque
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .facts import Definition, ModuleFacts
 
@@ -29,12 +29,16 @@ class Project:
                 self.by_name[definition.name].append(definition)
         self._refs: Dict[Definition, Set[Definition]] = {}
         self._locals: Dict[int, Dict[str, Set[Definition]]] = {}
+        #: definition -> module classes that build it; at most two are kept, enough to tell whether a
+        #: class is built by another one (a root is not), without a reach per class (quadratic on big trees)
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
+        self._build_starts: List[Tuple[Definition, Iterable[Definition]]] = []
         #: class -> __init__ parameter name -> definitions passed for it by callers
         self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(lambda: defaultdict(set))
         self.modules_classes = self.module_classes()
         self._collect_constructor_arguments()
         self._collect_class_building()
+        self._propagate_builders()
 
     # -- resolution ------------------------------------------------------------------------------
     def resolve_dotted(self, dotted: str) -> Optional[Definition]:
@@ -125,19 +129,21 @@ class Project:
 
     # -- who builds whom -------------------------------------------------------------------------
     def _collect_constructor_arguments(self) -> None:
+        """Record every call of a scanned class with arguments, once per enclosing function (with that
+        function's locals) and once more at module level; one walk per file, locals only when needed."""
         for facts in self.modules:
-            scopes = [(facts.tree, None)] + [(f, f) for f in ast.walk(facts.tree) if isinstance(f, FUNCTIONS)]
-            for scope, func in scopes:
-                local = self.local_values(facts, func) if func is not None else None
-                nodes = ast.walk(scope) if func is not None else _module_level_nodes(scope)
-                for node in nodes:
-                    if isinstance(node, ast.Call):
-                        self._record_call(facts, node, local)
+            for call, funcs, module_level in calls_with_scopes(facts.tree):
+                if not call.args and not call.keywords:
+                    continue
+                callee = self.resolve(facts, call.func)
+                if callee is None or callee.kind != "class":
+                    continue
+                for func in funcs:
+                    self._record_call(facts, call, self.local_values(facts, func), callee)
+                if module_level:
+                    self._record_call(facts, call, None, callee)
 
-    def _record_call(self, facts: ModuleFacts, call: ast.Call, local) -> None:
-        callee = self.resolve(facts, call.func)
-        if callee is None or callee.kind != "class":
-            return
+    def _record_call(self, facts: ModuleFacts, call: ast.Call, local, callee: Definition) -> None:
         params = init_params(callee)
         for index, arg in enumerate(call.args):
             passed = self.refs_in(facts, arg, local)
@@ -160,17 +166,41 @@ class Project:
         """Only an nn.Module class 'builds' what it is given: a trainer holding a model does not."""
         if builder not in self.modules_classes:
             return
-        for definition in self.reach(passed):
-            if definition is not builder:
-                self.built_by[definition].add(builder)
+        self._build_starts.append((builder, passed))
 
     def _collect_class_building(self) -> None:
         for facts in self.modules:
             for definition in facts.defs.values():
                 if definition in self.modules_classes:
-                    for reached in self.reach(self.refs(definition)):
-                        if reached is not definition:
-                            self.built_by[reached].add(definition)
+                    self._build_starts.append((definition, self.refs(definition)))
+
+    def _propagate_builders(self) -> None:
+        """Everything reachable from a builder's start set is built by it (never by itself).
+
+        One pass over the graph in which each definition accepts at most two builder labels: if two
+        or more builders reach it, it holds two, so one differs from the definition itself.
+        """
+        queue = deque()
+        labels_of: Dict[Definition, Set[Definition]] = {}
+
+        def offer(definition: Definition, builder: Definition) -> None:
+            labels = labels_of.setdefault(definition, set())
+            if len(labels) < 2 and builder not in labels:
+                labels.add(builder)
+                queue.append((definition, builder))
+
+        for builder, start in self._build_starts:
+            for definition in start:
+                offer(definition, builder)
+        while queue:
+            definition, builder = queue.popleft()
+            for nxt in self.refs(definition):
+                offer(nxt, builder)
+        for definition, labels in labels_of.items():
+            others = labels - {definition}
+            if others:
+                self.built_by[definition] |= others
+        self._build_starts = []
 
     def module_classes(self) -> Set[Definition]:
         """Classes deriving (directly or through scanned classes) from something in torch.nn."""
@@ -240,12 +270,18 @@ def _bind(target: ast.AST, value: ast.AST):
         yield target.value.id, value
 
 
-def _module_level_nodes(tree: ast.Module):
-    """Nodes outside any function or class body."""
-    stack = list(tree.body)
+def calls_with_scopes(tree: ast.Module):
+    """(call, enclosing functions outermost first, at module level) for every call in ``tree``.
+
+    Module level means outside any function, class body or lambda.
+    """
+    stack = [(tree, (), True)]
     while stack:
-        node = stack.pop()
-        if isinstance(node, FUNCTIONS + (ast.ClassDef, ast.Lambda)):
-            continue
-        yield node
-        stack.extend(ast.iter_child_nodes(node))
+        node, funcs, module_level = stack.pop()
+        if isinstance(node, ast.Call):
+            yield node, funcs, module_level
+        if isinstance(node, FUNCTIONS):
+            funcs, module_level = funcs + (node,), False
+        elif isinstance(node, (ast.ClassDef, ast.Lambda)):
+            module_level = False
+        stack.extend((child, funcs, module_level) for child in ast.iter_child_nodes(node))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
+from .. import progress
 from ..config import Config
 from ..discovery import discover
 from ..errors import SourceError
 from ..sources import decode_source
-from .facts import ModuleFacts
 from .plan import Plan
+
+if TYPE_CHECKING:  # facts (hashlib, ast helpers) is imported only once a file is parsed
+    from .facts import ModuleFacts
 
 MARKER = b"BatchNorm"
 #: bytes a file must contain before patch-trainer's planner (LibCST) looks at it
@@ -39,15 +44,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def read_all(files: Sequence[Path]) -> Tuple[Dict[Path, bytes], List[str]]:
+def read_all(files: Sequence[Path], known: Optional[Dict[Path, bytes]] = None) -> Tuple[Dict[Path, bytes], List[str]]:
+    """Every file's bytes (``known``: those discovery already read); unreadable files become errors."""
     raw, errors = {}, []
+    known = known or {}
+    progress.start("bn2gn: reading", len(files))
     for path in files:
+        progress.step()
         try:
-            raw[path] = path.read_bytes()
+            raw[path] = known[path] if path in known else path.read_bytes()
         except IsADirectoryError:
             errors.append(f"{display_path(path)}:1: is a directory, not a Python file")
         except OSError as exc:
             errors.append(f"{display_path(path)}:1: cannot read ({exc.strerror or exc})")
+    progress.done()
     return raw, errors
 
 
@@ -63,7 +73,19 @@ def parse_facts(path: Path, data: bytes) -> ModuleFacts:
         raise SourceError(display, exc.lineno or 1, f"cannot parse: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise SourceError(display, 1, f"cannot parse: {type(exc).__name__}") from None
+    from .facts import ModuleFacts
+
     return ModuleFacts(path, display, module_name(path), source.text, tree)
+
+
+def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
+    """parse_facts, plus the BatchNorm sites of a file that mentions BatchNorm."""
+    facts = parse_facts(path, data)
+    if MARKER in data:
+        from .sites import collect_sites
+
+        collect_sites(facts)
+    return facts
 
 
 def build_plan(paths: Sequence[Path], config: Config,
@@ -74,28 +96,32 @@ def build_plan(paths: Sequence[Path], config: Config,
     """
     found = discover([Path(p) for p in paths], config.include, config.exclude)
     plan = Plan(files=len(found.files))
-    raw, plan.errors = read_all(found.files)
+    raw, plan.errors = read_all(found.files, found.data)
     if with_insertions:
         plan.insertions = plan_insertions(raw, config)
     if not any(MARKER in data for data in raw.values()):
         return plan, None
     from .classify import classify
     from .graph import Project
-    from .sites import collect_sites
+    from .relevance import select_modules
 
-    modules = []
-    for path, data in raw.items():
-        try:
-            facts = parse_facts(path, data)
-        except SourceError as exc:
-            plan.errors.append(str(exc))
-            continue
-        if MARKER in data:
-            collect_sites(facts)
-        modules.append(facts)
-    project = Project(modules)
-    classify(project, config, plan)
+    with collector_paused():
+        project = Project(select_modules(raw, parse_with_sites, config, plan.errors))
+        classify(project, config, plan)
     return plan, project
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """The analysis holds every parsed tree (millions of acyclic nodes); letting the cyclic garbage
+    collector re-scan them while more are built cost more than parsing itself on torch-sized trees."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, Bn2gnError
 from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
 
@@ -92,6 +93,7 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
 
     config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
                   include=include, exclude=exclude)
+    progress.enable(quiet)
     plan, project = build_plan(paths, config, with_insertions=True)
     trace = _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
                    allow_globals)
@@ -150,6 +152,7 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
     rules = select_rules(config.select, config.skip)
     if not any(r.code.startswith("BN2GN1") for r in rules):
         raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
+    progress.enable(quiet)
     plan = project = applied = None
     if plan_file is not None:
         from ..analysis.plan_file import plan_for_rewrite

@@ -24,7 +24,7 @@ class ReplaceBatchNorm(cst.CSTTransformer):
 
     def __init__(self, positions: Set[Tuple[int, int]]):
         super().__init__()
-        self.positions = positions
+        self.positions = set(positions)
         self.converted: List[Tuple[int, str]] = []  # (line, what changed)
         self.refused: List[Tuple[int, str]] = []
 
@@ -32,6 +32,8 @@ class ReplaceBatchNorm(cst.CSTTransformer):
         start = self.get_metadata(PositionProvider, original).start
         if (start.line, start.column) not in self.positions:
             return updated
+        # only the innermost call at a position is the site: `nn.BatchNorm2d(8).cuda(0)` starts there too
+        self.positions.discard((start.line, start.column))
         mapped = map_batchnorm_args(updated.args)
         if isinstance(mapped, str):
             self.refused.append((start.line, mapped))

@@ -1,0 +1,280 @@
+"""Bad input through the real CLI (issue 6, 'Bad input'): every case is one clear line and a documented
+exit code (docs/robustness.md), nothing outside the given paths is written, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, snapshot
+
+MODEL = '''import torch.nn as nn
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(8)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))
+'''
+HEAD_ONLY = '''import torch.nn as nn
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+'''
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.output
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_model_fixture_has_one_convert_site(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    result = run_cli(["scan", "."], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("1 files, 2 sites: 1 convert, 1 keep, 0 unsure")
+
+
+@pytest.mark.parametrize("command", [["scan"], ["rewrite"], ["rewrite", "--check"]])
+def test_non_existent_path_is_exit_2(tmp_path, command):
+    result = run_cli(command + ["nowhere/model.py"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "nowhere/model.py: no such file or directory; check the path" in one_error_line(result)
+
+
+@pytest.mark.parametrize("command", [["scan"], ["rewrite", "--diff"]])
+def test_empty_directory_is_exit_2_with_a_message(tmp_path, command):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(command + ["empty"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "empty: no Python files found" in one_error_line(result)
+
+
+def test_directory_of_only_skipped_files_says_how_to_include_them(tmp_path):
+    write(tmp_path / "proj" / ".venv" / "lib" / "model.py", MODEL)
+    result = run_cli(["scan", "proj"], cwd=tmp_path)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "no Python files to process" in line and "--include" in line and ".venv/ is skipped" in line
+
+
+def test_directory_named_py_is_walked_not_read(tmp_path):
+    write(tmp_path / "pkg.py" / "model.py", MODEL)
+    result = run_cli(["scan", "."], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "pkg.py/model.py:14:" in result.output and "is a directory" not in result.output
+    assert run_cli(["scan", "pkg.py"], cwd=tmp_path).exit_code == 0
+
+
+def test_fifo_named_py_is_skipped_without_blocking(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this platform")
+    write(tmp_path / "model.py", MODEL)
+    os.mkfifo(tmp_path / "pipe.py")
+    result = run_cli(["scan", "."], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "1 files, 2 sites" in result.output
+
+
+# -- symlinks -----------------------------------------------------------------------------------------
+@pytest.fixture
+def linked_tree(tmp_path):
+    """proj/ holds a model, a link to it, a link to a file outside, a broken link and a folder link."""
+    outside = write(tmp_path / "outside" / "head.py", MODEL)
+    proj = tmp_path / "proj"
+    write(proj / "model.py", MODEL)
+    (proj / "same.py").symlink_to("model.py")
+    (proj / "external.py").symlink_to(outside)
+    (proj / "broken.py").symlink_to(tmp_path / "gone.py")
+    (proj / "linked_dir").symlink_to(outside.parent, target_is_directory=True)
+    return tmp_path
+
+
+def test_symlinks_outside_the_roots_are_never_written_through(linked_tree):
+    outside = linked_tree / "outside" / "head.py"
+    before = outside.read_bytes()
+    result = run_cli(["rewrite", "proj"], cwd=linked_tree)
+    assert result.exit_code == 0, result.output
+    assert outside.read_bytes() == before
+    assert (linked_tree / "proj" / "external.py").is_symlink()
+    assert "get_group_norm(8)" in (linked_tree / "proj" / "model.py").read_text()
+    assert (linked_tree / "proj" / "same.py").is_symlink()
+    assert os.readlink(linked_tree / "proj" / "same.py") == "model.py"
+
+
+def test_symlink_to_a_file_inside_is_one_file_not_two(linked_tree):
+    result = run_cli(["scan", "proj", "--format", "json"], cwd=linked_tree)
+    assert result.exit_code == 0, result.output
+    assert '"files": 1' in result.stdout
+    assert "same.py" not in result.stdout and "external.py" not in result.stdout
+
+
+def test_named_symlink_to_outside_file_is_refused(linked_tree):
+    result = run_cli(["rewrite", "proj/external.py"], cwd=linked_tree)
+    assert result.exit_code == 2
+    assert "outside the given folders" in one_error_line(result)
+    assert (linked_tree / "outside" / "head.py").read_text() == MODEL
+
+
+def test_symlink_inside_to_file_only_reachable_through_it_is_followed(tmp_path):
+    write(tmp_path / "proj" / "build" / "real.py", MODEL)
+    (tmp_path / "proj" / "model.py").symlink_to(Path("build") / "real.py")
+    result = run_cli(["rewrite", "proj"], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "proj" / "model.py").is_symlink()
+    assert "get_group_norm(8)" in (tmp_path / "proj" / "build" / "real.py").read_text()
+
+
+# -- unreadable and read-only files -------------------------------------------------------------------
+def _unreadable_run(tmp_path, monkeypatch, simulate: bool):
+    write(tmp_path / "model.py", MODEL)
+    secret = write(tmp_path / "secret.py", HEAD_ONLY)
+    if simulate:
+        import bn2gn.discovery
+
+        real_open, real_read = open, Path.read_bytes
+
+        def deny_open(path, *args, **kwargs):
+            if Path(path).name == "secret.py":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        def deny_read(self):
+            if self.name == "secret.py":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_read(self)
+
+        monkeypatch.setattr(bn2gn.discovery, "open", deny_open, raising=False)
+        monkeypatch.setattr(Path, "read_bytes", deny_read)
+    else:
+        secret.chmod(0)
+    try:
+        return run_cli(["rewrite", "."], cwd=tmp_path)
+    finally:
+        secret.chmod(0o644)
+
+
+@pytest.mark.parametrize("simulate", [True, False], ids=["simulated", "chmod-000"])
+def test_unreadable_file_is_reported_and_the_rest_is_processed(tmp_path, monkeypatch, simulate):
+    if not simulate and AS_ROOT:
+        pytest.skip("running as root: chmod 000 does not stop root from reading (the simulated case covers it)")
+    result = _unreadable_run(tmp_path, monkeypatch, simulate)
+    assert result.exit_code == 1, result.output
+    assert "secret.py:1: cannot read (Permission denied)" in result.stderr
+    assert "Traceback" not in result.output
+    assert "get_group_norm(8)" in (tmp_path / "model.py").read_text()
+    assert (tmp_path / "secret.py").read_text() == HEAD_ONLY
+
+
+def test_read_only_file_is_reported_not_written(tmp_path):
+    path = write(tmp_path / "model.py", MODEL)
+    path.chmod(0o444)
+    result = run_cli(["rewrite", "."], cwd=tmp_path)
+    assert result.exit_code == 1
+    assert "model.py:1: file is read-only; make it writable (chmod u+w)" in result.stderr
+    assert path.read_text() == MODEL and stat.S_IMODE(path.stat().st_mode) == 0o444
+    diff = run_cli(["rewrite", ".", "--diff"], cwd=tmp_path)
+    assert diff.exit_code == 0 and "+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), get_group_norm(8))" in diff.stdout
+    path.chmod(0o644)
+    assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
+    assert "get_group_norm(8)" in path.read_text()
+
+
+def test_read_only_folder_fails_cleanly_without_temp_files(tmp_path):
+    if AS_ROOT:
+        pytest.skip("running as root: a read-only folder is still writable for root")
+    path = write(tmp_path / "proj" / "model.py", MODEL)
+    (tmp_path / "proj").chmod(0o555)
+    try:
+        result = run_cli(["rewrite", "proj"], cwd=tmp_path)
+    finally:
+        (tmp_path / "proj").chmod(0o755)
+    assert result.exit_code == 1 and "cannot write (Permission denied)" in result.stderr
+    assert path.read_text() == MODEL and sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["model.py"]
+
+
+# -- generated files and skipped folders ----------------------------------------------------------------
+def test_generated_file_is_skipped_unless_included(tmp_path):
+    generated = write(tmp_path / "gen_model.py", "# @generated by a tool; do not edit\n" + MODEL)
+    write(tmp_path / "model.py", HEAD_ONLY)
+    before = generated.read_bytes()
+    result = run_cli(["rewrite", "."], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert generated.read_bytes() == before
+    scan = run_cli(["scan", ".", "--include", "gen_*.py"], cwd=tmp_path)
+    assert "gen_model.py:15:" in scan.output and "2 files" in scan.output
+    assert run_cli(["rewrite", ".", "--include", "gen_*.py"], cwd=tmp_path).exit_code == 0
+    assert "get_group_norm(8)" in generated.read_text()
+
+
+def test_marker_far_below_the_header_does_not_make_a_file_generated(tmp_path):
+    body = MODEL + "\n" * 2 + "#" * 3000 + "\nMARK = '@generated'\n"
+    write(tmp_path / "model.py", body)
+    assert "1 files, 2 sites" in run_cli(["scan", "."], cwd=tmp_path).output
+
+
+@pytest.mark.parametrize("folder", [".venv", "build", ".git", "site-packages", "venv/lib"])
+def test_tool_folders_are_skipped_and_include_brings_them_back(tmp_path, folder):
+    write(tmp_path / "model.py", MODEL)
+    hidden = write(tmp_path / folder / "model.py", MODEL)
+    result = run_cli(["rewrite", ".", "--diff"], cwd=tmp_path)
+    assert result.exit_code == 0 and f"{folder}/model.py" not in result.output
+    name = folder.split("/")[0]
+    included = run_cli(["rewrite", ".", "--include", name], cwd=tmp_path)
+    assert included.exit_code == 0, included.output
+    assert "get_group_norm(8)" in hidden.read_text()
+
+
+def test_exclude_glob_drops_files_and_folders(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    write(tmp_path / "vendor" / "model.py", MODEL)
+    write(tmp_path / "legacy_model.py", MODEL)
+    before = snapshot(tmp_path)
+    result = run_cli(["rewrite", ".", "--exclude", "vendor", "--exclude", "legacy_*.py"], cwd=tmp_path)
+    assert result.exit_code == 0
+    after = snapshot(tmp_path)
+    assert after["vendor/model.py"] == before["vendor/model.py"]
+    assert after["legacy_model.py"] == before["legacy_model.py"]
+    assert after["model.py"] != before["model.py"]
+
+
+def test_a_named_tool_folder_is_scanned(tmp_path):
+    write(tmp_path / "build" / "model.py", MODEL)
+    result = run_cli(["scan", "build"], cwd=tmp_path)
+    assert result.exit_code == 0 and "1 files, 2 sites" in result.output
+
+
+# -- code shapes found by the corpus run ------------------------------------------------------------------
+def test_chained_call_on_a_converted_batchnorm_keeps_the_chain(tmp_path):
+    """`nn.BatchNorm2d(8).cuda(0)` starts where the BatchNorm call starts; only the inner call is the site."""
+    write(tmp_path / "model.py", MODEL.replace("nn.BatchNorm2d(8))\n", "nn.BatchNorm2d(8).to(dtype=None))\n")
+          .replace("self.backbone = Backbone()", "self.backbone = Backbone()\n        self.extra = nn.BatchNorm2d(4).cuda(0)"))
+    result = run_cli(["rewrite", "."], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "model.py").read_text()
+    assert "self.extra = get_group_norm(4).cuda(0)" in text
+    assert "get_group_norm(8).to(dtype=None))" in text
+    assert "not converted" not in result.output
