@@ -197,7 +197,8 @@ def test_read_only_file_is_reported_not_written(tmp_path):
     assert "model.py:1: file is read-only; make it writable (chmod u+w)" in result.stderr
     assert path.read_text() == MODEL and stat.S_IMODE(path.stat().st_mode) == 0o444
     diff = run_cli(["rewrite", ".", "--diff"], cwd=tmp_path)
-    assert diff.exit_code == 0 and "+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), get_group_norm(8))" in diff.stdout
+    assert diff.exit_code == 0
+    assert "+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), get_group_norm(8))" in diff.stdout
     path.chmod(0o644)
     assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
     assert "get_group_norm(8)" in path.read_text()
@@ -270,8 +271,9 @@ def test_a_named_tool_folder_is_scanned(tmp_path):
 # -- code shapes found by the corpus run ------------------------------------------------------------------
 def test_chained_call_on_a_converted_batchnorm_keeps_the_chain(tmp_path):
     """`nn.BatchNorm2d(8).cuda(0)` starts where the BatchNorm call starts; only the inner call is the site."""
+    extra = "self.backbone = Backbone()\n        self.extra = nn.BatchNorm2d(4).cuda(0)"
     write(tmp_path / "model.py", MODEL.replace("nn.BatchNorm2d(8))\n", "nn.BatchNorm2d(8).to(dtype=None))\n")
-          .replace("self.backbone = Backbone()", "self.backbone = Backbone()\n        self.extra = nn.BatchNorm2d(4).cuda(0)"))
+          .replace("self.backbone = Backbone()", extra))
     result = run_cli(["rewrite", "."], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "model.py").read_text()

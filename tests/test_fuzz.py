@@ -90,7 +90,8 @@ def with_bom(data: bytes) -> bytes:
 
 
 def latin1_cookie(data: bytes) -> bytes:
-    return b"# -*- coding: latin-1 -*-\n" + data.replace(b"import torch.nn as nn", b"import torch.nn as nn\nNAME = 't\xeate'")
+    named = data.replace(b"import torch.nn as nn", b"import torch.nn as nn\nNAME = 't\xeate'")
+    return b"# -*- coding: latin-1 -*-\n" + named
 
 
 def long_line(data: bytes, width: int) -> bytes:
@@ -198,10 +199,18 @@ def test_mixed_crlf_and_lf_is_one_actionable_error_and_untouched():
         (root / "model.py").write_bytes(data)
         (root / "clean.py").write_text(CLEAN)
         result = run_cli(["rewrite", "."], cwd=root)
-        assert result.exit_code == 1
-        assert "error: model.py:2: mixed CRLF and LF line endings" in result.stderr
-        assert "dos2unix" in result.stderr and "Traceback" not in result.output
-        assert (root / "model.py").read_bytes() == data
+        assert "Traceback" not in result.output
+        if result.exit_code == 1:
+            # LibCST releases before 1.1 cannot parse mixed endings: one actionable line, file untouched
+            assert "error: model.py:2: mixed CRLF and LF line endings" in result.stderr
+            assert "dos2unix" in result.stderr
+            assert (root / "model.py").read_bytes() == data
+        else:
+            # newer LibCST parses them: the rewrite must keep every line's own ending
+            assert result.exit_code == 0, result.output
+            after = (root / "model.py").read_bytes()
+            assert b"get_group_norm(4)" in after and after.count(b"\r\n") >= data.count(b"\r\n")
+            assert_valid_python(after, "model.py")
         assert "get_group_norm(16)" in (root / "clean.py").read_text()
 
 

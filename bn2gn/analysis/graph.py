@@ -285,3 +285,4 @@ def calls_with_scopes(tree: ast.Module):
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
         stack.extend((child, funcs, module_level) for child in ast.iter_child_nodes(node))
+

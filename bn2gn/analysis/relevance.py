@@ -57,7 +57,8 @@ class RelevantModules:
     def words_of(self, path: Path) -> FrozenSet[str]:
         found = self.words.get(path)
         if found is None:
-            found = self.words[path] = frozenset(w.decode("utf-8", "replace") for w in set(WORD.findall(self.raw[path])))
+            words = set(WORD.findall(self.raw[path]))
+            found = self.words[path] = frozenset(w.decode("utf-8", "replace") for w in words)
         return found
 
     def add(self, paths: Iterable[Path]) -> bool:
