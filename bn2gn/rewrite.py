@@ -6,7 +6,7 @@ import ast
 import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import progress
 from .analysis.facts import ModuleFacts

@@ -4,7 +4,7 @@ non-backbone are told apart'). The decision and its reason are produced together
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Set, Tuple
 
 from ..config import Config
 from ..errors import Bn2gnError

@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .plan import Site, scope_name
+from .plan import Site
 
 BATCHNORM_OPS = {
     "torch.nn.BatchNorm2d": "BatchNorm2d",

@@ -6,7 +6,7 @@ num_groups); ``momentum`` and ``track_running_stats`` go, GroupNorm has neither.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Set, Tuple
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
