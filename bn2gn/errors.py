@@ -1,6 +1,8 @@
-"""Exit codes and the one exception type that reaches the CLI as a one-line message."""
+"""Exit codes and the engine's error types; only ``bn2gn.cli`` turns them into exit codes and output.
 
-import click
+The engine (and ``bn2gn.runtime``, which users import into training code) must not depend on click,
+so these are plain exceptions that carry their exit-code category as data.
+"""
 
 EXIT_OK = 0
 #: ``--check`` found pending changes, some files failed, or a verification failed.
@@ -11,16 +13,16 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
-class Bn2gnError(click.ClickException):
+class Bn2gnError(Exception):
     """An error the user can act on; the CLI prints it as one line and exits with ``code``."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
         super().__init__(message)
+        self.message = message
         self.code = code
-        self.exit_code = code
 
-    def show(self, file=None) -> None:
-        click.echo(f"bn2gn: error: {self.format_message()}", file=file, err=True)
+    def format_message(self) -> str:
+        return self.message
 
 
 class SourceError(Exception):

@@ -21,6 +21,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except Bn2gnError as exc:
+            fail(exc.message, exc.code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
@@ -30,8 +32,14 @@ class _Group(click.Group):
             if os.environ.get("BN2GN_DEBUG"):
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
-            raise Bn2gnError(f"internal error: {type(exc).__name__}: {first} "
-                             "(set BN2GN_DEBUG=1 for a traceback and please report it)", EXIT_INTERNAL) from None
+            fail(f"internal error: {type(exc).__name__}: {first} "
+                 "(set BN2GN_DEBUG=1 for a traceback and please report it)", EXIT_INTERNAL)
+
+
+def fail(message: str, code: int) -> None:
+    """The one place an error becomes output: one line on stderr, then exit with ``code``."""
+    click.echo(f"bn2gn: error: {message}", err=True)
+    raise click.exceptions.Exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
