@@ -12,20 +12,20 @@ class Rule(enum.Enum):
     """Each rule: (code, short name, one-line description, on by default)."""
 
     REPLACE_BATCHNORM = ("BN2GN101", "replace-batchnorm",
-                         "BatchNorm2d in non-backbone layers becomes get_group_norm(C) (seed3 §2)", True)
+                         "BatchNorm2d in non-backbone layers becomes get_group_norm(C)", True)
     INJECT_GROUP_NORM_HELPER = ("BN2GN102", "inject-group-norm-helper",
-                                "define get_group_norm once per changed file, after the imports (seed3 §1)", True)
+                                "define get_group_norm once per changed file, after the imports", True)
     INIT_LOOPS = ("BN2GN103", "init-loops",
-                  "isinstance(m, nn.BatchNorm2d) init loops also cover nn.GroupNorm, guarded with `is not None` (seed3 §2)",
+                  "isinstance(m, nn.BatchNorm2d) init loops also cover nn.GroupNorm, guarded with `is not None`",
                   True)
     FREEZE_BEFORE_OPTIMIZER = ("BN2GN201", "freeze-before-optimizer",
-                               "call freeze_backbone_bn(model) right before the optimizer is built (seed3 §3)", True)
+                               "call freeze_backbone_bn(model) right before the optimizer is built", True)
     INJECT_FREEZE_HELPER = ("BN2GN202", "inject-freeze-helper",
-                            "define freeze_backbone_bn / keep_backbone_bn_eval once per patched file (seed3 §3-4)", True)
+                            "define freeze_backbone_bn / keep_backbone_bn_eval once per patched file", True)
     EVAL_AFTER_TRAIN = ("BN2GN203", "eval-after-train",
-                        "re-assert eval() on backbone BatchNorm after every model.train() (seed3 §4)", True)
+                        "re-assert eval() on backbone BatchNorm after every model.train()", True)
     EXCLUDE_FROZEN_FROM_OPTIMIZER = ("BN2GN204", "exclude-frozen-from-optimizer",
-                                     "pass only parameters that require grad to the optimizer (seed2)", False)
+                                     "pass only parameters that require grad to the optimizer", False)
 
     def __init__(self, code: str, slug: str, description: str, default: bool):
         self.code = code
