@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .. import progress
-from ..errors import EXIT_FAILED, EXIT_OK, Bn2gnError
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
 
 
@@ -113,15 +113,28 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
     for warning in trace.warnings if trace is not None else ():
         click.echo(f"bn2gn: warning: {warning}", err=True)
     if output:
-        from ..sources import write_atomic
-
-        write_atomic(output, plan_json.encode("utf-8"))
+        _write_plan(output, plan_json)
     if plan.errors:
         return sys.exit(EXIT_FAILED)
     if strict and plan.counts()[UNSURE]:
         click.echo(f"bn2gn: {plan.counts()[UNSURE]} unsure site(s) and --strict was given", err=True)
         return sys.exit(EXIT_FAILED)
     return sys.exit(EXIT_OK)
+
+
+def _write_plan(output: Path, plan_json: str) -> None:
+    """scan -o: a folder that does not exist, a device or a full disk is the user's to fix (exit 2)."""
+    from ..sources import WriteRefused, write_atomic
+
+    if not output.parent.is_dir():
+        raise Bn2gnError(f"-o {output}: folder {output.parent} does not exist; create it first or choose "
+                         "another path", EXIT_USAGE)
+    try:
+        write_atomic(output, plan_json.encode("utf-8"))
+    except WriteRefused as exc:
+        raise Bn2gnError(f"-o {exc}", EXIT_USAGE) from None
+    except OSError as exc:
+        raise Bn2gnError(f"-o {output}: cannot write the plan ({exc.strerror or exc})", EXIT_USAGE) from None
 
 
 @cli.command()
