@@ -343,3 +343,35 @@ def test_hard_linked_file_is_refused_with_one_line(tmp_path):
                       "old content; not written (break the link first, e.g. cp FILE FILE.new && mv FILE.new FILE)"]
     assert path.read_text() == MODEL and (tmp_path / "model_copy.py").read_text() == MODEL
     assert os.stat(path).st_ino == os.stat(tmp_path / "model_copy.py").st_ino
+
+
+# -- issue 12: input errors that used to be "internal error" (exit 3) ----------------------------------
+@pytest.mark.parametrize("output, fragment", [
+    ("/nonexistent/x.json", "-o /nonexistent/x.json: folder /nonexistent does not exist; create it first "
+                            "or choose another path"),
+    ("pipe.json", "-o pipe.json: is not a regular file (named pipe); bn2gn only replaces regular files; "
+                  "not written"),
+])
+def test_scan_output_that_cannot_be_written_is_exit_2(tmp_path, output, fragment):
+    write(tmp_path / "model.py", MODEL)
+    os.mkfifo(tmp_path / "pipe.json")
+    result = run_cli(["scan", "model.py", "-o", output], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == f"bn2gn: error: {fragment}"
+
+
+def test_config_tool_bn2gn_not_a_table_is_exit_2(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    (tmp_path / "pyproject.toml").write_text("[tool]\nbn2gn = 5\n")
+    result = run_cli(["scan", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "pyproject.toml: [tool] bn2gn must be a table" in one_error_line(result)
+
+
+def test_config_string_instead_of_list_is_exit_2(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    (tmp_path / "bn2gn.toml").write_text('backbone-attrs = "head"\n')
+    result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "backbone-attrs must be a list of strings, not a string" in one_error_line(result)
+    assert (tmp_path / "model.py").read_text() == MODEL
