@@ -12,6 +12,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, output_options
+from .model_options import model_build_options
 
 DEVICE_HELP = "auto: CUDA when torch.cuda.is_available(), else CPU."
 
@@ -147,6 +148,7 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
               help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).")
 @click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Folder put first on sys.path to import --model (repeatable).")
+@model_build_options
 @click.option("--input-shape", "input_shapes", multiple=True, required=True, metavar="1,3,H,W",
               help="Shape of one forward argument; repeat for each argument, in order.")
 @click.option("--steps", type=click.IntRange(2, 10000), default=5, show_default=True, help="Training steps.")
@@ -158,8 +160,8 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
               help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.")
 @config_options
 @output_options
-def verify(model_spec, model_args, paths, input_shapes, steps, device, freeze_from, checkpoint, config_file,
-           backbone_attrs, quiet, verbose, fmt):
+def verify(model_spec, model_args, paths, stubs, model_opts, model_opts_args, input_shapes, steps, device,
+           freeze_from, checkpoint, config_file, backbone_attrs, quiet, verbose, fmt):
     """Check a converted model at runtime: frozen backbone BatchNorm, trained GroupNorm, finite falling loss.
 
     Builds the model, freezes it, runs --steps train-mode steps at the given input shapes on fixed
@@ -176,7 +178,7 @@ def verify(model_spec, model_args, paths, input_shapes, steps, device, freeze_fr
     if checkpoint is not None and not checkpoint.is_file():
         raise Bn2gnError(f"--checkpoint {checkpoint}: no such file", EXIT_USAGE)
     config = load_config([paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs)
-    options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths),
+    options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
                             input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
                             backbone_attrs=config.backbone_attrs, steps=steps, device=device,
                             freeze_from=tuple(freeze_from), checkpoint=checkpoint)
