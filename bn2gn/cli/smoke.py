@@ -89,7 +89,7 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     prints one check per line with its measured value.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error (e.g. non-empty --workdir).
     """
-    from ..smoke.demo import DemoOptions
+    from ..smoke.demo import DemoOptions, conclusion
     from ..smoke.fixture import default_fixtures, prepare_workdir
 
     if input_size % 32:
@@ -112,8 +112,11 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     document = {"command": "demo", "device": result.device, "workdir": str(result.workdir), "workdir_kept": keep,
                 "options": {"steps": steps, "archs": list(options.archs), "input_size": input_size,
                             "batch_size": 1, "skip_steps": list(skip_steps)},
-                "steps": [s.as_dict() for s in result.steps], "comparison": result.comparison}
+                "steps": [s.as_dict() for s in result.steps], "comparison": result.comparison,
+                "conclusion": conclusion(result, options)}
     _emit(result.sections, fmt, quiet, verbose, document, printed=1)  # the steps were printed as they ran
+    if fmt == "text":
+        click.echo(document["conclusion"])
     if keep:
         if fmt == "text":
             click.echo(f"work directory kept: {result.workdir} (logs in {result.workdir / 'logs'})")
@@ -133,6 +136,8 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     progress = (lambda line: click.echo("\r\033[K" + line, nl=False, err=True)) \
         if text and sys.stderr.isatty() else None
     echo(f"bn2gn demo: {', '.join(options.archs)} in {options.workdir}")
+    echo("steps: [1/4]-[3/4] migrate converted/, [4/4] a pretrained checkpoint from original/; then per "
+         "architecture: [ARCH 1/3] remap-ckpt, [ARCH 2/3] train converted/, [ARCH 3/3] train original/ for contrast")
     runner = Demo(options, echo=echo, progress=progress)
     result = runner.run()
     if compare_norm and len(result.sections) > 1:
