@@ -115,8 +115,8 @@ def _run_remap(job: RemapJob) -> RemapResult:
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
     content, report = remap_content(checkpoint.content, keys, job.remap)
     fmt = output_format(output)
-    payload, warnings = build_payload(content, keys, fmt)
-    report.warnings.extend([f"{job.source}: {w}" for w in checkpoint.warnings] + warnings
+    payload, notes = build_payload(content, keys, fmt)
+    report.warnings.extend([f"{job.source}: {w}" for w in checkpoint.warnings] + notes
                            + [f"a real run would stop here: {c}" for c in conflicts])
     result = RemapResult(source=Path(job.source), output=output, source_format=checkpoint.format,
                          output_format=fmt, state_keys=keys, report=report, dry_run=job.dry_run)
