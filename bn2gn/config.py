@@ -66,10 +66,18 @@ def find_config_file(start: Path) -> Optional[Path]:
 
 
 def _has_bn2gn_table(path: Path) -> bool:
+    """``[tool.bn2gn]``, but also ``[tool]`` with ``bn2gn = ...`` or ``bn2gn.key = ...`` below it."""
     try:
-        return b"[tool.bn2gn" in path.read_bytes()
+        raw = path.read_bytes()
     except OSError:
         return False
+    if b"bn2gn" not in raw:
+        return False
+    try:
+        tool = tomllib.loads(raw.decode("utf-8")).get("tool")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return b"[tool.bn2gn" in raw  # read_config_table reports the broken file
+    return isinstance(tool, dict) and "bn2gn" in tool
 
 
 def read_config_table(path: Path) -> dict:
@@ -78,21 +86,32 @@ def read_config_table(path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise Bn2gnError(f"{path}: cannot read configuration ({exc}); fix or remove the file") from None
-    table = data.get("tool", {}).get("bn2gn")
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise Bn2gnError(f"{path}: 'tool' must be a table, not {_toml_type(tool)}; fix or remove the file")
+    table = tool.get("bn2gn")
     if table is None and path.name == "bn2gn.toml":
         table = {k: v for k, v in data.items() if k != "tool"}
-    table = table or {}
+    if table is not None and not isinstance(table, dict):
+        raise Bn2gnError(f"{path}: [tool] bn2gn must be a table ([tool.bn2gn] with keys such as backbone-attrs), "
+                         f"not {_toml_type(table)}")
     normalised = {}
-    for key, value in table.items():
+    for key, value in (table or {}).items():
         norm = key.replace("_", "-")
         if norm not in CONFIG_KEYS:
             raise Bn2gnError(f"{path}: unknown [tool.bn2gn] key {key!r}; known keys: {', '.join(CONFIG_KEYS)}")
-        if isinstance(value, str):
-            value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise Bn2gnError(f"{path}: [tool.bn2gn] {key} must be a list of strings")
+            example = f"[{value!r}]".replace("'", '"') if isinstance(value, str) else '["name"]'
+            raise Bn2gnError(f"{path}: [tool.bn2gn] {key} must be a list of strings, not {_toml_type(value)} "
+                             f"(e.g. {key} = {example})")
         normalised[norm] = tuple(value)
     return normalised
+
+
+def _toml_type(value) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a float", dict: "a table",
+             list: "a list with non-string items"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def load_config(targets: Sequence[Path], config_file: Optional[Path] = None, **cli) -> Config:

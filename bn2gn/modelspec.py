@@ -14,10 +14,13 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
+import io
+import shlex
 import sys
 import types
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import EXIT_USAGE, Bn2gnError
 
@@ -32,19 +35,31 @@ class ModelSpec:
     paths: Tuple[Path, ...] = ()
     #: modules replaced by stand-ins while the model is imported and built (``--stub MODULE``)
     stubs: Tuple[str, ...] = ()
+    #: the repository's own options object (``--model-opts lib.opts:opts``) and its command line
+    options: Optional[str] = None
+    options_argv: Tuple[str, ...] = ()
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs)
-        return f"{self.module}:{self.factory}({args})"
+        args = [f"{k}={v!r}" for k, v in self.kwargs]
+        if self.options:
+            argv = " ".join(self.options_argv)
+            args.append(f"<{self.options}({argv!r})>")
+        return f"{self.module}:{self.factory}({', '.join(args)})"
 
 
 def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable = (),
-                     stubs: Iterable[str] = ()) -> ModelSpec:
-    """Parse ``MODULE:FACTORY`` (FACTORY may be dotted, e.g. ``Net.build``) and its arguments."""
+                     stubs: Iterable[str] = (), options: Optional[str] = None,
+                     options_args: Iterable[str] = ()) -> ModelSpec:
+    """Parse ``MODULE:FACTORY`` (FACTORY may be dotted, e.g. ``Net.build``) and its arguments.
+
+    ``options`` (``MODULE:CLASS[.METHOD]``) names the repository's options object; ``options_args``
+    are its command-line words (each string is split like a shell would).
+    """
     module, sep, factory = spec.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(factory):
         raise Bn2gnError(f"--model {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
                          EXIT_USAGE)
+    argv = _options_argv(options, options_args)
     kwargs: Dict[str, Any] = {}
     for text in model_args:
         key, value = parse_model_arg(text)
@@ -58,7 +73,28 @@ def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable 
     for name in stubs:
         if not _is_dotted_name(name):
             raise Bn2gnError(f"--stub {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE)
-    return ModelSpec(module, factory, tuple(kwargs.items()), tuple(folders), tuple(dict.fromkeys(stubs)))
+    return ModelSpec(module, factory, tuple(kwargs.items()), tuple(folders), tuple(dict.fromkeys(stubs)),
+                     options, argv)
+
+
+def _options_argv(options: Optional[str], options_args: Iterable[str]) -> Tuple[str, ...]:
+    options_args = tuple(options_args)
+    if options is None:
+        if options_args:
+            raise Bn2gnError("--model-opts-arg needs --model-opts MODULE:CLASS (the repository's options class, "
+                             "e.g. lib.opts:opts)", EXIT_USAGE)
+        return ()
+    module, sep, name = options.partition(":")
+    if not sep or not _is_dotted_name(module) or not _is_dotted_name(name):
+        raise Bn2gnError(f"--model-opts {options!r}: expected MODULE:CLASS[.METHOD], e.g. lib.opts:opts",
+                         EXIT_USAGE)
+    argv = []
+    for text in options_args:
+        try:
+            argv += shlex.split(text)
+        except ValueError as exc:
+            raise Bn2gnError(f"--model-opts-arg {text!r}: {exc}", EXIT_USAGE) from None
+    return tuple(argv)
 
 
 def parse_model_arg(text: str) -> Tuple[str, Any]:
@@ -87,18 +123,137 @@ def build_model_with_stubs(spec: ModelSpec):
     """``build_model``, also returning ``{stub module: names the build took from it}`` for ``--stub``."""
     import torch
 
+    before = set(sys.modules)
     with _sys_path(spec.paths), stub_modules(spec.stubs) as stubs:
         target = _import_factory(spec)
+        kwargs = dict(spec.kwargs)
+        if spec.options:
+            kwargs = fill_from_options(target, kwargs, build_options(spec))
         try:
             with torch.device("cpu"):
-                model = target(**dict(spec.kwargs))
+                model = target(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
-            raise Bn2gnError(f"--model {spec.describe()} raised {_summary(exc)}; check --model-arg values",
+            raise Bn2gnError(f"--model {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
                              EXIT_USAGE) from None
     if not isinstance(model, torch.nn.Module):
         raise Bn2gnError(f"--model {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
                          EXIT_USAGE)
     return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
+
+
+def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> str:
+    """Where to look next: a missing module to stub, a name a failed import left as None, or the arguments."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"; if {exc.name} is not needed to build the model's layers, stand it in with --stub {exc.name}"
+    if "'NoneType' object" in str(exc):
+        found = _none_fallbacks(spec, before)
+        if found:
+            where, fallback = found[0]
+            return (f"; {fallback.name} is None: {where}:{fallback.line} sets it to None when importing "
+                    f"{fallback.module} fails; stand that module in with --stub {fallback.module}")
+    return "; check --model-arg values" + (" and --model-opts-arg" if spec.options else "")
+
+
+def _none_fallbacks(spec: ModelSpec, before: set) -> list:
+    """(file, Fallback) for names the user's modules set to None in an ``except ImportError`` and still hold None."""
+    from .import_fallbacks import find_fallbacks
+
+    folders = [str(f) for f in spec.paths] or [str(Path.cwd())]
+    found = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py") or (name in before and not path.startswith(tuple(folders))):
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        is_package = Path(path).name == "__init__.py"
+        for fallback in find_fallbacks(text, name, is_package):
+            if fallback.name in vars(module) and getattr(module, fallback.name) is None:
+                found.append((_shown(path), fallback))
+    return found
+
+
+def _shown(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def build_options(spec: ModelSpec) -> Any:
+    """The repository's own options object: ``CLASS().init(argv)`` (or ``.parse``, or ``.METHOD``), defaults
+    plus ``--model-opts-arg``. Its prints are kept off bn2gn's output; an argparse error is one line."""
+    module_name, _, dotted = spec.options.partition(":")
+    flag = f"--model-opts {spec.options}"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - the user's module
+        raise Bn2gnError(f"{flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE) from None
+    owner, parts = module, dotted.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+    last = getattr(owner, parts[-1], None)
+    if last is None:
+        raise Bn2gnError(f"{flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE)
+    call = _options_call(flag, owner, parts[-1], last)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            return call(list(spec.options_argv))
+    except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
+        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+        reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
+        raise Bn2gnError(f"{flag}: the options parser rejected --model-opts-arg ({reason})", EXIT_USAGE) from None
+    except Exception as exc:  # noqa: BLE001
+        raise Bn2gnError(f"{flag} raised {_summary(exc)}; check --model-opts-arg values", EXIT_USAGE) from None
+
+
+def _options_call(flag: str, owner: Any, name: str, last: Any):
+    """CLASS → its instance's ``init`` (CenterNet: parse + heads) or ``parse``; CLASS.METHOD → that method."""
+    if isinstance(last, type):
+        instance = _instantiate(flag, last)
+        for method in ("init", "parse"):
+            if callable(getattr(instance, method, None)):
+                return getattr(instance, method)
+        raise Bn2gnError(f"{flag}: {last.__name__} has no init() or parse(); name the method, "
+                         f"e.g. --model-opts MODULE:{last.__name__}.parse", EXIT_USAGE)
+    if isinstance(owner, type) and not isinstance(inspect.getattr_static(owner, name), (staticmethod, classmethod)):
+        return getattr(_instantiate(flag, owner), name)
+    if not callable(last):
+        raise Bn2gnError(f"{flag}: is not callable", EXIT_USAGE)
+    return last
+
+
+def _instantiate(flag: str, cls: type) -> Any:
+    try:
+        return cls()
+    except Exception as exc:  # noqa: BLE001
+        raise Bn2gnError(f"{flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE) from None
+
+
+#: Factory parameters that take the options object itself (``create_model(arch, heads, head_conv, opt)``).
+OPTIONS_PARAMETERS = ("opt", "opts", "args", "cfg")
+
+
+def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any]:
+    """Every factory parameter not given by --model-arg: the options object for ``opt``/``opts``/``args``/
+    ``cfg``, else the options attribute of the same name (``arch`` ← ``opt.arch``), else its default."""
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    filled = dict(kwargs)
+    for parameter in parameters:
+        if parameter.name in filled or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD,
+                                                          parameter.POSITIONAL_ONLY):
+            continue
+        if parameter.name in OPTIONS_PARAMETERS:
+            filled[parameter.name] = opt
+        elif hasattr(opt, parameter.name):
+            filled[parameter.name] = getattr(opt, parameter.name)
+    return filled
 
 
 def _import_factory(spec: ModelSpec):
@@ -108,7 +263,7 @@ def _import_factory(spec: ModelSpec):
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
         if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != spec.module.split(".")[0]:
             hint += (f"; if {exc.name} is a compiled extension that is not installed, "
-                     f"stand it in with --stub {exc.name} (scan --trace)")
+                     f"stand it in with --stub {exc.name}")
         raise Bn2gnError(f"--model: cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE) from None
     target: Any = module
     for part in spec.factory.split("."):

@@ -17,7 +17,7 @@ import libcst as cst
 
 from .errors import EXIT_FAILED, EXIT_OK, SourceError
 from .rules import Rule
-from .sources import SourceText, read_source, write_atomic
+from .sources import SourceText, WriteRefused, read_source, write_atomic
 
 WRITE, DIFF, CHECK = "write", "diff", "check"
 
@@ -164,7 +164,10 @@ def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
                                 "to change it; file left unchanged")
                 continue
             try:
-                write_atomic(result.path, result.new_bytes)
+                write_atomic(result.path, result.new_bytes, expected=result.source.raw)
+            except WriteRefused as exc:  # changed since read, hard-linked, not a regular file
+                result.status = "failed"
+                result.error = str(exc)
             except OSError as exc:
                 result.status = "failed"
                 result.error = f"{result.path}:1: cannot write ({exc.strerror or exc}); file left unchanged"

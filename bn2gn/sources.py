@@ -1,7 +1,8 @@
 """Reading and writing user source files without losing anything.
 
-Encoding (PEP 263 cookie, BOM), newline style and file mode survive; writes are atomic
-(temporary file in the same directory, fsync, rename) and never happen for unchanged text.
+Encoding (PEP 263 cookie, BOM), newline style, file mode and owner survive; writes are atomic
+(temporary file in the same directory, fsync, rename) and never happen for unchanged text, nor
+onto anything but a regular file with one link, nor over a file that changed since it was read.
 """
 
 from __future__ import annotations
@@ -15,9 +16,21 @@ import stat
 import tempfile
 import tokenize
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from .errors import SourceError
+
+
+class WriteRefused(OSError):
+    """bn2gn chose not to replace ``path``; ``str()`` is the one-line ``path: reason`` report."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,33 +87,43 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def write_atomic(path: Union[str, Path], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, keeping its permission bits.
+def write_atomic(path: Union[str, Path], data: bytes, expected: Optional[bytes] = None) -> None:
+    """Replace ``path`` with ``data`` atomically, keeping its permission bits and owner.
 
     A symlink is resolved first so the link itself survives and the target gets the new text.
+    With ``expected`` (the bytes that were read), a file that no longer holds exactly them is
+    left alone: WriteRefused, "changed while bn2gn was running".
     """
-    with atomic_output(path) as tmp:
+    with atomic_output(path, expected=expected) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
 
 
 @contextlib.contextmanager
-def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
+def atomic_output(path: Union[str, Path], expected: Optional[bytes] = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     For outputs too large to hold in memory (checkpoints): the caller streams into the
     temporary file. If the block raises, the temporary file is removed and ``path`` is
-    untouched. An existing target keeps its permission bits; a new one gets the umask default.
-    A symlink is resolved first so the link itself survives.
+    untouched. An existing target keeps its permission bits and, where the process may set
+    them, its owner and group; a new one gets the umask default. A symlink is resolved first
+    so the link itself survives. WriteRefused (an OSError) before anything is written: the
+    target is not a regular file, or has several hard links (the rename would split them);
+    and before the rename: the target no longer holds ``expected``.
     """
     target = Path(os.path.realpath(path))
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _default_file_mode()
+    before = _existing_regular_file(path, target)
+    mode = stat.S_IMODE(before.st_mode) if before else _default_file_mode()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".bn2gn-tmp")
     os.close(fd)
     try:
         yield Path(tmp)
         _fsync_file(tmp)
         os.chmod(tmp, mode)
+        if before:
+            _keep_owner(tmp, before)
+        if expected is not None and not _still_holds(target, expected):
+            raise WriteRefused(path, "changed while bn2gn was running, not written")
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -109,6 +132,47 @@ def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
             pass
         raise
     _fsync_dir(target.parent)
+
+
+def _existing_regular_file(path, target: Path) -> Optional[os.stat_result]:
+    """The target's stat when it exists; WriteRefused for a device, pipe, socket or hard-linked file."""
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise WriteRefused(path, f"is not a regular file ({file_kind(info.st_mode)}); bn2gn only replaces "
+                                 "regular files; not written")
+    if info.st_nlink > 1:
+        raise WriteRefused(path, f"has {info.st_nlink} hard links; replacing it would leave the other names "
+                                 "with the old content; not written (break the link first, e.g. cp FILE "
+                                 "FILE.new && mv FILE.new FILE)")
+    return info
+
+
+def file_kind(mode: int) -> str:
+    """``directory``, ``character device``, ``named pipe``... for messages about non-regular files."""
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+             (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symlink"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _keep_owner(tmp: str, before: os.stat_result) -> None:
+    """Owner and group of the file being replaced; only root may give a file away, so try less after."""
+    for uid in (before.st_uid, -1):
+        try:
+            os.chown(tmp, uid, before.st_gid)
+            return
+        except OSError:
+            continue
+
+
+def _still_holds(target: Path, expected: bytes) -> bool:
+    try:
+        with open(target, "rb") as handle:
+            return handle.read(len(expected) + 1) == expected
+    except OSError:
+        return False
 
 
 def _default_file_mode() -> int:

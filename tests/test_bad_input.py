@@ -4,8 +4,11 @@ exit code (docs/robustness.md), nothing outside the given paths is written, and 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -149,44 +152,59 @@ def test_symlink_inside_to_file_only_reachable_through_it_is_followed(tmp_path):
 
 
 # -- unreadable and read-only files -------------------------------------------------------------------
-def _unreadable_run(tmp_path, monkeypatch, simulate: bool):
-    write(tmp_path / "model.py", MODEL)
-    secret = write(tmp_path / "secret.py", HEAD_ONLY)
-    if simulate:
-        import bn2gn.discovery
+NOBODY = 65534
 
-        real_open, real_read = open, Path.read_bytes
 
-        def deny_open(path, *args, **kwargs):
-            if Path(path).name == "secret.py":
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        def deny_read(self):
-            if self.name == "secret.py":
-                raise PermissionError(13, "Permission denied", str(self))
-            return real_read(self)
-
-        monkeypatch.setattr(bn2gn.discovery, "open", deny_open, raising=False)
-        monkeypatch.setattr(Path, "read_bytes", deny_read)
-    else:
-        secret.chmod(0)
+@pytest.fixture
+def shared_dir():
+    """A folder an unprivileged user can reach (pytest's tmp_path sits below a root-only 0700 folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="bn2gn-perm-"))
+    folder.chmod(0o755)
     try:
-        return run_cli(["rewrite", "."], cwd=tmp_path)
+        yield folder
     finally:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(folder)
+
+
+@contextlib.contextmanager
+def permissions_apply(folder: Path):
+    """Root reads and writes through any mode bit, and CI runs as root: there, hand ``folder`` to an
+    unprivileged user and drop the effective uid/gid for the run, so the kernel's checks really apply."""
+    if not AS_ROOT:
+        yield
+        return
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def _warm_up(folder: Path) -> None:
+    """Import everything a rewrite needs while the interpreter's own files are still readable."""
+    assert run_cli(["rewrite", "--diff", "."], cwd=folder).exit_code in (0, 1)
+
+
+def test_unreadable_file_is_reported_and_the_rest_is_processed(shared_dir):
+    write(shared_dir / "model.py", MODEL)
+    secret = write(shared_dir / "secret.py", HEAD_ONLY)
+    _warm_up(shared_dir)
+    with permissions_apply(shared_dir):
+        secret.chmod(0)
+        assert not os.access(secret, os.R_OK, effective_ids=AS_ROOT)  # precondition: this user really cannot read it
+        result = run_cli(["rewrite", "."], cwd=shared_dir)
         secret.chmod(0o644)
-
-
-@pytest.mark.parametrize("simulate", [True, False], ids=["simulated", "chmod-000"])
-def test_unreadable_file_is_reported_and_the_rest_is_processed(tmp_path, monkeypatch, simulate):
-    if not simulate and AS_ROOT:
-        pytest.skip("running as root: chmod 000 does not stop root from reading (the simulated case covers it)")
-    result = _unreadable_run(tmp_path, monkeypatch, simulate)
     assert result.exit_code == 1, result.output
     assert "secret.py:1: cannot read (Permission denied)" in result.stderr
     assert "Traceback" not in result.output
-    assert "get_group_norm(8)" in (tmp_path / "model.py").read_text()
-    assert (tmp_path / "secret.py").read_text() == HEAD_ONLY
+    assert "get_group_norm(8)" in (shared_dir / "model.py").read_text()
+    assert (shared_dir / "secret.py").read_text() == HEAD_ONLY
 
 
 def test_read_only_file_is_reported_not_written(tmp_path):
@@ -204,17 +222,18 @@ def test_read_only_file_is_reported_not_written(tmp_path):
     assert "get_group_norm(8)" in path.read_text()
 
 
-def test_read_only_folder_fails_cleanly_without_temp_files(tmp_path):
-    if AS_ROOT:
-        pytest.skip("running as root: a read-only folder is still writable for root")
-    path = write(tmp_path / "proj" / "model.py", MODEL)
-    (tmp_path / "proj").chmod(0o555)
-    try:
-        result = run_cli(["rewrite", "proj"], cwd=tmp_path)
-    finally:
-        (tmp_path / "proj").chmod(0o755)
-    assert result.exit_code == 1 and "cannot write (Permission denied)" in result.stderr
-    assert path.read_text() == MODEL and sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["model.py"]
+def test_read_only_folder_fails_cleanly_without_temp_files(shared_dir):
+    path = write(shared_dir / "proj" / "model.py", MODEL)
+    _warm_up(shared_dir)
+    with permissions_apply(shared_dir):
+        (shared_dir / "proj").chmod(0o555)
+        assert not os.access(shared_dir / "proj", os.W_OK, effective_ids=AS_ROOT)
+        try:
+            result = run_cli(["rewrite", "proj"], cwd=shared_dir)
+        finally:
+            (shared_dir / "proj").chmod(0o755)
+    assert result.exit_code == 1 and "cannot write (Permission denied)" in result.stderr, result.output
+    assert path.read_text() == MODEL and sorted(p.name for p in (shared_dir / "proj").iterdir()) == ["model.py"]
 
 
 # -- generated files and skipped folders ----------------------------------------------------------------
@@ -280,3 +299,79 @@ def test_chained_call_on_a_converted_batchnorm_keeps_the_chain(tmp_path):
     assert "self.extra = get_group_norm(4).cuda(0)" in text
     assert "get_group_norm(8).to(dtype=None))" in text
     assert "not converted" not in result.output
+
+
+# -- issue 12: edits made during a run, owners, hard links ---------------------------------------------
+def test_a_file_edited_while_rewrite_runs_keeps_the_edit(tmp_path, monkeypatch):
+    import bn2gn.sources
+
+    path = write(tmp_path / "model.py", MODEL)
+    edited = MODEL + "\n\nEDITED_DURING_THE_RUN = True\n"
+    real_fsync = bn2gn.sources._fsync_file
+
+    def edit_then_fsync(tmp):  # runs after the new text is in the temporary file, before the rename
+        path.write_text(edited)
+        real_fsync(tmp)
+
+    monkeypatch.setattr(bn2gn.sources, "_fsync_file", edit_then_fsync)
+    result = run_cli(["rewrite", "."], cwd=tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "error: model.py: changed while bn2gn was running, not written" in result.stderr.splitlines()
+    assert path.read_text() == edited and sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]
+    monkeypatch.undo()
+    assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
+    assert "get_group_norm(8)" in path.read_text() and "EDITED_DURING_THE_RUN = True" in path.read_text()
+
+
+def test_rewrite_keeps_the_owner(tmp_path):
+    if not AS_ROOT:
+        pytest.skip("only root can give a file to another user; CI runs as root")
+    path = write(tmp_path / "model.py", MODEL)
+    os.chown(path, 1234, 1234)
+    assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
+    assert "get_group_norm(8)" in path.read_text()
+    assert (path.stat().st_uid, path.stat().st_gid) == (1234, 1234)
+
+
+def test_hard_linked_file_is_refused_with_one_line(tmp_path):
+    path = write(tmp_path / "proj" / "model.py", MODEL)
+    os.link(path, tmp_path / "model_copy.py")
+    result = run_cli(["rewrite", "proj"], cwd=tmp_path)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: proj/model.py: has 2 hard links; replacing it would leave the other names with the "
+                      "old content; not written (break the link first, e.g. cp FILE FILE.new && mv FILE.new FILE)"]
+    assert path.read_text() == MODEL and (tmp_path / "model_copy.py").read_text() == MODEL
+    assert os.stat(path).st_ino == os.stat(tmp_path / "model_copy.py").st_ino
+
+
+# -- issue 12: input errors that used to be "internal error" (exit 3) ----------------------------------
+@pytest.mark.parametrize("output, fragment", [
+    ("/nonexistent/x.json", "-o /nonexistent/x.json: folder /nonexistent does not exist; create it first "
+                            "or choose another path"),
+    ("pipe.json", "-o pipe.json: is not a regular file (named pipe); bn2gn only replaces regular files; "
+                  "not written"),
+])
+def test_scan_output_that_cannot_be_written_is_exit_2(tmp_path, output, fragment):
+    write(tmp_path / "model.py", MODEL)
+    os.mkfifo(tmp_path / "pipe.json")
+    result = run_cli(["scan", "model.py", "-o", output], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == f"bn2gn: error: {fragment}"
+
+
+def test_config_tool_bn2gn_not_a_table_is_exit_2(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    (tmp_path / "pyproject.toml").write_text("[tool]\nbn2gn = 5\n")
+    result = run_cli(["scan", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "pyproject.toml: [tool] bn2gn must be a table" in one_error_line(result)
+
+
+def test_config_string_instead_of_list_is_exit_2(tmp_path):
+    write(tmp_path / "model.py", MODEL)
+    (tmp_path / "bn2gn.toml").write_text('backbone-attrs = "head"\n')
+    result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "backbone-attrs must be a list of strings, not a string" in one_error_line(result)
+    assert (tmp_path / "model.py").read_text() == MODEL

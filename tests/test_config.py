@@ -48,6 +48,14 @@ def test_pyproject_without_table_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("text, fragment", [
     ('[tool.bn2gn]\nbackbone-attrs = 3\n', "list of strings"),
+    # issue 12: a string is not a list (the README says exit 2), and a non-table is no crash
+    ('[tool.bn2gn]\nbackbone-attrs = "head"\n',
+     'backbone-attrs must be a list of strings, not a string (e.g. backbone-attrs = ["head"])'),
+    ('[tool.bn2gn]\nroots = "Net"\n', "roots must be a list of strings, not a string"),
+    ('[tool.bn2gn]\nconvert = "Head"\n', "convert must be a list of strings, not a string"),
+    ('[tool.bn2gn]\nkeep = ["A", 1]\n', "keep must be a list of strings, not a list with non-string items"),
+    ('[tool]\nbn2gn = 5\n', "[tool] bn2gn must be a table"),
+    ('tool = "x"\n', "'tool' must be a table, not a string"),
     ('[tool.bn2gn]\nunknown = ["x"]\n', "unknown"),
     ('[tool.bn2gn\n', "cannot read"),
 ])
@@ -61,3 +69,15 @@ def test_bad_config_is_a_usage_error(tmp_path, text, fragment):
 def test_backbone_attr_must_be_identifier(tmp_path):
     with pytest.raises(Bn2gnError):
         load_config([tmp_path], backbone_attrs=("not-a-name",))
+
+
+def test_tool_bn2gn_given_as_a_value_in_pyproject_is_found_and_refused(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool]\nbn2gn = 5\n')
+    with pytest.raises(Bn2gnError, match=r"\[tool\] bn2gn must be a table") as info:
+        load_config([tmp_path])
+    assert info.value.code == 2
+
+
+def test_dotted_tool_bn2gn_keys_in_pyproject_are_read(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool]\nbn2gn.backbone-attrs = ["trunk"]\n')
+    assert "trunk" in load_config([tmp_path]).backbone_attrs

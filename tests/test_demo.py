@@ -41,6 +41,13 @@ def test_demo_res18_passes_every_check(tmp_path, capsys):
     report = _report(result)
     assert report["ok"] is True and report["device"] == "cpu"
     assert [s["name"] for s in report["steps"]][:3] == ["scan", "rewrite", "patch-trainer"]
+    # issue 12: every step has its own label; the per-architecture ones name the architecture
+    assert [(s["label"], s["name"], s["cwd"].rpartition("/")[2]) for s in report["steps"]] == [
+        ("1/4", "scan", "converted"), ("2/4", "rewrite", "converted"), ("3/4", "patch-trainer", "converted"),
+        ("4/4", "pretrain", "original"), ("res_18 1/3", "remap-ckpt (res_18)", "converted"),
+        ("res_18 2/3", "train (res_18, patched)", "converted"), ("res_18 3/3", "train (res_18, original)", "original")]
+    assert report["conclusion"].startswith("This run proved, on cpu, that bn2gn migrates the fixture detector "
+                                           "(res_18) the way a user would")
     assert all(step["exit_code"] == 0 for step in report["steps"])
     checks = _checks(report, "res_18")
     assert set(checks) == ALL_CHECKS
@@ -71,6 +78,9 @@ def test_demo_without_trainer_patch_fails_the_frozen_checks(tmp_path):
     assert "check(s) failed: frozen-eval, frozen-requires-grad" in result.stderr
     report = _report(result)
     assert report["ok"] is False
+    assert report["conclusion"].startswith("This run left out patch-trainer on purpose and the checks caught it: ")
+    skipped = report["sections"][0]["checks"][2]
+    assert skipped["status"] == "warn" and skipped["value"].startswith("[3/4] (converted/) bn2gn patch-trainer skipped")
     checks = _checks(report, "res_18")
     for name in ("frozen-eval", "frozen-requires-grad", "backbone-statistics", "backbone-affine"):
         assert checks[name]["passed"] is False, name

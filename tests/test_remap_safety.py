@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import pickle
+import socket
+import stat
+import subprocess
+import sys
+import warnings
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 torch = pytest.importorskip("torch")
 
@@ -213,3 +219,194 @@ def test_re_open_check_catches_a_bad_write(tmp_path, monkeypatch, damage, fragme
     result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
     assert_one_line_error(result, 1, fragment, "nothing was written")
     assert folder_state(tmp_path) == before
+
+
+# -- issue 12: in-place on links, outputs that are not regular files --------------------------------------
+def _checkpoint(tmp_path, name="a.pth"):
+    path = tmp_path / name
+    torch.save({"state_dict": small_state()}, path)
+    return path
+
+
+def test_in_place_on_a_symlink_is_refused_and_the_target_kept(tmp_path):
+    (tmp_path / "runs").mkdir()
+    target = _checkpoint(tmp_path / "runs", "model_last.pth")
+    link = tmp_path / "ckpt.pth"
+    link.symlink_to(target)
+    original = target.read_bytes()
+    result = run_cli(["remap-ckpt", link, "--in-place"])
+    assert_one_line_error(result, 2, f"{link}: is a symlink (to {target}); --in-place does not write through links")
+    assert target.read_bytes() == original and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth", "runs"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["model_last.pth"]
+    on_target = run_cli(["remap-ckpt", target, "--in-place"])  # what the message says to do works
+    assert on_target.exit_code == 0, on_target.output
+    assert (tmp_path / "runs" / "model_last.pth.bak").read_bytes() == original and link.is_symlink()
+
+
+def test_in_place_on_a_hard_linked_file_is_refused(tmp_path):
+    source = _checkpoint(tmp_path)
+    os.link(source, tmp_path / "other.pth")
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", source, "--in-place"])
+    assert_one_line_error(result, 2, f"{source}: has 2 hard links; --in-place would give this name a new file")
+    assert folder_state(tmp_path) == before
+    assert os.stat(source).st_ino == os.stat(tmp_path / "other.pth").st_ino
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_output_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path, kind):
+    source = _checkpoint(tmp_path)
+    output = tmp_path / "out.pth"
+    if kind == "fifo":
+        os.mkfifo(output)
+        what = "named pipe"
+    elif kind == "device":  # a node of its own (the /dev/null numbers): a regression never reaches /dev
+        try:
+            os.mknod(output, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root; CI runs as root")
+        what = "character device"
+    else:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(output))
+        what = "socket"
+    before = os.stat(output)
+    for extra in ([], ["--force"], ["--force", "--dry-run"]):
+        result = run_cli(["remap-ckpt", source, "-o", output, *extra])
+        assert_one_line_error(result, 2, f"{output}: exists and is a {what}, not a regular file; refused "
+                                         "(also with --force)")
+    after = os.stat(output)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "out.pth"]
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_symlink_output_is_refused(tmp_path, dangling):
+    source = _checkpoint(tmp_path)
+    target = tmp_path / "elsewhere.pth"
+    if not dangling:
+        target.write_bytes(b"keep me")
+    link = tmp_path / "out.pth"
+    link.symlink_to(target)
+    result = run_cli(["remap-ckpt", source, "-o", link, "--force"])
+    assert_one_line_error(result, 2, f"{link}: is a symlink (to {target}); bn2gn does not write checkpoints "
+                                     "through links")
+    assert link.is_symlink() and (target.read_bytes() == b"keep me" if not dangling else not target.exists())
+
+
+def test_in_place_backup_that_is_a_fifo_is_refused(tmp_path):
+    source = _checkpoint(tmp_path)
+    os.mkfifo(tmp_path / "a.pth.bak")
+    result = run_cli(["remap-ckpt", source, "--in-place", "--force"])
+    assert_one_line_error(result, 2, "a.pth.bak: exists and is a named pipe, not a regular file")
+    assert stat.S_ISFIFO(os.stat(tmp_path / "a.pth.bak").st_mode)
+
+
+def test_force_keeps_the_owner_of_the_replaced_output(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user; CI runs as root")
+    source = _checkpoint(tmp_path)
+    output = tmp_path / "out.pth"
+    output.write_bytes(b"old")
+    os.chown(output, 1234, 1234)
+    assert run_cli(["remap-ckpt", source, "-o", output, "--force"]).exit_code == 0
+    assert (output.stat().st_uid, output.stat().st_gid) == (1234, 1234) and output.read_bytes() != b"old"
+
+
+# -- issue 12: inputs that used to end in "internal error" (exit 3), torch warnings on stderr -----------
+def _with(entry):
+    def make(path):
+        torch.save({"state_dict": {**small_state(), "extra": entry()}}, path)
+    return make
+
+
+def _quantized():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates creating them; checkpoints still hold them
+        return torch.quantize_per_tensor(torch.arange(4.0), 0.5, 0, torch.quint8)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--allow-global", "argparse._sys.modules"], ["--allow-global argparse._sys.modules: refused, it reaches sys"]),
+    (["--allow-global", "torch.os.system"], ["--allow-global torch.os.system: refused, it reaches os"]),
+    (["--allow-global", "argparse.ONE_OR_MORE"], ["is a str, not a class or function"]),
+])
+def test_allow_global_that_reaches_a_code_running_module_is_refused(tmp_path, args, fragments):
+    source = _checkpoint(tmp_path)
+    before = folder_state(tmp_path)
+    assert_one_line_error(run_cli(["remap-ckpt", source, *args]), 2, *fragments)
+    assert folder_state(tmp_path) == before
+
+
+def test_meta_tensor_is_refused(tmp_path):
+    source = tmp_path / "meta.pth"
+    _with(lambda: torch.empty(3, device="meta"))(source)
+    before = folder_state(tmp_path)
+    assert_one_line_error(run_cli(["remap-ckpt", source]), 2,
+                          f"{source}: state_dict.extra is a meta tensor (a shape, no values)")
+    assert folder_state(tmp_path) == before
+
+
+def test_sparse_tensor_is_kept_bit_for_bit(tmp_path):
+    source = tmp_path / "sparse.pth"
+    sparse = torch.sparse_coo_tensor([[0, 2], [1, 0]], [3.0, -4.0], (3, 3), check_invariants=True)
+    _with(lambda: sparse)(source)
+    result = run_cli(["remap-ckpt", source, "-q"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    written = torch.load(tmp_path / "sparse.bn2gn.pth", weights_only=True)["state_dict"]["extra"]
+    assert written.layout == torch.sparse_coo
+    assert written.coalesce().indices().tolist() == [[0, 2], [1, 0]]
+    assert written.coalesce().values().tolist() == [3.0, -4.0]
+
+
+@pytest.mark.parametrize("make, kind", [
+    (_quantized, "quantized (torch.quint8)"),
+    (lambda: torch.eye(2).to_sparse(), "sparse (torch.sparse_coo)"),
+])
+def test_tensor_safetensors_cannot_hold_is_one_line(tmp_path, make, kind):
+    source = tmp_path / "a.pth"
+    _with(make)(source)
+    before = folder_state(tmp_path)
+    result = run_cli(["remap-ckpt", source, "-o", tmp_path / "out.safetensors"])
+    assert_one_line_error(result, 2, f"entry extra: a .safetensors file cannot hold a {kind} tensor; "
+                                     "write a .pth output instead")
+    assert folder_state(tmp_path) == before
+
+
+def run_process(*args):
+    """A fresh process, as the user runs it: torch warns once per process, so in-process runs hide it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "bn2gn", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_quantized_tensor_runs_with_one_bn2gn_warning_and_no_torch_lines(tmp_path):
+    source = tmp_path / "q.pth"
+    _with(_quantized)(source)
+    result = run_process("remap-ckpt", source, "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"bn2gn: warning: {source}: holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: "
+        "a future torch may not load this checkpoint"]
+    assert torch.equal(torch.load(tmp_path / "q.bn2gn.pth", weights_only=True)["state_dict"]["extra"], _quantized())
+
+
+def test_protocol_4_pickle_is_refused_in_one_line_without_torch_warnings(tmp_path):
+    source = tmp_path / "p4.pth"
+    with open(source, "wb") as handle:
+        pickle.dump({"state_dict": small_state()}, handle, protocol=4)
+    before = folder_state(tmp_path)
+    result = run_process("remap-ckpt", source)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"bn2gn: error: {source}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
+        "which safe (weights-only) loading cannot read; if you trust this file, re-run with --trust-pickle"]
+    assert folder_state(tmp_path) == before
+
+
+def test_sparse_checkpoint_prints_no_torch_warning(tmp_path):
+    source = tmp_path / "sparse.pth"
+    _with(lambda: torch.eye(3).to_sparse())(source)
+    result = run_process("remap-ckpt", source, "-q")
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -63,3 +63,48 @@ def test_write_atomic_through_symlink_keeps_link(tmp_path):
     link.symlink_to(real)
     write_atomic(link, b"new\n")
     assert link.is_symlink() and real.read_bytes() == b"new\n"
+
+
+# -- issue 12: what an atomic replace must not do -------------------------------------------------------
+from bn2gn.sources import WriteRefused  # noqa: E402
+
+
+def test_write_atomic_keeps_owner_and_group(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user; CI runs as root")
+    path = tmp_path / "m.py"
+    path.write_bytes(b"old\n")
+    os.chown(path, 1234, 4321)
+    write_atomic(path, b"new\n")
+    info = path.stat()
+    assert (info.st_uid, info.st_gid) == (1234, 4321) and path.read_bytes() == b"new\n"
+
+
+def test_write_atomic_refuses_a_hard_linked_file(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_bytes(b"old\n")
+    os.link(path, tmp_path / "other.py")
+    with pytest.raises(WriteRefused, match="m.py: has 2 hard links; replacing it would leave the other names"):
+        write_atomic(path, b"new\n")
+    assert path.read_bytes() == b"old\n" and (tmp_path / "other.py").read_bytes() == b"old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py", "other.py"]
+
+
+def test_write_atomic_refuses_a_fifo(tmp_path):
+    fifo = tmp_path / "m.py"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteRefused, match=r"m.py: is not a regular file \(named pipe\)"):
+        write_atomic(fifo, b"new\n")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
+
+
+def test_write_atomic_leaves_a_file_that_changed_since_it_was_read(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_bytes(b"old\n")
+    path.write_bytes(b"old\nedited meanwhile\n")
+    with pytest.raises(WriteRefused, match="m.py: changed while bn2gn was running, not written"):
+        write_atomic(path, b"new\n", expected=b"old\n")
+    assert path.read_bytes() == b"old\nedited meanwhile\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
+    write_atomic(path, b"new\n", expected=b"old\nedited meanwhile\n")
+    assert path.read_bytes() == b"new\n"

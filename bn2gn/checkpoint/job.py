@@ -3,6 +3,8 @@
 Every check that can refuse the run (output path, model spec, input) happens before anything
 is written, and ``--dry-run`` follows the same path up to the write. The input file is only
 ever opened for reading; ``--in-place`` keeps it as ``OLD.bak`` (a hard link when possible).
+Outputs are regular files only: an existing symlink, device, pipe or socket is refused (also with
+``--force``), and ``--in-place`` refuses a symlink or a file with several hard links.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import stat
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from ..modelspec import ModelSpec, build_model
-from ..sources import atomic_output
-from .load import SAFETENSORS, LoadOptions, find_state_dicts, load_checkpoint
+from ..sources import WriteRefused, atomic_output, file_kind
+from .load import (SAFETENSORS, LoadOptions, find_state_dicts, fold_warnings, load_checkpoint,
+                   refuse_meta_tensors)
 from .remap import CheckpointReport, RemapOptions, remap_content
 from .save import build_payload, check_written, output_format, save_checkpoint
 from .verify import Verification, verify_state_dict
@@ -68,6 +73,8 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
     source = Path(job.source)
     if job.in_place and job.output is not None:
         raise Bn2gnError("--in-place and -o/--output cannot be combined", EXIT_USAGE)
+    if job.in_place:
+        _check_in_place(source)
     output = source if job.in_place else Path(job.output or default_output_path(source))
     if not job.in_place and _same_file(output, source):
         raise Bn2gnError(f"{output}: is the input; to replace it use --in-place (keeps {source}.bak)", EXIT_USAGE)
@@ -75,10 +82,13 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
         raise Bn2gnError(f"{output}: output folder {output.parent} does not exist; create it first", EXIT_USAGE)
     if output.is_dir():
         raise Bn2gnError(f"{output}: is a directory; give an output file name with -o", EXIT_USAGE)
+    backup = source.with_name(source.name + ".bak") if job.in_place else None
+    if not job.in_place:
+        _check_replaceable(output)
+    _check_replaceable(backup)
     conflicts = []
     if not job.in_place and output.exists() and not job.force:
         conflicts.append(f"{output}: already exists; use --force to overwrite it or -o to choose another name")
-    backup = source.with_name(source.name + ".bak") if job.in_place else None
     if backup is not None and backup.exists() and not job.force:
         conflicts.append(f"{backup}: already exists; --in-place keeps the original there, use --force to replace it")
     if conflicts and not job.dry_run:
@@ -87,14 +97,27 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
 
 
 def run_remap(job: RemapJob) -> RemapResult:
+    """Plan, load, remap, verify, write; torch's warnings end up in the report, never raw on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_remap(job)
+    for text in fold_warnings(caught):
+        if text not in result.report.warnings:
+            result.report.warnings.append(text)
+    return result
+
+
+def _run_remap(job: RemapJob) -> RemapResult:
     output, backup, conflicts = plan_output(job)
     model = build_model(job.model) if job.model is not None else None
     checkpoint = load_checkpoint(job.source, job.load)
+    refuse_meta_tensors(checkpoint.content, checkpoint.path)
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
     content, report = remap_content(checkpoint.content, keys, job.remap)
     fmt = output_format(output)
-    payload, warnings = build_payload(content, keys, fmt)
-    report.warnings.extend(warnings + [f"a real run would stop here: {c}" for c in conflicts])
+    payload, notes = build_payload(content, keys, fmt)
+    report.warnings.extend([f"{job.source}: {w}" for w in checkpoint.warnings] + notes
+                           + [f"a real run would stop here: {c}" for c in conflicts])
     result = RemapResult(source=Path(job.source), output=output, source_format=checkpoint.format,
                          output_format=fmt, state_keys=keys, report=report, dry_run=job.dry_run)
     if model is not None:
@@ -110,11 +133,47 @@ def run_remap(job: RemapJob) -> RemapResult:
             check_written(tmp, fmt, payload, job.load)
             if backup is not None:
                 keep_backup(Path(job.source), backup)
+    except WriteRefused as exc:  # the output changed into something else while the checkpoint was remapped
+        raise Bn2gnError(str(exc), EXIT_USAGE) from None
     except OSError as exc:
         raise Bn2gnError(f"{output}: cannot write ({exc.strerror or exc}); nothing was written", EXIT_USAGE) from None
     result.written = True
     result.backup = backup
     return result
+
+
+def _check_in_place(source: Path) -> None:
+    """--in-place replaces a real file with one name: never through a symlink, never splitting hard links."""
+    if source.is_symlink():
+        raise Bn2gnError(f"{source}: is a symlink (to {os.path.realpath(source)}); --in-place does not write "
+                         "through links: run it on the file itself, or write a new file with -o NEW", EXIT_USAGE)
+    try:
+        links = os.stat(source).st_nlink
+    except OSError:
+        return  # load_checkpoint reports a missing or unreadable file
+    if links > 1:
+        raise Bn2gnError(f"{source}: has {links} hard links; --in-place would give this name a new file and "
+                         "leave the other names with the old checkpoint: write a new file with -o NEW instead",
+                         EXIT_USAGE)
+
+
+def _check_replaceable(path: Optional[Path]) -> None:
+    """An output (or backup) that exists must be a regular file; a symlink or a device is refused, --force or not."""
+    if path is None:
+        return
+    if path.is_symlink():
+        raise Bn2gnError(f"{path}: is a symlink (to {os.path.realpath(path)}); bn2gn does not write checkpoints "
+                         "through links: give the real file name or another name with -o", EXIT_USAGE)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise Bn2gnError(f"{path}: exists and is a {file_kind(info.st_mode)}, not a regular file; refused "
+                         "(also with --force): choose another output name with -o", EXIT_USAGE)
+    if info.st_nlink > 1:
+        raise Bn2gnError(f"{path}: has {info.st_nlink} hard links; replacing it would leave the other names "
+                         "with the old file: choose another output name with -o", EXIT_USAGE)
 
 
 def keep_backup(source: Path, backup: Path) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Tuple
@@ -39,12 +40,14 @@ class LoadOptions:
 
 @dataclasses.dataclass
 class Checkpoint:
-    """A loaded checkpoint: the top-level object and, for safetensors, the header metadata."""
+    """A loaded checkpoint: the top-level object, for safetensors the header metadata, and what
+    torch warned about while reading it (folded into bn2gn's report, never printed raw)."""
 
     path: Path
     format: str
     content: Any
     metadata: Optional[dict] = None
+    warnings: Tuple[str, ...] = ()
 
 
 def checkpoint_format(path: Path) -> str:
@@ -61,10 +64,36 @@ def load_checkpoint(path: Path, options: LoadOptions = LoadOptions(), fmt: Optio
     _check_readable(path)
     if fmt != SAFETENSORS:
         fmt = checkpoint_format(path)
-    if fmt == SAFETENSORS:
-        tensors, metadata = _load_safetensors(path)
-        return Checkpoint(path, fmt, tensors, metadata)
-    return Checkpoint(path, fmt, load_torch(path, options, mmap=fmt == TORCH_ZIP))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if fmt == SAFETENSORS:
+            tensors, metadata = _load_safetensors(path)
+            checkpoint = Checkpoint(path, fmt, tensors, metadata)
+        else:
+            checkpoint = Checkpoint(path, fmt, load_torch(path, options, mmap=fmt == TORCH_ZIP))
+    checkpoint.warnings = fold_warnings(caught)
+    return checkpoint
+
+
+#: torch warnings about torch's own internals, not about the user's file: dropped.
+_NOISE = ("TypedStorage is deprecated", "Detected pickle protocol")
+
+
+def fold_warnings(caught) -> Tuple[str, ...]:
+    """The first sentence of each distinct warning that says something about the file."""
+    folded = []
+    for item in caught:
+        text = str(item.message).strip()
+        if not text or any(noise in text for noise in _NOISE):
+            continue
+        if "quantize" in text or "quantized" in text:
+            text = ("holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: a future torch "
+                    "may not load this checkpoint")
+        else:
+            text = "torch: " + text.splitlines()[0].split(". ")[0].rstrip(".")
+        if text not in folded:
+            folded.append(text)
+    return tuple(folded)
 
 
 def load_torch(path: Path, options: LoadOptions, mmap: bool) -> Any:
@@ -108,11 +137,25 @@ def resolve_global(name: str) -> tuple:
         try:
             for part in parts[split:]:
                 obj = getattr(obj, part)
+                _refuse_reached_module(name, obj)
         except AttributeError:
             break
+        if not isinstance(obj, type) and not callable(obj):
+            raise Bn2gnError(f"--allow-global {name}: is a {type(obj).__name__}, not a class or function; "
+                             "name the class the pickle uses, e.g. argparse.Namespace", EXIT_USAGE)
         return (obj, name)
     raise Bn2gnError(f"--allow-global {name}: cannot import it; give the full dotted name, "
                      "e.g. argparse.Namespace", EXIT_USAGE)
+
+
+def _refuse_reached_module(name: str, obj: Any) -> None:
+    """``argparse._sys.modules`` reaches ``sys`` through an attribute: judge the module really reached."""
+    import types
+
+    real = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    if isinstance(real, str) and real.split(".")[0] in CODE_RUNNING_MODULES:
+        raise Bn2gnError(f"--allow-global {name}: refused, it reaches {real}, whose globals can run arbitrary "
+                         "code; use --trust-pickle, and only for a file you trust", EXIT_USAGE)
 
 
 def can_run_code(name: str) -> bool:
@@ -136,8 +179,11 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
             first = (dotted or unsafe)[0]
         others = [n for n in unsafe if n != first]
     if first is None:
-        reason = message.strip().splitlines()[-1]
-        return Bn2gnError(f"{path}: refused: safe (weights-only) loading failed ({reason}); "
+        if "Unsupported operand 149" in message:  # FRAME: protocol 4+, which only plain pickle.dump writes
+            return Bn2gnError(f"{path}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
+                              "which safe (weights-only) loading cannot read; if you trust this file, re-run with "
+                              "--trust-pickle", EXIT_USAGE)
+        return Bn2gnError(f"{path}: refused: safe (weights-only) loading failed ({_unpickler_reason(message)}); "
                           "if you trust this file, re-run with --trust-pickle", EXIT_USAGE)
     also = f" (also: {', '.join(others)})" if zipped and others else ""
     if can_run_code(first):
@@ -147,6 +193,23 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
     return Bn2gnError(f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and plain "
                       f"containers only; if you trust this file, allow it with --allow-global {first} "
                       "or load everything with --trust-pickle (runs the file's pickled code)", EXIT_USAGE)
+
+
+def _nonblank_lines(message: str):
+    return [line.strip() for line in message.strip().splitlines() if line.strip()]
+
+
+def _unpickler_reason(message: str) -> str:
+    """The line after torch's "WeightsUnpickler error:", not its closing pointer to the documentation."""
+    lines = _nonblank_lines(message)
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if rest:
+                return rest[:160]
+            if index + 1 < len(lines):
+                return lines[index + 1][:160]
+    return lines[-1][:160] if lines else "no reason given"
 
 
 def _unreadable(path: Path, exc: BaseException) -> Bn2gnError:
@@ -185,6 +248,23 @@ def _load_safetensors(path: Path) -> Tuple[dict, dict]:
         raise Bn2gnError(f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})",
                          EXIT_USAGE) from None
     return tensors, metadata
+
+
+def refuse_meta_tensors(content: Any, path: Path, where: str = "") -> None:
+    """A meta tensor has a shape and no values: remapping it would write a checkpoint without weights."""
+    import torch
+
+    if isinstance(content, torch.Tensor):
+        if content.is_meta:
+            raise Bn2gnError(f"{path}: {where or 'the top level'} is a meta tensor (a shape, no values): the file "
+                             "was saved from a model that was never materialised; save it again from the trained "
+                             "model", EXIT_USAGE)
+    elif isinstance(content, Mapping):
+        for key, value in content.items():
+            refuse_meta_tensors(value, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(content, (list, tuple)):
+        for index, value in enumerate(content):
+            refuse_meta_tensors(value, path, f"{where or 'top level'}[{index}]")
 
 
 def is_state_dict(obj: Any) -> bool:

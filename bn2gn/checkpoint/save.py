@@ -34,6 +34,11 @@ def build_payload(content: Any, state_keys: Tuple[str, ...], fmt: str) -> Tuple[
         if others:
             warnings.append(f"a .safetensors file holds tensors only: not written: {', '.join(others)}")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for key, tensor in tensors.items():
+        if tensor.is_quantized or tensor.layout != torch.strided:
+            kind = f"quantized ({tensor.dtype})" if tensor.is_quantized else f"sparse ({tensor.layout})"
+            raise Bn2gnError(f"entry {key}: a .safetensors file cannot hold a {kind} tensor; write a .pth "
+                             "output instead", EXIT_USAGE)
     skipped = [k for k in state if k not in tensors]
     if skipped:
         warnings.append(f"a .safetensors file holds tensors only: not written: {', '.join(skipped)}")
@@ -122,13 +127,29 @@ def same_tensor(a, b, sample_bytes: Optional[int] = None) -> bool:
 
     if a.dtype != b.dtype or a.shape != b.shape or a.layout != b.layout:
         return False
-    if a.layout != torch.strided or a.is_quantized:
+    if a.layout != torch.strided:
+        return all(same_tensor(x, y, sample_bytes) for x, y in zip(_sparse_parts(a), _sparse_parts(b)))
+    if a.is_quantized:
         return torch.equal(a, b)
     flat_a, flat_b = _as_bits(a.contiguous().reshape(-1)), _as_bits(b.contiguous().reshape(-1))
     count = (sample_bytes or 0) // max(flat_a.element_size(), 1)
     if count and flat_a.numel() > 2 * count:
         return torch.equal(flat_a[:count], flat_b[:count]) and torch.equal(flat_a[-count:], flat_b[-count:])
     return torch.equal(flat_a, flat_b)
+
+
+def _sparse_parts(tensor):
+    """The dense tensors a sparse tensor is made of (torch.equal has no sparse kernel)."""
+    import torch
+
+    if tensor.layout == torch.sparse_coo:
+        tensor = tensor.coalesce()
+        return tensor.indices(), tensor.values()
+    if tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return tensor.crow_indices(), tensor.col_indices(), tensor.values()
+    if tensor.layout in (torch.sparse_csc, torch.sparse_bsc):
+        return tensor.ccol_indices(), tensor.row_indices(), tensor.values()
+    raise Bn2gnError(f"cannot compare a {tensor.layout} tensor; please report this layout", EXIT_USAGE)
 
 
 def _as_bits(flat):

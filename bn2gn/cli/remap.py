@@ -9,6 +9,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, output_options
+from .model_options import model_build_options
 
 
 @cli.command("remap-ckpt")
@@ -34,6 +35,7 @@ from . import cli, config_options, output_options
               help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).")
 @click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Folder put first on sys.path to import --model (repeatable).")
+@model_build_options
 @click.option("--strict", is_flag=True, help="With --model: fail (exit 1) unless the strict load is clean.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
               help="A traced plan (bn2gn scan --trace ... -o PLAN.json): its module paths decide which layers "
@@ -41,8 +43,8 @@ from . import cli, config_options, output_options
 @config_options
 @output_options
 def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_optimizer, reset_affine,
-               trust_pickle, allow_globals, model_spec, model_args, paths, strict, plan_file, config_file,
-               backbone_attrs, quiet, verbose, fmt):
+               trust_pickle, allow_globals, model_spec, model_args, paths, stubs, model_opts, model_opts_args,
+               strict, plan_file, config_file, backbone_attrs, quiet, verbose, fmt):
     """Remap an old BatchNorm checkpoint OLD for the GroupNorm-converted model.
 
     Converted (non-backbone) BatchNorm layers lose running_mean / running_var /
@@ -55,8 +57,9 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
     from ..config import load_config
     from ..modelspec import parse_model_spec
 
-    if (model_args or paths or strict) and not model_spec:
-        raise Bn2gnError("--model-arg, --path and --strict need --model MODULE:FACTORY", EXIT_USAGE)
+    if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
+        raise Bn2gnError("--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",
+                         EXIT_USAGE)
     config = load_config([paths[0] if paths else old], config_file, backbone_attrs=backbone_attrs)
     job = RemapJob(
         source=old, output=output, in_place=in_place, force=force, dry_run=dry_run, keys=tuple(keys),
@@ -64,7 +67,8 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
         remap=RemapOptions(backbone_attrs=config.backbone_attrs, keep_prefix=keep_prefix,
                            keep_optimizer=keep_optimizer, reset_affine=reset_affine,
                            plan=load_plan_selection(plan_file) if plan_file else None),
-        model=parse_model_spec(model_spec, model_args, paths) if model_spec else None,
+        model=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args)
+        if model_spec else None,
         strict=strict,
     )
     result = run_remap(job)

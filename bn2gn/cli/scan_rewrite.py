@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from .. import progress
-from ..errors import EXIT_FAILED, EXIT_OK, Bn2gnError
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+from .model_options import model_build_options
 
 
 def analysis_options(func):
@@ -46,9 +47,7 @@ def trace_options(func):
     func = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                         help="With --trace: also check backbone BatchNorm statistics after loading this "
                              "checkpoint.")(func)
-    func = click.option("--stub", "stubs", multiple=True, metavar="MODULE",
-                        help="With --trace: stand in nn.Module stubs for a module that cannot be imported, "
-                             "e.g. a compiled dcn_v2 extension (repeatable).")(func)
+    func = model_build_options(func, prefix="With --trace: ")  # --stub, --model-opts, --model-opts-arg
     func = click.option("--path", "model_paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
                         help="With --trace: folder put first on sys.path to import the model (repeatable).")(func)
     func = click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
@@ -60,21 +59,22 @@ def trace_options(func):
 
 
 def _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
-           allow_globals):
+           allow_globals, model_opts=None, model_opts_args=()):
     if not trace_spec:
-        if model_args or model_paths or stubs or checkpoint or trust_pickle or allow_globals:
-            raise Bn2gnError("--model-arg, --path, --stub, --checkpoint, --trust-pickle and --allow-global "
-                             "need --trace MODULE:FACTORY")
+        if model_args or model_paths or stubs or checkpoint or trust_pickle or allow_globals or model_opts \
+                or model_opts_args:
+            raise Bn2gnError("--model-arg, --path, --stub, --model-opts, --checkpoint, --trust-pickle and "
+                             "--allow-global need --trace MODULE:FACTORY")
         return None
     from ..analysis.trace import trace_plan
     from ..checkpoint.load import LoadOptions
     from ..modelspec import parse_model_spec
 
     try:  # modelspec names remap-ckpt's flag; here the user typed --trace
-        spec = parse_model_spec(trace_spec, model_args, model_paths, stubs)
+        spec = parse_model_spec(trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args)
         return trace_plan(plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals)))
     except Bn2gnError as exc:
-        if not exc.message.startswith("--model"):
+        if not exc.message.startswith(("--model ", "--model:")):  # not --model-opts, --model-arg
             raise
         raise Bn2gnError("--trace" + exc.message[len("--model"):], exc.code) from None
 
@@ -86,7 +86,8 @@ def _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, ch
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the plan as JSON to this file.")
 def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, quiet, verbose, fmt,
-         trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle, allow_globals, output):
+         trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args, checkpoint, trust_pickle,
+         allow_globals, output):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..analysis.plan import UNSURE, render_json, render_text
     from ..analysis.scan import build_plan
@@ -96,7 +97,7 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
     progress.enable(quiet)
     plan, project = build_plan(paths, config, with_insertions=True)
     trace = _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
-                   allow_globals)
+                   allow_globals, model_opts, model_opts_args)
     if trace is not None:
         plan = trace.plan
     plan_json = render_json(plan) if trace is None else json.dumps(dict(plan.as_dict(), trace=trace.as_dict()),
@@ -113,15 +114,28 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
     for warning in trace.warnings if trace is not None else ():
         click.echo(f"bn2gn: warning: {warning}", err=True)
     if output:
-        from ..sources import write_atomic
-
-        write_atomic(output, plan_json.encode("utf-8"))
+        _write_plan(output, plan_json)
     if plan.errors:
         return sys.exit(EXIT_FAILED)
     if strict and plan.counts()[UNSURE]:
         click.echo(f"bn2gn: {plan.counts()[UNSURE]} unsure site(s) and --strict was given", err=True)
         return sys.exit(EXIT_FAILED)
     return sys.exit(EXIT_OK)
+
+
+def _write_plan(output: Path, plan_json: str) -> None:
+    """scan -o: a folder that does not exist, a device or a full disk is the user's to fix (exit 2)."""
+    from ..sources import WriteRefused, write_atomic
+
+    if not output.parent.is_dir():
+        raise Bn2gnError(f"-o {output}: folder {output.parent} does not exist; create it first or choose "
+                         "another path", EXIT_USAGE)
+    try:
+        write_atomic(output, plan_json.encode("utf-8"))
+    except WriteRefused as exc:
+        raise Bn2gnError(f"-o {exc}", EXIT_USAGE) from None
+    except OSError as exc:
+        raise Bn2gnError(f"-o {output}: cannot write the plan ({exc.strerror or exc})", EXIT_USAGE) from None
 
 
 @cli.command()

@@ -12,6 +12,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, output_options
+from .model_options import model_build_options
 
 DEVICE_HELP = "auto: CUDA when torch.cuda.is_available(), else CPU."
 
@@ -88,7 +89,7 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     prints one check per line with its measured value.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error (e.g. non-empty --workdir).
     """
-    from ..smoke.demo import DemoOptions
+    from ..smoke.demo import DemoOptions, conclusion
     from ..smoke.fixture import default_fixtures, prepare_workdir
 
     if input_size % 32:
@@ -111,8 +112,11 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     document = {"command": "demo", "device": result.device, "workdir": str(result.workdir), "workdir_kept": keep,
                 "options": {"steps": steps, "archs": list(options.archs), "input_size": input_size,
                             "batch_size": 1, "skip_steps": list(skip_steps)},
-                "steps": [s.as_dict() for s in result.steps], "comparison": result.comparison}
+                "steps": [s.as_dict() for s in result.steps], "comparison": result.comparison,
+                "conclusion": conclusion(result, options)}
     _emit(result.sections, fmt, quiet, verbose, document, printed=1)  # the steps were printed as they ran
+    if fmt == "text":
+        click.echo(document["conclusion"])
     if keep:
         if fmt == "text":
             click.echo(f"work directory kept: {result.workdir} (logs in {result.workdir / 'logs'})")
@@ -132,6 +136,8 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     progress = (lambda line: click.echo("\r\033[K" + line, nl=False, err=True)) \
         if text and sys.stderr.isatty() else None
     echo(f"bn2gn demo: {', '.join(options.archs)} in {options.workdir}")
+    echo("steps: [1/4]-[3/4] migrate converted/, [4/4] a pretrained checkpoint from original/; then per "
+         "architecture: [ARCH 1/3] remap-ckpt, [ARCH 2/3] train converted/, [ARCH 3/3] train original/ for contrast")
     runner = Demo(options, echo=echo, progress=progress)
     result = runner.run()
     if compare_norm and len(result.sections) > 1:
@@ -147,6 +153,7 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
               help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).")
 @click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Folder put first on sys.path to import --model (repeatable).")
+@model_build_options
 @click.option("--input-shape", "input_shapes", multiple=True, required=True, metavar="1,3,H,W",
               help="Shape of one forward argument; repeat for each argument, in order.")
 @click.option("--steps", type=click.IntRange(2, 10000), default=5, show_default=True, help="Training steps.")
@@ -158,8 +165,8 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
               help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.")
 @config_options
 @output_options
-def verify(model_spec, model_args, paths, input_shapes, steps, device, freeze_from, checkpoint, config_file,
-           backbone_attrs, quiet, verbose, fmt):
+def verify(model_spec, model_args, paths, stubs, model_opts, model_opts_args, input_shapes, steps, device,
+           freeze_from, checkpoint, config_file, backbone_attrs, quiet, verbose, fmt):
     """Check a converted model at runtime: frozen backbone BatchNorm, trained GroupNorm, finite falling loss.
 
     Builds the model, freezes it, runs --steps train-mode steps at the given input shapes on fixed
@@ -176,7 +183,7 @@ def verify(model_spec, model_args, paths, input_shapes, steps, device, freeze_fr
     if checkpoint is not None and not checkpoint.is_file():
         raise Bn2gnError(f"--checkpoint {checkpoint}: no such file", EXIT_USAGE)
     config = load_config([paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs)
-    options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths),
+    options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
                             input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
                             backbone_attrs=config.backbone_attrs, steps=steps, device=device,
                             freeze_from=tuple(freeze_from), checkpoint=checkpoint)

@@ -1,11 +1,12 @@
 """`bn2gn demo` (issue 5): the whole migration on a copy of the bundled fixture repository, then the report.
 
 Two copies of ``fixtures/centernet_mini`` go into the work directory: ``converted/`` gets the
-migration exactly as a user runs it (1 ``bn2gn scan``, 2 ``bn2gn rewrite``, 3 ``bn2gn
-patch-trainer``, each as a subprocess), ``original/`` stays untouched. 4 builds a "pretrained"
-BatchNorm checkpoint from the original model, 5 ``bn2gn remap-ckpt`` converts it, 6 runs the
-patched ``train.py`` under the test harness at batch size 1, loading the remapped checkpoint,
-while the original ``train.py`` runs the same steps from the original checkpoint for contrast.
+migration exactly as a user runs it (``[1/4]`` ``bn2gn scan``, ``[2/4]`` ``bn2gn rewrite``,
+``[3/4]`` ``bn2gn patch-trainer``, each as a subprocess), ``original/`` stays untouched and
+``[4/4]`` builds a "pretrained" BatchNorm checkpoint from it. Then, per architecture ARCH:
+``[ARCH 1/3]`` ``bn2gn remap-ckpt`` converts that checkpoint, ``[ARCH 2/3]`` runs the patched
+``train.py`` under the test harness at batch size 1 from the remapped checkpoint, and ``[ARCH 3/3]``
+runs the original ``train.py`` the same steps from the original checkpoint, for contrast.
 Every step and every check goes into one report; any failed check makes the run fail.
 """
 
@@ -54,7 +55,8 @@ class DemoResult:
 
 
 class Demo:
-    """Runs the six steps and builds the report; ``echo`` gets one line per step (text mode)."""
+    """Runs the four shared steps and three per architecture, and builds the report; ``echo`` gets one
+    line per step (text mode), labelled ``[n/4]`` or ``[ARCH n/3]`` and naming the copy it ran in."""
 
     def __init__(self, options: DemoOptions, echo: Callable[[str], None] = lambda line: None,
                  progress: Optional[Callable[[str], None]] = None):
@@ -76,7 +78,7 @@ class Demo:
         return load_config([self.converted], backbone_attrs=self.options.backbone_attrs).backbone_attrs
 
     def run(self) -> DemoResult:
-        # Step 4 only needs the original copy, so it runs while steps 1-3 convert the other one.
+        # [4/4] only needs the original copy, so it runs while [1/4]-[3/4] convert the other one.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pretrain = pool.submit(self._pretrain)
             migrated = self._migrate()
@@ -91,12 +93,13 @@ class Demo:
     # --- steps 1-4 ---------------------------------------------------------------------------
     def _migrate(self) -> bool:
         bn2gn_cmd = [sys.executable, "-m", "bn2gn"]
-        planned = [("scan", "1/6", [*bn2gn_cmd, "scan", MODELS]),
-                   ("rewrite", "2/6", [*bn2gn_cmd, "rewrite", MODELS]),
-                   ("patch-trainer", "3/6", [*bn2gn_cmd, "patch-trainer", *TRAINER_FILES])]
+        planned = [("scan", "1/4", [*bn2gn_cmd, "scan", MODELS]),
+                   ("rewrite", "2/4", [*bn2gn_cmd, "rewrite", MODELS]),
+                   ("patch-trainer", "3/4", [*bn2gn_cmd, "patch-trainer", *TRAINER_FILES])]
         for name, label, argv in planned:
             if name in self.options.skip_steps:
-                self._add(Check(f"step-{name}", WARN, f"[{label}] skipped (--skip-step {name}): the migration is "
+                self._add(Check(f"step-{name}", WARN, f"[{label}] (converted/) bn2gn {name} skipped (--skip-step "
+                                f"{name}): the migration is "
                                 "deliberately incomplete, the checks below must catch it"))
                 continue
             if not self._run(name, label, argv, self.converted).ok:
@@ -107,13 +110,13 @@ class Demo:
         archs = [a for arch in self.options.archs for a in ("--arch", arch)]
         argv = [sys.executable, "-m", "bn2gn.smoke.pretrain", *archs, "--out-dir", self._rel(self.checkpoints,
                 self.original), "--input-size", str(self.options.input_size)]
-        step = self._run("pretrain", "4/6", argv, self.original, capture=True, announce=False)
+        step = self._run("pretrain", "4/4", argv, self.original, capture=True, announce=False)
         return step, _json_or_none(step.stdout) if step.ok else None
 
     def _announce_pretrain(self, step: StepResult, info: Optional[dict]) -> None:
         written = ", ".join(f"{Path(c['path']).name} ({c['trained_batchnorm']} BatchNorm with trained statistics)"
                             for c in (info or {}).get("checkpoints", {}).values())
-        self._announce(step, "4/6", f"original model, wrote {written}" if info else "")
+        self._announce(step, "4/4", f"original model, wrote {written}" if info else "")
 
     def _device(self, info: dict) -> str:
         wanted = self.options.device
@@ -124,7 +127,7 @@ class Demo:
                              "(torch.cuda.is_available() is False); use --device auto or cpu", EXIT_USAGE)
         return wanted
 
-    # --- steps 5-6, per architecture ---------------------------------------------------------
+    # --- [ARCH 1/3] .. [ARCH 3/3], per architecture ------------------------------------------
     def _arch(self, arch: str, info: dict) -> Section:
         pretrained = Path(info["checkpoints"][arch]["path"])
         pretrained = pretrained if pretrained.is_absolute() else self.original / pretrained
@@ -133,9 +136,9 @@ class Demo:
             contrast = pool.submit(self.train, arch, "original", pretrained, original=True, record=False)
             remap = self._remap(arch, pretrained, remapped)
             patched = self.train(arch, "patched", remapped if remap else pretrained, expect_state=remapped,
-                                 expect_backbone=pretrained, label="6/6")
+                                 expect_backbone=pretrained, label=f"{arch} 2/3")
             original = contrast.result()
-        self._announce(original[0], "6/6", "the same steps on the unpatched copy, for contrast")
+        self._announce(original[0], f"{arch} 3/3", "the same steps on the unpatched copy, for contrast")
         title = (f"{arch} on {self.result.device}: {self.options.steps} steps at batch size 1, "
                  f"input {self.options.input_size}x{self.options.input_size}")
         return arch_section(title, patched[1], original[1], remap)
@@ -145,9 +148,10 @@ class Demo:
         argv = [sys.executable, "-m", "bn2gn", "remap-ckpt", self._rel(pretrained, self.converted), "-o",
                 self._rel(remapped, self.converted), "--force", "--model", FACTORY, *model_args, "--path", ".",
                 "--format", "json"]
-        step = self._run(f"remap-ckpt ({arch})", "5/6", argv, self.converted, capture=True, announce=False)
+        step = self._run(f"remap-ckpt ({arch})", f"{arch} 1/3", argv, self.converted, capture=True,
+                         announce=False)
         report = _json_or_none(step.stdout) if step.ok else None
-        self._announce(step, "5/6", _remap_summary(report) if report else "")
+        self._announce(step, f"{arch} 1/3", _remap_summary(report) if report else "")
         return report
 
     def train(self, arch: str, variant: str, checkpoint: Path, original: bool = False,
@@ -176,7 +180,7 @@ class Demo:
             report.unlink()
         step = self._run(f"train ({arch}, {variant})", label, [*harness, "--", *script], repo, on_line=on_line,
                          announce=False)
-        step.display = f"({repo.name}/) python {' '.join(script)}"
+        step.display = f"python {' '.join(script)}"
         if label is not None:
             self._announce(step, label, "converted copy, under the bn2gn test harness")
         elif record:
@@ -195,11 +199,14 @@ class Demo:
         return step
 
     def _announce(self, step: StepResult, label: Optional[str], summary: str = "") -> None:
-        """Add the step to the report: its command, time, and a summary (default: its last output line)."""
+        """Add the step to the report: label, the copy it ran in, its command, time, and a summary
+        (default: its last output line)."""
+        step.label = label or ""
         self.result.steps.append(step)
         status = PASS if step.ok else FAIL
         summary = summary or step.tail()
-        value = f"[{label or '-'}] {step.command()} ({step.seconds:.1f}s)" + (f": {summary}" if summary else "")
+        value = (f"[{label or '-'}] ({step.cwd.name}/) {step.command()} ({step.seconds:.1f}s)"
+                 + (f": {summary}" if summary else ""))
         message = "" if step.ok else f"exit status {step.exit_code}; full output in {step.log}"
         self._add(Check(f"step-{_slug(step.name)}", status, value, message, step.as_dict()))
 
@@ -218,6 +225,25 @@ class Demo:
     @staticmethod
     def _rel(path: Path, start: Path) -> str:
         return os.path.relpath(path, start)
+
+
+def conclusion(result: DemoResult, options: DemoOptions) -> str:
+    """One sentence: what this run showed (or that it showed nothing, and where to look)."""
+    archs = " and ".join(options.archs)
+    failed = [c.name for s in result.sections for c in s.checks if not c.passed]
+    skipped = ", ".join(options.skip_steps)
+    if failed and skipped:
+        return (f"This run left out {skipped} on purpose and the checks caught it: {len(failed)} check(s) failed "
+                f"({', '.join(dict.fromkeys(failed))}).")
+    if failed:
+        return (f"This run proved nothing yet: {len(failed)} check(s) failed ({', '.join(dict.fromkeys(failed))}); "
+                "the step logs are in the work directory.")
+    if skipped:
+        return f"The checks did not catch the skipped step(s) ({skipped}): please report this."
+    return (f"This run proved, on {result.device}, that bn2gn migrates the fixture detector ({archs}) the way a user "
+            "would: the converted model loads its remapped checkpoint with every tensor in place and trains at "
+            "batch size 1 with falling loss, every backbone BatchNorm stays frozen and bit-identical, and the unpatched copy's "
+            "backbone statistics drift under the same steps.")
 
 
 def _remap_summary(report: dict) -> str:

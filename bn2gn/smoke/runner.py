@@ -30,6 +30,8 @@ class StepResult:
     seconds: float
     stdout: str = ""
     display: str = ""
+    #: where the step sits in the demo: ``1/4`` (shared) or ``res_18 2/3`` (per architecture)
+    label: str = ""
 
     @property
     def ok(self) -> bool:
@@ -51,7 +53,8 @@ class StepResult:
         return "\n".join(kept[-lines:])
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "command": shell_line(self.argv), "cwd": str(self.cwd), "log": str(self.log),
+        return {"name": self.name, "label": self.label, "command": shell_line(self.argv), "cwd": str(self.cwd),
+                "log": str(self.log),
                 "exit_code": self.exit_code, "seconds": round(self.seconds, 3)}
 
 
