@@ -105,13 +105,13 @@ def imported_files(tree: ast.Module, base: Path, repo: Path) -> List[Path]:
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:
-            path = _module_file(name, (base, repo))
+            path = module_file(name, (base, repo))
             if path is not None and path not in found:
                 found.append(path)
     return found
 
 
-def _module_file(name: str, roots) -> Optional[Path]:
+def module_file(name: str, roots) -> Optional[Path]:
     for root in roots:
         stem = Path(root, *name.split("."))
         for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):

@@ -18,7 +18,8 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .argparse_scan import Option, checkpoint_options, collect_options, imported_files, torch_load_paths
+from .argparse_scan import (Option, checkpoint_options, collect_options, imported_files, module_file,
+                            torch_load_paths)
 
 FREEZE = "freeze_backbone_bn"
 SHAPE = "1,C,H,W"
@@ -111,7 +112,7 @@ def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
 
 def verify_command(model: ModelCall, script: str, trainers: Sequence[str], remaps: Sequence[Command]) -> Command:
     argv = ["bn2gn", "verify", *model.argv(), "--input-shape", SHAPE, "--freeze-from", script]
-    for trainer in trainers:
+    for trainer in dict.fromkeys(t for t in trainers if t != script):
         argv += ["--freeze-from", trainer]
     known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
     if known:
@@ -141,18 +142,18 @@ def checkpoints(tree: ast.Module, script: Path, repo: Path, texts) -> List[Tuple
 
 def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
     """The factory call that builds what the script freezes, as remap-ckpt/verify --model options."""
-    where = _relative(script.parent, repo) or "."
     call = _factory_call(tree)
     spec = _resolve(call.func, tree) if call is not None else None
     if call is None or spec is None:
-        return ModelCall("MODULE:FACTORY", (), where, ("MODULE:FACTORY: the function that builds the model "
-                                                        f"{_relative(script, repo)} trains (not found statically)",))
+        return ModelCall("MODULE:FACTORY", (), _relative(script.parent, repo) or ".",
+                         ("MODULE:FACTORY: the function that builds the model "
+                          f"{_relative(script, repo)} trains (not found statically)",))
     defaults = {}
     for _, module in [(script, tree)] + _imported(tree, script, repo, texts):
         defaults.update({o.dest: o.value for o in collect_options(module) if o.has_literal_default})
-    params = _factory_params(spec, script.parent, texts)
+    root, params = _factory_params(spec, (script.parent, repo), texts)
     args, notes = _model_args(call, params, defaults)
-    return ModelCall(spec, tuple(args), where, tuple(notes))
+    return ModelCall(spec, tuple(args), _relative(root, repo) or ".", tuple(notes))
 
 
 def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
@@ -215,14 +216,21 @@ def _split_module(first: str, parts: List[str], imported: str) -> Optional[str]:
     return None
 
 
-def _factory_params(spec: str, base: Path, texts) -> Optional[ast.arguments]:
+def _factory_params(spec: str, roots, texts) -> Tuple[Path, Optional[ast.arguments]]:
+    """(the folder the factory's module is found in, for --path; the factory's parameters)."""
     module, _, attr = spec.partition(":")
-    for candidate in (base / Path(*module.split(".")).with_suffix(".py"), base / Path(*module.split(".")) / "__init__.py"):
-        tree = _parse(_text(str(candidate), texts)) if candidate.is_file() else None
-        for node in tree.body if tree is not None else ():
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == attr:
-                return node.args
-    return None
+    path = module_file(module, roots)
+    tree = _parse(_text(str(path), texts)) if path is not None else None
+    for node in tree.body if tree is not None else ():
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == attr:
+            return _root_of(path, module), node.args
+    return (_root_of(path, module) if path is not None else roots[0]), None
+
+
+def _root_of(path: Path, module: str) -> Path:
+    """``proj/nets/factory.py`` for ``nets.factory`` -> ``proj``."""
+    depth = len(module.split(".")) + (path.name == "__init__.py")
+    return path.parents[depth - 1]
 
 
 def _model_args(call: ast.Call, params: Optional[ast.arguments], defaults: dict) -> Tuple[List[str], List[str]]:
