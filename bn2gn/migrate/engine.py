@@ -19,7 +19,7 @@ from ..rules import Rule, select_rules
 from ..sources import SourceText, decode_source
 
 __all__ = ["CHECK", "DIFF", "WRITE", "FileResult", "Config", "load", "discover_files", "rewrite_rules",
-           "trainer_options", "rewrite_tree", "patch_trainers", "rewrite_jobs", "rewrite_one", "patch_one",
+           "trainer_options", "with_rules", "rewrite_tree", "SourceText", "patch_trainers", "rewrite_jobs", "rewrite_one", "patch_one",
            "source_from_bytes", "apply", "unified_diff", "file_key", "failed"]
 
 
@@ -48,6 +48,13 @@ def trainer_options(config: Config, exclude_frozen: bool = False, optimizer_call
     return TrainerOptions(rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=False),
                           backbone_attrs=tuple(config.backbone_attrs), optimizer_calls=tuple(optimizer_calls),
                           model_var=model_var, helper_module=helper_module)
+
+
+def with_rules(options, rules: FrozenSet[Rule]):
+    """The same patch-trainer options running only ``rules`` (one LibCST command per rule)."""
+    import dataclasses
+
+    return dataclasses.replace(options, rules=frozenset(rules))
 
 
 def rewrite_tree(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], plan_file: Optional[Path] = None):
