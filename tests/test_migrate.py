@@ -219,3 +219,37 @@ def test_file_changed_while_working_is_not_overwritten(tmp_path):
     assert engine.apply([result], engine.WRITE, None) == 1
     assert result.status == "failed" and "changed on disk" in result.error
     assert path.read_text() == "x = 3\n"
+
+
+@pytest.mark.parametrize("codes, command", [(["BN2GN101", "BN2GN102", "BN2GN103"], ["rewrite", "."]),
+                                            (["BN2GN201", "BN2GN202", "BN2GN203"], ["patch-trainer", "."])])
+def test_select_one_command_s_rules(tmp_path, codes, command):
+    migrated, single = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    selected = [a for code in codes for a in ("--select", code)]
+    assert run_cli(["migrate", "--write", *selected], cwd=migrated).exit_code == 0
+    assert run_cli(command, cwd=single).exit_code == 0
+    assert snapshot(migrated) == snapshot(single)
+
+
+def test_strict_fails_on_unsure_sites(tmp_path):
+    """partial(nn.BatchNorm2d) in a head is 'unsure' (never rewritten blindly): --strict makes that exit 1."""
+    (tmp_path / "net.py").write_text(textwrap.dedent("""\
+        import functools
+
+        import torch.nn as nn
+
+        Norm = functools.partial(nn.BatchNorm2d, momentum=0.01)
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+                self.head = nn.Sequential(nn.Conv2d(8, 8, 3), Norm(8))
+        """))
+    plain = run_cli(["migrate", "--format", "json"], cwd=tmp_path)
+    assert plain.exit_code == 0
+    assert json.loads(plain.stdout)["plan"]["summary"]["unsure"] == 1
+    strict = run_cli(["migrate", "--strict"], cwd=tmp_path)
+    assert strict.exit_code == 1
+    assert "1 unsure site(s) and --strict was given" in strict.stderr

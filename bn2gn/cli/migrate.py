@@ -100,6 +100,9 @@ def _report(result, options, fmt, quiet, verbose) -> None:
         click.echo(line, err=True)
     if result.usage:
         return
+    unsure = result.plan.counts()["unsure"]
+    if options.strict and unsure:
+        click.echo(f"bn2gn: {unsure} unsure site(s) and --strict was given", err=True)
     click.echo("\n".join(report.outcome_lines(result, quiet, verbose)), file=out)
     if not quiet and result.mode != "check":
         click.echo("\n".join(report.next_step_lines(result)), file=out)

@@ -42,10 +42,14 @@ def rewrite_rules(config: Config) -> FrozenSet[Rule]:
 
 def trainer_options(config: Config, exclude_frozen: bool = False, optimizer_calls: Sequence[str] = (),
                     model_var: Optional[str] = None, helper_module: Optional[str] = None):
-    """patch-trainer's options for a directory run (``--select`` naming only rewrite rules is no error)."""
-    from ..trainer import TrainerOptions, trainer_rules
+    """patch-trainer's options for a directory run; a ``--select`` naming only rewrite rules selects none."""
+    from ..rules import rule_by_name
+    from ..trainer import TRAINER_RULES, TrainerOptions, trainer_rules
 
-    return TrainerOptions(rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=False),
+    rules = trainer_rules(config.select, config.skip, exclude_frozen, strict=False)
+    if config.select and not any(rule_by_name(n) in TRAINER_RULES for n in config.select):
+        rules = frozenset()
+    return TrainerOptions(rules=rules,
                           backbone_attrs=tuple(config.backbone_attrs), optimizer_calls=tuple(optimizer_calls),
                           model_var=model_var, helper_module=helper_module)
 

@@ -78,7 +78,7 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     trainer = engine.trainer_options(config, options.exclude_frozen, options.optimizer_calls,
                                      options.model_var, options.helper_module)
     files = engine.discover_files([repo], config)
-    patched, usage = engine.patch_trainers(files, trainer, rewritten)
+    patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [dict(path=str(r.path), line=c.line, rule=c.rule.code, message=c.message)
