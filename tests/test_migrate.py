@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -253,3 +254,22 @@ def test_strict_fails_on_unsure_sites(tmp_path):
     strict = run_cli(["migrate", "--strict"], cwd=tmp_path)
     assert strict.exit_code == 1
     assert "1 unsure site(s) and --strict was given" in strict.stderr
+
+
+def test_printed_remap_and_verify_lines_run(tmp_path):
+    """The printed lines, with only the placeholders filled in, work on the migrated fixture."""
+    original, repo = _copy(tmp_path, "original"), _copy(tmp_path, "repo")
+    build = ("import torch; from lib.models.model import create_model; "
+             "torch.save({'epoch': 1, 'state_dict': create_model('dla_34', head_conv=48, frames=3).state_dict()}, "
+             "'../pretrained.pth')")
+    subprocess.run([sys.executable, "-c", build], cwd=original, check=True, timeout=300)
+    result = run_cli(["migrate", "--write", "--format", "json"], cwd=repo)
+    steps = json.loads(result.stdout)["next_steps"]
+    remap = [a.replace("CHECKPOINT", "../pretrained.pth") for a in steps["remap_ckpt"][0]["argv"]]
+    done = run_cli(remap[1:], cwd=repo)
+    assert done.exit_code == 0, done.output
+    assert "ok (strict load clean)" in done.stdout
+    verify = [a.replace("1,C,H,W", "1,9,32,32") for a in steps["verify"][0]["argv"]]
+    done = run_cli([*verify[1:], "--checkpoint", "../pretrained.bn2gn.pth", "--steps", "2", "--device", "cpu"],
+                   cwd=repo)
+    assert done.exit_code == 0, done.output

@@ -61,7 +61,7 @@ def migrate(repo, diff, write, check, config_file, backbone_attrs, strict, plan_
     the analysis finds, frozen backbone BatchNorm in the train scripts and trainers patch-trainer finds.
     Shows the plan and the diff (--diff, default) or applies it (--write); then prints the remap-ckpt
     and verify commands to run."""
-    from ..migrate.run import MigrateOptions, apply_migration, plan_migration
+    from ..migrate.run import MigrateOptions, plan_migration
     from ..migrate.engine import load
     from .patch_trainer import _check_flags
 

@@ -236,28 +236,36 @@ def _root_of(path: Path, module: str) -> Path:
 def _model_args(call: ast.Call, params: Optional[ast.arguments], defaults: dict) -> Tuple[List[str], List[str]]:
     """``KEY=VALUE`` for each argument whose value is known statically, notes for the others."""
     names = [a.arg for a in (params.posonlyargs + params.args)] if params is not None else []
-    with_default = set(names[len(names) - len(params.defaults):]) if params is not None and params.defaults else set()
-    with_default |= {a.arg for a, d in zip(params.kwonlyargs, params.kw_defaults) if d is not None} if params else set()
-    pairs = []
+    optional = set(names[len(names) - len(params.defaults):]) if params is not None and params.defaults else set()
+    if params is not None:
+        optional |= {a.arg for a, d in zip(params.kwonlyargs, params.kw_defaults) if d is not None}
+    pairs, notes = [], []
     for index, arg in enumerate(call.args):
         if isinstance(arg, ast.Starred) or index >= len(names):
-            return [], [f"the factory's arguments could not be mapped to its parameters; add --model-arg KEY=VALUE"]
+            notes.append("the factory's positional arguments could not be matched to its parameters; "
+                         "add them as --model-arg KEY=VALUE")
+            break
         pairs.append((names[index], arg))
     pairs += [(k.arg, k.value) for k in call.keywords if k.arg]
-    args, notes = [], []
+    args, from_options = [], False
     for name, node in pairs:
         known, value = _static_value(node, defaults)
+        from_options |= known and not _is_literal(node)
         if known:
             args.append(f"{name}={_model_arg_text(value)}")
-        elif name in with_default:
+        elif name in optional:
             notes.append(f"{name}: {ast.unparse(node)} is computed at run time; the factory's default is used "
                          f"(add --model-arg {name}=... if yours differs)")
         else:
             args.append(f"{name}=...")
             notes.append(f"{name}=...: {ast.unparse(node)} is computed at run time; fill in its value")
-    if args and any(a.split("=", 1)[1] != "..." for a in args):
+    if from_options:
         notes.append("the values are the defaults of the train script's options; change them to the ones you train with")
     return args, notes
+
+
+def _is_literal(node) -> bool:
+    return _static_value(node, {})[0]
 
 
 def _static_value(node, defaults: dict):
