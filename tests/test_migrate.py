@@ -193,13 +193,18 @@ def test_usage_error_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert "tools/finetune.py" in result.stderr and "nothing written" in result.stderr
     assert snapshot(repo) == before
+    # the way out the message gives: that file on its own, then migrate
+    assert run_cli(["patch-trainer", "tools/finetune.py", "--model-var", "params"], cwd=repo).exit_code == 0
+    assert run_cli(["migrate", "--write"], cwd=repo).exit_code == 0
+    assert _changed(before, snapshot(repo)) == sorted(CHANGED + ["tools/finetune.py"])
 
 
 @pytest.mark.parametrize("args, message", [
     (["migrate", "train.py"], "train.py: not a folder"),
     (["migrate", "missing"], "missing: not a folder"),
     (["migrate", "--diff", "--write"], "--diff, --write and --check exclude each other"),
-    (["migrate", "--model-var", "a b"], "--model-var 'a b'"),
+    (["migrate", "--helper-module", "a b"], "--helper-module 'a b'"),
+    (["migrate", "--model-var", "model"], "--model-var"),  # per file: patch-trainer FILE --model-var
 ])
 def test_bad_invocation_is_exit_2(tmp_path, args, message):
     repo = _copy(tmp_path, "repo")

@@ -42,7 +42,6 @@ def _trainer_options(func):
                         help="Also pass the optimizer only parameters that require grad (BN2GN204).")(func)
     func = click.option("--helper-module", metavar="MODULE",
                         help="Import the freeze helpers from MODULE instead of defining them in each file.")(func)
-    func = click.option("--model-var", metavar="EXPR", help="The model the optimizer trains, when bn2gn cannot tell.")(func)
     func = click.option("--optimizer-call", "optimizer_calls", multiple=True, metavar="NAME",
                         help="Also treat calls to NAME as building the optimizer (repeatable).")(func)
     func = click.option("--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable).")(func)
@@ -56,7 +55,7 @@ def _trainer_options(func):
 @_trainer_options
 @output_options
 def migrate(repo, diff, write, check, config_file, backbone_attrs, strict, plan_file, roots, convert, keep, include, exclude,
-            select, skip, optimizer_calls, model_var, helper_module, exclude_frozen, quiet, verbose, fmt):
+            select, skip, optimizer_calls, helper_module, exclude_frozen, quiet, verbose, fmt):
     """The whole migration of REPO (default: the current folder): BatchNorm2d -> GroupNorm in the models
     the analysis finds, frozen backbone BatchNorm in the train scripts and trainers patch-trainer finds.
     Shows the plan and the diff (--diff, default) or applies it (--write); then prints the remap-ckpt
@@ -71,12 +70,12 @@ def migrate(repo, diff, write, check, config_file, backbone_attrs, strict, plan_
     if not repo.is_dir():
         raise Bn2gnError(f"{repo}: not a folder; name the repository root (default: the current folder)",
                          EXIT_USAGE)
-    _check_flags([repo], optimizer_calls, model_var, None, helper_module)
+    _check_flags([repo], optimizer_calls, None, None, helper_module)
     config = load([repo], config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
                   include=include, exclude=exclude, select=select, skip=skip)
     options = MigrateOptions(repo=repo, config=config, mode=mode, plan_file=plan_file,
                              exclude_frozen=exclude_frozen, optimizer_calls=tuple(optimizer_calls),
-                             model_var=model_var, helper_module=helper_module, strict=strict)
+                             helper_module=helper_module, strict=strict)
     progress.enable(quiet)
     result = plan_migration(options)
     _report(result, options, fmt, quiet, verbose)

@@ -58,7 +58,8 @@ def error_lines(result: MigrateResult) -> List[str]:
     lines = [f"error: {r.error}" for r in result.results if r.status == "failed"]
     if result.usage:
         lines = [f"bn2gn: error: {message}" for message in result.usage]
-        lines.append("bn2gn: nothing written; fix the invocation above (or --exclude the file) and run again")
+        lines.append("bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE "
+                     "--model-var NAME / --insert-before-line N) or --exclude it, then run migrate again")
     return lines
 
 

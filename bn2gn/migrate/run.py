@@ -28,7 +28,6 @@ class MigrateOptions:
     plan_file: Optional[Path] = None
     exclude_frozen: bool = False
     optimizer_calls: tuple = ()
-    model_var: Optional[str] = None
     helper_module: Optional[str] = None
     strict: bool = False
 
@@ -76,7 +75,7 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     run, applied = engine.rewrite_tree([repo], config, engine.rewrite_rules(config), options.plan_file)
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
     trainer = engine.trainer_options(config, options.exclude_frozen, options.optimizer_calls,
-                                     options.model_var, options.helper_module)
+                                     helper_module=options.helper_module)
     files = engine.discover_files([repo], config)
     patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
     results = _combine(run.results, patched, rewritten)
