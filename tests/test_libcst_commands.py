@@ -77,6 +77,8 @@ def test_patch_trainer_commands_equal_bn2gn_patch_trainer(tmp_path, command, sel
     assert snapshot(by_libcst) == snapshot(by_bn2gn)
     if not select:
         assert _changed(snapshot(by_libcst)) == ["lib/Trainer/base_trainer.py", "train.py", "train_satmtb.py"]
+        again = _codemod(by_libcst, "bn2gn.libcst_commands.PatchTrainer")
+        assert again.returncode == 0 and snapshot(by_libcst) == snapshot(by_bn2gn)
 
 
 def test_plan_file_argument(tmp_path):
