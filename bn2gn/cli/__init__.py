@@ -105,4 +105,5 @@ def echo_rules(prefix: str = "") -> None:
 from . import scan_rewrite  # noqa: E402,F401
 from . import patch_trainer  # noqa: E402,F401
 from . import remap  # noqa: E402,F401
+from . import migrate  # noqa: E402,F401
 from . import smoke  # noqa: E402,F401

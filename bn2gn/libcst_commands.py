@@ -1,0 +1,171 @@
+"""bn2gn's rules as LibCST ``CodemodCommand``s, for projects that run their migrations with LibCST's runner.
+
+    python -m libcst.tool codemod --no-format -x bn2gn.libcst_commands.Rewrite lib/models
+
+Each command wraps the same per-file transform ``bn2gn rewrite`` / ``bn2gn patch-trainer`` run
+(through ``bn2gn.migrate.engine``), so the output is byte for byte theirs. The rewrite rules need the
+whole-tree plan: it is built once, when the command is created, from ``--scan PATH`` (default: the
+current folder) and the usual analysis options, or read from ``--plan PLAN.json``. ``--no-format``
+keeps LibCST from running black over every changed file (bn2gn formats only what it injects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, FrozenSet, Optional
+
+import libcst as cst
+from libcst.codemod import CodemodCommand, CodemodContext
+
+from .errors import Bn2gnError
+from .migrate import engine
+from .rules import Rule
+
+
+class Bn2gnCodemodError(Exception):
+    """A file bn2gn could not transform (reported by the runner as a failed file)."""
+
+
+def _analysis_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scan", dest="scan_paths", action="append", metavar="PATH",
+                        help="File or folder the whole-tree analysis reads (repeatable; default: the current folder).")
+    parser.add_argument("--plan", dest="plan_file", metavar="PLAN.json",
+                        help="Apply the decisions of a saved plan (bn2gn scan -o) instead of analysing.")
+    for flag, dest, what in (("--root", "roots", "root model class"), ("--convert", "convert", "CLASS[.METHOD] to convert"),
+                             ("--keep", "keep", "CLASS[.METHOD] to keep"), ("--include", "include", "GLOB to enter"),
+                             ("--exclude", "exclude", "GLOB to skip")):
+        parser.add_argument(flag, dest=dest, action="append", default=[], help=f"{what} (repeatable), as for bn2gn scan")
+    _config_args(parser)
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone-attr", dest="backbone_attrs", action="append", default=[], metavar="NAME",
+                        help="Attribute holding backbone layers (repeatable; added to backbone, base_layer).")
+    parser.add_argument("--config", dest="config_file", metavar="FILE", help="Read [tool.bn2gn] from FILE.")
+
+
+def _fail(exc: Bn2gnError) -> None:
+    """Bad options: one line and bn2gn's exit code, as from the bn2gn command line."""
+    print(f"bn2gn: error: {exc.format_message()}", file=sys.stderr)
+    raise SystemExit(exc.code)
+
+
+class _Bn2gnCommand(CodemodCommand):
+    """Shared: turn a file's tree into bn2gn's SourceText and the FileResult back into a tree."""
+
+    def _finish(self, tree: cst.Module, result) -> cst.Module:
+        for note in result.notes:
+            self.warn(note)
+        if result.status == "failed":
+            raise Bn2gnCodemodError(result.error)
+        return cst.parse_module(result.new_bytes) if result.status == "changed" else tree
+
+    def _source(self, tree: cst.Module):
+        return engine.SourceText(path=Path(self.context.filename or "<stdin>"), raw=tree.bytes, text=tree.code,
+                                 encoding=tree.encoding, bom=False)
+
+
+class Rewrite(_Bn2gnCommand):
+    DESCRIPTION = "bn2gn rewrite: non-backbone BatchNorm2d -> get_group_norm(C), helper injected, init loops widened."
+    #: None: the rules bn2gn rewrite runs with the configuration's select/skip
+    RULES: Optional[FrozenSet[Rule]] = None
+
+    @staticmethod
+    def add_args(arg_parser: argparse.ArgumentParser) -> None:
+        _analysis_args(arg_parser)
+
+    def __init__(self, context: CodemodContext, scan_paths=None, plan_file=None, roots=(), convert=(), keep=(),
+                 include=(), exclude=(), backbone_attrs=(), config_file=None) -> None:
+        super().__init__(context)
+        paths = [Path(p) for p in scan_paths or ["."]]
+        try:
+            config = engine.load(paths, Path(config_file) if config_file else None, backbone_attrs=backbone_attrs,
+                                 roots=roots, convert=convert, keep=keep, include=include, exclude=exclude)
+            rules = self.RULES if self.RULES is not None else engine.rewrite_rules(config)
+            self.jobs: Dict[str, object] = engine.rewrite_jobs(paths, config, rules,
+                                                               Path(plan_file) if plan_file else None)[0]
+        except Bn2gnError as exc:
+            _fail(exc)
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        job = self.jobs.get(engine.file_key(self.context.filename)) if self.context.filename else None
+        if job is None:  # nothing planned here: bn2gn rewrite would not touch the file
+            return tree
+        return self._finish(tree, engine.rewrite_one(self._source(tree), job))
+
+
+class ReplaceBatchNorm(Rewrite):
+    DESCRIPTION = f"{Rule.REPLACE_BATCHNORM.code} {Rule.REPLACE_BATCHNORM.description}"
+    RULES = frozenset({Rule.REPLACE_BATCHNORM})
+
+
+class InjectGroupNormHelper(Rewrite):
+    DESCRIPTION = f"{Rule.INJECT_GROUP_NORM_HELPER.code} {Rule.INJECT_GROUP_NORM_HELPER.description}"
+    RULES = frozenset({Rule.INJECT_GROUP_NORM_HELPER})
+
+
+class InitLoops(Rewrite):
+    DESCRIPTION = f"{Rule.INIT_LOOPS.code} {Rule.INIT_LOOPS.description}"
+    RULES = frozenset({Rule.INIT_LOOPS})
+
+
+class PatchTrainer(_Bn2gnCommand):
+    DESCRIPTION = ("bn2gn patch-trainer: freeze the backbone BatchNorm before the optimizer, re-assert eval() "
+                   "after every .train().")
+    #: None: patch-trainer's default rules with the configuration's select/skip
+    RULES: Optional[FrozenSet[Rule]] = None
+
+    @staticmethod
+    def add_args(arg_parser: argparse.ArgumentParser) -> None:
+        _config_args(arg_parser)
+        arg_parser.add_argument("--optimizer-call", dest="optimizer_calls", action="append", default=[],
+                                metavar="NAME", help="Also treat calls to NAME as building the optimizer.")
+        arg_parser.add_argument("--model-var", dest="model_var", metavar="EXPR", help="The model the optimizer trains.")
+        arg_parser.add_argument("--helper-module", dest="helper_module", metavar="MODULE",
+                                help="Import the freeze helpers from MODULE instead of defining them.")
+        arg_parser.add_argument("--exclude-frozen-from-optimizer", dest="exclude_frozen", action="store_true",
+                                help="Also run BN2GN204.")
+
+    def __init__(self, context: CodemodContext, backbone_attrs=(), config_file=None, optimizer_calls=(),
+                 model_var=None, helper_module=None, exclude_frozen=False) -> None:
+        super().__init__(context)
+        try:
+            config = engine.load([Path(".")], Path(config_file) if config_file else None,
+                                 backbone_attrs=backbone_attrs)
+        except Bn2gnError as exc:
+            _fail(exc)
+        self.options = engine.trainer_options(config, exclude_frozen, optimizer_calls, model_var, helper_module)
+        if self.RULES is not None:
+            self.options = engine.with_rules(self.options, self.RULES)
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        result, _ = engine.patch_one(self._source(tree), self.options)
+        return self._finish(tree, result)
+
+
+class FreezeBeforeOptimizer(PatchTrainer):
+    DESCRIPTION = f"{Rule.FREEZE_BEFORE_OPTIMIZER.code} {Rule.FREEZE_BEFORE_OPTIMIZER.description}"
+    RULES = frozenset({Rule.FREEZE_BEFORE_OPTIMIZER})
+
+
+class InjectFreezeHelper(PatchTrainer):
+    DESCRIPTION = f"{Rule.INJECT_FREEZE_HELPER.code} {Rule.INJECT_FREEZE_HELPER.description}"
+    RULES = frozenset({Rule.INJECT_FREEZE_HELPER})
+
+
+class EvalAfterTrain(PatchTrainer):
+    DESCRIPTION = f"{Rule.EVAL_AFTER_TRAIN.code} {Rule.EVAL_AFTER_TRAIN.description}"
+    RULES = frozenset({Rule.EVAL_AFTER_TRAIN})
+
+
+class ExcludeFrozenFromOptimizer(PatchTrainer):
+    DESCRIPTION = f"{Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER.code} {Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER.description}"
+    RULES = frozenset({Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER})
+
+
+#: rule code -> command class, one per rule (``libcst_commands.<Class>`` in LibCST's runner)
+COMMANDS = {cls.RULES and next(iter(cls.RULES)).code: cls for cls in (
+    ReplaceBatchNorm, InjectGroupNormHelper, InitLoops, FreezeBeforeOptimizer, InjectFreezeHelper, EvalAfterTrain,
+    ExcludeFrozenFromOptimizer)}

@@ -1,0 +1,5 @@
+"""``bn2gn migrate``: the whole migration of a repository in one plan (see docs/migrate.md)."""
+
+from .run import MigrateOptions, MigrateResult, apply_migration, plan_migration
+
+__all__ = ["MigrateOptions", "MigrateResult", "apply_migration", "plan_migration"]

@@ -1,0 +1,134 @@
+"""After the source migration: the ``bn2gn remap-ckpt`` and ``bn2gn verify`` lines to run.
+
+Read with ``ast`` from the train scripts as they are after the migration: the model is the
+argument of ``freeze_backbone_bn(X)``, its factory the call last assigned to ``X`` before it
+(resolved through the script's imports), the factory's arguments the literal values or the
+defaults of the argparse options they read (``opt.arch`` -> ``--arch``'s default). The
+checkpoints are the defaults of ``--load_model``-style options and literal ``torch.load('...')``
+paths, in the script and the repository modules it imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from .argparse_scan import Option, checkpoint_options, torch_load_paths
+from .factory import FREEZE, ModelCall, call_name, model_call
+from .repo_files import imported_modules, parse, read_text, relative
+
+SHAPE = "1,C,H,W"
+CHECKPOINT = "CHECKPOINT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command line to run (from the repository), and what the user must know about it."""
+
+    argv: Tuple[str, ...]
+    why: str
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def line(self) -> str:
+        return shlex.join(self.argv)
+
+    def as_dict(self) -> dict:
+        return {"command": self.line, "argv": list(self.argv), "why": self.why, "notes": list(self.notes)}
+
+
+@dataclasses.dataclass
+class NextSteps:
+    cwd: str
+    remap: List[Command] = dataclasses.field(default_factory=list)
+    verify: List[Command] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"cwd": self.cwd, "remap_ckpt": [c.as_dict() for c in self.remap],
+                "verify": [c.as_dict() for c in self.verify], "notes": list(self.notes)}
+
+
+def find_next_steps(repo: Path, texts: Dict[str, str], scripts: Sequence[str], trainers: Sequence[str],
+                    files: Sequence[Path] = ()) -> NextSteps:
+    """``texts``: realpath -> text after the migration, for the changed files (others are read from disk).
+
+    With no script or trainer changed (a migrated repository), those of ``files`` that already call
+    the helpers are used.
+    """
+    repo = Path(repo)
+    steps = NextSteps(cwd=str(repo))
+    scripts = list(scripts) or _files_calling(files, FREEZE, texts)
+    trainers = list(trainers) or _files_calling(files, "keep_backbone_bn_eval", texts)
+    if not scripts:
+        steps.notes.append("no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest")
+        return steps
+    seen = set()
+    for script in scripts:
+        tree = parse(read_text(script, texts))
+        if tree is None:
+            continue
+        rel = relative(script, repo)
+        model = model_call(tree, Path(script), repo, texts)
+        for ckpt, why in checkpoints(tree, Path(script), repo, texts):
+            command = remap_command(ckpt, model, f"{why} ({rel})")
+            if command.line not in seen:
+                seen.add(command.line)
+                steps.remap.append(command)
+        if model.argv() not in seen:  # one verify per model: a second script freezes the same way
+            seen.add(model.argv())
+            steps.verify.append(verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap))
+    return steps
+
+
+def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
+    source = ckpt.default or CHECKPOINT
+    notes = list(model.notes)
+    if not ckpt.default:
+        notes.insert(0, f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}")
+    target = output_name(source)
+    notes.append(f"then train with {ckpt.flag} {target}" if ckpt.flag.startswith("-") else
+                 f"then load {target} instead of {source}")
+    return Command(("bn2gn", "remap-ckpt", source, *model.argv(), "--strict"), why, tuple(notes))
+
+
+def verify_command(model: ModelCall, script: str, trainers: Sequence[str], remaps: Sequence[Command]) -> Command:
+    argv = ["bn2gn", "verify", *model.argv(), "--input-shape", SHAPE, "--freeze-from", script]
+    for trainer in dict.fromkeys(t for t in trainers if t != script):
+        argv += ["--freeze-from", trainer]
+    known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
+    if known:
+        argv += ["--checkpoint", output_name(known[0])]
+    notes = (f"--input-shape {SHAPE}: one per positional argument of the model's forward(); "
+             "bn2gn cannot read the shapes from the source",) + model.notes
+    return Command(tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes)
+
+
+def output_name(source: str) -> str:
+    """remap-ckpt's default output name (``model.pth`` -> ``model.bn2gn.pth``)."""
+    path = Path(source)
+    return str(path.with_name(f"{path.stem}.bn2gn{path.suffix}")) if source != CHECKPOINT else \
+        f"{CHECKPOINT}.bn2gn.pth"
+
+
+def checkpoints(tree: ast.Module, script: Path, repo: Path, texts) -> List[Tuple[Option, str]]:
+    """Checkpoint options of the script and its repository imports, then literal torch.load paths."""
+    found = []
+    for path, module in [(script, tree)] + imported_modules(tree, script, repo, texts):
+        for option in checkpoint_options(module):
+            found.append((option, f"{option.flag} of {relative(path, repo)}"))
+        for literal in torch_load_paths(module):
+            found.append((Option(flag=literal, dest="", default=literal), f"torch.load in {relative(path, repo)}"))
+    return found
+
+
+def _files_calling(files: Sequence[Path], name: str, texts) -> List[str]:
+    needle = f"{name}("
+    return [str(p) for p in files if needle in read_text(str(p), texts) and _calls(parse(read_text(str(p), texts)), name)]
+
+
+def _calls(tree, name: str) -> bool:
+    return tree is not None and any(isinstance(n, ast.Call) and call_name(n.func) == name for n in ast.walk(tree))

@@ -1,0 +1,129 @@
+"""``bn2gn migrate``: rewrite + patch-trainer over a whole repository, as one plan and one write.
+
+The models are what the whole-tree analysis of ``bn2gn scan REPO`` decides; train scripts and
+trainers are the files ``bn2gn patch-trainer REPO`` would change. A file both commands change
+gets patch-trainer's edits on top of its rewritten text, so the tree after ``migrate --write`` is
+the tree after running the two commands one after the other. Nothing else is ever written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, List, Optional, TextIO
+
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from . import engine
+from .next_steps import NextSteps, find_next_steps
+
+SCRIPT_RULES = ("BN2GN201", "BN2GN204")
+TRAINER_RULES = ("BN2GN203",)
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrateOptions:
+    repo: Path
+    config: object
+    mode: str = engine.DIFF
+    plan_file: Optional[Path] = None
+    exclude_frozen: bool = False
+    optimizer_calls: tuple = ()
+    helper_module: Optional[str] = None
+    strict: bool = False
+
+
+@dataclasses.dataclass
+class MigrateResult:
+    """The combined plan and, once applied, what happened to each file."""
+
+    repo: Path
+    mode: str
+    plan: object  # analysis.plan.Plan, with patch-trainer's edits as its insertions
+    results: List[engine.FileResult]
+    usage: List[str] = dataclasses.field(default_factory=list)
+    plan_application: object = None
+    files: List[Path] = dataclasses.field(default_factory=list)
+    next_steps: Optional[NextSteps] = None
+    exit_code: int = EXIT_OK
+
+    def files_with(self, prefixes) -> List[str]:
+        return sorted({str(r.path) for r in self.results
+                       if r.status == "changed" and any(c.rule.code.startswith(prefixes) for c in r.changes)})
+
+    @property
+    def models(self) -> List[str]:
+        """Files holding BatchNorm sites of the plan (changed or not): the model code the analysis saw."""
+        return sorted({site.path for site in self.plan.sites})
+
+    @property
+    def scripts(self) -> List[str]:
+        return self.files_with(SCRIPT_RULES)
+
+    @property
+    def trainers(self) -> List[str]:
+        return self.files_with(TRAINER_RULES)
+
+    def counts(self) -> Dict[str, int]:
+        return {"files_scanned": self.plan.files,
+                "files_changed": sum(r.status == "changed" for r in self.results),
+                "files_failed": sum(r.status == "failed" for r in self.results)}
+
+
+def plan_migration(options: MigrateOptions) -> MigrateResult:
+    """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
+    config, repo = options.config, options.repo
+    run, applied = engine.rewrite_tree([repo], config, engine.rewrite_rules(config), options.plan_file)
+    rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
+    trainer = engine.trainer_options(config, options.exclude_frozen, options.optimizer_calls,
+                                     helper_module=options.helper_module)
+    files = engine.discover_files([repo], config)
+    patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
+    results = _combine(run.results, patched, rewritten)
+    plan = run.plan
+    plan.insertions = [dict(path=str(r.path), line=c.line, rule=c.rule.code, message=c.message)
+                       for r in patched if r.status == "changed" for c in r.changes]
+    return MigrateResult(repo=repo, mode=options.mode, plan=plan, results=results, usage=usage,
+                         plan_application=applied, files=files)
+
+
+def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
+    """One result per file: the rewrite's, patch-trainer's, or the rewrite followed by patch-trainer."""
+    by_key: Dict[str, engine.FileResult] = {}
+    for result in rewrites:
+        by_key.setdefault(engine.file_key(result.path), result)
+    for result in patches:
+        key = engine.file_key(result.path)
+        before = by_key.get(key)
+        if before is None or before.status == "unchanged":
+            by_key[key] = result
+        elif before.status == "changed" and result.status == "changed":
+            by_key[key] = dataclasses.replace(result, path=before.path, source=before.source,
+                                              changes=before.changes + result.changes,
+                                              notes=before.notes + result.notes)
+        elif before.status == "changed" and result.status == "failed":
+            by_key[key] = engine.failed(before.path, result.error, before.source)
+        elif before.status == "changed":
+            by_key[key] = dataclasses.replace(before, notes=before.notes + result.notes)
+    return sorted(by_key.values(), key=lambda r: str(r.path))
+
+
+def apply_migration(result: MigrateResult, options: MigrateOptions, diff_out: TextIO) -> MigrateResult:
+    """Write / print diffs / check, then work out the remap-ckpt and verify lines; sets the exit code."""
+    if result.usage:
+        result.exit_code = EXIT_USAGE
+        return result
+    code = engine.apply(result.results, result.mode, diff_out)
+    applied = result.plan_application
+    if code == EXIT_OK and applied is not None and applied.skipped:
+        code = EXIT_FAILED
+    if code == EXIT_OK and options.strict and result.plan.counts()["unsure"]:
+        code = EXIT_FAILED
+    result.exit_code = code
+    result.next_steps = find_next_steps(options.repo, _final_texts(result), result.scripts, result.trainers,
+                                         result.files)
+    return result
+
+
+def _final_texts(result: MigrateResult) -> Dict[str, str]:
+    """The text each changed file has after the migration (what the next steps are read from)."""
+    return {engine.file_key(r.path): r.new_text for r in result.results if r.status == "changed"}

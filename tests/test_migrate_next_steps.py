@@ -1,0 +1,125 @@
+"""The remap-ckpt / verify lines migrate prints, read from a train script with ast.
+
+The repository below is written for this test; the expected command lines are written by hand
+from reading it.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from conftest import run_cli
+
+FACTORY = '''\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes, depth=18, width=1.0):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+        self.head = nn.Sequential(nn.Conv2d(8, num_classes, 3), nn.BatchNorm2d(num_classes))
+
+
+def build_net(num_classes, depth=18, width=1.0):
+    return Net(num_classes, depth, width)
+'''
+
+SCRIPT = '''\
+import argparse
+
+import torch
+
+from nets.factory import build_net
+
+
+def parse():
+    p = argparse.ArgumentParser()
+    p.add_argument("--weights", type=str, default="weights/start.pth")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--depth", type=int, default=34)
+    p.add_argument("--pretrained-backbone", dest="backbone_ckpt", default=None)
+    p.add_argument("--lr", type=float, default=0.01)
+    return p.parse_args()
+
+
+def main(args):
+    net = build_net(3, depth=args.depth, width=compute_width())
+    net.load_state_dict(torch.load("ckpt/imagenet_init.pth", map_location="cpu"), strict=False)
+    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
+    for _ in range(2):
+        net.train()
+        optimizer.step()
+'''
+
+
+def _repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "proj"
+    (repo / "nets").mkdir(parents=True)
+    (repo / "nets/__init__.py").write_text("")
+    (repo / "nets/factory.py").write_text(FACTORY)
+    (repo / "tools").mkdir()
+    (repo / "tools/train.py").write_text(SCRIPT)
+    return repo
+
+
+def _steps(repo: Path, *extra):
+    result = run_cli(["migrate", "--format", "json", *extra], cwd=repo)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["next_steps"]
+
+
+def test_checkpoint_options_and_torch_load_paths(tmp_path):
+    repo = _repo(tmp_path)
+    steps = _steps(repo)
+    model = ["--model", "nets.factory:build_net", "--model-arg", "num_classes=3", "--model-arg", "depth=34",
+             "--path", "."]  # nets/ is at the repository root, not beside the script
+    assert [c["argv"] for c in steps["remap_ckpt"]] == [
+        ["bn2gn", "remap-ckpt", "weights/start.pth", *model, "--strict"],
+        ["bn2gn", "remap-ckpt", "CHECKPOINT", *model, "--strict"],
+        ["bn2gn", "remap-ckpt", "ckpt/imagenet_init.pth", *model, "--strict"],
+    ]
+    first, placeholder, literal = steps["remap_ckpt"]
+    assert "then train with --weights weights/start.bn2gn.pth" in first["notes"]
+    assert "CHECKPOINT: the checkpoint you pass to --pretrained-backbone" in placeholder["notes"]
+    assert "then load ckpt/imagenet_init.bn2gn.pth instead of ckpt/imagenet_init.pth" in literal["notes"]
+    assert any(n.startswith("width: compute_width() is computed at run time") for n in first["notes"])
+    assert steps["verify"][0]["argv"] == ["bn2gn", "verify", *model, "--input-shape", "1,C,H,W",
+                                          "--freeze-from", "tools/train.py", "--checkpoint", "weights/start.bn2gn.pth"]
+
+
+def test_already_migrated_repository_still_gets_the_lines(tmp_path):
+    repo = _repo(tmp_path)
+    assert run_cli(["migrate", "--write", "-q"], cwd=repo).exit_code == 0
+    steps = _steps(repo)
+    assert [c["argv"][2] for c in steps["remap_ckpt"]] == ["weights/start.pth", "CHECKPOINT", "ckpt/imagenet_init.pth"]
+    assert steps["verify"][0]["argv"][-4:] == ["--freeze-from", "tools/train.py", "--checkpoint",
+                                               "weights/start.bn2gn.pth"]
+
+
+def test_unknown_factory_is_a_placeholder(tmp_path):
+    repo = tmp_path / "proj"
+    repo.mkdir()
+    (repo / "train.py").write_text(textwrap.dedent("""\
+        import torch
+
+
+        def main(make):
+            model = make()
+            optimizer = torch.optim.Adam(model.parameters())
+        """))
+    steps = _steps(repo)
+    assert steps["remap_ckpt"] == []
+    assert steps["verify"][0]["argv"][:6] == ["bn2gn", "verify", "--model", "MODULE:FACTORY", "--path", "."]
+    assert any("MODULE:FACTORY: the function that builds the model" in n for n in steps["verify"][0]["notes"])
+
+
+def test_no_train_script(tmp_path):
+    repo = tmp_path / "proj"
+    repo.mkdir()
+    (repo / "model.py").write_text(FACTORY)
+    steps = _steps(repo)
+    assert steps["remap_ckpt"] == [] and steps["verify"] == []
+    assert steps["notes"] == ["no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"]
