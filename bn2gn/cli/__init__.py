@@ -98,3 +98,4 @@ from . import scan_rewrite  # noqa: E402,F401
 from . import patch_trainer  # noqa: E402,F401
 from . import remap  # noqa: E402,F401
 from . import smoke  # noqa: E402,F401
+from . import config_cmd  # noqa: E402,F401

@@ -44,6 +44,9 @@ class ComponentClass:
     #: for --gn: where norm layers of this class live (module path patterns, for the rename report)
     norm_layers: Tuple[str, ...] = ()
     notes: Tuple[str, ...] = ()
+    has_parameters: bool = True
+    #: GroupNorm can be set through norm_cfg (False for sparse BatchNorm1d)
+    gn_from_config: bool = True
 
     @property
     def has_norm_eval(self) -> bool:
@@ -150,11 +153,12 @@ SPARSE_ENCODER = ComponentClass(
     children=("conv_input", "encoder_layers", "conv_out"),
     segments=frozenset("conv_input encoder_layers encoder_layer1 encoder_layer2 encoder_layer3 encoder_layer4 "
                        "conv_out weight bias".split()),
+    gn_from_config=False,
     notes=("BatchNorm1d on sparse features; no frozen_stages, no norm_eval; needs spconv to build",),
 )
 HARD_SIMPLE_VFE = ComponentClass(
     name="HardSimpleVFE", package="mmdet3d 1.4.0", source="mmdet3d/models/voxel_encoders/voxel_encoder.py",
-    role="encoder", accepts=frozenset({"num_features"}), notes=("no parameters: an lr_mult on it does nothing",),
+    role="encoder", accepts=frozenset({"num_features"}), has_parameters=False, notes=("no parameters: an lr_mult on it does nothing",),
 )
 CENTER_HEAD = ComponentClass(
     name="CenterHead", package="mmdet3d 1.4.0", source="mmdet3d/models/dense_heads/centerpoint_head.py",

@@ -109,6 +109,7 @@ def check_not_lazy(path: Path, tree: ast.Module) -> None:
         if isinstance(node, ast.With) and any(_is_read_base(item.context_expr) for item in node.items):
             raise LazyConfig(path, node.lineno, "new-style lazy config (with read_base():); bn2gn config "
                                                 "reads classic dict configs only")
+    for node in ast.walk(tree):
         if not has_base and isinstance(node, ast.ImportFrom) and (node.level or not _is_stdlib(node.module)):
             raise LazyConfig(path, node.lineno, "new-style lazy config (imports classes); bn2gn config "
                                                 "reads classic dict configs only")
