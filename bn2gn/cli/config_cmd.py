@@ -65,3 +65,61 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
         write_atomic(output, (body + "\n").encode("utf-8"))
     failed = any(r.has_errors or r.has_unknown for r in reports)
     return sys.exit(EXIT_FAILED if strict and failed else EXIT_OK)
+
+
+@config_group.command("rewrite")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--freeze", multiple=True, metavar="COMPONENT",
+              help="Freeze a backbone fully: frozen_stages = its stage count and norm_eval=True (repeatable).")
+@click.option("--gn", multiple=True, metavar="COMPONENT",
+              help="BatchNorm -> GroupNorm through norm_cfg, num_groups computed from the channels (repeatable).")
+@click.option("--drop-invalid-keys", is_flag=True, help="Remove keys the component does not accept (MMC001).")
+@click.option("--fix-lr-mult", is_flag=True, help="Remove lr_mult=0 made redundant by full freezing (MMC004).")
+@click.option("--allow-base", is_flag=True, help="Also edit _base_ files where the value is written there.")
+@click.option("--renames-out", type=click.Path(dir_okay=False, path_type=Path), metavar="RENAMES.json",
+              help="Write the checkpoint renames for bn2gn remap-ckpt --renames.")
+@click.option("--plugin-dir", "plugin_dirs", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder whose registered classes extend the component table (default: the config's plugin_dir).")
+@mode_options
+def rewrite_cmd(config, freeze, gn, drop_invalid_keys, fix_lr_mult, allow_base, renames_out, plugin_dirs,
+                diff, check):
+    """Edit CONFIG itself (never a _base_ file unless --allow-base) with LibCST; comments and layout kept.
+
+    Prints the checkpoint key renames the change implies. Exit codes: 0 done, 1 --check found
+    changes or an operation was refused, 2 bad input.
+    """
+    from ..mmconfig.rewrite import RewriteOptions, rewrite_config
+    from ..pipeline import WRITE, apply_results
+
+    mode = mode_of(diff, check)
+    options = RewriteOptions(freeze=tuple(freeze), gn=tuple(gn), drop_invalid_keys=drop_invalid_keys,
+                             fix_lr_mult=fix_lr_mult, allow_base=allow_base, plugin_dirs=tuple(plugin_dirs))
+    if not options.anything:
+        raise Bn2gnError("nothing to do: give --freeze, --gn, --drop-invalid-keys and/or --fix-lr-mult", EXIT_USAGE)
+    try:
+        result = rewrite_config(config, options)
+    except SourceError as exc:
+        raise _user_error(exc) from None
+    for line in result.changes:
+        click.echo(f"{'would change' if mode != WRITE else 'changed'}: {line}", err=mode == "diff")
+    for line in result.notes:
+        click.echo(f"note: {line}", err=True)
+    for line in result.refused:
+        click.echo(f"bn2gn: refused: {line}", err=True)
+    if result.renames:
+        click.echo("checkpoint key renames (bn2gn remap-ckpt --renames FILE applies them):",
+                   err=mode == "diff")
+        for rule in result.renames:
+            click.echo(f"  {rule.describe()}", err=mode == "diff")
+    for line in result.remaining:
+        click.echo(f"still: {line}", err=True)
+    code = apply_results(result.results, mode, sys.stdout)
+    if renames_out and result.renames and mode == WRITE:
+        from ..checkpoint.renames import dump_rules
+        from ..sources import write_atomic
+
+        write_atomic(renames_out, dump_rules(result.renames, str(config)).encode("utf-8"))
+    for failed in (r for r in result.results if r.status == "failed"):
+        click.echo(f"bn2gn: error: {failed.error}", err=True)
+    return sys.exit(EXIT_FAILED if result.refused else code)

@@ -48,27 +48,30 @@ class ResolvedConfig:
         return origin is not None and origin.file == self.path
 
 
-def resolve_config(path: Path) -> ResolvedConfig:
-    """Resolve ``path`` statically; SourceError (file:line) for anything it cannot read."""
+def resolve_config(path: Path, overrides: Optional[Dict[Path, str]] = None) -> ResolvedConfig:
+    """Resolve ``path`` statically; SourceError (file:line) for anything it cannot read.
+
+    ``overrides`` maps resolved paths to text that replaces the file's content (a rewrite in progress).
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(path, 1, "no such config file" if not path.exists() else "not a file")
     files: List[Path] = []
     bases: Dict[Path, Tuple[Path, ...]] = {}
     base_lines: Dict[Path, int] = {}
-    data = _resolve(path, (), files, bases, base_lines)
+    data = _resolve(path, (), files, bases, base_lines, overrides or {})
     for key in [k for k in data if str(k).startswith("__")]:
         del data[key]
     return ResolvedConfig(path=path, data=data, files=tuple(files), bases=bases, base_lines=base_lines)
 
 
-def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base_lines) -> CfgDict:
+def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base_lines, overrides) -> CfgDict:
     key = path.resolve()
     if key in stack:
         chain = " -> ".join(p.name for p in stack + (key,))
         raise SourceError(path, 1, f"_base_ files form a cycle ({chain}); remove one of the links")
     files.append(path)
-    tree = _parse(path)
+    tree = _parse(path, overrides.get(key))
     check_not_lazy(path, tree)
     base_files, line = _base_files(path, tree)
     if line:
@@ -78,7 +81,7 @@ def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base
     for base in base_files:
         if not base.is_file():
             raise SourceError(path, line, f"_base_ file {base} does not exist")
-        values = _resolve(base, stack + (key,), files, bases, base_lines)
+        values = _resolve(base, stack + (key,), files, bases, base_lines, overrides)
         duplicate = sorted(set(merged_base) & set(values), key=str)
         if duplicate:
             raise SourceError(path, line, f"_base_ files both define {', '.join(map(str, duplicate))}; "
@@ -91,10 +94,10 @@ def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base
     return merge_into(own, merged_base)
 
 
-def _parse(path: Path) -> ast.Module:
-    source = read_source(path)
+def _parse(path: Path, text: Optional[str] = None) -> ast.Module:
+    text = read_source(path).text if text is None else text
     try:
-        return ast.parse(source.text, filename=str(path))
+        return ast.parse(text, filename=str(path))
     except SyntaxError as exc:
         raise SourceError(path, exc.lineno or 1, f"cannot parse: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:
