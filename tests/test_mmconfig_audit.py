@@ -133,6 +133,21 @@ def test_vovnet_freezes_only_in_init_weights(tmp_path):
     assert "after building the optimizer" in timing
 
 
+def test_base_only_custom_key_still_applies(tmp_path):
+    (tmp_path / "base.py").write_text(
+        "model = dict(type='M', backbone=dict(type='ResNet', depth=50))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1),\n"
+        "    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1), 'neck': dict(lr_mult=2.0)}))\n")
+    child = tmp_path / "child.py"
+    child.write_text("_base_ = './base.py'\n"
+                     "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.5)}))\n")
+    report = audit(child)
+    assert found(report) == {("MMC007", "", "custom_keys.neck", "base.py", 3),
+                             ("MMC005", "", "custom_keys.neck", "base.py", 3)}
+    message = next(f.message for f in report.findings if f.code.name == "MMC007")
+    assert "still applies" in message and "_delete_=True" in message
+
+
 def test_cli_json_and_output_file(tmp_path):
     out = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["config", "audit", "--format", "json", "-o", str(out), str(CMT_AQR)])

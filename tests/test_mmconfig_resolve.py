@@ -129,6 +129,18 @@ def test_refused_calls_are_never_made(tmp_path):
         resolve_config(path)
 
 
+def test_runaway_sizes_are_refused(tmp_path):
+    path = write(tmp_path, "big.py", "x = [i for i in range(10**9)]\n")
+    with pytest.raises(SourceError, match="more than a config needs"):
+        resolve_config(path)
+    path = write(tmp_path, "big2.py", "x = [i * j for i in range(2000) for j in range(2000)]\n")
+    with pytest.raises(RefusedConstruct, match="comprehensions of more than"):
+        resolve_config(path)
+    path = write(tmp_path, "deep.py", "x = " + "(" * 3000 + "1" + ")" * 3000 + "\n")
+    with pytest.raises(SourceError):
+        resolve_config(path)
+
+
 def test_lazy_config_is_detected():
     with pytest.raises(LazyConfig) as info:
         resolve_config(MM / "lazy" / "retinanet_lazy.py")

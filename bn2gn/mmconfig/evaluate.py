@@ -32,8 +32,19 @@ _COMPARE: Dict[type, Callable] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
     ast.Is: operator.is_, ast.IsNot: operator.is_not,
 }
+#: comprehension iterations and range() lengths per file: a config never needs more
+MAX_ITEMS = 1_000_000
+
+
+def _bounded_range(*args):
+    result = range(*args)
+    if len(result) > MAX_ITEMS:
+        raise ValueError(f"range of {len(result)} items is more than a config needs")
+    return result
+
+
 _PURE_BUILTINS: Dict[str, Callable] = {
-    "list": list, "tuple": tuple, "len": len, "sum": sum, "range": range, "min": min, "max": max,
+    "list": list, "tuple": tuple, "len": len, "sum": sum, "range": _bounded_range, "min": min, "max": max,
     "int": int, "float": float, "str": str, "bool": bool, "abs": abs, "round": round, "sorted": sorted,
     "zip": zip, "enumerate": enumerate, "set": set, "reversed": reversed, "any": any, "all": all,
 }
@@ -52,6 +63,7 @@ class Evaluator:
         self.path = path
         self.names = CfgDict()
         self.base = base
+        self.budget = MAX_ITEMS
 
     # --- statements -------------------------------------------------------------------------
     def run(self, tree: ast.Module) -> CfgDict:
@@ -291,6 +303,9 @@ class Evaluator:
         if first.is_async:
             self.refuse(first.iter, "an async comprehension")
         for item in self.expr(first.iter, scope):
+            self.budget -= 1
+            if self.budget < 0:
+                self.refuse(first.iter, f"comprehensions of more than {MAX_ITEMS} items")
             inner = dict(scope)
             self.bind(first.target, item, inner)
             if all(self.expr(cond, inner) for cond in first.ifs):

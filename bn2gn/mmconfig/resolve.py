@@ -88,7 +88,10 @@ def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base
                                           "mmengine refuses duplicate keys among bases")
         for name, value in values.items():
             merged_base.set(name, value, values.origin(name))
-    own = evaluate_module(path, tree, deep_copy(merged_base))
+    try:
+        own = evaluate_module(path, tree, deep_copy(merged_base))
+    except RecursionError:
+        raise SourceError(path, 1, "too deeply nested for the static resolver; use --resolver mmengine") from None
     for name in [n for n in own if str(n).startswith("__")]:
         del own[name]
     return merge_into(own, merged_base)

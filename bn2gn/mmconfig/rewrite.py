@@ -11,6 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+import libcst as cst
+
 from ..checkpoint.renames import RenameRule
 from ..errors import EXIT_USAGE, Bn2gnError
 from ..pipeline import FileResult, finish
@@ -80,6 +82,9 @@ class _State:
                 self.texts[file] = apply_edits(text, items)
             except EditError as exc:
                 self.refused.append(f"{file}:{exc.line}: {exc.reason}")
+            except cst.ParserSyntaxError as exc:
+                self.refused.append(f"{file}:{exc.raw_line}: LibCST cannot parse it ({exc.message}); "
+                                    "file left unchanged")
 
 
 def rewrite_config(path: Path, options: RewriteOptions) -> ConfigRewrite:
