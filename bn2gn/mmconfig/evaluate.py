@@ -51,7 +51,8 @@ _PURE_BUILTINS: Dict[str, Callable] = {
 #: Methods that only read: ``'a_{}'.format(x)``, ``name.upper()``, ``cfg.get('k')`` ...
 _PURE_METHODS = {
     str: {"format", "upper", "lower", "replace", "split", "join", "strip", "startswith", "endswith"},
-    dict: {"get", "keys", "values", "items", "copy"}, list: {"index", "count", "copy"},
+    dict: {"get", "keys", "values", "items", "copy", "pop", "update", "setdefault"},
+    list: {"index", "count", "copy", "append", "extend", "insert", "pop", "remove"},
 }
 _MAX_POWER = 10_000
 
@@ -91,6 +92,9 @@ class Evaluator:
                 self.delete(target)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             return  # a docstring or a bare literal
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func,
+                                                                                             ast.Attribute):
+            self.expr(stmt.value, {})  # detector.pop('data_preprocessor'): a whitelisted method
         elif isinstance(stmt, ast.Pass):
             return
         else:
@@ -115,6 +119,12 @@ class Evaluator:
                 self.safe(operator.setitem, stmt, container, key, value)
             else:
                 self.refuse(stmt, "an item assignment to something that is not a dict or list")
+        elif isinstance(target, ast.Attribute) and isinstance(self.expr(target.value, {}), dict):
+            owner = self.expr(target.value, {})  # _base_.optim_wrapper.type = 'AmpOptimWrapper'
+            if isinstance(owner, CfgDict):
+                owner.set(target.attr, value, origin)
+            else:
+                owner[target.attr] = value
         else:
             self.refuse(stmt, f"an assignment to {_describe(target)}")
 
@@ -126,6 +136,8 @@ class Evaluator:
         elif isinstance(target, ast.Subscript):
             container = self.expr(target.value, {})
             self.safe(operator.delitem, target, container, self.expr(target.slice, {}))
+        elif isinstance(target, ast.Attribute) and isinstance(self.expr(target.value, {}), dict):
+            self.safe(operator.delitem, target, self.expr(target.value, {}), target.attr)  # del _base_.tta_model
         else:
             self.refuse(target, f"del of {_describe(target)}")
 
@@ -159,7 +171,12 @@ class Evaluator:
     def expr_Tuple(self, node: ast.Tuple, scope) -> tuple:
         return tuple(self.sequence(node.elts, scope))
 
-    def expr_Set(self, node: ast.Set, scope) -> set:
+    def expr_Set(self, node: ast.Set, scope) -> Any:
+        inner = node.elts[0] if len(node.elts) == 1 else None
+        if isinstance(inner, ast.Set) and len(inner.elts) == 1:
+            dotted = _unparse(inner.elts[0])
+            if dotted.startswith(BASE_KEY + "."):
+                return self.base_placeholder(node, dotted)  # {{_base_.x}} written without quotes
         return set(self.sequence(node.elts, scope))
 
     def sequence(self, elts: List[ast.expr], scope) -> list:

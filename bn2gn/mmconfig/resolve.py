@@ -89,11 +89,13 @@ def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base
         for name, value in values.items():
             merged_base.set(name, value, values.origin(name))
     try:
-        own = evaluate_module(path, tree, deep_copy(merged_base))
+        own = evaluate_module(path, tree, merged_base)  # the same object, as in mmengine: del _base_.x counts
     except RecursionError:
         raise SourceError(path, 1, "too deeply nested for the static resolver; use --resolver mmengine") from None
     for name in [n for n in own if str(n).startswith("__")]:
         del own[name]
+    for name in list(own):  # mmengine's _substitute_base_vars rebuilds each value: `b = a` no longer aliases
+        own.set(name, deep_copy(own[name]), own.origin(name))
     return merge_into(own, merged_base)
 
 
@@ -148,24 +150,20 @@ def _base_files(path: Path, tree: ast.Module) -> Tuple[List[Path], int]:
     return [], 0
 
 
-def merge_into(child: Any, base: Any) -> Any:
-    """``ConfigDict._merge_a_into_b(child, base)``: child wins, dicts merge, ``_delete_`` replaces."""
-    if not isinstance(child, dict):
-        return child
-    if not isinstance(base, dict):
-        child.pop(DELETE_KEY, None)
-        return child
-    if child.pop(DELETE_KEY, False):
-        base = CfgDict()
-    out = CfgDict()
-    for key in list(base) + [k for k in child if k not in base]:
-        if key == DELETE_KEY:
-            continue
-        if key in child:
-            value = merge_into(child[key], base[key] if key in base else None)
-            out.set(key, value, _origin(child, key))
+def merge_into(child: dict, base: dict) -> CfgDict:
+    """``Config._merge_a_into_b(child, base)`` as ``_file2dict`` calls it: child wins, dicts merge
+    unless the child's dict says ``_delete_=True``; a child dict over a base non-dict is an error."""
+    out = base.copy() if isinstance(base, CfgDict) else CfgDict(base)
+    for key, value in child.items():
+        origin = _origin(child, key)
+        if isinstance(value, dict) and key in base and not value.pop(DELETE_KEY, False):
+            if not isinstance(base[key], dict):
+                file, line = (origin.file, origin.line) if origin else (None, 1)
+                raise SourceError(file, line, f"{key} is a dict here but a {type(base[key]).__name__} in the "
+                                              "_base_ files; mmengine refuses to merge them (set _delete_=True)")
+            out.set(key, merge_into(value, base[key]), origin)
         else:
-            out.set(key, base[key], _origin(base, key))
+            out.set(key, value, origin)
     return out
 
 

@@ -48,7 +48,7 @@ def invalid_keys(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
         if comp.cls is None:
             continue
         for key in comp.cfg:
-            if key in ("type", "_scope_"):
+            if key in ("type", "_scope_", "_delete_"):
                 continue
             accepted = key not in comp.cls.rejects and (comp.cls.accepts is None or key in comp.cls.accepts)
             if accepted:
