@@ -148,6 +148,39 @@ def test_base_only_custom_key_still_applies(tmp_path):
     assert "still applies" in message and "_delete_=True" in message
 
 
+def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
+    path = tmp_path / "seed2.py"
+    path.write_text(textwrap.dedent("""\
+        model = dict(
+            type='CmtDetector',
+            img_backbone=dict(type='VoVNet', spec_name='V-99-eSE', frozen_stages=4, norm_eval=True),
+            pts_backbone=dict(type='SECOND', in_channels=256, frozen_stages=4),
+        )
+        optimizer = dict(type='AdamW', lr=0.00014, paramwise_cfg=dict(custom_keys={
+            'img_backbone': dict(lr_mult=0.0),
+            'pts_backbone': dict(lr_mult=0.0),
+        }))
+        optimizer_config = dict(
+            type='Fp16OptimizerHook',
+            grad_clip=dict(max_norm=35, norm_type=2),
+            exclude_frozen_parameters=True)
+        """))
+    report = audit(path)
+    assert report.stack == "mmcv1"
+    assert found(report) == {
+        ("MMC001", "model.pts_backbone", "frozen_stages", "seed2.py", 4),
+        ("MMC003", "model.pts_backbone", "custom_keys.pts_backbone", "seed2.py", 8),
+        ("MMC006", "model.pts_backbone", "custom_keys.pts_backbone", "seed2.py", 8),
+        # tools/train.py calls init_weights() before building the optimizer: VoVNet is frozen in time
+        ("MMC004", "model.img_backbone", "custom_keys.img_backbone", "seed2.py", 7),
+        ("MMC008", "model.img_backbone", "frozen_stages", "seed2.py", 3),
+        ("MMC010", "optimizer_config", "exclude_frozen_parameters", "seed2.py", 13),
+    }
+    messages = {f.code.name: f.message for f in report.findings}
+    assert "train() never re-freezes" in messages["MMC008"]
+    assert "Fp16OptimizerHook does not accept exclude_frozen_parameters" in messages["MMC010"]
+
+
 def test_cli_json_and_output_file(tmp_path):
     out = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["config", "audit", "--format", "json", "-o", str(out), str(CMT_AQR)])
