@@ -74,12 +74,14 @@ def remap_state_dict(state_dict: Mapping, options: RemapOptions = RemapOptions()
         converted = {layer for layer in batchnorm if not is_backbone_path(layer, options.backbone_attrs)}
     report.backbone_batchnorm = [layer for layer in batchnorm if layer not in converted]
     out = collections.OrderedDict()
+    rename = getattr(options.plan, "rename", None)  # remap-ckpt --renames (checkpoint/renames.py)
     for old, tensor in state_dict.items():
         new = names[old]
         layer, _, leaf = new.rpartition(".")
         if layer in converted and leaf in RUNNING_STATS:
             report.dropped.setdefault(layer, []).append(new)
             continue
+        new = rename(new) if rename is not None else new
         if layer in converted and leaf in AFFINE and options.reset_affine:
             out[new] = _reset_value(tensor, leaf)
             report.reset.append(new)

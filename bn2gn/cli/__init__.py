@@ -107,3 +107,4 @@ from . import patch_trainer  # noqa: E402,F401
 from . import remap  # noqa: E402,F401
 from . import migrate  # noqa: E402,F401
 from . import smoke  # noqa: E402,F401
+from . import config_cmd  # noqa: E402,F401

@@ -40,11 +40,14 @@ from .model_options import model_build_options
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
               help="A traced plan (bn2gn scan --trace ... -o PLAN.json): its module paths decide which layers "
                    "were converted, instead of the backbone-prefix rule.")
+@click.option("--renames", "renames_file", type=click.Path(dir_okay=False, path_type=Path), metavar="RENAMES.json",
+              help="Renames from bn2gn config rewrite --gn ... --renames-out: the layers they cover were converted "
+                   "(bn -> gn names), every other BatchNorm is kept.")
 @config_options
 @output_options
 def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_optimizer, reset_affine,
                trust_pickle, allow_globals, model_spec, model_args, paths, stubs, model_opts, model_opts_args,
-               strict, plan_file, config_file, backbone_attrs, quiet, verbose, fmt):
+               strict, plan_file, config_file, backbone_attrs, quiet, verbose, fmt, renames_file=None):
     """Remap an old BatchNorm checkpoint OLD for the GroupNorm-converted model.
 
     Converted (non-backbone) BatchNorm layers lose running_mean / running_var /
@@ -60,13 +63,20 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
     if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
         raise Bn2gnError("--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",
                          EXIT_USAGE)
+    if plan_file and renames_file:
+        raise Bn2gnError("--plan and --renames cannot be combined", EXIT_USAGE)
+    if renames_file:
+        from ..checkpoint.renames import load_renames
+
+        selection = load_renames(renames_file)
     config = load_config([paths[0] if paths else old], config_file, backbone_attrs=backbone_attrs)
     job = RemapJob(
         source=old, output=output, in_place=in_place, force=force, dry_run=dry_run, keys=tuple(keys),
         load=LoadOptions(trust_pickle=trust_pickle, allow_globals=tuple(allow_globals)),
         remap=RemapOptions(backbone_attrs=config.backbone_attrs, keep_prefix=keep_prefix,
                            keep_optimizer=keep_optimizer, reset_affine=reset_affine,
-                           plan=load_plan_selection(plan_file) if plan_file else None),
+                           plan=load_plan_selection(plan_file) if plan_file else
+                           selection if renames_file else None),
         model=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args)
         if model_spec else None,
         strict=strict,

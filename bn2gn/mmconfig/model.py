@@ -1,0 +1,170 @@
+"""The model a resolved config describes: its components, their freezing, the optimizer's custom keys.
+
+One place decides what is frozen when the optimizer is built, which BatchNorm keeps training
+and which custom key reaches which component, so the audit, ``rewrite --freeze`` and the
+report all agree (the same rule as mmengine's DefaultOptimWrapperConstructor: substring match
+on ``prefix.name``, longest key first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+from .components import INIT, INIT_WEIGHTS, TRAIN, ComponentClass
+from .plugins import Catalog
+from .resolve import ResolvedConfig
+from .values import CfgDict, Origin
+
+MMENGINE, MMCV1 = "mmengine", "mmcv1"
+STACK_NAMES = {MMENGINE: "mmengine runner (mmdet 3.x / mmdet3d 1.x): optim_wrapper=",
+               MMCV1: "mmcv 1.x runner (mmdet 2.x / mmdet3d 1.0.0rc): optimizer= + optimizer_config="}
+BATCHNORM_TYPES = ("BN", "BN1d", "BN2d", "BN3d", "SyncBN", "NaiveSyncBN", "naiveSyncBN2d", "naiveSyncBN1d", "MMSyncBN")
+
+
+@dataclasses.dataclass
+class Component:
+    key: str  # attribute name on the detector: parameter names start with "<key>."
+    type: Any
+    cfg: CfgDict
+    cls: Optional[ComponentClass]
+    origin: Optional[Origin]
+
+    @property
+    def path(self) -> str:
+        return f"model.{self.key}"
+
+    def value(self, name: str, default: Any = None) -> Any:
+        return self.cfg.get(name, default)
+
+    def norm(self) -> Tuple[Optional[dict], str]:
+        """The norm config in effect and where it comes from."""
+        if "norm_cfg" in self.cfg:
+            return self.cfg["norm_cfg"], str(self.cfg.origin("norm_cfg") or "config")
+        if self.cls is None:
+            return None, "unknown"
+        if self.cls.hard_coded_bn and self.cls.norm_default is None:
+            return {"type": "BN"}, f"hard-coded in {self.cls.source}"
+        return self.cls.norm_default, f"class default ({self.cls.source})"
+
+    def has_batchnorm(self) -> bool:
+        cfg, _ = self.norm()
+        return bool(self.cls and self.cls.hard_coded_bn) or is_batchnorm(cfg)
+
+    def frozen_stages(self) -> Optional[int]:
+        value = self.cfg.get("frozen_stages", -1 if self.cls and self.cls.stages(self.cfg) else None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def norm_eval(self) -> Optional[bool]:
+        if self.cls is None or not self.cls.has_norm_eval:
+            return None
+        return bool(self.cfg.get("norm_eval", self.cls.norm_eval_default))
+
+
+def is_batchnorm(norm_cfg: Any) -> bool:
+    return isinstance(norm_cfg, dict) and str(norm_cfg.get("type", "")).rpartition(".")[2] in BATCHNORM_TYPES
+
+
+def detect_stack(cfg: ResolvedConfig) -> str:
+    if "optim_wrapper" in cfg.data:
+        return MMENGINE
+    if "optimizer" in cfg.data or "optimizer_config" in cfg.data or "runner" in cfg.data:
+        return MMCV1
+    return MMENGINE
+
+
+def components(cfg: ResolvedConfig, catalog: Catalog) -> List[Component]:
+    model = cfg.data.get("model")
+    found = []
+    for key, value in model.items():
+        if isinstance(value, dict) and "type" in value:
+            found.append(Component(key=str(key), type=value["type"], cfg=value, cls=catalog.lookup(value["type"]),
+                                   origin=model.origin(key)))
+    return found
+
+
+def optimizer_settings(cfg: ResolvedConfig, stack: str) -> Tuple[Optional[CfgDict], Optional[CfgDict], Any]:
+    """(paramwise_cfg, the dict holding it, grad clipping) for the config's stack."""
+    holder = cfg.data.get("optim_wrapper" if stack == MMENGINE else "optimizer")
+    if not isinstance(holder, dict):
+        return None, None, None
+    paramwise = holder.get("paramwise_cfg")
+    if stack == MMENGINE:
+        clip = holder.get("clip_grad")
+    else:
+        hook = cfg.data.get("optimizer_config")
+        clip = hook.get("grad_clip") if isinstance(hook, dict) else None
+    return (paramwise if isinstance(paramwise, dict) else None), holder, clip
+
+
+def custom_keys(paramwise: Optional[dict]) -> Dict[str, dict]:
+    keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
+    return {str(k): v for k, v in keys.items() if isinstance(v, dict)} if isinstance(keys, dict) else {}
+
+
+def ordered_keys(keys: Dict[str, dict]) -> List[str]:
+    """mmengine's order: alphabetical, then longest first; the first key contained in a name wins."""
+    return sorted(sorted(keys), key=len, reverse=True)
+
+
+def key_for_component(keys: Dict[str, dict], comp: Component) -> Optional[str]:
+    """The custom key every parameter of ``comp`` matches, when one does (it is part of ``comp.key``)."""
+    return next((k for k in ordered_keys(keys) if k in f"{comp.key}."), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class FreezeState:
+    """What freezing does to one component, when it happens relative to the optimizer build."""
+
+    frozen_at_build: Tuple[str, ...]
+    trainable_at_build: Tuple[str, ...]
+    frozen_later: Tuple[str, ...]
+    when: str  # a sentence for the report
+    bn_training: Tuple[str, ...]  # parts whose BatchNorm statistics keep moving in train()
+
+    @property
+    def fully_frozen(self) -> bool:
+        """Nothing requires grad when the optimizer is built."""
+        return bool(self.frozen_at_build) and not self.trainable_at_build
+
+    @property
+    def trainable_in_training(self) -> Tuple[str, ...]:
+        return tuple(p for p in self.trainable_at_build if p not in self.frozen_later)
+
+    @property
+    def frozen_in_training(self) -> bool:
+        """Nothing requires grad once training runs (the later freezing has happened)."""
+        return bool(self.frozen_at_build or self.frozen_later) and not self.trainable_in_training
+
+
+def freeze_state(comp: Component, stack: str) -> FreezeState:
+    cls = comp.cls
+    if cls is None:
+        return FreezeState((), ("everything",), (), "unknown class", ())
+    stages = cls.stages(comp.cfg)
+    stem = (cls.stem or "stem").split(" ")[0]
+    value = comp.frozen_stages()
+    parts = ((stem,) + stages) if stages else ()
+    if not stages or value is None or value < 0 or value > len(stages):
+        frozen: Tuple[str, ...] = ()
+    else:
+        frozen = parts[:value + 1]
+    rest = tuple(p for p in parts if p not in frozen) or (() if parts else ("everything",))
+    norm_eval = comp.norm_eval()
+    has_bn = comp.has_batchnorm()
+    if not frozen:
+        bn = () if not has_bn or norm_eval else ("every BatchNorm",)
+        return FreezeState((), rest, (), "nothing frozen", bn)
+    if INIT in cls.freeze_runs:
+        bn = () if not has_bn or norm_eval else rest  # train() re-freezes (eval) the frozen stages
+        return FreezeState(frozen, rest, (), "in __init__ and again in train()", bn)
+    if TRAIN in cls.freeze_runs:
+        return FreezeState((), parts, frozen, "only in train(), after the optimizer is built", ())
+    if INIT_WEIGHTS in cls.freeze_runs:
+        bn = () if not has_bn or norm_eval else ("every BatchNorm, frozen stages included",)
+        if stack == MMCV1:
+            return FreezeState(frozen, rest, (), "only in init_weights() (tools/train.py calls it before "
+                                                 "building the optimizer)", bn)
+        return FreezeState((), parts, frozen, "only in init_weights(), which the mmengine runner calls after "
+                                              "building the optimizer", bn)
+    return FreezeState((), rest, (), "the class has no freezing", ())
