@@ -25,6 +25,18 @@ class Bn2gnError(Exception):
         return self.message
 
 
+class OptionError(Bn2gnError):
+    """A bad value of one of the user's options. The engine names the option by its parameter name
+    (``model``, ``model_arg``, ``path``, ``stub``, ...); the CLI shows it under the flag that command
+    uses for it (``scan`` takes the model as ``--trace``, ``remap-ckpt`` as ``--model``).
+    ``detail`` is the text that follows the flag, with its own leading space or colon."""
+
+    def __init__(self, option: str, detail: str, code: int = EXIT_USAGE):
+        super().__init__(f"{option}{detail}", code)
+        self.option = option
+        self.detail = detail
+
+
 class SourceError(Exception):
     """A source file bn2gn cannot read or parse; reported as ``file:line: reason``."""
 

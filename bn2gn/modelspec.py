@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
-from .errors import EXIT_USAGE, Bn2gnError
+from .errors import EXIT_USAGE, Bn2gnError, OptionError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable 
     """
     module, sep, factory = spec.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(factory):
-        raise Bn2gnError(f"--model {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
+        raise OptionError("model", f" {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
                          EXIT_USAGE)
     argv = _options_argv(options, options_args)
     kwargs: Dict[str, Any] = {}
@@ -68,11 +68,11 @@ def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable 
     for folder in paths:
         folder = Path(folder)
         if not folder.is_dir():
-            raise Bn2gnError(f"--path {folder}: not a directory", EXIT_USAGE)
+            raise OptionError("path", f" {folder}: not a directory", EXIT_USAGE)
         folders.append(folder.resolve())
     for name in stubs:
         if not _is_dotted_name(name):
-            raise Bn2gnError(f"--stub {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE)
+            raise OptionError("stub", f" {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE)
     return ModelSpec(module, factory, tuple(kwargs.items()), tuple(folders), tuple(dict.fromkeys(stubs)),
                      options, argv)
 
@@ -81,19 +81,19 @@ def _options_argv(options: Optional[str], options_args: Iterable[str]) -> Tuple[
     options_args = tuple(options_args)
     if options is None:
         if options_args:
-            raise Bn2gnError("--model-opts-arg needs --model-opts MODULE:CLASS (the repository's options class, "
+            raise OptionError("model_opts_arg", " needs --model-opts MODULE:CLASS (the repository's options class, "
                              "e.g. lib.opts:opts)", EXIT_USAGE)
         return ()
     module, sep, name = options.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(name):
-        raise Bn2gnError(f"--model-opts {options!r}: expected MODULE:CLASS[.METHOD], e.g. lib.opts:opts",
+        raise OptionError("model_opts", f" {options!r}: expected MODULE:CLASS[.METHOD], e.g. lib.opts:opts",
                          EXIT_USAGE)
     argv = []
     for text in options_args:
         try:
             argv += shlex.split(text)
         except ValueError as exc:
-            raise Bn2gnError(f"--model-opts-arg {text!r}: {exc}", EXIT_USAGE) from None
+            raise OptionError("model_opts_arg", f" {text!r}: {exc}", EXIT_USAGE) from None
     return tuple(argv)
 
 
@@ -105,7 +105,7 @@ def parse_model_arg(text: str) -> Tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise Bn2gnError(f"--model-arg {text!r}: expected key=value with a Python identifier as key",
+        raise OptionError("model_arg", f" {text!r}: expected key=value with a Python identifier as key",
                          EXIT_USAGE)
     try:
         value = ast.literal_eval(raw.strip())
@@ -133,10 +133,10 @@ def build_model_with_stubs(spec: ModelSpec):
             with torch.device("cpu"):
                 model = target(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
-            raise Bn2gnError(f"--model {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
+            raise OptionError("model", f" {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
                              EXIT_USAGE) from None
     if not isinstance(model, torch.nn.Module):
-        raise Bn2gnError(f"--model {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
+        raise OptionError("model", f" {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
                          EXIT_USAGE)
     return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
 
@@ -186,17 +186,17 @@ def build_options(spec: ModelSpec) -> Any:
     """The repository's own options object: ``CLASS().init(argv)`` (or ``.parse``, or ``.METHOD``), defaults
     plus ``--model-opts-arg``. Its prints are kept off bn2gn's output; an argparse error is one line."""
     module_name, _, dotted = spec.options.partition(":")
-    flag = f"--model-opts {spec.options}"
+    flag = spec.options
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - the user's module
-        raise Bn2gnError(f"{flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE) from None
+        raise OptionError("model_opts", f" {flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE) from None
     owner, parts = module, dotted.split(".")
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
     last = getattr(owner, parts[-1], None)
     if last is None:
-        raise Bn2gnError(f"{flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE)
+        raise OptionError("model_opts", f" {flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE)
     call = _options_call(flag, owner, parts[-1], last)
     captured = io.StringIO()
     try:
@@ -205,9 +205,9 @@ def build_options(spec: ModelSpec) -> Any:
     except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
         lines = [line for line in captured.getvalue().splitlines() if line.strip()]
         reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
-        raise Bn2gnError(f"{flag}: the options parser rejected --model-opts-arg ({reason})", EXIT_USAGE) from None
+        raise OptionError("model_opts", f" {flag}: the options parser rejected --model-opts-arg ({reason})", EXIT_USAGE) from None
     except Exception as exc:  # noqa: BLE001
-        raise Bn2gnError(f"{flag} raised {_summary(exc)}; check --model-opts-arg values", EXIT_USAGE) from None
+        raise OptionError("model_opts", f" {flag} raised {_summary(exc)}; check --model-opts-arg values", EXIT_USAGE) from None
 
 
 def _options_call(flag: str, owner: Any, name: str, last: Any):
@@ -217,12 +217,12 @@ def _options_call(flag: str, owner: Any, name: str, last: Any):
         for method in ("init", "parse"):
             if callable(getattr(instance, method, None)):
                 return getattr(instance, method)
-        raise Bn2gnError(f"{flag}: {last.__name__} has no init() or parse(); name the method, "
+        raise OptionError("model_opts", f" {flag}: {last.__name__} has no init() or parse(); name the method, "
                          f"e.g. --model-opts MODULE:{last.__name__}.parse", EXIT_USAGE)
     if isinstance(owner, type) and not isinstance(inspect.getattr_static(owner, name), (staticmethod, classmethod)):
         return getattr(_instantiate(flag, owner), name)
     if not callable(last):
-        raise Bn2gnError(f"{flag}: is not callable", EXIT_USAGE)
+        raise OptionError("model_opts", f" {flag}: is not callable", EXIT_USAGE)
     return last
 
 
@@ -230,7 +230,7 @@ def _instantiate(flag: str, cls: type) -> Any:
     try:
         return cls()
     except Exception as exc:  # noqa: BLE001
-        raise Bn2gnError(f"{flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE) from None
+        raise OptionError("model_opts", f" {flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE) from None
 
 
 #: Factory parameters that take the options object itself (``create_model(arch, heads, head_conv, opt)``).
@@ -264,14 +264,14 @@ def _import_factory(spec: ModelSpec):
         if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != spec.module.split(".")[0]:
             hint += (f"; if {exc.name} is a compiled extension that is not installed, "
                      f"stand it in with --stub {exc.name}")
-        raise Bn2gnError(f"--model: cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE) from None
+        raise OptionError("model", f": cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE) from None
     target: Any = module
     for part in spec.factory.split("."):
         if not hasattr(target, part):
-            raise Bn2gnError(f"--model: {spec.module} has no attribute {spec.factory!r}", EXIT_USAGE)
+            raise OptionError("model", f": {spec.module} has no attribute {spec.factory!r}", EXIT_USAGE)
         target = getattr(target, part)
     if not callable(target):
-        raise Bn2gnError(f"--model: {spec.module}:{spec.factory} is not callable", EXIT_USAGE)
+        raise OptionError("model", f": {spec.module}:{spec.factory} is not callable", EXIT_USAGE)
     return target
 
 

@@ -47,3 +47,18 @@ def test_an_engine_error_is_a_plain_exception():
     error = Bn2gnError("x.pth: not a checkpoint", EXIT_USAGE)
     assert type(error).__mro__[1] is Exception
     assert (error.message, error.code) == ("x.pth: not a checkpoint", EXIT_USAGE)
+
+
+def test_the_cli_names_an_engine_option_by_the_flag_of_the_command(tmp_path):
+    """modelspec says "model"; scan takes the factory as --trace, remap-ckpt as --model."""
+    from conftest import run_cli
+
+    (tmp_path / "m.py").write_text("import torch.nn as nn\n", encoding="utf-8")
+    traced = run_cli(["scan", "m.py", "--trace", "not-a-spec"], cwd=tmp_path)
+    assert traced.exit_code == 2
+    assert "bn2gn: error: --trace 'not-a-spec': expected MODULE:FACTORY" in traced.output
+    remapped = run_cli(["remap-ckpt", "x.pth", "-o", "y.pth", "--model", "not-a-spec"], cwd=tmp_path)
+    assert remapped.exit_code == 2
+    assert "--model 'not-a-spec': expected MODULE:FACTORY" in remapped.output
+    bad_arg = run_cli(["scan", "m.py", "--trace", "m:f", "--model-arg", "1=2"], cwd=tmp_path)
+    assert "--model-arg '1=2': expected key=value" in bad_arg.output

@@ -12,7 +12,7 @@ from typing import Callable
 
 import click
 
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, OptionError
 
 
 class _Group(click.Group):
@@ -21,6 +21,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except OptionError as exc:
+            fail(f"{ctx.meta.get(OPTION_FLAGS, {}).get(exc.option, flag_of(exc.option))}{exc.detail}", exc.code)
         except Bn2gnError as exc:
             fail(exc.message, exc.code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -34,6 +36,21 @@ class _Group(click.Group):
             first = str(exc).splitlines()[0] if str(exc) else ""
             fail(f"internal error: {type(exc).__name__}: {first} "
                  "(set BN2GN_DEBUG=1 for a traceback and please report it)", EXIT_INTERNAL)
+
+
+#: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``).
+OPTION_FLAGS = "bn2gn.option_flags"
+
+
+def flag_of(option: str) -> str:
+    """The flag an engine option name is taken as by default: ``model_arg`` -> ``--model-arg``."""
+    return "--" + option.replace("_", "-")
+
+
+def name_options(**flags: str) -> None:
+    """Say which flag this command uses for an engine option, for its error messages
+    (``name_options(model="--trace")``: scan takes the model factory as --trace)."""
+    click.get_current_context().meta.setdefault(OPTION_FLAGS, {}).update(flags)
 
 
 def fail(message: str, code: int) -> None:

@@ -10,7 +10,7 @@ import click
 
 from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
-from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+from . import cli, config_options, echo_rules, mode_of, mode_options, name_options, output_options, rule_options
 from .model_options import model_build_options
 
 
@@ -70,13 +70,9 @@ def _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, ch
     from ..checkpoint.load import LoadOptions
     from ..modelspec import parse_model_spec
 
-    try:  # modelspec names remap-ckpt's flag; here the user typed --trace
-        spec = parse_model_spec(trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args)
-        return trace_plan(plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals)))
-    except Bn2gnError as exc:
-        if not exc.message.startswith(("--model ", "--model:")):  # not --model-opts, --model-arg
-            raise
-        raise Bn2gnError("--trace" + exc.message[len("--model"):], exc.code) from None
+    name_options(model="--trace", path="--path")  # the model factory is --trace here, --model elsewhere
+    spec = parse_model_spec(trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args)
+    return trace_plan(plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals)))
 
 
 @cli.command()
