@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import difflib
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, TextIO
@@ -82,13 +83,30 @@ def parse_module(source: SourceText) -> cst.Module:
     """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient)."""
     check_python(source.text, str(source.path))
     try:
-        return cst.parse_module(source.text)
+        module = cst.parse_module(source.text)
     except cst.ParserSyntaxError:
         line = mixed_newline_line(source.text)
         if line:
             raise SourceError(source.path, line, "mixed CRLF and LF line endings, which LibCST cannot parse; "
                               "make them consistent (e.g. dos2unix) and run again") from None
         raise
+    line = form_feed_indent_line(source.text)
+    if line:
+        raise SourceError(source.path, line, "form feed (\\f) in the indentation of a line of code, which "
+                          "LibCST does not keep; move it to a line of its own or remove it, and run again")
+    return module
+
+
+_FORM_FEED_INDENT = re.compile(r"^[ \t]*\f[ \t\f]*[^\s]", re.MULTILINE)
+
+
+def form_feed_indent_line(text: str) -> int:
+    """The first line whose indentation holds a form feed (LibCST drops it, or indents new code with it),
+    0 when none does; a form feed on a line of its own (a page break) is kept and fine."""
+    if "\f" not in text:
+        return 0
+    match = _FORM_FEED_INDENT.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 0
 
 
 def mixed_newline_line(text: str) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from .inject import defined_or_imported_names, ensure_nn_import, format_snippet, insert_after_imports
+from .inject import (defined_or_imported_names, dominant_indent, ensure_nn_import, format_snippet, insert_after_imports,
+                     with_indent)
 from .replace_batchnorm import HELPER
 
 HELPER_SOURCE = '''
@@ -39,5 +40,5 @@ def inject_group_norm_helper(module: cst.Module):
     if HELPER in defined_or_imported_names(module) or not uses_helper(module):
         return module, False
     module, nn_name = ensure_nn_import(module)
-    statements = format_snippet(HELPER_SOURCE.format(nn=nn_name))
+    statements = with_indent(format_snippet(HELPER_SOURCE.format(nn=nn_name)), dominant_indent(module))
     return insert_after_imports(module, statements), True
