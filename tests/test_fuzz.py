@@ -172,6 +172,11 @@ def test_mutated_sources_never_crash_or_corrupt(data):
     run_scan_and_rewrite(data)
 
 
+@pytest.mark.parametrize("line", range(MODEL.count("\n")))
+def test_a_form_feed_on_any_line_is_kept_or_the_file_refused(line):
+    run_scan_and_rewrite(form_feeds(BASE, [i == line for i in range(MODEL.count("\n") + 1)]))
+
+
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("\f \n")),
                max_size=200))
