@@ -72,16 +72,18 @@ def parse_error(path: Path, exc: BaseException) -> str:
     return f"{path}:{line}: cannot parse: {reason}"
 
 
-def check_python(text: str, filename: str = "<bn2gn>") -> None:
-    """Raise SyntaxError unless ``text`` is valid Python for this interpreter."""
+def check_python(text: str, filename: str = "<bn2gn>") -> ast.Module:
+    """The ``ast`` of ``text``; raises SyntaxError unless it is valid Python for this interpreter."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        compile(text, filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        return compile(text, filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
 
 
-def parse_module(source: SourceText) -> cst.Module:
-    """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient)."""
-    check_python(source.text, str(source.path))
+def parse_module(source: SourceText, checked: bool = False) -> cst.Module:
+    """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient);
+    ``checked``: the caller already ran check_python on this text."""
+    if not checked:
+        check_python(source.text, str(source.path))
     try:
         module = cst.parse_module(source.text)
     except cst.ParserSyntaxError:

@@ -19,36 +19,14 @@ from libcst.metadata import ParentNodeProvider, PositionProvider
 from ..rules import Rule
 from .inject import (PlannedInsertion, defined_or_imported_names, dotted_name, enclosing_scope, enclosing_statement,
                      format_snippet)
+from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
 
-FREEZE = "freeze_backbone_bn"
 COUNT_VAR = "frozen_count"
-OPTIMIZER_BUILDERS = ("build_optimizer", "get_optimizer", "create_optimizer")
-#: What ``from torch.optim import *`` binds that builds an optimizer.
-TORCH_OPTIMIZERS = frozenset({"ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
-                              "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam"})
 REPORT_TEXT = "Frozen backbone BatchNorm modules"
 
 
 class NeedsUserInput(Exception):
     """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2)."""
-
-
-@dataclasses.dataclass
-class OptimizerNames:
-    """The names under which this file can reach torch.optim, and the builder calls to look for."""
-
-    namespaces: set  # expressions bound to torch.optim: "torch.optim", "optim", "T.optim"
-    classes: set  # names bound to optimizer classes: "Adam", "SGD"
-    builders: tuple  # builder function names; dotted ones must match the whole call name
-
-    def is_direct(self, name: str) -> bool:
-        head, _, last = name.rpartition(".")
-        return (head in self.namespaces and last[:1].isupper() and last != "Optimizer") or (
-            not head and name in self.classes)
-
-    def is_builder(self, name: str) -> bool:
-        last = name.rpartition(".")[2]
-        return any(name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders)
 
 
 class FreezeBeforeOptimizer:

@@ -65,9 +65,10 @@ class InjectFreezeHelper:
         self.backbone_attrs = tuple(backbone_attrs)
         self.helper_module = helper_module
 
-    def missing(self, module: cst.Module) -> List[str]:
+    def missing(self, module: cst.Module, also_called: Sequence[str] = ()) -> List[str]:
+        """``also_called``: names that planned (not yet inserted) statements will call."""
         have = defined_or_imported_names(module)
-        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))}
+        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))} | set(also_called)
         return [name for name in PUBLIC if name in called and name not in have]
 
     def apply(self, module: cst.Module) -> Tuple[cst.Module, List[str]]:

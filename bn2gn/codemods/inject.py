@@ -7,18 +7,26 @@ indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from typing import List, Optional, Sequence
 
-import black
 import libcst as cst
 import libcst.matchers as m
 
 
 def format_snippet(code: str) -> List[cst.BaseStatement]:
     """Black-format ``code`` and parse it into statements (indent/newline resolved by the host module)."""
-    formatted = black.format_str(code, mode=black.Mode())
-    return list(cst.parse_module(formatted).body)
+    return list(cst.parse_module(black_formatted(code)).body)
+
+
+@functools.lru_cache(maxsize=256)
+def black_formatted(code: str) -> str:
+    """black's output for one of bn2gn's snippets: the same few recur in every file, and importing black
+    costs more than a run that injects nothing; so it is imported here, once, and each text formatted once."""
+    import black
+
+    return black.format_str(code, mode=black.Mode())
 
 
 def dominant_indent(module: cst.Module) -> str:
