@@ -1,7 +1,8 @@
 """Run ``python -m bn2gn ARGS`` in this process and count the parses it does (for real_trees.py).
 
 ``ast``: distinct file names handed to ``compile(..., PyCF_ONLY_AST)`` (``ast.parse`` goes through it);
-LibCST: calls to ``libcst.parse_module``. Run with ``-j 1``: forked workers would keep their counts.
+LibCST: calls to ``libcst.parse_module``, except those parsing bn2gn's own snippets (made in
+codemods/inject.py and codemods/freeze_helper.py). Run with ``-j 1``: forked workers would keep their counts.
 The counts go to the file named by ``BN2GN_COUNT_OUT`` as JSON, whatever the exit code.
 """
 
@@ -31,7 +32,9 @@ def main() -> None:
     parse = libcst.parse_module
 
     def counting_parse(*args, **kwargs):
-        counts["cst"] += 1
+        caller = sys._getframe(1).f_code.co_filename
+        if not caller.endswith(("inject.py", "freeze_helper.py")):
+            counts["cst"] += 1
         return parse(*args, **kwargs)
 
     builtins.compile = counting_compile

@@ -21,6 +21,15 @@ from .rules import Rule
 from .sources import SourceText, read_source, write_atomic
 
 WRITE, DIFF, CHECK = "write", "diff", "check"
+#: a 1 MB generated model took over 400 s and 1.2 GB (docs/performance.md): bigger files are reported, never a hang
+MAX_BYTES_VARIABLE = "BN2GN_MAX_FILE_BYTES"
+DEFAULT_MAX_BYTES = 500_000
+
+
+def max_transform_bytes() -> int:
+    """The size above which a file is reported and left alone (``BN2GN_MAX_FILE_BYTES``, default 500 kB)."""
+    value = os.environ.get(MAX_BYTES_VARIABLE, "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_BYTES
 
 
 @dataclasses.dataclass
@@ -144,6 +153,10 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
     """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
     try:
         source = read_source(path)
+        limit = max_transform_bytes()
+        if len(source.raw) > limit:
+            return failed(path, f"{path}:1: {len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
+                          f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged", source)
         return transform(source)
     except SourceError as exc:
         return failed(path, str(exc))

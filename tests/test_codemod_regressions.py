@@ -235,3 +235,19 @@ class Head(nn.Module):
     assert "        self.trailing = get_group_norm(\n            in_ch,\n        )\n" in after
     assert "        self.eps = get_group_norm(\n            in_ch,\n            eps=1e-3\n        )\n" in after
     _second_run_is_a_no_op("rewrite", path)
+
+
+# -- issue 11: big files are reported, not a hang ---------------------------------------------------------------
+def test_a_file_over_the_size_limit_is_reported_and_left_alone(tmp_path, monkeypatch):
+    text = "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n" \
+           "        super().__init__()\n        self.bn = nn.BatchNorm2d(c)\n" + NET
+    path = _write(tmp_path, "model.py", text)
+    monkeypatch.setenv("BN2GN_MAX_FILE_BYTES", "100")
+    result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 1
+    assert (f"error: model.py:1: {len(text.encode()):,} bytes, more than bn2gn transforms with LibCST (100; "
+            "set BN2GN_MAX_FILE_BYTES to raise it); file left unchanged") in result.stderr
+    assert path.read_text() == text
+    monkeypatch.setenv("BN2GN_MAX_FILE_BYTES", str(len(text)))
+    assert run_cli(["rewrite", "model.py"], cwd=tmp_path).exit_code == 0
+    assert "get_group_norm(c)" in path.read_text()
