@@ -251,3 +251,19 @@ def test_a_file_over_the_size_limit_is_reported_and_left_alone(tmp_path, monkeyp
     monkeypatch.setenv("BN2GN_MAX_FILE_BYTES", str(len(text)))
     assert run_cli(["rewrite", "model.py"], cwd=tmp_path).exit_code == 0
     assert "get_group_norm(c)" in path.read_text()
+
+
+def test_format_code_output_goes_through_the_parse_check(tmp_path, monkeypatch):
+    import black
+
+    text = "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n" \
+           "        super().__init__()\n        self.bn = nn.BatchNorm2d(c,momentum=0.1)\n" + NET
+    path = _write(tmp_path, "model.py", text)
+    real = black.format_str
+    monkeypatch.setattr(black, "format_str", lambda code, mode: (  # break only the whole-file formatting
+        code + "def broken(:\n" if code.startswith("import torch.nn") else real(code, mode=mode)))
+    result = run_cli(["rewrite", "--format-code", "model.py"], cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    after = path.read_text()
+    assert "def broken" not in after and "self.bn = get_group_norm(c)" in after
+    assert "black's output did not pass the parse check; not formatted" in result.output
