@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import difflib
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, TextIO
@@ -20,6 +21,15 @@ from .rules import Rule
 from .sources import SourceText, WriteRefused, read_source, write_atomic
 
 WRITE, DIFF, CHECK = "write", "diff", "check"
+#: a 1 MB generated model took over 400 s and 1.2 GB (docs/performance.md): bigger files are reported, never a hang
+MAX_BYTES_VARIABLE = "BN2GN_MAX_FILE_BYTES"
+DEFAULT_MAX_BYTES = 500_000
+
+
+def max_transform_bytes() -> int:
+    """The size above which a file is reported and left alone (``BN2GN_MAX_FILE_BYTES``, default 500 kB)."""
+    value = os.environ.get(MAX_BYTES_VARIABLE, "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_BYTES
 
 
 @dataclasses.dataclass
@@ -71,24 +81,43 @@ def parse_error(path: Path, exc: BaseException) -> str:
     return f"{path}:{line}: cannot parse: {reason}"
 
 
-def check_python(text: str, filename: str = "<bn2gn>") -> None:
-    """Raise SyntaxError unless ``text`` is valid Python for this interpreter."""
+def check_python(text: str, filename: str = "<bn2gn>") -> ast.Module:
+    """The ``ast`` of ``text``; raises SyntaxError unless it is valid Python for this interpreter."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        compile(text, filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        return compile(text, filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
 
 
-def parse_module(source: SourceText) -> cst.Module:
-    """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient)."""
-    check_python(source.text, str(source.path))
+def parse_module(source: SourceText, checked: bool = False) -> cst.Module:
+    """Parse with LibCST after the standard parser agreed the text is Python (LibCST is more lenient);
+    ``checked``: the caller already ran check_python on this text."""
+    if not checked:
+        check_python(source.text, str(source.path))
     try:
-        return cst.parse_module(source.text)
+        module = cst.parse_module(source.text)
     except cst.ParserSyntaxError:
         line = mixed_newline_line(source.text)
         if line:
             raise SourceError(source.path, line, "mixed CRLF and LF line endings, which LibCST cannot parse; "
                               "make them consistent (e.g. dos2unix) and run again") from None
         raise
+    line = form_feed_indent_line(source.text)
+    if line:
+        raise SourceError(source.path, line, "form feed (\\f) in the indentation of a line of code, which "
+                          "LibCST does not keep; move it to a line of its own or remove it, and run again")
+    return module
+
+
+_FORM_FEED_INDENT = re.compile(r"^[ \t]*\f[ \t\f]*[^\s]", re.MULTILINE)
+
+
+def form_feed_indent_line(text: str) -> int:
+    """The first line whose indentation holds a form feed (LibCST drops it, or indents new code with it),
+    0 when none does; a form feed on a line of its own (a page break) is kept and fine."""
+    if "\f" not in text:
+        return 0
+    match = _FORM_FEED_INDENT.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 0
 
 
 def mixed_newline_line(text: str) -> int:
@@ -110,11 +139,10 @@ def finish(source: SourceText, new_text: str, changes: Iterable[Change], notes: 
     if new_text == source.text:
         return FileResult(path=source.path, status="unchanged", source=source, new_text=new_text,
                           changes=[], notes=list(notes))
-    try:
+    try:  # Python's own parser is the judge; LibCST parsing it again would add a second full parse
         check_python(new_text)
-        cst.parse_module(new_text)
         source.encode(new_text)
-    except (SyntaxError, ValueError, cst.ParserSyntaxError, UnicodeEncodeError) as exc:
+    except (SyntaxError, ValueError, UnicodeEncodeError) as exc:
         return failed(source.path, f"{source.path}:1: bn2gn produced output that does not parse ({exc}); "
                       "file left unchanged, please report this", source)
     return FileResult(path=source.path, status="changed", source=source, new_text=new_text,
@@ -125,6 +153,10 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
     """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
     try:
         source = read_source(path)
+        limit = max_transform_bytes()
+        if len(source.raw) > limit:
+            return failed(path, f"{path}:1: {len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
+                          f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged", source)
         return transform(source)
     except SourceError as exc:
         return failed(path, str(exc))

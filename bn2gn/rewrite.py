@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
@@ -30,6 +31,7 @@ class FileJob:
     init_scopes: FrozenSet[str]
     bn_refs: FrozenSet[str]
     rules: FrozenSet[Rule]
+    text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
 
 
 @dataclasses.dataclass
@@ -72,33 +74,43 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
 
 
 def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
-    """Apply the selected rewrite rules to one file's text."""
+    """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal with one
+    metadata resolution for BN2GN101 and BN2GN103 together, one compile of the input (none when the
+    analysis already parsed this very text) and one of the output."""
+    from .codemods.combined import transform
     from .codemods.group_norm_helper import inject_group_norm_helper
     from .codemods.inject import ensure_nn_import, torch_nn_name
-    from .codemods.init_loops import widen_init_loops
-    from .codemods.replace_batchnorm import replace_batchnorm
+    from .codemods.init_loops import InitLoops
+    from .codemods.replace_batchnorm import ReplaceBatchNorm
 
-    module = parse_module(source)
+    module = parse_module(source, checked=bool(job.text_hash) and text_hash(source.text) == job.text_hash)
     changes: List[Change] = []
     notes: List[str] = []
+    replace = loops = None
     if Rule.REPLACE_BATCHNORM in job.rules:
         positions = {(s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"}
-        module, converted, refused = replace_batchnorm(module, positions)
-        changes += [Change(Rule.REPLACE_BATCHNORM, line, note) for line, note in converted]
-        notes += [f"{job.display}:{line}: BatchNorm2d not converted: {why}" for line, why in refused]
-    if Rule.INIT_LOOPS in job.rules and job.init_scopes:
-        gn_ref = (torch_nn_name(module) or "nn") + ".GroupNorm"
-        widened, loop_changes = widen_init_loops(module, set(job.init_scopes), set(job.bn_refs), gn_ref)
-        if loop_changes:
-            if torch_nn_name(module) is None:
-                widened, _ = ensure_nn_import(widened)
-            module = widened
-            changes += [Change(Rule.INIT_LOOPS, line, note) for line, note in loop_changes]
-    if Rule.INJECT_GROUP_NORM_HELPER in job.rules:
-        module, injected = inject_group_norm_helper(module)
+        replace = ReplaceBatchNorm(positions) if positions else None
+    if Rule.INIT_LOOPS in job.rules and job.init_scopes and job.bn_refs:
+        loops = InitLoops(set(job.init_scopes), set(job.bn_refs), (torch_nn_name(module) or "nn") + ".GroupNorm")
+    module = transform(module, [part for part in (replace, loops) if part is not None])
+    if replace is not None:
+        changes += [Change(Rule.REPLACE_BATCHNORM, line, note) for line, note in replace.converted]
+        notes += [f"{job.display}:{line}: BatchNorm2d not converted: {why}" for line, why in replace.refused]
+    if loops is not None and loops.changed:
+        if torch_nn_name(module) is None:
+            module, _ = ensure_nn_import(module)
+        changes += [Change(Rule.INIT_LOOPS, line, note) for line, note in loops.changed]
+    if Rule.INJECT_GROUP_NORM_HELPER in job.rules and (
+            replace is not None and replace.converted or "get_group_norm" in source.text):
+        module, injected = inject_group_norm_helper(module, used=True if replace and replace.converted else None)
         if injected:
             changes.append(Change(Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports"))
     return finish(source, module.code, changes, notes)
+
+
+def text_hash(text: str) -> str:
+    """Identifies the exact text the analysis parsed, so the worker need not check it again."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def run_job(job: FileJob) -> FileResult:
@@ -115,7 +127,9 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
         scopes = init_loop_scopes(facts, sites)
         if any(s.decision == CONVERT for s in sites) or scopes:
             jobs.append(FileJob(path=facts.path, display=facts.display, sites=sites, init_scopes=frozenset(scopes),
-                                bn_refs=frozenset(batchnorm_ref_texts(facts)), rules=rules))
+                                bn_refs=frozenset(batchnorm_ref_texts(facts)), rules=rules,
+                                text_hash=text_hash("".join(getattr(facts, "lines", ()))) if hasattr(
+                                    facts, "lines") else ""))
     return jobs
 
 

@@ -9,8 +9,9 @@ pass, so the report, ``bn2gn scan`` and the rewrite share one detection path.
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 import libcst.matchers as m
@@ -22,12 +23,13 @@ from .codemods.freeze_before_optimizer import (FREEZE, FreezeBeforeOptimizer, Ne
                                                collect_optimizer_names, find_optimizer_sites, site_at_line)
 from .codemods.freeze_helper import InjectFreezeHelper
 from .codemods.inject import InsertStatements, import_end_index
+from .codemods.recognise import admitted, ast_may_plan, text_may_plan
 from .config import DEFAULT_BACKBONE_ATTRS, Config
 from .discovery import discover
 from .errors import SourceError
-from .pipeline import Change, FileResult, failed, finish, parse_module, run_transform
+from .pipeline import Change, FileResult, check_python, failed, finish, parse_module, run_transform
 from .rules import Rule, select_rules
-from .sources import SourceText, read_source
+from .sources import SourceText
 
 AUTO, SCRIPT, TRAINER = "auto", "script", "trainer"
 TRAINER_RULES = frozenset(r for r in Rule if r.code.startswith("BN2GN2"))
@@ -79,11 +81,22 @@ def patch_source(source: SourceText, options: TrainerOptions) -> FileResult:
     return result
 
 
-def _patch(source: SourceText, options: TrainerOptions) -> Tuple[FileResult, List[Entry]]:
-    if options.insert_before_line is None and not _may_hold_training_code(source.text, options):
-        raise NotTrainingCode(_nothing_found(source.path, options))
-    wrapper = cst.MetadataWrapper(parse_module(source))
+def _patch(source: SourceText, options: TrainerOptions, prefilter: bool = True,
+           check: bool = True) -> Tuple[FileResult, List[Entry]]:
+    """``prefilter``: decide on text and ``ast`` first (False only to test the pre-filter itself);
+    ``check``: build and parse-check the new text (``bn2gn scan`` needs only the entries)."""
+    checked = False
+    if options.insert_before_line is None and prefilter:
+        if not text_may_plan(source.text, options.optimizer_calls):
+            raise NotTrainingCode(_nothing_found(source.path, options))
+        if not ast_may_plan(check_python(source.text, str(source.path)), options.optimizer_calls):
+            raise NotTrainingCode(_nothing_found(source.path, options))
+        checked = True
+    wrapper = cst.MetadataWrapper(parse_module(source, checked=checked))
     insertions, rewrites, entries, notes = plan_module(wrapper, options, source.path)
+    if not check:
+        entries = sorted(entries + _helper_entries(wrapper, options, insertions), key=lambda e: (e.line, e.rule.code))
+        return FileResult(path=source.path, status="unchanged", source=source), entries
     module = wrapper.module.visit(InsertStatements(insertions, rewrites))
     helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
     if Rule.INJECT_FREEZE_HELPER in options.rules:
@@ -101,6 +114,19 @@ def _patch(source: SourceText, options: TrainerOptions) -> Tuple[FileResult, Lis
                      f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update")
     entries.sort(key=lambda e: (e.line, e.rule.code))
     return finish(source, module.code, [e.change() for e in entries], notes), entries
+
+
+def _helper_entries(wrapper: cst.MetadataWrapper, options: TrainerOptions, insertions) -> List[Entry]:
+    """The BN2GN202 entry _patch would report, from the plan alone (for ``bn2gn scan``)."""
+    if Rule.INJECT_FREEZE_HELPER not in options.rules:
+        return []
+    planned = {FREEZE for i in insertions if i.rule is Rule.FREEZE_BEFORE_OPTIMIZER} | {
+        KEEP for i in insertions if i.rule is Rule.EVAL_AFTER_TRAIN}
+    names = InjectFreezeHelper(options.backbone_attrs, options.helper_module).missing(wrapper.module, planned)
+    if not names:
+        return []
+    how = f"import from {options.helper_module}" if options.helper_module else "define after the imports"
+    return [Entry(Rule.INJECT_FREEZE_HELPER, _line_after_imports(wrapper), "<module>", f"{how}: {', '.join(names)}")]
 
 
 def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> tuple:
@@ -138,12 +164,6 @@ def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> 
     return insertions, rewrites, entries, notes
 
 
-def _may_hold_training_code(text: str, options: TrainerOptions) -> bool:
-    """Cheap pre-filter: no 'optim', '.train(' or builder name means nothing to recognise."""
-    words = ("optim", ".train(", FREEZE, KEEP) + tuple(options.optimizer_calls)
-    return any(word.rpartition(".")[2] in text for word in words)
-
-
 def _nothing_found(path, options: TrainerOptions) -> str:
     searched = "torch.optim.<Name>(...) under any import of torch.optim, build_optimizer/get_optimizer/" \
                "create_optimizer(...)"
@@ -167,20 +187,32 @@ def _line_after_imports(wrapper: cst.MetadataWrapper) -> int:
     return wrapper.module.code.count("\n") + 1
 
 
-def patch_files(files: Sequence[Path], options: TrainerOptions,
-                explicit: Sequence[Path] = ()) -> Tuple[List[FileResult], List[str]]:
-    """Patch each file; return the results and the usage errors (exit 2) of files named explicitly.
-
-    A file reached through a directory that holds no training code is simply unchanged.
+def patch_files(files: Sequence[Path], options: TrainerOptions, explicit: Sequence[Path] = (),
+                workers: int = 1) -> Tuple[List[FileResult], List[str]]:
+    """Patch each file (in ``workers`` processes); return the results and the usage errors (exit 2)
+    of files named explicitly. A file reached through a directory that holds no training code is
+    simply unchanged.
     """
     named = {Path(p).resolve() for p in explicit}
-    results, usage = [], []
+    jobs = [(path, options, path.resolve() in named) for path in files]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(_patch_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+    else:
+        done = [_patch_job(job) for job in jobs]
+    return [result for result, _ in done], [message for _, message in done if message]
+
+
+def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
+    """One file: (result, usage error or None); top-level so that worker processes can run it."""
+    path, options, named = job
+    usage = []
 
     def transform(source: SourceText) -> FileResult:
         try:
             return patch_source(source, options)
         except NotTrainingCode as exc:
-            if source.path.resolve() not in named:
+            if not named:
                 return FileResult(path=source.path, status="unchanged", source=source, new_text=source.text)
             usage.append(str(exc))
             return failed(source.path, str(exc), source)
@@ -188,9 +220,8 @@ def patch_files(files: Sequence[Path], options: TrainerOptions,
             usage.append(str(exc))
             return failed(source.path, str(exc), source)
 
-    for path in files:
-        results.append(run_transform(path, transform))
-    return results, usage
+    result = run_transform(path, transform)
+    return result, (usage[0] if usage else None)
 
 
 def trainer_rules(select: Sequence[str] = (), skip: Sequence[str] = (), exclude_frozen: bool = False,
@@ -215,13 +246,30 @@ def plan_trainer_insertions(paths: Sequence[Path], config: Optional[Config] = No
     Files that are not training code, or cannot be read or parsed, contribute nothing.
     """
     config = config or Config()
+    raw = {}
+    for path in discover(list(paths), config.include, config.exclude).files:
+        try:
+            raw[path] = path.read_bytes()
+        except OSError:
+            continue
+    return plan_insertions_in(raw, config)
+
+
+def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
+    """plan_trainer_insertions for files already read: bytes, text and ``ast`` rule out most files
+    before LibCST parses any, and nothing is re-parsed to check output that is never written."""
+    return plan_insertions_for(admitted(raw), config)
+
+
+def plan_insertions_for(sources: Dict[Path, SourceText], config: Config) -> List[dict]:
+    """The insertions for decoded files that passed the pre-filter (``recognise.admitted``)."""
     options = TrainerOptions(rules=trainer_rules(config.select, config.skip, strict=False),
                              backbone_attrs=tuple(config.backbone_attrs))
     found = []
-    for path in discover(list(paths), config.include, config.exclude).files:
+    for path, source in sources.items():
         try:
-            _, entries = _patch(read_source(path), options)
-        except (NeedsUserInput, SourceError, SyntaxError, cst.ParserSyntaxError, RecursionError):
+            _, entries = _patch(source, options, check=False)
+        except (NeedsUserInput, SourceError, SyntaxError, ValueError, cst.ParserSyntaxError, RecursionError):
             continue
         found.extend(entry.as_dict(path) for entry in entries)
     return found

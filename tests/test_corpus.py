@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 TORCH = Path(importlib.util.find_spec("torch").submodule_search_locations[0])
-TRAINER_STRIDE = 20
 ERROR_LINE = re.compile(r"^(?P<path>.+?\.py):(?P<line>\d+): (?P<reason>.+)$")
 
 
@@ -160,35 +157,14 @@ def second_pass(result, config, rules) -> str:
     return again.new_text
 
 
-def trainer_sample(folder: Path) -> Path:
-    """A mirror of torch for patch-trainer: every file without training words, and every TRAINER_STRIDE-th
-    file with them (LibCST on all 400+ of those takes far longer than a test should; BN2GN_CORPUS_FULL=1
-    runs the whole tree)."""
-    from bn2gn.trainer import TrainerOptions, _may_hold_training_code
-
-    if os.environ.get("BN2GN_CORPUS_FULL"):
-        return TORCH
-    options = TrainerOptions()
-    candidates = 0
-    for path in discover([TORCH]).files:
-        text = path.read_bytes().decode("utf-8", "replace")
-        if _may_hold_training_code(text, options):
-            candidates += 1
-            if candidates % TRAINER_STRIDE:
-                continue
-        target = folder / path.relative_to(TORCH)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-    return folder
-
-
 def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
-    """patch-trainer --diff: no crash; files without an optimizer or .train() call are untouched."""
-    from bn2gn.trainer import TrainerOptions, _may_hold_training_code
+    """patch-trainer --diff -j 2 over all of torch: no crash, nothing written; only files the pre-filter
+    admits change, and every file the pre-filter drops is one the recognisers would not plan."""
+    from bn2gn.codemods.recognise import may_plan
 
-    tree = trainer_sample(tmp_path / "torch")
+    tree = TORCH
     before = {p: p.read_bytes() for p in tree.rglob("*.py")}
-    result = run_cli(["patch-trainer", "--diff", "--format", "json", tree])
+    result = run_cli(["patch-trainer", "--diff", "--format", "json", "-j", "2", tree])
     assert result.exit_code in (0, 1, 2), result.output[-2000:]
     assert "Traceback" not in result.output and "internal error" not in result.output
     assert {p: p.read_bytes() for p in tree.rglob("*.py")} == before
@@ -200,11 +176,39 @@ def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
     else:
         data = json.loads(result.stdout)
         changed = [Path(r["path"]) for r in data["results"] if r["status"] == "changed"]
-        options = TrainerOptions()
         for path in changed:
-            assert _may_hold_training_code(path.read_bytes().decode("utf-8", "replace"), options), path
+            assert may_plan(path.read_bytes().decode("utf-8", "replace")), path
         failures = Counter(reason_kind(m["reason"]) if m else r["error"] for r in data["results"]
                            if r["status"] == "failed" for m in [ERROR_LINE.match(r["error"] or "")])
         counts = {"files": data["files_scanned"], "files_would_change": len(changed),
                   "files_failed": sum(failures.values()), **{f"failed: {k}": v for k, v in failures.items()}}
     report(capsys, record_property, "torch patch-trainer --diff", counts)
+
+
+def _recognised(path: Path) -> bool:
+    from test_trainer_prefilter import recognised
+
+    from bn2gn.trainer import TrainerOptions
+
+    try:
+        return recognised(path, path.read_bytes().decode("utf-8"), TrainerOptions())
+    except Exception:  # noqa: BLE001 - files LibCST or Python cannot read are no plan either
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("BN2GN_CORPUS_FULL"),
+                    reason="LibCST on ~700 torch files (minutes); set BN2GN_CORPUS_FULL=1")
+def test_prefilter_drops_no_torch_file_the_recognisers_plan(capsys, record_property):
+    """Every torch file the pre-filter rejects although it mentions optim/train, run through the full
+    recognisers: none of them would have been planned."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bn2gn.codemods.recognise import loose_bytes_match, may_plan
+
+    rejected = [p for p in discover([TORCH]).files
+                if loose_bytes_match(p.read_bytes()) and not may_plan(p.read_bytes().decode("utf-8", "replace"))]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        planned = [p for p, found in zip(rejected, pool.map(_recognised, rejected, chunksize=8)) if found]
+    report(capsys, record_property, "torch pre-filter", {"rejected_by_prefilter": len(rejected),
+                                                         "of_those_recognised": len(planned)})
+    assert planned == []

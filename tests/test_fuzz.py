@@ -85,6 +85,12 @@ def mix_tabs(data: bytes, pattern: list) -> bytes:
     return b"\n".join(out)
 
 
+def form_feeds(data: bytes, pattern: list) -> bytes:
+    """A form feed at the start of some lines (indented code, blank lines, top-level lines alike)."""
+    lines = data.split(b"\n")
+    return b"\n".join(b"\f" + line if pattern[i % len(pattern)] else line for i, line in enumerate(lines))
+
+
 def with_bom(data: bytes) -> bytes:
     return codecs.BOM_UTF8 + data
 
@@ -113,6 +119,7 @@ MUTANTS = st.one_of(
     st.builds(insert_bytes, st.just(BASE), st.floats(0, 1), st.binary(min_size=1, max_size=12)),
     st.builds(mix_newlines, st.just(BASE), st.lists(st.booleans(), min_size=1, max_size=7)),
     st.builds(mix_tabs, st.just(BASE), st.lists(st.booleans(), min_size=1, max_size=7)),
+    st.builds(form_feeds, st.just(BASE), st.lists(st.booleans(), min_size=1, max_size=9)),
     st.builds(lambda d: with_bom(mix_newlines(d, [True])), st.just(BASE)),
     st.builds(with_bom, st.just(BASE)),
     st.builds(latin1_cookie, st.just(BASE)),
@@ -148,6 +155,7 @@ def run_scan_and_rewrite(data: bytes) -> None:
         assert_clean_failure_lines(rewrite)
         after = (root / "mutant.py").read_bytes()
         if after != data:
+            assert after.count(b"\f") >= data.count(b"\f"), "a form feed was dropped"
             assert "mutant.py" not in "".join(l for l in rewrite.stderr.splitlines() if l.startswith("error:"))
             assert_valid_python(after, "mutant.py")
         assert "get_group_norm(16)" in (root / "clean.py").read_text()
@@ -164,8 +172,14 @@ def test_mutated_sources_never_crash_or_corrupt(data):
     run_scan_and_rewrite(data)
 
 
+@pytest.mark.parametrize("line", range(MODEL.count("\n")))
+def test_a_form_feed_on_any_line_is_kept_or_the_file_refused(line):
+    run_scan_and_rewrite(form_feeds(BASE, [i == line for i in range(MODEL.count("\n") + 1)]))
+
+
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+@given(st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("\f \n")),
+               max_size=200))
 def test_random_text_with_batchnorm_never_crashes(text):
     run_scan_and_rewrite(("import torch.nn as nn\nX = nn.BatchNorm2d(3)\n" + text).encode("utf-8"))
 

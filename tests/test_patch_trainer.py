@@ -96,10 +96,11 @@ def test_nested_helper_reports_what_it_leaves_alone(tmp_path):
         in result.output
 
 
-def test_project_tree_golden(tmp_path, regen):
+@pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
+def test_project_tree_golden(tmp_path, regen, jobs):
     root = tmp_path / "project"
     shutil.copytree(PT / "project" / "in", root)
-    result = run_cli(["patch-trainer", "."], cwd=root)  # a directory: tinydet.py is no training code
+    result = run_cli(["patch-trainer", ".", *jobs], cwd=root)  # a directory: tinydet.py is no training code
     assert result.exit_code == 0, result.output
     assert "3 files scanned, 2 changed, 0 failed" in result.output
     for name in ("tinydet.py", "tiny_train.py", "tiny_trainer.py"):

@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # facts (hashlib, ast helpers) is imported only once a file i
     from .facts import ModuleFacts
 
 MARKER = b"BatchNorm"
-#: bytes a file must contain before patch-trainer's planner (LibCST) looks at it
-TRAINING_MARKERS = (b"optim", b".train(")
 
 
 def display_path(path: Path) -> str:
@@ -125,13 +123,16 @@ def collector_paused():
 
 
 def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
-    """patch-trainer's planned insertions, with display paths; files without training words cost nothing."""
-    candidates = [path for path, data in raw.items() if any(m in data for m in TRAINING_MARKERS)]
-    if not candidates:
-        return []
-    from ..trainer import plan_trainer_insertions
+    """patch-trainer's planned insertions, with display paths; files without training code cost a text
+    search, and LibCST is imported only when some file holds training code."""
+    from ..codemods.recognise import admitted
 
-    insertions = plan_trainer_insertions(candidates, config)
+    sources = admitted(raw)
+    if not sources:
+        return []
+    from ..trainer import plan_insertions_for
+
+    insertions = plan_insertions_for(sources, config)
     for item in insertions:
         item["path"] = display_path(Path(item["path"]))
     return insertions

@@ -26,11 +26,13 @@ from . import cli, config_options, echo_rules, mode_of, mode_options, output_opt
                    "instead of defining them in each file.")
 @click.option("--exclude-frozen-from-optimizer", "exclude_frozen", is_flag=True,
               help="Also pass the optimizer only parameters that require grad (BN2GN204).")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Patch files in N worker processes.")
 @config_options
 @mode_options
 @rule_options
 @output_options
-def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, helper_module, exclude_frozen,
+def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, helper_module, exclude_frozen, jobs,
                   config_file, backbone_attrs, diff, check, select, skip, list_rules, quiet, verbose, fmt):
     """Keep the backbone BatchNorm frozen: freeze before the optimizer (train scripts), re-assert eval
     after every .train() (trainers). FILE may also be a directory: files in it without training code
@@ -55,7 +57,7 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
                              optimizer_calls=tuple(optimizer_calls), model_var=model_var,
                              insert_before_line=insert_before_line, helper_module=helper_module)
     files = discover(list(paths), config.include, config.exclude).files
-    results, usage = patch_files(files, options, explicit=[p for p in paths if Path(p).is_file()])
+    results, usage = patch_files(files, options, explicit=[p for p in paths if Path(p).is_file()], workers=jobs)
     if usage:
         for message in usage:
             click.echo(f"bn2gn: error: {message}", err=True)

@@ -184,12 +184,20 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
 def _black_changed(results) -> None:
     import black
 
-    for result in results:
+    from ..pipeline import finish
+
+    for index, result in enumerate(results):
         if result.status == "changed":
             try:
-                result.new_text = black.format_str(result.new_text, mode=black.Mode())
+                formatted = black.format_str(result.new_text, mode=black.Mode())
             except Exception as exc:  # noqa: BLE001 - black failing leaves our own output in place
                 result.notes.append(f"{result.path}: black could not format the file ({exc})")
+                continue
+            checked = finish(result.source, formatted, result.changes, result.notes)  # the same parse check
+            if checked.status != "failed":
+                results[index] = checked
+            else:
+                result.notes.append(f"{result.path}: black's output did not pass the parse check; not formatted")
 
 
 def apply_and_report(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> int:

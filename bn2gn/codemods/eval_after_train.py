@@ -18,8 +18,8 @@ from libcst.metadata import ParentNodeProvider, PositionProvider
 
 from ..rules import Rule
 from .inject import PlannedInsertion, dotted_name, enclosing_scope, enclosing_statement, format_snippet
+from .names import KEEP
 
-KEEP = "keep_backbone_bn_eval"
 ON, OFF, UNKNOWN = "on", "off", "unknown"
 _KEEP_CALL = m.Call(func=m.Name(KEEP) | m.Attribute(attr=m.Name(KEEP)))
 _NESTED_SCOPES = (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)

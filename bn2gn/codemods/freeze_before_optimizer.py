@@ -19,36 +19,14 @@ from libcst.metadata import ParentNodeProvider, PositionProvider
 from ..rules import Rule
 from .inject import (PlannedInsertion, defined_or_imported_names, dotted_name, enclosing_scope, enclosing_statement,
                      format_snippet)
+from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
 
-FREEZE = "freeze_backbone_bn"
 COUNT_VAR = "frozen_count"
-OPTIMIZER_BUILDERS = ("build_optimizer", "get_optimizer", "create_optimizer")
-#: What ``from torch.optim import *`` binds that builds an optimizer.
-TORCH_OPTIMIZERS = frozenset({"ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
-                              "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam"})
 REPORT_TEXT = "Frozen backbone BatchNorm modules"
 
 
 class NeedsUserInput(Exception):
     """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2)."""
-
-
-@dataclasses.dataclass
-class OptimizerNames:
-    """The names under which this file can reach torch.optim, and the builder calls to look for."""
-
-    namespaces: set  # expressions bound to torch.optim: "torch.optim", "optim", "T.optim"
-    classes: set  # names bound to optimizer classes: "Adam", "SGD"
-    builders: tuple  # builder function names; dotted ones must match the whole call name
-
-    def is_direct(self, name: str) -> bool:
-        head, _, last = name.rpartition(".")
-        return (head in self.namespaces and last[:1].isupper() and last != "Optimizer") or (
-            not head and name in self.classes)
-
-    def is_builder(self, name: str) -> bool:
-        last = name.rpartition(".")[2]
-        return any(name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders)
 
 
 class FreezeBeforeOptimizer:
@@ -65,26 +43,50 @@ class FreezeBeforeOptimizer:
     def plan(self, wrapper: cst.MetadataWrapper, sites: Sequence[OptimizerSite], path) -> List[PlannedInsertion]:
         parents = wrapper.resolve(ParentNodeProvider)
         positions = wrapper.resolve(PositionProvider)
-        frozen = {}  # scope node -> first line where the backbone is already frozen
+        frozen = _Freezes(parents)
         for call in m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))):
-            scope = _innermost_function(call, parents) or wrapper.module
-            frozen[scope] = min(frozen.get(scope, positions[call].start.line), positions[call].start.line)
+            statement = enclosing_statement(call, parents)
+            if statement is not None:
+                frozen.add(statement, positions[statement].start.line)
         planned = []
         for site in sites:
-            scope = _innermost_function(site.statement, parents) or wrapper.module
-            if frozen.get(scope, site.line + 1) <= site.line:
+            if frozen.covers(site.statement, site.line):
                 continue
             model = self.model_var or site.model
             if model is None:
                 raise NeedsUserInput(f"{path}:{site.line}: cannot tell which model the optimizer built here "
                                      f"(in {site.scope}) trains; name it with --model-var NAME")
-            frozen[scope] = site.line
+            frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
             code = (f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n"
                     + report_line(wrapper.module, site.statement, parents, positions))
             planned.append(PlannedInsertion(Rule.FREEZE_BEFORE_OPTIMIZER, site.statement, "before",
                                             format_snippet(code), site.line, site.scope,
                                             f"{FREEZE}({model}) before the optimizer ({site.name})"))
         return planned
+
+
+class _Freezes:
+    """Where the backbone is already frozen: a freeze covers a later statement of its own block, and
+    everything nested in those statements, within the same function. A freeze inside one branch of an
+    ``if``/``elif``/``try`` does not cover the other branches, so each optimizer built there gets its own."""
+
+    def __init__(self, parents):
+        self.parents = parents
+        self.by_block: dict = {}  # block node -> lines of freeze statements directly in it
+
+    def add(self, statement: cst.CSTNode, line: float) -> None:
+        self.by_block.setdefault(self.parents.get(statement), []).append(line)
+
+    def covers(self, statement: cst.CSTNode, line: int) -> bool:
+        node = statement
+        while node is not None:
+            block = self.parents.get(node)
+            if any(frozen < line for frozen in self.by_block.get(block, ())):
+                return True
+            if isinstance(node, (cst.FunctionDef, cst.Lambda)):
+                return False  # a freeze outside the function does not run when the function does
+            node = block
+        return False
 
 
 def report_line(module: cst.Module, statement: cst.CSTNode, parents, positions) -> str:

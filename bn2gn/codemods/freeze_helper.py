@@ -17,7 +17,8 @@ import libcst as cst
 import libcst.matchers as m
 
 from .. import runtime
-from .inject import defined_or_imported_names, format_snippet, import_end_index, insert_after_imports
+from .inject import (defined_or_imported_names, dominant_indent, format_snippet, import_end_index, insert_after_imports,
+                     with_indent)
 
 PUBLIC = ("freeze_backbone_bn", "keep_backbone_bn_eval")
 HELPERS = {"unwrap_model": "_bn2gn_unwrap_model", "backbone_batchnorms": "_bn2gn_backbone_batchnorms"}
@@ -64,9 +65,10 @@ class InjectFreezeHelper:
         self.backbone_attrs = tuple(backbone_attrs)
         self.helper_module = helper_module
 
-    def missing(self, module: cst.Module) -> List[str]:
+    def missing(self, module: cst.Module, also_called: Sequence[str] = ()) -> List[str]:
+        """``also_called``: names that planned (not yet inserted) statements will call."""
         have = defined_or_imported_names(module)
-        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))}
+        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))} | set(also_called)
         return [name for name in PUBLIC if name in called and name not in have]
 
     def apply(self, module: cst.Module) -> Tuple[cst.Module, List[str]]:
@@ -83,6 +85,7 @@ class InjectFreezeHelper:
         have = defined_or_imported_names(module)
         statements = cst.parse_module(runtime_source(tuple(names), self.backbone_attrs)).body
         statements = [s for s in statements if not (isinstance(s, cst.FunctionDef) and s.name.value in have)]
+        statements = with_indent(statements, dominant_indent(module))
         index = import_end_index(module)
         module = insert_after_imports(module, statements)
         first = module.body[index]

@@ -6,9 +6,12 @@ already defines or imports the name.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import libcst as cst
 
-from .inject import defined_or_imported_names, ensure_nn_import, format_snippet, insert_after_imports
+from .inject import (defined_or_imported_names, dominant_indent, ensure_nn_import, format_snippet, insert_after_imports,
+                     with_indent)
 from .replace_batchnorm import HELPER
 
 HELPER_SOURCE = '''
@@ -34,10 +37,11 @@ def uses_helper(module: cst.Module) -> bool:
     return bool(found)
 
 
-def inject_group_norm_helper(module: cst.Module):
-    """Returns (module, injected?): injects only when the helper is called but not defined or imported."""
-    if HELPER in defined_or_imported_names(module) or not uses_helper(module):
+def inject_group_norm_helper(module: cst.Module, used: Optional[bool] = None):
+    """Returns (module, injected?): injects only when the helper is called but not defined or imported;
+    ``used``: the caller knows it is called (it just converted a site), so no search is needed."""
+    if HELPER in defined_or_imported_names(module) or not (used or uses_helper(module)):
         return module, False
     module, nn_name = ensure_nn_import(module)
-    statements = format_snippet(HELPER_SOURCE.format(nn=nn_name))
+    statements = with_indent(format_snippet(HELPER_SOURCE.format(nn=nn_name)), dominant_indent(module))
     return insert_after_imports(module, statements), True

@@ -58,7 +58,7 @@ class InitLoops(cst.CSTTransformer):
             self.changed.append((line, f"isinstance(..., {self.gn_ref}) added to the BatchNorm2d check"))
         body = updated.body
         if isinstance(body, cst.IndentedBlock):
-            new_body, guarded = _guard_statements(body.body, subject)
+            new_body, guarded = _guard_statements(body.body, subject, body.indent)
             if guarded:
                 self.changed.append((line, f"guarded {', '.join(guarded)} with `is not None`"))
                 body = body.with_changes(body=new_body)
@@ -90,7 +90,9 @@ class InitLoops(cst.CSTTransformer):
         return None, test
 
 
-def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str):
+def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str, indent: Optional[str] = None):
+    """Guard each weight/bias initialisation; the guard's body is indented like the block being edited
+    (``indent``: that block's own unit, None for the module's default)."""
     out: List[cst.BaseStatement] = []
     guarded: List[str] = []
     for stmt in statements:
@@ -109,7 +111,7 @@ def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str):
                 out.append(line)
                 continue
             guard = cst.parse_expression(f"hasattr({subject}, '{attr}') and {subject}.{attr} is not None")
-            out.append(cst.If(test=guard, body=cst.IndentedBlock(body=[line.with_changes(leading_lines=())]),
+            out.append(cst.If(test=guard, body=cst.IndentedBlock(body=[line.with_changes(leading_lines=())], indent=indent),
                               leading_lines=line.leading_lines))
             guarded.append(f"{subject}.{attr}")
     return out, guarded

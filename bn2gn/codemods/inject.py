@@ -7,17 +7,62 @@ indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections import Counter
 from typing import List, Optional, Sequence
 
-import black
 import libcst as cst
 import libcst.matchers as m
 
 
 def format_snippet(code: str) -> List[cst.BaseStatement]:
     """Black-format ``code`` and parse it into statements (indent/newline resolved by the host module)."""
-    formatted = black.format_str(code, mode=black.Mode())
-    return list(cst.parse_module(formatted).body)
+    return list(cst.parse_module(black_formatted(code)).body)
+
+
+@functools.lru_cache(maxsize=256)
+def black_formatted(code: str) -> str:
+    """black's output for one of bn2gn's snippets: the same few recur in every file, and importing black
+    costs more than a run that injects nothing; so it is imported here, once, and each text formatted once."""
+    import black
+
+    return black.format_str(code, mode=black.Mode())
+
+
+def dominant_indent(module: cst.Module) -> str:
+    """The indentation unit of the file's function and class bodies, by statement count (a 2-space
+    ``try:`` at the top of 4-space code makes LibCST's default 2 spaces; new definitions follow the code)."""
+    defs: Counter = Counter()
+    blocks: Counter = Counter()
+
+    class _Count(cst.CSTVisitor):
+        def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+            blocks[module.default_indent if node.indent is None else node.indent] += len(node.body)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self._body(node)
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            self._body(node)
+
+        @staticmethod
+        def _body(node) -> None:
+            if isinstance(node.body, cst.IndentedBlock):
+                defs[module.default_indent if node.body.indent is None else node.body.indent] += len(node.body.body)
+
+    module.visit(_Count())
+    counts = defs or blocks
+    return counts.most_common(1)[0][0] if counts else module.default_indent
+
+
+def with_indent(statements: Sequence[cst.BaseStatement], indent: str) -> List[cst.BaseStatement]:
+    """``statements`` (parsed on their own, so their blocks carry no indentation) indented by ``indent``."""
+
+    class _Indent(cst.CSTTransformer):
+        def leave_IndentedBlock(self, original_node, updated_node):
+            return updated_node.with_changes(indent=indent) if updated_node.indent is None else updated_node
+
+    return [s.visit(_Indent()) for s in statements]
 
 
 def _is_import(stmt: cst.BaseStatement) -> bool:

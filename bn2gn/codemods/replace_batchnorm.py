@@ -65,23 +65,24 @@ def map_batchnorm_args(args) -> "Tuple[List[cst.Arg], List[str]] | str":
     new_args = [first.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)]
     for name in KEPT:
         if name in named:
-            new_args.append(cst.Arg(value=named[name].value, keyword=cst.Name(name),
-                                    equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                                          whitespace_after=cst.SimpleWhitespace(""))))
+            new_args.append(named[name].with_changes(
+                keyword=cst.Name(name), equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
+                                                              whitespace_after=cst.SimpleWhitespace(""))))
     dropped = [n for n in BN_PARAMS if n in named and n not in KEPT and n != "num_features"]
-    return _fix_commas(new_args, args[-1].comma), dropped
+    return _fix_commas(new_args, args[-1]), dropped
 
 
-def _fix_commas(args: List[cst.Arg], last_comma) -> List[cst.Arg]:
-    """Commas between arguments; the last one keeps the original last comma (trailing comma, newline)."""
+def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
+    """Commas between arguments; the last one takes the original last argument's comma and the
+    whitespace before ``)``, so a call closed on its own line stays closed on its own line."""
     fixed = []
     for index, arg in enumerate(args):
         if index < len(args) - 1:
             comma = arg.comma if isinstance(arg.comma, cst.Comma) else cst.Comma(
                 whitespace_after=cst.SimpleWhitespace(" "))
-            fixed.append(arg.with_changes(comma=comma))
+            fixed.append(arg.with_changes(comma=comma, whitespace_after_arg=cst.SimpleWhitespace("")))
         else:
-            fixed.append(arg.with_changes(comma=last_comma))
+            fixed.append(arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg))
     return fixed
 
 

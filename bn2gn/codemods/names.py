@@ -1,0 +1,31 @@
+"""Names the patch-trainer recognisers look for, without LibCST (the pre-filter and ``scan`` use them
+before anything heavy is imported)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+FREEZE = "freeze_backbone_bn"
+KEEP = "keep_backbone_bn_eval"
+OPTIMIZER_BUILDERS = ("build_optimizer", "get_optimizer", "create_optimizer")
+#: What ``from torch.optim import *`` binds that builds an optimizer.
+TORCH_OPTIMIZERS = frozenset({"ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
+                              "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam"})
+
+
+@dataclasses.dataclass
+class OptimizerNames:
+    """The names under which this file can reach torch.optim, and the builder calls to look for."""
+
+    namespaces: set  # expressions bound to torch.optim: "torch.optim", "optim", "T.optim"
+    classes: set  # names bound to optimizer classes: "Adam", "SGD"
+    builders: tuple  # builder function names; dotted ones must match the whole call name
+
+    def is_direct(self, name: str) -> bool:
+        head, _, last = name.rpartition(".")
+        return (head in self.namespaces and last[:1].isupper() and last != "Optimizer") or (
+            not head and name in self.classes)
+
+    def is_builder(self, name: str) -> bool:
+        last = name.rpartition(".")[2]
+        return any(name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders)

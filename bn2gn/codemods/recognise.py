@@ -1,0 +1,150 @@
+"""Which files patch-trainer's recognisers can find anything in, decided on the text and on ``ast``.
+
+LibCST's recognisers (optimizer sites, ``.train()`` switches, existing freezes) cost a parse plus
+metadata per file; most files of a real tree that mention ``optim`` (``optimizer`` in a docstring,
+``build_optim_wrapper``) hold none of it. ``may_plan`` is a superset test: every file the
+recognisers would plan passes it (tests/test_trainer_prefilter.py checks this on generated and
+real code); it may let a few through that they then reject.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+import warnings
+from typing import Optional, Sequence, Tuple
+
+from .names import FREEZE, KEEP, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames
+
+#: bytes without one of these cannot hold anything the recognisers find (ASCII-compatible encodings)
+LOOSE_MARKERS = (b"optim", b"train", FREEZE.encode(), KEEP.encode())
+_GAP = r"(?:\s|\\\r?\n|#[^\n]*\n)*"  # what may sit between the tokens of a call: spaces, newlines, comments
+#: torch.optim.SGD( / optim.Adam( / T.optim.X( ; import torch.optim as O / from torch import optim as O ;
+#: from torch.optim import SGD (each pattern starts with a literal, so the search skips ahead fast)
+_OPTIM = re.compile(rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b|\s+import\b)")
+_TRAIN = re.compile(rf"train{_GAP}\(")
+
+
+@functools.lru_cache(maxsize=16)
+def _builder_patterns(extra_calls: Tuple[str, ...]) -> tuple:
+    names = sorted({n.rpartition(".")[2] for n in (*OPTIMIZER_BUILDERS, *extra_calls)})
+    return tuple((name, re.compile(rf"\b{re.escape(name)}{_GAP}\(")) for name in names)
+
+
+def text_may_plan(text: str, extra_calls: Sequence[str] = ()) -> bool:
+    """The text pre-filter: what a file must contain for a recogniser to find something in it."""
+    if FREEZE in text or KEEP in text:
+        return True
+    if "optim" in text and _OPTIM.search(text):
+        return True
+    if "train" in text and any(_after_dot(text, match.start()) for match in _TRAIN.finditer(text)):
+        return True
+    return any(name in text and pattern.search(text) for name, pattern in _builder_patterns(tuple(extra_calls)))
+
+
+def _after_dot(text: str, index: int) -> bool:
+    """``train`` at ``index`` is an attribute (``X.train``, ``X . train``); a line break before it: maybe."""
+    index -= 1
+    while index >= 0 and text[index] in " \t\\\f":
+        index -= 1
+    return index >= 0 and text[index] in ".\r\n"
+
+
+def loose_bytes_match(data: bytes, extra_calls: Sequence[str] = ()) -> bool:
+    """A byte-level first cut for whole trees; undecided (True) for encodings that are not ASCII-based."""
+    if b"\x00" in data:
+        return True  # UTF-16/32: decode before deciding
+    return any(m in data for m in LOOSE_MARKERS) or any(n.rpartition(".")[2].encode() in data for n in extra_calls)
+
+
+def may_plan(text: str, extra_calls: Sequence[str] = (), tree: Optional[ast.Module] = None) -> bool:
+    """False only when no recogniser can find an optimizer construction, a ``.train()`` switch or a
+    freeze in ``text`` (text pattern first, then one ``ast`` walk). Unparsable text: True (LibCST reports it)."""
+    if not text_may_plan(text, extra_calls):
+        return False
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return True
+    return ast_may_plan(tree, extra_calls)
+
+
+def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = ()) -> bool:
+    """The recognisers' tests on ``ast`` nodes, each a little wider than the LibCST one it mirrors."""
+    names = optimizer_names(tree, extra_calls)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        last = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if last in (FREEZE, KEEP):
+            return True
+        name = dotted(func)
+        if name is None:
+            continue
+        if names.is_direct(name) or names.is_builder(name):
+            return True
+        if last == "train" and dotted(func.value) is not None and not _switches_off(node):
+            return True
+    return False
+
+
+def _switches_off(call: ast.Call) -> bool:
+    """``X.train(False)`` / ``X.train(mode=False)``: the one form the recogniser always skips."""
+    values = [a for a in call.args] + [k.value for k in call.keywords]
+    return len(values) == 1 and isinstance(values[0], ast.Constant) and values[0].value is False
+
+
+def optimizer_names(tree: ast.Module, extra_calls: Sequence[str] = ()) -> OptimizerNames:
+    """collect_optimizer_names on ``ast``: every import in the file, function-local ones too."""
+    namespaces, classes = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "torch.optim" and alias.asname:
+                    namespaces.add(alias.asname)
+                elif alias.name == "torch" and alias.asname:
+                    namespaces.add(f"{alias.asname}.optim")
+                elif alias.name == "torch" or alias.name.startswith("torch."):
+                    namespaces.add("torch.optim")
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module in ("torch", "torch.optim"):
+            for alias in node.names:
+                if alias.name == "*":
+                    classes |= TORCH_OPTIMIZERS if node.module == "torch.optim" else set()
+                elif node.module == "torch" and alias.name == "optim":
+                    namespaces.add(alias.asname or "optim")
+                elif node.module == "torch.optim" and alias.name[:1].isupper() and alias.name != "Optimizer":
+                    classes.add(alias.asname or alias.name)
+    return OptimizerNames(namespaces, classes, tuple(OPTIMIZER_BUILDERS) + tuple(extra_calls))
+
+
+def dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def admitted(raw: dict, extra_calls: Sequence[str] = ()) -> dict:
+    """path -> decoded source for the files of ``raw`` (path -> bytes) that may_plan admits; files that
+    cannot be decoded are left to the analysis, which reports them."""
+    from ..errors import SourceError
+    from ..sources import decode_source
+
+    found = {}
+    for path, data in raw.items():
+        if not loose_bytes_match(data, extra_calls):
+            continue
+        try:
+            source = decode_source(path, data)
+        except SourceError:
+            continue
+        if may_plan(source.text, extra_calls):
+            found[path] = source
+    return found
