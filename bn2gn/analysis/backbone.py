@@ -236,3 +236,27 @@ def backbone_attrs_of(names: Iterable[str], backbones: Dict[str, Dict[str, str]]
             if attr not in out:
                 out.append(f"{root}.{attr}")
     return tuple(dict.fromkeys(out))
+
+
+def plan_backbone_attrs(paths, config) -> Tuple[str, ...]:
+    """The configured names plus the plan's ``Root.attr`` entries for the models under ``paths``:
+    what patch-trainer bakes into the injected freeze and verify checks at run time."""
+    from pathlib import Path
+
+    from ..errors import Bn2gnError
+    from .scan import build_plan
+
+    try:
+        plan, _ = build_plan([Path(p) for p in paths], config)
+    except Bn2gnError:
+        return tuple(config.backbone_attrs)
+    return backbone_attrs_of(config.backbone_attrs, plan.backbones)
+
+
+def project_folder(paths) -> "Path":
+    """Where a train script's models live: the deepest folder holding every given path."""
+    import os
+    from pathlib import Path
+
+    folders = [str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in paths]
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()

@@ -175,7 +175,8 @@ def _decide(project, facts: ModuleFacts, raw: RawSite, roots, root_by_def, possi
     bb = sorted({_origin(r, r.bb_reach[owner]) for r in roots if owner in r.bb_reach})
     head = sorted({_origin(r, r.head_reach[owner]) for r in roots if r.has_backbone and owner in r.head_reach})
     if bb and head:
-        return UNSURE, (f"shared: {owner.name} is reached from {', '.join(bb)} (backbone) and from {', '.join(head)}; "
+        return UNSURE, (f"shared: {owner.name} is reached from {', '.join(bb)} and from {', '.join(head)} "
+                        f"(backbone: {', '.join(bb)}); "
                         f"--keep or --convert {owner.name} settles it")
     if head:
         return CONVERT, f"{owner.name} is reached from {', '.join(head)} (not a backbone attribute)"
@@ -276,14 +277,14 @@ def _site_targets(project: Project, facts: ModuleFacts, raw: RawSite) -> Set[str
 
 def matches_definition(definition: Definition, name: str) -> bool:
     """``Class``, ``path/file.py:Class`` or ``package.module.Class`` names ``definition``."""
-    return _matches(definition.module, definition.name, name)
+    return _matches(definition.module.display, definition.module.modname, definition.name, name)
 
 
-def _matches(facts: ModuleFacts, scope: str, name: str, targets: Set[str] = frozenset()) -> bool:
+def _matches(display: str, modname: str, scope: str, name: str, targets: Set[str] = frozenset()) -> bool:
     if ":" in name:
         path, _, rest = name.rpartition(":")
         want = Path(path).as_posix().lstrip("./")
-        display = Path(facts.display).as_posix()
+        display = Path(display).as_posix()
         if not (display == want or display.endswith("/" + want)):
             return False
         return _scope_matches(scope, rest, targets)
@@ -292,7 +293,7 @@ def _matches(facts: ModuleFacts, scope: str, name: str, targets: Set[str] = froz
     parts = name.split(".")
     for cut in range(1, len(parts)):
         module, rest = ".".join(parts[:cut]), ".".join(parts[cut:])
-        if (facts.modname == module or facts.modname.endswith("." + module)) and _scope_matches(scope, rest, targets):
+        if (modname == module or modname.endswith("." + module)) and _scope_matches(scope, rest, targets):
             return True
     return False
 
@@ -301,11 +302,16 @@ def _scope_matches(scope: str, name: str, targets: Set[str]) -> bool:
     return scope == name or scope.startswith(name + ".") or name in targets
 
 
-def _apply_overrides(site: Site, facts: ModuleFacts, targets: Set[str], config: Config, decision: str,
-                     reason: str, used: Dict[Tuple[str, str], bool]) -> Tuple[str, str]:
+def _apply_overrides(site: Site, facts: Optional[ModuleFacts], targets: Set[str], config: Config, decision: str,
+                     reason: str, used: Optional[Dict[Tuple[str, str], bool]] = None) -> Tuple[str, str]:
+    """--convert/--keep; ``facts`` None (a traced site): module-qualified names are matched by path."""
+    display = facts.display if facts is not None else site.path
+    modname = facts.modname if facts is not None else Path(site.path).with_suffix("").as_posix().replace("/", ".")
     for flag, wanted, names in (("--convert", CONVERT, config.convert), ("--keep", KEEP, config.keep)):
         for name in names:
-            if _matches(facts, site.scope, name, targets):
+            if _matches(display, modname, site.scope, name, targets):
+                if used is not None:
+                    used[(flag, name)] = True
                 used[(flag, name)] = True
                 if wanted == CONVERT and (site.op != "BatchNorm2d" or site.form != "call"):
                     return UNSURE, f"{flag} {name} asked to convert, but this is {site.op} {site.form}; change it by hand"

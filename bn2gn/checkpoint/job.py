@@ -17,7 +17,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from ..modelspec import ModelSpec, build_model
 from ..sources import atomic_output
 from .load import SAFETENSORS, LoadOptions, find_state_dicts, load_checkpoint
-from .remap import CheckpointReport, RemapOptions, remap_content
+from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
 from .save import build_payload, check_written, output_format, save_checkpoint
 from .verify import Verification, verify_state_dict
 
@@ -91,7 +91,10 @@ def run_remap(job: RemapJob) -> RemapResult:
     model = build_model(job.model) if job.model is not None else None
     checkpoint = load_checkpoint(job.source, job.load)
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
-    content, report = remap_content(checkpoint.content, keys, job.remap)
+    remap = job.remap
+    if model is not None and remap.plan is None:  # the model itself says which layers were converted
+        remap = dataclasses.replace(remap, plan=selection_from_model(model, job.model.describe()))
+    content, report = remap_content(checkpoint.content, keys, remap)
     fmt = output_format(output)
     payload, warnings = build_payload(content, keys, fmt)
     report.warnings.extend(warnings + [f"a real run would stop here: {c}" for c in conflicts])
