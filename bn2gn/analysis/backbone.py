@@ -123,7 +123,9 @@ class Evidence:
             return f"loads weights at {definition.module.display}:{line}"
         methods = self.loader_methods()
         for sub in ast.walk(definition.node):
-            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr in methods:
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr in methods \
+                    and (sub.args or sub.keywords or "init_weights" not in sub.func.attr):
+                # a bare ``m.init_weights()`` is usually a random init; with arguments it names the weights
                 return f"loads weights at {methods[sub.func.attr]}"
         if depth >= 4:
             return None
@@ -141,6 +143,8 @@ class Evidence:
         self._self[cls] = None
         result = None
         for klass in [cls] + base_classes(self.project, cls):
+            if not self._mentions_loading(klass):
+                continue
             for item in klass.node.body:
                 if isinstance(item, FUNCTIONS) and _loads_into_self(item):
                     line = self._direct_weight_call(klass, item) or self._calls_loader(klass, item)
@@ -152,6 +156,12 @@ class Evidence:
                 break
         self._self[cls] = result
         return result
+
+    def _mentions_loading(self, klass: Definition) -> bool:
+        """Cheap text test before walking a class: loading into self needs one of these words."""
+        node = klass.node
+        text = "".join(klass.module.lines[node.lineno - 1:node.end_lineno])
+        return "load_state_dict" in text or "load_pretrained_model" in text
 
     def _calls_loader(self, klass: Definition, item: ast.AST) -> int:
         for sub in ast.walk(item):

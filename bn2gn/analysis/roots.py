@@ -102,6 +102,9 @@ def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel
                 bucket.setdefault(definition, attr)
             if attr in backbone and _is_opaque(project, cls, stmt, refs):
                 opaque.append((attr, stmt.node.lineno, _uses_globals(stmt)))
+                if _uses_globals(stmt):
+                    for factory in _pretrained_factories(project, stmt.owner or cls):
+                        bb_start.setdefault(factory, attr)
     avoid = [cls] + bases
     return RootModel(cls=cls, attrs_of=attrs_of, backbone_attrs=found_backbone,
                      bb_reach=_reach_labelled(project, bb_start, avoid),
@@ -219,6 +222,18 @@ def _is_opaque(project: Project, cls: Definition, stmt: FlowStatement, refs: Set
                 if target is not None and target.kind == "var":
                     return True
     return False
+
+
+def _pretrained_factories(project: Project, cls: Definition) -> List[Definition]:
+    """What ``globals()[name](pretrained=...)`` can build: the module's functions (defined or imported)
+    that take a ``pretrained`` parameter."""
+    facts = cls.module
+    found = [d for d in facts.defs.values() if d.kind == "function"]
+    for dotted in facts.imports.values():
+        target = project.resolve_dotted(dotted)
+        if target is not None and target.kind == "function":
+            found.append(target)
+    return [d for d in found if "pretrained" in _param_names(d.node)]
 
 
 def _uses_globals(stmt: FlowStatement) -> bool:
