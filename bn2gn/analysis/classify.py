@@ -200,11 +200,7 @@ def _new_layer_in_backbone(project: Project, owner: Definition, raw: RawSite) ->
     loaded = evidence_of(project).self_load(owner)
     if loaded is None or not loaded.checkpoint:
         return None
-    statements, finals, _ = class_flow(project, owner)
-    attrs = set()
-    for stmt, final in zip(statements, finals):
-        if stmt.node is raw.statement:
-            attrs |= final
+    attrs = set(statement_attrs(project, owner).get(id(raw.statement), ()))
     new = sorted(a for a in attrs if a not in loaded.covers and a not in (OWN, DYNAMIC))
     if not new or len(new) < len(attrs - {OWN}):
         return None
@@ -267,12 +263,20 @@ def _site_targets(project: Project, facts: ModuleFacts, raw: RawSite) -> Set[str
     owner = facts.defs.get(raw.owner) if raw.owner else None
     if owner is None or owner.kind != "class":
         return set()
-    statements, finals, _ = class_flow(project, owner)
-    out = set()
-    for stmt, final in zip(statements, finals):
-        if stmt.node is raw.statement:
-            out |= {f"{owner.name}.{a}" for a in final if a not in (OWN, DYNAMIC)}
-    return out
+    final = statement_attrs(project, owner).get(id(raw.statement), ())
+    return {f"{owner.name}.{a}" for a in final if a not in (OWN, DYNAMIC)}
+
+
+def statement_attrs(project: Project, cls: Definition) -> Dict[int, Set[str]]:
+    """id(statement node) -> attributes of ``cls`` its value ends up in (one index per class, not per site)."""
+    cache = project.__dict__.setdefault("_bn2gn_statement_attrs", {})
+    if cls not in cache:
+        statements, finals, _ = class_flow(project, cls)
+        index: Dict[int, Set[str]] = {}
+        for stmt, final in zip(statements, finals):
+            index.setdefault(id(stmt.node), set()).update(final)
+        cache[cls] = index
+    return cache[cls]
 
 
 def matches_definition(definition: Definition, name: str) -> bool:

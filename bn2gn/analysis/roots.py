@@ -359,9 +359,6 @@ def _target_sinks(target: ast.AST, self_name: str) -> List[Tuple[str, str]]:
 
 def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
     """Follow locals and returns until each statement's value lands in attributes (or the root's own code)."""
-    by_method: Dict[int, List[int]] = {}
-    for index, stmt in enumerate(statements):
-        by_method.setdefault(id(stmt.method), []).append(index)
     callers: Dict[str, List[int]] = {}
     for index, stmt in enumerate(statements):
         for expr in stmt.expressions:
@@ -369,6 +366,10 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(
                         node.func.value, ast.Name) and node.func.value.id in ("self", "cls"):
                     callers.setdefault(node.func.attr, []).append(index)
+    readers: Dict[Tuple[int, str], List[int]] = {}
+    for index, stmt in enumerate(statements):
+        for name in stmt.reads:
+            readers.setdefault((id(stmt.method), name), []).append(index)
     base: List[Set[str]] = []
     feeds: List[Set[int]] = []
     for index, stmt in enumerate(statements):
@@ -381,7 +382,7 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
                 own.add(OWN)
             else:
                 if kind == "local":
-                    targets = [i for i in by_method.get(id(stmt.method), []) if name in statements[i].reads]
+                    targets = readers.get((id(stmt.method), name), [])
                 else:
                     targets = callers.get(getattr(stmt.method, "name", ""), [])
                 targets = [i for i in targets if i != index]
