@@ -208,14 +208,16 @@ def _loads_into_self(method: ast.AST) -> bool:
 
 
 def base_classes(project: Project, cls: Definition) -> List[Definition]:
-    """Scanned base classes, nearest first (cycles and unknown bases ignored)."""
+    """Scanned nn.Module base classes, nearest first (cycles, unknown bases and torch's own
+    ``Module`` when torch itself is scanned are ignored)."""
     out: List[Definition] = []
     queue = [cls]
+    modules = project.modules_classes
     while queue:
         current = queue.pop(0)
         for base in current.node.bases:
             found = project.resolve(current.module, base)
-            if found is not None and found.kind == "class" and found is not cls and found not in out:
+            if found is not None and found in modules and found is not cls and found not in out:
                 out.append(found)
                 queue.append(found)
     return out

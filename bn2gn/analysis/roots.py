@@ -65,13 +65,22 @@ def class_flow(project: Project, cls: Definition) -> Tuple[List["FlowStatement"]
         statements = _flow_statements(cls)
         defined = {item.name for item in cls.node.body if isinstance(item, FUNCTIONS)}
         for base in bases:
-            for stmt in _flow_statements(base):
-                name = getattr(stmt.method, "name", None)
-                if name is None or name not in defined or name == "__init__":
-                    statements.append(stmt)
+            # what the base's __init__ (and the helpers it calls on self) assigns lives on cls's instances
+            wanted = _init_and_helpers(base) - (defined - {"__init__"})
+            statements.extend(s for s in _flow_statements(base) if getattr(s.method, "name", None) in wanted)
             defined |= {item.name for item in base.node.body if isinstance(item, FUNCTIONS)}
         cache[cls] = (statements, _resolve_sinks(statements), bases)
     return cache[cls]
+
+
+def _init_and_helpers(cls: Definition) -> Set[str]:
+    """``__init__`` and the methods it calls as ``self.name(...)``."""
+    init = next((i for i in cls.node.body if isinstance(i, FUNCTIONS) and i.name == "__init__"), None)
+    if init is None:
+        return set()
+    called = {n.func.attr for n in ast.walk(init) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+              and isinstance(n.func.value, ast.Name) and n.func.value.id == "self"}
+    return {"__init__"} | called
 
 
 def evidence_of(project: Project):
