@@ -148,7 +148,7 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
             site.decision, site.reason = _decide(project, facts, raw, roots, root_by_def, possible, config,
                                                  backbone_classes)
             site.decision, site.reason = _apply_form(raw, site.decision, site.reason)
-            targets = _site_targets(project, facts, raw)
+            targets = _site_targets(project, facts, raw) if used else set()
             site.decision, site.reason = _apply_overrides(site, facts, targets, config, site.decision,
                                                           site.reason, used)
             plan.sites.append(site)
