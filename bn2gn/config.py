@@ -44,12 +44,16 @@ class Config:
 
 
 def is_backbone_path(dotted: str, attrs: Iterable[str]) -> bool:
-    """True when a whole component of a dotted module path is a backbone attribute.
+    """True when a whole component of a dotted module path is a backbone attribute name, or its first
+    component is the attribute of a ``Root.attr`` entry (a backbone the plan inferred for a root model;
+    without the model at hand, a path is taken relative to the root).
 
     ``base`` matches ``base.0.bn`` but never ``base3d``, ``base_layer`` or ``database``.
     """
-    wanted = set(attrs)
-    return any(part in wanted for part in dotted.split("."))
+    names = {a for a in attrs if "." not in a}
+    top = {a.rpartition(".")[2] for a in attrs if "." in a}
+    parts = dotted.split(".")
+    return any(part in names for part in parts) or parts[0] in top
 
 
 def find_config_file(start: Path) -> Optional[Path]:

@@ -7,7 +7,9 @@ the tests call them from here. So they must stay self-contained: no module-level
 standard-library imports inside the function bodies, and only each other as helpers.
 
 A module is in the backbone when a whole component of its ``named_modules()`` path, taken on the
-unwrapped model, is a backbone attribute; the same rule as ``bn2gn.config.is_backbone_path``.
+unwrapped model, is a backbone attribute name (``backbone``, ``base_layer``, ``--backbone-attr``),
+or when it sits under attribute ``attr`` of an instance of class ``Root`` for an entry
+``"Root.attr"``: the backbones ``bn2gn scan`` inferred from pretrained weights (docs/decisions.md).
 """
 
 from .config import DEFAULT_BACKBONE_ATTRS
@@ -27,6 +29,28 @@ def unwrap_model(model):
     return model
 
 
+def backbone_modules(network, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
+    """Yield (path, module) for every module of ``network`` inside the backbone."""
+    names, owned = set(), {}
+    for entry in backbone_attrs:
+        owner, dot, attr = entry.rpartition(".")
+        if dot:
+            owned.setdefault(owner, set()).add(attr)
+        else:
+            names.add(entry)
+    modules = list(network.named_modules())
+    prefixes = set()
+    for path, module in modules:
+        for klass in type(module).__mro__:
+            for attr in owned.get(klass.__name__, ()):
+                prefixes.add(f"{path}.{attr}" if path else attr)
+    for path, module in modules:
+        parts = path.split(".") if path else []
+        if any(part in names for part in parts) or any(
+                ".".join(parts[:i]) in prefixes for i in range(1, len(parts) + 1)):
+            yield path, module
+
+
 def backbone_batchnorms(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
     """Yield (path, module) for each backbone BatchNorm (any _BatchNorm, SyncBatchNorm too)."""
     from torch.nn.modules.batchnorm import _BatchNorm
@@ -34,10 +58,8 @@ def backbone_batchnorms(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
     network = unwrap_model(model)
     if not hasattr(network, "named_modules"):
         raise TypeError(f"expected a torch.nn.Module, got {type(network).__name__}")
-    wanted = set(backbone_attrs)
-    for path, module in network.named_modules():
-        in_backbone = any(part in wanted for part in path.split("."))
-        if in_backbone and isinstance(module, _BatchNorm):
+    for path, module in backbone_modules(network, backbone_attrs):
+        if isinstance(module, _BatchNorm):
             yield path, module
 
 

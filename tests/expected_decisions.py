@@ -377,3 +377,100 @@ EXPECTED_BACKBONE_BATCHNORM = {
     "res_18": {"prefixes": ("base_layer.", "layer1.", "layer2.", "layer3.",
                             "layer4."), "count": 20},
 }
+
+
+# === issue 15: right plans with no options (fixtures/plans/<shape>) =========
+# Each case is scanned from its own folder with no options and no config file:
+# the backbone must come from pretrained-weight evidence, the roots from the
+# entry points. Written by reading the fixtures.
+PLAN_CASES = ("plans/dla_pretrained", "plans/flat_resnet", "plans/tracker", "plans/encoder_table",
+              "plans/dla_alone")
+
+# --- plans/dla_pretrained --------------------------------------------------
+# Shapes: pretrained factory under an unlisted attribute (DLASeg.base =
+# globals()[base_name](pretrained=pretrained)); factory table subscripted at
+# run time (create_model -> _model_factory[arch]); heads by
+# self.__setattr__(head, fc); dead DLA._make_level.
+# dla.py is the backbone: Block, Stage, DLA (base_layer stem, _conv_level)
+# keep, and the never-called _make_level is DLA's code: keep.
+# pose_dla.py: DeformConv (inside DLAUp/IDAUp, neck) and the heads convert.
+EXPECTED.update({
+    ("plans/dla_pretrained", "models/dla.py", "Block.__init__", 0): KEEP,
+    ("plans/dla_pretrained", "models/dla.py", "Stage.__init__", 0): KEEP,
+    ("plans/dla_pretrained", "models/dla.py", "DLA.__init__", 0): KEEP,
+    ("plans/dla_pretrained", "models/dla.py", "DLA._make_level", 0): KEEP,
+    ("plans/dla_pretrained", "models/dla.py", "DLA._conv_level", 0): KEEP,
+    ("plans/dla_pretrained", "models/pose_dla.py", "DeformConv.__init__", 0): CONVERT,
+    ("plans/dla_pretrained", "models/pose_dla.py", "DLASeg.__init__", 0): CONVERT,
+})
+
+# --- plans/flat_resnet -----------------------------------------------------
+# Shapes: flat ResNet (conv1/bn1/layer1..4 inline beside deconv_layers and
+# heads) whose init_weights loads model_urls['resnet..'] (download.pytorch.org
+# resnet URLs) with strict=False: conv1, bn1, layer1..4 are backbone, the stem
+# too. self.adapt = DeformConv(64 * block.expansion, 32) passes no block, so
+# BasicBlock/Bottleneck are reached only from layer1..4: keep. DeformConv in
+# dcn.py builds NormAct through a local alias (norm = NormAct; norm(cho)): the
+# alias is followed, NormAct is neck code: convert. Heads (__setattr__) and
+# _make_deconv_layer convert; _make_layer's downsample keeps.
+EXPECTED.update({
+    ("plans/flat_resnet", "nets/dcn.py", "NormAct.__init__", 0): CONVERT,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "BasicBlock.__init__", 0): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "BasicBlock.__init__", 1): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "Bottleneck.__init__", 0): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "Bottleneck.__init__", 1): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "PoseResNet.__init__", 0): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "PoseResNet.__init__", 1): CONVERT,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "PoseResNet._make_layer", 0): KEEP,
+    ("plans/flat_resnet", "nets/msra_resnet.py", "PoseResNet._make_deconv_layer", 0): CONVERT,
+})
+
+# --- plans/tracker ---------------------------------------------------------
+# Shapes: factory table of classes (_network_factory[arch]); heads built in a
+# base class (BaseModel.__init__ through super().__init__ in DLASeg and
+# BaseModel.__init__(self, ...) in PoseResDCN); same-named classes in two
+# files (neck.py BasicBlock is neck code: convert; dla.py BasicBlock is the
+# DLA's block: keep); new input branches inside the backbone class
+# (DLA.pre_img_layer / pre_hm_layer: the DLA checkpoint DLA loads does not
+# cover them: unsure); an unused backbone copy (dla_old.py: nothing builds
+# OldDLA, so all its sites keep, "not used by any model"), and a flat ResNet
+# (PoseResDCN) whose init_weights loads a torchvision ResNet URL through
+# torch.hub's load_state_dict_from_url.
+EXPECTED.update({
+    ("plans/tracker", "lib/model/networks/base_model.py", "BaseModel.__init__", 0): CONVERT,
+    ("plans/tracker", "lib/model/networks/neck.py", "BasicBlock.__init__", 0): CONVERT,
+    ("plans/tracker", "lib/model/networks/dla.py", "BasicBlock.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/dla.py", "DLA.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/dla.py", "DLA.__init__", 1): UNSURE,
+    ("plans/tracker", "lib/model/networks/dla.py", "DLA.__init__", 2): UNSURE,
+    ("plans/tracker", "lib/model/networks/resdcn.py", "Bottleneck.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/resdcn.py", "PoseResDCN.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/resdcn.py", "PoseResDCN.__init__", 1): CONVERT,
+    ("plans/tracker", "lib/model/networks/dla_old.py", "OldBlock.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/dla_old.py", "OldDLA.__init__", 0): KEEP,
+    ("plans/tracker", "lib/model/networks/dla_old.py", "OldDLA.__init__", 1): KEEP,
+})
+
+# --- plans/encoder_table ---------------------------------------------------
+# Shape: self.encoder = backbone_factory[opt.backbone](opt=opt), where every
+# value of the module-level table is a factory that loads weights
+# (torch.hub.load_state_dict_from_url): encoder is backbone although its name
+# is not listed. TinyResNet/TinyMobile keep; Decoder and the hm head convert.
+EXPECTED.update({
+    ("plans/encoder_table", "backbones.py", "TinyResNet.__init__", 0): KEEP,
+    ("plans/encoder_table", "backbones.py", "TinyResNet.__init__", 1): KEEP,
+    ("plans/encoder_table", "backbones.py", "TinyMobile.__init__", 0): KEEP,
+    ("plans/encoder_table", "detector.py", "Decoder.__init__", 0): CONVERT,
+    ("plans/encoder_table", "detector.py", "Detector.__init__", 0): CONVERT,
+})
+
+# --- plans/dla_alone -------------------------------------------------------
+# Shape: a backbone class whose stem is base_layer, used inside a root
+# (DLASeg.base = dla34(pretrained=...)) and alone (_model_factory['cls'] =
+# dla34, a classifier). Either way its BatchNorm is pretrained: keep; the
+# detector's Head converts.
+EXPECTED.update({
+    ("plans/dla_alone", "dla.py", "Level.__init__", 0): KEEP,
+    ("plans/dla_alone", "dla.py", "DLA.__init__", 0): KEEP,
+    ("plans/dla_alone", "seg.py", "Head.__init__", 0): CONVERT,
+})

@@ -95,7 +95,8 @@ def test_text_report_prints_differences_with_both_reasons(tree):
     assert result.exit_code == 0, result.output
     assert "trace: 2 decision(s) differ from the static plan:" in result.stdout
     line = next(l for l in result.stdout.splitlines() if "src/layer_specs/model.py:11:13" in l and "->" in l)
-    assert "static unsure (shared: deconv_bn is reached from SpecNet.backbone and from SpecNet.head)" in line
+    assert "static unsure (shared: deconv_bn is reached from SpecNet.backbone and from SpecNet.head" in line
+    assert "--keep or --convert deconv_bn settles it" in line
     assert "-> traced convert (traced: 1 instance(s), none under a backbone attribute: (head.1))" in line
 
 

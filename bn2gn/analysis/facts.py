@@ -170,10 +170,23 @@ class ModuleFacts:
         statement = raw.statement
         if statement is None or isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             statement = raw.node  # a default argument: the whole def is too wide to fingerprint
-        rank = sum(1 for other in self.sites if other.statement is raw.statement
-                   and (other.node.lineno, other.node.col_offset) < (raw.node.lineno, raw.node.col_offset))
+        rank = self._rank(raw)
         text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+    def _rank(self, raw: RawSite) -> int:
+        """How many sites of the same statement start before ``raw`` (indexed once: no scan per site)."""
+        ranks = self.__dict__.get("_ranks")
+        if ranks is None or len(ranks) != len(self.sites):
+            ranks = {}
+            seen: Dict[int, int] = {}
+            for site in sorted(self.sites, key=lambda s: (s.node.lineno, s.node.col_offset)):
+                key = id(site.statement)
+                ranks[id(site)] = seen.get(key, 0)
+                seen[key] = ranks[id(site)] + 1
+            self._ranks = ranks
+        return ranks.get(id(raw), 0)
 
 
 _BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())

@@ -60,14 +60,24 @@ class Project:
                 local: Optional[Dict[str, Set[Definition]]] = None) -> Set[Definition]:
         """Definitions an expression or statement names; local variable names expand to what they hold."""
         out: Set[Definition] = set()
-        for sub in ast.walk(node):
+        called: Set[int] = set()
+        skip: Set[int] = set()
+        for sub in ast.walk(node):  # breadth first: a Call and an Attribute come before their children
+            if isinstance(sub, ast.Call):
+                called.add(id(sub.func))
+                continue
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                if id(sub) in skip:
+                    continue
                 if local is not None and sub.id in local:
                     out |= local[sub.id]
                     continue
                 found = self.resolve(facts, sub)
             elif isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
                 found = self.resolve(facts, sub)
+                if found is None and id(sub) not in called and isinstance(sub.value, ast.Name) and sub.attr != "__init__":
+                    # ``block.expansion``: reading a class attribute passes no class
+                    skip.add(id(sub.value))
             else:
                 continue
             if found is not None:
@@ -84,9 +94,11 @@ class Project:
             self._refs[definition] = cached
         return cached
 
-    def reach(self, start: Iterable[Definition], avoid: Optional[Definition] = None) -> Dict[Definition, Definition]:
-        """Everything reachable from ``start`` (never entering ``avoid``); maps each to where it was first reached."""
-        seen: Dict[Definition, Definition] = {avoid: avoid} if avoid is not None else {}
+    def reach(self, start: Iterable[Definition], avoid=None) -> Dict[Definition, Definition]:
+        """Everything reachable from ``start`` (never entering ``avoid``, a definition or several);
+        maps each to where it was first reached."""
+        avoided = () if avoid is None else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
+        seen: Dict[Definition, Definition] = {a: a for a in avoided}
         queue = deque()
         for item in start:
             if item not in seen:
@@ -98,7 +110,8 @@ class Project:
                 if nxt not in seen:
                     seen[nxt] = seen[current]
                     queue.append(nxt)
-        seen.pop(avoid, None)
+        for item in avoided:
+            seen.pop(item, None)
         return seen
 
     # -- locals ----------------------------------------------------------------------------------

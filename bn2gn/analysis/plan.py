@@ -49,6 +49,8 @@ class Plan:
     files: int = 0
     #: other planned edits (patch-trainer insertion points), as plain dicts with path/line/rule/message
     insertions: List[dict] = dataclasses.field(default_factory=list)
+    #: root model name -> {backbone attribute: evidence}: the one backbone decision every command uses
+    backbones: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> Dict[str, int]:
         counter = Counter(site.decision for site in self.sites)
@@ -60,7 +62,7 @@ class Plan:
     def as_dict(self) -> dict:
         return {"files": self.files, "roots": self.roots, "sites": [s.as_dict() for s in self.sites],
                 "insertions": self.insertions, "errors": self.errors, "notes": self.notes,
-                "summary": self.counts()}
+                "backbones": self.backbones, "summary": self.counts()}
 
 
 def render_text(plan: Plan, verbose: bool = False) -> str:
@@ -97,7 +99,8 @@ def site_from_dict(data: dict) -> Site:
 def plan_from_dict(data: dict) -> Plan:
     return Plan(sites=[site_from_dict(s) for s in data.get("sites", [])], roots=list(data.get("roots", [])),
                 errors=list(data.get("errors", [])), notes=list(data.get("notes", [])),
-                files=int(data.get("files", 0)), insertions=list(data.get("insertions", [])))
+                files=int(data.get("files", 0)), insertions=list(data.get("insertions", [])),
+                backbones={str(k): dict(v) for k, v in (data.get("backbones") or {}).items() if isinstance(v, dict)})
 
 
 def scope_name(class_name: Optional[str], func_names: List[str]) -> str:

@@ -27,6 +27,7 @@ class FlowStatement:
     sinks: List[Tuple[str, str]]  # ("attr", name) | ("local", name) | ("return", "") | ("own", "")
     reads: Set[str]
     expressions: List[ast.AST]
+    owner: Optional[Definition] = None  # the class whose body holds the statement
 
 
 @dataclasses.dataclass
@@ -37,6 +38,12 @@ class RootModel:
     bb_reach: Dict[Definition, str]  # definition -> backbone attribute it was reached from
     head_reach: Dict[Definition, str]
     opaque: List[Tuple[str, int, bool]]  # (attribute, line, uses globals())
+    #: backbone attribute -> why it is backbone (pretrained evidence or a configured name)
+    evidence: Dict[str, str] = dataclasses.field(default_factory=dict)
+    #: attribute -> why bn2gn cannot tell (weights of unknown coverage loaded into the root)
+    uncertain: Dict[str, str] = dataclasses.field(default_factory=dict)
+    #: scanned base classes whose methods run on this root's instances (super().__init__)
+    bases: List[Definition] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -47,52 +54,156 @@ class RootModel:
         return bool(self.backbone_attrs)
 
 
+def class_flow(project: Project, cls: Definition) -> Tuple[List["FlowStatement"], List[Set[str]], List[Definition]]:
+    """The statements of ``cls`` and of the scanned base classes whose methods run on its instances,
+    and the attributes each statement's value ends up in (cached per class)."""
+    cache = project.__dict__.setdefault("_bn2gn_flow", {})
+    if cls not in cache:
+        from .backbone import base_classes
+
+        bases = base_classes(project, cls) if cls in project.modules_classes else []
+        statements = _flow_statements(cls)
+        defined = {item.name for item in cls.node.body if isinstance(item, FUNCTIONS)}
+        for base in bases:
+            # what the base's __init__ (and the helpers it calls on self) assigns lives on cls's instances
+            wanted = _init_and_helpers(base) - (defined - {"__init__"})
+            statements.extend(s for s in _flow_statements(base) if getattr(s.method, "name", None) in wanted)
+            defined |= {item.name for item in base.node.body if isinstance(item, FUNCTIONS)}
+        cache[cls] = (statements, _resolve_sinks(statements), bases)
+    return cache[cls]
+
+
+def _init_and_helpers(cls: Definition) -> Set[str]:
+    """``__init__`` and the methods it calls as ``self.name(...)``."""
+    init = next((i for i in cls.node.body if isinstance(i, FUNCTIONS) and i.name == "__init__"), None)
+    if init is None:
+        return set()
+    called = {n.func.attr for n in ast.walk(init) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+              and isinstance(n.func.value, ast.Name) and n.func.value.id == "self"}
+    return {"__init__"} | called
+
+
+def evidence_of(project: Project):
+    from .backbone import Evidence
+
+    found = project.__dict__.get("_bn2gn_evidence")
+    if found is None:
+        found = project.__dict__["_bn2gn_evidence"] = Evidence(project)
+    return found
+
+
 def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel:
-    statements = _flow_statements(cls)
-    finals = _resolve_sinks(statements)
+    statements, finals, bases = class_flow(project, cls)
     attrs_of = {id(s.node): finals[i] for i, s in enumerate(statements)}
-    found_backbone = sorted({a for f in finals for a in f if a in backbone_attrs})
+    init_bindings = project.param_bindings.get(cls, {})
+    refs_of = [_statement_refs(project, cls, stmt, init_bindings) for stmt in statements]
+    evidence, uncertain = _backbone_evidence(project, cls, statements, finals, refs_of, backbone_attrs)
+    backbone = set(evidence)
+    found_backbone = sorted(backbone)
     bb_start: Dict[Definition, str] = {}
     head_start: Dict[Definition, str] = {}
     opaque = []
-    init_bindings = project.param_bindings.get(cls, {})
     for index, stmt in enumerate(statements):
-        refs = _statement_refs(project, cls, stmt, init_bindings)
+        refs = refs_of[index]
         for attr in sorted(finals[index]):
-            bucket = bb_start if attr in backbone_attrs else head_start
+            bucket = bb_start if attr in backbone else head_start
             for definition in refs:
                 bucket.setdefault(definition, attr)
-            if attr in backbone_attrs and _is_opaque(project, cls, stmt, refs):
+            if attr in backbone and _is_opaque(project, cls, stmt, refs):
                 opaque.append((attr, stmt.node.lineno, _uses_globals(stmt)))
+                if _uses_globals(stmt):
+                    for factory in _pretrained_factories(project, stmt.owner or cls):
+                        bb_start.setdefault(factory, attr)
+    avoid = [cls] + bases
     return RootModel(cls=cls, attrs_of=attrs_of, backbone_attrs=found_backbone,
-                     bb_reach=_reach_labelled(project, bb_start, cls), head_reach=_reach_labelled(project, head_start, cls),
-                     opaque=opaque)
+                     bb_reach=_reach_labelled(project, bb_start, avoid),
+                     head_reach=_reach_labelled(project, head_start, avoid),
+                     opaque=opaque, evidence=evidence, uncertain=uncertain, bases=bases)
 
 
-def _reach_labelled(project: Project, start: Dict[Definition, str], root: Definition) -> Dict[Definition, str]:
-    """What the attributes reach, never through the root class itself (``super(Root, self)`` names it)."""
-    start = {d: a for d, a in start.items() if d is not root}
-    origin = project.reach(start, avoid=root)
-    return {definition: start[first] for definition, first in origin.items()}
+def _backbone_evidence(project: Project, cls: Definition, statements, finals, refs_of,
+                       names) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Attribute -> evidence that it holds the pretrained backbone; attribute -> why it is undecidable."""
+    from .backbone import pretrained_keyword, short
+
+    ev = evidence_of(project)
+    where = cls.module.display
+    found: Dict[str, str] = {}
+    attrs = sorted({a for f in finals for a in f if a not in (OWN, DYNAMIC)})
+    for attr in attrs:
+        if attr in names:
+            found[attr] = f"{cls.name}.{attr}: a backbone attribute name"
+    for index, stmt in enumerate(statements):
+        targets = finals[index] - {OWN}
+        if len(targets) != 1 or DYNAMIC in targets:
+            continue
+        attr = next(iter(targets))
+        if attr in found:
+            continue
+        call = pretrained_keyword(stmt.expressions)
+        if call is not None:
+            found[attr] = f"{cls.name}.{attr} holds {short(call)} at {where}:{call.lineno} (pretrained weights)"
+            continue
+        for definition in sorted(refs_of[index], key=lambda d: d.qualname):
+            if definition is cls or definition.kind not in ("class", "function", "var"):
+                continue
+            loads = ev.loads(definition)
+            if loads:
+                found[attr] = f"{cls.name}.{attr} holds {definition.name} at {where}:{stmt.node.lineno}, which {loads}"
+                break
+    uncertain: Dict[str, str] = {}
+    own = ev.self_load(cls) if cls in project.modules_classes else None
+    if own is not None:
+        for attr in attrs:
+            if attr in found:
+                continue
+            if attr in own.covers:
+                found[attr] = f"{cls.name}.{attr}: {own.describe()}, which covers {', '.join(own.covers)}"
+            elif not own.checkpoint:
+                uncertain[attr] = (f"{own.describe()}; bn2gn cannot tell whether they cover {cls.name}.{attr}: "
+                                   f"--backbone-attr {attr} if they do, --convert {cls.name}.{attr} if not")
+    return found, uncertain
+
+
+def _reach_labelled(project: Project, start: Dict[Definition, str], avoid) -> Dict[Definition, str]:
+    """What the attributes reach, never through the root class itself (``super(Root, self)`` names it)
+    nor its base classes (their code runs on the root's instances and is decided with the root)."""
+    start = {d: a for d, a in start.items() if d not in avoid}
+    origin = project.reach(start, avoid=list(avoid))
+    return {definition: start[first] for definition, first in origin.items() if first in start}
 
 
 def _statement_refs(project: Project, cls: Definition, stmt: FlowStatement, init_bindings) -> Set[Definition]:
+    if stmt.owner is not None and stmt.owner is not cls:
+        cls, init_bindings = stmt.owner, project.param_bindings.get(stmt.owner, {})
     facts = cls.module
     refs: Set[Definition] = set()
     is_init = getattr(stmt.method, "name", "") == "__init__"
     params = _param_names(stmt.method)
+    used = set()
     for expr in stmt.expressions:
         refs |= project.refs_in(facts, expr)
         if is_init:
-            for node in ast.walk(expr):
-                if isinstance(node, ast.Name) and node.id in params:
-                    refs |= init_bindings.get(node.id, set())
-    if is_init and isinstance(stmt.method, FUNCTIONS):
+            used |= {n.id for n in value_names(expr) if n.id in params}
+    for name in used:
+        refs |= init_bindings.get(name, set())
+    if used and isinstance(stmt.method, FUNCTIONS):
         defaults = project.local_values(facts, stmt.method)
-        for node in (n for e in stmt.expressions for n in ast.walk(e)):
-            if isinstance(node, ast.Name) and node.id in params:
-                refs |= defaults.get(node.id, set())
+        for name in used:
+            refs |= defaults.get(name, set())
     return refs
+
+
+def value_names(expr: ast.AST):
+    """Names whose value an expression uses: not ``block`` in ``block.expansion`` (a class attribute read)."""
+    called, skip = set(), set()
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Call):
+            called.add(id(node.func))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and id(node) not in called:
+            skip.add(id(node.value))
+        elif isinstance(node, ast.Name) and id(node) not in skip:
+            yield node
 
 
 def _param_names(method: ast.AST) -> Set[str]:
@@ -122,6 +233,18 @@ def _is_opaque(project: Project, cls: Definition, stmt: FlowStatement, refs: Set
     return False
 
 
+def _pretrained_factories(project: Project, cls: Definition) -> List[Definition]:
+    """What ``globals()[name](pretrained=...)`` can build: the module's functions (defined or imported)
+    that take a ``pretrained`` parameter."""
+    facts = cls.module
+    found = [d for d in facts.defs.values() if d.kind == "function"]
+    for dotted in facts.imports.values():
+        target = project.resolve_dotted(dotted)
+        if target is not None and target.kind == "function":
+            found.append(target)
+    return [d for d in found if "pretrained" in _param_names(d.node)]
+
+
 def _uses_globals(stmt: FlowStatement) -> bool:
     return any(isinstance(n, ast.Name) and n.id in ("globals", "locals", "vars")
                for e in stmt.expressions for n in ast.walk(e))
@@ -129,6 +252,13 @@ def _uses_globals(stmt: FlowStatement) -> bool:
 
 # -- statements and where their values go --------------------------------------------------------
 def _flow_statements(cls: Definition) -> List[FlowStatement]:
+    out = _class_statements(cls)
+    for stmt in out:
+        stmt.owner = cls
+    return out
+
+
+def _class_statements(cls: Definition) -> List[FlowStatement]:
     out: List[FlowStatement] = []
     for item in cls.node.body:
         if isinstance(item, FUNCTIONS):
@@ -165,9 +295,22 @@ def _flow(node, method, sinks, expressions) -> FlowStatement:
 def _statement_expressions(node: ast.stmt) -> List[ast.AST]:
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         return [node.value] if node.value is not None else []
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        value = _setter_value(node.value)
+        if value is not None:
+            return [value]  # self.__setattr__(head, fc) holds only what fc holds
     if isinstance(node, (ast.Expr, ast.Return)):
         return [node.value] if node.value is not None else []
     return [node]
+
+
+def _setter_value(call: ast.Call) -> Optional[ast.AST]:
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in ATTR_SETTERS and len(call.args) == 2:
+        return call.args[1]
+    if isinstance(func, ast.Name) and func.id == "setattr" and len(call.args) == 3:
+        return call.args[2]
+    return None
 
 
 def _statement_sinks(node: ast.stmt, self_name: str) -> List[Tuple[str, str]]:
@@ -225,9 +368,6 @@ def _target_sinks(target: ast.AST, self_name: str) -> List[Tuple[str, str]]:
 
 def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
     """Follow locals and returns until each statement's value lands in attributes (or the root's own code)."""
-    by_method: Dict[int, List[int]] = {}
-    for index, stmt in enumerate(statements):
-        by_method.setdefault(id(stmt.method), []).append(index)
     callers: Dict[str, List[int]] = {}
     for index, stmt in enumerate(statements):
         for expr in stmt.expressions:
@@ -235,6 +375,10 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(
                         node.func.value, ast.Name) and node.func.value.id in ("self", "cls"):
                     callers.setdefault(node.func.attr, []).append(index)
+    readers: Dict[Tuple[int, str], List[int]] = {}
+    for index, stmt in enumerate(statements):
+        for name in stmt.reads:
+            readers.setdefault((id(stmt.method), name), []).append(index)
     base: List[Set[str]] = []
     feeds: List[Set[int]] = []
     for index, stmt in enumerate(statements):
@@ -247,7 +391,7 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
                 own.add(OWN)
             else:
                 if kind == "local":
-                    targets = [i for i in by_method.get(id(stmt.method), []) if name in statements[i].reads]
+                    targets = readers.get((id(stmt.method), name), [])
                 else:
                     targets = callers.get(getattr(stmt.method, "name", ""), [])
                 targets = [i for i in targets if i != index]

@@ -82,12 +82,14 @@ def trace_plan(static: Plan, project, spec, config: Config, checkpoint=None, loa
     with record_batchnorm(files) as creations, _forget_imports(spec, files):
         model, stubs = _build(spec)
     paths = module_paths(model)
+    inside = backbone_paths(model, config, static)
     by_site, untracked = match_creations(creations, static.sites, paths)
     report = TraceReport(plan=Plan(files=static.files, roots=list(static.roots), errors=list(static.errors),
-                                   notes=list(static.notes), insertions=list(static.insertions)),
+                                   notes=list(static.notes), insertions=list(static.insertions),
+                                   backbones=dict(static.backbones)),
                          model=spec.describe(), instances=len(creations), stubs=stubs, untracked=untracked)
     for site in static.sites:
-        report.plan.sites.append(traced_site(site, by_site.get(_key(site)), paths, config))
+        report.plan.sites.append(traced_site(site, by_site.get(_key(site)), paths, config, inside))
     report.executed = sum(1 for s in static.sites if _key(s) in by_site)
     report.differences = [(s, t) for s, t in zip(static.sites, report.plan.sites) if s.decision != t.decision]
     if creations and not by_site and static.sites:
@@ -97,7 +99,17 @@ def trace_plan(static: Plan, project, spec, config: Config, checkpoint=None, loa
     return report
 
 
-def traced_site(site: Site, found: Optional[List[Creation]], paths: Dict[int, List[str]], config: Config) -> Site:
+def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
+    """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
+    from ..runtime import backbone_modules
+    from .backbone import backbone_attrs_of
+
+    attrs = backbone_attrs_of(config.backbone_attrs, static.backbones if static is not None else {})
+    return {path for path, _ in backbone_modules(model, attrs)}
+
+
+def traced_site(site: Site, found: Optional[List[Creation]], paths: Dict[int, List[str]], config: Config,
+                inside: Optional[set] = None) -> Site:
     traced = dataclasses.replace(site, module_paths=[])
     if found is None and site.form != "call":
         traced.reason = f"{site.reason} (a trace sees the calls that use this {site.form}: see 'untracked')"
@@ -107,19 +119,20 @@ def traced_site(site: Site, found: Optional[List[Creation]], paths: Dict[int, Li
         return traced
     groups = [paths.get(id(c.instance), []) for c in found]
     traced.module_paths = [p for group in groups for p in group]
-    traced.decision, traced.reason = decide_from_trace(site, groups, config)
-    traced.decision, traced.reason = _apply_overrides(traced, config, traced.decision, traced.reason)
+    traced.decision, traced.reason = decide_from_trace(site, groups, config, inside)
+    traced.decision, traced.reason = _apply_overrides(traced, None, set(), config, traced.decision, traced.reason)
     return traced
 
 
-def decide_from_trace(site: Site, groups: Sequence[List[str]], config: Config) -> Tuple[str, str]:
+def decide_from_trace(site: Site, groups: Sequence[List[str]], config: Config,
+                      inside: Optional[set] = None) -> Tuple[str, str]:
     """All instances under backbone attributes -> keep; none -> convert; some of each -> unsure."""
     found = [p for group in groups for p in group]
     if site.op != "BatchNorm2d":
         return site.decision, f"{site.reason}; traced: {len(groups)} instance(s) {show(found)}"
     if not found:
         return site.decision, f"{site.reason} (traced: built {len(groups)} instance(s), none of them part of the model)"
-    backbone = [p for p in found if is_backbone_path(p, config.backbone_attrs)]
+    backbone = [p for p in found if (p in inside if inside is not None else is_backbone_path(p, config.backbone_attrs))]
     other = [p for p in found if p not in backbone]
     if backbone and other:
         return UNSURE, f"traced: shared at run time: backbone {show(backbone)} and non-backbone {show(other)}"

@@ -7,16 +7,22 @@ after the factory ran and, with ``--checkpoint``, after the checkpoint's values 
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from typing import List, Optional
 
-from ..config import Config, is_backbone_path
+from ..config import Config
 from .trace import TraceReport, show
 
 PREFIX = "module."
 
 
 def check_statistics(model, config: Config, report: TraceReport, checkpoint=None, load_options=None) -> None:
+    from .backbone import backbone_attrs_of
+
+    config = dataclasses.replace(config, backbone_attrs=backbone_attrs_of(config.backbone_attrs,
+                                                                          report.plan.backbones))
     after_factory = untrained_backbone_batchnorm(model, config)
     if checkpoint is None:
         if after_factory:
@@ -44,10 +50,11 @@ def untrained_backbone_batchnorm(model, config: Config, state: Optional[Mapping]
     from torch.nn.modules.batchnorm import _BatchNorm
     from torch.nn.parameter import is_lazy
 
+    from ..runtime import backbone_modules
+
     found = []
-    for name, module in model.named_modules():
-        if not (isinstance(module, _BatchNorm) and module.track_running_stats
-                and is_backbone_path(name, config.backbone_attrs)):
+    for name, module in backbone_modules(model, config.backbone_attrs):
+        if not (isinstance(module, _BatchNorm) and module.track_running_stats):
             continue
         stats = [_value(state, name, leaf, getattr(module, leaf, None))
                  for leaf in ("running_mean", "running_var", "num_batches_tracked")]

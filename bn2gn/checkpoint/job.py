@@ -22,7 +22,7 @@ from ..modelspec import ModelSpec, build_model
 from ..sources import WriteRefused, atomic_output, file_kind
 from .load import (SAFETENSORS, LoadOptions, find_state_dicts, fold_warnings, load_checkpoint,
                    refuse_meta_tensors)
-from .remap import CheckpointReport, RemapOptions, remap_content
+from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
 from .save import build_payload, check_written, output_format, save_checkpoint
 from .verify import Verification, verify_state_dict
 
@@ -113,7 +113,10 @@ def _run_remap(job: RemapJob) -> RemapResult:
     checkpoint = load_checkpoint(job.source, job.load)
     refuse_meta_tensors(checkpoint.content, checkpoint.path)
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
-    content, report = remap_content(checkpoint.content, keys, job.remap)
+    remap = job.remap
+    if model is not None and remap.plan is None:  # the model itself says which layers were converted
+        remap = dataclasses.replace(remap, plan=selection_from_model(model, job.model.describe()))
+    content, report = remap_content(checkpoint.content, keys, remap)
     fmt = output_format(output)
     payload, notes = build_payload(content, keys, fmt)
     report.warnings.extend([f"{job.source}: {w}" for w in checkpoint.warnings] + notes

@@ -25,6 +25,43 @@ OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt_state")
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSelection:
+    """``remap-ckpt --model``: a layer was converted when it is GroupNorm in the model and has running
+    statistics in the checkpoint; BatchNorm in the model stays as it is (issue 15: from the model, not names)."""
+
+    source: str
+    converted: frozenset
+    kept: frozenset
+
+    def split(self, layers):
+        converted = {layer for layer in layers if layer in self.converted}
+        return converted, [layer for layer in layers if layer not in self.converted and layer not in self.kept]
+
+    def warning(self, unaccounted, where: str = "the state dict") -> str:
+        shown = ", ".join(unaccounted[:5]) + (f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else "")
+        return (f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm in the "
+                f"model {self.source} and were left as they are: {shown}; check that --model builds the "
+                "network that wrote this checkpoint")
+
+
+def selection_from_model(model, source: str = "--model") -> ModelSelection:
+    """GroupNorm and BatchNorm module paths of the converted model (DataParallel/wrappers unwrapped)."""
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from ..runtime import unwrap_model
+
+    network = unwrap_model(model)
+    converted, kept = set(), set()
+    for path, module in network.named_modules():
+        if isinstance(module, nn.GroupNorm):
+            converted.add(path)
+        elif isinstance(module, _BatchNorm):
+            kept.add(path)
+    return ModelSelection(source=source, converted=frozenset(converted), kept=frozenset(kept))
+
+
+@dataclasses.dataclass(frozen=True)
 class RemapOptions:
     backbone_attrs: Tuple[str, ...] = DEFAULT_BACKBONE_ATTRS
     keep_prefix: bool = False

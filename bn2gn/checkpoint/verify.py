@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Dict, List, Optional, Tuple
 
-from ..config import is_backbone_path
 
 
 @dataclasses.dataclass
@@ -64,7 +63,10 @@ def verify_state_dict(model, state_dict: Mapping, backbone_attrs, strict: bool =
             _add(result.missing, name, name)
     lost = [n for group in result.missing.values() for n in group]
     lost += [entry[0] for group in result.mismatched.values() for entry in group]
-    result.backbone_lost = sorted(n for n in lost if is_backbone_path(_module_of(n), backbone_attrs))
+    from ..runtime import backbone_modules
+
+    inside = {path for path, _ in backbone_modules(model, tuple(backbone_attrs))}
+    result.backbone_lost = sorted(n for n in lost if _module_of(n) in inside)
     metadata = getattr(state_dict, "_metadata", None)
     if metadata is not None:
         fitting._metadata = metadata

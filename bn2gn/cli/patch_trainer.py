@@ -53,7 +53,7 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
     config = load_config(list(paths), config_file=config_file, backbone_attrs=backbone_attrs, select=select,
                          skip=skip)
     options = TrainerOptions(rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=bool(select)),
-                             backbone_attrs=tuple(config.backbone_attrs), kind=kind,
+                             backbone_attrs=_planned_backbone(paths, config), kind=kind,
                              optimizer_calls=tuple(optimizer_calls), model_var=model_var,
                              insert_before_line=insert_before_line, helper_module=helper_module)
     files = discover(list(paths), config.include, config.exclude).files
@@ -65,6 +65,13 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
         sys.exit(EXIT_USAGE)
     code = apply_and_report("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
     sys.exit(code)
+
+
+def _planned_backbone(paths, config) -> tuple:
+    """The backbone the plan of the repository around PATHS keeps (issue 15: one decision everywhere)."""
+    from ..analysis.backbone import plan_backbone_attrs, project_folder
+
+    return plan_backbone_attrs([project_folder(paths)], config)
 
 
 def _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module) -> None:

@@ -185,8 +185,17 @@ def verify(model_spec, model_args, paths, stubs, model_opts, model_opts_args, in
     config = load_config([paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs)
     options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
                             input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
-                            backbone_attrs=config.backbone_attrs, steps=steps, device=device,
+                            backbone_attrs=_planned_backbone(paths, config), steps=steps, device=device,
                             freeze_from=tuple(freeze_from), checkpoint=checkpoint)
     section = run_verify(options)
-    _emit([section], fmt, quiet, verbose, {"command": "verify", "backbone_attrs": list(config.backbone_attrs)})
+    _emit([section], fmt, quiet, verbose, {"command": "verify", "backbone_attrs": list(options.backbone_attrs)})
     _fail_if_needed([section])
+
+
+def _planned_backbone(paths, config) -> tuple:
+    """Configured names plus the backbones the plan of the --path folders infers (issue 15)."""
+    if not paths:
+        return tuple(config.backbone_attrs)
+    from ..analysis.backbone import plan_backbone_attrs
+
+    return plan_backbone_attrs(list(paths), config)

@@ -21,8 +21,9 @@ from .inject import (defined_or_imported_names, dominant_indent, format_snippet,
                      with_indent)
 
 PUBLIC = ("freeze_backbone_bn", "keep_backbone_bn_eval")
-HELPERS = {"unwrap_model": "_bn2gn_unwrap_model", "backbone_batchnorms": "_bn2gn_backbone_batchnorms"}
-ORDER = ("unwrap_model", "backbone_batchnorms", "freeze_backbone_bn", "keep_backbone_bn_eval")
+HELPERS = {"unwrap_model": "_bn2gn_unwrap_model", "backbone_modules": "_bn2gn_backbone_modules",
+           "backbone_batchnorms": "_bn2gn_backbone_batchnorms"}
+ORDER = ("unwrap_model", "backbone_modules", "backbone_batchnorms", "freeze_backbone_bn", "keep_backbone_bn_eval")
 HEADER = "# Added by bn2gn patch-trainer: keeps the pretrained backbone BatchNorm frozen while training."
 
 
