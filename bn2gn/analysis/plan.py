@@ -46,6 +46,8 @@ class Plan:
     roots: List[str] = dataclasses.field(default_factory=list)
     errors: List[str] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
+    #: files that look like OpenMMLab configs (for the note pointing at ``bn2gn config audit``)
+    openmmlab_configs: List[str] = dataclasses.field(default_factory=list)
     files: int = 0
     #: other planned edits (patch-trainer insertion points), as plain dicts with path/line/rule/message
     insertions: List[dict] = dataclasses.field(default_factory=list)
@@ -62,7 +64,15 @@ class Plan:
     def as_dict(self) -> dict:
         return {"files": self.files, "roots": self.roots, "sites": [s.as_dict() for s in self.sites],
                 "insertions": self.insertions, "errors": self.errors, "notes": self.notes,
+                "openmmlab_configs": self.openmmlab_configs,
                 "backbones": self.backbones, "summary": self.counts()}
+
+
+def openmmlab_config_note(paths: List[str]) -> str:
+    """One line for every file that looks like an OpenMMLab config: bn2gn config audit handles those."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return (f"{len(paths)} file(s) look like OpenMMLab configs ({shown}); rewrite does not change configs: "
+            f"bn2gn config audit {paths[0]} checks their freezing")
 
 
 def render_text(plan: Plan, verbose: bool = False) -> str:
@@ -73,6 +83,8 @@ def render_text(plan: Plan, verbose: bool = False) -> str:
     for item in plan.insertions:
         lines.append(f"{item['path']}:{item['line']}: insert  {item.get('scope', '')}  "
                      f"[{item['rule']}]  {item['message']}")
+    if plan.openmmlab_configs:
+        lines.append(f"note: {openmmlab_config_note(plan.openmmlab_configs)}")
     if verbose:
         lines.extend(f"note: {n}" for n in plan.notes)
         if plan.roots:

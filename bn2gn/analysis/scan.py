@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import gc
 import os
 import warnings
@@ -95,6 +96,7 @@ def build_plan(paths: Sequence[Path], config: Config,
     found = discover([Path(p) for p in paths], config.include, config.exclude)
     plan = Plan(files=len(found.files))
     raw, plan.errors = read_all(found.files, found.data)
+    plan.openmmlab_configs = openmmlab_configs(raw)
     if with_insertions:
         plan.insertions = plan_insertions(raw, config)
     if not any(MARKER in data for data in raw.values()):
@@ -107,6 +109,20 @@ def build_plan(paths: Sequence[Path], config: Config,
         project = Project(select_modules(raw, parse_with_sites, config, plan.errors))
         classify(project, config, plan)
     return plan, project
+
+
+#: text a config must contain before it is parsed: ``_base_``, ``read_base()`` or a top-level ``model = dict(``
+CONFIG_TEXT = re.compile(rb"_base_|read_base|^model\s*=\s*dict\(", re.MULTILINE)
+
+
+def openmmlab_configs(raw: Dict[Path, bytes]) -> List[str]:
+    """Display paths of the files that look like OpenMMLab configs (``bn2gn config audit`` is for them)."""
+    candidates = [path for path, data in raw.items() if CONFIG_TEXT.search(data)]
+    if not candidates:
+        return []
+    from ..mmconfig.detect import looks_like_openmmlab_config
+
+    return [display_path(path) for path in candidates if looks_like_openmmlab_config(raw[path])]
 
 
 @contextlib.contextmanager

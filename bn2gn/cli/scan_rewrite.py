@@ -172,6 +172,10 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
     if format_code:
         _black_changed(run.results)
     code = apply_and_report("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
+    if run.plan.openmmlab_configs and fmt == "text":
+        from ..analysis.plan import openmmlab_config_note
+
+        click.echo(f"note: {openmmlab_config_note(run.plan.openmmlab_configs)}", err=True)
     if applied is not None:
         click.echo(applied.summary(), err=mode == "diff" or fmt == "json")
         if code == EXIT_OK and applied.skipped:
