@@ -20,8 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT = [ROOT / "fixtures/mmconfig/cmt/projects/configs/fusion/cmt_aqr_voxel0100_r50_800x320_cbgs.py",
-           ROOT / "fixtures/mmconfig/delete/swin_child.py", ROOT / "fixtures/mmconfig/custom_imports/r50_gn_neck.py"]
+DEFAULT = [
+    ROOT / "fixtures/mmconfig/cmt/projects/configs/fusion/cmt_aqr_voxel0100_r50_800x320_cbgs.py",
+    ROOT / "fixtures/mmconfig/delete/swin_child.py",
+    ROOT / "fixtures/mmconfig/custom_imports/r50_gn_neck.py",
+]
 
 
 def _plain(value):
@@ -47,8 +50,8 @@ def main(argv) -> int:
     ok = True
     print(f"{'config':<48} {'bn2gn ms':>9} {'mmengine ms':>12} {'ratio':>6}  same")
     for path in configs:
-        ours = lambda: resolve_config(path).data  # noqa: E731
-        theirs = lambda: Config.fromfile(str(path), import_custom_modules=False).to_dict()  # noqa: E731
+        ours = lambda path=path: resolve_config(path).data  # noqa: E731
+        theirs = lambda path=path: Config.fromfile(str(path), import_custom_modules=False).to_dict()  # noqa: E731
         same = _plain(ours()) == _plain(theirs())
         times = {"ours": [], "theirs": []}
         for _ in range(runs):
@@ -93,8 +96,10 @@ def corpus(files) -> int:
             continue
         theirs_s += time.perf_counter() - start
         counts["same" if _plain(ours) == _plain(theirs) else "different"] += 1
-    print(f"{len(files)} configs: {counts}; static {ours_s:.1f} s, mmengine {theirs_s:.1f} s "
-          f"(ratio {ours_s / max(theirs_s, 1e-9):.2f}, over the configs both resolved)")
+    print(
+        f"{len(files)} configs: {counts}; static {ours_s:.1f} s, mmengine {theirs_s:.1f} s "
+        f"(ratio {ours_s / max(theirs_s, 1e-9):.2f}, over the configs both resolved)"
+    )
     return 0 if counts["different"] == 0 else 1
 
 

@@ -73,7 +73,10 @@ def mmdet_tree(cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("mmdet-3.3.0-*.whl"))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", MMDET, "-d", str(cache)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", MMDET, "-d", str(cache)],
+            check=True,
+        )
         wheels = sorted(cache.glob("mmdet-3.3.0-*.whl"))
     unpacked = cache / "mmdet-3.3.0.tmp"
     shutil.rmtree(unpacked, ignore_errors=True)
@@ -119,8 +122,14 @@ def prepare(name: str, work: Path, cache: Path, given: Dict[str, Path]) -> Path:
 def run(command: List[str], cwd: Path, limit: float, env: Optional[dict] = None) -> tuple:
     """(wall seconds or inf, peak RSS MiB of the biggest process in the tree) of one command."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
     deadline = start + limit
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -136,7 +145,9 @@ def run(command: List[str], cwd: Path, limit: float, env: Optional[dict] = None)
     err = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(map(str, command))} failed ({proc.returncode}): {err.strip()[-800:]}")
+        raise SystemExit(
+            f"{' '.join(map(str, command))} failed ({proc.returncode}): {err.strip()[-800:]}"
+        )
     return elapsed, usage.ru_maxrss / 1024
 
 
@@ -145,9 +156,11 @@ PATCH_JOBS = [2]  # --patch-jobs: 1 leaves -j out (bn2gn before issue 11 had no 
 
 def bn2gn_args(step: str, tree: Path, jobs: int = 2) -> List[str]:
     patch_jobs = ["-j", str(min(jobs, PATCH_JOBS[0]))] if PATCH_JOBS[0] > 1 and jobs > 1 else []
-    return {"scan": ["scan", "-q", str(tree)],
-            "rewrite": ["rewrite", "--diff", "-j", str(jobs), str(tree)],
-            "patch": ["patch-trainer", "--diff", *patch_jobs, str(tree)]}[step]
+    return {
+        "scan": ["scan", "-q", str(tree)],
+        "rewrite": ["rewrite", "--diff", "-j", str(jobs), str(tree)],
+        "patch": ["patch-trainer", "--diff", *patch_jobs, str(tree)],
+    }[step]
 
 
 def command(step: str, tree: Path, noop_copy: Path) -> List[str]:
@@ -155,8 +168,18 @@ def command(step: str, tree: Path, noop_copy: Path) -> List[str]:
     if step == "floor":
         return [py, "-c", FLOOR, str(tree)]
     if step == "noop":
-        return [py, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "-j", "2", "--no-format",
-                "--hide-progress", str(noop_copy)]
+        return [
+            py,
+            "-m",
+            "libcst.tool",
+            "codemod",
+            "noop.NOOPCommand",
+            "-j",
+            "2",
+            "--no-format",
+            "--hide-progress",
+            str(noop_copy),
+        ]
     return [py, "-m", "bn2gn", *bn2gn_args(step, tree)]
 
 
@@ -164,8 +187,12 @@ def parse_counts(step: str, tree: Path, work: Path, limit: float) -> dict:
     out = work / "counts.json"
     out.unlink(missing_ok=True)
     env = dict(os.environ, BN2GN_COUNT_OUT=str(out))
-    seconds, _ = run([sys.executable, str(HERE / "_count_parses.py"), *bn2gn_args(step, tree, jobs=1)], work,
-                     limit, env)
+    seconds, _ = run(
+        [sys.executable, str(HERE / "_count_parses.py"), *bn2gn_args(step, tree, jobs=1)],
+        work,
+        limit,
+        env,
+    )
     if seconds == float("inf") or not out.exists():
         return {"ast": None, "cst": None}
     return json.loads(out.read_text())
@@ -204,17 +231,21 @@ def seconds_text(value: float, limit: float) -> str:
 
 
 def print_table(name: str, row: dict, limit: float) -> None:
-    print(f"  {'step':<9}{'median s':>10}{'x noop':>9}{'x floor':>9}{'peak MiB':>10}{'ast files':>11}"
-          f"{'LibCST parses':>15}")
+    print(
+        f"  {'step':<9}{'median s':>10}{'x noop':>9}{'x floor':>9}{'peak MiB':>10}{'ast files':>11}"
+        f"{'LibCST parses':>15}"
+    )
     for step in STEPS:
         value = row[step]
         parses = row.get(f"{step}_parses") or {}
         noop = value / row["noop"] if row["noop"] not in (0, float("inf")) else float("nan")
         floor = value / row["floor"] if row["floor"] else float("nan")
-        ratio = lambda r: "-" if value == float("inf") else f"{r:.3f}"  # noqa: E731
-        print(f"  {step:<9}{seconds_text(value, limit):>10}{ratio(noop):>9}{ratio(floor):>9}"
-              f"{row[step + '_rss']:>10.0f}{_count(parses.get('ast')):>11}{_count(parses.get('cst')):>15}",
-              flush=True)
+        ratio = lambda r, value=value: "-" if value == float("inf") else f"{r:.3f}"  # noqa: E731
+        print(
+            f"  {step:<9}{seconds_text(value, limit):>10}{ratio(noop):>9}{ratio(floor):>9}"
+            f"{row[step + '_rss']:>10.0f}{_count(parses.get('ast')):>11}{_count(parses.get('cst')):>15}",
+            flush=True,
+        )
 
 
 def _count(value) -> str:
@@ -227,19 +258,43 @@ def targets(results: Dict[str, dict]) -> List[tuple]:
     checks = []
     for name in ("plain",):
         if name in results:
-            checks.append((f"{name}: scan / floor (no BatchNorm, no training code)",
-                           results[name]["scan"] / results[name]["floor"], 3.0))
+            checks.append(
+                (
+                    f"{name}: scan / floor (no BatchNorm, no training code)",
+                    results[name]["scan"] / results[name]["floor"],
+                    3.0,
+                )
+            )
     for name in REAL:
         if name in results:
-            checks.append((f"{name}: scan / noop", results[name]["scan"] / results[name]["noop"], 0.1))
+            checks.append(
+                (f"{name}: scan / noop", results[name]["scan"] / results[name]["noop"], 0.1)
+            )
     for name in results:
-        checks.append((f"{name}: rewrite --diff -j 2 / noop", results[name]["rewrite"] / results[name]["noop"], 0.2))
+        checks.append(
+            (
+                f"{name}: rewrite --diff -j 2 / noop",
+                results[name]["rewrite"] / results[name]["noop"],
+                0.2,
+            )
+        )
     for name in ("mmdet", "torch"):
         if name in results:
-            checks.append((f"{name}: patch-trainer --diff / noop", results[name]["patch"] / results[name]["noop"], 0.2))
+            checks.append(
+                (
+                    f"{name}: patch-trainer --diff / noop",
+                    results[name]["patch"] / results[name]["noop"],
+                    0.2,
+                )
+            )
     if "mmdet" in results:
-        checks.append(("mmdet: peak RSS rewrite / noop", results["mmdet"]["rewrite_rss"] / results["mmdet"]["noop_rss"],
-                       1.5))
+        checks.append(
+            (
+                "mmdet: peak RSS rewrite / noop",
+                results["mmdet"]["rewrite_rss"] / results["mmdet"]["noop_rss"],
+                1.5,
+            )
+        )
     if "torch" in results:
         checks.append(("torch: scan seconds", results["torch"]["scan"], 60.0))
         checks.append(("torch: rewrite --diff seconds", results["torch"]["rewrite"], 60.0))
@@ -248,35 +303,64 @@ def targets(results: Dict[str, dict]) -> List[tuple]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trees", default=",".join(ALL_TREES), help=f"comma-separated: {', '.join(ALL_TREES)}")
-    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
-                        help="use this folder for tree NAME instead of locating or preparing it")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "bn2gn-bench",
-                        help="where the mmdet wheel is downloaded and unpacked")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per tree (median is shown)")
-    parser.add_argument("--limit", type=float, default=300, help="stop a step after this many seconds")
-    parser.add_argument("--patch-jobs", type=int, default=2, help="patch-trainer -j (1: run it without -j)")
+    parser.add_argument(
+        "--trees", default=",".join(ALL_TREES), help=f"comma-separated: {', '.join(ALL_TREES)}"
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use this folder for tree NAME instead of locating or preparing it",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "bn2gn-bench",
+        help="where the mmdet wheel is downloaded and unpacked",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per tree (median is shown)"
+    )
+    parser.add_argument(
+        "--limit", type=float, default=300, help="stop a step after this many seconds"
+    )
+    parser.add_argument(
+        "--patch-jobs", type=int, default=2, help="patch-trainer -j (1: run it without -j)"
+    )
     args = parser.parse_args(argv)
     PATCH_JOBS[0] = args.patch_jobs
     given = {}
     for item in args.tree:
         name, _, path = item.partition("=")
         given[name] = Path(path).resolve()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-          f"bn2gn from {_bn2gn_location()}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"bn2gn from {_bn2gn_location()}"
+    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="bn2gn-trees-") as folder:
         work = Path(folder)
-        subprocess.run([sys.executable, "-m", "libcst.tool", "initialize", str(work)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "libcst.tool", "initialize", str(work)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for name in [t.strip() for t in args.trees.split(",") if t.strip()]:
-            results[name] = measure(name, prepare(name, work, args.cache, given), work, args.rounds, args.limit)
+            results[name] = measure(
+                name, prepare(name, work, args.cache, given), work, args.rounds, args.limit
+            )
     print("\ntargets (issue 11)")
     ok = True
     for label, value, target in targets(results):
-        if value != value or (value == 0 and "/ noop" in label):  # nan, or measured against a stopped no-op
+        if value != value or (
+            value == 0 and "/ noop" in label
+        ):  # nan, or measured against a stopped no-op
             ok = False
-            print(f"  {label:<52} {'?':>8}  (target <= {target})  UNDECIDED (a step was stopped at --limit)")
+            print(
+                f"  {label:<52} {'?':>8}  (target <= {target})  UNDECIDED (a step was stopped at --limit)"
+            )
             continue
         met = value <= target
         ok &= met
@@ -285,8 +369,11 @@ def main(argv=None) -> int:
 
 
 def _bn2gn_location() -> str:
-    done = subprocess.run([sys.executable, "-c", "import bn2gn,os;print(os.path.dirname(bn2gn.__file__))"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import bn2gn,os;print(os.path.dirname(bn2gn.__file__))"],
+        capture_output=True,
+        text=True,
+    )
     return done.stdout.strip()
 
 

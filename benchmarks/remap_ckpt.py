@@ -78,7 +78,9 @@ def rss_anon_kb():
         return int(re.search(r'RssAnon:\s+(\d+)', f.read()).group(1))
 """
 
-PLAIN = PRELUDE + r"""
+PLAIN = (
+    PRELUDE
+    + r"""
 import torch
 print('floor', rss_anon_kb(), flush=True)
 t0 = time.perf_counter()
@@ -86,8 +88,11 @@ checkpoint = torch.load(sys.argv[1], map_location='cpu', weights_only=True)
 torch.save(checkpoint, sys.argv[2])
 print('wall', time.perf_counter() - t0, flush=True)
 """
+)
 
-BN2GN = PRELUDE + r"""
+BN2GN = (
+    PRELUDE
+    + r"""
 import torch
 import bn2gn.checkpoint, bn2gn.checkpoint.report, bn2gn.cli
 print('floor', rss_anon_kb(), flush=True)
@@ -95,6 +100,7 @@ t0 = time.perf_counter()
 bn2gn.cli.cli.main(['remap-ckpt', sys.argv[1], '-o', sys.argv[2], '-q'], prog_name='bn2gn', standalone_mode=False)
 print('wall', time.perf_counter() - t0, flush=True)
 """
+)
 
 
 def measure(script: str, src: Path, dst: Path) -> dict:
@@ -104,8 +110,13 @@ def measure(script: str, src: Path, dst: Path) -> dict:
     _warm_page_cache(src)
     os.sync()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    child = subprocess.Popen([sys.executable, "-c", script, str(src), str(dst)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(src), str(dst)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     status = f"/proc/{child.pid}/status"
     peak = 0
     while child.poll() is None:
@@ -134,17 +145,30 @@ def _warm_page_cache(path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=float, default=1024, help="checkpoint size in MiB (default 1024)")
+    parser.add_argument(
+        "--size-mb", type=float, default=1024, help="checkpoint size in MiB (default 1024)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side (default 3)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where to build the checkpoint (default: a temp dir)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where to build the checkpoint (default: a temp dir)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bn2gn-bench-") as folder:
         src = Path(folder) / "model_last.pth"
-        built = subprocess.run([sys.executable, "-c", BUILD, str(src), str(args.size_mb)],
-                               capture_output=True, text=True, check=True)
+        built = subprocess.run(
+            [sys.executable, "-c", BUILD, str(src), str(args.size_mb)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         size = src.stat().st_size
-        print(f"checkpoint: {size / 2**20:.1f} MiB, {built.stdout.strip()} tensors "
-              f"(CenterNet style, module. prefix); {args.repeat} runs each, medians")
+        print(
+            f"checkpoint: {size / 2**20:.1f} MiB, {built.stdout.strip()} tensors "
+            f"(CenterNet style, module. prefix); {args.repeat} runs each, medians"
+        )
         runs = {"plain": [], "bn2gn": []}
         for _ in range(args.repeat):
             runs["plain"].append(measure(PLAIN, src, Path(folder) / "plain.pth"))
@@ -163,8 +187,10 @@ def report(runs: dict, size: int) -> int:
         print(f"{label:<28}{wall:>10.2f}{anon / 2**20:>16.1f}{anon / size:>13.3f}   runs: {walls}")
     wall_ratio = rows["bn2gn"][0] / rows["plain"][0]
     mem_ratio = rows["bn2gn"][1] / size
-    print(f"wall ratio bn2gn/plain: {wall_ratio:.2f}x (target <= 1.2x); "
-          f"bn2gn anonymous memory / checkpoint size: {mem_ratio:.3f} (target <= 0.1)")
+    print(
+        f"wall ratio bn2gn/plain: {wall_ratio:.2f}x (target <= 1.2x); "
+        f"bn2gn anonymous memory / checkpoint size: {mem_ratio:.3f} (target <= 0.1)"
+    )
     return 0 if wall_ratio <= 1.2 and mem_ratio <= 0.1 else 1
 
 

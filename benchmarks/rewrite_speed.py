@@ -31,12 +31,14 @@ from typing import Dict, List
 
 REWRITE_TARGET = 0.2
 SCAN_FLOOR_TARGET = 3.0
-FLOOR = ("import os,sys\nn=0\nfor d,_,fs in os.walk(sys.argv[1]):\n for f in fs:\n  if f.endswith('.py'):\n"
-         "   p=os.path.join(d,f)\n   if os.path.isfile(p):\n    open(p,'rb').read(); n+=1\nprint(n)\n")
+FLOOR = (
+    "import os,sys\nn=0\nfor d,_,fs in os.walk(sys.argv[1]):\n for f in fs:\n  if f.endswith('.py'):\n"
+    "   p=os.path.join(d,f)\n   if os.path.isfile(p):\n    open(p,'rb').read(); n+=1\nprint(n)\n"
+)
 
 
 # -- the synthetic detector repository ------------------------------------------------------------------
-BACKBONE = '''import torch.nn as nn
+BACKBONE = """import torch.nn as nn
 
 
 class BasicBlock{i}(nn.Module):
@@ -65,8 +67,8 @@ class Backbone{i}(nn.Module):
         for level in self.levels:
             x = level(x)
         return x
-'''
-HEAD = '''import torch.nn as nn
+"""
+HEAD = """import torch.nn as nn
 
 
 class DeformConv{i}(nn.Module):
@@ -94,8 +96,8 @@ class Head{i}(nn.Module):
 
     def forward(self, x):
         return self.hm(self.deconv(self.proj(x)))
-'''
-DETECTOR = '''import torch.nn as nn
+"""
+DETECTOR = """import torch.nn as nn
 
 from ..backbones.backbone_{i} import Backbone{i}
 from ..heads.head_{i} import Head{i}
@@ -109,7 +111,7 @@ class Detector{i}(nn.Module):
 
     def forward(self, x):
         return self.head(self.backbone(x))
-'''
+"""
 FILLER = '''"""Utility module {i}: boxes, anchors and bookkeeping (synthetic benchmark code)."""
 import math
 from typing import List, Tuple
@@ -204,13 +206,21 @@ def timed(command: List[str], cwd: Path, limit: float = None) -> float:
     """Wall-clock seconds of ``command``; ``inf`` when it ran past ``limit`` (it is stopped then)."""
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              timeout=limit)
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=limit,
+        )
     except subprocess.TimeoutExpired:
         return float("inf")
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return elapsed
 
 
@@ -222,26 +232,47 @@ def noop_codemod(tree: Path, work: Path) -> float:
     """The no-op LibCST codemod on a copy of ``tree`` (it writes what it parses)."""
     copy = work / ("noop_" + tree.name)
     shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "libcst.tool", "initialize", str(work)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "libcst.tool", "initialize", str(work)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        return timed([sys.executable, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "-j", "2",
-                      "--no-format", "--hide-progress", str(copy)], work)
+        return timed(
+            [
+                sys.executable,
+                "-m",
+                "libcst.tool",
+                "codemod",
+                "noop.NOOPCommand",
+                "-j",
+                "2",
+                "--no-format",
+                "--hide-progress",
+                str(copy),
+            ],
+            work,
+        )
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def measure_tree(name: str, tree: Path, work: Path, repeat: int, scan_limit: float) -> Dict[str, float]:
+def measure_tree(
+    name: str, tree: Path, work: Path, repeat: int, scan_limit: float
+) -> Dict[str, float]:
     """``scan`` also plans patch-trainer's insertions (LibCST on every file that mentions an optimizer),
     which has no target here; it is stopped after ``scan_limit`` seconds and shown as '>'."""
     py = sys.executable
     files = sum(1 for _ in tree.rglob("*.py"))
     print(f"\n{name}: {tree} ({files} .py files)", flush=True)
-    row = {"files": files,
-           "floor": best_of(repeat, [py, "-c", FLOOR, str(tree)], work),
-           "rewrite": timed([py, "-m", "bn2gn", "rewrite", "--diff", "-j", "2", str(tree)], work),
-           "noop": noop_codemod(tree, work),
-           "scan": best_of(repeat, [py, "-m", "bn2gn", "scan", "-q", str(tree)], work, scan_limit)}
+    row = {
+        "files": files,
+        "floor": best_of(repeat, [py, "-c", FLOOR, str(tree)], work),
+        "rewrite": timed([py, "-m", "bn2gn", "rewrite", "--diff", "-j", "2", str(tree)], work),
+        "noop": noop_codemod(tree, work),
+        "scan": best_of(repeat, [py, "-m", "bn2gn", "scan", "-q", str(tree)], work, scan_limit),
+    }
     for step in ("floor", "noop", "scan", "rewrite"):
         if row[step] == float("inf"):
             print(f"  {step:<8} > {scan_limit:.0f} s (stopped)", flush=True)
@@ -258,10 +289,16 @@ def verdict(label: str, ratio: float, target: float) -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trees", default="torch,synthetic", help="comma-separated: torch, synthetic")
-    parser.add_argument("--files", type=int, default=1200, help="files in the synthetic tree (>= 1000)")
+    parser.add_argument(
+        "--trees", default="torch,synthetic", help="comma-separated: torch, synthetic"
+    )
+    parser.add_argument(
+        "--files", type=int, default=1200, help="files in the synthetic tree (>= 1000)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of N for floor and scan")
-    parser.add_argument("--scan-limit", type=float, default=300, help="stop a scan after this many seconds")
+    parser.add_argument(
+        "--scan-limit", type=float, default=300, help="stop a scan after this many seconds"
+    )
     args = parser.parse_args(argv)
     ok = True
     with tempfile.TemporaryDirectory(prefix="bn2gn-bench-") as folder:
@@ -270,27 +307,47 @@ def main(argv=None) -> int:
         if "synthetic" in args.trees:
             make_synthetic(work / "synthetic", args.files, with_batchnorm=True)
             make_synthetic(work / "synthetic_no_bn", args.files, with_batchnorm=False)
-            results["synthetic"] = measure_tree("synthetic detector tree", work / "synthetic" / "det", work,
-                                                args.repeat, args.scan_limit)
+            results["synthetic"] = measure_tree(
+                "synthetic detector tree",
+                work / "synthetic" / "det",
+                work,
+                args.repeat,
+                args.scan_limit,
+            )
             nobn = work / "synthetic_no_bn" / "det"
-            results["no-bn"] = {"floor": best_of(args.repeat, [sys.executable, "-c", FLOOR, str(nobn)], work),
-                                "scan": best_of(args.repeat, [sys.executable, "-m", "bn2gn", "scan", "-q", str(nobn)],
-                                                work)}
-            print(f"\nsynthetic tree without BatchNorm: floor {results['no-bn']['floor']:.3f} s, "
-                  f"scan {results['no-bn']['scan']:.3f} s")
+            results["no-bn"] = {
+                "floor": best_of(args.repeat, [sys.executable, "-c", FLOOR, str(nobn)], work),
+                "scan": best_of(
+                    args.repeat, [sys.executable, "-m", "bn2gn", "scan", "-q", str(nobn)], work
+                ),
+            }
+            print(
+                f"\nsynthetic tree without BatchNorm: floor {results['no-bn']['floor']:.3f} s, "
+                f"scan {results['no-bn']['scan']:.3f} s"
+            )
         if "torch" in args.trees:
             torch_dir = Path(importlib.util.find_spec("torch").submodule_search_locations[0])
-            results["torch"] = measure_tree("installed torch package", torch_dir, work, 1, args.scan_limit)
+            results["torch"] = measure_tree(
+                "installed torch package", torch_dir, work, 1, args.scan_limit
+            )
         print("\nratios")
         for name in ("synthetic", "torch"):
             if name in results:
                 row = results[name]
-                ok &= verdict(f"{name}: rewrite --diff -j 2 / no-op codemod -j 2", row["rewrite"] / row["noop"],
-                              REWRITE_TARGET)
-                print(f"  {name + ': scan / floor':<52} {row['scan'] / row['floor']:6.3f}x  (no target)")
+                ok &= verdict(
+                    f"{name}: rewrite --diff -j 2 / no-op codemod -j 2",
+                    row["rewrite"] / row["noop"],
+                    REWRITE_TARGET,
+                )
+                print(
+                    f"  {name + ': scan / floor':<52} {row['scan'] / row['floor']:6.3f}x  (no target)"
+                )
         if "no-bn" in results:
-            ok &= verdict("no-BatchNorm tree: scan / read-every-file floor",
-                          results["no-bn"]["scan"] / results["no-bn"]["floor"], SCAN_FLOOR_TARGET)
+            ok &= verdict(
+                "no-BatchNorm tree: scan / read-every-file floor",
+                results["no-bn"]["scan"] / results["no-bn"]["floor"],
+                SCAN_FLOOR_TARGET,
+            )
     return 0 if ok else 1
 
 

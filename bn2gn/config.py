@@ -89,32 +89,48 @@ def read_config_table(path: Path) -> dict:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise Bn2gnError(f"{path}: cannot read configuration ({exc}); fix or remove the file") from None
+        raise Bn2gnError(
+            f"{path}: cannot read configuration ({exc}); fix or remove the file"
+        ) from None
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
-        raise Bn2gnError(f"{path}: 'tool' must be a table, not {_toml_type(tool)}; fix or remove the file")
+        raise Bn2gnError(
+            f"{path}: 'tool' must be a table, not {_toml_type(tool)}; fix or remove the file"
+        )
     table = tool.get("bn2gn")
     if table is None and path.name == "bn2gn.toml":
         table = {k: v for k, v in data.items() if k != "tool"}
     if table is not None and not isinstance(table, dict):
-        raise Bn2gnError(f"{path}: [tool] bn2gn must be a table ([tool.bn2gn] with keys such as backbone-attrs), "
-                         f"not {_toml_type(table)}")
+        raise Bn2gnError(
+            f"{path}: [tool] bn2gn must be a table ([tool.bn2gn] with keys such as backbone-attrs), "
+            f"not {_toml_type(table)}"
+        )
     normalised = {}
     for key, value in (table or {}).items():
         norm = key.replace("_", "-")
         if norm not in CONFIG_KEYS:
-            raise Bn2gnError(f"{path}: unknown [tool.bn2gn] key {key!r}; known keys: {', '.join(CONFIG_KEYS)}")
+            raise Bn2gnError(
+                f"{path}: unknown [tool.bn2gn] key {key!r}; known keys: {', '.join(CONFIG_KEYS)}"
+            )
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             example = f"[{value!r}]".replace("'", '"') if isinstance(value, str) else '["name"]'
-            raise Bn2gnError(f"{path}: [tool.bn2gn] {key} must be a list of strings, not {_toml_type(value)} "
-                             f"(e.g. {key} = {example})")
+            raise Bn2gnError(
+                f"{path}: [tool.bn2gn] {key} must be a list of strings, not {_toml_type(value)} "
+                f"(e.g. {key} = {example})"
+            )
         normalised[norm] = tuple(value)
     return normalised
 
 
 def _toml_type(value) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a float", dict: "a table",
-             list: "a list with non-string items"}
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        dict: "a table",
+        list: "a list with non-string items",
+    }
     return names.get(type(value), f"a {type(value).__name__}")
 
 

@@ -17,9 +17,25 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 from .errors import Bn2gnError
 
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "build", "dist",
-                          "site-packages", "__pycache__", ".mypy_cache", ".pytest_cache", "node_modules",
-                          ".eggs"})
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        "build",
+        "dist",
+        "site-packages",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        "node_modules",
+        ".eggs",
+    }
+)
 GENERATED_MARKER = b"@generated"
 #: the marker counts only in a file's header, not in code that writes it into other files
 GENERATED_HEAD = 2048
@@ -43,7 +59,9 @@ def _inside(real: str, roots: Sequence[str]) -> bool:
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
-def discover(paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Discovery:
+def discover(
+    paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Discovery:
     """Expand files and directories into .py files, sorted, each once.
 
     Raises Bn2gnError (exit 2) for a path that does not exist and when the paths hold no Python
@@ -67,7 +85,12 @@ def discover(paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequen
     result = Discovery(files=[], skipped=skipped)
     for path in _unique_files(found, skipped):
         if _is_generated(path, include, result):
-            skipped.append((path, f"generated file ({GENERATED_MARKER.decode()} marker); --include it to scan it"))
+            skipped.append(
+                (
+                    path,
+                    f"generated file ({GENERATED_MARKER.decode()} marker); --include it to scan it",
+                )
+            )
         else:
             result.files.append(path)
     result.files.sort()
@@ -76,10 +99,14 @@ def discover(paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequen
     return result
 
 
-def _add_given_file(given: Path, roots: Sequence[str], found: Dict[str, Path], skipped: list) -> None:
+def _add_given_file(
+    given: Path, roots: Sequence[str], found: Dict[str, Path], skipped: list
+) -> None:
     """A file named on the command line is read even without .py; a symlink only into a given folder."""
     if given.is_symlink() and not _inside(os.path.realpath(given), roots):
-        skipped.append((given, "symlink to a file outside the given folders; name the target itself"))
+        skipped.append(
+            (given, "symlink to a file outside the given folders; name the target itself")
+        )
     elif not _is_regular(given):
         skipped.append((given, "not a regular file"))
     else:
@@ -107,7 +134,9 @@ def _walk(root: Path, include, exclude, found: Dict[str, Path], skipped: list) -
                 _add_walked_file(folder_path / name, root_real, exclude, found, skipped)
 
 
-def _add_walked_file(path: Path, root_real: str, exclude, found: Dict[str, Path], skipped: list) -> None:
+def _add_walked_file(
+    path: Path, root_real: str, exclude, found: Dict[str, Path], skipped: list
+) -> None:
     if _matches(path, exclude):
         skipped.append((path, "excluded by --exclude"))
     elif path.is_symlink() and not _inside(os.path.realpath(path), [root_real]):
@@ -153,5 +182,7 @@ def _nothing_found(paths: Sequence[Path], skipped: List[Tuple[Path, str]]) -> st
     if not skipped:
         return f"{where}: no Python files found; point bn2gn at a folder or .py files that exist"
     first, why = skipped[0]
-    return (f"{where}: no Python files to process ({len(skipped)} skipped, e.g. {first}: {why}); "
-            "use --include GLOB to scan skipped files")
+    return (
+        f"{where}: no Python files to process ({len(skipped)} skipped, e.g. {first}: {why}); "
+        "use --include GLOB to scan skipped files"
+    )

@@ -18,7 +18,13 @@ import dataclasses
 from typing import List, Set
 
 #: Exception names whose handler runs when an import fails.
-_CATCHES_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException", "OSError"}
+_CATCHES_IMPORT_ERRORS = {
+    "ImportError",
+    "ModuleNotFoundError",
+    "Exception",
+    "BaseException",
+    "OSError",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +63,10 @@ def _catches_import_errors(kind) -> bool:
     if kind is None:
         return True  # bare except
     kinds = kind.elts if isinstance(kind, ast.Tuple) else [kind]
-    names = {k.id if isinstance(k, ast.Name) else k.attr if isinstance(k, ast.Attribute) else "" for k in kinds}
+    names = {
+        k.id if isinstance(k, ast.Name) else k.attr if isinstance(k, ast.Attribute) else ""
+        for k in kinds
+    }
     return bool(names & _CATCHES_IMPORT_ERRORS)
 
 
@@ -69,8 +78,16 @@ def _names_set_to_none(body) -> Set[str]:
             for target in statement.targets:
                 if isinstance(target, ast.Name) and _is_none(statement.value):
                     names.add(target.id)
-                elif isinstance(target, ast.Tuple) and values is not None and len(values) == len(target.elts):
-                    names |= {t.id for t, v in zip(target.elts, values) if isinstance(t, ast.Name) and _is_none(v)}
+                elif (
+                    isinstance(target, ast.Tuple)
+                    and values is not None
+                    and len(values) == len(target.elts)
+                ):
+                    names |= {
+                        t.id
+                        for t, v in zip(target.elts, values)
+                        if isinstance(t, ast.Name) and _is_none(v)
+                    }
     return names
 
 
@@ -80,8 +97,11 @@ def _is_none(node) -> bool:
 
 def _fallbacks_of(node, nulled: Set[str], package: str) -> List[Fallback]:
     if isinstance(node, ast.Import):
-        return [Fallback(alias.asname or alias.name.split(".")[0], alias.name, node.lineno)
-                for alias in node.names if (alias.asname or alias.name.split(".")[0]) in nulled]
+        return [
+            Fallback(alias.asname or alias.name.split(".")[0], alias.name, node.lineno)
+            for alias in node.names
+            if (alias.asname or alias.name.split(".")[0]) in nulled
+        ]
     if not isinstance(node, ast.ImportFrom):
         return []
     base = _absolute(node.module, node.level, package)
@@ -101,5 +121,5 @@ def _absolute(module, level: int, package: str) -> str:
     parts = package.split(".") if package else []
     if level - 1 > len(parts):
         return ""
-    base = parts[:len(parts) - (level - 1)]
+    base = parts[: len(parts) - (level - 1)]
     return ".".join(base + ([module] if module else []))

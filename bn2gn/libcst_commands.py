@@ -29,21 +29,48 @@ class Bn2gnCodemodError(Exception):
 
 
 def _analysis_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scan", dest="scan_paths", action="append", metavar="PATH",
-                        help="File or folder the whole-tree analysis reads (repeatable; default: the current folder).")
-    parser.add_argument("--plan", dest="plan_file", metavar="PLAN.json",
-                        help="Apply the decisions of a saved plan (bn2gn scan -o) instead of analysing.")
-    for flag, dest, what in (("--root", "roots", "root model class"), ("--convert", "convert", "CLASS[.METHOD] to convert"),
-                             ("--keep", "keep", "CLASS[.METHOD] to keep"), ("--include", "include", "GLOB to enter"),
-                             ("--exclude", "exclude", "GLOB to skip")):
-        parser.add_argument(flag, dest=dest, action="append", default=[], help=f"{what} (repeatable), as for bn2gn scan")
+    parser.add_argument(
+        "--scan",
+        dest="scan_paths",
+        action="append",
+        metavar="PATH",
+        help="File or folder the whole-tree analysis reads (repeatable; default: the current folder).",
+    )
+    parser.add_argument(
+        "--plan",
+        dest="plan_file",
+        metavar="PLAN.json",
+        help="Apply the decisions of a saved plan (bn2gn scan -o) instead of analysing.",
+    )
+    for flag, dest, what in (
+        ("--root", "roots", "root model class"),
+        ("--convert", "convert", "CLASS[.METHOD] to convert"),
+        ("--keep", "keep", "CLASS[.METHOD] to keep"),
+        ("--include", "include", "GLOB to enter"),
+        ("--exclude", "exclude", "GLOB to skip"),
+    ):
+        parser.add_argument(
+            flag,
+            dest=dest,
+            action="append",
+            default=[],
+            help=f"{what} (repeatable), as for bn2gn scan",
+        )
     _config_args(parser)
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbone-attr", dest="backbone_attrs", action="append", default=[], metavar="NAME",
-                        help="Attribute holding backbone layers (repeatable; added to backbone, base_layer).")
-    parser.add_argument("--config", dest="config_file", metavar="FILE", help="Read [tool.bn2gn] from FILE.")
+    parser.add_argument(
+        "--backbone-attr",
+        dest="backbone_attrs",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Attribute holding backbone layers (repeatable; added to backbone, base_layer).",
+    )
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="Read [tool.bn2gn] from FILE."
+    )
 
 
 def _fail(exc: Bn2gnError) -> None:
@@ -63,8 +90,13 @@ class _Bn2gnCommand(CodemodCommand):
         return cst.parse_module(result.new_bytes) if result.status == "changed" else tree
 
     def _source(self, tree: cst.Module):
-        return engine.SourceText(path=Path(self.context.filename or "<stdin>"), raw=tree.bytes, text=tree.code,
-                                 encoding=tree.encoding, bom=False)
+        return engine.SourceText(
+            path=Path(self.context.filename or "<stdin>"),
+            raw=tree.bytes,
+            text=tree.code,
+            encoding=tree.encoding,
+            bom=False,
+        )
 
 
 class Rewrite(_Bn2gnCommand):
@@ -76,21 +108,43 @@ class Rewrite(_Bn2gnCommand):
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
         _analysis_args(arg_parser)
 
-    def __init__(self, context: CodemodContext, scan_paths=None, plan_file=None, roots=(), convert=(), keep=(),
-                 include=(), exclude=(), backbone_attrs=(), config_file=None) -> None:
+    def __init__(
+        self,
+        context: CodemodContext,
+        scan_paths=None,
+        plan_file=None,
+        roots=(),
+        convert=(),
+        keep=(),
+        include=(),
+        exclude=(),
+        backbone_attrs=(),
+        config_file=None,
+    ) -> None:
         super().__init__(context)
         paths = [Path(p) for p in scan_paths or ["."]]
         try:
-            config = engine.load(paths, Path(config_file) if config_file else None, backbone_attrs=backbone_attrs,
-                                 roots=roots, convert=convert, keep=keep, include=include, exclude=exclude)
+            config = engine.load(
+                paths,
+                Path(config_file) if config_file else None,
+                backbone_attrs=backbone_attrs,
+                roots=roots,
+                convert=convert,
+                keep=keep,
+                include=include,
+                exclude=exclude,
+            )
             rules = self.RULES if self.RULES is not None else engine.rewrite_rules(config)
-            self.jobs: Dict[str, object] = engine.rewrite_jobs(paths, config, rules,
-                                                               Path(plan_file) if plan_file else None)[0]
+            self.jobs: Dict[str, object] = engine.rewrite_jobs(
+                paths, config, rules, Path(plan_file) if plan_file else None
+            )[0]
         except Bn2gnError as exc:
             _fail(exc)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        job = self.jobs.get(engine.file_key(self.context.filename)) if self.context.filename else None
+        job = (
+            self.jobs.get(engine.file_key(self.context.filename)) if self.context.filename else None
+        )
         if job is None:  # nothing planned here: bn2gn rewrite would not touch the file
             return tree
         return self._finish(tree, engine.rewrite_one(self._source(tree), job))
@@ -102,7 +156,9 @@ class ReplaceBatchNorm(Rewrite):
 
 
 class InjectGroupNormHelper(Rewrite):
-    DESCRIPTION = f"{Rule.INJECT_GROUP_NORM_HELPER.code} {Rule.INJECT_GROUP_NORM_HELPER.description}"
+    DESCRIPTION = (
+        f"{Rule.INJECT_GROUP_NORM_HELPER.code} {Rule.INJECT_GROUP_NORM_HELPER.description}"
+    )
     RULES = frozenset({Rule.INJECT_GROUP_NORM_HELPER})
 
 
@@ -112,31 +168,62 @@ class InitLoops(Rewrite):
 
 
 class PatchTrainer(_Bn2gnCommand):
-    DESCRIPTION = ("bn2gn patch-trainer: freeze the backbone BatchNorm before the optimizer, re-assert eval() "
-                   "after every .train().")
+    DESCRIPTION = (
+        "bn2gn patch-trainer: freeze the backbone BatchNorm before the optimizer, re-assert eval() "
+        "after every .train()."
+    )
     #: None: patch-trainer's default rules with the configuration's select/skip
     RULES: Optional[FrozenSet[Rule]] = None
 
     @staticmethod
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
         _config_args(arg_parser)
-        arg_parser.add_argument("--optimizer-call", dest="optimizer_calls", action="append", default=[],
-                                metavar="NAME", help="Also treat calls to NAME as building the optimizer.")
-        arg_parser.add_argument("--model-var", dest="model_var", metavar="EXPR", help="The model the optimizer trains.")
-        arg_parser.add_argument("--helper-module", dest="helper_module", metavar="MODULE",
-                                help="Import the freeze helpers from MODULE instead of defining them.")
-        arg_parser.add_argument("--exclude-frozen-from-optimizer", dest="exclude_frozen", action="store_true",
-                                help="Also run BN2GN204.")
+        arg_parser.add_argument(
+            "--optimizer-call",
+            dest="optimizer_calls",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Also treat calls to NAME as building the optimizer.",
+        )
+        arg_parser.add_argument(
+            "--model-var", dest="model_var", metavar="EXPR", help="The model the optimizer trains."
+        )
+        arg_parser.add_argument(
+            "--helper-module",
+            dest="helper_module",
+            metavar="MODULE",
+            help="Import the freeze helpers from MODULE instead of defining them.",
+        )
+        arg_parser.add_argument(
+            "--exclude-frozen-from-optimizer",
+            dest="exclude_frozen",
+            action="store_true",
+            help="Also run BN2GN204.",
+        )
 
-    def __init__(self, context: CodemodContext, backbone_attrs=(), config_file=None, optimizer_calls=(),
-                 model_var=None, helper_module=None, exclude_frozen=False) -> None:
+    def __init__(
+        self,
+        context: CodemodContext,
+        backbone_attrs=(),
+        config_file=None,
+        optimizer_calls=(),
+        model_var=None,
+        helper_module=None,
+        exclude_frozen=False,
+    ) -> None:
         super().__init__(context)
         try:
-            config = engine.load([Path(".")], Path(config_file) if config_file else None,
-                                 backbone_attrs=backbone_attrs)
+            config = engine.load(
+                [Path(".")],
+                Path(config_file) if config_file else None,
+                backbone_attrs=backbone_attrs,
+            )
         except Bn2gnError as exc:
             _fail(exc)
-        self.options = engine.trainer_options(config, exclude_frozen, optimizer_calls, model_var, helper_module)
+        self.options = engine.trainer_options(
+            config, exclude_frozen, optimizer_calls, model_var, helper_module
+        )
         if self.RULES is not None:
             self.options = engine.with_rules(self.options, self.RULES)
 
@@ -166,6 +253,15 @@ class ExcludeFrozenFromOptimizer(PatchTrainer):
 
 
 #: rule code -> command class, one per rule (``libcst_commands.<Class>`` in LibCST's runner)
-COMMANDS = {cls.RULES and next(iter(cls.RULES)).code: cls for cls in (
-    ReplaceBatchNorm, InjectGroupNormHelper, InitLoops, FreezeBeforeOptimizer, InjectFreezeHelper, EvalAfterTrain,
-    ExcludeFrozenFromOptimizer)}
+COMMANDS = {
+    cls.RULES and next(iter(cls.RULES)).code: cls
+    for cls in (
+        ReplaceBatchNorm,
+        InjectGroupNormHelper,
+        InitLoops,
+        FreezeBeforeOptimizer,
+        InjectFreezeHelper,
+        EvalAfterTrain,
+        ExcludeFrozenFromOptimizer,
+    )
+}

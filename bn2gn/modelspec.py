@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
-from .errors import EXIT_USAGE, Bn2gnError, OptionError
+from .errors import EXIT_USAGE, OptionError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +47,14 @@ class ModelSpec:
         return f"{self.module}:{self.factory}({', '.join(args)})"
 
 
-def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable = (),
-                     stubs: Iterable[str] = (), options: Optional[str] = None,
-                     options_args: Iterable[str] = ()) -> ModelSpec:
+def parse_model_spec(
+    spec: str,
+    model_args: Iterable[str] = (),
+    paths: Iterable = (),
+    stubs: Iterable[str] = (),
+    options: Optional[str] = None,
+    options_args: Iterable[str] = (),
+) -> ModelSpec:
     """Parse ``MODULE:FACTORY`` (FACTORY may be dotted, e.g. ``Net.build``) and its arguments.
 
     ``options`` (``MODULE:CLASS[.METHOD]``) names the repository's options object; ``options_args``
@@ -57,8 +62,11 @@ def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable 
     """
     module, sep, factory = spec.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(factory):
-        raise OptionError("model", f" {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
-                         EXIT_USAGE)
+        raise OptionError(
+            "model",
+            f" {spec!r}: expected MODULE:FACTORY, e.g. lib.models.model:create_model",
+            EXIT_USAGE,
+        )
     argv = _options_argv(options, options_args)
     kwargs: Dict[str, Any] = {}
     for text in model_args:
@@ -72,22 +80,38 @@ def parse_model_spec(spec: str, model_args: Iterable[str] = (), paths: Iterable 
         folders.append(folder.resolve())
     for name in stubs:
         if not _is_dotted_name(name):
-            raise OptionError("stub", f" {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE)
-    return ModelSpec(module, factory, tuple(kwargs.items()), tuple(folders), tuple(dict.fromkeys(stubs)),
-                     options, argv)
+            raise OptionError(
+                "stub", f" {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE
+            )
+    return ModelSpec(
+        module,
+        factory,
+        tuple(kwargs.items()),
+        tuple(folders),
+        tuple(dict.fromkeys(stubs)),
+        options,
+        argv,
+    )
 
 
 def _options_argv(options: Optional[str], options_args: Iterable[str]) -> Tuple[str, ...]:
     options_args = tuple(options_args)
     if options is None:
         if options_args:
-            raise OptionError("model_opts_arg", " needs --model-opts MODULE:CLASS (the repository's options class, "
-                             "e.g. lib.opts:opts)", EXIT_USAGE)
+            raise OptionError(
+                "model_opts_arg",
+                " needs --model-opts MODULE:CLASS (the repository's options class, "
+                "e.g. lib.opts:opts)",
+                EXIT_USAGE,
+            )
         return ()
     module, sep, name = options.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(name):
-        raise OptionError("model_opts", f" {options!r}: expected MODULE:CLASS[.METHOD], e.g. lib.opts:opts",
-                         EXIT_USAGE)
+        raise OptionError(
+            "model_opts",
+            f" {options!r}: expected MODULE:CLASS[.METHOD], e.g. lib.opts:opts",
+            EXIT_USAGE,
+        )
     argv = []
     for text in options_args:
         try:
@@ -105,8 +129,11 @@ def parse_model_arg(text: str) -> Tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise OptionError("model_arg", f" {text!r}: expected key=value with a Python identifier as key",
-                         EXIT_USAGE)
+        raise OptionError(
+            "model_arg",
+            f" {text!r}: expected key=value with a Python identifier as key",
+            EXIT_USAGE,
+        )
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -133,11 +160,17 @@ def build_model_with_stubs(spec: ModelSpec):
             with torch.device("cpu"):
                 model = target(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
-            raise OptionError("model", f" {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
-                             EXIT_USAGE) from None
+            raise OptionError(
+                "model",
+                f" {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
+                EXIT_USAGE,
+            ) from None
     if not isinstance(model, torch.nn.Module):
-        raise OptionError("model", f" {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
-                         EXIT_USAGE)
+        raise OptionError(
+            "model",
+            f" {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
+            EXIT_USAGE,
+        )
     return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
 
 
@@ -149,8 +182,10 @@ def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> str:
         found = _none_fallbacks(spec, before)
         if found:
             where, fallback = found[0]
-            return (f"; {fallback.name} is None: {where}:{fallback.line} sets it to None when importing "
-                    f"{fallback.module} fails; stand that module in with --stub {fallback.module}")
+            return (
+                f"; {fallback.name} is None: {where}:{fallback.line} sets it to None when importing "
+                f"{fallback.module} fails; stand that module in with --stub {fallback.module}"
+            )
     return "; check --model-arg values" + (" and --model-opts-arg" if spec.options else "")
 
 
@@ -162,7 +197,11 @@ def _none_fallbacks(spec: ModelSpec, before: set) -> list:
     found = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not path or not path.endswith(".py") or (name in before and not path.startswith(tuple(folders))):
+        if (
+            not path
+            or not path.endswith(".py")
+            or (name in before and not path.startswith(tuple(folders)))
+        ):
             continue
         try:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -190,13 +229,17 @@ def build_options(spec: ModelSpec) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - the user's module
-        raise OptionError("model_opts", f" {flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE) from None
+        raise OptionError(
+            "model_opts", f" {flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE
+        ) from None
     owner, parts = module, dotted.split(".")
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
     last = getattr(owner, parts[-1], None)
     if last is None:
-        raise OptionError("model_opts", f" {flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE)
+        raise OptionError(
+            "model_opts", f" {flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE
+        )
     call = _options_call(flag, owner, parts[-1], last)
     captured = io.StringIO()
     try:
@@ -205,9 +248,17 @@ def build_options(spec: ModelSpec) -> Any:
     except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
         lines = [line for line in captured.getvalue().splitlines() if line.strip()]
         reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
-        raise OptionError("model_opts", f" {flag}: the options parser rejected --model-opts-arg ({reason})", EXIT_USAGE) from None
+        raise OptionError(
+            "model_opts",
+            f" {flag}: the options parser rejected --model-opts-arg ({reason})",
+            EXIT_USAGE,
+        ) from None
     except Exception as exc:  # noqa: BLE001
-        raise OptionError("model_opts", f" {flag} raised {_summary(exc)}; check --model-opts-arg values", EXIT_USAGE) from None
+        raise OptionError(
+            "model_opts",
+            f" {flag} raised {_summary(exc)}; check --model-opts-arg values",
+            EXIT_USAGE,
+        ) from None
 
 
 def _options_call(flag: str, owner: Any, name: str, last: Any):
@@ -217,9 +268,15 @@ def _options_call(flag: str, owner: Any, name: str, last: Any):
         for method in ("init", "parse"):
             if callable(getattr(instance, method, None)):
                 return getattr(instance, method)
-        raise OptionError("model_opts", f" {flag}: {last.__name__} has no init() or parse(); name the method, "
-                         f"e.g. --model-opts MODULE:{last.__name__}.parse", EXIT_USAGE)
-    if isinstance(owner, type) and not isinstance(inspect.getattr_static(owner, name), (staticmethod, classmethod)):
+        raise OptionError(
+            "model_opts",
+            f" {flag}: {last.__name__} has no init() or parse(); name the method, "
+            f"e.g. --model-opts MODULE:{last.__name__}.parse",
+            EXIT_USAGE,
+        )
+    if isinstance(owner, type) and not isinstance(
+        inspect.getattr_static(owner, name), (staticmethod, classmethod)
+    ):
         return getattr(_instantiate(flag, owner), name)
     if not callable(last):
         raise OptionError("model_opts", f" {flag}: is not callable", EXIT_USAGE)
@@ -230,7 +287,9 @@ def _instantiate(flag: str, cls: type) -> Any:
     try:
         return cls()
     except Exception as exc:  # noqa: BLE001
-        raise OptionError("model_opts", f" {flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE) from None
+        raise OptionError(
+            "model_opts", f" {flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE
+        ) from None
 
 
 #: Factory parameters that take the options object itself (``create_model(arch, heads, head_conv, opt)``).
@@ -246,8 +305,11 @@ def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any
         return kwargs
     filled = dict(kwargs)
     for parameter in parameters:
-        if parameter.name in filled or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD,
-                                                          parameter.POSITIONAL_ONLY):
+        if parameter.name in filled or parameter.kind in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+            parameter.POSITIONAL_ONLY,
+        ):
             continue
         if parameter.name in OPTIONS_PARAMETERS:
             filled[parameter.name] = opt
@@ -261,14 +323,24 @@ def _import_factory(spec: ModelSpec):
     try:
         module = importlib.import_module(spec.module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
-        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != spec.module.split(".")[0]:
-            hint += (f"; if {exc.name} is a compiled extension that is not installed, "
-                     f"stand it in with --stub {exc.name}")
-        raise OptionError("model", f": cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE) from None
+        if (
+            isinstance(exc, ModuleNotFoundError)
+            and exc.name
+            and exc.name.split(".")[0] != spec.module.split(".")[0]
+        ):
+            hint += (
+                f"; if {exc.name} is a compiled extension that is not installed, "
+                f"stand it in with --stub {exc.name}"
+            )
+        raise OptionError(
+            "model", f": cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE
+        ) from None
     target: Any = module
     for part in spec.factory.split("."):
         if not hasattr(target, part):
-            raise OptionError("model", f": {spec.module} has no attribute {spec.factory!r}", EXIT_USAGE)
+            raise OptionError(
+                "model", f": {spec.module} has no attribute {spec.factory!r}", EXIT_USAGE
+            )
         target = getattr(target, part)
     if not callable(target):
         raise OptionError("model", f": {spec.module}:{spec.factory} is not callable", EXIT_USAGE)
@@ -313,7 +385,9 @@ def _stand_in_class(module: str, name: str):
     def forward(self, x=None, *args, **kwargs):
         return x
 
-    return type(name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module})
+    return type(
+        name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module}
+    )
 
 
 class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -340,7 +414,7 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         found = []
         for module, attrs in self.used.items():
             if module == name or module.startswith(name + "."):
-                prefix = module[len(name) + 1:]
+                prefix = module[len(name) + 1 :]
                 found += [f"{prefix}.{a}" if prefix else a for a in attrs]
         return tuple(sorted(found))
 
@@ -352,8 +426,11 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def stub_modules(names: Tuple[str, ...]) -> Iterator[_StubFinder]:
     """Put stand-ins for ``names`` first in the import system; take them (and only them) out afterwards."""
     finder = _StubFinder(tuple(names))
-    saved = {n: sys.modules.pop(n) for n in list(sys.modules)
-             if any(n == s or n.startswith(s + ".") for s in finder.names)}
+    saved = {
+        n: sys.modules.pop(n)
+        for n in list(sys.modules)
+        if any(n == s or n.startswith(s + ".") for s in finder.names)
+    }
     if names:
         sys.meta_path.insert(0, finder)
     try:

@@ -59,8 +59,11 @@ class FileResult:
         return self.source.encode(self.new_text)
 
     def as_dict(self) -> dict:
-        data = {"path": str(self.path), "status": self.status,
-                "changes": [c.as_dict() for c in self.changes]}
+        data = {
+            "path": str(self.path),
+            "status": self.status,
+            "changes": [c.as_dict() for c in self.changes],
+        }
         if self.error:
             data["error"] = self.error
         if self.notes:
@@ -98,13 +101,21 @@ def parse_module(source: SourceText, checked: bool = False) -> cst.Module:
     except cst.ParserSyntaxError:
         line = mixed_newline_line(source.text)
         if line:
-            raise SourceError(source.path, line, "mixed CRLF and LF line endings, which LibCST cannot parse; "
-                              "make them consistent (e.g. dos2unix) and run again") from None
+            raise SourceError(
+                source.path,
+                line,
+                "mixed CRLF and LF line endings, which LibCST cannot parse; "
+                "make them consistent (e.g. dos2unix) and run again",
+            ) from None
         raise
     line = form_feed_indent_line(source.text)
     if line:
-        raise SourceError(source.path, line, "form feed (\\f) in the indentation of a line of code, which "
-                          "LibCST does not keep; move it to a line of its own or remove it, and run again")
+        raise SourceError(
+            source.path,
+            line,
+            "form feed (\\f) in the indentation of a line of code, which "
+            "LibCST does not keep; move it to a line of its own or remove it, and run again",
+        )
     return module
 
 
@@ -133,20 +144,38 @@ def mixed_newline_line(text: str) -> int:
     return 0
 
 
-def finish(source: SourceText, new_text: str, changes: Iterable[Change], notes: Iterable[str] = ()) -> FileResult:
+def finish(
+    source: SourceText, new_text: str, changes: Iterable[Change], notes: Iterable[str] = ()
+) -> FileResult:
     """Turn a transform's output into a result; output that does not parse is a failure, not a write."""
     changes = list(changes)
     if new_text == source.text:
-        return FileResult(path=source.path, status="unchanged", source=source, new_text=new_text,
-                          changes=[], notes=list(notes))
+        return FileResult(
+            path=source.path,
+            status="unchanged",
+            source=source,
+            new_text=new_text,
+            changes=[],
+            notes=list(notes),
+        )
     try:  # Python's own parser is the judge; LibCST parsing it again would add a second full parse
         check_python(new_text)
         source.encode(new_text)
     except (SyntaxError, ValueError, UnicodeEncodeError) as exc:
-        return failed(source.path, f"{source.path}:1: bn2gn produced output that does not parse ({exc}); "
-                      "file left unchanged, please report this", source)
-    return FileResult(path=source.path, status="changed", source=source, new_text=new_text,
-                      changes=changes, notes=list(notes))
+        return failed(
+            source.path,
+            f"{source.path}:1: bn2gn produced output that does not parse ({exc}); "
+            "file left unchanged, please report this",
+            source,
+        )
+    return FileResult(
+        path=source.path,
+        status="changed",
+        source=source,
+        new_text=new_text,
+        changes=changes,
+        notes=list(notes),
+    )
 
 
 def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> FileResult:
@@ -155,24 +184,33 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
         source = read_source(path)
         limit = max_transform_bytes()
         if len(source.raw) > limit:
-            return failed(path, f"{path}:1: {len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
-                          f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged", source)
+            return failed(
+                path,
+                f"{path}:1: {len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
+                f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged",
+                source,
+            )
         return transform(source)
     except SourceError as exc:
         return failed(path, str(exc))
     except (SyntaxError, cst.ParserSyntaxError) as exc:
         return failed(path, parse_error(path, exc))
     except RecursionError:
-        return failed(path, f"{path}:1: too deeply nested for bn2gn to analyse; file left unchanged")
+        return failed(
+            path, f"{path}:1: too deeply nested for bn2gn to analyse; file left unchanged"
+        )
 
 
 def unified_diff(result: FileResult) -> str:
     if result.status != "changed":
         return ""
     name = result.path.as_posix()
-    lines = difflib.unified_diff(result.source.text.splitlines(keepends=True),
-                                 result.new_text.splitlines(keepends=True),
-                                 fromfile=f"a/{name}", tofile=f"b/{name}")
+    lines = difflib.unified_diff(
+        result.source.text.splitlines(keepends=True),
+        result.new_text.splitlines(keepends=True),
+        fromfile=f"a/{name}",
+        tofile=f"b/{name}",
+    )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
@@ -192,8 +230,10 @@ def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
         if mode == WRITE:
             if _read_only(result.path):
                 result.status = "failed"
-                result.error = (f"{result.path}:1: file is read-only; make it writable (chmod u+w) for bn2gn "
-                                "to change it; file left unchanged")
+                result.error = (
+                    f"{result.path}:1: file is read-only; make it writable (chmod u+w) for bn2gn "
+                    "to change it; file left unchanged"
+                )
                 continue
             try:
                 write_atomic(result.path, result.new_bytes, expected=result.source.raw)
@@ -202,7 +242,9 @@ def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
                 result.error = str(exc)
             except OSError as exc:
                 result.status = "failed"
-                result.error = f"{result.path}:1: cannot write ({exc.strerror or exc}); file left unchanged"
+                result.error = (
+                    f"{result.path}:1: cannot write ({exc.strerror or exc}); file left unchanged"
+                )
         elif mode == DIFF:
             out.write(unified_diff(result))
     if any(r.status == "failed" for r in results):

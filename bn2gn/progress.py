@@ -35,7 +35,9 @@ class Progress:
         now = time.monotonic()
         if self.total >= MIN_FILES and (now - self.last >= INTERVAL or self.count >= self.total):
             self.last = now
-            self.stream.write(f"\r{self.label}: {min(self.count, self.total)}/{self.total} files\x1b[K")
+            self.stream.write(
+                f"\r{self.label}: {min(self.count, self.total)}/{self.total} files\x1b[K"
+            )
             self.stream.flush()
 
     def done(self) -> None:

@@ -63,13 +63,20 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
     scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
     for node in facts.tree.body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "get_group_norm"
-                for n in ast.walk(node)):
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "get_group_norm"
+            for n in ast.walk(node)
+        ):
             scopes.add(node.name)
-    functions = {n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    functions = {
+        n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
     for node in facts.tree.body:
         if getattr(node, "name", None) in scopes:
-            scopes |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in functions}
+            scopes |= {
+                n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in functions
+            }
     return scopes
 
 
@@ -79,32 +86,46 @@ def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
     analysis already parsed this very text) and one of the output."""
     from .codemods.combined import transform
     from .codemods.group_norm_helper import inject_group_norm_helper
-    from .codemods.inject import ensure_nn_import, torch_nn_name
     from .codemods.init_loops import InitLoops
+    from .codemods.inject import ensure_nn_import, torch_nn_name
     from .codemods.replace_batchnorm import ReplaceBatchNorm
 
-    module = parse_module(source, checked=bool(job.text_hash) and text_hash(source.text) == job.text_hash)
+    module = parse_module(
+        source, checked=bool(job.text_hash) and text_hash(source.text) == job.text_hash
+    )
     changes: List[Change] = []
     notes: List[str] = []
     replace = loops = None
     if Rule.REPLACE_BATCHNORM in job.rules:
-        positions = {(s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"}
+        positions = {
+            (s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"
+        }
         replace = ReplaceBatchNorm(positions) if positions else None
     if Rule.INIT_LOOPS in job.rules and job.init_scopes and job.bn_refs:
-        loops = InitLoops(set(job.init_scopes), set(job.bn_refs), (torch_nn_name(module) or "nn") + ".GroupNorm")
+        loops = InitLoops(
+            set(job.init_scopes), set(job.bn_refs), (torch_nn_name(module) or "nn") + ".GroupNorm"
+        )
     module = transform(module, [part for part in (replace, loops) if part is not None])
     if replace is not None:
         changes += [Change(Rule.REPLACE_BATCHNORM, line, note) for line, note in replace.converted]
-        notes += [f"{job.display}:{line}: BatchNorm2d not converted: {why}" for line, why in replace.refused]
+        notes += [
+            f"{job.display}:{line}: BatchNorm2d not converted: {why}"
+            for line, why in replace.refused
+        ]
     if loops is not None and loops.changed:
         if torch_nn_name(module) is None:
             module, _ = ensure_nn_import(module)
         changes += [Change(Rule.INIT_LOOPS, line, note) for line, note in loops.changed]
     if Rule.INJECT_GROUP_NORM_HELPER in job.rules and (
-            replace is not None and replace.converted or "get_group_norm" in source.text):
-        module, injected = inject_group_norm_helper(module, used=True if replace and replace.converted else None)
+        replace is not None and replace.converted or "get_group_norm" in source.text
+    ):
+        module, injected = inject_group_norm_helper(
+            module, used=True if replace and replace.converted else None
+        )
         if injected:
-            changes.append(Change(Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports"))
+            changes.append(
+                Change(Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports")
+            )
     return finish(source, module.code, changes, notes)
 
 
@@ -126,10 +147,19 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
         sites = tuple(plan.sites_in(facts.display))
         scopes = init_loop_scopes(facts, sites)
         if any(s.decision == CONVERT for s in sites) or scopes:
-            jobs.append(FileJob(path=facts.path, display=facts.display, sites=sites, init_scopes=frozenset(scopes),
-                                bn_refs=frozenset(batchnorm_ref_texts(facts)), rules=rules,
-                                text_hash=text_hash("".join(getattr(facts, "lines", ()))) if hasattr(
-                                    facts, "lines") else ""))
+            jobs.append(
+                FileJob(
+                    path=facts.path,
+                    display=facts.display,
+                    sites=sites,
+                    init_scopes=frozenset(scopes),
+                    bn_refs=frozenset(batchnorm_ref_texts(facts)),
+                    rules=rules,
+                    text_hash=text_hash("".join(getattr(facts, "lines", ())))
+                    if hasattr(facts, "lines")
+                    else "",
+                )
+            )
     return jobs
 
 
@@ -151,8 +181,14 @@ def _counted(results: Iterable[FileResult]) -> List[FileResult]:
     return out
 
 
-def rewrite_paths(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], workers: int = 1,
-                  plan: Optional[Plan] = None, project=None) -> RewriteRun:
+def rewrite_paths(
+    paths: Sequence[Path],
+    config: Config,
+    rules: FrozenSet[Rule],
+    workers: int = 1,
+    plan: Optional[Plan] = None,
+    project=None,
+) -> RewriteRun:
     """Plan (unless given), then rewrite every file that needs it. Parse failures become failed results."""
     if plan is None:
         plan, project = build_plan(paths, config)

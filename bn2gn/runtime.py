@@ -47,7 +47,8 @@ def backbone_modules(network, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
     for path, module in modules:
         parts = path.split(".") if path else []
         if any(part in names for part in parts) or any(
-                ".".join(parts[:i]) in prefixes for i in range(1, len(parts) + 1)):
+            ".".join(parts[:i]) in prefixes for i in range(1, len(parts) + 1)
+        ):
             yield path, module
 
 

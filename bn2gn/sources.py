@@ -62,15 +62,20 @@ def decode_source(path: Union[str, Path], raw: bytes) -> SourceText:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
-        raise SourceError(path, getattr(exc, "lineno", None) or 1, f"bad encoding declaration ({exc.msg})") from None
+        raise SourceError(
+            path, getattr(exc, "lineno", None) or 1, f"bad encoding declaration ({exc.msg})"
+        ) from None
     bom = raw.startswith(codecs.BOM_UTF8)
-    body = raw[len(codecs.BOM_UTF8):] if bom else raw
+    body = raw[len(codecs.BOM_UTF8) :] if bom else raw
     codec = "utf-8" if encoding == "utf-8-sig" else encoding
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:
-        raise SourceError(path, _line_of(body, exc.start),
-                          f"not valid {codec} (byte 0x{body[exc.start]:02x}); add a PEP 263 coding cookie") from None
+        raise SourceError(
+            path,
+            _line_of(body, exc.start),
+            f"not valid {codec} (byte 0x{body[exc.start]:02x}); add a PEP 263 coding cookie",
+        ) from None
     return SourceText(path=path, raw=raw, text=text, encoding=codec, bom=bom)
 
 
@@ -141,19 +146,31 @@ def _existing_regular_file(path, target: Path) -> Optional[os.stat_result]:
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(info.st_mode):
-        raise WriteRefused(path, f"is not a regular file ({file_kind(info.st_mode)}); bn2gn only replaces "
-                                 "regular files; not written")
+        raise WriteRefused(
+            path,
+            f"is not a regular file ({file_kind(info.st_mode)}); bn2gn only replaces "
+            "regular files; not written",
+        )
     if info.st_nlink > 1:
-        raise WriteRefused(path, f"has {info.st_nlink} hard links; replacing it would leave the other names "
-                                 "with the old content; not written (break the link first, e.g. cp FILE "
-                                 "FILE.new && mv FILE.new FILE)")
+        raise WriteRefused(
+            path,
+            f"has {info.st_nlink} hard links; replacing it would leave the other names "
+            "with the old content; not written (break the link first, e.g. cp FILE "
+            "FILE.new && mv FILE.new FILE)",
+        )
     return info
 
 
 def file_kind(mode: int) -> str:
     """``directory``, ``character device``, ``named pipe``... for messages about non-regular files."""
-    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-             (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symlink"))
+    kinds = (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISLNK, "symlink"),
+    )
     return next((name for test, name in kinds if test(mode)), "special file")
 
 

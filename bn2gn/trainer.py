@@ -19,8 +19,14 @@ from libcst.metadata import PositionProvider
 
 from .codemods.eval_after_train import KEEP, KeepEvalAfterTrain, find_train_switches
 from .codemods.exclude_frozen import ExcludeFrozenParameters
-from .codemods.freeze_before_optimizer import (FREEZE, FreezeBeforeOptimizer, NeedsUserInput,
-                                               collect_optimizer_names, find_optimizer_sites, site_at_line)
+from .codemods.freeze_before_optimizer import (
+    FREEZE,
+    FreezeBeforeOptimizer,
+    NeedsUserInput,
+    collect_optimizer_names,
+    find_optimizer_sites,
+    site_at_line,
+)
 from .codemods.freeze_helper import InjectFreezeHelper
 from .codemods.inject import InsertStatements, import_end_index
 from .codemods.recognise import admitted, ast_may_plan, text_may_plan
@@ -71,8 +77,13 @@ class Entry:
         return Change(self.rule, self.line, f"{self.message} [in {self.scope}]")
 
     def as_dict(self, path) -> dict:
-        return {"path": str(path), "line": self.line, "scope": self.scope, "rule": self.rule.code,
-                "message": self.message}
+        return {
+            "path": str(path),
+            "line": self.line,
+            "scope": self.scope,
+            "rule": self.rule.code,
+            "message": self.message,
+        }
 
 
 def patch_source(source: SourceText, options: TrainerOptions) -> FileResult:
@@ -81,8 +92,9 @@ def patch_source(source: SourceText, options: TrainerOptions) -> FileResult:
     return result
 
 
-def _patch(source: SourceText, options: TrainerOptions, prefilter: bool = True,
-           check: bool = True) -> Tuple[FileResult, List[Entry]]:
+def _patch(
+    source: SourceText, options: TrainerOptions, prefilter: bool = True, check: bool = True
+) -> Tuple[FileResult, List[Entry]]:
     """``prefilter``: decide on text and ``ast`` first (False only to test the pre-filter itself);
     ``check``: build and parse-check the new text (``bn2gn scan`` needs only the entries)."""
     checked = False
@@ -95,52 +107,89 @@ def _patch(source: SourceText, options: TrainerOptions, prefilter: bool = True,
     wrapper = cst.MetadataWrapper(parse_module(source, checked=checked))
     insertions, rewrites, entries, notes = plan_module(wrapper, options, source.path)
     if not check:
-        entries = sorted(entries + _helper_entries(wrapper, options, insertions), key=lambda e: (e.line, e.rule.code))
+        entries = sorted(
+            entries + _helper_entries(wrapper, options, insertions),
+            key=lambda e: (e.line, e.rule.code),
+        )
         return FileResult(path=source.path, status="unchanged", source=source), entries
     module = wrapper.module.visit(InsertStatements(insertions, rewrites))
     helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
     if Rule.INJECT_FREEZE_HELPER in options.rules:
         module, names = helper.apply(module)
         if names:
-            how = f"import from {options.helper_module}" if options.helper_module else "define after the imports"
-            entries.append(Entry(Rule.INJECT_FREEZE_HELPER, _line_after_imports(wrapper), "<module>",
-                                 f"{how}: {', '.join(names)}"))
+            how = (
+                f"import from {options.helper_module}"
+                if options.helper_module
+                else "define after the imports"
+            )
+            entries.append(
+                Entry(
+                    Rule.INJECT_FREEZE_HELPER,
+                    _line_after_imports(wrapper),
+                    "<module>",
+                    f"{how}: {', '.join(names)}",
+                )
+            )
     elif helper.missing(module):
-        notes.append(f"{source.path}: calls {', '.join(helper.missing(module))} without defining or importing it "
-                     "(BN2GN202 skipped): import it from bn2gn.runtime or use --helper-module")
+        notes.append(
+            f"{source.path}: calls {', '.join(helper.missing(module))} without defining or importing it "
+            "(BN2GN202 skipped): import it from bn2gn.runtime or use --helper-module"
+        )
     stale = None if options.helper_module else helper.stale_defaults(module)
     if stale is not None:
-        notes.append(f"{source.path}: the injected helpers default to backbone attributes {stale}, the "
-                     f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update")
+        notes.append(
+            f"{source.path}: the injected helpers default to backbone attributes {stale}, the "
+            f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update"
+        )
     entries.sort(key=lambda e: (e.line, e.rule.code))
     return finish(source, module.code, [e.change() for e in entries], notes), entries
 
 
-def _helper_entries(wrapper: cst.MetadataWrapper, options: TrainerOptions, insertions) -> List[Entry]:
+def _helper_entries(
+    wrapper: cst.MetadataWrapper, options: TrainerOptions, insertions
+) -> List[Entry]:
     """The BN2GN202 entry _patch would report, from the plan alone (for ``bn2gn scan``)."""
     if Rule.INJECT_FREEZE_HELPER not in options.rules:
         return []
     planned = {FREEZE for i in insertions if i.rule is Rule.FREEZE_BEFORE_OPTIMIZER} | {
-        KEEP for i in insertions if i.rule is Rule.EVAL_AFTER_TRAIN}
-    names = InjectFreezeHelper(options.backbone_attrs, options.helper_module).missing(wrapper.module, planned)
+        KEEP for i in insertions if i.rule is Rule.EVAL_AFTER_TRAIN
+    }
+    names = InjectFreezeHelper(options.backbone_attrs, options.helper_module).missing(
+        wrapper.module, planned
+    )
     if not names:
         return []
-    how = f"import from {options.helper_module}" if options.helper_module else "define after the imports"
-    return [Entry(Rule.INJECT_FREEZE_HELPER, _line_after_imports(wrapper), "<module>", f"{how}: {', '.join(names)}")]
+    how = (
+        f"import from {options.helper_module}"
+        if options.helper_module
+        else "define after the imports"
+    )
+    return [
+        Entry(
+            Rule.INJECT_FREEZE_HELPER,
+            _line_after_imports(wrapper),
+            "<module>",
+            f"{how}: {', '.join(names)}",
+        )
+    ]
 
 
 def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> tuple:
     """(insertions, call rewrites, entries, notes) for one parsed file; raises NeedsUserInput."""
     names = collect_optimizer_names(wrapper.module, options.optimizer_calls)
-    frozen_already = bool(m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))))
+    frozen_already = bool(
+        m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE))))
+    )
     sites, switches, notes = [], [], []
     if options.insert_before_line is not None and frozen_already:
         notes.append(f"{path}: already calls {FREEZE}; --insert-before-line ignored")
     elif options.insert_before_line is not None:
         site = site_at_line(wrapper, options.insert_before_line)
         if site is None:
-            raise NeedsUserInput(f"{path}:{options.insert_before_line}: no statement starts on this line; "
-                                 "--insert-before-line needs the first line of the optimizer statement")
+            raise NeedsUserInput(
+                f"{path}:{options.insert_before_line}: no statement starts on this line; "
+                "--insert-before-line needs the first line of the optimizer statement"
+            )
         sites = [site]
     elif options.kind != TRAINER:
         sites = find_optimizer_sites(wrapper, names)
@@ -151,7 +200,9 @@ def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> 
         raise NotTrainingCode(_nothing_found(path, options))
     insertions, rewrites, entries = [], {}, []
     if Rule.FREEZE_BEFORE_OPTIMIZER in options.rules:
-        insertions += FreezeBeforeOptimizer(options.model_var, options.call_kwargs).plan(wrapper, sites, path)
+        insertions += FreezeBeforeOptimizer(options.model_var, options.call_kwargs).plan(
+            wrapper, sites, path
+        )
     if Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER in options.rules:
         rewrites, changes, problems = ExcludeFrozenParameters().plan(wrapper, sites)
         entries += [Entry(*change) for change in changes]
@@ -165,18 +216,24 @@ def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> 
 
 
 def _nothing_found(path, options: TrainerOptions) -> str:
-    searched = "torch.optim.<Name>(...) under any import of torch.optim, build_optimizer/get_optimizer/" \
-               "create_optimizer(...)"
+    searched = (
+        "torch.optim.<Name>(...) under any import of torch.optim, build_optimizer/get_optimizer/"
+        "create_optimizer(...)"
+    )
     if options.optimizer_calls:
         searched += ", " + ", ".join(f"{name}(...)" for name in options.optimizer_calls)
     if options.kind == TRAINER:
-        return (f"{path}: no X.train() / X.train(True) / X.train(mode=...) call found; "
-                "this file is no trainer (use --kind script if it builds the optimizer)")
+        return (
+            f"{path}: no X.train() / X.train(True) / X.train(mode=...) call found; "
+            "this file is no trainer (use --kind script if it builds the optimizer)"
+        )
     hint = "point bn2gn at it with --optimizer-call NAME or --insert-before-line N"
     if options.kind == SCRIPT:
         return f"{path}: no optimizer construction found (searched for {searched}); {hint}"
-    return (f"{path}: neither an optimizer construction nor a model.train() call found (searched for {searched}, "
-            f"X.train()); {hint}, or leave the file out")
+    return (
+        f"{path}: neither an optimizer construction nor a model.train() call found (searched for {searched}, "
+        f"X.train()); {hint}, or leave the file out"
+    )
 
 
 def _line_after_imports(wrapper: cst.MetadataWrapper) -> int:
@@ -187,8 +244,9 @@ def _line_after_imports(wrapper: cst.MetadataWrapper) -> int:
     return wrapper.module.code.count("\n") + 1
 
 
-def patch_files(files: Sequence[Path], options: TrainerOptions, explicit: Sequence[Path] = (),
-                workers: int = 1) -> Tuple[List[FileResult], List[str]]:
+def patch_files(
+    files: Sequence[Path], options: TrainerOptions, explicit: Sequence[Path] = (), workers: int = 1
+) -> Tuple[List[FileResult], List[str]]:
     """Patch each file (in ``workers`` processes); return the results and the usage errors (exit 2)
     of files named explicitly. A file reached through a directory that holds no training code is
     simply unchanged.
@@ -213,7 +271,9 @@ def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
             return patch_source(source, options)
         except NotTrainingCode as exc:
             if not named:
-                return FileResult(path=source.path, status="unchanged", source=source, new_text=source.text)
+                return FileResult(
+                    path=source.path, status="unchanged", source=source, new_text=source.text
+                )
             usage.append(str(exc))
             return failed(source.path, str(exc), source)
         except NeedsUserInput as exc:
@@ -224,8 +284,12 @@ def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
     return result, (usage[0] if usage else None)
 
 
-def trainer_rules(select: Sequence[str] = (), skip: Sequence[str] = (), exclude_frozen: bool = False,
-                  strict: bool = True) -> frozenset:
+def trainer_rules(
+    select: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    exclude_frozen: bool = False,
+    strict: bool = True,
+) -> frozenset:
     """The BN2GN2xx rules a run uses; codes of other commands in a shared config are ignored."""
     from .rules import rule_by_name
 
@@ -233,7 +297,9 @@ def trainer_rules(select: Sequence[str] = (), skip: Sequence[str] = (), exclude_
     if select and not chosen and strict:
         from .errors import Bn2gnError
 
-        raise Bn2gnError("--select names no patch-trainer rule: use BN2GN201-BN2GN204 (see --list-rules)")
+        raise Bn2gnError(
+            "--select names no patch-trainer rule: use BN2GN201-BN2GN204 (see --list-rules)"
+        )
     rules = select_rules(chosen, skip) & TRAINER_RULES
     if exclude_frozen and Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER not in {rule_by_name(n) for n in skip}:
         rules |= {Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER}
@@ -263,13 +329,22 @@ def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
 
 def plan_insertions_for(sources: Dict[Path, SourceText], config: Config) -> List[dict]:
     """The insertions for decoded files that passed the pre-filter (``recognise.admitted``)."""
-    options = TrainerOptions(rules=trainer_rules(config.select, config.skip, strict=False),
-                             backbone_attrs=tuple(config.backbone_attrs))
+    options = TrainerOptions(
+        rules=trainer_rules(config.select, config.skip, strict=False),
+        backbone_attrs=tuple(config.backbone_attrs),
+    )
     found = []
     for path, source in sources.items():
         try:
             _, entries = _patch(source, options, check=False)
-        except (NeedsUserInput, SourceError, SyntaxError, ValueError, cst.ParserSyntaxError, RecursionError):
+        except (
+            NeedsUserInput,
+            SourceError,
+            SyntaxError,
+            ValueError,
+            cst.ParserSyntaxError,
+            RecursionError,
+        ):
             continue
         found.extend(entry.as_dict(path) for entry in entries)
     return found

@@ -20,8 +20,11 @@ REWRITE_CASES = FIXTURES / "rewrite"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--regen-goldens", action="store_true",
-                     help="Rewrite fixtures/golden from the current output (read every diff before committing).")
+    parser.addoption(
+        "--regen-goldens",
+        action="store_true",
+        help="Rewrite fixtures/golden from the current output (read every diff before committing).",
+    )
 
 
 @pytest.fixture
@@ -43,8 +46,11 @@ def copy_case(case: str, dest: Path) -> Path:
 
 def snapshot(folder: Path) -> dict:
     """relative path -> bytes, for every file below ``folder``."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def run_cli(args, cwd: Path = None):

@@ -60,8 +60,9 @@ def test_remap_with_model_converts_exactly_the_groupnorm_layers_of_the_model():
     old = Seg(nn.BatchNorm2d(8)).state_dict()
     converted = Seg(nn.GroupNorm(4, 8))
     # the names rule alone would call base.* converted (no backbone/base_layer component in 'base')
-    new, report = remap_state_dict(collections.OrderedDict(old),
-                                   RemapOptions(plan=selection_from_model(converted)))
+    new, report = remap_state_dict(
+        collections.OrderedDict(old), RemapOptions(plan=selection_from_model(converted))
+    )
     assert set(report.dropped) == {"neck.1"}
     assert "base.stem.1.running_mean" in new and "neck.1.running_mean" not in new
     assert new["base.extra.running_var"] is old["base.extra.running_var"]

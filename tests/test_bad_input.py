@@ -12,10 +12,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, snapshot
 
-MODEL = '''import torch.nn as nn
+MODEL = """import torch.nn as nn
 
 
 class Backbone(nn.Module):
@@ -29,15 +28,15 @@ class Net(nn.Module):
         super().__init__()
         self.backbone = Backbone()
         self.head = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))
-'''
-HEAD_ONLY = '''import torch.nn as nn
+"""
+HEAD_ONLY = """import torch.nn as nn
 
 
 class Head(nn.Module):
     def __init__(self):
         super().__init__()
         self.bn = nn.BatchNorm2d(4)
-'''
+"""
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -81,7 +80,9 @@ def test_directory_of_only_skipped_files_says_how_to_include_them(tmp_path):
     result = run_cli(["scan", "proj"], cwd=tmp_path)
     assert result.exit_code == 2
     line = one_error_line(result)
-    assert "no Python files to process" in line and "--include" in line and ".venv/ is skipped" in line
+    assert (
+        "no Python files to process" in line and "--include" in line and ".venv/ is skipped" in line
+    )
 
 
 def test_directory_named_py_is_walked_not_read(tmp_path):
@@ -197,7 +198,9 @@ def test_unreadable_file_is_reported_and_the_rest_is_processed(shared_dir):
     _warm_up(shared_dir)
     with permissions_apply(shared_dir):
         secret.chmod(0)
-        assert not os.access(secret, os.R_OK, effective_ids=AS_ROOT)  # precondition: this user really cannot read it
+        assert not os.access(
+            secret, os.R_OK, effective_ids=AS_ROOT
+        )  # precondition: this user really cannot read it
         result = run_cli(["rewrite", "."], cwd=shared_dir)
         secret.chmod(0o644)
     assert result.exit_code == 1, result.output
@@ -216,7 +219,9 @@ def test_read_only_file_is_reported_not_written(tmp_path):
     assert path.read_text() == MODEL and stat.S_IMODE(path.stat().st_mode) == 0o444
     diff = run_cli(["rewrite", ".", "--diff"], cwd=tmp_path)
     assert diff.exit_code == 0
-    assert "+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), get_group_norm(8))" in diff.stdout
+    assert (
+        "+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), get_group_norm(8))" in diff.stdout
+    )
     path.chmod(0o644)
     assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
     assert "get_group_norm(8)" in path.read_text()
@@ -232,8 +237,12 @@ def test_read_only_folder_fails_cleanly_without_temp_files(shared_dir):
             result = run_cli(["rewrite", "proj"], cwd=shared_dir)
         finally:
             (shared_dir / "proj").chmod(0o755)
-    assert result.exit_code == 1 and "cannot write (Permission denied)" in result.stderr, result.output
-    assert path.read_text() == MODEL and sorted(p.name for p in (shared_dir / "proj").iterdir()) == ["model.py"]
+    assert result.exit_code == 1 and "cannot write (Permission denied)" in result.stderr, (
+        result.output
+    )
+    assert path.read_text() == MODEL and sorted(
+        p.name for p in (shared_dir / "proj").iterdir()
+    ) == ["model.py"]
 
 
 # -- generated files and skipped folders ----------------------------------------------------------------
@@ -273,7 +282,9 @@ def test_exclude_glob_drops_files_and_folders(tmp_path):
     write(tmp_path / "vendor" / "model.py", MODEL)
     write(tmp_path / "legacy_model.py", MODEL)
     before = snapshot(tmp_path)
-    result = run_cli(["rewrite", ".", "--exclude", "vendor", "--exclude", "legacy_*.py"], cwd=tmp_path)
+    result = run_cli(
+        ["rewrite", ".", "--exclude", "vendor", "--exclude", "legacy_*.py"], cwd=tmp_path
+    )
     assert result.exit_code == 0
     after = snapshot(tmp_path)
     assert after["vendor/model.py"] == before["vendor/model.py"]
@@ -291,8 +302,12 @@ def test_a_named_tool_folder_is_scanned(tmp_path):
 def test_chained_call_on_a_converted_batchnorm_keeps_the_chain(tmp_path):
     """`nn.BatchNorm2d(8).cuda(0)` starts where the BatchNorm call starts; only the inner call is the site."""
     extra = "self.backbone = Backbone()\n        self.extra = nn.BatchNorm2d(4).cuda(0)"
-    write(tmp_path / "model.py", MODEL.replace("nn.BatchNorm2d(8))\n", "nn.BatchNorm2d(8).to(dtype=None))\n")
-          .replace("self.backbone = Backbone()", extra))
+    write(
+        tmp_path / "model.py",
+        MODEL.replace("nn.BatchNorm2d(8))\n", "nn.BatchNorm2d(8).to(dtype=None))\n").replace(
+            "self.backbone = Backbone()", extra
+        ),
+    )
     result = run_cli(["rewrite", "."], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "model.py").read_text()
@@ -316,11 +331,17 @@ def test_a_file_edited_while_rewrite_runs_keeps_the_edit(tmp_path, monkeypatch):
     monkeypatch.setattr(bn2gn.sources, "_fsync_file", edit_then_fsync)
     result = run_cli(["rewrite", "."], cwd=tmp_path)
     assert result.exit_code == 1, result.output
-    assert "error: model.py: changed while bn2gn was running, not written" in result.stderr.splitlines()
+    assert (
+        "error: model.py: changed while bn2gn was running, not written"
+        in result.stderr.splitlines()
+    )
     assert path.read_text() == edited and sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]
     monkeypatch.undo()
     assert run_cli(["rewrite", "."], cwd=tmp_path).exit_code == 0
-    assert "get_group_norm(8)" in path.read_text() and "EDITED_DURING_THE_RUN = True" in path.read_text()
+    assert (
+        "get_group_norm(8)" in path.read_text()
+        and "EDITED_DURING_THE_RUN = True" in path.read_text()
+    )
 
 
 def test_rewrite_keeps_the_owner(tmp_path):
@@ -339,19 +360,30 @@ def test_hard_linked_file_is_refused_with_one_line(tmp_path):
     result = run_cli(["rewrite", "proj"], cwd=tmp_path)
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: proj/model.py: has 2 hard links; replacing it would leave the other names with the "
-                      "old content; not written (break the link first, e.g. cp FILE FILE.new && mv FILE.new FILE)"]
+    assert errors == [
+        "error: proj/model.py: has 2 hard links; replacing it would leave the other names with the "
+        "old content; not written (break the link first, e.g. cp FILE FILE.new && mv FILE.new FILE)"
+    ]
     assert path.read_text() == MODEL and (tmp_path / "model_copy.py").read_text() == MODEL
     assert os.stat(path).st_ino == os.stat(tmp_path / "model_copy.py").st_ino
 
 
 # -- issue 12: input errors that used to be "internal error" (exit 3) ----------------------------------
-@pytest.mark.parametrize("output, fragment", [
-    ("/nonexistent/x.json", "-o /nonexistent/x.json: folder /nonexistent does not exist; create it first "
-                            "or choose another path"),
-    ("pipe.json", "-o pipe.json: is not a regular file (named pipe); bn2gn only replaces regular files; "
-                  "not written"),
-])
+@pytest.mark.parametrize(
+    "output, fragment",
+    [
+        (
+            "/nonexistent/x.json",
+            "-o /nonexistent/x.json: folder /nonexistent does not exist; create it first "
+            "or choose another path",
+        ),
+        (
+            "pipe.json",
+            "-o pipe.json: is not a regular file (named pipe); bn2gn only replaces regular files; "
+            "not written",
+        ),
+    ],
+)
 def test_scan_output_that_cannot_be_written_is_exit_2(tmp_path, output, fragment):
     write(tmp_path / "model.py", MODEL)
     os.mkfifo(tmp_path / "pipe.json")

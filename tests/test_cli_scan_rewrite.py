@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, copy_case, run_cli, snapshot
 
 
@@ -28,7 +27,12 @@ def test_scan_json_and_plan_file(tmp_path):
     assert data["summary"] == {"convert": 2, "keep": 2, "unsure": 1}
     assert json.loads((root / "plan.json").read_text())["summary"] == data["summary"]
     site = next(s for s in data["sites"] if s["scope"] == "ConvBNReLU.__init__")
-    assert (site["path"], site["line"], site["col"], site["decision"]) == ("blocks.py", 10, 19, "unsure")
+    assert (site["path"], site["line"], site["col"], site["decision"]) == (
+        "blocks.py",
+        10,
+        19,
+        "unsure",
+    )
 
 
 def test_scan_strict_fails_on_unsure(tmp_path):
@@ -37,14 +41,17 @@ def test_scan_strict_fails_on_unsure(tmp_path):
     assert run_cli(["scan", "model.py", "--strict"], cwd=root).exit_code == 0
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["scan", "missing_dir"], "missing_dir: no such file or directory"),
-    (["scan"], "no PATH given"),
-    (["rewrite", ".", "--diff", "--check"], "cannot be combined"),
-    (["rewrite", ".", "--select", "BN2GN999"], "unknown rule"),
-    (["scan", ".", "--root", "NoSuchClass"], "no such class"),
-    (["scan", ".", "--backbone-attr", "bad-name"], "not a Python identifier"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["scan", "missing_dir"], "missing_dir: no such file or directory"),
+        (["scan"], "no PATH given"),
+        (["rewrite", ".", "--diff", "--check"], "cannot be combined"),
+        (["rewrite", ".", "--select", "BN2GN999"], "unknown rule"),
+        (["scan", ".", "--root", "NoSuchClass"], "no such class"),
+        (["scan", ".", "--backbone-attr", "bad-name"], "not a Python identifier"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, fragment):
     root = copy_case("shared_block", tmp_path)
     before = snapshot(root)
@@ -86,7 +93,10 @@ def test_unparsable_files_are_reported_untouched_and_others_processed(tmp_path):
     assert "py2_print.py:8: cannot parse" in result.stderr
     assert "not_utf8.py:8: not valid utf-8" in result.stderr
     after = snapshot(root)
-    assert after["py2_print.py"] == before["py2_print.py"] and after["not_utf8.py"] == before["not_utf8.py"]
+    assert (
+        after["py2_print.py"] == before["py2_print.py"]
+        and after["not_utf8.py"] == before["not_utf8.py"]
+    )
     assert b"get_group_norm(" in after["model.py"]
 
 
@@ -95,7 +105,9 @@ def test_rule_selection(tmp_path):
     assert "BN2GN103" in run_cli(["rewrite", "--list-rules"], cwd=root).output
     run_cli(["rewrite", ".", "--skip", "BN2GN103"], cwd=root)
     text = (root / "model.py").read_text()
-    assert "get_group_norm(" in text and "def get_group_norm" in text and "nn.GroupNorm))" not in text
+    assert (
+        "get_group_norm(" in text and "def get_group_norm" in text and "nn.GroupNorm))" not in text
+    )
     run_cli(["rewrite", ".", "--select", "init-loops"], cwd=root)
     assert "(nn.BatchNorm2d, nn.GroupNorm)" in (root / "model.py").read_text()
 
@@ -104,13 +116,21 @@ def test_backbone_attr_option_and_overrides(tmp_path):
     root = copy_case("no_backbone", tmp_path)
     plain = json.loads(run_cli(["scan", ".", "--format", "json"], cwd=root).stdout)
     assert plain["summary"]["convert"] == 0 and "no backbone attribute" in " ".join(plain["notes"])
-    named = json.loads(run_cli(["scan", ".", "--format", "json", "--backbone-attr", "features"], cwd=root).stdout)
+    named = json.loads(
+        run_cli(["scan", ".", "--format", "json", "--backbone-attr", "features"], cwd=root).stdout
+    )
     decisions = {s["scope"]: s["decision"] for s in named["sites"]}
     assert decisions == {"PlainHead.__init__": "convert", "PlainNet.__init__": "keep"}
-    forced = json.loads(run_cli(["scan", ".", "--format", "json", "--backbone-attr", "features",
-                                 "--keep", "PlainHead"], cwd=root).stdout)
+    forced = json.loads(
+        run_cli(
+            ["scan", ".", "--format", "json", "--backbone-attr", "features", "--keep", "PlainHead"],
+            cwd=root,
+        ).stdout
+    )
     assert {s["decision"] for s in forced["sites"]} == {"keep"}
-    assert "forced by --keep PlainHead" in forced["sites"][0]["reason"] + forced["sites"][1]["reason"]
+    assert (
+        "forced by --keep PlainHead" in forced["sites"][0]["reason"] + forced["sites"][1]["reason"]
+    )
 
 
 def test_unchanged_files_are_not_touched_and_mode_survives(tmp_path):
@@ -139,12 +159,19 @@ def test_strict_rewrite_exits_1_with_unsure_but_still_writes_convert_sites(tmp_p
 
 def test_python_m_and_light_imports(tmp_path):
     root = copy_case("no_batchnorm", tmp_path)
-    code = ("import sys, runpy; sys.argv=['bn2gn','scan','.'];\n"
-            "try:\n    runpy.run_module('bn2gn', run_name='__main__')\n"
-            "except SystemExit as e:\n    pass\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'libcst', 'black') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    code = (
+        "import sys, runpy; sys.argv=['bn2gn','scan','.'];\n"
+        "try:\n    runpy.run_module('bn2gn', run_name='__main__')\n"
+        "except SystemExit as e:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'libcst', 'black') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert "0 sites" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
@@ -158,8 +185,10 @@ def test_internal_error_is_one_line_exit_3(tmp_path, monkeypatch):
     root = copy_case("two_space", tmp_path)
     result = run_cli(["scan", "."], cwd=root)
     assert result.exit_code == 3
-    assert result.stderr.strip() == ("bn2gn: error: internal error: RuntimeError: simulated bug "
-                                     "(set BN2GN_DEBUG=1 for a traceback and please report it)")
+    assert result.stderr.strip() == (
+        "bn2gn: error: internal error: RuntimeError: simulated bug "
+        "(set BN2GN_DEBUG=1 for a traceback and please report it)"
+    )
 
 
 def test_diff_with_json_puts_the_diff_inside_the_json(tmp_path):
@@ -175,4 +204,8 @@ def test_parallel_rewrite_gives_the_same_bytes(tmp_path):
     parallel = copy_case("import_styles", tmp_path / "parallel")
     assert run_cli(["rewrite", "."], cwd=serial).exit_code == 0
     assert run_cli(["rewrite", ".", "-j", "2"], cwd=parallel).exit_code == 0
-    assert snapshot(serial) == snapshot(parallel) != snapshot(copy_case("import_styles", tmp_path / "orig"))
+    assert (
+        snapshot(serial)
+        == snapshot(parallel)
+        != snapshot(copy_case("import_styles", tmp_path / "orig"))
+    )

@@ -9,14 +9,14 @@ import ast
 
 from conftest import run_cli
 
-NET = '''
+NET = """
 
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = nn.Conv2d(3, 8, 3)
         self.head = Head(8)
-'''
+"""
 
 
 def _write(tmp_path, name, text):
@@ -33,8 +33,10 @@ def _second_run_is_a_no_op(command, path):
 
 
 # -- item 3: form feeds -------------------------------------------------------------------------------------
-FF_IN_INDENT = ("import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
-                "        super().__init__()\n\f        self.bn = nn.BatchNorm2d(c)\n" + NET)
+FF_IN_INDENT = (
+    "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
+    "        super().__init__()\n\f        self.bn = nn.BatchNorm2d(c)\n" + NET
+)
 
 
 def test_form_feed_in_indentation_is_refused_and_the_file_kept(tmp_path):
@@ -42,8 +44,10 @@ def test_form_feed_in_indentation_is_refused_and_the_file_kept(tmp_path):
     result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: model.py:7: form feed (\\f) in the indentation of a line of code, which LibCST "
-                      "does not keep; move it to a line of its own or remove it, and run again"]
+    assert errors == [
+        "error: model.py:7: form feed (\\f) in the indentation of a line of code, which LibCST "
+        "does not keep; move it to a line of its own or remove it, and run again"
+    ]
     assert path.read_bytes() == FF_IN_INDENT.encode()
 
 
@@ -57,8 +61,10 @@ def test_form_feed_in_a_train_script_is_refused_by_patch_trainer(tmp_path):
 
 
 def test_form_feed_page_break_survives_a_conversion(tmp_path):
-    text = ("import torch.nn as nn\n\f\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
-            "        super().__init__()\n        self.bn = nn.BatchNorm2d(c)\n\f\n" + NET)
+    text = (
+        "import torch.nn as nn\n\f\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
+        "        super().__init__()\n        self.bn = nn.BatchNorm2d(c)\n\f\n" + NET
+    )
     path = _write(tmp_path, "model.py", text)
     result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
@@ -69,7 +75,7 @@ def test_form_feed_page_break_survives_a_conversion(tmp_path):
 
 
 # -- item 9: optimizers built in branches -------------------------------------------------------------------
-BRANCHES = '''import torch
+BRANCHES = """import torch
 
 
 def main(opt, model):
@@ -80,9 +86,11 @@ def main(opt, model):
     else:
         raise ValueError(opt.optim)
     return optimizer
-'''
-FREEZE = ('frozen_count = freeze_backbone_bn(model)\n'
-          '{0}print(f"Frozen backbone BatchNorm modules: {{frozen_count}}")\n')
+"""
+FREEZE = (
+    "frozen_count = freeze_backbone_bn(model)\n"
+    '{0}print(f"Frozen backbone BatchNorm modules: {{frozen_count}}")\n'
+)
 
 
 def test_every_branch_that_builds_an_optimizer_gets_the_freeze(tmp_path):
@@ -91,24 +99,31 @@ def test_every_branch_that_builds_an_optimizer_gets_the_freeze(tmp_path):
     assert result.exit_code == 0, result.output
     after = path.read_text()
     freeze = FREEZE.format(" " * 8)
-    assert ('    if opt.optim == "adam":\n        ' + freeze
-            + '        optimizer = torch.optim.Adam(model.parameters(), opt.lr)\n'
-            '    elif opt.optim == "sgd":\n        ' + freeze
-            + '        optimizer = torch.optim.SGD(model.parameters(), opt.lr, momentum=0.9)\n') in after
+    assert (
+        '    if opt.optim == "adam":\n        '
+        + freeze
+        + "        optimizer = torch.optim.Adam(model.parameters(), opt.lr)\n"
+        '    elif opt.optim == "sgd":\n        '
+        + freeze
+        + "        optimizer = torch.optim.SGD(model.parameters(), opt.lr, momentum=0.9)\n"
+    ) in after
     _second_run_is_a_no_op("patch-trainer", path)
 
 
 def test_one_freeze_before_the_branches_covers_them_all(tmp_path):
-    text = BRANCHES.replace('    if opt.optim == "adam":',
-                            '    freeze_backbone_bn(model)\n    if opt.optim == "adam":')
+    text = BRANCHES.replace(
+        '    if opt.optim == "adam":', '    freeze_backbone_bn(model)\n    if opt.optim == "adam":'
+    )
     path = _write(tmp_path, "train.py", text)
     result = run_cli(["patch-trainer", "--kind", "script", "train.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert path.read_text().count("freeze_backbone_bn(model)") == 1  # only the helper definition is added
+    assert (
+        path.read_text().count("freeze_backbone_bn(model)") == 1
+    )  # only the helper definition is added
 
 
 def test_a_freeze_in_one_branch_does_not_cover_the_code_after_it(tmp_path):
-    text = '''import torch
+    text = """import torch
 
 
 def main(opt, model):
@@ -116,17 +131,20 @@ def main(opt, model):
         freeze_backbone_bn(model)
     optimizer = torch.optim.SGD(model.parameters(), 0.1)
     return optimizer
-'''
+"""
     path = _write(tmp_path, "train.py", text)
     result = run_cli(["patch-trainer", "--kind", "script", "train.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert ("        freeze_backbone_bn(model)\n    " + FREEZE.format("    ")
-            + "    optimizer = torch.optim.SGD(") in path.read_text()
+    assert (
+        "        freeze_backbone_bn(model)\n    "
+        + FREEZE.format("    ")
+        + "    optimizer = torch.optim.SGD("
+    ) in path.read_text()
     _second_run_is_a_no_op("patch-trainer", path)
 
 
 # -- item 10: a 2-space block at the top of 4-space code ----------------------------------------------------
-TWO_SPACE_TOP = '''import torch
+TWO_SPACE_TOP = """import torch
 try:
   from .DCNv2 import DCN
 except ImportError:
@@ -137,7 +155,7 @@ def main(model):
     optimizer = torch.optim.Adam(model.parameters())
     for epoch in range(2):
         model.train()
-'''
+"""
 
 
 def _indents(text):
@@ -149,17 +167,23 @@ def test_injected_helpers_follow_the_code_not_the_first_block(tmp_path):
     result = run_cli(["patch-trainer", "train.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     after = path.read_text()
-    assert "def _bn2gn_unwrap_model(model):\n    \"\"\"" in after
-    assert "\n    seen = set()\n    while id(model) not in seen:\n        seen.add(id(model))\n" in after
-    assert "  from .DCNv2 import DCN\nexcept ImportError:\n  DCN = None\n" in after  # the user's block as it was
-    helper = after[after.index("def freeze_backbone_bn"):after.index("def keep_backbone_bn_eval")]
+    assert 'def _bn2gn_unwrap_model(model):\n    """' in after
+    assert (
+        "\n    seen = set()\n    while id(model) not in seen:\n        seen.add(id(model))\n"
+        in after
+    )
+    assert (
+        "  from .DCNv2 import DCN\nexcept ImportError:\n  DCN = None\n" in after
+    )  # the user's block as it was
+    helper = after[after.index("def freeze_backbone_bn") : after.index("def keep_backbone_bn_eval")]
     assert 2 not in _indents(helper) and 6 not in _indents(helper)
     ast.parse(after)
     _second_run_is_a_no_op("patch-trainer", path)
 
 
 def test_group_norm_helper_and_init_guards_follow_the_code(tmp_path):
-    text = '''import torch.nn as nn
+    text = (
+        """import torch.nn as nn
 try:
   from .DCNv2 import DCN
 except ImportError:
@@ -173,32 +197,41 @@ class Head(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.data.fill_(1)
-''' + NET
+"""
+        + NET
+    )
     path = _write(tmp_path, "model.py", text)
     result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     after = path.read_text()
-    assert ("def get_group_norm(num_channels, num_groups=32, eps=1e-5, affine=True):\n    \"\"\"GroupNorm"
-            in after)
+    assert (
+        'def get_group_norm(num_channels, num_groups=32, eps=1e-5, affine=True):\n    """GroupNorm'
+        in after
+    )
     assert "\n    num_groups = min(num_groups, num_channels)\n" in after
-    assert ("            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):\n"
-            "                if hasattr(m, 'weight') and m.weight is not None:\n"
-            "                    m.weight.data.fill_(1)\n") in after
+    assert (
+        "            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):\n"
+        "                if hasattr(m, 'weight') and m.weight is not None:\n"
+        "                    m.weight.data.fill_(1)\n"
+    ) in after
     _second_run_is_a_no_op("rewrite", path)
 
 
 def test_a_two_space_file_stays_two_space(tmp_path):
-    text = "import torch\n\n\ndef main(model):\n  optimizer = torch.optim.Adam(model.parameters())\n"
+    text = (
+        "import torch\n\n\ndef main(model):\n  optimizer = torch.optim.Adam(model.parameters())\n"
+    )
     path = _write(tmp_path, "train.py", text)
     assert run_cli(["patch-trainer", "train.py"], cwd=tmp_path).exit_code == 0
     after = path.read_text()
-    assert "def _bn2gn_unwrap_model(model):\n  \"\"\"" in after
+    assert 'def _bn2gn_unwrap_model(model):\n  """' in after
     assert "\n  frozen_count = freeze_backbone_bn(model)\n" in after
 
 
 # -- item 11: multi-line BatchNorm2d calls ------------------------------------------------------------------
 def test_multi_line_call_keeps_its_closing_parenthesis_layout(tmp_path):
-    text = '''import torch.nn as nn
+    text = (
+        """import torch.nn as nn
 
 BN_MOMENTUM = 0.1
 
@@ -222,31 +255,42 @@ class Head(nn.Module):
             1e-3,
             BN_MOMENTUM
         )
-''' + NET
+"""
+        + NET
+    )
     path = _write(tmp_path, "model.py", text)
     result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     after = path.read_text()
-    assert ("            nn.Conv2d(in_ch, in_ch, 3),\n"
-            "            get_group_norm(\n"
-            "                in_ch\n"
-            "            ),\n"
-            "        )\n") in after
+    assert (
+        "            nn.Conv2d(in_ch, in_ch, 3),\n"
+        "            get_group_norm(\n"
+        "                in_ch\n"
+        "            ),\n"
+        "        )\n"
+    ) in after
     assert "        self.trailing = get_group_norm(\n            in_ch,\n        )\n" in after
-    assert "        self.eps = get_group_norm(\n            in_ch,\n            eps=1e-3\n        )\n" in after
+    assert (
+        "        self.eps = get_group_norm(\n            in_ch,\n            eps=1e-3\n        )\n"
+        in after
+    )
     _second_run_is_a_no_op("rewrite", path)
 
 
 # -- issue 11: big files are reported, not a hang ---------------------------------------------------------------
 def test_a_file_over_the_size_limit_is_reported_and_left_alone(tmp_path, monkeypatch):
-    text = "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n" \
-           "        super().__init__()\n        self.bn = nn.BatchNorm2d(c)\n" + NET
+    text = (
+        "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
+        "        super().__init__()\n        self.bn = nn.BatchNorm2d(c)\n" + NET
+    )
     path = _write(tmp_path, "model.py", text)
     monkeypatch.setenv("BN2GN_MAX_FILE_BYTES", "100")
     result = run_cli(["rewrite", "model.py"], cwd=tmp_path)
     assert result.exit_code == 1
-    assert (f"error: model.py:1: {len(text.encode()):,} bytes, more than bn2gn transforms with LibCST (100; "
-            "set BN2GN_MAX_FILE_BYTES to raise it); file left unchanged") in result.stderr
+    assert (
+        f"error: model.py:1: {len(text.encode()):,} bytes, more than bn2gn transforms with LibCST (100; "
+        "set BN2GN_MAX_FILE_BYTES to raise it); file left unchanged"
+    ) in result.stderr
     assert path.read_text() == text
     monkeypatch.setenv("BN2GN_MAX_FILE_BYTES", str(len(text)))
     assert run_cli(["rewrite", "model.py"], cwd=tmp_path).exit_code == 0
@@ -256,12 +300,19 @@ def test_a_file_over_the_size_limit_is_reported_and_left_alone(tmp_path, monkeyp
 def test_format_code_output_goes_through_the_parse_check(tmp_path, monkeypatch):
     import black
 
-    text = "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n" \
-           "        super().__init__()\n        self.bn = nn.BatchNorm2d(c,momentum=0.1)\n" + NET
+    text = (
+        "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"
+        "        super().__init__()\n        self.bn = nn.BatchNorm2d(c,momentum=0.1)\n" + NET
+    )
     path = _write(tmp_path, "model.py", text)
     real = black.format_str
-    monkeypatch.setattr(black, "format_str", lambda code, mode: (  # break only the whole-file formatting
-        code + "def broken(:\n" if code.startswith("import torch.nn") else real(code, mode=mode)))
+    monkeypatch.setattr(
+        black,
+        "format_str",
+        lambda code, mode: (  # break only the whole-file formatting
+            code + "def broken(:\n" if code.startswith("import torch.nn") else real(code, mode=mode)
+        ),
+    )
     result = run_cli(["rewrite", "--format-code", "model.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     after = path.read_text()

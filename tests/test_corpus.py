@@ -18,13 +18,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from bn2gn.analysis.plan import CONVERT
 from bn2gn.config import load_config
 from bn2gn.discovery import discover
 from bn2gn.pipeline import check_python
 from bn2gn.rules import select_rules
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -78,11 +78,20 @@ def test_rewrite_diff_over_torch_accounts_for_every_file(torch_rewrite, capsys, 
         reasons[reason_kind(match["reason"])] += 1
     assert len(failures) == data["files_failed"] and result.exit_code == (1 if failures else 0)
     sites = data["plan"]["summary"]
-    report(capsys, record_property, "torch rewrite --diff", {
-        "files": len(files), "files_with_BatchNorm": sum(b"BatchNorm" in f.read_bytes() for f in files),
-        "sites": len(data["plan"]["sites"]), **{f"sites_{k}": v for k, v in sites.items()},
-        "files_would_change": data["files_changed"], "files_failed": len(failures),
-        **{f"failed: {k}": v for k, v in reasons.items()}})
+    report(
+        capsys,
+        record_property,
+        "torch rewrite --diff",
+        {
+            "files": len(files),
+            "files_with_BatchNorm": sum(b"BatchNorm" in f.read_bytes() for f in files),
+            "sites": len(data["plan"]["sites"]),
+            **{f"sites_{k}": v for k, v in sites.items()},
+            "files_would_change": data["files_changed"],
+            "files_failed": len(failures),
+            **{f"failed: {k}": v for k, v in reasons.items()},
+        },
+    )
 
 
 def test_files_without_batchnorm_are_never_changed(torch_rewrite):
@@ -108,7 +117,9 @@ def test_scan_over_torch_matches_the_rewrite_plan(torch_rewrite, torch_plan):
     assert len(plan.errors) == data["files_failed"]
 
 
-def test_forced_conversion_of_every_torch_site_parses_and_is_stable(torch_plan, capsys, record_property):
+def test_forced_conversion_of_every_torch_site_parses_and_is_stable(
+    torch_plan, capsys, record_property
+):
     """Every BatchNorm2d call forced to convert: each changed file parses, and a second pass is a no-op."""
     from bn2gn.rewrite import rewrite_paths
 
@@ -121,7 +132,9 @@ def test_forced_conversion_of_every_torch_site_parses_and_is_stable(torch_plan, 
     rules = select_rules((), ())
     run = rewrite_paths([TORCH], config, rules, workers=2, plan=forced, project=project)
     changed = [r for r in run.results if r.status == "changed"]
-    failed = [r for r in run.results if r.status == "failed" and "cannot parse" not in (r.error or "")]
+    failed = [
+        r for r in run.results if r.status == "failed" and "cannot parse" not in (r.error or "")
+    ]
     assert not failed, [r.error for r in failed]
     assert changed, "forcing every BatchNorm2d site to convert changed no torch file"
     for result in changed:
@@ -131,9 +144,17 @@ def test_forced_conversion_of_every_torch_site_parses_and_is_stable(torch_plan, 
     refused = sum("BatchNorm2d not converted" in note for r in run.results for note in r.notes)
     # each forced site is either converted or refused with a reason, never both (chained calls: `.to(...)`)
     assert converted + refused == sites_forced
-    report(capsys, record_property, "torch forced conversion", {
-        "sites_forced": sites_forced, "files_changed": len(changed), "sites_converted": converted,
-        "sites_refused": refused})
+    report(
+        capsys,
+        record_property,
+        "torch forced conversion",
+        {
+            "sites_forced": sites_forced,
+            "files_changed": len(changed),
+            "sites_converted": converted,
+            "sites_refused": refused,
+        },
+    )
 
 
 def second_pass(result, config, rules) -> str:
@@ -147,11 +168,18 @@ def second_pass(result, config, rules) -> str:
     sites = []
     for raw in facts.sites:
         site = facts.make_site(raw)
-        site.decision = CONVERT if site.op == "BatchNorm2d" and site.form == "call" else site.decision
+        site.decision = (
+            CONVERT if site.op == "BatchNorm2d" and site.form == "call" else site.decision
+        )
         sites.append(site)
-    job = FileJob(path=result.path, display=facts.display, sites=tuple(sites),
-                  init_scopes=frozenset(init_loop_scopes(facts, sites)),
-                  bn_refs=frozenset(batchnorm_ref_texts(facts)), rules=rules)
+    job = FileJob(
+        path=result.path,
+        display=facts.display,
+        sites=tuple(sites),
+        init_scopes=frozenset(init_loop_scopes(facts, sites)),
+        bn_refs=frozenset(batchnorm_ref_texts(facts)),
+        rules=rules,
+    )
     again = rewrite_source(source, job)
     assert again.status in ("changed", "unchanged"), again.error
     return again.new_text
@@ -170,18 +198,28 @@ def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
     assert {p: p.read_bytes() for p in tree.rglob("*.py")} == before
     usage = [line for line in result.stderr.splitlines() if line.startswith("bn2gn: error:")]
     if result.exit_code == 2:
-        assert usage and all(ERROR_LINE.match(line[len("bn2gn: error: "):]) or "nothing written" in line
-                             for line in usage), result.stderr[-2000:]
+        assert usage and all(
+            ERROR_LINE.match(line[len("bn2gn: error: ") :]) or "nothing written" in line
+            for line in usage
+        ), result.stderr[-2000:]
         counts = {"files": len(before), "exit": 2, "needs_user_input": len(usage)}
     else:
         data = json.loads(result.stdout)
         changed = [Path(r["path"]) for r in data["results"] if r["status"] == "changed"]
         for path in changed:
             assert may_plan(path.read_bytes().decode("utf-8", "replace")), path
-        failures = Counter(reason_kind(m["reason"]) if m else r["error"] for r in data["results"]
-                           if r["status"] == "failed" for m in [ERROR_LINE.match(r["error"] or "")])
-        counts = {"files": data["files_scanned"], "files_would_change": len(changed),
-                  "files_failed": sum(failures.values()), **{f"failed: {k}": v for k, v in failures.items()}}
+        failures = Counter(
+            reason_kind(m["reason"]) if m else r["error"]
+            for r in data["results"]
+            if r["status"] == "failed"
+            for m in [ERROR_LINE.match(r["error"] or "")]
+        )
+        counts = {
+            "files": data["files_scanned"],
+            "files_would_change": len(changed),
+            "files_failed": sum(failures.values()),
+            **{f"failed: {k}": v for k, v in failures.items()},
+        }
     report(capsys, record_property, "torch patch-trainer --diff", counts)
 
 
@@ -196,8 +234,10 @@ def _recognised(path: Path) -> bool:
         return False
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("BN2GN_CORPUS_FULL"),
-                    reason="LibCST on ~700 torch files (minutes); set BN2GN_CORPUS_FULL=1")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("BN2GN_CORPUS_FULL"),
+    reason="LibCST on ~700 torch files (minutes); set BN2GN_CORPUS_FULL=1",
+)
 def test_prefilter_drops_no_torch_file_the_recognisers_plan(capsys, record_property):
     """Every torch file the pre-filter rejects although it mentions optim/train, run through the full
     recognisers: none of them would have been planned."""
@@ -205,10 +245,20 @@ def test_prefilter_drops_no_torch_file_the_recognisers_plan(capsys, record_prope
 
     from bn2gn.codemods.recognise import loose_bytes_match, may_plan
 
-    rejected = [p for p in discover([TORCH]).files
-                if loose_bytes_match(p.read_bytes()) and not may_plan(p.read_bytes().decode("utf-8", "replace"))]
+    rejected = [
+        p
+        for p in discover([TORCH]).files
+        if loose_bytes_match(p.read_bytes())
+        and not may_plan(p.read_bytes().decode("utf-8", "replace"))
+    ]
     with ProcessPoolExecutor(max_workers=2) as pool:
-        planned = [p for p, found in zip(rejected, pool.map(_recognised, rejected, chunksize=8)) if found]
-    report(capsys, record_property, "torch pre-filter", {"rejected_by_prefilter": len(rejected),
-                                                         "of_those_recognised": len(planned)})
+        planned = [
+            p for p, found in zip(rejected, pool.map(_recognised, rejected, chunksize=8)) if found
+        ]
+    report(
+        capsys,
+        record_property,
+        "torch pre-filter",
+        {"rejected_by_prefilter": len(rejected), "of_those_recognised": len(planned)},
+    )
     assert planned == []

@@ -15,9 +15,21 @@ import time
 from conftest import CENTERNET, run_cli
 
 ALL_CHECKS = {
-    "batchnorm-outside-backbone", "groupnorm", "frozen-eval", "frozen-requires-grad", "backbone-statistics",
-    "backbone-affine", "groupnorm-trained", "checkpoint-loaded", "checkpoint-remap", "loss-finite",
-    "loss-decreases", "untrained-statistics", "step-time", "peak-memory", "contrast-drift",
+    "batchnorm-outside-backbone",
+    "groupnorm",
+    "frozen-eval",
+    "frozen-requires-grad",
+    "backbone-statistics",
+    "backbone-affine",
+    "groupnorm-trained",
+    "checkpoint-loaded",
+    "checkpoint-remap",
+    "loss-finite",
+    "loss-decreases",
+    "untrained-statistics",
+    "step-time",
+    "peak-memory",
+    "contrast-drift",
 }
 
 
@@ -32,8 +44,21 @@ def _checks(report: dict, title_start: str) -> dict:
 
 def test_demo_res18_passes_every_check(tmp_path, capsys):
     started = time.perf_counter()
-    result = run_cli(["demo", "--arch", "res_18", "--steps", "4", "--device", "cpu", "--workdir", tmp_path / "demo",
-                      "--format", "json"])
+    result = run_cli(
+        [
+            "demo",
+            "--arch",
+            "res_18",
+            "--steps",
+            "4",
+            "--device",
+            "cpu",
+            "--workdir",
+            tmp_path / "demo",
+            "--format",
+            "json",
+        ]
+    )
     elapsed = time.perf_counter() - started
     with capsys.disabled():
         print(f"\n[demo res_18, 4 steps: {elapsed:.1f}s]")
@@ -43,18 +68,28 @@ def test_demo_res18_passes_every_check(tmp_path, capsys):
     assert [s["name"] for s in report["steps"]][:3] == ["scan", "rewrite", "patch-trainer"]
     # issue 12: every step has its own label; the per-architecture ones name the architecture
     assert [(s["label"], s["name"], s["cwd"].rpartition("/")[2]) for s in report["steps"]] == [
-        ("1/4", "scan", "converted"), ("2/4", "rewrite", "converted"), ("3/4", "patch-trainer", "converted"),
-        ("4/4", "pretrain", "original"), ("res_18 1/3", "remap-ckpt (res_18)", "converted"),
-        ("res_18 2/3", "train (res_18, patched)", "converted"), ("res_18 3/3", "train (res_18, original)", "original")]
-    assert report["conclusion"].startswith("This run proved, on cpu, that bn2gn migrates the fixture detector "
-                                           "(res_18) the way a user would")
+        ("1/4", "scan", "converted"),
+        ("2/4", "rewrite", "converted"),
+        ("3/4", "patch-trainer", "converted"),
+        ("4/4", "pretrain", "original"),
+        ("res_18 1/3", "remap-ckpt (res_18)", "converted"),
+        ("res_18 2/3", "train (res_18, patched)", "converted"),
+        ("res_18 3/3", "train (res_18, original)", "original"),
+    ]
+    assert report["conclusion"].startswith(
+        "This run proved, on cpu, that bn2gn migrates the fixture detector "
+        "(res_18) the way a user would"
+    )
     assert all(step["exit_code"] == 0 for step in report["steps"])
     checks = _checks(report, "res_18")
     assert set(checks) == ALL_CHECKS
     assert all(c["passed"] for s in report["sections"] for c in s["checks"])
     assert checks["batchnorm-outside-backbone"]["value"] == "before 14, after 0"
     assert len(checks["groupnorm"]["data"]["groupnorm"]) == 14
-    assert checks["frozen-eval"]["value"] == "0 of 20 backbone BatchNorm in training mode, at each of 4 steps"
+    assert (
+        checks["frozen-eval"]["value"]
+        == "0 of 20 backbone BatchNorm in training mode, at each of 4 steps"
+    )
     assert checks["untrained-statistics"]["status"] == "warn"
     assert checks["untrained-statistics"]["data"] == {"layer": "base_layer.1"}
     assert len(checks["loss-finite"]["data"]["losses"]) == 4
@@ -72,21 +107,48 @@ def test_demo_res18_passes_every_check(tmp_path, capsys):
 
 
 def test_demo_without_trainer_patch_fails_the_frozen_checks(tmp_path):
-    result = run_cli(["demo", "--arch", "res_18", "--steps", "3", "--device", "cpu", "--workdir", tmp_path / "demo",
-                      "--skip-step", "patch-trainer", "--format", "json"])
+    result = run_cli(
+        [
+            "demo",
+            "--arch",
+            "res_18",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "--workdir",
+            tmp_path / "demo",
+            "--skip-step",
+            "patch-trainer",
+            "--format",
+            "json",
+        ]
+    )
     assert result.exit_code == 1
     assert "check(s) failed: frozen-eval, frozen-requires-grad" in result.stderr
     report = _report(result)
     assert report["ok"] is False
-    assert report["conclusion"].startswith("This run left out patch-trainer on purpose and the checks caught it: ")
+    assert report["conclusion"].startswith(
+        "This run left out patch-trainer on purpose and the checks caught it: "
+    )
     skipped = report["sections"][0]["checks"][2]
-    assert skipped["status"] == "warn" and skipped["value"].startswith("[3/4] (converted/) bn2gn patch-trainer skipped")
+    assert skipped["status"] == "warn" and skipped["value"].startswith(
+        "[3/4] (converted/) bn2gn patch-trainer skipped"
+    )
     checks = _checks(report, "res_18")
     for name in ("frozen-eval", "frozen-requires-grad", "backbone-statistics", "backbone-affine"):
         assert checks[name]["passed"] is False, name
-    assert checks["frozen-eval"]["value"].startswith("3 of 3 steps had backbone BatchNorm in training mode")
-    assert "keep_backbone_bn_eval(model) must follow every .train()" in checks["frozen-eval"]["message"]
-    assert "freeze_backbone_bn(model) must run before the optimizer" in checks["frozen-requires-grad"]["message"]
+    assert checks["frozen-eval"]["value"].startswith(
+        "3 of 3 steps had backbone BatchNorm in training mode"
+    )
+    assert (
+        "keep_backbone_bn_eval(model) must follow every .train()"
+        in checks["frozen-eval"]["message"]
+    )
+    assert (
+        "freeze_backbone_bn(model) must run before the optimizer"
+        in checks["frozen-requires-grad"]["message"]
+    )
     # The conversion itself was done, so those checks still pass: the failure is pinned on the freeze.
     assert checks["batchnorm-outside-backbone"]["passed"] and checks["groupnorm-trained"]["passed"]
 
@@ -108,7 +170,9 @@ def test_demo_missing_fixtures_is_a_usage_error(tmp_path):
 
 def test_demo_rejects_bad_input_size_and_batch_sizes(tmp_path):
     assert run_cli(["demo", "--input-size", "48", "--workdir", tmp_path / "a"]).exit_code == 2
-    result = run_cli(["demo", "--compare-norm", "--batch-sizes", "1,x", "--workdir", tmp_path / "b"])
+    result = run_cli(
+        ["demo", "--compare-norm", "--batch-sizes", "1,x", "--workdir", tmp_path / "b"]
+    )
     assert result.exit_code == 2 and "--batch-sizes '1,x'" in result.stderr
 
 
@@ -118,8 +182,13 @@ def _harness(tmp_path, script, *args):
     import sys
 
     report = tmp_path / "record.json"
-    done = subprocess.run([sys.executable, "-m", "bn2gn.smoke.harness", "--report", report, "--", script, *args],
-                          cwd=script.parent, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bn2gn.smoke.harness", "--report", report, "--", script, *args],
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return done, json.loads(report.read_text())
 
 
@@ -138,13 +207,19 @@ def test_harness_sees_the_unpatched_toy_script_train_its_backbone(tmp_path):
 
 def test_harness_reports_a_failing_script(tmp_path):
     script = tmp_path / "crash.py"
-    script.write_text("import sys\nimport torch\n"
-                      "net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))\n"
-                      "net.train()\nnet(torch.randn(2, 3, 4, 4)).mean().backward()\n"
-                      "sys.exit('boom: ' + ' '.join(sys.argv[1:]))\n")
+    script.write_text(
+        "import sys\nimport torch\n"
+        "net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))\n"
+        "net.train()\nnet(torch.randn(2, 3, 4, 4)).mean().backward()\n"
+        "sys.exit('boom: ' + ' '.join(sys.argv[1:]))\n"
+    )
     done, record = _harness(tmp_path, script, "--flag", "x")
     assert done.returncode == 1
-    assert record["script"] == {"path": str(script), "args": ["--flag", "x"], "exit_code": 1,
-                                "error": "boom: --flag x"}
+    assert record["script"] == {
+        "path": str(script),
+        "args": ["--flag", "x"],
+        "exit_code": 1,
+        "error": "boom: --flag x",
+    }
     assert len(record["steps"]) == 1 and isinstance(record["steps"][0]["loss"], float)
     assert record["census"]["batchnorm_outside"] == ["1"]

@@ -4,8 +4,9 @@ no references to design documents or issue numbers a user does not have."""
 import re
 from pathlib import Path
 
-from bn2gn.rules import Rule
 from conftest import run_cli
+
+from bn2gn.rules import Rule
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -27,7 +28,9 @@ def test_readme_keeps_the_two_setup_commands_and_ci_runs_the_test_one():
 def test_every_relative_link_resolves():
     broken = []
     for doc in USER_DOCS:
-        prose = re.sub(r"`[^`\n]*`", "", doc.read_text(encoding="utf-8"))  # code spans hold no links
+        prose = re.sub(
+            r"`[^`\n]*`", "", doc.read_text(encoding="utf-8")
+        )  # code spans hold no links
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose):
             if "://" not in target and not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(REPO)} -> {target}")
@@ -35,16 +38,25 @@ def test_every_relative_link_resolves():
 
 
 def test_no_internal_references_in_user_docs_or_rule_listing():
-    found = [f"{doc.relative_to(REPO)}:{n}: {line.strip()}"
-             for doc in USER_DOCS
-             for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1)
-             if INTERNAL_REFERENCE.search(line) and "--seed" not in line]
+    found = [
+        f"{doc.relative_to(REPO)}:{n}: {line.strip()}"
+        for doc in USER_DOCS
+        for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1)
+        if INTERNAL_REFERENCE.search(line) and "--seed" not in line
+    ]
     assert found == []
-    listing = run_cli(["rewrite", "--list-rules"]).output + run_cli(["patch-trainer", "--list-rules"]).output
+    listing = (
+        run_cli(["rewrite", "--list-rules"]).output
+        + run_cli(["patch-trainer", "--list-rules"]).output
+    )
     assert not INTERNAL_REFERENCE.search(listing)
 
 
 def test_every_rule_has_a_section_in_the_rules_page():
     rules_page = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
-    missing = [rule.code for rule in Rule if not re.search(rf"^## {rule.code} {rule.slug}\b", rules_page, re.M)]
+    missing = [
+        rule.code
+        for rule in Rule
+        if not re.search(rf"^## {rule.code} {rule.slug}\b", rules_page, re.M)
+    ]
     assert missing == []

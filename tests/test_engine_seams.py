@@ -12,8 +12,13 @@ LIST_MODULES = "import sys; {imp}; print('\\n'.join(sorted(sys.modules)))"
 
 
 def _modules_after(statement: str) -> set:
-    out = subprocess.run([sys.executable, "-c", LIST_MODULES.format(imp=statement)], check=True,
-                         capture_output=True, text=True, cwd=PACKAGE.parent).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", LIST_MODULES.format(imp=statement)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE.parent,
+    ).stdout
     return set(out.split())
 
 
@@ -29,15 +34,21 @@ def _top_level_imports(path: Path) -> set:
 
 def test_runtime_imports_only_stdlib_and_torch():
     added = _modules_after("import bn2gn.runtime") - _modules_after("pass")
-    foreign = sorted(m for m in added
-                     if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in ("bn2gn", "torch"))
+    foreign = sorted(
+        m
+        for m in added
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and m.split(".")[0] not in ("bn2gn", "torch")
+    )
     assert foreign == []
 
 
 def test_click_is_imported_only_by_the_cli_package():
     engine_files = [p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts]
     assert engine_files, "no engine modules found"
-    offenders = sorted(str(p.relative_to(PACKAGE)) for p in engine_files if "click" in _top_level_imports(p))
+    offenders = sorted(
+        str(p.relative_to(PACKAGE)) for p in engine_files if "click" in _top_level_imports(p)
+    )
     assert offenders == []
 
 
@@ -57,7 +68,9 @@ def test_the_cli_names_an_engine_option_by_the_flag_of_the_command(tmp_path):
     traced = run_cli(["scan", "m.py", "--trace", "not-a-spec"], cwd=tmp_path)
     assert traced.exit_code == 2
     assert "bn2gn: error: --trace 'not-a-spec': expected MODULE:FACTORY" in traced.output
-    remapped = run_cli(["remap-ckpt", "x.pth", "-o", "y.pth", "--model", "not-a-spec"], cwd=tmp_path)
+    remapped = run_cli(
+        ["remap-ckpt", "x.pth", "-o", "y.pth", "--model", "not-a-spec"], cwd=tmp_path
+    )
     assert remapped.exit_code == 2
     assert "--model 'not-a-spec': expected MODULE:FACTORY" in remapped.output
     bad_arg = run_cli(["scan", "m.py", "--trace", "m:f", "--model-arg", "1=2"], cwd=tmp_path)

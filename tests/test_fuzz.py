@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bn2gn.pipeline import check_python
 from bn2gn.sources import decode_source
-from conftest import run_cli
 
-MODEL = '''import torch.nn as nn
+MODEL = """import torch.nn as nn
 
 
 class Block(nn.Module):
@@ -39,8 +39,8 @@ class Model(nn.Module):
             if isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-'''
-CLEAN = '''import torch.nn as nn
+"""
+CLEAN = """import torch.nn as nn
 
 
 class CleanBackbone(nn.Module):
@@ -54,9 +54,13 @@ class CleanNet(nn.Module):
         super().__init__()
         self.backbone = CleanBackbone()
         self.head_bn = nn.BatchNorm2d(16)
-'''
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+"""
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # -- mutations ------------------------------------------------------------------------------------------
@@ -71,8 +75,13 @@ def insert_bytes(data: bytes, at: float, junk: bytes) -> bytes:
 
 def mix_newlines(data: bytes, pattern: list) -> bytes:
     lines = data.split(b"\n")
-    return b"".join(line + (b"\r\n" if pattern[i % len(pattern)] else b"\n")
-                    for i, line in enumerate(lines[:-1])) + lines[-1]
+    return (
+        b"".join(
+            line + (b"\r\n" if pattern[i % len(pattern)] else b"\n")
+            for i, line in enumerate(lines[:-1])
+        )
+        + lines[-1]
+    )
 
 
 def mix_tabs(data: bytes, pattern: list) -> bytes:
@@ -88,7 +97,9 @@ def mix_tabs(data: bytes, pattern: list) -> bytes:
 def form_feeds(data: bytes, pattern: list) -> bytes:
     """A form feed at the start of some lines (indented code, blank lines, top-level lines alike)."""
     lines = data.split(b"\n")
-    return b"\n".join(b"\f" + line if pattern[i % len(pattern)] else line for i, line in enumerate(lines))
+    return b"\n".join(
+        b"\f" + line if pattern[i % len(pattern)] else line for i, line in enumerate(lines)
+    )
 
 
 def with_bom(data: bytes) -> bytes:
@@ -137,7 +148,7 @@ def assert_clean_failure_lines(result) -> None:
     assert result.exit_code in (0, 1), result.output
     for line in result.stderr.splitlines():
         if line.startswith("error:"):
-            assert line.count("\n") == 0 and ":" in line[len("error: "):]
+            assert line.count("\n") == 0 and ":" in line[len("error: ") :]
 
 
 def assert_valid_python(data: bytes, name: str) -> None:
@@ -156,10 +167,14 @@ def run_scan_and_rewrite(data: bytes) -> None:
         after = (root / "mutant.py").read_bytes()
         if after != data:
             assert after.count(b"\f") >= data.count(b"\f"), "a form feed was dropped"
-            assert "mutant.py" not in "".join(l for l in rewrite.stderr.splitlines() if l.startswith("error:"))
+            assert "mutant.py" not in "".join(
+                line for line in rewrite.stderr.splitlines() if line.startswith("error:")
+            )
             assert_valid_python(after, "mutant.py")
         assert "get_group_norm(16)" in (root / "clean.py").read_text()
-        assert sorted(p.name for p in root.iterdir()) == ["clean.py", "mutant.py"], "temporary file left behind"
+        assert sorted(p.name for p in root.iterdir()) == ["clean.py", "mutant.py"], (
+            "temporary file left behind"
+        )
         again = run_cli(["rewrite", ".", "--check"], cwd=root)
         assert_clean_failure_lines(again)
         assert "would change" not in again.output.replace("0 would change", ""), again.output
@@ -177,19 +192,29 @@ def test_a_form_feed_on_any_line_is_kept_or_the_file_refused(line):
     run_scan_and_rewrite(form_feeds(BASE, [i == line for i in range(MODEL.count("\n") + 1)]))
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("\f \n")),
-               max_size=200))
+@settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.text(
+        alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("\f \n")),
+        max_size=200,
+    )
+)
 def test_random_text_with_batchnorm_never_crashes(text):
     run_scan_and_rewrite(("import torch.nn as nn\nX = nn.BatchNorm2d(3)\n" + text).encode("utf-8"))
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: with_bom(d),
-    lambda d: with_bom(mix_newlines(d, [True])),
-    latin1_cookie,
-    lambda d: long_line(d, 20000),
-], ids=["bom", "bom-crlf", "latin1-cookie", "long-line"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: with_bom(d),
+        lambda d: with_bom(mix_newlines(d, [True])),
+        latin1_cookie,
+        lambda d: long_line(d, 20000),
+    ],
+    ids=["bom", "bom-crlf", "latin1-cookie", "long-line"],
+)
 def test_valid_variants_are_rewritten_keeping_encoding_and_newlines(mutate):
     data = mutate(BASE)
     with tempfile.TemporaryDirectory() as folder:
@@ -198,7 +223,9 @@ def test_valid_variants_are_rewritten_keeping_encoding_and_newlines(mutate):
         result = run_cli(["rewrite", "."], cwd=root)
         assert result.exit_code == 0, result.output
         after = (root / "model.py").read_bytes()
-        assert after != data and after.startswith(codecs.BOM_UTF8) == data.startswith(codecs.BOM_UTF8)
+        assert after != data and after.startswith(codecs.BOM_UTF8) == data.startswith(
+            codecs.BOM_UTF8
+        )
         assert after.count(b"\r\n") >= data.count(b"\r\n")
         assert b"get_group_norm(4)" in after
         if b"latin-1" in data:
@@ -240,6 +267,9 @@ def test_a_write_that_fails_midway_leaves_the_file_whole(monkeypatch):
         monkeypatch.setattr(bn2gn.sources.os, "replace", broken_replace)
         result = run_cli(["rewrite", "."], cwd=root)
         assert result.exit_code == 1
-        assert "model.py:1: cannot write (No space left on device); file left unchanged" in result.stderr
+        assert (
+            "model.py:1: cannot write (No space left on device); file left unchanged"
+            in result.stderr
+        )
         assert (root / "model.py").read_text() == MODEL
         assert [p.name for p in root.iterdir()] == ["model.py"]

@@ -33,18 +33,22 @@ def test_absolute_imports_aliases_and_tuple_handlers():
 
 
 def test_from_dot_import_module_and_levels_in_a_package():
-    assert found("""
+    assert found(
+        """
         try:
             from . import dcn_v2
             from ..ops.deform import DeformConv
         except ModuleNotFoundError:
             dcn_v2 = DeformConv = None
-    """, module="lib.models", is_package=True) == [Fallback("dcn_v2", "lib.models.dcn_v2", 3),
-                                                   Fallback("DeformConv", "lib.ops.deform", 4)]
+    """,
+        module="lib.models",
+        is_package=True,
+    ) == [Fallback("dcn_v2", "lib.models.dcn_v2", 3), Fallback("DeformConv", "lib.ops.deform", 4)]
 
 
 def test_handlers_that_do_not_catch_import_errors_or_do_not_set_none_are_ignored():
-    assert found("""
+    assert (
+        found("""
         try:
             from .DCNv2.dcn_v2 import DCN
         except KeyError:
@@ -57,7 +61,9 @@ def test_handlers_that_do_not_catch_import_errors_or_do_not_set_none_are_ignored
             x = 1
         except ImportError:
             y = None
-    """) == []
+    """)
+        == []
+    )
 
 
 def test_unparsable_text_finds_nothing():

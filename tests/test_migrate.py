@@ -16,13 +16,27 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import CENTERNET, GOLDEN, run_cli, snapshot
 
-CHANGED = ["lib/Trainer/base_trainer.py", "lib/models/dladcn_gru.py", "lib/models/resnet_fpn_dcn.py", "train.py",
-           "train_satmtb.py"]
-MODEL_ARGV = ["--model", "lib.models.model:create_model", "--model-arg", "arch=dla_34", "--model-arg", "head_conv=48",
-              "--model-arg", "frames=3", "--path", "."]
+CHANGED = [
+    "lib/Trainer/base_trainer.py",
+    "lib/models/dladcn_gru.py",
+    "lib/models/resnet_fpn_dcn.py",
+    "train.py",
+    "train_satmtb.py",
+]
+MODEL_ARGV = [
+    "--model",
+    "lib.models.model:create_model",
+    "--model-arg",
+    "arch=dla_34",
+    "--model-arg",
+    "head_conv=48",
+    "--model-arg",
+    "frames=3",
+    "--path",
+    ".",
+]
 
 
 def _copy(tmp_path: Path, name: str) -> Path:
@@ -42,8 +56,13 @@ def test_write_is_rewrite_then_patch_trainer(tmp_path):
     assert run_cli(["rewrite", "."], cwd=single).exit_code == 0
     assert run_cli(["patch-trainer", "."], cwd=single).exit_code == 0
     assert run_cli(["rewrite", "lib/models"], cwd=demo_style).exit_code == 0
-    assert run_cli(["patch-trainer", "train.py", "train_satmtb.py", "lib/Trainer/base_trainer.py"],
-                   cwd=demo_style).exit_code == 0
+    assert (
+        run_cli(
+            ["patch-trainer", "train.py", "train_satmtb.py", "lib/Trainer/base_trainer.py"],
+            cwd=demo_style,
+        ).exit_code
+        == 0
+    )
     after = snapshot(migrated)
     assert after == snapshot(single) == snapshot(demo_style)
     assert _changed(before, after) == CHANGED
@@ -98,19 +117,38 @@ def test_json_has_the_whole_plan_and_result(tmp_path):
     assert data["files_scanned"] == 15 and data["files_changed"] == 5 and data["files_failed"] == 0
     assert data["scripts"] == ["train.py", "train_satmtb.py"]
     assert data["trainers"] == ["lib/Trainer/base_trainer.py"]
-    assert data["models"] == ["lib/models/dla.py", "lib/models/dladcn_gru.py", "lib/models/resnet.py",
-                              "lib/models/resnet_fpn_dcn.py"]
+    assert data["models"] == [
+        "lib/models/dla.py",
+        "lib/models/dladcn_gru.py",
+        "lib/models/resnet.py",
+        "lib/models/resnet_fpn_dcn.py",
+    ]
     assert data["plan"]["summary"] == {"convert": 11, "keep": 15, "unsure": 0}
     assert sorted(r["path"] for r in data["results"]) == CHANGED
     assert all(r["diff"].startswith(f"--- a/{r['path']}") for r in data["results"])
     assert {(i["path"], i["rule"]) for i in data["plan"]["insertions"]} == {
-        ("lib/Trainer/base_trainer.py", "BN2GN202"), ("lib/Trainer/base_trainer.py", "BN2GN203"),
-        ("train.py", "BN2GN202"), ("train.py", "BN2GN201"),
-        ("train_satmtb.py", "BN2GN202"), ("train_satmtb.py", "BN2GN201")}
+        ("lib/Trainer/base_trainer.py", "BN2GN202"),
+        ("lib/Trainer/base_trainer.py", "BN2GN203"),
+        ("train.py", "BN2GN202"),
+        ("train.py", "BN2GN201"),
+        ("train_satmtb.py", "BN2GN202"),
+        ("train_satmtb.py", "BN2GN201"),
+    }
     steps = data["next_steps"]
-    assert [c["argv"] for c in steps["remap_ckpt"]] == [["bn2gn", "remap-ckpt", "CHECKPOINT", *MODEL_ARGV, "--strict"]]
-    assert steps["verify"][0]["argv"] == ["bn2gn", "verify", *MODEL_ARGV, "--input-shape", "1,C,H,W", "--freeze-from",
-                                          "train.py", "--freeze-from", "lib/Trainer/base_trainer.py"]
+    assert [c["argv"] for c in steps["remap_ckpt"]] == [
+        ["bn2gn", "remap-ckpt", "CHECKPOINT", *MODEL_ARGV, "--strict"]
+    ]
+    assert steps["verify"][0]["argv"] == [
+        "bn2gn",
+        "verify",
+        *MODEL_ARGV,
+        "--input-shape",
+        "1,C,H,W",
+        "--freeze-from",
+        "train.py",
+        "--freeze-from",
+        "lib/Trainer/base_trainer.py",
+    ]
     assert len(steps["verify"]) == 1
     assert snapshot(repo) == snapshot(CENTERNET)
 
@@ -122,8 +160,12 @@ def test_repo_given_from_outside(tmp_path):
     data = json.loads(result.stdout)
     assert sorted(r["path"] for r in data["results"]) == [f"repo/{rel}" for rel in CHANGED]
     assert data["next_steps"]["cwd"] == "repo"
-    assert data["next_steps"]["verify"][0]["argv"][-4:] == ["--freeze-from", "train.py", "--freeze-from",
-                                                            "lib/Trainer/base_trainer.py"]
+    assert data["next_steps"]["verify"][0]["argv"][-4:] == [
+        "--freeze-from",
+        "train.py",
+        "--freeze-from",
+        "lib/Trainer/base_trainer.py",
+    ]
     assert b"freeze_backbone_bn(model)" in (repo / "train.py").read_bytes()
 
 
@@ -186,26 +228,36 @@ def test_unparsable_file_is_reported_and_kept(tmp_path):
 def test_usage_error_writes_nothing(tmp_path):
     repo = _copy(tmp_path, "repo")
     (repo / "tools").mkdir()
-    (repo / "tools/finetune.py").write_text("import torch\n\n\ndef run(params):\n"
-                                            "    return torch.optim.SGD(params, lr=0.1)\n")
+    (repo / "tools/finetune.py").write_text(
+        "import torch\n\n\ndef run(params):\n    return torch.optim.SGD(params, lr=0.1)\n"
+    )
     before = snapshot(repo)
     result = run_cli(["migrate", "--write"], cwd=repo)
     assert result.exit_code == 2
     assert "tools/finetune.py" in result.stderr and "nothing written" in result.stderr
     assert snapshot(repo) == before
     # the way out the message gives: that file on its own, then migrate
-    assert run_cli(["patch-trainer", "tools/finetune.py", "--model-var", "params"], cwd=repo).exit_code == 0
+    assert (
+        run_cli(["patch-trainer", "tools/finetune.py", "--model-var", "params"], cwd=repo).exit_code
+        == 0
+    )
     assert run_cli(["migrate", "--write"], cwd=repo).exit_code == 0
     assert _changed(before, snapshot(repo)) == sorted(CHANGED + ["tools/finetune.py"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["migrate", "train.py"], "train.py: not a folder"),
-    (["migrate", "missing"], "missing: not a folder"),
-    (["migrate", "--diff", "--write"], "--diff, --write and --check exclude each other"),
-    (["migrate", "--helper-module", "a b"], "--helper-module 'a b'"),
-    (["migrate", "--model-var", "model"], "--model-var"),  # per file: patch-trainer FILE --model-var
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["migrate", "train.py"], "train.py: not a folder"),
+        (["migrate", "missing"], "missing: not a folder"),
+        (["migrate", "--diff", "--write"], "--diff, --write and --check exclude each other"),
+        (["migrate", "--helper-module", "a b"], "--helper-module 'a b'"),
+        (
+            ["migrate", "--model-var", "model"],
+            "--model-var",
+        ),  # per file: patch-trainer FILE --model-var
+    ],
+)
 def test_bad_invocation_is_exit_2(tmp_path, args, message):
     repo = _copy(tmp_path, "repo")
     result = run_cli(args, cwd=repo)
@@ -227,8 +279,13 @@ def test_file_changed_while_working_is_not_overwritten(tmp_path):
     assert path.read_text() == "x = 3\n"
 
 
-@pytest.mark.parametrize("codes, command", [(["BN2GN101", "BN2GN102", "BN2GN103"], ["rewrite", "."]),
-                                            (["BN2GN201", "BN2GN202", "BN2GN203"], ["patch-trainer", "."])])
+@pytest.mark.parametrize(
+    "codes, command",
+    [
+        (["BN2GN101", "BN2GN102", "BN2GN103"], ["rewrite", "."]),
+        (["BN2GN201", "BN2GN202", "BN2GN203"], ["patch-trainer", "."]),
+    ],
+)
 def test_select_one_command_s_rules(tmp_path, codes, command):
     migrated, single = _copy(tmp_path, "a"), _copy(tmp_path, "b")
     selected = [a for code in codes for a in ("--select", code)]
@@ -239,7 +296,8 @@ def test_select_one_command_s_rules(tmp_path, codes, command):
 
 def test_strict_fails_on_unsure_sites(tmp_path):
     """partial(nn.BatchNorm2d) in a head is 'unsure' (never rewritten blindly): --strict makes that exit 1."""
-    (tmp_path / "net.py").write_text(textwrap.dedent("""\
+    (tmp_path / "net.py").write_text(
+        textwrap.dedent("""\
         import functools
 
         import torch.nn as nn
@@ -252,7 +310,8 @@ def test_strict_fails_on_unsure_sites(tmp_path):
                 super().__init__()
                 self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
                 self.head = nn.Sequential(nn.Conv2d(8, 8, 3), Norm(8))
-        """))
+        """)
+    )
     plain = run_cli(["migrate", "--format", "json"], cwd=tmp_path)
     assert plain.exit_code == 0
     assert json.loads(plain.stdout)["plan"]["summary"]["unsure"] == 1
@@ -264,9 +323,11 @@ def test_strict_fails_on_unsure_sites(tmp_path):
 def test_printed_remap_and_verify_lines_run(tmp_path):
     """The printed lines, with only the placeholders filled in, work on the migrated fixture."""
     original, repo = _copy(tmp_path, "original"), _copy(tmp_path, "repo")
-    build = ("import torch; from lib.models.model import create_model; "
-             "torch.save({'epoch': 1, 'state_dict': create_model('dla_34', head_conv=48, frames=3).state_dict()}, "
-             "'../pretrained.pth')")
+    build = (
+        "import torch; from lib.models.model import create_model; "
+        "torch.save({'epoch': 1, 'state_dict': create_model('dla_34', head_conv=48, frames=3).state_dict()}, "
+        "'../pretrained.pth')"
+    )
     subprocess.run([sys.executable, "-c", build], cwd=original, check=True, timeout=300)
     result = run_cli(["migrate", "--write", "--format", "json"], cwd=repo)
     steps = json.loads(result.stdout)["next_steps"]
@@ -275,6 +336,8 @@ def test_printed_remap_and_verify_lines_run(tmp_path):
     assert done.exit_code == 0, done.output
     assert "ok (strict load clean)" in done.stdout
     verify = [a.replace("1,C,H,W", "1,9,32,32") for a in steps["verify"][0]["argv"]]
-    done = run_cli([*verify[1:], "--checkpoint", "../pretrained.bn2gn.pth", "--steps", "2", "--device", "cpu"],
-                   cwd=repo)
+    done = run_cli(
+        [*verify[1:], "--checkpoint", "../pretrained.bn2gn.pth", "--steps", "2", "--device", "cpu"],
+        cwd=repo,
+    )
     assert done.exit_code == 0, done.output

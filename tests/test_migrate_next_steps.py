@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import run_cli
 
-FACTORY = '''\
+FACTORY = """\
 import torch.nn as nn
 
 
@@ -25,9 +25,9 @@ class Net(nn.Module):
 
 def build_net(num_classes, depth=18, width=1.0):
     return Net(num_classes, depth, width)
-'''
+"""
 
-SCRIPT = '''\
+SCRIPT = """\
 import argparse
 
 import torch
@@ -52,7 +52,7 @@ def main(args):
     for _ in range(2):
         net.train()
         optimizer.step()
-'''
+"""
 
 
 def _repo(tmp_path: Path) -> Path:
@@ -74,8 +74,16 @@ def _steps(repo: Path, *extra):
 def test_checkpoint_options_and_torch_load_paths(tmp_path):
     repo = _repo(tmp_path)
     steps = _steps(repo)
-    model = ["--model", "nets.factory:build_net", "--model-arg", "num_classes=3", "--model-arg", "depth=34",
-             "--path", "."]  # nets/ is at the repository root, not beside the script
+    model = [
+        "--model",
+        "nets.factory:build_net",
+        "--model-arg",
+        "num_classes=3",
+        "--model-arg",
+        "depth=34",
+        "--path",
+        ".",
+    ]  # nets/ is at the repository root, not beside the script
     assert [c["argv"] for c in steps["remap_ckpt"]] == [
         ["bn2gn", "remap-ckpt", "weights/start.pth", *model, "--strict"],
         ["bn2gn", "remap-ckpt", "CHECKPOINT", *model, "--strict"],
@@ -84,36 +92,70 @@ def test_checkpoint_options_and_torch_load_paths(tmp_path):
     first, placeholder, literal = steps["remap_ckpt"]
     assert "then train with --weights weights/start.bn2gn.pth" in first["notes"]
     assert "CHECKPOINT: the checkpoint you pass to --pretrained-backbone" in placeholder["notes"]
-    assert "then load ckpt/imagenet_init.bn2gn.pth instead of ckpt/imagenet_init.pth" in literal["notes"]
-    assert any(n.startswith("width: compute_width() is computed at run time") for n in first["notes"])
-    assert steps["verify"][0]["argv"] == ["bn2gn", "verify", *model, "--input-shape", "1,C,H,W",
-                                          "--freeze-from", "tools/train.py", "--checkpoint", "weights/start.bn2gn.pth"]
+    assert (
+        "then load ckpt/imagenet_init.bn2gn.pth instead of ckpt/imagenet_init.pth"
+        in literal["notes"]
+    )
+    assert any(
+        n.startswith("width: compute_width() is computed at run time") for n in first["notes"]
+    )
+    assert steps["verify"][0]["argv"] == [
+        "bn2gn",
+        "verify",
+        *model,
+        "--input-shape",
+        "1,C,H,W",
+        "--freeze-from",
+        "tools/train.py",
+        "--checkpoint",
+        "weights/start.bn2gn.pth",
+    ]
 
 
 def test_already_migrated_repository_still_gets_the_lines(tmp_path):
     repo = _repo(tmp_path)
     assert run_cli(["migrate", "--write", "-q"], cwd=repo).exit_code == 0
     steps = _steps(repo)
-    assert [c["argv"][2] for c in steps["remap_ckpt"]] == ["weights/start.pth", "CHECKPOINT", "ckpt/imagenet_init.pth"]
-    assert steps["verify"][0]["argv"][-4:] == ["--freeze-from", "tools/train.py", "--checkpoint",
-                                               "weights/start.bn2gn.pth"]
+    assert [c["argv"][2] for c in steps["remap_ckpt"]] == [
+        "weights/start.pth",
+        "CHECKPOINT",
+        "ckpt/imagenet_init.pth",
+    ]
+    assert steps["verify"][0]["argv"][-4:] == [
+        "--freeze-from",
+        "tools/train.py",
+        "--checkpoint",
+        "weights/start.bn2gn.pth",
+    ]
 
 
 def test_unknown_factory_is_a_placeholder(tmp_path):
     repo = tmp_path / "proj"
     repo.mkdir()
-    (repo / "train.py").write_text(textwrap.dedent("""\
+    (repo / "train.py").write_text(
+        textwrap.dedent("""\
         import torch
 
 
         def main(make):
             model = make()
             optimizer = torch.optim.Adam(model.parameters())
-        """))
+        """)
+    )
     steps = _steps(repo)
     assert steps["remap_ckpt"] == []
-    assert steps["verify"][0]["argv"][:6] == ["bn2gn", "verify", "--model", "MODULE:FACTORY", "--path", "."]
-    assert any("MODULE:FACTORY: the function that builds the model" in n for n in steps["verify"][0]["notes"])
+    assert steps["verify"][0]["argv"][:6] == [
+        "bn2gn",
+        "verify",
+        "--model",
+        "MODULE:FACTORY",
+        "--path",
+        ".",
+    ]
+    assert any(
+        "MODULE:FACTORY: the function that builds the model" in n
+        for n in steps["verify"][0]["notes"]
+    )
 
 
 def test_no_train_script(tmp_path):
@@ -122,4 +164,6 @@ def test_no_train_script(tmp_path):
     (repo / "model.py").write_text(FACTORY)
     steps = _steps(repo)
     assert steps["remap_ckpt"] == [] and steps["verify"] == []
-    assert steps["notes"] == ["no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"]
+    assert steps["notes"] == [
+        "no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"
+    ]

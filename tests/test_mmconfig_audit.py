@@ -19,7 +19,10 @@ CMT_BASE = FUSION / "cmt_voxel0100_r50_800x320_cbgs.py"
 
 
 def found(report):
-    return {(f.code.name, f.component, f.key, Path(f.file).name if f.file else None, f.line) for f in report.findings}
+    return {
+        (f.code.name, f.component, f.key, Path(f.file).name if f.file else None, f.line)
+        for f in report.findings
+    }
 
 
 def test_seed4_variant_findings():
@@ -61,7 +64,8 @@ def test_seed4_variant_findings():
 
 def test_seed1_frozen_stages_3_leaves_layer4_trainable(tmp_path):
     path = tmp_path / "seed1.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         model = dict(
             type='CmtDetector',
             img_backbone=dict(type='ResNet', depth=50, frozen_stages=3, norm_eval=True),
@@ -70,7 +74,8 @@ def test_seed1_frozen_stages_3_leaves_layer4_trainable(tmp_path):
         optimizer = dict(type='AdamW', lr=1e-4, paramwise_cfg=dict(custom_keys={
             'img_backbone': dict(lr_mult=0.0)}))
         optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
-        """))
+        """)
+    )
     report = audit(path)
     assert found(report) == {
         ("MMC003", "model.img_backbone", "custom_keys.img_backbone", "seed1.py", 8),
@@ -83,9 +88,16 @@ def test_seed1_frozen_stages_3_leaves_layer4_trainable(tmp_path):
 
 def test_frozen_stages_5_is_out_of_range(tmp_path):
     path = tmp_path / "r50.py"
-    path.write_text("model = dict(type='RetinaNet', backbone=dict(type='ResNet', depth=50, frozen_stages=5))\n")
+    path.write_text(
+        "model = dict(type='RetinaNet', backbone=dict(type='ResNet', depth=50, frozen_stages=5))\n"
+    )
     (finding,) = audit(path).findings
-    assert (finding.code.name, finding.severity, finding.key, finding.line) == ("MMC002", "error", "frozen_stages", 1)
+    assert (finding.code.name, finding.severity, finding.key, finding.line) == (
+        "MMC002",
+        "error",
+        "frozen_stages",
+        1,
+    )
     assert "layer5" in finding.message and "-1 to 4" in finding.message
 
 
@@ -115,14 +127,16 @@ def test_custom_imports_case_mmengine_stack():
 
 def test_vovnet_freezes_only_in_init_weights(tmp_path):
     path = tmp_path / "vov.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         model = dict(
             type='CmtDetector',
             img_backbone=dict(type='VoVNet', spec_name='V-99-eSE', frozen_stages=4, norm_eval=False,
                               norm_cfg=dict(type='BN')),
         )
         optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4))
-        """))
+        """)
+    )
     report = audit(path)
     assert found(report) == {
         ("MMC001", "model.img_backbone", "norm_cfg", "vov.py", 5),
@@ -137,20 +151,26 @@ def test_base_only_custom_key_still_applies(tmp_path):
     (tmp_path / "base.py").write_text(
         "model = dict(type='M', backbone=dict(type='ResNet', depth=50))\n"
         "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1),\n"
-        "    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1), 'neck': dict(lr_mult=2.0)}))\n")
+        "    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1), 'neck': dict(lr_mult=2.0)}))\n"
+    )
     child = tmp_path / "child.py"
-    child.write_text("_base_ = './base.py'\n"
-                     "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.5)}))\n")
+    child.write_text(
+        "_base_ = './base.py'\n"
+        "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.5)}))\n"
+    )
     report = audit(child)
-    assert found(report) == {("MMC007", "", "custom_keys.neck", "base.py", 3),
-                             ("MMC005", "", "custom_keys.neck", "base.py", 3)}
+    assert found(report) == {
+        ("MMC007", "", "custom_keys.neck", "base.py", 3),
+        ("MMC005", "", "custom_keys.neck", "base.py", 3),
+    }
     message = next(f.message for f in report.findings if f.code.name == "MMC007")
     assert "still applies" in message and "_delete_=True" in message
 
 
 def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
     path = tmp_path / "seed2.py"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         model = dict(
             type='CmtDetector',
             img_backbone=dict(type='VoVNet', spec_name='V-99-eSE', frozen_stages=4, norm_eval=True),
@@ -164,7 +184,8 @@ def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
             type='Fp16OptimizerHook',
             grad_clip=dict(max_norm=35, norm_type=2),
             exclude_frozen_parameters=True)
-        """))
+        """)
+    )
     report = audit(path)
     assert report.stack == "mmcv1"
     assert found(report) == {
@@ -183,7 +204,9 @@ def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
 
 def test_cli_json_and_output_file(tmp_path):
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(cli, ["config", "audit", "--format", "json", "-o", str(out), str(CMT_AQR)])
+    result = CliRunner().invoke(
+        cli, ["config", "audit", "--format", "json", "-o", str(out), str(CMT_AQR)]
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document == json.loads(result.output)
@@ -202,14 +225,20 @@ def test_cli_strict_exit_codes():
     assert runner.invoke(cli, ["config", "audit", "--strict", str(unknown)]).exit_code == 1
 
 
-@pytest.mark.parametrize("name, words", [
-    ("no_model.py", "no_model.py:1: no model = dict(...)"),
-    ("syntax_error.py", "syntax_error.py:1: cannot parse"),
-    ("cycle_a.py", "form a cycle"),
-    ("missing_base.py", "does_not_exist.py does not exist"),
-    ("uses_function.py", "uses_function.py:4: the static resolver does not evaluate a function definition; "
-                         "use --resolver mmengine"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("no_model.py", "no_model.py:1: no model = dict(...)"),
+        ("syntax_error.py", "syntax_error.py:1: cannot parse"),
+        ("cycle_a.py", "form a cycle"),
+        ("missing_base.py", "does_not_exist.py does not exist"),
+        (
+            "uses_function.py",
+            "uses_function.py:4: the static resolver does not evaluate a function definition; "
+            "use --resolver mmengine",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(name, words):
     result = CliRunner().invoke(cli, ["config", "audit", str(MM / "bad" / name)])
     assert result.exit_code == 2

@@ -30,7 +30,10 @@ def test_seed4_variant_merges_into_the_base_with_provenance():
     assert backbone["frozen_stages"] == 4 and backbone["norm_eval"] is True
     assert backbone["norm_cfg"] == {"type": "BN2d", "requires_grad": False}
     # frozen_stages comes from the user's file (line 16), depth from the base (line 16 there too)
-    assert (backbone.origin("frozen_stages").file, backbone.origin("frozen_stages").line) == (CMT_AQR, 16)
+    assert (backbone.origin("frozen_stages").file, backbone.origin("frozen_stages").line) == (
+        CMT_AQR,
+        16,
+    )
     assert (backbone.origin("depth").file, backbone.origin("depth").line) == (CMT_BASE, 16)
     # custom_keys merge too: the child's dict(lr_mult=0.0) keeps the base's decay_mult=5
     keys = cfg.data["optimizer"]["paramwise_cfg"]["custom_keys"]
@@ -52,12 +55,17 @@ def test_delete_replaces_a_whole_dict():
     assert "depth" not in backbone and "norm_cfg" not in backbone and "_delete_" not in backbone
     assert cfg.data["model"]["neck"]["in_channels"] == [192, 384, 768]  # list replaced, not merged
     assert cfg.data["model"]["neck"]["out_channels"] == 256
-    assert cfg.data["optim_wrapper"]["paramwise_cfg"]["custom_keys"] == {"backbone": {"lr_mult": 0.0}}
+    assert cfg.data["optim_wrapper"]["paramwise_cfg"]["custom_keys"] == {
+        "backbone": {"lr_mult": 0.0}
+    }
     assert cfg.data["optim_wrapper"]["optimizer"]["lr"] == 0.01
 
 
 def test_expressions_classic_configs_use(tmp_path):
-    path = write(tmp_path, "c.py", """
+    path = write(
+        tmp_path,
+        "c.py",
+        """
         a = 2
         b = [a * 3, a ** 2, 7 // 2, 7 % 4, -a, 1 / 4]
         c = dict(x=1, **dict(y=2))
@@ -72,7 +80,8 @@ def test_expressions_classic_configs_use(tmp_path):
         del tmp
         d['z'] = 3
         a += 1
-        """)
+        """,
+    )
     data = resolve_config(path).data
     assert data["b"] == [6, 4, 3, 3, -2, 0.25]
     assert data["c"] == {"x": 1, "y": 2}
@@ -87,12 +96,16 @@ def test_expressions_classic_configs_use(tmp_path):
 
 def test_base_reference_and_placeholder(tmp_path):
     write(tmp_path, "base.py", "model = dict(depth=50, width=[64, 128])\nlr = 0.1\n")
-    path = write(tmp_path, "child.py", """
+    path = write(
+        tmp_path,
+        "child.py",
+        """
         _base_ = 'base.py'
         depth = _base_.model.depth + 51
         widths = '{{_base_.model.width}}'
         model = dict(width=[32])
-        """)
+        """,
+    )
     data = resolve_config(path).data
     assert data["depth"] == 101 and data["widths"] == [64, 128]
     assert data["model"] == {"depth": 50, "width": [32]} and data["lr"] == 0.1
@@ -147,11 +160,14 @@ def test_lazy_config_is_detected():
     assert info.value.line == 4 and "read_base" in info.value.reason
 
 
-@pytest.mark.parametrize("name, line, words", [
-    ("cycle_a.py", 1, "cycle"),
-    ("missing_base.py", 1, "does not exist"),
-    ("syntax_error.py", 1, "cannot parse"),
-])
+@pytest.mark.parametrize(
+    "name, line, words",
+    [
+        ("cycle_a.py", 1, "cycle"),
+        ("missing_base.py", 1, "does not exist"),
+        ("syntax_error.py", 1, "cannot parse"),
+    ],
+)
 def test_bad_chains(name, line, words):
     with pytest.raises(SourceError) as info:
         resolve_config(MM / "bad" / name)
@@ -171,7 +187,9 @@ def test_missing_file():
         resolve_config(MM / "nope.py")
 
 
-@pytest.mark.parametrize("config", [CMT_AQR, MM / "delete" / "swin_child.py", MM / "custom_imports" / "r50_gn_neck.py"])
+@pytest.mark.parametrize(
+    "config", [CMT_AQR, MM / "delete" / "swin_child.py", MM / "custom_imports" / "r50_gn_neck.py"]
+)
 def test_agrees_with_mmengine(config):
     mmengine_config = pytest.importorskip("mmengine.config")
     theirs = mmengine_config.Config.fromfile(str(config), import_custom_modules=False).to_dict()

@@ -52,12 +52,23 @@ def table_report(tmp_path_factory):
 def test_resnet50_frozen_stages_table(table_report):
     _, report = table_report
     checks = {c.component: c for c in report.checks}
-    for name, trainable in (("fs_m1", 159), ("fs_0", 156), ("fs_1", 126), ("fs_2", 87), ("fs_3", 30), ("fs_4", 0)):
+    for name, trainable in (
+        ("fs_m1", 159),
+        ("fs_0", 156),
+        ("fs_1", 126),
+        ("fs_2", 87),
+        ("fs_3", 30),
+        ("fs_4", 0),
+    ):
         check = checks[f"model.{name}"]
         assert (check.status, check.trainable, check.total) == ("verified", trainable, 159), name
-        assert (check.batchnorm_training, check.batchnorm_total) == (0, 53), name  # norm_eval=True default
+        assert (check.batchnorm_training, check.batchnorm_total) == (0, 53), (
+            name
+        )  # norm_eval=True default
         assert check.gradients == trainable, name  # exactly the trainable tensors got a gradient
-        assert check.frozen_received == 0  # mmengine + paramwise_cfg skips requires_grad=False parameters
+        assert (
+            check.frozen_received == 0
+        )  # mmengine + paramwise_cfg skips requires_grad=False parameters
 
 
 def test_static_predictions_fail_at_build(table_report):
@@ -66,7 +77,9 @@ def test_static_predictions_fail_at_build(table_report):
     assert checks["model.fs_5"].status == "failed"
     assert "layer5" in checks["model.fs_5"].detail and checks["model.fs_5"].predicted == ("MMC002",)
     assert checks["model.swin"].status == "failed"
-    assert "norm_eval" in checks["model.swin"].detail and checks["model.swin"].predicted == ("MMC001",)
+    assert "norm_eval" in checks["model.swin"].detail and checks["model.swin"].predicted == (
+        "MMC001",
+    )
     from bn2gn.mmconfig.audit import audit
 
     static = {(f.code.name, f.component) for f in audit(path).findings}
@@ -77,11 +90,17 @@ def test_neck_batchnorm_trains_and_unbuildable_is_static_only(table_report):
     _, report = table_report
     checks = {c.component: c for c in report.checks}
     neck = checks["model.neck"]
-    assert (neck.status, neck.batchnorm_training, neck.batchnorm_total, neck.trainable) == ("verified", 4, 4, 12)
+    assert (neck.status, neck.batchnorm_training, neck.batchnorm_total, neck.trainable) == (
+        "verified",
+        4,
+        4,
+        12,
+    )
     assert checks["model.pts"].status == "static only" and checks["model.pts"].total is None
     assert report.unmatched_keys == []  # model.pts (static only) could hold it
-    assert report.unmatched_note == ("not checked, since model.fs_5, model.swin, model.pts could not be built "
-                                     "here: nothing_here")
+    assert report.unmatched_note == (
+        "not checked, since model.fs_5, model.swin, model.pts could not be built here: nothing_here"
+    )
     assert not report.ok
 
 
@@ -90,9 +109,11 @@ def test_custom_key_matching_nothing_when_everything_is_built(tmp_path):
     from bn2gn.mmconfig.verify import verify_config
 
     path = tmp_path / "c.py"
-    path.write_text("model = dict(type='M', neck=dict(type='FPN', in_channels=[8, 16], out_channels=8, num_outs=2))\n"
-                    "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1), paramwise_cfg=dict(custom_keys={\n"
-                    "    'query_embed': dict(lr_mult=0.5), 'neck.fpn_convs': dict(lr_mult=0.1)}))\n")
+    path.write_text(
+        "model = dict(type='M', neck=dict(type='FPN', in_channels=[8, 16], out_channels=8, num_outs=2))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1), paramwise_cfg=dict(custom_keys={\n"
+        "    'query_embed': dict(lr_mult=0.5), 'neck.fpn_convs': dict(lr_mult=0.1)}))\n"
+    )
     report = verify_config(path)
     assert report.ok and report.unmatched_keys == ["query_embed"] and report.unmatched_note == ""
 
@@ -102,8 +123,10 @@ def test_compiled_ops_are_built_but_not_run(tmp_path):
     from bn2gn.mmconfig.verify import verify_config
 
     path = tmp_path / "dcn.py"
-    path.write_text("model = dict(type='M', backbone=dict(type='ResNet', depth=50, frozen_stages=4,\n"
-                    "    dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, False, True, True)))\n")
+    path.write_text(
+        "model = dict(type='M', backbone=dict(type='ResNet', depth=50, frozen_stages=4,\n"
+        "    dcn=dict(type='DCNv2', deform_groups=1), stage_with_dcn=(False, False, True, True)))\n"
+    )
     (check,) = verify_config(path).checks
     assert check.status == "verified" and check.trainable == 0 and check.gradients is None
     assert "forward not run" in check.detail and "ModulatedDeformConv2dPack" in check.detail
@@ -114,9 +137,11 @@ def test_optimizer_receives_frozen_parameters_without_paramwise_cfg(tmp_path):
     from bn2gn.mmconfig.verify import verify_config
 
     path = tmp_path / "swin.py"
-    path.write_text("model = dict(type='M', backbone=dict(type='SwinTransformer', frozen_stages=1, depths=(1, 1, 1, 1),"
-                    " embed_dims=32, num_heads=(1, 2, 4, 8)))\n"
-                    "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n")
+    path.write_text(
+        "model = dict(type='M', backbone=dict(type='SwinTransformer', frozen_stages=1, depths=(1, 1, 1, 1),"
+        " embed_dims=32, num_heads=(1, 2, 4, 8)))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n"
+    )
     (check,) = verify_config(path, input_size=64).checks
     assert check.status == "verified"
     # frozen only in train(): patch_embed (4 tensors) + stage 0 + norm0; mmengine without paramwise_cfg gets all
@@ -126,7 +151,9 @@ def test_optimizer_receives_frozen_parameters_without_paramwise_cfg(tmp_path):
 
 def test_cli_verify_json_and_exit_code(table_report):
     path, _ = table_report
-    result = CliRunner().invoke(cli, ["config", "verify", "--format", "json", "--input-size", "32", str(path)])
+    result = CliRunner().invoke(
+        cli, ["config", "verify", "--format", "json", "--input-size", "32", str(path)]
+    )
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["ok"] is False
@@ -137,7 +164,9 @@ def test_mmengine_resolver_gives_the_same_findings():
     pytest.importorskip("mmengine")
     from bn2gn.mmconfig.audit import audit
 
-    config = MM / "cmt" / "projects" / "configs" / "fusion" / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
+    config = (
+        MM / "cmt" / "projects" / "configs" / "fusion" / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
+    )
     static = sorted((f.code.name, f.component, f.key) for f in audit(config).findings)
     executed = audit(config, resolver="mmengine")
     assert executed.resolver == "mmengine"

@@ -6,7 +6,10 @@ from conftest import run_cli
 
 CONFIG = "_base_ = ['./base.py']\nmodel = dict(backbone=dict(frozen_stages=4, norm_eval=True))\n"
 NOT_A_CONFIG = "def build():\n    model = dict(a=1)\n    return model\n"
-MODEL = "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.bn = nn.BatchNorm2d(8)\n"
+MODEL = (
+    "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n"
+    "        super().__init__()\n        self.bn = nn.BatchNorm2d(8)\n"
+)
 
 
 def _tree(tmp_path):
@@ -19,8 +22,10 @@ def _tree(tmp_path):
 def test_scan_names_the_config_and_not_the_helper(tmp_path):
     result = run_cli(["scan", "."], cwd=_tree(tmp_path))
     notes = [line for line in result.output.splitlines() if "OpenMMLab" in line]
-    assert notes == ["note: 1 file(s) look like OpenMMLab configs (cfg.py); rewrite does not change configs: "
-                     "bn2gn config audit cfg.py checks their freezing"]
+    assert notes == [
+        "note: 1 file(s) look like OpenMMLab configs (cfg.py); rewrite does not change configs: "
+        "bn2gn config audit cfg.py checks their freezing"
+    ]
     data = json.loads(run_cli(["scan", ".", "--format", "json"], cwd=tmp_path).output)
     assert data["openmmlab_configs"] == ["cfg.py"]
 

@@ -14,7 +14,6 @@ import shutil
 import stat
 
 import pytest
-
 from conftest import FIXTURES, run_cli
 
 PT = FIXTURES / "patch_trainer"
@@ -30,14 +29,25 @@ EXPECTED_CHANGES = {
     "helper_module": {("BN2GN202", 5), ("BN2GN201", 6), ("BN2GN203", 8)},
     "script_builders": {("BN2GN202", 7), ("BN2GN201", 13), ("BN2GN201", 18)},
     "script_custom_logger": {("BN2GN202", 7), ("BN2GN201", 10)},
-    "script_exclude_frozen": {("BN2GN202", 4), ("BN2GN201", 5), ("BN2GN204", 5), ("BN2GN201", 10),
-                              ("BN2GN204", 12), ("BN2GN204", 13)},
+    "script_exclude_frozen": {
+        ("BN2GN202", 4),
+        ("BN2GN201", 5),
+        ("BN2GN204", 5),
+        ("BN2GN201", 10),
+        ("BN2GN204", 12),
+        ("BN2GN204", 13),
+    },
     "script_main_load_model": {("BN2GN202", 16), ("BN2GN201", 23)},
     "script_method_logger": {("BN2GN202", 5), ("BN2GN201", 15), ("BN2GN203", 19)},
     "script_module_level": {("BN2GN202", 6), ("BN2GN201", 9), ("BN2GN203", 12)},
     "script_param_groups_logger": {("BN2GN202", 8), ("BN2GN201", 23)},
-    "trainer_nested_helper": {("BN2GN202", 5), ("BN2GN203", 13), ("BN2GN203", 17), ("BN2GN203", 22),
-                              ("BN2GN203", 29)},
+    "trainer_nested_helper": {
+        ("BN2GN202", 5),
+        ("BN2GN203", 13),
+        ("BN2GN203", 17),
+        ("BN2GN203", 22),
+        ("BN2GN203", 29),
+    },
     "trainer_run_epoch": {("BN2GN202", 11), ("BN2GN203", 41)},
 }
 
@@ -82,25 +92,37 @@ def test_second_run_changes_nothing(case, tmp_path):
 
 def test_every_case_has_expectations():
     assert set(CASES) == set(EXPECTED_CHANGES)
-    assert (CASES_DIR / "already_frozen_by_hand.in.py").read_bytes() == \
-        (CASES_DIR / "already_frozen_by_hand.out.py").read_bytes()
+    assert (CASES_DIR / "already_frozen_by_hand.in.py").read_bytes() == (
+        CASES_DIR / "already_frozen_by_hand.out.py"
+    ).read_bytes()
 
 
 def test_nested_helper_reports_what_it_leaves_alone(tmp_path):
     target = _copy_case("trainer_nested_helper", tmp_path)
     result = _patch(target)
-    assert "trainer_nested_helper.py:23: self.net.train(...) with a non-boolean argument" in result.output
-    assert "trainer_nested_helper.py:25: m.train() inside a lambda or comprehension" in result.output
-    assert "self.teacher.train(False)\n" in target.read_text()  # .train(False) gets nothing after it
-    assert "BN2GN203 keep_backbone_bn_eval(self.net) after self.net.train() [in Runner.epoch.set_mode]" \
+    assert (
+        "trainer_nested_helper.py:23: self.net.train(...) with a non-boolean argument"
         in result.output
+    )
+    assert (
+        "trainer_nested_helper.py:25: m.train() inside a lambda or comprehension" in result.output
+    )
+    assert (
+        "self.teacher.train(False)\n" in target.read_text()
+    )  # .train(False) gets nothing after it
+    assert (
+        "BN2GN203 keep_backbone_bn_eval(self.net) after self.net.train() [in Runner.epoch.set_mode]"
+        in result.output
+    )
 
 
 @pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
 def test_project_tree_golden(tmp_path, regen, jobs):
     root = tmp_path / "project"
     shutil.copytree(PT / "project" / "in", root)
-    result = run_cli(["patch-trainer", ".", *jobs], cwd=root)  # a directory: tinydet.py is no training code
+    result = run_cli(
+        ["patch-trainer", ".", *jobs], cwd=root
+    )  # a directory: tinydet.py is no training code
     assert result.exit_code == 0, result.output
     assert "3 files scanned, 2 changed, 0 failed" in result.output
     for name in ("tinydet.py", "tiny_train.py", "tiny_trainer.py"):
@@ -112,7 +134,9 @@ def test_project_tree_golden(tmp_path, regen, jobs):
 
 def test_crlf_survives(tmp_path):
     target = tmp_path / "train.py"
-    target.write_bytes((CASES_DIR / "script_main_load_model.in.py").read_bytes().replace(b"\n", b"\r\n"))
+    target.write_bytes(
+        (CASES_DIR / "script_main_load_model.in.py").read_bytes().replace(b"\n", b"\r\n")
+    )
     assert _patch(target).exit_code == 0
     expected = (CASES_DIR / "script_main_load_model.out.py").read_bytes().replace(b"\n", b"\r\n")
     assert target.read_bytes() == expected
@@ -124,11 +148,15 @@ def test_bom_coding_cookie_and_mode_survive(tmp_path):
     bom.write_bytes(codecs.BOM_UTF8 + (CASES_DIR / "trainer_run_epoch.in.py").read_bytes())
     bom.chmod(0o754)
     latin = tmp_path / "latin.py"
-    latin.write_bytes(b"# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\n\n\ndef fit(net):\n"
-                      b"    net.train()\n    return net\n")
+    latin.write_bytes(
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\n\n\ndef fit(net):\n"
+        b"    net.train()\n    return net\n"
+    )
     result = run_cli(["patch-trainer", "bom.py", "latin.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert bom.read_bytes() == codecs.BOM_UTF8 + (CASES_DIR / "trainer_run_epoch.out.py").read_bytes()
+    assert (
+        bom.read_bytes() == codecs.BOM_UTF8 + (CASES_DIR / "trainer_run_epoch.out.py").read_bytes()
+    )
     assert stat.S_IMODE(bom.stat().st_mode) == 0o754
     data = latin.read_bytes()
     assert data.startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\n")
@@ -142,7 +170,10 @@ def test_no_optimizer_exits_2_and_writes_nothing(tmp_path):
     before = {p.name: p.read_bytes() for p in (bad, good)}
     result = run_cli(["patch-trainer", bad.name, good.name], cwd=tmp_path)
     assert result.exit_code == 2
-    assert "no_optimizer.py: neither an optimizer construction nor a model.train() call found" in result.stderr
+    assert (
+        "no_optimizer.py: neither an optimizer construction nor a model.train() call found"
+        in result.stderr
+    )
     assert "--optimizer-call NAME" in result.stderr and "--insert-before-line N" in result.stderr
     assert "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in (bad, good)} == before
@@ -154,9 +185,13 @@ def test_no_optimizer_exits_2_and_writes_nothing(tmp_path):
 
 def test_kind_forces_one_side(tmp_path):
     target = _copy_case("script_module_level", tmp_path)
-    result = run_cli(["patch-trainer", "--kind", "trainer", target.name, "--format", "json"], cwd=tmp_path)
+    result = run_cli(
+        ["patch-trainer", "--kind", "trainer", target.name, "--format", "json"], cwd=tmp_path
+    )
     assert result.exit_code == 0, result.output
-    changes = {(c["rule"], c["line"]) for r in json.loads(result.stdout)["results"] for c in r["changes"]}
+    changes = {
+        (c["rule"], c["line"]) for r in json.loads(result.stdout)["results"] for c in r["changes"]
+    }
     assert changes == {("BN2GN202", 6), ("BN2GN203", 12)}
     assert "freeze_backbone_bn(model)" not in target.read_text()
     assert "def freeze_backbone_bn" not in target.read_text()
@@ -184,18 +219,24 @@ def test_optimizer_call_model_var_and_insert_before_line(tmp_path):
     target.write_text(UNUSUAL)
     result = run_cli(["patch-trainer", "setup.py"], cwd=tmp_path)
     assert result.exit_code == 2
-    assert "setup.py:8: cannot tell which model the optimizer built here (in setup) trains; " \
-           "name it with --model-var NAME" in result.stderr
+    assert (
+        "setup.py:8: cannot tell which model the optimizer built here (in setup) trains; "
+        "name it with --model-var NAME" in result.stderr
+    )
     assert target.read_text() == UNUSUAL
 
-    result = run_cli(["patch-trainer", "setup.py", "--model-var", "model", "--optimizer-call", "make_opt"],
-                     cwd=tmp_path)
+    result = run_cli(
+        ["patch-trainer", "setup.py", "--model-var", "model", "--optimizer-call", "make_opt"],
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     body = target.read_text().split("def setup(model, params, lr):\n")[1]
-    assert body.startswith("    frozen_count = freeze_backbone_bn(model)\n"
-                           '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n'
-                           "    opt = make_opt(model.parameters(), lr)\n"
-                           "    other = torch.optim.SGD(params, lr=lr)\n")
+    assert body.startswith(
+        "    frozen_count = freeze_backbone_bn(model)\n"
+        '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n'
+        "    opt = make_opt(model.parameters(), lr)\n"
+        "    other = torch.optim.SGD(params, lr=lr)\n"
+    )
     assert body.count("freeze_backbone_bn") == 1  # the second optimizer is already covered
 
 
@@ -204,12 +245,17 @@ def test_insert_before_line(tmp_path):
     target.write_text(UNUSUAL.replace("    other = torch.optim.SGD(params, lr=lr)\n", ""))
     result = run_cli(["patch-trainer", "setup.py", "--insert-before-line", "8"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert "    frozen_count = freeze_backbone_bn(model)\n" \
-           '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n' \
-           '    third = REGISTRY["adam"](model.parameters(), lr=lr)\n' in target.read_text()
+    assert (
+        "    frozen_count = freeze_backbone_bn(model)\n"
+        '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n'
+        '    third = REGISTRY["adam"](model.parameters(), lr=lr)\n' in target.read_text()
+    )
 
     patched = target.read_text()
-    for args in (["--insert-before-line", "8"], []):  # a second run, with or without the flag, is a no-op
+    for args in (
+        ["--insert-before-line", "8"],
+        [],
+    ):  # a second run, with or without the flag, is a no-op
         result = run_cli(["patch-trainer", "setup.py", *args], cwd=tmp_path)
         assert result.exit_code == 0 and "0 changed" in result.output, result.output
         assert target.read_text() == patched
@@ -218,7 +264,9 @@ def test_insert_before_line(tmp_path):
     result = run_cli(["patch-trainer", "setup.py", "--insert-before-line", "5"], cwd=tmp_path)
     assert result.exit_code == 2 and "setup.py:5: no statement starts on this line" in result.stderr
     other = _copy_case("script_module_level", tmp_path)
-    result = run_cli(["patch-trainer", "setup.py", other.name, "--insert-before-line", "8"], cwd=tmp_path)
+    result = run_cli(
+        ["patch-trainer", "setup.py", other.name, "--insert-before-line", "8"], cwd=tmp_path
+    )
     assert result.exit_code == 2 and "applies to one file" in result.stderr
 
 
@@ -232,7 +280,10 @@ def test_check_and_diff_write_nothing(tmp_path):
     assert result.exit_code == 0
     assert target.read_bytes() == before
     assert "+      keep_backbone_bn_eval(model_with_loss)\n" in result.stdout
-    assert "+def keep_backbone_bn_eval(model, backbone_attrs=(\"backbone\", \"base_layer\")):\n" in result.stdout
+    assert (
+        '+def keep_backbone_bn_eval(model, backbone_attrs=("backbone", "base_layer")):\n'
+        in result.stdout
+    )
     assert _patch(target, "--diff", "--check").exit_code == 2
     assert _patch(target).exit_code == 0
     assert _patch(target, "--check").exit_code == 0
@@ -243,7 +294,9 @@ def test_select_skip_and_list_rules(tmp_path):
     result = _patch(target, "--skip", "BN2GN202")
     assert result.exit_code == 0
     text = target.read_text()
-    assert "keep_backbone_bn_eval(model_with_loss)" in text and "def keep_backbone_bn_eval" not in text
+    assert (
+        "keep_backbone_bn_eval(model_with_loss)" in text and "def keep_backbone_bn_eval" not in text
+    )
     assert "without defining or importing it (BN2GN202 skipped)" in result.output
     result = _patch(target, "--select", "inject-freeze-helper")  # the missing definition comes now
     assert result.exit_code == 0 and "def keep_backbone_bn_eval" in target.read_text()
@@ -271,7 +324,11 @@ def test_usage_errors(tmp_path):
     assert run_cli(["patch-trainer"]).exit_code == 2
     assert run_cli(["patch-trainer", "missing.py"], cwd=tmp_path).exit_code == 2
     target = _copy_case("trainer_run_epoch", tmp_path)
-    for flag, value in (("--model-var", "model()"), ("--helper-module", "a-b"), ("--optimizer-call", "x y")):
+    for flag, value in (
+        ("--model-var", "model()"),
+        ("--helper-module", "a-b"),
+        ("--optimizer-call", "x y"),
+    ):
         result = _patch(target, flag, value)
         assert result.exit_code == 2 and flag in result.stderr
 
@@ -297,14 +354,21 @@ def test_centernet_mini_scripts_and_trainer(tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 files scanned, 3 changed, 0 failed" in result.output
     train = (tmp_path / "train.py").read_text()
-    assert "    frozen_count = freeze_backbone_bn(model)\n" \
-           '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n' \
-           "    optimizer = torch.optim.Adam(model.parameters(), opt.lr)\n" in train
+    assert (
+        "    frozen_count = freeze_backbone_bn(model)\n"
+        '    print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n'
+        "    optimizer = torch.optim.Adam(model.parameters(), opt.lr)\n" in train
+    )
     satmtb = (tmp_path / "train_satmtb.py").read_text()
-    assert '    logger.info("Frozen backbone BatchNorm modules: %d", frozen_count)\n' \
-           "    optimizer = optim.SGD(" in satmtb
+    assert (
+        '    logger.info("Frozen backbone BatchNorm modules: %d", frozen_count)\n'
+        "    optimizer = optim.SGD(" in satmtb
+    )
     trainer = (tmp_path / "lib/Trainer/base_trainer.py").read_text()
-    assert "            model_with_loss.train()\n            keep_backbone_bn_eval(model_with_loss)\n" in trainer
+    assert (
+        "            model_with_loss.train()\n            keep_backbone_bn_eval(model_with_loss)\n"
+        in trainer
+    )
     assert trainer.count("keep_backbone_bn_eval(") == 2  # the definition and the one call
     for text in (train, satmtb, trainer):
         ast.parse(text)
@@ -326,13 +390,27 @@ def test_plan_trainer_insertions_for_scan():
     assert plan_trainer_insertions([PT / "project" / "out"]) == []
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("m.train()", "on"), ("m.train(True)", "on"), ("m.train(mode=True)", "on"), ("m.train(1)", "on"),
-    ("m.train(phase == 'train')", "on"), ("m.train(mode=flag)", "on"), ("m.train(not frozen)", "on"),
-    ("m.train(False)", "off"), ("m.train(mode=False)", "off"), ("m.train(0)", "off"),
-    ("m.train(flag)", "unknown"), ("trainer.train(epoch, loader)", None), ("m.train(x=1)", None),
-    ("super().train(mode)", None), ("m.eval()", None), ("train()", None),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("m.train()", "on"),
+        ("m.train(True)", "on"),
+        ("m.train(mode=True)", "on"),
+        ("m.train(1)", "on"),
+        ("m.train(phase == 'train')", "on"),
+        ("m.train(mode=flag)", "on"),
+        ("m.train(not frozen)", "on"),
+        ("m.train(False)", "off"),
+        ("m.train(mode=False)", "off"),
+        ("m.train(0)", "off"),
+        ("m.train(flag)", "unknown"),
+        ("trainer.train(epoch, loader)", None),
+        ("m.train(x=1)", None),
+        ("super().train(mode)", None),
+        ("m.eval()", None),
+        ("train()", None),
+    ],
+)
 def test_train_mode(source, expected):
     import libcst as cst
 
@@ -347,7 +425,9 @@ def test_injected_definitions_are_the_runtime_functions():
 
     from bn2gn import runtime
 
-    injected = ast.parse((PT / "project" / "out" / "tiny_train.py").read_text().replace("_bn2gn_", ""))
+    injected = ast.parse(
+        (PT / "project" / "out" / "tiny_train.py").read_text().replace("_bn2gn_", "")
+    )
     defs = {node.name: node for node in injected.body if isinstance(node, ast.FunctionDef)}
     assert {"unwrap_model", "backbone_batchnorms", "freeze_backbone_bn"} <= set(defs)
     for name in ("unwrap_model", "backbone_batchnorms", "freeze_backbone_bn"):
@@ -362,7 +442,11 @@ def test_importing_runtime_and_cli_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, bn2gn.runtime, bn2gn.cli; "
-            "print(sorted(m for m in ('torch', 'libcst') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, bn2gn.runtime, bn2gn.cli; "
+        "print(sorted(m for m in ('torch', 'libcst') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -43,29 +43,41 @@ class FreezeMonitor:
             self.start = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             self.model.register_forward_pre_hook(self._on_forward)
             return self.model
+
         return create
 
     def backbone_bns(self):
         from torch.nn.modules.batchnorm import _BatchNorm
 
-        return {name: m for name, m in self.model.named_modules()
-                if isinstance(m, _BatchNorm) and is_backbone_path(name, ("backbone", "base_layer"))}
+        return {
+            name: m
+            for name, m in self.model.named_modules()
+            if isinstance(m, _BatchNorm) and is_backbone_path(name, ("backbone", "base_layer"))
+        }
 
     def _on_forward(self, module, inputs):
         bns = self.backbone_bns()
-        self.forwards.append((module.training, {n: m.training for n, m in bns.items()}, module.proj[1].training))
+        self.forwards.append(
+            (module.training, {n: m.training for n, m in bns.items()}, module.proj[1].training)
+        )
 
     def on_step(self, optimizer, args, kwargs):
         bns = self.backbone_bns()
         now = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         same = {k: torch.equal(now[k], self.start[k]) for k in now if k.rsplit(".", 1)[0] in bns}
-        self.steps.append({
-            "bn_training": any(m.training for m in bns.values()),
-            "bn_requires_grad": any(p.requires_grad for m in bns.values() for p in (m.weight, m.bias)),
-            "bn_state_unchanged": all(same.values()) and len(same) == 5 * len(bns),
-            "head_gn_changed": not torch.equal(now["proj.1.weight"], self.start["proj.1.weight"]),
-            "bn_types": sorted({type(m).__name__ for m in bns.values()}),
-        })
+        self.steps.append(
+            {
+                "bn_training": any(m.training for m in bns.values()),
+                "bn_requires_grad": any(
+                    p.requires_grad for m in bns.values() for p in (m.weight, m.bias)
+                ),
+                "bn_state_unchanged": all(same.values()) and len(same) == 5 * len(bns),
+                "head_gn_changed": not torch.equal(
+                    now["proj.1.weight"], self.start["proj.1.weight"]
+                ),
+                "bn_types": sorted({type(m).__name__ for m in bns.values()}),
+            }
+        )
 
 
 def _load_project(tmp_path, which, module="tiny_train"):
@@ -111,7 +123,9 @@ def _run(tiny_train, args):
 def _assert_frozen(monitor, epochs=2, iters=3):
     assert set(monitor.backbone_bns()) == BACKBONE_BN
     train_forwards = [f for f in monitor.forwards if f[0]]
-    assert len(train_forwards) == epochs * iters  # every forward in train mode, i.e. after each .train()
+    assert (
+        len(train_forwards) == epochs * iters
+    )  # every forward in train mode, i.e. after each .train()
     for _, bn_training, head_training in train_forwards:
         assert bn_training == {name: False for name in BACKBONE_BN}
         assert head_training is True  # the rest of the model does train
@@ -119,7 +133,9 @@ def _assert_frozen(monitor, epochs=2, iters=3):
     for step in monitor.steps:
         assert step["bn_training"] is False
         assert step["bn_requires_grad"] is False
-        assert step["bn_state_unchanged"] is True  # weight, bias, running stats, num_batches_tracked
+        assert (
+            step["bn_state_unchanged"] is True
+        )  # weight, bias, running stats, num_batches_tracked
         assert step["head_gn_changed"] is True
 
 
@@ -148,7 +164,9 @@ def test_unpatched_project_lets_running_stats_drift(tmp_path):
 def _ddp_worker(rank, world_size, project, init_file, out_dir, runs):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     sys.path.insert(0, project)
     try:
         import tiny_train
@@ -171,8 +189,12 @@ def _spawn_ddp(tmp_path, runs, start_method):
 
     project = tmp_path / "out"
     shutil.copytree(PROJECT / "out", project)
-    mp.start_processes(_ddp_worker, args=(2, str(project), str(tmp_path / "rendezvous"), str(tmp_path), runs),
-                       nprocs=2, start_method=start_method)
+    mp.start_processes(
+        _ddp_worker,
+        args=(2, str(project), str(tmp_path / "rendezvous"), str(tmp_path), runs),
+        nprocs=2,
+        start_method=start_method,
+    )
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
@@ -184,18 +206,26 @@ def test_ddp_gloo_two_processes_and_sync_batchnorm(tmp_path):
     that SyncBatchNorm would raise on CPU, so it only runs because the freeze keeps it in eval.
     """
     reports = _spawn_ddp(tmp_path, {"ddp": ["--distributed"], "sync_bn": ["--sync_bn"]}, "fork")
-    expected = {"ddp": ["DistributedDataParallel", ["BatchNorm2d"]], "sync_bn": ["ModelWithLoss", ["SyncBatchNorm"]]}
+    expected = {
+        "ddp": ["DistributedDataParallel", ["BatchNorm2d"]],
+        "sync_bn": ["ModelWithLoss", ["SyncBatchNorm"]],
+    }
     assert reports == [expected, expected]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="DDP around SyncBatchNorm needs a CUDA device")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="DDP around SyncBatchNorm needs a CUDA device"
+)
 def test_ddp_sync_batchnorm_on_cuda(tmp_path):
-    reports = _spawn_ddp(tmp_path, {"ddp_sync_bn": ["--distributed", "--sync_bn", "--device", "cuda"]}, "spawn")
+    reports = _spawn_ddp(
+        tmp_path, {"ddp_sync_bn": ["--distributed", "--sync_bn", "--device", "cuda"]}, "spawn"
+    )
     expected = {"ddp_sync_bn": ["DistributedDataParallel", ["SyncBatchNorm"]]}
     assert reports == [expected, expected]
 
 
 # The runtime functions themselves (the same code patch-trainer injects).
+
 
 def _wrapped_model(tmp_path):
     model = _load_project(tmp_path, "in", "tinydet").create_model({"hm": 2})
@@ -221,7 +251,9 @@ def test_freeze_and_keep_through_wrappers(tmp_path):
 
 def test_freeze_warns_when_nothing_matches(tmp_path):
     model, _ = _wrapped_model(tmp_path)
-    with pytest.warns(UserWarning, match=r"no BatchNorm found under the backbone attributes \('encoder',\)"):
+    with pytest.warns(
+        UserWarning, match=r"no BatchNorm found under the backbone attributes \('encoder',\)"
+    ):
         assert runtime.freeze_backbone_bn(model, backbone_attrs=("encoder",)) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -243,9 +275,13 @@ def test_backbone_rule_equals_config_rule():
     """Hypothesis: the runtime's match is bn2gn.config.is_backbone_path on named_modules() paths."""
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
-    names = st.sampled_from(["backbone", "base_layer", "base", "base3d", "database", "layer1", "0", "bn1", "hm"])
+    names = st.sampled_from(
+        ["backbone", "base_layer", "base", "base3d", "database", "layer1", "0", "bn1", "hm"]
+    )
     paths = st.lists(st.lists(names, min_size=1, max_size=4).map(".".join), max_size=6, unique=True)
-    attrs = st.lists(st.sampled_from(["backbone", "base_layer", "base", "layer1"]), min_size=1, max_size=3)
+    attrs = st.lists(
+        st.sampled_from(["backbone", "base_layer", "base", "layer1"]), min_size=1, max_size=3
+    )
 
     class FakeModel:
         def __init__(self, paths):

@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, run_cli
 
 HEAD_NET = textwrap.dedent("""\
@@ -57,16 +56,22 @@ def test_fingerprints_survive_line_shifts_and_layout_but_not_edits(tmp_path):
     assert all(len(f) == 16 and int(f, 16) >= 0 for f in before)
     shifted = "# a new header comment\n\n\n" + HEAD_NET.replace(
         "nn.Sequential(nn.Conv2d(8, c, 1), nn.BatchNorm2d(c))",
-        "nn.Sequential(  # reflowed\n            nn.Conv2d(8, c, 1),\n            nn.BatchNorm2d( c ),\n        )")
+        "nn.Sequential(  # reflowed\n            nn.Conv2d(8, c, 1),\n            nn.BatchNorm2d( c ),\n        )",
+    )
     write(tmp_path, shifted)
     assert [s["fingerprint"] for s in plan_of(tmp_path)["sites"]] == before
-    write(tmp_path, HEAD_NET.replace("nn.BatchNorm2d(c), nn.ReLU()", "nn.BatchNorm2d(2 * c), nn.ReLU()"))
+    write(
+        tmp_path,
+        HEAD_NET.replace("nn.BatchNorm2d(c), nn.ReLU()", "nn.BatchNorm2d(2 * c), nn.ReLU()"),
+    )
     after = [s["fingerprint"] for s in plan_of(tmp_path)["sites"]]
     assert after[:2] == before[:2] and after[2] != before[2]
 
 
 def test_same_statement_in_two_scopes_or_twice_in_one_statement_differs(tmp_path):
-    write(tmp_path, textwrap.dedent("""\
+    write(
+        tmp_path,
+        textwrap.dedent("""\
         import torch.nn as nn
 
 
@@ -76,7 +81,8 @@ def test_same_statement_in_two_scopes_or_twice_in_one_statement_differs(tmp_path
 
         def b(c):
             return nn.Sequential(nn.BatchNorm2d(c), nn.BatchNorm2d(c))
-        """))
+        """),
+    )
     prints = [s["fingerprint"] for s in plan_of(tmp_path)["sites"]]
     assert len(prints) == 4 and len(set(prints)) == 4
 
@@ -109,24 +115,40 @@ def test_sites_edited_after_the_plan_was_made_are_skipped(tmp_path):
     write(tmp_path)
     plan_of(tmp_path)
     edited = "# moved everything down two lines\n\n" + HEAD_NET.replace(
-        "nn.Sequential(nn.Conv2d(8, c, 1), nn.BatchNorm2d(c))", "nn.Sequential(nn.Conv2d(8, c, 1), nn.BatchNorm2d(c + 0))")
+        "nn.Sequential(nn.Conv2d(8, c, 1), nn.BatchNorm2d(c))",
+        "nn.Sequential(nn.Conv2d(8, c, 1), nn.BatchNorm2d(c + 0))",
+    )
     edited += "        self.extra = nn.BatchNorm2d(c)\n"
     write(tmp_path, edited)
     result = run_cli(["rewrite", "--plan", "plan.json", "net.py"], cwd=tmp_path)
     assert result.exit_code == 1, result.output
     text = (tmp_path / "net.py").read_text()
     assert "nn.BatchNorm2d(c + 0)" in text  # changed since the plan: left alone
-    assert "get_group_norm(c), nn.ReLU()" in text  # unchanged statement on a shifted line: converted
+    assert (
+        "get_group_norm(c), nn.ReLU()" in text
+    )  # unchanged statement on a shifted line: converted
     assert "self.extra = nn.BatchNorm2d(c)" in text  # not in the plan: left alone
-    assert "unsure: net.py:17:55: Net.__init__: skipped: the source changed since plan.json was made" in result.output
+    assert (
+        "unsure: net.py:17:55: Net.__init__: skipped: the source changed since plan.json was made"
+        in result.output
+    )
     assert "unsure: net.py:19:22: Net.__init__: skipped: not in plan.json" in result.output
-    assert "plan plan.json: 2 site(s) applied, 1 skipped (source changed since the plan was made), " \
-           "1 skipped (not in the plan)" in result.output
+    assert (
+        "plan plan.json: 2 site(s) applied, 1 skipped (source changed since the plan was made), "
+        "1 skipped (not in the plan)" in result.output
+    )
 
 
 def test_plan_cannot_force_a_partial_to_convert(tmp_path):
-    write(tmp_path, HEAD_NET.replace("import torch.nn as nn\n", "import functools\nimport torch.nn as nn\n")
-          .replace("nn.BatchNorm2d(c), nn.ReLU()", "functools.partial(nn.BatchNorm2d, eps=1e-3)(c), nn.ReLU()"))
+    write(
+        tmp_path,
+        HEAD_NET.replace(
+            "import torch.nn as nn\n", "import functools\nimport torch.nn as nn\n"
+        ).replace(
+            "nn.BatchNorm2d(c), nn.ReLU()",
+            "functools.partial(nn.BatchNorm2d, eps=1e-3)(c), nn.ReLU()",
+        ),
+    )
     data = plan_of(tmp_path)
     partial = next(s for s in data["sites"] if s["form"] == "partial")
     assert partial["decision"] == "unsure"
@@ -137,14 +159,19 @@ def test_plan_cannot_force_a_partial_to_convert(tmp_path):
     assert "functools.partial(nn.BatchNorm2d" in (tmp_path / "net.py").read_text()
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "plan.json: no such plan file"),
-    ("{not json", "plan.json:1: not valid JSON"),
-    ('{"files": 1}', "plan.json: not a bn2gn plan (no 'sites' list)"),
-    ('{"sites": [{"path": "net.py", "line": 8}]}', "plan.json: site #1 lacks col, decision"),
-    ('{"sites": [{"path": "net.py", "line": 8, "col": 19, "decision": "maybe"}]}',
-     "plan.json: site net.py:8:19 has decision 'maybe'; use one of convert, keep, unsure"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "plan.json: no such plan file"),
+        ("{not json", "plan.json:1: not valid JSON"),
+        ('{"files": 1}', "plan.json: not a bn2gn plan (no 'sites' list)"),
+        ('{"sites": [{"path": "net.py", "line": 8}]}', "plan.json: site #1 lacks col, decision"),
+        (
+            '{"sites": [{"path": "net.py", "line": 8, "col": 19, "decision": "maybe"}]}',
+            "plan.json: site net.py:8:19 has decision 'maybe'; use one of convert, keep, unsure",
+        ),
+    ],
+)
 def test_bad_plan_file_is_one_line_and_exit_2(tmp_path, content, message):
     write(tmp_path)
     if content is not None:
@@ -160,15 +187,42 @@ def test_plan_selection_uses_module_paths_not_prefixes():
     from bn2gn.analysis.plan import plan_from_dict
     from bn2gn.checkpoint.plan_select import selection_from_plan
 
-    plan = plan_from_dict({"sites": [
-        {"path": "m.py", "line": 1, "col": 1, "end_line": 1, "end_col": 9, "scope": "f", "op": "BatchNorm2d",
-         "form": "call", "target": "x", "decision": "convert", "module_paths": ["backbone.adapter.1", "head.1"]},
-        {"path": "m.py", "line": 2, "col": 1, "end_line": 2, "end_col": 9, "scope": "f", "op": "BatchNorm2d",
-         "form": "call", "target": "x", "decision": "unsure", "module_paths": ["backbone.stem.1", "neck.1"]},
-    ]})
+    plan = plan_from_dict(
+        {
+            "sites": [
+                {
+                    "path": "m.py",
+                    "line": 1,
+                    "col": 1,
+                    "end_line": 1,
+                    "end_col": 9,
+                    "scope": "f",
+                    "op": "BatchNorm2d",
+                    "form": "call",
+                    "target": "x",
+                    "decision": "convert",
+                    "module_paths": ["backbone.adapter.1", "head.1"],
+                },
+                {
+                    "path": "m.py",
+                    "line": 2,
+                    "col": 1,
+                    "end_line": 2,
+                    "end_col": 9,
+                    "scope": "f",
+                    "op": "BatchNorm2d",
+                    "form": "call",
+                    "target": "x",
+                    "decision": "unsure",
+                    "module_paths": ["backbone.stem.1", "neck.1"],
+                },
+            ]
+        }
+    )
     selection = selection_from_plan(plan, "plan.json")
-    converted, unaccounted = selection.split(["backbone.adapter.1", "head.1", "backbone.stem.1", "neck.1",
-                                              "extra.bn"])
+    converted, unaccounted = selection.split(
+        ["backbone.adapter.1", "head.1", "backbone.stem.1", "neck.1", "extra.bn"]
+    )
     assert converted == {"backbone.adapter.1", "head.1"}
     assert unaccounted == ["extra.bn"]
 
@@ -196,8 +250,11 @@ def load_model_file(path: Path):
 
 def test_remap_with_traced_plan_where_converted_layers_break_the_prefix_rule(tmp_path):
     torch = pytest.importorskip("torch")
-    shutil.copytree(FIXTURES / "trace" / "runtime_shared", tmp_path / "src" / "runtime_shared",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / "trace" / "runtime_shared",
+        tmp_path / "src" / "runtime_shared",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     model_file = tmp_path / "src" / "runtime_shared" / "model.py"
     original = load_model_file(model_file).build()
     original.train()
@@ -205,24 +262,45 @@ def test_remap_with_traced_plan_where_converted_layers_break_the_prefix_rule(tmp
     old_state = original.state_dict()
     torch.save({"epoch": 7, "state_dict": old_state}, tmp_path / "old.pth")
 
-    result = run_cli(["scan", "src/runtime_shared", "--trace", "runtime_shared.model:build", "--path", "src",
-                      "--format", "json", "-o", "plan.json"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "scan",
+            "src/runtime_shared",
+            "--trace",
+            "runtime_shared.model:build",
+            "--path",
+            "src",
+            "--format",
+            "json",
+            "-o",
+            "plan.json",
+        ],
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "plan.json").read_text())
     shared = next(s for s in plan["sites"] if s["line"] == 6)
     assert shared["decision"] == "unsure"
-    shared["decision"] = "convert"  # the reviewer converts conv_bn everywhere, backbone stem included
+    shared["decision"] = (
+        "convert"  # the reviewer converts conv_bn everywhere, backbone stem included
+    )
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     result = run_cli(["rewrite", "--plan", "plan.json", "src/runtime_shared"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
 
-    result = run_cli(["remap-ckpt", "old.pth", "--plan", "plan.json", "-o", "new.pth"], cwd=tmp_path)
+    result = run_cli(
+        ["remap-ckpt", "old.pth", "--plan", "plan.json", "-o", "new.pth"], cwd=tmp_path
+    )
     assert result.exit_code == 0, result.output
     new_state = torch.load(tmp_path / "new.pth", weights_only=True)["state_dict"]
     converted = ["backbone.stem.1", "neck.1", "head.1"]  # by hand: the sites at lines 6 and 24
     for layer in converted:
         assert f"{layer}.running_mean" not in new_state and f"{layer}.weight" in new_state
-    for key in ("backbone.bn.running_mean", "backbone.bn.running_var", "backbone.bn.num_batches_tracked"):
+    for key in (
+        "backbone.bn.running_mean",
+        "backbone.bn.running_var",
+        "backbone.bn.num_batches_tracked",
+    ):
         assert torch.equal(new_state[key], old_state[key])
     rewritten = load_model_file(model_file).build()
     assert isinstance(rewritten.backbone.stem[1], torch.nn.GroupNorm)
@@ -239,16 +317,39 @@ def test_remap_with_traced_plan_where_converted_layers_break_the_prefix_rule(tmp
 
 def test_remap_reports_batchnorm_entries_the_plan_does_not_account_for(tmp_path):
     torch = pytest.importorskip("torch")
-    shutil.copytree(FIXTURES / "trace" / "runtime_shared", tmp_path / "src" / "runtime_shared",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        FIXTURES / "trace" / "runtime_shared",
+        tmp_path / "src" / "runtime_shared",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     state = load_model_file(tmp_path / "src" / "runtime_shared" / "model.py").build().state_dict()
-    state.update({"aux.bn.weight": torch.ones(4), "aux.bn.bias": torch.zeros(4), "aux.bn.running_mean":
-                  torch.zeros(4), "aux.bn.running_var": torch.ones(4)})
+    state.update(
+        {
+            "aux.bn.weight": torch.ones(4),
+            "aux.bn.bias": torch.zeros(4),
+            "aux.bn.running_mean": torch.zeros(4),
+            "aux.bn.running_var": torch.ones(4),
+        }
+    )
     torch.save({"state_dict": state}, tmp_path / "old.pth")
-    result = run_cli(["scan", "src/runtime_shared", "--trace", "runtime_shared.model:build", "--path", "src",
-                      "-o", "plan.json"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "scan",
+            "src/runtime_shared",
+            "--trace",
+            "runtime_shared.model:build",
+            "--path",
+            "src",
+            "-o",
+            "plan.json",
+        ],
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.output
     result = run_cli(["remap-ckpt", "old.pth", "--plan", "plan.json", "--dry-run"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert "1 BatchNorm layer(s) in state dict 'state_dict' are not accounted for by the plan plan.json" in result.output
+    assert (
+        "1 BatchNorm layer(s) in state dict 'state_dict' are not accounted for by the plan plan.json"
+        in result.output
+    )
     assert "aux.bn" in result.output

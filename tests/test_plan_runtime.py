@@ -10,7 +10,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import copy_case, run_cli
 
 torch = pytest.importorskip("torch")
@@ -18,14 +17,30 @@ torch = pytest.importorskip("torch")
 # case -> (import statement, build expression, the backbone module-path prefixes written by hand, the
 # number of BatchNorm2d modules expected to remain after the rewrite)
 BUILDS = {
-    "plans/dla_pretrained": ("from models.model import create_model",
-                             "create_model('dla_34', heads={'hm': 1, 'wh': 2}, head_conv=8)", ("base.",), 3 + 3 + 3),
-    "plans/flat_resnet": ("from nets.factory import create_model",
-                          "create_model('res_18', {'hm': 1}, 8)",
-                          ("bn1", "layer1.", "layer2.", "layer3.", "layer4."), 1 + 4 + 5 * 3),
-    "plans/tracker": ("from lib.model.model import create_model",
-                      "create_model('dla_34', {'hm': 1}, {'hm': [8]}, opt=Opt())", ("base.",), 6),
-    "plans/encoder_table": ("from detector import build_model", "build_model(Opt())", ("encoder.",), 2),
+    "plans/dla_pretrained": (
+        "from models.model import create_model",
+        "create_model('dla_34', heads={'hm': 1, 'wh': 2}, head_conv=8)",
+        ("base.",),
+        3 + 3 + 3,
+    ),
+    "plans/flat_resnet": (
+        "from nets.factory import create_model",
+        "create_model('res_18', {'hm': 1}, 8)",
+        ("bn1", "layer1.", "layer2.", "layer3.", "layer4."),
+        1 + 4 + 5 * 3,
+    ),
+    "plans/tracker": (
+        "from lib.model.model import create_model",
+        "create_model('dla_34', {'hm': 1}, {'hm': [8]}, opt=Opt())",
+        ("base.",),
+        6,
+    ),
+    "plans/encoder_table": (
+        "from detector import build_model",
+        "build_model(Opt())",
+        ("encoder.",),
+        2,
+    ),
     "plans/dla_alone": ("from seg import get_model", "get_model('seg')", ("base.",), 3),
 }
 
@@ -73,9 +88,14 @@ def test_rewritten_model_keeps_batchnorm_only_in_the_planned_backbone(case, tmp_
     assert result.exit_code == 0, result.output
     statement, build, prefixes, count = BUILDS[case]
     env_path = [str(root)] + sys.path
-    out = subprocess.run([sys.executable, "-c", PROBE, statement, build, json.dumps(attrs)], cwd=root,
-                         capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": ":".join(env_path), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, statement, build, json.dumps(attrs)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": ":".join(env_path), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["bn"], "the backbone BatchNorm must survive the rewrite"
@@ -90,7 +110,8 @@ def test_rewritten_model_keeps_batchnorm_only_in_the_planned_backbone(case, tmp_
 
 def test_patch_trainer_bakes_the_planned_backbone(tmp_path):
     root = copy_case("plans/encoder_table", tmp_path)
-    (root / "train.py").write_text(textwrap.dedent("""
+    (root / "train.py").write_text(
+        textwrap.dedent("""
         import torch
         from detector import build_model
 
@@ -101,7 +122,8 @@ def test_patch_trainer_bakes_the_planned_backbone(tmp_path):
             for _ in range(2):
                 model.train()
                 optimizer.step()
-    """))
+    """)
+    )
     result = run_cli(["patch-trainer", "train.py"], cwd=root)
     assert result.exit_code == 0, result.output
     text = (root / "train.py").read_text()

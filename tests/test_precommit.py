@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CENTERNET, ROOT, run_cli
 
 HOOKS = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
 
 
 def _run_hook(hook_id: str, repo: Path, args=(), filenames=()):
@@ -32,14 +33,24 @@ def _run_hook(hook_id: str, repo: Path, args=(), filenames=()):
     if hook.get("pass_filenames", True):
         argv += list(filenames)
     assert argv[0] == "bn2gn"
-    return subprocess.run([sys.executable, "-m", "bn2gn", *argv[1:]], cwd=repo, env=_env(), capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bn2gn", *argv[1:]],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_hooks_analyse_the_whole_tree():
     for hook_id in ("bn2gn-check", "bn2gn-rewrite-check", "bn2gn-patch-trainer-check"):
         hook = HOOKS[hook_id]
-        assert hook["pass_filenames"] is False and hook["language"] == "python" and "--check" in hook["entry"]
+        assert (
+            hook["pass_filenames"] is False
+            and hook["language"] == "python"
+            and "--check" in hook["entry"]
+        )
 
 
 def test_bn2gn_check_hook_fails_until_migrated(tmp_path):
@@ -80,16 +91,30 @@ def test_pre_commit_try_repo(tmp_path):
     git = ["git", "-c", "user.email=test@example.invalid", "-c", "user.name=test"]
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"))
-    env.pop("PYTHONPATH", None)  # the hook must run the bn2gn pre-commit installed, not this tree by accident
+    env.pop(
+        "PYTHONPATH", None
+    )  # the hook must run the bn2gn pre-commit installed, not this tree by accident
 
     def try_repo():
         subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
-        return subprocess.run([pre_commit, "try-repo", str(ROOT), "bn2gn-check", "--all-files"], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [pre_commit, "try-repo", str(ROOT), "bn2gn-check", "--all-files"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     first = try_repo()
-    if "Installing environment" in first.stdout and "pip" in first.stdout and "bn2gn migration check" not in first.stdout:
-        pytest.skip(f"pre-commit could not install the hook environment: {first.stdout.splitlines()[-1]}")
+    if (
+        "Installing environment" in first.stdout
+        and "pip" in first.stdout
+        and "bn2gn migration check" not in first.stdout
+    ):
+        pytest.skip(
+            f"pre-commit could not install the hook environment: {first.stdout.splitlines()[-1]}"
+        )
     assert first.returncode == 1, first.stdout
     assert "bn2gn migration check" in first.stdout and "Failed" in first.stdout
     assert "migrate: 15 files scanned, 5 would change" in first.stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
+from conftest import run_cli
 
 from bn2gn import progress
-from conftest import run_cli
 
 
 class FakeTerminal(io.StringIO):
@@ -38,11 +38,14 @@ def test_terminal_shows_done_over_total_and_erases_the_line():
     assert out.endswith("\r\x1b[K")
 
 
-@pytest.mark.parametrize("quiet, stream, total", [
-    (True, FakeTerminal(), 500),  # -q
-    (False, io.StringIO(), 500),  # not a terminal
-    (False, FakeTerminal(), progress.MIN_FILES - 1),  # too few files to need it
-])
+@pytest.mark.parametrize(
+    "quiet, stream, total",
+    [
+        (True, FakeTerminal(), 500),  # -q
+        (False, io.StringIO(), 500),  # not a terminal
+        (False, FakeTerminal(), progress.MIN_FILES - 1),  # too few files to need it
+    ],
+)
 def test_silent_when_quiet_not_a_tty_or_few_files(quiet, stream, total):
     assert run_phase(total, quiet, stream) == ""
 

@@ -15,7 +15,6 @@ import json
 import sys
 
 import pytest
-
 from conftest import copy_case, run_cli
 
 torch = pytest.importorskip("torch")
@@ -27,6 +26,7 @@ ARCHS = {"dla_34": True, "res_18": False}  # arch -> saved with DataParallel's "
 @contextlib.contextmanager
 def fixture_package(repo):
     """Import ``lib.models.model`` from ``repo``; afterwards forget every ``lib`` module again."""
+
     def owned():
         return {n: m for n, m in sys.modules.items() if n == "lib" or n.startswith("lib.")}
 
@@ -54,8 +54,13 @@ def save_original_checkpoints(repo):
             out = model(torch.randn(2, 9, 32, 32))
             sum(t.float().mean() for d in out for t in d.values()).backward()
             optimizer.step()
-            state = torch.nn.DataParallel(model).state_dict() if data_parallel else model.state_dict()
-            torch.save({"epoch": 3, "state_dict": state, "optimizer": optimizer.state_dict()}, repo / f"{arch}.pth")
+            state = (
+                torch.nn.DataParallel(model).state_dict() if data_parallel else model.state_dict()
+            )
+            torch.save(
+                {"epoch": 3, "state_dict": state, "optimizer": optimizer.state_dict()},
+                repo / f"{arch}.pth",
+            )
             states[arch] = model.state_dict()
     return states
 
@@ -66,13 +71,34 @@ def test_rewritten_fixture_models_load_the_remapped_checkpoints_strictly(tmp_pat
     rewrite = run_cli(["rewrite", repo / "lib" / "models", "-q"])
     assert rewrite.exit_code == 0, rewrite.output
     originals = save_original_checkpoints(original_repo)
-    digests = {a: hashlib.sha256((original_repo / f"{a}.pth").read_bytes()).hexdigest() for a in ARCHS}
+    digests = {
+        a: hashlib.sha256((original_repo / f"{a}.pth").read_bytes()).hexdigest() for a in ARCHS
+    }
     for arch in ARCHS:
-        with fixture_package(repo):  # so --model imports the rewritten copy and forgets it afterwards
-            result = run_cli(["remap-ckpt", original_repo / f"{arch}.pth", "-o", repo / f"{arch}.pth",
-                              "--model", "lib.models.model:create_model", "--path", repo,
-                              "--model-arg", f"arch={arch}", "--model-arg", f"heads={HEADS!r}",
-                              "--model-arg", "head_conv=16", "--strict", "--format", "json"])
+        with fixture_package(
+            repo
+        ):  # so --model imports the rewritten copy and forgets it afterwards
+            result = run_cli(
+                [
+                    "remap-ckpt",
+                    original_repo / f"{arch}.pth",
+                    "-o",
+                    repo / f"{arch}.pth",
+                    "--model",
+                    "lib.models.model:create_model",
+                    "--path",
+                    repo,
+                    "--model-arg",
+                    f"arch={arch}",
+                    "--model-arg",
+                    f"heads={HEADS!r}",
+                    "--model-arg",
+                    "head_conv=16",
+                    "--strict",
+                    "--format",
+                    "json",
+                ]
+            )
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["verification"]["clean"] is True and report["written"] is True
@@ -90,12 +116,27 @@ def test_rewritten_fixture_models_load_the_remapped_checkpoints_strictly(tmp_pat
             assert group_norm and batch_norm, arch
             state = new["state_dict"]
             for name in group_norm:
-                assert not any(f"{name}.{s}" in state for s in ("running_mean", "running_var", "num_batches_tracked"))
+                assert not any(
+                    f"{name}.{s}" in state
+                    for s in ("running_mean", "running_var", "num_batches_tracked")
+                )
                 assert torch.equal(state[f"{name}.weight"], old[f"{name}.weight"])
             for name in batch_norm:  # the backbone: statistics kept, bit for bit
-                for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                for leaf in (
+                    "weight",
+                    "bias",
+                    "running_mean",
+                    "running_var",
+                    "num_batches_tracked",
+                ):
                     key = f"{name}.{leaf}"
-                    assert state[key].dtype == old[key].dtype and torch.equal(state[key], old[key]), key
-            assert all(torch.equal(state[k], old[k]) for k in state if k.rpartition(".")[0] not in group_norm)
+                    assert state[key].dtype == old[key].dtype and torch.equal(
+                        state[key], old[key]
+                    ), key
+            assert all(
+                torch.equal(state[k], old[k])
+                for k in state
+                if k.rpartition(".")[0] not in group_norm
+            )
     for arch, digest in digests.items():
         assert hashlib.sha256((original_repo / f"{arch}.pth").read_bytes()).hexdigest() == digest

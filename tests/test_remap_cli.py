@@ -13,7 +13,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import run_cli
 
 torch = pytest.importorskip("torch")
@@ -68,7 +67,9 @@ def models(tmp_path_factory):
     """The model module, importable as ``remap_tiny_models`` (in-process and through --model/--path)."""
     folder = tmp_path_factory.mktemp("models")
     (folder / "remap_tiny_models.py").write_text(MODELS)
-    spec = importlib.util.spec_from_file_location("remap_tiny_models", folder / "remap_tiny_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "remap_tiny_models", folder / "remap_tiny_models.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["remap_tiny_models"] = module
     spec.loader.exec_module(module)
@@ -115,7 +116,9 @@ def load_output(path):
 
 
 @pytest.mark.parametrize("data_parallel", [False, True])
-def test_centernet_checkpoint_loads_strictly_into_the_converted_model(models, inputs, tmp_path, data_parallel):
+def test_centernet_checkpoint_loads_strictly_into_the_converted_model(
+    models, inputs, tmp_path, data_parallel
+):
     original = save_centernet(models, tmp_path / "model_last.pth", data_parallel)
     inputs(tmp_path / "model_last.pth")
     result = run_cli(["remap-ckpt", tmp_path / "model_last.pth"])
@@ -130,7 +133,10 @@ def test_centernet_checkpoint_loads_strictly_into_the_converted_model(models, in
         if name.startswith("backbone."):
             assert tensor.dtype == state[name].dtype and torch.equal(tensor, state[name]), name
     for layer in CONVERTED_LAYERS:
-        assert not any(f"{layer}.{stat}" in state for stat in ("running_mean", "running_var", "num_batches_tracked"))
+        assert not any(
+            f"{layer}.{stat}" in state
+            for stat in ("running_mean", "running_var", "num_batches_tracked")
+        )
         assert torch.equal(state[f"{layer}.weight"], original[f"{layer}.weight"])
         assert torch.equal(state[f"{layer}.bias"], original[f"{layer}.bias"])
     assert all(not k.startswith("module.") for k in state)
@@ -179,8 +185,15 @@ def test_json_report_lists_every_decision(models, inputs, tmp_path):
     }
     assert sd["backbone_batchnorm_layers"] == BACKBONE_BN
     # 28 = backbone 2 convs + 2 BN x 5, neck conv 2 + BN 5, hm conv 2 + BN 5 + conv 2
-    assert sd["counts"] == {"total": 28, "kept": 22, "renamed": 0, "dropped": 6, "reset": 0,
-                            "converted_layers": 2, "backbone_batchnorm_layers": 2}
+    assert sd["counts"] == {
+        "total": 28,
+        "kept": 22,
+        "renamed": 0,
+        "dropped": 6,
+        "reset": 0,
+        "converted_layers": 2,
+        "backbone_batchnorm_layers": 2,
+    }
     assert report["top_level"] == {"kept": ["epoch"], "dropped": ["optimizer"]}
     assert report["written"] is True and report["exit_code"] == 0
     assert report["output"] == str(tmp_path / "old.bn2gn.pth")
@@ -190,8 +203,18 @@ def test_dry_run_writes_nothing(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--dry-run", "--model", "remap_tiny_models:converted",
-                      "--path", models.FOLDER, "--strict"])
+    result = run_cli(
+        [
+            "remap-ckpt",
+            tmp_path / "old.pth",
+            "--dry-run",
+            "--model",
+            "remap_tiny_models:converted",
+            "--path",
+            models.FOLDER,
+            "--strict",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert "dropped       6  running statistics of 2 converted layers" in result.stdout
@@ -202,8 +225,18 @@ def test_dry_run_writes_nothing(models, inputs, tmp_path):
 def test_model_verification_passes_for_the_converted_model(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth", data_parallel=True)
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--model", "remap_tiny_models:converted",
-                      "--path", models.FOLDER, "--strict", "-q"])
+    result = run_cli(
+        [
+            "remap-ckpt",
+            tmp_path / "old.pth",
+            "--model",
+            "remap_tiny_models:converted",
+            "--path",
+            models.FOLDER,
+            "--strict",
+            "-q",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "old.bn2gn.pth").exists()
 
@@ -211,21 +244,47 @@ def test_model_verification_passes_for_the_converted_model(models, inputs, tmp_p
 def test_missing_or_mismatched_backbone_tensor_fails_and_writes_nothing(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--model", "remap_tiny_models:converted",
-                      "--model-arg", "wide_backbone=True", "--path", models.FOLDER])
+    result = run_cli(
+        [
+            "remap-ckpt",
+            tmp_path / "old.pth",
+            "--model",
+            "remap_tiny_models:converted",
+            "--model-arg",
+            "wide_backbone=True",
+            "--path",
+            models.FOLDER,
+        ]
+    )
     assert result.exit_code == 1, result.output
-    assert "backbone.level1.0.weight: checkpoint (16, 8, 3, 3) vs model (20, 8, 3, 3)" in result.stdout
+    assert (
+        "backbone.level1.0.weight: checkpoint (16, 8, 3, 3) vs model (20, 8, 3, 3)" in result.stdout
+    )
     # level1.0.weight and level1.1 weight/bias/running_mean/running_var; neck.0.weight is not backbone
-    assert "backbone tensors lost: backbone.level1.0.weight, backbone.level1.1.bias," in result.stdout
-    assert result.stderr.strip().splitlines()[-1].startswith("bn2gn: error: verification failed: 5 backbone tensor(s)")
+    assert (
+        "backbone tensors lost: backbone.level1.0.weight, backbone.level1.1.bias," in result.stdout
+    )
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("bn2gn: error: verification failed: 5 backbone tensor(s)")
+    )
     assert not (tmp_path / "old.bn2gn.pth").exists()
 
 
 def test_missing_head_keys_pass_unless_strict(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
-    args = ["remap-ckpt", tmp_path / "old.pth", "--model", "remap_tiny_models:converted",
-            "--model-arg", "extra_head=True", "--path", models.FOLDER]
+    args = [
+        "remap-ckpt",
+        tmp_path / "old.pth",
+        "--model",
+        "remap_tiny_models:converted",
+        "--model-arg",
+        "extra_head=True",
+        "--path",
+        models.FOLDER,
+    ]
     strict = run_cli(args + ["--strict"])
     assert strict.exit_code == 1, strict.output
     assert "missing    wh: weight, bias" in strict.stdout
@@ -270,8 +329,11 @@ def test_safetensors_round_trip(models, inputs, tmp_path):
     from safetensors.torch import load_file, save_file
 
     original = trained_original(models)[0].state_dict()
-    save_file({k: v.contiguous() for k, v in original.items()}, tmp_path / "w.safetensors",
-              metadata={"source": "test"})
+    save_file(
+        {k: v.contiguous() for k, v in original.items()},
+        tmp_path / "w.safetensors",
+        metadata={"source": "test"},
+    )
     inputs(tmp_path / "w.safetensors")
     result = run_cli(["remap-ckpt", tmp_path / "w.safetensors"])
     assert result.exit_code == 0, result.output
@@ -307,7 +369,9 @@ def test_every_known_state_dict_key_is_remapped_and_key_chooses(models, inputs, 
     out = load_output(tmp_path / "ema.bn2gn.pth")
     for key in ("model", "state_dict_ema"):
         models.converted().load_state_dict(out[key], strict=True)
-    only = run_cli(["remap-ckpt", tmp_path / "ema.pth", "--key", "model", "-o", tmp_path / "model_only.pth"])
+    only = run_cli(
+        ["remap-ckpt", tmp_path / "ema.pth", "--key", "model", "-o", tmp_path / "model_only.pth"]
+    )
     assert only.exit_code == 0, only.output
     out = load_output(tmp_path / "model_only.pth")
     assert "hm.1.running_mean" not in out["model"] and "hm.1.running_mean" in out["state_dict_ema"]
@@ -321,14 +385,25 @@ def test_raw_state_dict_and_legacy_format(models, inputs, tmp_path):
     assert result.exit_code == 0, result.output
     out = load_output(tmp_path / "legacy.bn2gn.pth")
     models.converted().load_state_dict(out, strict=True)
-    assert (tmp_path / "legacy.bn2gn.pth").read_bytes()[:4] == b"PK\x03\x04", "written in the zip format"
+    assert (tmp_path / "legacy.bn2gn.pth").read_bytes()[:4] == b"PK\x03\x04", (
+        "written in the zip format"
+    )
 
 
 def test_backbone_attr_option_and_config_file(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--backbone-attr", "neck", "--format", "json",
-                      "--dry-run"])
+    result = run_cli(
+        [
+            "remap-ckpt",
+            tmp_path / "old.pth",
+            "--backbone-attr",
+            "neck",
+            "--format",
+            "json",
+            "--dry-run",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.stdout)["state_dicts"][0]["dropped"]) == ["hm.1"]
     (tmp_path / "bn2gn.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["hm"]\n')

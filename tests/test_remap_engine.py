@@ -15,9 +15,13 @@ from bn2gn.errors import Bn2gnError  # noqa: E402
 
 
 def bn(prefix, channels=4):
-    return {f"{prefix}.weight": torch.rand(channels), f"{prefix}.bias": torch.rand(channels),
-            f"{prefix}.running_mean": torch.rand(channels), f"{prefix}.running_var": torch.rand(channels),
-            f"{prefix}.num_batches_tracked": torch.tensor(12)}
+    return {
+        f"{prefix}.weight": torch.rand(channels),
+        f"{prefix}.bias": torch.rand(channels),
+        f"{prefix}.running_mean": torch.rand(channels),
+        f"{prefix}.running_var": torch.rand(channels),
+        f"{prefix}.num_batches_tracked": torch.tensor(12),
+    }
 
 
 def state(*parts):
@@ -28,23 +32,43 @@ def state(*parts):
 
 
 def test_converted_layers_lose_running_stats_and_backbone_keeps_everything():
-    sd = state({"backbone.conv.weight": torch.rand(4, 3, 3, 3)}, bn("backbone.bn"), bn("base_layer.1"),
-               {"hm.0.weight": torch.rand(4, 4, 3, 3)}, bn("hm.1"), bn("dla_up.ida_0.proj_1.actf.0"))
+    sd = state(
+        {"backbone.conv.weight": torch.rand(4, 3, 3, 3)},
+        bn("backbone.bn"),
+        bn("base_layer.1"),
+        {"hm.0.weight": torch.rand(4, 4, 3, 3)},
+        bn("hm.1"),
+        bn("dla_up.ida_0.proj_1.actf.0"),
+    )
     new, report = remap_state_dict(sd)
     assert list(new) == [
-        "backbone.conv.weight", "backbone.bn.weight", "backbone.bn.bias", "backbone.bn.running_mean",
-        "backbone.bn.running_var", "backbone.bn.num_batches_tracked",
-        "base_layer.1.weight", "base_layer.1.bias", "base_layer.1.running_mean", "base_layer.1.running_var",
+        "backbone.conv.weight",
+        "backbone.bn.weight",
+        "backbone.bn.bias",
+        "backbone.bn.running_mean",
+        "backbone.bn.running_var",
+        "backbone.bn.num_batches_tracked",
+        "base_layer.1.weight",
+        "base_layer.1.bias",
+        "base_layer.1.running_mean",
+        "base_layer.1.running_var",
         "base_layer.1.num_batches_tracked",
-        "hm.0.weight", "hm.1.weight", "hm.1.bias",
-        "dla_up.ida_0.proj_1.actf.0.weight", "dla_up.ida_0.proj_1.actf.0.bias",
+        "hm.0.weight",
+        "hm.1.weight",
+        "hm.1.bias",
+        "dla_up.ida_0.proj_1.actf.0.weight",
+        "dla_up.ida_0.proj_1.actf.0.bias",
     ]
-    assert all(new[k] is sd[k] for k in new), "kept tensors must be the very same objects (bit-identical)"
+    assert all(new[k] is sd[k] for k in new), (
+        "kept tensors must be the very same objects (bit-identical)"
+    )
     assert report.dropped == {
         "hm.1": ["hm.1.running_mean", "hm.1.running_var", "hm.1.num_batches_tracked"],
-        "dla_up.ida_0.proj_1.actf.0": ["dla_up.ida_0.proj_1.actf.0.running_mean",
-                                       "dla_up.ida_0.proj_1.actf.0.running_var",
-                                       "dla_up.ida_0.proj_1.actf.0.num_batches_tracked"],
+        "dla_up.ida_0.proj_1.actf.0": [
+            "dla_up.ida_0.proj_1.actf.0.running_mean",
+            "dla_up.ida_0.proj_1.actf.0.running_var",
+            "dla_up.ida_0.proj_1.actf.0.num_batches_tracked",
+        ],
     }
     assert report.backbone_batchnorm == ["backbone.bn", "base_layer.1"]
     assert report.dropped_count == 6 and report.total == 22 and len(report.kept) == 16
@@ -60,23 +84,36 @@ def test_backbone_attribute_matches_whole_components_only():
 
 def test_extra_backbone_attrs_keep_poseresnet_inline_stages():
     sd = state(bn("bn1"), bn("layer1.0.bn1"), bn("layer4.1.bn2"), bn("deconv_layers.1"))
-    _, report = remap_state_dict(sd, RemapOptions(backbone_attrs=("backbone", "base_layer", "bn1", "layer1",
-                                                                  "layer4")))
+    _, report = remap_state_dict(
+        sd, RemapOptions(backbone_attrs=("backbone", "base_layer", "bn1", "layer1", "layer4"))
+    )
     assert report.backbone_batchnorm == ["bn1", "layer1.0.bn1", "layer4.1.bn2"]
     assert list(report.dropped) == ["deconv_layers.1"]
 
 
 def test_dataparallel_prefix_is_stripped_from_every_key_and_the_metadata():
     sd = state({"module.backbone.conv.weight": torch.rand(2, 2, 1, 1)}, bn("module.hm.1", 2))
-    sd._metadata = collections.OrderedDict([("", {"version": 1}), ("module", {"version": 1}),
-                                            ("module.backbone", {"version": 1}),
-                                            ("module.hm.1", {"version": 2})])
+    sd._metadata = collections.OrderedDict(
+        [
+            ("", {"version": 1}),
+            ("module", {"version": 1}),
+            ("module.backbone", {"version": 1}),
+            ("module.hm.1", {"version": 2}),
+        ]
+    )
     new, report = remap_state_dict(sd)
     assert list(new) == ["backbone.conv.weight", "hm.1.weight", "hm.1.bias"]
     assert report.stripped_prefix == "module."
-    assert report.renamed == [("module.backbone.conv.weight", "backbone.conv.weight"),
-                              ("module.hm.1.weight", "hm.1.weight"), ("module.hm.1.bias", "hm.1.bias")]
-    assert dict(new._metadata) == {"": {"version": 1}, "backbone": {"version": 1}, "hm.1": {"version": 2}}
+    assert report.renamed == [
+        ("module.backbone.conv.weight", "backbone.conv.weight"),
+        ("module.hm.1.weight", "hm.1.weight"),
+        ("module.hm.1.bias", "hm.1.bias"),
+    ]
+    assert dict(new._metadata) == {
+        "": {"version": 1},
+        "backbone": {"version": 1},
+        "hm.1": {"version": 2},
+    }
 
 
 def test_nested_dataparallel_prefix_and_keep_prefix():
@@ -91,15 +128,19 @@ def test_module_prefix_on_only_some_keys_is_left_alone_with_a_warning():
     sd = state({"module_list.0.weight": torch.rand(1), "module.x.weight": torch.rand(1)})
     new, report = remap_content(sd, ())
     assert list(new) == ["module_list.0.weight", "module.x.weight"]
-    assert report.warnings == ["1 of 2 keys in the state dict start with 'module.' but not all; left as they are "
-                               "(a DataParallel prefix would be on every key)"]
+    assert report.warnings == [
+        "1 of 2 keys in the state dict start with 'module.' but not all; left as they are "
+        "(a DataParallel prefix would be on every key)"
+    ]
 
 
 def test_reset_affine_writes_ones_and_zeros_of_the_same_dtype():
     sd = state(bn("hm.1", 3), bn("backbone.bn", 3))
     sd["hm.1.weight"] = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64)
     new, report = remap_state_dict(sd, RemapOptions(reset_affine=True))
-    assert new["hm.1.weight"].tolist() == [1.0, 1.0, 1.0] and new["hm.1.weight"].dtype == torch.float64
+    assert (
+        new["hm.1.weight"].tolist() == [1.0, 1.0, 1.0] and new["hm.1.weight"].dtype == torch.float64
+    )
     assert new["hm.1.bias"].tolist() == [0.0, 0.0, 0.0]
     assert sd["hm.1.weight"].tolist() == [0.5, 2.0, -1.0], "the input state dict must not change"
     assert report.reset == ["hm.1.weight", "hm.1.bias"]
@@ -109,7 +150,12 @@ def test_reset_affine_writes_ones_and_zeros_of_the_same_dtype():
 def test_content_keeps_other_entries_and_drops_the_optimizer_with_a_warning():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    content = {"epoch": 7, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "lr": 0.1}
+    content = {
+        "epoch": 7,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr": 0.1,
+    }
     new, report = remap_content(content, ("state_dict",))
     assert list(new) == ["epoch", "state_dict", "lr"]
     assert new["epoch"] == 7 and new["lr"] == 0.1
@@ -120,14 +166,17 @@ def test_content_keeps_other_entries_and_drops_the_optimizer_with_a_warning():
     assert kept["optimizer"] is content["optimizer"] and report.warnings == []
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("optimizer", {"state": {}, "param_groups": []}, True),
-    ("opt", [{"state": {}, "param_groups": []}], True),
-    ("optimizer", "adam", True),
-    ("optimizer", None, False),
-    ("lr_scheduler", {"last_epoch": 3}, False),
-    ("epoch", 3, False),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("optimizer", {"state": {}, "param_groups": []}, True),
+        ("opt", [{"state": {}, "param_groups": []}], True),
+        ("optimizer", "adam", True),
+        ("optimizer", None, False),
+        ("lr_scheduler", {"last_epoch": 3}, False),
+        ("epoch", 3, False),
+    ],
+)
 def test_is_optimizer_state(name, value, expected):
     assert is_optimizer_state(name, value) is expected
 
@@ -135,7 +184,10 @@ def test_is_optimizer_state(name, value, expected):
 def test_find_state_dicts_auto_detects_every_known_key_in_order(tmp_path):
     sd = {"a.weight": torch.rand(1)}
     assert find_state_dicts(sd, tmp_path) == ()
-    assert find_state_dicts({"epoch": 1, "state_dict_ema": sd, "model": sd}, tmp_path) == ("model", "state_dict_ema")
+    assert find_state_dicts({"epoch": 1, "state_dict_ema": sd, "model": sd}, tmp_path) == (
+        "model",
+        "state_dict_ema",
+    )
     assert find_state_dicts({"net": sd, "other": sd}, tmp_path, ("other",)) == ("other",)
     with pytest.raises(Bn2gnError, match=r"no state dict found .* \(has: epoch, weights\)"):
         find_state_dicts({"epoch": 1, "weights": [1, 2]}, tmp_path)

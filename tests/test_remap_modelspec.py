@@ -12,18 +12,21 @@ from bn2gn.errors import EXIT_USAGE, Bn2gnError, OptionError
 from bn2gn.modelspec import build_model, parse_model_arg, parse_model_spec
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("head_conv=256", ("head_conv", 256)),
-    ("heads={'hm': 1, 'wh': 2}", ("heads", {"hm": 1, "wh": 2})),
-    ("arch=dla_34", ("arch", "dla_34")),
-    ("arch='dla_34'", ("arch", "dla_34")),
-    ("pretrained=False", ("pretrained", False)),
-    ("scale=0.5", ("scale", 0.5)),
-    ("sizes=(1, 2)", ("sizes", (1, 2))),
-    ("name=", ("name", "")),
-    ("expr=__import__('os')", ("expr", "__import__('os')")),
-    (" frames = 3 ", ("frames", 3)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("head_conv=256", ("head_conv", 256)),
+        ("heads={'hm': 1, 'wh': 2}", ("heads", {"hm": 1, "wh": 2})),
+        ("arch=dla_34", ("arch", "dla_34")),
+        ("arch='dla_34'", ("arch", "dla_34")),
+        ("pretrained=False", ("pretrained", False)),
+        ("scale=0.5", ("scale", 0.5)),
+        ("sizes=(1, 2)", ("sizes", (1, 2))),
+        ("name=", ("name", "")),
+        ("expr=__import__('os')", ("expr", "__import__('os')")),
+        (" frames = 3 ", ("frames", 3)),
+    ],
+)
 def test_model_arg_is_a_literal_or_else_a_string(text, expected):
     assert parse_model_arg(text) == expected
 
@@ -42,8 +45,9 @@ def test_bad_spec(spec):
 
 
 def test_spec_collects_args_and_paths(tmp_path):
-    spec = parse_model_spec("lib.models.model:create_model", ["arch=res_18", "head_conv=64", "arch=dla_34"],
-                            [tmp_path])
+    spec = parse_model_spec(
+        "lib.models.model:create_model", ["arch=res_18", "head_conv=64", "arch=dla_34"], [tmp_path]
+    )
     assert spec.module == "lib.models.model" and spec.factory == "create_model"
     assert spec.kwargs == (("arch", "dla_34"), ("head_conv", 64))
     assert spec.paths == (tmp_path.resolve(),)
@@ -59,7 +63,10 @@ def write_module(folder, name, body):
 
 def test_build_model_imports_from_path_and_restores_sys_path(tmp_path):
     torch = pytest.importorskip("torch")
-    write_module(tmp_path, "spec_models_a", """
+    write_module(
+        tmp_path,
+        "spec_models_a",
+        """
         import torch.nn as nn
 
         class Net(nn.Module):
@@ -70,7 +77,8 @@ def test_build_model_imports_from_path_and_restores_sys_path(tmp_path):
             @classmethod
             def build(cls, **kwargs):
                 return cls(**kwargs)
-    """)
+    """,
+    )
     saved = list(sys.path)
     try:
         model = build_model(parse_model_spec("spec_models_a:Net.build", ["width=5"], [tmp_path]))
@@ -81,15 +89,28 @@ def test_build_model_imports_from_path_and_restores_sys_path(tmp_path):
     assert sys.path == saved
 
 
-@pytest.mark.parametrize("body, spec, fragment", [
-    ("raise RuntimeError('needs CUDA')\n", "spec_models_b:f",
-     "cannot import spec_models_b (RuntimeError: needs CUDA)"),
-    ("def f(arch):\n    raise KeyError(arch)\n", "spec_models_c:f",
-     "raised KeyError: 'dla_34'; check --model-arg values"),
-    ("def f(arch):\n    return arch\n", "spec_models_d:f", "returned str, not a torch.nn.Module"),
-    ("f = 3\n", "spec_models_e:f", "spec_models_e:f is not callable"),
-    ("", "spec_models_f:g.h", "spec_models_f has no attribute 'g.h'"),
-])
+@pytest.mark.parametrize(
+    "body, spec, fragment",
+    [
+        (
+            "raise RuntimeError('needs CUDA')\n",
+            "spec_models_b:f",
+            "cannot import spec_models_b (RuntimeError: needs CUDA)",
+        ),
+        (
+            "def f(arch):\n    raise KeyError(arch)\n",
+            "spec_models_c:f",
+            "raised KeyError: 'dla_34'; check --model-arg values",
+        ),
+        (
+            "def f(arch):\n    return arch\n",
+            "spec_models_d:f",
+            "returned str, not a torch.nn.Module",
+        ),
+        ("f = 3\n", "spec_models_e:f", "spec_models_e:f is not callable"),
+        ("", "spec_models_f:g.h", "spec_models_f has no attribute 'g.h'"),
+    ],
+)
 def test_build_errors_are_one_line_usage_errors(tmp_path, body, spec, fragment):
     pytest.importorskip("torch")
     name = spec.split(":")[0]
@@ -129,14 +150,22 @@ def _build_error(tmp_path, files, spec, *args, **kwargs):
 
 def test_module_not_found_inside_the_factory_hints_at_stub(tmp_path):
     pytest.importorskip("torch")
-    message = _build_error(tmp_path, {"late_import_pkg.py": """
+    message = _build_error(
+        tmp_path,
+        {
+            "late_import_pkg.py": """
         def build():
             import torchvision_missing_for_bn2gn.ops
             return None
-    """}, "late_import_pkg:build")
-    assert message == ("--model late_import_pkg:build() raised ModuleNotFoundError: No module named "
-                       "'torchvision_missing_for_bn2gn'; if torchvision_missing_for_bn2gn is not needed to build "
-                       "the model's layers, stand it in with --stub torchvision_missing_for_bn2gn")
+    """
+        },
+        "late_import_pkg:build",
+    )
+    assert message == (
+        "--model late_import_pkg:build() raised ModuleNotFoundError: No module named "
+        "'torchvision_missing_for_bn2gn'; if torchvision_missing_for_bn2gn is not needed to build "
+        "the model's layers, stand it in with --stub torchvision_missing_for_bn2gn"
+    )
 
 
 def test_name_left_none_by_a_swallowed_import_names_the_module_to_stub(tmp_path):
@@ -163,13 +192,20 @@ def test_name_left_none_by_a_swallowed_import_names_the_module_to_stub(tmp_path)
         """,
     }
     message = _build_error(tmp_path, files, "dcnrepo.networks.pose_dla_dcn:get_pose_net")
-    assert message.endswith("raised TypeError: 'NoneType' object is not callable; DCN is None: "
-                            f"{tmp_path}/dcnrepo/networks/pose_dla_dcn.py:4 sets it to None when importing "
-                            "dcnrepo.networks.DCNv2.dcn_v2 fails; stand that module in with --stub "
-                            "dcnrepo.networks.DCNv2.dcn_v2"), message
+    assert message.endswith(
+        "raised TypeError: 'NoneType' object is not callable; DCN is None: "
+        f"{tmp_path}/dcnrepo/networks/pose_dla_dcn.py:4 sets it to None when importing "
+        "dcnrepo.networks.DCNv2.dcn_v2 fails; stand that module in with --stub "
+        "dcnrepo.networks.DCNv2.dcn_v2"
+    ), message
     try:  # and the named stub does build it
-        model = build_model(parse_model_spec("dcnrepo.networks.pose_dla_dcn:get_pose_net", paths=[tmp_path],
-                                             stubs=["dcnrepo.networks.DCNv2.dcn_v2"]))
+        model = build_model(
+            parse_model_spec(
+                "dcnrepo.networks.pose_dla_dcn:get_pose_net",
+                paths=[tmp_path],
+                stubs=["dcnrepo.networks.DCNv2.dcn_v2"],
+            )
+        )
     finally:
         for name in [n for n in sys.modules if n.startswith("dcnrepo")]:
             del sys.modules[name]
@@ -224,8 +260,15 @@ def _opts_build(tmp_path, capsys, *opts_args, model_args=(), options="optsrepo.o
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(body))
     try:
-        return build_model(parse_model_spec("optsrepo.model:create_model", model_args, [tmp_path],
-                                            options=options, options_args=opts_args))
+        return build_model(
+            parse_model_spec(
+                "optsrepo.model:create_model",
+                model_args,
+                [tmp_path],
+                options=options,
+                options_args=opts_args,
+            )
+        )
     finally:
         for name in [n for n in sys.modules if n.startswith("optsrepo")]:
             del sys.modules[name]
@@ -242,8 +285,13 @@ def test_options_object_fills_the_factory_from_its_defaults(tmp_path, capsys):
 
 def test_options_args_override_and_model_args_win(tmp_path, capsys):
     pytest.importorskip("torch")
-    model = _opts_build(tmp_path, capsys, "--arch dla_34 --num_classes 3", "--head_conv 32",
-                        model_args=["head_conv=16"])
+    model = _opts_build(
+        tmp_path,
+        capsys,
+        "--arch dla_34 --num_classes 3",
+        "--head_conv 32",
+        model_args=["head_conv=16"],
+    )
     assert model.arch == "dla_34" and model.heads["hm"].out_channels == 3  # derived in parse()
     assert model.head_conv.out_channels == 16 and model.opt.head_conv == 32
 
@@ -259,14 +307,32 @@ def as_shown(error: Bn2gnError) -> str:
     return flag_of(error.option) + error.detail if isinstance(error, OptionError) else error.message
 
 
-@pytest.mark.parametrize("opts_args, options, fragment", [
-    (("--bogus 1",), "optsrepo.opts:opts",
-     "--model-opts optsrepo.opts:opts: the options parser rejected --model-opts-arg (unrecognized arguments: "
-     "--bogus 1)"),
-    (("--head_conv wide",), "optsrepo.opts:opts", "argument --head_conv: invalid int value: 'wide'"),
-    ((), "optsrepo.opts:nothing", "--model-opts optsrepo.opts:nothing: optsrepo.opts has no attribute 'nothing'"),
-    ((), "optsrepo.nomodule:opts", "--model-opts optsrepo.nomodule:opts: cannot import optsrepo.nomodule"),
-])
+@pytest.mark.parametrize(
+    "opts_args, options, fragment",
+    [
+        (
+            ("--bogus 1",),
+            "optsrepo.opts:opts",
+            "--model-opts optsrepo.opts:opts: the options parser rejected --model-opts-arg (unrecognized arguments: "
+            "--bogus 1)",
+        ),
+        (
+            ("--head_conv wide",),
+            "optsrepo.opts:opts",
+            "argument --head_conv: invalid int value: 'wide'",
+        ),
+        (
+            (),
+            "optsrepo.opts:nothing",
+            "--model-opts optsrepo.opts:nothing: optsrepo.opts has no attribute 'nothing'",
+        ),
+        (
+            (),
+            "optsrepo.nomodule:opts",
+            "--model-opts optsrepo.nomodule:opts: cannot import optsrepo.nomodule",
+        ),
+    ],
+)
 def test_options_errors_are_one_line(tmp_path, capsys, opts_args, options, fragment):
     pytest.importorskip("torch")
     with pytest.raises(Bn2gnError) as info:
@@ -275,11 +341,14 @@ def test_options_errors_are_one_line(tmp_path, capsys, opts_args, options, fragm
     assert "\n" not in as_shown(info.value)
 
 
-@pytest.mark.parametrize("options, args, fragment", [
-    ("no_colon", (), "--model-opts 'no_colon': expected MODULE:CLASS[.METHOD]"),
-    (None, ("--arch x",), "--model-opts-arg needs --model-opts MODULE:CLASS"),
-    ("a:b", ("'unclosed",), "--model-opts-arg \"'unclosed\": No closing quotation"),
-])
+@pytest.mark.parametrize(
+    "options, args, fragment",
+    [
+        ("no_colon", (), "--model-opts 'no_colon': expected MODULE:CLASS[.METHOD]"),
+        (None, ("--arch x",), "--model-opts-arg needs --model-opts MODULE:CLASS"),
+        ("a:b", ("'unclosed",), '--model-opts-arg "\'unclosed": No closing quotation'),
+    ],
+)
 def test_options_spec_errors(options, args, fragment):
     with pytest.raises(Bn2gnError) as info:
         parse_model_spec("m:f", options=options, options_args=args)

@@ -16,7 +16,6 @@ import sys
 import warnings
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 torch = pytest.importorskip("torch")
@@ -39,7 +38,9 @@ def small_state():
 
 
 def folder_state(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()
+    }
 
 
 def assert_one_line_error(result, code, *fragments):
@@ -52,7 +53,9 @@ def assert_one_line_error(result, code, *fragments):
         assert fragment in lines[0]
 
 
-@pytest.mark.parametrize("how, named", [("torch.save", "global builtins.exec"), ("pickle.dump", "global exec")])
+@pytest.mark.parametrize(
+    "how, named", [("torch.save", "global builtins.exec"), ("pickle.dump", "global exec")]
+)
 def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, how, named):
     marker = tmp_path / "marker"
     source = tmp_path / "evil.pth"
@@ -87,32 +90,55 @@ def test_trust_pickle_runs_the_code_as_documented(tmp_path):
     assert result.exit_code == 0, result.output
     assert marker.read_text() == "code ran"
     out = torch.load(tmp_path / "evil.bn2gn.pth", weights_only=True)
-    assert out["extra"] is None and list(out["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert out["extra"] is None and list(out["state_dict"]) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+    ]
     assert hashlib.sha256((tmp_path / "evil.pth").read_bytes()).hexdigest() == before
 
 
 def test_harmless_global_can_be_allowed_by_name(tmp_path):
     source = tmp_path / "model_best.pth"
-    torch.save({"epoch": 2, "opt": argparse.Namespace(arch="dla_34", lr=1.25e-4), "state_dict": small_state()},
-               source)
+    torch.save(
+        {
+            "epoch": 2,
+            "opt": argparse.Namespace(arch="dla_34", lr=1.25e-4),
+            "state_dict": small_state(),
+        },
+        source,
+    )
     before = folder_state(tmp_path)
     refused = run_cli(["remap-ckpt", source])
-    assert_one_line_error(refused, 2, "refused to unpickle global argparse.Namespace",
-                          "--allow-global argparse.Namespace", "--trust-pickle")
+    assert_one_line_error(
+        refused,
+        2,
+        "refused to unpickle global argparse.Namespace",
+        "--allow-global argparse.Namespace",
+        "--trust-pickle",
+    )
     assert folder_state(tmp_path) == before
     allowed = run_cli(["remap-ckpt", source, "--allow-global", "argparse.Namespace", "-q"])
     assert allowed.exit_code == 0, allowed.output
     with torch.serialization.safe_globals([argparse.Namespace]):
         out = torch.load(tmp_path / "model_best.bn2gn.pth", weights_only=True)
     assert out["opt"] == argparse.Namespace(arch="dla_34", lr=1.25e-4)
-    assert out["epoch"] == 2 and list(out["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert out["epoch"] == 2 and list(out["state_dict"]) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+    ]
     assert folder_state(tmp_path)["model_best.pth"] == before["model_best.pth"]
 
 
 def test_unknown_allow_global_is_a_usage_error(tmp_path):
     torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "--allow-global", "no_such_module_xyz.Thing"])
+    result = run_cli(
+        ["remap-ckpt", tmp_path / "a.pth", "--allow-global", "no_such_module_xyz.Thing"]
+    )
     assert_one_line_error(result, 2, "--allow-global no_such_module_xyz.Thing: cannot import it")
     assert folder_state(tmp_path) == before
 
@@ -139,14 +165,17 @@ def _bad_safetensors(path):
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
 
 
-@pytest.mark.parametrize("name, make, fragments", [
-    ("trunc.pth", _truncated, ["truncated/corrupt", "check the file"]),
-    ("empty.pth", lambda p: p.write_bytes(b""), ["empty file (0 bytes)"]),
-    ("notes.pth", _text, ["not a readable PyTorch checkpoint"]),
-    ("list.pth", _list, ["holds a list, not a dict of tensors"]),
-    ("meta.pth", _no_tensors, ["no state dict found", "(has: epoch, lr)", "--key"]),
-    ("w.safetensors", _bad_safetensors, ["not a readable safetensors file"]),
-])
+@pytest.mark.parametrize(
+    "name, make, fragments",
+    [
+        ("trunc.pth", _truncated, ["truncated/corrupt", "check the file"]),
+        ("empty.pth", lambda p: p.write_bytes(b""), ["empty file (0 bytes)"]),
+        ("notes.pth", _text, ["not a readable PyTorch checkpoint"]),
+        ("list.pth", _list, ["holds a list, not a dict of tensors"]),
+        ("meta.pth", _no_tensors, ["no state dict found", "(has: epoch, lr)", "--key"]),
+        ("w.safetensors", _bad_safetensors, ["not a readable safetensors file"]),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, name, make, fragments):
     source = tmp_path / name
     make(source)
@@ -158,8 +187,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, name, make, fragment
 
 def test_directory_and_missing_file(tmp_path):
     (tmp_path / "exp").mkdir()
-    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "exp", "-o", tmp_path / "x.pth"]), 2, "is a directory")
-    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "nope.pth"]), 2, "nope.pth: no such file")
+    assert_one_line_error(
+        run_cli(["remap-ckpt", tmp_path / "exp", "-o", tmp_path / "x.pth"]), 2, "is a directory"
+    )
+    assert_one_line_error(
+        run_cli(["remap-ckpt", tmp_path / "nope.pth"]), 2, "nope.pth: no such file"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
 
@@ -171,17 +204,26 @@ def test_output_in_a_missing_directory(tmp_path):
     assert folder_state(tmp_path) == before and not (tmp_path / "missing").exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--in-place", "-o", "x.pth"], "--in-place and -o/--output cannot be combined"),
-    (["--strict"], "need --model MODULE:FACTORY"),
-    (["--model", "no_colon"], "expected MODULE:FACTORY"),
-    (["--model", "m:f", "--model-arg", "novalue"], "expected key=value"),
-    (["--model", "no_such_module_xyz:build"], "cannot import no_such_module_xyz (ModuleNotFoundError"),
-    (["--model", "collections:no_such_factory"], "collections has no attribute 'no_such_factory'"),
-    (["--model", "collections:OrderedDict"], "returned OrderedDict, not a torch.nn.Module"),
-    (["--key", "weights"], "--key weights: no such top-level entry"),
-    (["--allow-global", "Namespace"], "--allow-global Namespace: give the full dotted name"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--in-place", "-o", "x.pth"], "--in-place and -o/--output cannot be combined"),
+        (["--strict"], "need --model MODULE:FACTORY"),
+        (["--model", "no_colon"], "expected MODULE:FACTORY"),
+        (["--model", "m:f", "--model-arg", "novalue"], "expected key=value"),
+        (
+            ["--model", "no_such_module_xyz:build"],
+            "cannot import no_such_module_xyz (ModuleNotFoundError",
+        ),
+        (
+            ["--model", "collections:no_such_factory"],
+            "collections has no attribute 'no_such_factory'",
+        ),
+        (["--model", "collections:OrderedDict"], "returned OrderedDict, not a torch.nn.Module"),
+        (["--key", "weights"], "--key weights: no such top-level entry"),
+        (["--allow-global", "Namespace"], "--allow-global Namespace: give the full dotted name"),
+    ],
+)
 def test_usage_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
     monkeypatch.chdir(tmp_path)
     torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
@@ -201,16 +243,31 @@ def test_a_failing_write_leaves_no_output_and_no_temporary_file(tmp_path, monkey
 
     monkeypatch.setattr(torch, "save", disk_full)
     result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
-    assert_one_line_error(result, 2, "a.bn2gn.pth: cannot write (No space left on device); nothing was written")
+    assert_one_line_error(
+        result, 2, "a.bn2gn.pth: cannot write (No space left on device); nothing was written"
+    )
     assert folder_state(tmp_path) == before
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda real, obj, path: open(path, "wb").write(b"PK\x03\x04" + b"\0" * 64), "could not be re-opened"),
-    (lambda real, obj, path: real({**obj, "epoch": 99}, path), "differs from the remapped checkpoint at epoch"),
-    (lambda real, obj, path: real({"epoch": 1, "state_dict": {k: v + 1 for k, v in obj["state_dict"].items()}},
-                                  path), "differs from the remapped checkpoint at state_dict.0.weight"),
-])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (
+            lambda real, obj, path: open(path, "wb").write(b"PK\x03\x04" + b"\0" * 64),
+            "could not be re-opened",
+        ),
+        (
+            lambda real, obj, path: real({**obj, "epoch": 99}, path),
+            "differs from the remapped checkpoint at epoch",
+        ),
+        (
+            lambda real, obj, path: real(
+                {"epoch": 1, "state_dict": {k: v + 1 for k, v in obj["state_dict"].items()}}, path
+            ),
+            "differs from the remapped checkpoint at state_dict.0.weight",
+        ),
+    ],
+)
 def test_re_open_check_catches_a_bad_write(tmp_path, monkeypatch, damage, fragment):
     torch.save({"epoch": 1, "state_dict": small_state()}, tmp_path / "a.pth")
     before = folder_state(tmp_path)
@@ -235,7 +292,9 @@ def test_in_place_on_a_symlink_is_refused_and_the_target_kept(tmp_path):
     link.symlink_to(target)
     original = target.read_bytes()
     result = run_cli(["remap-ckpt", link, "--in-place"])
-    assert_one_line_error(result, 2, f"{link}: is a symlink (to {target}); --in-place does not write through links")
+    assert_one_line_error(
+        result, 2, f"{link}: is a symlink (to {target}); --in-place does not write through links"
+    )
     assert target.read_bytes() == original and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth", "runs"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["model_last.pth"]
@@ -249,7 +308,9 @@ def test_in_place_on_a_hard_linked_file_is_refused(tmp_path):
     os.link(source, tmp_path / "other.pth")
     before = folder_state(tmp_path)
     result = run_cli(["remap-ckpt", source, "--in-place"])
-    assert_one_line_error(result, 2, f"{source}: has 2 hard links; --in-place would give this name a new file")
+    assert_one_line_error(
+        result, 2, f"{source}: has 2 hard links; --in-place would give this name a new file"
+    )
     assert folder_state(tmp_path) == before
     assert os.stat(source).st_ino == os.stat(tmp_path / "other.pth").st_ino
 
@@ -261,7 +322,9 @@ def test_output_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path, 
     if kind == "fifo":
         os.mkfifo(output)
         what = "named pipe"
-    elif kind == "device":  # a node of its own (the /dev/null numbers): a regression never reaches /dev
+    elif (
+        kind == "device"
+    ):  # a node of its own (the /dev/null numbers): a regression never reaches /dev
         try:
             os.mknod(output, stat.S_IFCHR | 0o600, os.makedev(1, 3))
         except PermissionError:
@@ -274,10 +337,17 @@ def test_output_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path, 
     before = os.stat(output)
     for extra in ([], ["--force"], ["--force", "--dry-run"]):
         result = run_cli(["remap-ckpt", source, "-o", output, *extra])
-        assert_one_line_error(result, 2, f"{output}: exists and is a {what}, not a regular file; refused "
-                                         "(also with --force)")
+        assert_one_line_error(
+            result,
+            2,
+            f"{output}: exists and is a {what}, not a regular file; refused (also with --force)",
+        )
     after = os.stat(output)
-    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (
+        before.st_ino,
+        before.st_mode,
+        before.st_rdev,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "out.pth"]
 
 
@@ -290,9 +360,14 @@ def test_symlink_output_is_refused(tmp_path, dangling):
     link = tmp_path / "out.pth"
     link.symlink_to(target)
     result = run_cli(["remap-ckpt", source, "-o", link, "--force"])
-    assert_one_line_error(result, 2, f"{link}: is a symlink (to {target}); bn2gn does not write checkpoints "
-                                     "through links")
-    assert link.is_symlink() and (target.read_bytes() == b"keep me" if not dangling else not target.exists())
+    assert_one_line_error(
+        result,
+        2,
+        f"{link}: is a symlink (to {target}); bn2gn does not write checkpoints through links",
+    )
+    assert link.is_symlink() and (
+        target.read_bytes() == b"keep me" if not dangling else not target.exists()
+    )
 
 
 def test_in_place_backup_that_is_a_fifo_is_refused(tmp_path):
@@ -311,27 +386,42 @@ def test_force_keeps_the_owner_of_the_replaced_output(tmp_path):
     output.write_bytes(b"old")
     os.chown(output, 1234, 1234)
     assert run_cli(["remap-ckpt", source, "-o", output, "--force"]).exit_code == 0
-    assert (output.stat().st_uid, output.stat().st_gid) == (1234, 1234) and output.read_bytes() != b"old"
+    assert (output.stat().st_uid, output.stat().st_gid) == (
+        1234,
+        1234,
+    ) and output.read_bytes() != b"old"
 
 
 # -- issue 12: inputs that used to end in "internal error" (exit 3), torch warnings on stderr -----------
 def _with(entry):
     def make(path):
         torch.save({"state_dict": {**small_state(), "extra": entry()}}, path)
+
     return make
 
 
 def _quantized():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch deprecates creating them; checkpoints still hold them
+        warnings.simplefilter(
+            "ignore"
+        )  # torch deprecates creating them; checkpoints still hold them
         return torch.quantize_per_tensor(torch.arange(4.0), 0.5, 0, torch.quint8)
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--allow-global", "argparse._sys.modules"], ["--allow-global argparse._sys.modules: refused, it reaches sys"]),
-    (["--allow-global", "torch.os.system"], ["--allow-global torch.os.system: refused, it reaches os"]),
-    (["--allow-global", "argparse.ONE_OR_MORE"], ["is a str, not a class or function"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (
+            ["--allow-global", "argparse._sys.modules"],
+            ["--allow-global argparse._sys.modules: refused, it reaches sys"],
+        ),
+        (
+            ["--allow-global", "torch.os.system"],
+            ["--allow-global torch.os.system: refused, it reaches os"],
+        ),
+        (["--allow-global", "argparse.ONE_OR_MORE"], ["is a str, not a class or function"]),
+    ],
+)
 def test_allow_global_that_reaches_a_code_running_module_is_refused(tmp_path, args, fragments):
     source = _checkpoint(tmp_path)
     before = folder_state(tmp_path)
@@ -343,8 +433,11 @@ def test_meta_tensor_is_refused(tmp_path):
     source = tmp_path / "meta.pth"
     _with(lambda: torch.empty(3, device="meta"))(source)
     before = folder_state(tmp_path)
-    assert_one_line_error(run_cli(["remap-ckpt", source]), 2,
-                          f"{source}: state_dict.extra is a meta tensor (a shape, no values)")
+    assert_one_line_error(
+        run_cli(["remap-ckpt", source]),
+        2,
+        f"{source}: state_dict.extra is a meta tensor (a shape, no values)",
+    )
     assert folder_state(tmp_path) == before
 
 
@@ -360,25 +453,37 @@ def test_sparse_tensor_is_kept_bit_for_bit(tmp_path):
     assert written.coalesce().values().tolist() == [3.0, -4.0]
 
 
-@pytest.mark.parametrize("make, kind", [
-    (_quantized, "quantized (torch.quint8)"),
-    (lambda: torch.eye(2).to_sparse(), "sparse (torch.sparse_coo)"),
-])
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (_quantized, "quantized (torch.quint8)"),
+        (lambda: torch.eye(2).to_sparse(), "sparse (torch.sparse_coo)"),
+    ],
+)
 def test_tensor_safetensors_cannot_hold_is_one_line(tmp_path, make, kind):
     source = tmp_path / "a.pth"
     _with(make)(source)
     before = folder_state(tmp_path)
     result = run_cli(["remap-ckpt", source, "-o", tmp_path / "out.safetensors"])
-    assert_one_line_error(result, 2, f"entry extra: a .safetensors file cannot hold a {kind} tensor; "
-                                     "write a .pth output instead")
+    assert_one_line_error(
+        result,
+        2,
+        f"entry extra: a .safetensors file cannot hold a {kind} tensor; "
+        "write a .pth output instead",
+    )
     assert folder_state(tmp_path) == before
 
 
 def run_process(*args):
     """A fresh process, as the user runs it: torch warns once per process, so in-process runs hide it."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "bn2gn", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bn2gn", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_quantized_tensor_runs_with_one_bn2gn_warning_and_no_torch_lines(tmp_path):
@@ -388,8 +493,11 @@ def test_quantized_tensor_runs_with_one_bn2gn_warning_and_no_torch_lines(tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         f"bn2gn: warning: {source}: holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: "
-        "a future torch may not load this checkpoint"]
-    assert torch.equal(torch.load(tmp_path / "q.bn2gn.pth", weights_only=True)["state_dict"]["extra"], _quantized())
+        "a future torch may not load this checkpoint"
+    ]
+    assert torch.equal(
+        torch.load(tmp_path / "q.bn2gn.pth", weights_only=True)["state_dict"]["extra"], _quantized()
+    )
 
 
 def test_protocol_4_pickle_is_refused_in_one_line_without_torch_warnings(tmp_path):
@@ -401,7 +509,8 @@ def test_protocol_4_pickle_is_refused_in_one_line_without_torch_warnings(tmp_pat
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"bn2gn: error: {source}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
-        "which safe (weights-only) loading cannot read; if you trust this file, re-run with --trust-pickle"]
+        "which safe (weights-only) loading cannot read; if you trust this file, re-run with --trust-pickle"
+    ]
     assert folder_state(tmp_path) == before
 
 

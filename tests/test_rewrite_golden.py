@@ -10,7 +10,6 @@ import ast
 import shutil
 
 import pytest
-
 from conftest import GOLDEN, REWRITE_CASES, copy_case, run_cli, snapshot
 
 CASES = ["centernet_mini"] + sorted(p.name for p in REWRITE_CASES.iterdir() if p.is_dir())
@@ -38,7 +37,9 @@ def test_golden(case, tmp_path, regen):
     for rel, data in after.items():
         golden = golden_root / rel
         expected = golden.read_bytes() if golden.exists() else before[rel]
-        assert data == expected, f"{case}/{rel} differs from {'golden' if golden.exists() else 'its input'}"
+        assert data == expected, (
+            f"{case}/{rel} differs from {'golden' if golden.exists() else 'its input'}"
+        )
         if data != before[rel]:
             ast.parse(data.decode(_encoding(data)))
     assert set(after) == set(before)
@@ -56,9 +57,21 @@ def test_second_run_changes_nothing(case, tmp_path):
 
 def test_goldens_exist_for_changed_cases():
     """A case whose golden folder is missing would silently compare against its input."""
-    expected_changes = {"centernet_mini", "import_styles", "two_space", "crlf", "encodings", "init_loops",
-                        "strings_comments", "has_helper", "syntax_error", "shared_block", "dynamic_backbone",
-                        "inline_backbone", "unreached"}
+    expected_changes = {
+        "centernet_mini",
+        "import_styles",
+        "two_space",
+        "crlf",
+        "encodings",
+        "init_loops",
+        "strings_comments",
+        "has_helper",
+        "syntax_error",
+        "shared_block",
+        "dynamic_backbone",
+        "inline_backbone",
+        "unreached",
+    }
     missing = [c for c in sorted(expected_changes) if c in CASES and not (GOLDEN / c).is_dir()]
     assert not missing
 

@@ -9,10 +9,14 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import copy_case, run_cli
-from expected_decisions import (CREATE_MODEL_KWARGS, EXPECTED_BACKBONE_BATCHNORM, EXPECTED_GROUPNORM_MODULES,
-                                EXPECTED_GROUPS, INPUT_SHAPE)
+from expected_decisions import (
+    CREATE_MODEL_KWARGS,
+    EXPECTED_BACKBONE_BATCHNORM,
+    EXPECTED_GROUPNORM_MODULES,
+    EXPECTED_GROUPS,
+    INPUT_SHAPE,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -48,8 +52,20 @@ def rewritten(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", sorted(EXPECTED_GROUPNORM_MODULES))
 def test_rewritten_model(rewritten, arch):
-    out = subprocess.run([sys.executable, "-c", PROBE, arch, json.dumps(CREATE_MODEL_KWARGS),
-                          json.dumps(list(INPUT_SHAPE))], cwd=rewritten, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            arch,
+            json.dumps(CREATE_MODEL_KWARGS),
+            json.dumps(list(INPUT_SHAPE)),
+        ],
+        cwd=rewritten,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     expected_bn = EXPECTED_BACKBONE_BATCHNORM[arch]
@@ -67,5 +83,10 @@ def test_injected_helper_group_counts(channels, groups):
     namespace = {"nn": torch.nn}
     exec(HELPER_SOURCE.format(nn="nn"), namespace)
     norm = namespace["get_group_norm"](channels)
-    assert (norm.num_groups, norm.num_channels, norm.affine, norm.eps) == (groups, channels, True, 1e-5)
+    assert (norm.num_groups, norm.num_channels, norm.affine, norm.eps) == (
+        groups,
+        channels,
+        True,
+        1e-5,
+    )
     assert namespace["get_group_norm"](channels, eps=1e-3, affine=False).affine is False

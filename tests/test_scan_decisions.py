@@ -6,11 +6,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import case_dir
+from expected_decisions import EXPECTED
 
 from bn2gn.analysis.scan import build_plan
 from bn2gn.config import load_config
-from conftest import case_dir
-from expected_decisions import EXPECTED
 
 CASES = sorted({key[0] for key in EXPECTED})
 TARGET = {"centernet_mini": "lib/models"}

@@ -12,8 +12,14 @@ TRACKER = FIXTURES / "plans" / "tracker"
 
 def _decisions(*args, cwd=TRACKER):
     result = run_cli(["scan", ".", "--format", "json", *args], cwd=cwd)
-    return result, ({(s["path"], s["scope"], s["line"]): s["decision"] for s in json.loads(result.stdout)["sites"]}
-                    if result.exit_code == 0 else None)
+    return result, (
+        {
+            (s["path"], s["scope"], s["line"]): s["decision"]
+            for s in json.loads(result.stdout)["sites"]
+        }
+        if result.exit_code == 0
+        else None
+    )
 
 
 def test_file_qualified_keep_picks_one_of_two_same_named_classes():
@@ -26,8 +32,9 @@ def test_file_qualified_keep_picks_one_of_two_same_named_classes():
 
 
 def test_module_qualified_convert_and_attribute_override():
-    result, forced = _decisions("--convert", "lib.model.networks.dla.DLA.pre_img_layer",
-                                "--keep", "DLA.pre_hm_layer")
+    result, forced = _decisions(
+        "--convert", "lib.model.networks.dla.DLA.pre_img_layer", "--keep", "DLA.pre_hm_layer"
+    )
     assert result.exit_code == 0, result.output
     assert forced[("lib/model/networks/dla.py", "DLA.__init__", 35)] == "convert"
     assert forced[("lib/model/networks/dla.py", "DLA.__init__", 39)] == "keep"

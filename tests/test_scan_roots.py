@@ -18,11 +18,16 @@ def test_whole_repository_scan_agrees_with_models_scan():
     whole, data = _decisions(CENTERNET, ".")
     assert whole == models
     assert {i["rule"] for i in data["insertions"]} == {"BN2GN201", "BN2GN202", "BN2GN203"}
-    assert {i["path"] for i in data["insertions"]} == {"train.py", "train_satmtb.py", "lib/Trainer/base_trainer.py"}
+    assert {i["path"] for i in data["insertions"]} == {
+        "train.py",
+        "train_satmtb.py",
+        "lib/Trainer/base_trainer.py",
+    }
 
 
 def test_model_wrapped_at_construction_is_still_the_root(tmp_path):
-    (tmp_path / "net.py").write_text(textwrap.dedent("""
+    (tmp_path / "net.py").write_text(
+        textwrap.dedent("""
         import torch.nn as nn
 
         class Backbone(nn.Module):
@@ -54,7 +59,8 @@ def test_model_wrapped_at_construction_is_still_the_root(tmp_path):
         def build():
             wrapped = ModelWithLoss(Net(), nn.MSELoss())
             return Trainer(wrapped)
-    """))
+    """)
+    )
     found, data = _decisions(tmp_path, ".")
     assert found == {("net.py", 7): "keep", ("net.py", 12): "convert"}
     assert any(r.startswith("Net ") for r in data["roots"])

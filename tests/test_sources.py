@@ -84,7 +84,9 @@ def test_write_atomic_refuses_a_hard_linked_file(tmp_path):
     path = tmp_path / "m.py"
     path.write_bytes(b"old\n")
     os.link(path, tmp_path / "other.py")
-    with pytest.raises(WriteRefused, match="m.py: has 2 hard links; replacing it would leave the other names"):
+    with pytest.raises(
+        WriteRefused, match="m.py: has 2 hard links; replacing it would leave the other names"
+    ):
         write_atomic(path, b"new\n")
     assert path.read_bytes() == b"old\n" and (tmp_path / "other.py").read_bytes() == b"old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py", "other.py"]
@@ -95,7 +97,9 @@ def test_write_atomic_refuses_a_fifo(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(WriteRefused, match=r"m.py: is not a regular file \(named pipe\)"):
         write_atomic(fifo, b"new\n")
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.py"
+    ]
 
 
 def test_write_atomic_leaves_a_file_that_changed_since_it_was_read(tmp_path):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from libcst import ParserSyntaxError
 
 from bn2gn.codemods.freeze_before_optimizer import NeedsUserInput
@@ -21,7 +21,6 @@ from bn2gn.codemods.recognise import may_plan, text_may_plan
 from bn2gn.errors import SourceError
 from bn2gn.sources import decode_source
 from bn2gn.trainer import NotTrainingCode, TrainerOptions, _patch
-from conftest import FIXTURES
 
 
 def recognised(path: Path, text: str, options: TrainerOptions) -> bool:
@@ -51,10 +50,21 @@ IMPORTS = [
     ("import torch.optim", "torch{g}.{g}optim{g}.{g}LBFGS"),
 ]
 GAPS = ["", " ", "\n", "  # note\n", " \\\n"]
-TRAIN_CALLS = ["{r}{g}.{g}train{g}({g})", "{r}{g}.{g}train{g}(True)", "{r}{g}.{g}train{g}(mode{g}={g}flag)",
-               "{r}{g}.{g}train{g}(0)", "{r}{g}.{g}train{g}(False)", "{r}.train(epoch)"]
-BUILDERS = ["build_optimizer{g}(cfg, model)", "runner{g}.{g}get_optimizer{g}(model)", "create_optimizer(model)",
-            "make_opt{g}(model)", "pkg.make_opt(net)"]
+TRAIN_CALLS = [
+    "{r}{g}.{g}train{g}({g})",
+    "{r}{g}.{g}train{g}(True)",
+    "{r}{g}.{g}train{g}(mode{g}={g}flag)",
+    "{r}{g}.{g}train{g}(0)",
+    "{r}{g}.{g}train{g}(False)",
+    "{r}.train(epoch)",
+]
+BUILDERS = [
+    "build_optimizer{g}(cfg, model)",
+    "runner{g}.{g}get_optimizer{g}(model)",
+    "create_optimizer(model)",
+    "make_opt{g}(model)",
+    "pkg.make_opt(net)",
+]
 
 
 @st.composite
@@ -71,9 +81,13 @@ def train_script(draw):
     elif kind == "builder":
         call = draw(st.sampled_from(BUILDERS)).format(g=gap())
     elif kind == "freeze":
-        call = draw(st.sampled_from(["freeze_backbone_bn(model)", "utils.keep_backbone_bn_eval(model)"]))
+        call = draw(
+            st.sampled_from(["freeze_backbone_bn(model)", "utils.keep_backbone_bn_eval(model)"])
+        )
     else:
-        call = draw(st.sampled_from(["optimizer_state(model)", "model.pretrain()", "print('optim. SGD(')"]))
+        call = draw(
+            st.sampled_from(["optimizer_state(model)", "model.pretrain()", "print('optim. SGD(')"])
+        )
     statement = f"result = ({call})"
     scope = draw(st.sampled_from(["module", "function", "method", "nested", "lambda"]))
     body = {
@@ -81,7 +95,7 @@ def train_script(draw):
         "function": f"def main(model, cfg, flag, runner, epoch):\n    {statement}\n",
         "method": f"class Trainer:\n    def run(self, cfg, flag, epoch):\n        {statement}\n",
         "nested": f"def main(model, cfg):\n    def inner(flag, net, runner, epoch):\n        {statement}\n"
-                  f"    return inner\n",
+        f"    return inner\n",
         "lambda": f"make = lambda model, cfg, flag, net, runner, epoch: ({call})\n",
     }[scope]
     local = draw(st.booleans()) and scope == "function" and "*" not in imported
@@ -91,7 +105,9 @@ def train_script(draw):
     return f"{imported}\n\n\n{body}", kind
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(train_script(), st.sampled_from([(), ("make_opt",), ("pkg.make_opt",)]))
 def test_prefilter_admits_every_generated_script_the_recognisers_plan(script, extra):
     text, kind = script
@@ -105,8 +121,13 @@ def test_prefilter_admits_every_generated_script_the_recognisers_plan(script, ex
 
 
 def test_prefilter_rejects_text_without_training_code():
-    for text in ["x = optimizer_config\n", "def train_step(batch):\n    return batch\n", "model.pretrain()\n",
-                 "# torch.optim.SGD(model.parameters())\nimport torch\n", "s = 'model.train()'\n"]:
+    for text in [
+        "x = optimizer_config\n",
+        "def train_step(batch):\n    return batch\n",
+        "model.pretrain()\n",
+        "# torch.optim.SGD(model.parameters())\nimport torch\n",
+        "s = 'model.train()'\n",
+    ]:
         assert not may_plan(text), text
 
 
@@ -114,10 +135,18 @@ def test_prefilter_admits_every_fixture_the_recognisers_plan():
     planned = 0
     for path in sorted(FIXTURES.rglob("*.py")):
         text = path.read_bytes().decode("utf-8", "replace")
-        for options in (TrainerOptions(), TrainerOptions(optimizer_calls=("make_optimizer", "build_optim"))):
+        for options in (
+            TrainerOptions(),
+            TrainerOptions(optimizer_calls=("make_optimizer", "build_optim")),
+        ):
             try:
                 found = recognised(path, text, options)
-            except (SyntaxError, ValueError, SourceError, ParserSyntaxError):  # the unparsable fixtures
+            except (
+                SyntaxError,
+                ValueError,
+                SourceError,
+                ParserSyntaxError,
+            ):  # the unparsable fixtures
                 continue
             if found:
                 planned += 1

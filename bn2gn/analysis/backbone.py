@@ -19,20 +19,35 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .facts import Definition
 from .graph import FUNCTIONS, Project
 
 #: calls that fetch pretrained weights (last component of the dotted name, or the whole name)
-WEIGHT_CALLS = {"load_url", "load_state_dict_from_url", "load_pretrained_model", "load_checkpoint",
-                "load_pretrained_weights", "load_pretrained"}
+WEIGHT_CALLS = {
+    "load_url",
+    "load_state_dict_from_url",
+    "load_pretrained_model",
+    "load_checkpoint",
+    "load_pretrained_weights",
+    "load_pretrained",
+}
 WEIGHT_DOTTED = {"torch.load", "torch.hub.load"}
 #: well-known checkpoints of this field: what their URL/factory names contain -> top-level modules
 CHECKPOINTS: Tuple[Tuple[str, Tuple[str, ...], Tuple[str, ...]], ...] = (
-    ("torchvision ResNet", ("resnet", "resnext"),
-     ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")),
-    ("DLA", ("dla",), ("base_layer", "level0", "level1", "level2", "level3", "level4", "level5", "fc")),
+    (
+        "torchvision ResNet",
+        ("resnet", "resnext"),
+        ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
+    ),
+    (
+        "DLA",
+        ("dla",),
+        ("base_layer", "level0", "level1", "level2", "level3", "level4", "level5", "fc"),
+    ),
     ("MobileNetV2", ("mobilenet",), ("features", "classifier")),
 )
 SELF_NAMES = ("self",)
@@ -52,7 +67,11 @@ class SelfLoad:
         return f"{self.cls.module.display}:{self.line}"
 
     def describe(self) -> str:
-        what = f"the {self.checkpoint} checkpoint" if self.checkpoint else "weights bn2gn does not recognise"
+        what = (
+            f"the {self.checkpoint} checkpoint"
+            if self.checkpoint
+            else "weights bn2gn does not recognise"
+        )
         return f"{self.cls.name}.{self.method} loads {what} into the model at {self.where()}"
 
 
@@ -72,8 +91,17 @@ class Evidence:
             found: Dict[str, str] = {}
             for facts in self.project.modules:
                 text = "".join(facts.lines)
-                if not any(w in text for w in ("load_url", "load_state_dict_from_url", "torch.load", "hub.load",
-                                               "load_checkpoint", "load_pretrained")):
+                if not any(
+                    w in text
+                    for w in (
+                        "load_url",
+                        "load_state_dict_from_url",
+                        "torch.load",
+                        "hub.load",
+                        "load_checkpoint",
+                        "load_pretrained",
+                    )
+                ):
                     continue
                 for definition in facts.defs.values():
                     if definition.kind != "class":
@@ -91,8 +119,11 @@ class Evidence:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Call):
                 dotted = facts.qualify(sub.func) or ""
-                last = sub.func.attr if isinstance(sub.func, ast.Attribute) else (
-                    sub.func.id if isinstance(sub.func, ast.Name) else "")
+                last = (
+                    sub.func.attr
+                    if isinstance(sub.func, ast.Attribute)
+                    else (sub.func.id if isinstance(sub.func, ast.Name) else "")
+                )
                 if last in WEIGHT_CALLS or dotted in WEIGHT_DOTTED:
                     return sub.lineno
         return 0
@@ -123,8 +154,12 @@ class Evidence:
             return f"loads weights at {definition.module.display}:{line}"
         methods = self.loader_methods()
         for sub in ast.walk(definition.node):
-            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr in methods \
-                    and (sub.args or sub.keywords or "init_weights" not in sub.func.attr):
+            if (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr in methods
+                and (sub.args or sub.keywords or "init_weights" not in sub.func.attr)
+            ):
                 # a bare ``m.init_weights()`` is usually a random init; with arguments it names the weights
                 return f"loads weights at {methods[sub.func.attr]}"
         if depth >= 4:
@@ -150,7 +185,9 @@ class Evidence:
                     line = self._direct_weight_call(klass, item) or self._calls_loader(klass, item)
                     if line:
                         name, covers = self.recognise(klass, item)
-                        result = SelfLoad(cls=klass, method=item.name, line=line, checkpoint=name, covers=covers)
+                        result = SelfLoad(
+                            cls=klass, method=item.name, line=line, checkpoint=name, covers=covers
+                        )
                         break
             if result:
                 break
@@ -160,18 +197,24 @@ class Evidence:
     def _mentions_loading(self, klass: Definition) -> bool:
         """Cheap text test before walking a class: loading into self needs one of these words."""
         node = klass.node
-        text = "".join(klass.module.lines[node.lineno - 1:node.end_lineno])
+        text = "".join(klass.module.lines[node.lineno - 1 : node.end_lineno])
         return "load_state_dict" in text or "load_pretrained_model" in text
 
     def _calls_loader(self, klass: Definition, item: ast.AST) -> int:
         for sub in ast.walk(item):
             if isinstance(sub, ast.Call):
                 target = self.project.resolve(klass.module, sub.func)
-                if target is not None and target.kind == "function" and self._direct_weight_call(target, target.node):
+                if (
+                    target is not None
+                    and target.kind == "function"
+                    and self._direct_weight_call(target, target.node)
+                ):
                     return sub.lineno
         return 0
 
-    def recognise(self, klass: Definition, method: ast.AST) -> Tuple[Optional[str], Tuple[str, ...]]:
+    def recognise(
+        self, klass: Definition, method: ast.AST
+    ) -> Tuple[Optional[str], Tuple[str, ...]]:
         """The well-known checkpoint a loading method fetches, from the strings it (and what it names) holds."""
         texts = _strings(method)
         seen: Set[Definition] = set()
@@ -193,16 +236,22 @@ class Evidence:
 
 
 def _strings(node: ast.AST) -> Set[str]:
-    return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and len(n.value) < 300}
+    return {
+        n.value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 300
+    }
 
 
 def _loads_into_self(method: ast.AST) -> bool:
     for sub in ast.walk(method):
         if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
             owner = sub.func.value
-            if sub.func.attr in ("load_state_dict", "load_pretrained_model") and isinstance(owner, ast.Name) \
-                    and owner.id in SELF_NAMES:
+            if (
+                sub.func.attr in ("load_state_dict", "load_pretrained_model")
+                and isinstance(owner, ast.Name)
+                and owner.id in SELF_NAMES
+            ):
                 return True
     return False
 
@@ -230,7 +279,8 @@ def pretrained_keyword(expressions: Iterable[ast.AST]) -> Optional[ast.Call]:
             if isinstance(sub, ast.Call):
                 for keyword in sub.keywords:
                     if keyword.arg == "pretrained" and not (
-                            isinstance(keyword.value, ast.Constant) and not keyword.value.value):
+                        isinstance(keyword.value, ast.Constant) and not keyword.value.value
+                    ):
                         return sub
     return None
 
@@ -240,7 +290,9 @@ def short(node: ast.AST, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def backbone_attrs_of(names: Iterable[str], backbones: Dict[str, Dict[str, str]]) -> Tuple[str, ...]:
+def backbone_attrs_of(
+    names: Iterable[str], backbones: Dict[str, Dict[str, str]]
+) -> Tuple[str, ...]:
     """The runtime's entries: configured names (any path component) and ``Root.attr`` for inferred ones."""
     out = list(dict.fromkeys(names))
     for root, attrs in sorted(backbones.items()):
@@ -265,10 +317,9 @@ def plan_backbone_attrs(paths, config) -> Tuple[str, ...]:
     return backbone_attrs_of(config.backbone_attrs, plan.backbones)
 
 
-def project_folder(paths) -> "Path":
+def project_folder(paths) -> Path:
     """Where a train script's models live: the deepest folder holding every given path."""
-    import os
-    from pathlib import Path
-
-    folders = [str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in paths]
+    folders = [
+        str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in paths
+    ]
     return Path(os.path.commonpath(folders)) if folders else Path.cwd()

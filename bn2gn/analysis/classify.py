@@ -21,18 +21,27 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
     classes = project.module_classes()
     attrs = set(config.backbone_attrs)
     if config.roots:
-        chosen = [d for f in project.modules for d in f.defs.values() if d.kind == "class"
-                  and any(matches_definition(d, name) for name in config.roots)]
+        chosen = [
+            d
+            for f in project.modules
+            for d in f.defs.values()
+            if d.kind == "class" and any(matches_definition(d, name) for name in config.roots)
+        ]
         missing = [n for n in config.roots if not any(matches_definition(d, n) for d in chosen)]
         if missing:
-            raise Bn2gnError(f"--root {', '.join(sorted(missing))}: no such class in the scanned files")
+            raise Bn2gnError(
+                f"--root {', '.join(sorted(missing))}: no such class in the scanned files"
+            )
         return [analyse_root(project, d, attrs) for d in chosen], {}
     entry_built = entry_point_classes(project, classes)
     if entry_built:
         candidates = entry_built
     else:
-        candidates = [d for d in sorted(classes, key=lambda d: (d.module.display, d.node.lineno))
-                      if not (project.built_by.get(d, set()) - {d})]
+        candidates = [
+            d
+            for d in sorted(classes, key=lambda d: (d.module.display, d.node.lineno))
+            if not (project.built_by.get(d, set()) - {d})
+        ]
     models = [analyse_root(project, d, attrs) for d in candidates]
     models = [m for m in models if m.has_backbone or (set(m.head_reach) & classes) or entry_built]
     models = _unwrap_wrappers(project, models, classes, attrs)
@@ -50,9 +59,16 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
     # A candidate that may be another root's dynamic backbone is not a root, unless they claim each other.
     # Only a globals() lookup can claim a candidate with backbone attributes of its own: a registry
     # lookup (BACKBONES[name]) does not make every other detector in the tree a backbone.
-    roots = [m for m in models if entry_built or not any(
-        m.cls not in possible.get(claimer, {}) and (claims_by_globals.get((claimer, m.cls)) or not m.has_backbone)
-        for claimer in possible.get(m.cls, {}))]
+    roots = [
+        m
+        for m in models
+        if entry_built
+        or not any(
+            m.cls not in possible.get(claimer, {})
+            and (claims_by_globals.get((claimer, m.cls)) or not m.has_backbone)
+            for claimer in possible.get(m.cls, {})
+        )
+    ]
     root_defs = {m.cls for m in roots}
     labels = {d: next(iter(by.values())) for d, by in possible.items() if d not in root_defs}
     return roots, labels
@@ -65,8 +81,12 @@ def entry_point_classes(project: Project, classes: Set[Definition]) -> List[Defi
     """Model classes the entry points build (``create_model``, ``get_pose_net``, the tables they subscript):
     followed through functions and tables, stopping at the first nn.Module classes; a class that
     another of those classes builds (a block passed to its constructor) is not a root."""
-    entries = [d for f in project.modules for d in f.defs.values()
-               if d.kind == "function" and ENTRY_NAME.match(d.name)]
+    entries = [
+        d
+        for f in project.modules
+        for d in f.defs.values()
+        if d.kind == "function" and ENTRY_NAME.match(d.name)
+    ]
     if not entries:
         return []
     seen: Set[Definition] = set(entries)
@@ -85,9 +105,13 @@ def entry_point_classes(project: Project, classes: Set[Definition]) -> List[Defi
                 queue.append(nxt)
     inside: Set[Definition] = set()
     for cls in found:
-        start = set(project.refs(cls)) | {d for v in project.param_bindings.get(cls, {}).values() for d in v}
+        start = set(project.refs(cls)) | {
+            d for v in project.param_bindings.get(cls, {}).values() for d in v
+        }
         inside |= set(project.reach(start - {cls}, avoid=cls))
-    return sorted((c for c in found if c not in inside), key=lambda d: (d.module.display, d.node.lineno))
+    return sorted(
+        (c for c in found if c not in inside), key=lambda d: (d.module.display, d.node.lineno)
+    )
 
 
 def _unwrap_wrappers(project: Project, models: List[RootModel], classes, attrs) -> List[RootModel]:
@@ -98,7 +122,11 @@ def _unwrap_wrappers(project: Project, models: List[RootModel], classes, attrs) 
         if model.has_backbone:
             out.append(model)
             continue
-        inner = [analyse_root(project, d, attrs) for d in model.head_reach if d in classes and _may_hold(d, attrs)]
+        inner = [
+            analyse_root(project, d, attrs)
+            for d in model.head_reach
+            if d in classes and _may_hold(d, attrs)
+        ]
         inner = [m for m in inner if m.has_backbone]
         reach = {m.cls: set(project.reach(project.refs(m.cls))) for m in inner}
         top = [m for m in inner if not any(m.cls in reach[o.cls] for o in inner if o is not m)]
@@ -109,7 +137,7 @@ def _unwrap_wrappers(project: Project, models: List[RootModel], classes, attrs) 
 
 def _may_hold(cls: Definition, attrs) -> bool:
     """Cheap text test before analyse_root: a class can only assign attributes whose names its source has."""
-    text = "".join(cls.module.lines[cls.node.lineno - 1:cls.node.end_lineno])
+    text = "".join(cls.module.lines[cls.node.lineno - 1 : cls.node.end_lineno])
     return any(attr in text for attr in attrs)
 
 
@@ -127,13 +155,18 @@ def _dynamic_scope(project: Project, model: RootModel, uses_globals: bool) -> Se
 
 def classify(project: Project, config: Config, plan: Plan) -> None:
     roots, possible = find_roots(project, config)
-    plan.roots = [f"{r.name} ({r.cls.module.display}:{r.cls.node.lineno}; backbone: "
-                  f"{', '.join(r.backbone_attrs) or 'none'})" for r in roots]
+    plan.roots = [
+        f"{r.name} ({r.cls.module.display}:{r.cls.node.lineno}; backbone: "
+        f"{', '.join(r.backbone_attrs) or 'none'})"
+        for r in roots
+    ]
     plan.backbones = {r.name: dict(sorted(r.evidence.items())) for r in roots if r.evidence}
     for root in roots:
         if not root.has_backbone:
-            plan.notes.append(f"root model {root.name} has no backbone attribute "
-                              f"({', '.join(config.backbone_attrs)}) and no pretrained weights: nothing in it is converted")
+            plan.notes.append(
+                f"root model {root.name} has no backbone attribute "
+                f"({', '.join(config.backbone_attrs)}) and no pretrained weights: nothing in it is converted"
+            )
         for attr, why in sorted(root.evidence.items()):
             plan.notes.append(f"backbone {root.name}.{attr}: {why}")
     root_by_def: Dict[Definition, List[RootModel]] = {}
@@ -145,21 +178,33 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
     for facts in project.modules:
         for raw in facts.sites:
             site = facts.make_site(raw)
-            site.decision, site.reason = _decide(project, facts, raw, roots, root_by_def, possible, config,
-                                                 backbone_classes)
+            site.decision, site.reason = _decide(
+                project, facts, raw, roots, root_by_def, possible, config, backbone_classes
+            )
             site.decision, site.reason = _apply_form(raw, site.decision, site.reason)
             targets = _site_targets(project, facts, raw) if used else set()
-            site.decision, site.reason = _apply_overrides(site, facts, targets, config, site.decision,
-                                                          site.reason, used)
+            site.decision, site.reason = _apply_overrides(
+                site, facts, targets, config, site.decision, site.reason, used
+            )
             plan.sites.append(site)
     unused = [f"{flag} {name}" for (flag, name), hit in used.items() if not hit]
     if unused:
-        raise Bn2gnError(f"{unused[0]}: matches no BatchNorm site in the scanned files "
-                         "(use Class[.method], path/file.py:Class[.method] or module.Class[.method])")
+        raise Bn2gnError(
+            f"{unused[0]}: matches no BatchNorm site in the scanned files "
+            "(use Class[.method], path/file.py:Class[.method] or module.Class[.method])"
+        )
 
 
-def _decide(project, facts: ModuleFacts, raw: RawSite, roots, root_by_def, possible, config,
-            backbone_classes=()) -> Tuple[str, str]:
+def _decide(
+    project,
+    facts: ModuleFacts,
+    raw: RawSite,
+    roots,
+    root_by_def,
+    possible,
+    config,
+    backbone_classes=(),
+) -> Tuple[str, str]:
     if raw.op != "BatchNorm2d":
         return KEEP, f"{raw.op} is out of scope (only BatchNorm2d is converted)"
     owner = facts.defs.get(raw.owner) if raw.owner else None
@@ -171,13 +216,18 @@ def _decide(project, facts: ModuleFacts, raw: RawSite, roots, root_by_def, possi
         if len({d for d, _ in decided}) == 1:
             return sorted(decided)[0]
         return UNSURE, "decided differently by the models that share it: " + "; ".join(
-            f"{d} ({why})" for d, why in sorted(decided))
+            f"{d} ({why})" for d, why in sorted(decided)
+        )
     bb = sorted({_origin(r, r.bb_reach[owner]) for r in roots if owner in r.bb_reach})
-    head = sorted({_origin(r, r.head_reach[owner]) for r in roots if r.has_backbone and owner in r.head_reach})
+    head = sorted(
+        {_origin(r, r.head_reach[owner]) for r in roots if r.has_backbone and owner in r.head_reach}
+    )
     if bb and head:
-        return UNSURE, (f"shared: {owner.name} is reached from {', '.join(bb)} and from {', '.join(head)} "
-                        f"(backbone: {', '.join(bb)}); "
-                        f"--keep or --convert {owner.name} settles it")
+        return UNSURE, (
+            f"shared: {owner.name} is reached from {', '.join(bb)} and from {', '.join(head)} "
+            f"(backbone: {', '.join(bb)}); "
+            f"--keep or --convert {owner.name} settles it"
+        )
     if head:
         return CONVERT, f"{owner.name} is reached from {', '.join(head)} (not a backbone attribute)"
     if bb:
@@ -186,10 +236,17 @@ def _decide(project, facts: ModuleFacts, raw: RawSite, roots, root_by_def, possi
             return UNSURE, new_layer
         return KEEP, f"{owner.name} is reached only from {', '.join(bb)} (backbone)"
     if owner in possible:
-        return KEEP, f"{owner.name} may belong to {possible[owner]}; only code reached from non-backbone attributes is converted"
+        return (
+            KEEP,
+            f"{owner.name} may belong to {possible[owner]}; "
+            "only code reached from non-backbone attributes is converted",
+        )
     no_bb = [r.name for r in roots if not r.has_backbone and owner in r.head_reach]
     if no_bb:
-        return KEEP, f"{owner.name} is reached from {', '.join(no_bb)}, which has no backbone attribute"
+        return (
+            KEEP,
+            f"{owner.name} is reached from {', '.join(no_bb)}, which has no backbone attribute",
+        )
     return KEEP, "not used by any model (no root model builds it)"
 
 
@@ -205,9 +262,11 @@ def _new_layer_in_backbone(project: Project, owner: Definition, raw: RawSite) ->
     if not new or len(new) < len(attrs - {OWN}):
         return None
     name = f"{owner.name}.{new[0]}"
-    return (f"new layer {name} inside backbone class {owner.name}: {loaded.describe()}, which covers "
-            f"{', '.join(loaded.covers)} but not {new[0]} (no pretrained statistics); "
-            f"--keep {name} to freeze it as backbone, --convert {name} to convert it")
+    return (
+        f"new layer {name} inside backbone class {owner.name}: {loaded.describe()}, which covers "
+        f"{', '.join(loaded.covers)} but not {new[0]} (no pretrained statistics); "
+        f"--keep {name} to freeze it as backbone, --convert {name} to convert it"
+    )
 
 
 def _decide_in_root(root: RootModel, raw: RawSite, config: Config) -> Tuple[str, str]:
@@ -216,13 +275,17 @@ def _decide_in_root(root: RootModel, raw: RawSite, config: Config) -> Tuple[str,
     if unsure:
         return UNSURE, root.uncertain[unsure[0]]
     if not root.has_backbone:
-        return KEEP, (f"root model {root.name} has no backbone attribute ({', '.join(config.backbone_attrs)}) "
-                      "and loads no pretrained weights; name it with --backbone-attr")
+        return KEEP, (
+            f"root model {root.name} has no backbone attribute ({', '.join(config.backbone_attrs)}) "
+            "and loads no pretrained weights; name it with --backbone-attr"
+        )
     backbone = sorted(a for a in attrs if a in root.evidence)
     other = sorted(_attr_label(a) for a in attrs if a not in root.evidence)
     if backbone and other:
-        return UNSURE, (f"value ends up in backbone {', '.join(backbone)} and in {', '.join(other)}; "
-                        f"--keep or --convert {raw.scope} settles it")
+        return UNSURE, (
+            f"value ends up in backbone {', '.join(backbone)} and in {', '.join(other)}; "
+            f"--keep or --convert {raw.scope} settles it"
+        )
     if backbone:
         return KEEP, f"backbone: {root.evidence[backbone[0]]}"
     if attrs == {OWN}:
@@ -249,13 +312,23 @@ def _attr_label(attr: str) -> str:
 def _apply_form(raw: RawSite, decision: str, reason: str) -> Tuple[str, str]:
     if raw.form == "call" or decision != CONVERT:
         return decision, reason
-    what = "functools.partial(BatchNorm2d, ...)" if raw.form == "partial" else "BatchNorm2d passed as a callable"
-    return UNSURE, f"{what} in non-backbone code ({reason}); bn2gn does not rewrite it blindly: use get_group_norm by hand"
+    what = (
+        "functools.partial(BatchNorm2d, ...)"
+        if raw.form == "partial"
+        else "BatchNorm2d passed as a callable"
+    )
+    return (
+        UNSURE,
+        f"{what} in non-backbone code ({reason}); bn2gn does not rewrite it blindly: use get_group_norm by hand",
+    )
 
 
 def _overrides_used(config: Config) -> Dict[Tuple[str, str], bool]:
-    return {(flag, name): False for flag, names in (("--convert", config.convert), ("--keep", config.keep))
-            for name in names}
+    return {
+        (flag, name): False
+        for flag, names in (("--convert", config.convert), ("--keep", config.keep))
+        for name in names
+    }
 
 
 def _site_targets(project: Project, facts: ModuleFacts, raw: RawSite) -> Set[str]:
@@ -284,7 +357,9 @@ def matches_definition(definition: Definition, name: str) -> bool:
     return _matches(definition.module.display, definition.module.modname, definition.name, name)
 
 
-def _matches(display: str, modname: str, scope: str, name: str, targets: Set[str] = frozenset()) -> bool:
+def _matches(
+    display: str, modname: str, scope: str, name: str, targets: Set[str] = frozenset()
+) -> bool:
     if ":" in name:
         path, _, rest = name.rpartition(":")
         want = Path(path).as_posix().lstrip("./")
@@ -297,7 +372,9 @@ def _matches(display: str, modname: str, scope: str, name: str, targets: Set[str
     parts = name.split(".")
     for cut in range(1, len(parts)):
         module, rest = ".".join(parts[:cut]), ".".join(parts[cut:])
-        if (modname == module or modname.endswith("." + module)) and _scope_matches(scope, rest, targets):
+        if (modname == module or modname.endswith("." + module)) and _scope_matches(
+            scope, rest, targets
+        ):
             return True
     return False
 
@@ -306,18 +383,35 @@ def _scope_matches(scope: str, name: str, targets: Set[str]) -> bool:
     return scope == name or scope.startswith(name + ".") or name in targets
 
 
-def _apply_overrides(site: Site, facts: Optional[ModuleFacts], targets: Set[str], config: Config, decision: str,
-                     reason: str, used: Optional[Dict[Tuple[str, str], bool]] = None) -> Tuple[str, str]:
+def _apply_overrides(
+    site: Site,
+    facts: Optional[ModuleFacts],
+    targets: Set[str],
+    config: Config,
+    decision: str,
+    reason: str,
+    used: Optional[Dict[Tuple[str, str], bool]] = None,
+) -> Tuple[str, str]:
     """--convert/--keep; ``facts`` None (a traced site): module-qualified names are matched by path."""
     display = facts.display if facts is not None else site.path
-    modname = facts.modname if facts is not None else Path(site.path).with_suffix("").as_posix().replace("/", ".")
-    for flag, wanted, names in (("--convert", CONVERT, config.convert), ("--keep", KEEP, config.keep)):
+    modname = (
+        facts.modname
+        if facts is not None
+        else Path(site.path).with_suffix("").as_posix().replace("/", ".")
+    )
+    for flag, wanted, names in (
+        ("--convert", CONVERT, config.convert),
+        ("--keep", KEEP, config.keep),
+    ):
         for name in names:
             if _matches(display, modname, site.scope, name, targets):
                 if used is not None:
                     used[(flag, name)] = True
                 used[(flag, name)] = True
                 if wanted == CONVERT and (site.op != "BatchNorm2d" or site.form != "call"):
-                    return UNSURE, f"{flag} {name} asked to convert, but this is {site.op} {site.form}; change it by hand"
+                    return (
+                        UNSURE,
+                        f"{flag} {name} asked to convert, but this is {site.op} {site.form}; change it by hand",
+                    )
                 return wanted, f"forced by {flag} {name} (analysis said {decision}: {reason})"
     return decision, reason

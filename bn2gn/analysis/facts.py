@@ -105,7 +105,9 @@ class ModuleFacts:
                     if alias.name == "*":
                         self.star_imports.append(source)
                     else:
-                        self.imports[alias.asname or alias.name] = f"{source}.{alias.name}" if source else alias.name
+                        self.imports[alias.asname or alias.name] = (
+                            f"{source}.{alias.name}" if source else alias.name
+                        )
         for node in self.tree.body:
             self._collect_definition(node)
 
@@ -136,7 +138,9 @@ class ModuleFacts:
             if expr.id in self.defs:
                 return f"{self.modname}.{expr.id}" if self.modname else expr.id
             if expr.id in ("BatchNorm2d", "BatchNorm1d", "BatchNorm3d", "SyncBatchNorm") and any(
-                    s in ("torch.nn", "torch.nn.modules", "torch.nn.modules.batchnorm") for s in self.star_imports):
+                s in ("torch.nn", "torch.nn.modules", "torch.nn.modules.batchnorm")
+                for s in self.star_imports
+            ):
                 return "torch.nn." + expr.id
             return None
         if isinstance(expr, ast.Attribute):
@@ -156,10 +160,18 @@ class ModuleFacts:
 
     def make_site(self, raw: RawSite) -> Site:
         node = raw.node
-        return Site(path=self.display, line=node.lineno, col=self.char_col(node.lineno, node.col_offset) + 1,
-                    end_line=node.end_lineno, end_col=self.char_col(node.end_lineno, node.end_col_offset) + 1,
-                    scope=raw.scope, op=raw.op, form=raw.form, target=raw.target,
-                    fingerprint=self.fingerprint(raw))
+        return Site(
+            path=self.display,
+            line=node.lineno,
+            col=self.char_col(node.lineno, node.col_offset) + 1,
+            end_line=node.end_lineno,
+            end_col=self.char_col(node.end_lineno, node.end_col_offset) + 1,
+            scope=raw.scope,
+            op=raw.op,
+            form=raw.form,
+            target=raw.target,
+            fingerprint=self.fingerprint(raw),
+        )
 
     def fingerprint(self, raw: RawSite) -> str:
         """A short hash of the site's statement, its scope and its rank in the statement (issue 7, plan files).
@@ -168,12 +180,13 @@ class ModuleFacts:
         (lines shifting) keep the fingerprint; any edit to the statement itself changes it.
         """
         statement = raw.statement
-        if statement is None or isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if statement is None or isinstance(
+            statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        ):
             statement = raw.node  # a default argument: the whole def is too wide to fingerprint
         rank = self._rank(raw)
         text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
 
     def _rank(self, raw: RawSite) -> int:
         """How many sites of the same statement start before ``raw`` (indexed once: no scan per site)."""

@@ -34,7 +34,9 @@ class Project:
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
         self._build_starts: List[Tuple[Definition, Iterable[Definition]]] = []
         #: class -> __init__ parameter name -> definitions passed for it by callers
-        self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(lambda: defaultdict(set))
+        self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
         self.modules_classes = self.module_classes()
         self._collect_constructor_arguments()
         self._collect_class_building()
@@ -56,13 +58,16 @@ class Project:
         dotted = facts.qualify(expr)
         return self.resolve_dotted(dotted) if dotted else None
 
-    def refs_in(self, facts: ModuleFacts, node: ast.AST,
-                local: Optional[Dict[str, Set[Definition]]] = None) -> Set[Definition]:
+    def refs_in(
+        self, facts: ModuleFacts, node: ast.AST, local: Optional[Dict[str, Set[Definition]]] = None
+    ) -> Set[Definition]:
         """Definitions an expression or statement names; local variable names expand to what they hold."""
         out: Set[Definition] = set()
         called: Set[int] = set()
         skip: Set[int] = set()
-        for sub in ast.walk(node):  # breadth first: a Call and an Attribute come before their children
+        for sub in ast.walk(
+            node
+        ):  # breadth first: a Call and an Attribute come before their children
             if isinstance(sub, ast.Call):
                 called.add(id(sub.func))
                 continue
@@ -73,9 +78,16 @@ class Project:
                     out |= local[sub.id]
                     continue
                 found = self.resolve(facts, sub)
-            elif isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
+            elif isinstance(sub, ast.Attribute) and isinstance(
+                sub.value, (ast.Name, ast.Attribute)
+            ):
                 found = self.resolve(facts, sub)
-                if found is None and id(sub) not in called and isinstance(sub.value, ast.Name) and sub.attr != "__init__":
+                if (
+                    found is None
+                    and id(sub) not in called
+                    and isinstance(sub.value, ast.Name)
+                    and sub.attr != "__init__"
+                ):
                     # ``block.expansion``: reading a class attribute passes no class
                     skip.add(id(sub.value))
             else:
@@ -97,7 +109,11 @@ class Project:
     def reach(self, start: Iterable[Definition], avoid=None) -> Dict[Definition, Definition]:
         """Everything reachable from ``start`` (never entering ``avoid``, a definition or several);
         maps each to where it was first reached."""
-        avoided = () if avoid is None else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
+        avoided = (
+            ()
+            if avoid is None
+            else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
+        )
         seen: Dict[Definition, Definition] = {a: a for a in avoided}
         queue = deque()
         for item in start:
@@ -124,9 +140,19 @@ class Project:
         for node in ast.walk(func):
             for name, value in local_assignments(node):
                 sources[name].append(value)
-        direct = {name: set().union(*(self.refs_in(facts, v) for v in values)) for name, values in sources.items()}
-        uses = {name: {n.id for v in values for n in ast.walk(v) if isinstance(n, ast.Name) and n.id in sources}
-                for name, values in sources.items()}
+        direct = {
+            name: set().union(*(self.refs_in(facts, v) for v in values))
+            for name, values in sources.items()
+        }
+        uses = {
+            name: {
+                n.id
+                for v in values
+                for n in ast.walk(v)
+                if isinstance(n, ast.Name) and n.id in sources
+            }
+            for name, values in sources.items()
+        }
         result = {name: set(found) for name, found in direct.items()}
         changed = True
         while changed:
@@ -259,14 +285,16 @@ def local_assignments(node: ast.AST):
         yield from _bind(node.target, node.value)
     elif isinstance(node, ast.arguments):
         positional = node.posonlyargs + node.args
-        for arg, default in zip(positional[len(positional) - len(node.defaults):], node.defaults):
+        for arg, default in zip(positional[len(positional) - len(node.defaults) :], node.defaults):
             yield arg.arg, default
         for arg, default in zip(node.kwonlyargs, node.kw_defaults):
             if default is not None:
                 yield arg.arg, default
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         owner = node.func.value
-        if node.func.attr in ("append", "extend", "insert", "add_module", "update") and isinstance(owner, ast.Name):
+        if node.func.attr in ("append", "extend", "insert", "add_module", "update") and isinstance(
+            owner, ast.Name
+        ):
             for arg in list(node.args) + [k.value for k in node.keywords]:
                 yield owner.id, arg
 
@@ -298,4 +326,3 @@ def calls_with_scopes(tree: ast.Module):
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
         stack.extend((child, funcs, module_level) for child in ast.iter_child_nodes(node))
-

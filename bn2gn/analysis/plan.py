@@ -23,7 +23,9 @@ class Site:
     scope: str  # "Class.method", "function", "Class" or "<module>"
     op: str  # "BatchNorm2d", "BatchNorm1d", ...
     form: str  # "call", "partial" or "callable"
-    target: str  # where the module ends up: "self.actf[0]", "layers.append(...) -> self.deconv_layers"
+    target: (
+        str  # where the module ends up: "self.actf[0]", "layers.append(...) -> self.deconv_layers"
+    )
     decision: str = KEEP
     reason: str = ""
     fingerprint: str = ""
@@ -62,27 +64,40 @@ class Plan:
         return [s for s in self.sites if s.path == path]
 
     def as_dict(self) -> dict:
-        return {"files": self.files, "roots": self.roots, "sites": [s.as_dict() for s in self.sites],
-                "insertions": self.insertions, "errors": self.errors, "notes": self.notes,
-                "openmmlab_configs": self.openmmlab_configs,
-                "backbones": self.backbones, "summary": self.counts()}
+        return {
+            "files": self.files,
+            "roots": self.roots,
+            "sites": [s.as_dict() for s in self.sites],
+            "insertions": self.insertions,
+            "errors": self.errors,
+            "notes": self.notes,
+            "openmmlab_configs": self.openmmlab_configs,
+            "backbones": self.backbones,
+            "summary": self.counts(),
+        }
 
 
 def openmmlab_config_note(paths: List[str]) -> str:
     """One line for every file that looks like an OpenMMLab config: bn2gn config audit handles those."""
     shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-    return (f"{len(paths)} file(s) look like OpenMMLab configs ({shown}); rewrite does not change configs: "
-            f"bn2gn config audit {paths[0]} checks their freezing")
+    return (
+        f"{len(paths)} file(s) look like OpenMMLab configs ({shown}); rewrite does not change configs: "
+        f"bn2gn config audit {paths[0]} checks their freezing"
+    )
 
 
 def render_text(plan: Plan, verbose: bool = False) -> str:
     lines = []
     for site in plan.sites:
-        lines.append(f"{site.location}: {site.decision:<7} {site.scope}  {site.target}  "
-                     f"[{site.op}{'' if site.form == 'call' else ' ' + site.form}]  {site.reason}")
+        lines.append(
+            f"{site.location}: {site.decision:<7} {site.scope}  {site.target}  "
+            f"[{site.op}{'' if site.form == 'call' else ' ' + site.form}]  {site.reason}"
+        )
     for item in plan.insertions:
-        lines.append(f"{item['path']}:{item['line']}: insert  {item.get('scope', '')}  "
-                     f"[{item['rule']}]  {item['message']}")
+        lines.append(
+            f"{item['path']}:{item['line']}: insert  {item.get('scope', '')}  "
+            f"[{item['rule']}]  {item['message']}"
+        )
     if plan.openmmlab_configs:
         lines.append(f"note: {openmmlab_config_note(plan.openmmlab_configs)}")
     if verbose:
@@ -91,8 +106,10 @@ def render_text(plan: Plan, verbose: bool = False) -> str:
             lines.append("roots: " + ", ".join(plan.roots))
     lines.extend(f"error: {e}" for e in plan.errors)
     counts = plan.counts()
-    summary = (f"{plan.files} files, {len(plan.sites)} sites: {counts[CONVERT]} convert, {counts[KEEP]} keep, "
-               f"{counts[UNSURE]} unsure")
+    summary = (
+        f"{plan.files} files, {len(plan.sites)} sites: {counts[CONVERT]} convert, {counts[KEEP]} keep, "
+        f"{counts[UNSURE]} unsure"
+    )
     if plan.errors:
         summary += f"; {len(plan.errors)} files failed"
     lines.append(summary)
@@ -109,10 +126,17 @@ def site_from_dict(data: dict) -> Site:
 
 
 def plan_from_dict(data: dict) -> Plan:
-    return Plan(sites=[site_from_dict(s) for s in data.get("sites", [])], roots=list(data.get("roots", [])),
-                errors=list(data.get("errors", [])), notes=list(data.get("notes", [])),
-                files=int(data.get("files", 0)), insertions=list(data.get("insertions", [])),
-                backbones={str(k): dict(v) for k, v in (data.get("backbones") or {}).items() if isinstance(v, dict)})
+    return Plan(
+        sites=[site_from_dict(s) for s in data.get("sites", [])],
+        roots=list(data.get("roots", [])),
+        errors=list(data.get("errors", [])),
+        notes=list(data.get("notes", [])),
+        files=int(data.get("files", 0)),
+        insertions=list(data.get("insertions", [])),
+        backbones={
+            str(k): dict(v) for k, v in (data.get("backbones") or {}).items() if isinstance(v, dict)
+        },
+    )
 
 
 def scope_name(class_name: Optional[str], func_names: List[str]) -> str:

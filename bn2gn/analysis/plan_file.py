@@ -24,17 +24,25 @@ class PlanApplication:
 
     label: str
     applied: List[Site] = dataclasses.field(default_factory=list)
-    changed: List[Site] = dataclasses.field(default_factory=list)  # current sites whose source changed
-    unplanned: List[Site] = dataclasses.field(default_factory=list)  # current sites the plan does not list
-    vanished: List[Site] = dataclasses.field(default_factory=list)  # plan sites no longer in the source
+    changed: List[Site] = dataclasses.field(
+        default_factory=list
+    )  # current sites whose source changed
+    unplanned: List[Site] = dataclasses.field(
+        default_factory=list
+    )  # current sites the plan does not list
+    vanished: List[Site] = dataclasses.field(
+        default_factory=list
+    )  # plan sites no longer in the source
 
     @property
     def skipped(self) -> int:
         return len(self.changed) + len(self.unplanned)
 
     def summary(self) -> str:
-        line = (f"plan {self.label}: {len(self.applied)} site(s) applied, {len(self.changed)} skipped (source "
-                f"changed since the plan was made), {len(self.unplanned)} skipped (not in the plan)")
+        line = (
+            f"plan {self.label}: {len(self.applied)} site(s) applied, {len(self.changed)} skipped (source "
+            f"changed since the plan was made), {len(self.unplanned)} skipped (not in the plan)"
+        )
         if self.vanished:
             line += f", {len(self.vanished)} planned site(s) no longer found"
         return line
@@ -50,17 +58,23 @@ def read_plan_file(path: Path) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise Bn2gnError(f"{path}: cannot read the plan ({exc}); {hint}", EXIT_USAGE) from None
     except json.JSONDecodeError as exc:
-        raise Bn2gnError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the edit or {hint}",
-                         EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the edit or {hint}", EXIT_USAGE
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("sites"), list):
         raise Bn2gnError(f"{path}: not a bn2gn plan (no 'sites' list); {hint}", EXIT_USAGE)
     for index, site in enumerate(data["sites"]):
         missing = [k for k in REQUIRED if not isinstance(site, dict) or k not in site]
         if missing:
-            raise Bn2gnError(f"{path}: site #{index + 1} lacks {', '.join(missing)}; {hint}", EXIT_USAGE)
+            raise Bn2gnError(
+                f"{path}: site #{index + 1} lacks {', '.join(missing)}; {hint}", EXIT_USAGE
+            )
         if site["decision"] not in DECISIONS:
-            raise Bn2gnError(f"{path}: site {site['path']}:{site['line']}:{site['col']} has decision "
-                             f"{site['decision']!r}; use one of {', '.join(DECISIONS)}", EXIT_USAGE)
+            raise Bn2gnError(
+                f"{path}: site {site['path']}:{site['line']}:{site['col']} has decision "
+                f"{site['decision']!r}; use one of {', '.join(DECISIONS)}",
+                EXIT_USAGE,
+            )
     try:
         return plan_from_dict(data)
     except (TypeError, ValueError) as exc:
@@ -78,35 +92,48 @@ def apply_saved_plan(saved: Plan, current: Plan, label: str) -> PlanApplication:
         for old, new in pairs:
             _take_decision(old, new, label)
             result.applied.append(new)
-        unexplained = list(old_left)  # each planned site left over explains one changed current site
+        unexplained = list(
+            old_left
+        )  # each planned site left over explains one changed current site
         for new in new_left:
             if new.op != "BatchNorm2d" and new.decision != CONVERT:
                 continue
             same = [s for s in unexplained if (s.line, s.col) == (new.line, new.col)] or [
-                s for s in unexplained if s.scope == new.scope]
+                s for s in unexplained if s.scope == new.scope
+            ]
             changed = bool(same)
             if same:
                 unexplained.remove(same[0])
             new.decision = UNSURE
             if changed:
-                new.reason = (f"skipped: the source changed since {label} was made (fingerprint mismatch); "
-                              "re-run bn2gn scan and review the site")
+                new.reason = (
+                    f"skipped: the source changed since {label} was made (fingerprint mismatch); "
+                    "re-run bn2gn scan and review the site"
+                )
                 result.changed.append(new)
             else:
-                new.reason = f"skipped: not in {label} (added after it was made?); re-run bn2gn scan"
+                new.reason = (
+                    f"skipped: not in {label} (added after it was made?); re-run bn2gn scan"
+                )
                 result.unplanned.append(new)
         result.vanished.extend(unexplained)
     return result
 
 
-def pair_sites(old: List[Site], new: List[Site]) -> Tuple[List[Tuple[Site, Site]], List[Site], List[Site]]:
+def pair_sites(
+    old: List[Site], new: List[Site]
+) -> Tuple[List[Tuple[Site, Site]], List[Site], List[Site]]:
     """Pair plan sites with current ones: same place and fingerprint first, then the same fingerprint
     elsewhere (lines shifted), in order, when both sides have it equally often."""
     pairs = []
     by_place = {(s.line, s.col, s.fingerprint): s for s in new if s.fingerprint}
     old_left = []
     for site in old:
-        match = by_place.pop((site.line, site.col, site.fingerprint), None) if site.fingerprint else None
+        match = (
+            by_place.pop((site.line, site.col, site.fingerprint), None)
+            if site.fingerprint
+            else None
+        )
         if match is None:
             old_left.append(site)
         else:
@@ -128,8 +155,10 @@ def _take_decision(old: Site, new: Site, label: str) -> None:
     new.module_paths = list(old.module_paths)
     if old.decision == CONVERT and (new.op != "BatchNorm2d" or new.form != "call"):
         new.decision = UNSURE
-        new.reason = (f"{label} says convert, but this is {new.op} {new.form}; bn2gn only rewrites "
-                      "BatchNorm2d(...) calls: change it by hand")
+        new.reason = (
+            f"{label} says convert, but this is {new.op} {new.form}; bn2gn only rewrites "
+            "BatchNorm2d(...) calls: change it by hand"
+        )
         return
     new.decision = old.decision
     new.reason = f"{old.reason} [from {label}]" if old.reason else f"decided in {label}"

@@ -48,7 +48,9 @@ class RelevantModules:
         self.errors: Dict[Path, str] = {}
         self.words: Dict[Path, FrozenSet[str]] = {}
         self.modules: Dict[Path, ModuleFacts] = {}
-        self.mentioned_by: Dict[str, Set[str]] = defaultdict(set)  # name -> definitions whose code uses it
+        self.mentioned_by: Dict[str, Set[str]] = defaultdict(
+            set
+        )  # name -> definitions whose code uses it
         self.targets: Set[str] = set()
         self.searched: Set[str] = set()
         self.defined: Set[str] = set()
@@ -120,8 +122,15 @@ class RelevantModules:
         found = []
         for path in self.unparsed():
             names = missing & self.words_of(path)
-            if names and path not in already and re.search(
-                    rb"^[ \t]*class[ \t]+(?:" + "|".join(sorted(names)).encode() + rb")\b", self.raw[path], re.M):
+            if (
+                names
+                and path not in already
+                and re.search(
+                    rb"^[ \t]*class[ \t]+(?:" + "|".join(sorted(names)).encode() + rb")\b",
+                    self.raw[path],
+                    re.M,
+                )
+            ):
                 found.append(path)
         return found
 
@@ -130,7 +139,7 @@ def mentioned_names(facts: ModuleFacts, node: ast.AST) -> Set[str]:
     """Every word in a definition's source (a superset of the names its code uses), imported aliases
     expanded to the name they import; words of the text, because walking every node costs more."""
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
-    text = "".join(facts.lines[first - 1:node.end_lineno])
+    text = "".join(facts.lines[first - 1 : node.end_lineno])
     out = set(TEXT_WORD.findall(text))
     out |= {facts.imports[w].rsplit(".", 1)[-1] for w in out if w in facts.imports}
     return out
@@ -144,15 +153,21 @@ def _base_name(base: ast.AST) -> str:
     return ""
 
 
-def select_modules(raw: Dict[Path, bytes], parse: Callable[[Path, bytes], ModuleFacts], config: Config,
-                   errors: List[str]) -> List[ModuleFacts]:
+def select_modules(
+    raw: Dict[Path, bytes],
+    parse: Callable[[Path, bytes], ModuleFacts],
+    config: Config,
+    errors: List[str],
+) -> List[ModuleFacts]:
     """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
     seeds = set(config.backbone_attrs) | set(config.roots)
     seed_bytes = SEED_MARKERS + tuple(s.encode() for s in seeds)
     progress.start("bn2gn: analysing", len(raw))
     relevant = RelevantModules(raw, parse)
     relevant.mark(seeds)
-    relevant.add([path for path, data in raw.items() if any(marker in data for marker in seed_bytes)])
+    relevant.add(
+        [path for path, data in raw.items() if any(marker in data for marker in seed_bytes)]
+    )
     relevant.grow()
     progress.done()
     errors.extend(relevant.errors[p] for p in raw if p in relevant.errors)

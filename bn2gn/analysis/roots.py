@@ -54,7 +54,9 @@ class RootModel:
         return bool(self.backbone_attrs)
 
 
-def class_flow(project: Project, cls: Definition) -> Tuple[List["FlowStatement"], List[Set[str]], List[Definition]]:
+def class_flow(
+    project: Project, cls: Definition
+) -> Tuple[List["FlowStatement"], List[Set[str]], List[Definition]]:
     """The statements of ``cls`` and of the scanned base classes whose methods run on its instances,
     and the attributes each statement's value ends up in (cached per class)."""
     cache = project.__dict__.setdefault("_bn2gn_flow", {})
@@ -67,7 +69,9 @@ def class_flow(project: Project, cls: Definition) -> Tuple[List["FlowStatement"]
         for base in bases:
             # what the base's __init__ (and the helpers it calls on self) assigns lives on cls's instances
             wanted = _init_and_helpers(base) - (defined - {"__init__"})
-            statements.extend(s for s in _flow_statements(base) if getattr(s.method, "name", None) in wanted)
+            statements.extend(
+                s for s in _flow_statements(base) if getattr(s.method, "name", None) in wanted
+            )
             defined |= {item.name for item in base.node.body if isinstance(item, FUNCTIONS)}
         cache[cls] = (statements, _resolve_sinks(statements), bases)
     return cache[cls]
@@ -75,11 +79,19 @@ def class_flow(project: Project, cls: Definition) -> Tuple[List["FlowStatement"]
 
 def _init_and_helpers(cls: Definition) -> Set[str]:
     """``__init__`` and the methods it calls as ``self.name(...)``."""
-    init = next((i for i in cls.node.body if isinstance(i, FUNCTIONS) and i.name == "__init__"), None)
+    init = next(
+        (i for i in cls.node.body if isinstance(i, FUNCTIONS) and i.name == "__init__"), None
+    )
     if init is None:
         return set()
-    called = {n.func.attr for n in ast.walk(init) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-              and isinstance(n.func.value, ast.Name) and n.func.value.id == "self"}
+    called = {
+        n.func.attr
+        for n in ast.walk(init)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == "self"
+    }
     return {"__init__"} | called
 
 
@@ -97,7 +109,9 @@ def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel
     attrs_of = {id(s.node): finals[i] for i, s in enumerate(statements)}
     init_bindings = project.param_bindings.get(cls, {})
     refs_of = [_statement_refs(project, cls, stmt, init_bindings) for stmt in statements]
-    evidence, uncertain = _backbone_evidence(project, cls, statements, finals, refs_of, backbone_attrs)
+    evidence, uncertain = _backbone_evidence(
+        project, cls, statements, finals, refs_of, backbone_attrs
+    )
     backbone = set(evidence)
     found_backbone = sorted(backbone)
     bb_start: Dict[Definition, str] = {}
@@ -115,14 +129,22 @@ def analyse_root(project: Project, cls: Definition, backbone_attrs) -> RootModel
                     for factory in _pretrained_factories(project, stmt.owner or cls):
                         bb_start.setdefault(factory, attr)
     avoid = [cls] + bases
-    return RootModel(cls=cls, attrs_of=attrs_of, backbone_attrs=found_backbone,
-                     bb_reach=_reach_labelled(project, bb_start, avoid),
-                     head_reach=_reach_labelled(project, head_start, avoid),
-                     opaque=opaque, evidence=evidence, uncertain=uncertain, bases=bases)
+    return RootModel(
+        cls=cls,
+        attrs_of=attrs_of,
+        backbone_attrs=found_backbone,
+        bb_reach=_reach_labelled(project, bb_start, avoid),
+        head_reach=_reach_labelled(project, head_start, avoid),
+        opaque=opaque,
+        evidence=evidence,
+        uncertain=uncertain,
+        bases=bases,
+    )
 
 
-def _backbone_evidence(project: Project, cls: Definition, statements, finals, refs_of,
-                       names) -> Tuple[Dict[str, str], Dict[str, str]]:
+def _backbone_evidence(
+    project: Project, cls: Definition, statements, finals, refs_of, names
+) -> Tuple[Dict[str, str], Dict[str, str]]:
     """Attribute -> evidence that it holds the pretrained backbone; attribute -> why it is undecidable."""
     from .backbone import pretrained_keyword, short
 
@@ -142,14 +164,18 @@ def _backbone_evidence(project: Project, cls: Definition, statements, finals, re
             continue
         call = pretrained_keyword(stmt.expressions)
         if call is not None:
-            found[attr] = f"{cls.name}.{attr} holds {short(call)} at {where}:{call.lineno} (pretrained weights)"
+            found[attr] = (
+                f"{cls.name}.{attr} holds {short(call)} at {where}:{call.lineno} (pretrained weights)"
+            )
             continue
         for definition in sorted(refs_of[index], key=lambda d: d.qualname):
             if definition is cls or definition.kind not in ("class", "function", "var"):
                 continue
             loads = ev.loads(definition)
             if loads:
-                found[attr] = f"{cls.name}.{attr} holds {definition.name} at {where}:{stmt.node.lineno}, which {loads}"
+                found[attr] = (
+                    f"{cls.name}.{attr} holds {definition.name} at {where}:{stmt.node.lineno}, which {loads}"
+                )
                 break
     uncertain: Dict[str, str] = {}
     own = ev.self_load(cls) if cls in project.modules_classes else None
@@ -158,10 +184,14 @@ def _backbone_evidence(project: Project, cls: Definition, statements, finals, re
             if attr in found:
                 continue
             if attr in own.covers:
-                found[attr] = f"{cls.name}.{attr}: {own.describe()}, which covers {', '.join(own.covers)}"
+                found[attr] = (
+                    f"{cls.name}.{attr}: {own.describe()}, which covers {', '.join(own.covers)}"
+                )
             elif not own.checkpoint:
-                uncertain[attr] = (f"{own.describe()}; bn2gn cannot tell whether they cover {cls.name}.{attr}: "
-                                   f"--backbone-attr {attr} if they do, --convert {cls.name}.{attr} if not")
+                uncertain[attr] = (
+                    f"{own.describe()}; bn2gn cannot tell whether they cover {cls.name}.{attr}: "
+                    f"--backbone-attr {attr} if they do, --convert {cls.name}.{attr} if not"
+                )
     return found, uncertain
 
 
@@ -173,7 +203,9 @@ def _reach_labelled(project: Project, start: Dict[Definition, str], avoid) -> Di
     return {definition: start[first] for definition, first in origin.items() if first in start}
 
 
-def _statement_refs(project: Project, cls: Definition, stmt: FlowStatement, init_bindings) -> Set[Definition]:
+def _statement_refs(
+    project: Project, cls: Definition, stmt: FlowStatement, init_bindings
+) -> Set[Definition]:
     if stmt.owner is not None and stmt.owner is not cls:
         cls, init_bindings = stmt.owner, project.param_bindings.get(stmt.owner, {})
     facts = cls.module
@@ -200,7 +232,11 @@ def value_names(expr: ast.AST):
     for node in ast.walk(expr):
         if isinstance(node, ast.Call):
             called.add(id(node.func))
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and id(node) not in called:
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and id(node) not in called
+        ):
             skip.add(id(node.value))
         elif isinstance(node, ast.Name) and id(node) not in skip:
             yield node
@@ -213,7 +249,9 @@ def _param_names(method: ast.AST) -> Set[str]:
     return {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
 
 
-def _is_opaque(project: Project, cls: Definition, stmt: FlowStatement, refs: Set[Definition]) -> bool:
+def _is_opaque(
+    project: Project, cls: Definition, stmt: FlowStatement, refs: Set[Definition]
+) -> bool:
     """A backbone assignment whose classes cannot be followed (globals()[name], a registry lookup)."""
     if any(d.kind in ("class", "function") for d in refs):
         return False
@@ -227,7 +265,9 @@ def _is_opaque(project: Project, cls: Definition, stmt: FlowStatement, refs: Set
                     return True
                 if isinstance(func, ast.Attribute) and func.attr in DYNAMIC_CALLS:
                     return True
-                target = project.resolve(cls.module, func.value if isinstance(func, ast.Attribute) else func)
+                target = project.resolve(
+                    cls.module, func.value if isinstance(func, ast.Attribute) else func
+                )
                 if target is not None and target.kind == "var":
                     return True
     return False
@@ -246,8 +286,11 @@ def _pretrained_factories(project: Project, cls: Definition) -> List[Definition]
 
 
 def _uses_globals(stmt: FlowStatement) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in ("globals", "locals", "vars")
-               for e in stmt.expressions for n in ast.walk(e))
+    return any(
+        isinstance(n, ast.Name) and n.id in ("globals", "locals", "vars")
+        for e in stmt.expressions
+        for n in ast.walk(e)
+    )
 
 
 # -- statements and where their values go --------------------------------------------------------
@@ -262,22 +305,48 @@ def _class_statements(cls: Definition) -> List[FlowStatement]:
     out: List[FlowStatement] = []
     for item in cls.node.body:
         if isinstance(item, FUNCTIONS):
-            self_name = (item.args.posonlyargs + item.args.args)[0].arg if (item.args.posonlyargs + item.args.args) else "self"
+            self_name = (
+                (item.args.posonlyargs + item.args.args)[0].arg
+                if (item.args.posonlyargs + item.args.args)
+                else "self"
+            )
             for node in ast.walk(item):
                 if node is item:
                     continue
                 if isinstance(node, (ast.For, ast.AsyncFor)):
-                    out.append(_flow(node, item, _target_sinks(node.target, self_name), [node.iter]))
+                    out.append(
+                        _flow(node, item, _target_sinks(node.target, self_name), [node.iter])
+                    )
                 elif isinstance(node, ast.stmt) and not isinstance(node, _COMPOUND):
-                    out.append(_flow(node, item, _statement_sinks(node, self_name), _statement_expressions(node)))
+                    out.append(
+                        _flow(
+                            node,
+                            item,
+                            _statement_sinks(node, self_name),
+                            _statement_expressions(node),
+                        )
+                    )
         else:
             out.append(_flow(item, None, [("own", "")], [item]))
     return out
 
 
-_COMPOUND = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef,
-             ast.AsyncFunctionDef, ast.ClassDef) + ((ast.Match,) if hasattr(ast, "Match") else ()) + (
-    (ast.TryStar,) if hasattr(ast, "TryStar") else ())
+_COMPOUND = (
+    (
+        ast.For,
+        ast.AsyncFor,
+        ast.While,
+        ast.If,
+        ast.With,
+        ast.AsyncWith,
+        ast.Try,
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+    )
+    + ((ast.Match,) if hasattr(ast, "Match") else ())
+    + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
+)
 
 
 def _flow(node, method, sinks, expressions) -> FlowStatement:
@@ -289,7 +358,9 @@ def _flow(node, method, sinks, expressions) -> FlowStatement:
     for kind, name in sinks:
         if kind == "local":
             reads.discard(name)
-    return FlowStatement(node=node, method=method, sinks=sinks, reads=reads, expressions=expressions)
+    return FlowStatement(
+        node=node, method=method, sinks=sinks, reads=reads, expressions=expressions
+    )
 
 
 def _statement_expressions(node: ast.stmt) -> List[ast.AST]:
@@ -327,9 +398,18 @@ def _statement_sinks(node: ast.stmt, self_name: str) -> List[Tuple[str, str]]:
 
 def _call_sinks(call: ast.Call, self_name: str) -> List[Tuple[str, str]]:
     func = call.func
-    if isinstance(func, ast.Attribute) and func.attr in ATTR_SETTERS and _is_name(func.value, self_name):
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr in ATTR_SETTERS
+        and _is_name(func.value, self_name)
+    ):
         return [_named_attr(call.args[0] if call.args else None)]
-    if isinstance(func, ast.Name) and func.id == "setattr" and call.args and _is_name(call.args[0], self_name):
+    if (
+        isinstance(func, ast.Name)
+        and func.id == "setattr"
+        and call.args
+        and _is_name(call.args[0], self_name)
+    ):
         return [_named_attr(call.args[1] if len(call.args) > 1 else None)]
     if isinstance(func, ast.Attribute) and func.attr in BUILDERS:
         return _target_sinks(func.value, self_name)
@@ -372,8 +452,12 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
     for index, stmt in enumerate(statements):
         for expr in stmt.expressions:
             for node in ast.walk(expr):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(
-                        node.func.value, ast.Name) and node.func.value.id in ("self", "cls"):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("self", "cls")
+                ):
                     callers.setdefault(node.func.attr, []).append(index)
     readers: Dict[Tuple[int, str], List[int]] = {}
     for index, stmt in enumerate(statements):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import re
 import gc
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
@@ -43,7 +43,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def read_all(files: Sequence[Path], known: Optional[Dict[Path, bytes]] = None) -> Tuple[Dict[Path, bytes], List[str]]:
+def read_all(
+    files: Sequence[Path], known: Optional[Dict[Path, bytes]] = None
+) -> Tuple[Dict[Path, bytes], List[str]]:
     """Every file's bytes (``known``: those discovery already read); unreadable files become errors."""
     raw, errors = {}, []
     known = known or {}
@@ -87,8 +89,9 @@ def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
     return facts
 
 
-def build_plan(paths: Sequence[Path], config: Config,
-               with_insertions: bool = False) -> Tuple[Plan, Optional[object]]:
+def build_plan(
+    paths: Sequence[Path], config: Config, with_insertions: bool = False
+) -> Tuple[Plan, Optional[object]]:
     """The static plan for ``paths``; also returns the Project (None when no file mentions BatchNorm).
 
     ``with_insertions`` adds where patch-trainer would insert its calls (for ``bn2gn scan``).

@@ -46,7 +46,9 @@ def _classify_node(facts: ModuleFacts, node: ast.AST) -> Optional[Tuple[str, str
             if op:
                 return op, "partial"
         return None
-    if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(getattr(node, "ctx", None), ast.Load):
+    if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(
+        getattr(node, "ctx", None), ast.Load
+    ):
         op = facts.batchnorm_op(node)
         if op and _is_passed_as_callable(facts, node):
             return op, "callable"
@@ -78,7 +80,13 @@ def _inside_type_check(node: ast.AST) -> bool:
         parent = parent_of(current)
         if isinstance(parent, ast.Call):
             func = parent.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else None
+            )
             if name in TYPE_CHECKS or name == "type":
                 return True
         if isinstance(parent, (ast.Compare, ast.ExceptHandler)):
@@ -94,7 +102,10 @@ def _raw_site(facts: ModuleFacts, node: ast.expr, op: str, form: str) -> RawSite
         parent = parent_of(current)
         if statement is None and isinstance(current, ast.stmt):
             statement = current
-        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and current is not node:
+        if (
+            isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            and current is not node
+        ):
             chain.insert(0, current)
         if isinstance(current, ast.ClassDef) and class_name is None and not chain:
             class_name = current.name
@@ -105,8 +116,16 @@ def _raw_site(facts: ModuleFacts, node: ast.expr, op: str, form: str) -> RawSite
             break
         current = parent
     funcs = [f.name for f in chain if not isinstance(f, ast.Lambda)]
-    return RawSite(node=node, op=op, form=form, scope=scope_name(class_name, funcs), owner=owner,
-                   statement=statement, func_chain=tuple(chain), target=describe_target(node))
+    return RawSite(
+        node=node,
+        op=op,
+        form=form,
+        scope=scope_name(class_name, funcs),
+        owner=owner,
+        statement=statement,
+        func_chain=tuple(chain),
+        target=describe_target(node),
+    )
 
 
 def _owner_name(top: ast.stmt) -> Optional[str]:
@@ -132,7 +151,13 @@ def describe_target(node: ast.AST) -> str:
         parent = parent_of(current)
         if isinstance(parent, ast.Call) and current in parent.args:
             func = parent.func
-            attr = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            attr = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
             if attr in LIST_BUILDERS and isinstance(func, ast.Attribute):
                 return f"{_text(func.value)}.{attr}(...){suffix}"
             if attr in ATTR_SETTERS or attr == "setattr":
@@ -146,7 +171,9 @@ def describe_target(node: ast.AST) -> str:
                 suffix = f"[{parent.elts.index(current)}]{suffix}"
             current = parent
             continue
-        if isinstance(parent, (ast.keyword, ast.Starred, ast.ListComp, ast.GeneratorExp, ast.IfExp)):
+        if isinstance(
+            parent, (ast.keyword, ast.Starred, ast.ListComp, ast.GeneratorExp, ast.IfExp)
+        ):
             current = parent
             continue
         break
@@ -163,8 +190,11 @@ def describe_target(node: ast.AST) -> str:
 
 
 def _setter_target(call: ast.Call) -> str:
-    name_arg = call.args[1] if (isinstance(call.func, ast.Name) and len(call.args) > 1) else (
-        call.args[0] if call.args else None)
+    name_arg = (
+        call.args[1]
+        if (isinstance(call.func, ast.Name) and len(call.args) > 1)
+        else (call.args[0] if call.args else None)
+    )
     if isinstance(name_arg, ast.Constant) and isinstance(name_arg.value, str):
         return f"self.{name_arg.value}"
     return f"self.<{_text(name_arg) if name_arg is not None else '?'}>"

@@ -61,21 +61,37 @@ class TraceReport:
     notes: List[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "instances": self.instances, "sites_executed": self.executed,
-                "stubs": {name: list(used) for name, used in self.stubs.items()},
-                "differences": [{"location": s.location, "static": {"decision": s.decision, "reason": s.reason},
-                                 "traced": {"decision": t.decision, "reason": t.reason}}
-                                for s, t in self.differences],
-                "untracked": [u.as_dict() for u in self.untracked], "warnings": self.warnings, "notes": self.notes}
+        return {
+            "model": self.model,
+            "instances": self.instances,
+            "sites_executed": self.executed,
+            "stubs": {name: list(used) for name, used in self.stubs.items()},
+            "differences": [
+                {
+                    "location": s.location,
+                    "static": {"decision": s.decision, "reason": s.reason},
+                    "traced": {"decision": t.decision, "reason": t.reason},
+                }
+                for s, t in self.differences
+            ],
+            "untracked": [u.as_dict() for u in self.untracked],
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }
 
 
-def trace_plan(static: Plan, project, spec, config: Config, checkpoint=None, load_options=None) -> TraceReport:
+def trace_plan(
+    static: Plan, project, spec, config: Config, checkpoint=None, load_options=None
+) -> TraceReport:
     """The traced plan for ``static``: build ``spec`` while recording, then decide each site."""
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise Bn2gnError("scan --trace builds the model with PyTorch, which is not installed here: "
-                         "pip install torch (CPU is enough)", EXIT_USAGE) from None
+        raise Bn2gnError(
+            "scan --trace builds the model with PyTorch, which is not installed here: "
+            "pip install torch (CPU is enough)",
+            EXIT_USAGE,
+        ) from None
     from .trace_report import check_statistics
 
     files = scanned_files(project)
@@ -84,17 +100,31 @@ def trace_plan(static: Plan, project, spec, config: Config, checkpoint=None, loa
     paths = module_paths(model)
     inside = backbone_paths(model, config, static)
     by_site, untracked = match_creations(creations, static.sites, paths)
-    report = TraceReport(plan=Plan(files=static.files, roots=list(static.roots), errors=list(static.errors),
-                                   notes=list(static.notes), insertions=list(static.insertions),
-                                   backbones=dict(static.backbones)),
-                         model=spec.describe(), instances=len(creations), stubs=stubs, untracked=untracked)
+    report = TraceReport(
+        plan=Plan(
+            files=static.files,
+            roots=list(static.roots),
+            errors=list(static.errors),
+            notes=list(static.notes),
+            insertions=list(static.insertions),
+            backbones=dict(static.backbones),
+        ),
+        model=spec.describe(),
+        instances=len(creations),
+        stubs=stubs,
+        untracked=untracked,
+    )
     for site in static.sites:
         report.plan.sites.append(traced_site(site, by_site.get(_key(site)), paths, config, inside))
     report.executed = sum(1 for s in static.sites if _key(s) in by_site)
-    report.differences = [(s, t) for s, t in zip(static.sites, report.plan.sites) if s.decision != t.decision]
+    report.differences = [
+        (s, t) for s, t in zip(static.sites, report.plan.sites) if s.decision != t.decision
+    ]
     if creations and not by_site and static.sites:
-        report.warnings.append("the build executed none of the BatchNorm sites in the scanned files: does --path "
-                               "import the same source tree that was scanned?")
+        report.warnings.append(
+            "the build executed none of the BatchNorm sites in the scanned files: does --path "
+            "import the same source tree that was scanned?"
+        )
     check_statistics(model, config, report, checkpoint, load_options)
     return report
 
@@ -108,11 +138,18 @@ def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     return {path for path, _ in backbone_modules(model, attrs)}
 
 
-def traced_site(site: Site, found: Optional[List[Creation]], paths: Dict[int, List[str]], config: Config,
-                inside: Optional[set] = None) -> Site:
+def traced_site(
+    site: Site,
+    found: Optional[List[Creation]],
+    paths: Dict[int, List[str]],
+    config: Config,
+    inside: Optional[set] = None,
+) -> Site:
     traced = dataclasses.replace(site, module_paths=[])
     if found is None and site.form != "call":
-        traced.reason = f"{site.reason} (a trace sees the calls that use this {site.form}: see 'untracked')"
+        traced.reason = (
+            f"{site.reason} (a trace sees the calls that use this {site.form}: see 'untracked')"
+        )
         return traced
     if found is None:
         traced.reason = f"{site.reason} (not executed in trace)"
@@ -120,28 +157,49 @@ def traced_site(site: Site, found: Optional[List[Creation]], paths: Dict[int, Li
     groups = [paths.get(id(c.instance), []) for c in found]
     traced.module_paths = [p for group in groups for p in group]
     traced.decision, traced.reason = decide_from_trace(site, groups, config, inside)
-    traced.decision, traced.reason = _apply_overrides(traced, None, set(), config, traced.decision, traced.reason)
+    traced.decision, traced.reason = _apply_overrides(
+        traced, None, set(), config, traced.decision, traced.reason
+    )
     return traced
 
 
-def decide_from_trace(site: Site, groups: Sequence[List[str]], config: Config,
-                      inside: Optional[set] = None) -> Tuple[str, str]:
+def decide_from_trace(
+    site: Site, groups: Sequence[List[str]], config: Config, inside: Optional[set] = None
+) -> Tuple[str, str]:
     """All instances under backbone attributes -> keep; none -> convert; some of each -> unsure."""
     found = [p for group in groups for p in group]
     if site.op != "BatchNorm2d":
         return site.decision, f"{site.reason}; traced: {len(groups)} instance(s) {show(found)}"
     if not found:
-        return site.decision, f"{site.reason} (traced: built {len(groups)} instance(s), none of them part of the model)"
-    backbone = [p for p in found if (p in inside if inside is not None else is_backbone_path(p, config.backbone_attrs))]
+        return (
+            site.decision,
+            f"{site.reason} (traced: built {len(groups)} instance(s), none of them part of the model)",
+        )
+    backbone = [
+        p
+        for p in found
+        if (p in inside if inside is not None else is_backbone_path(p, config.backbone_attrs))
+    ]
     other = [p for p in found if p not in backbone]
     if backbone and other:
-        return UNSURE, f"traced: shared at run time: backbone {show(backbone)} and non-backbone {show(other)}"
+        return (
+            UNSURE,
+            f"traced: shared at run time: backbone {show(backbone)} and non-backbone {show(other)}",
+        )
     if backbone:
-        return KEEP, f"traced: all {len(backbone)} instance(s) under backbone attributes: {show(backbone)}"
+        return (
+            KEEP,
+            f"traced: all {len(backbone)} instance(s) under backbone attributes: {show(backbone)}",
+        )
     if site.form != "call":
-        return UNSURE, (f"traced: instances outside the backbone {show(other)}, but this is {site.form}; "
-                        "change it by hand")
-    return CONVERT, f"traced: {len(other)} instance(s), none under a backbone attribute: {show(other)}"
+        return UNSURE, (
+            f"traced: instances outside the backbone {show(other)}, but this is {site.form}; "
+            "change it by hand"
+        )
+    return (
+        CONVERT,
+        f"traced: {len(other)} instance(s), none under a backbone attribute: {show(other)}",
+    )
 
 
 def show(paths: Sequence[str]) -> str:
@@ -179,11 +237,17 @@ def record_batchnorm(files: Dict[str, str]) -> Iterator[List[Creation]]:
         _BatchNorm.__init__ = original
 
 
-def _creator(instance, frame, files: Dict[str, str], cache: Dict[str, Optional[str]]) -> Optional[Where]:
+def _creator(
+    instance, frame, files: Dict[str, str], cache: Dict[str, Optional[str]]
+) -> Optional[Where]:
     """The first frame inside the scanned files that is not the instance's own (subclass) constructor."""
     while frame is not None:
         code = frame.f_code
-        own = code.co_argcount and code.co_name == "__init__" and frame.f_locals.get(code.co_varnames[0]) is instance
+        own = (
+            code.co_argcount
+            and code.co_name == "__init__"
+            and frame.f_locals.get(code.co_varnames[0]) is instance
+        )
         if not own:
             filename = code.co_filename
             if filename not in cache:
@@ -197,12 +261,17 @@ def _creator(instance, frame, files: Dict[str, str], cache: Dict[str, Optional[s
 def _call_span(frame) -> Tuple[int, int, int, int]:
     """Line and 1-based character columns of the call the frame is executing."""
     code = frame.f_code
-    line, end_line, col, end_col = next(itertools.islice(code.co_positions(), frame.f_lasti // 2, None),
-                                        (None, None, None, None))
+    line, end_line, col, end_col = next(
+        itertools.islice(code.co_positions(), frame.f_lasti // 2, None), (None, None, None, None)
+    )
     if line is None or col is None:
         return frame.f_lineno, 0, frame.f_lineno, 0
-    return (line, _chars(code.co_filename, line, col) + 1, end_line or line,
-            _chars(code.co_filename, end_line or line, end_col or 0) + 1)
+    return (
+        line,
+        _chars(code.co_filename, line, col) + 1,
+        end_line or line,
+        _chars(code.co_filename, end_line or line, end_col or 0) + 1,
+    )
 
 
 def _chars(filename: str, line: int, byte_col: int) -> int:
@@ -249,8 +318,9 @@ def _key(site: Site) -> Tuple[str, int, int]:
     return site.path, site.line, site.col
 
 
-def match_creations(creations: Sequence[Creation], sites: Sequence[Site],
-                    paths: Dict[int, List[str]]) -> Tuple[Dict[Tuple[str, int, int], List[Creation]], List[Untracked]]:
+def match_creations(
+    creations: Sequence[Creation], sites: Sequence[Site], paths: Dict[int, List[str]]
+) -> Tuple[Dict[Tuple[str, int, int], List[Creation]], List[Untracked]]:
     """Each creation goes to the static site whose call it executed: same start, else the smallest site
     whose span contains the call's start. The rest are reported by creating call."""
     by_file: Dict[str, List[Site]] = {}
@@ -281,8 +351,11 @@ def _site_for(where: Optional[Where], by_file: Dict[str, List[Site]]) -> Optiona
     if col == 0:  # no column information: only a line with one call site is certain
         on_line = [s for s in candidates if s.line == line and s.form == "call"]
         return on_line[0] if len(on_line) == 1 else None
-    containing = [s for s in candidates if (s.line, s.col) <= (line, col) < (s.end_line, s.end_col)
-                  and s.form == "call"]
+    containing = [
+        s
+        for s in candidates
+        if (s.line, s.col) <= (line, col) < (s.end_line, s.end_col) and s.form == "call"
+    ]
     if not containing:
         return None
     return min(containing, key=lambda s: (s.end_line - s.line, s.end_col - s.col))

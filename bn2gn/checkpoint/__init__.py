@@ -6,7 +6,18 @@ from .remap import CheckpointReport, RemapOptions, StateDictReport, remap_conten
 from .verify import Verification, verify_state_dict
 
 __all__ = [
-    "CheckpointReport", "LoadOptions", "RemapJob", "RemapOptions", "RemapResult", "StateDictReport",
-    "Verification", "default_output_path", "find_state_dicts", "load_checkpoint", "remap_content",
-    "remap_state_dict", "run_remap", "verify_state_dict",
+    "CheckpointReport",
+    "LoadOptions",
+    "RemapJob",
+    "RemapOptions",
+    "RemapResult",
+    "StateDictReport",
+    "Verification",
+    "default_output_path",
+    "find_state_dicts",
+    "load_checkpoint",
+    "remap_content",
+    "remap_state_dict",
+    "run_remap",
+    "verify_state_dict",
 ]

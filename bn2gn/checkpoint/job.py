@@ -20,8 +20,14 @@ from typing import List, Optional, Tuple
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from ..modelspec import ModelSpec, build_model
 from ..sources import WriteRefused, atomic_output, file_kind
-from .load import (SAFETENSORS, LoadOptions, find_state_dicts, fold_warnings, load_checkpoint,
-                   refuse_meta_tensors)
+from .load import (
+    SAFETENSORS,
+    LoadOptions,
+    find_state_dicts,
+    fold_warnings,
+    load_checkpoint,
+    refuse_meta_tensors,
+)
 from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
 from .save import build_payload, check_written, output_format, save_checkpoint
 from .verify import Verification, verify_state_dict
@@ -56,7 +62,9 @@ class RemapResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FAILED if self.verification is not None and not self.verification.ok else EXIT_OK
+        return (
+            EXIT_FAILED if self.verification is not None and not self.verification.ok else EXIT_OK
+        )
 
 
 def default_output_path(source: Path) -> Path:
@@ -77,9 +85,13 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
         _check_in_place(source)
     output = source if job.in_place else Path(job.output or default_output_path(source))
     if not job.in_place and _same_file(output, source):
-        raise Bn2gnError(f"{output}: is the input; to replace it use --in-place (keeps {source}.bak)", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{output}: is the input; to replace it use --in-place (keeps {source}.bak)", EXIT_USAGE
+        )
     if not output.parent.is_dir():
-        raise Bn2gnError(f"{output}: output folder {output.parent} does not exist; create it first", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{output}: output folder {output.parent} does not exist; create it first", EXIT_USAGE
+        )
     if output.is_dir():
         raise Bn2gnError(f"{output}: is a directory; give an output file name with -o", EXIT_USAGE)
     backup = source.with_name(source.name + ".bak") if job.in_place else None
@@ -88,9 +100,13 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
     _check_replaceable(backup)
     conflicts = []
     if not job.in_place and output.exists() and not job.force:
-        conflicts.append(f"{output}: already exists; use --force to overwrite it or -o to choose another name")
+        conflicts.append(
+            f"{output}: already exists; use --force to overwrite it or -o to choose another name"
+        )
     if backup is not None and backup.exists() and not job.force:
-        conflicts.append(f"{backup}: already exists; --in-place keeps the original there, use --force to replace it")
+        conflicts.append(
+            f"{backup}: already exists; --in-place keeps the original there, use --force to replace it"
+        )
     if conflicts and not job.dry_run:
         raise Bn2gnError(conflicts[0], EXIT_USAGE)
     return output, backup, conflicts
@@ -114,19 +130,32 @@ def _run_remap(job: RemapJob) -> RemapResult:
     refuse_meta_tensors(checkpoint.content, checkpoint.path)
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
     remap = job.remap
-    if model is not None and remap.plan is None:  # the model itself says which layers were converted
+    if (
+        model is not None and remap.plan is None
+    ):  # the model itself says which layers were converted
         remap = dataclasses.replace(remap, plan=selection_from_model(model, job.model.describe()))
     content, report = remap_content(checkpoint.content, keys, remap)
     fmt = output_format(output)
     payload, notes = build_payload(content, keys, fmt)
-    report.warnings.extend([f"{job.source}: {w}" for w in checkpoint.warnings] + notes
-                           + [f"a real run would stop here: {c}" for c in conflicts])
-    result = RemapResult(source=Path(job.source), output=output, source_format=checkpoint.format,
-                         output_format=fmt, state_keys=keys, report=report, dry_run=job.dry_run)
+    report.warnings.extend(
+        [f"{job.source}: {w}" for w in checkpoint.warnings]
+        + notes
+        + [f"a real run would stop here: {c}" for c in conflicts]
+    )
+    result = RemapResult(
+        source=Path(job.source),
+        output=output,
+        source_format=checkpoint.format,
+        output_format=fmt,
+        state_keys=keys,
+        report=report,
+        dry_run=job.dry_run,
+    )
     if model is not None:
         primary = content[keys[0]] if keys else content
-        result.verification = verify_state_dict(model, primary, job.remap.backbone_attrs, job.strict,
-                                                 job.model.describe())
+        result.verification = verify_state_dict(
+            model, primary, job.remap.backbone_attrs, job.strict, job.model.describe()
+        )
     if job.dry_run or result.exit_code != EXIT_OK:
         return result
     metadata = checkpoint.metadata if checkpoint.format == SAFETENSORS else {"format": "pt"}
@@ -136,10 +165,14 @@ def _run_remap(job: RemapJob) -> RemapResult:
             check_written(tmp, fmt, payload, job.load)
             if backup is not None:
                 keep_backup(Path(job.source), backup)
-    except WriteRefused as exc:  # the output changed into something else while the checkpoint was remapped
+    except (
+        WriteRefused
+    ) as exc:  # the output changed into something else while the checkpoint was remapped
         raise Bn2gnError(str(exc), EXIT_USAGE) from None
     except OSError as exc:
-        raise Bn2gnError(f"{output}: cannot write ({exc.strerror or exc}); nothing was written", EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"{output}: cannot write ({exc.strerror or exc}); nothing was written", EXIT_USAGE
+        ) from None
     result.written = True
     result.backup = backup
     return result
@@ -148,16 +181,21 @@ def _run_remap(job: RemapJob) -> RemapResult:
 def _check_in_place(source: Path) -> None:
     """--in-place replaces a real file with one name: never through a symlink, never splitting hard links."""
     if source.is_symlink():
-        raise Bn2gnError(f"{source}: is a symlink (to {os.path.realpath(source)}); --in-place does not write "
-                         "through links: run it on the file itself, or write a new file with -o NEW", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{source}: is a symlink (to {os.path.realpath(source)}); --in-place does not write "
+            "through links: run it on the file itself, or write a new file with -o NEW",
+            EXIT_USAGE,
+        )
     try:
         links = os.stat(source).st_nlink
     except OSError:
         return  # load_checkpoint reports a missing or unreadable file
     if links > 1:
-        raise Bn2gnError(f"{source}: has {links} hard links; --in-place would give this name a new file and "
-                         "leave the other names with the old checkpoint: write a new file with -o NEW instead",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"{source}: has {links} hard links; --in-place would give this name a new file and "
+            "leave the other names with the old checkpoint: write a new file with -o NEW instead",
+            EXIT_USAGE,
+        )
 
 
 def _check_replaceable(path: Optional[Path]) -> None:
@@ -165,18 +203,27 @@ def _check_replaceable(path: Optional[Path]) -> None:
     if path is None:
         return
     if path.is_symlink():
-        raise Bn2gnError(f"{path}: is a symlink (to {os.path.realpath(path)}); bn2gn does not write checkpoints "
-                         "through links: give the real file name or another name with -o", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: is a symlink (to {os.path.realpath(path)}); bn2gn does not write checkpoints "
+            "through links: give the real file name or another name with -o",
+            EXIT_USAGE,
+        )
     try:
         info = os.stat(path)
     except FileNotFoundError:
         return
     if not stat.S_ISREG(info.st_mode):
-        raise Bn2gnError(f"{path}: exists and is a {file_kind(info.st_mode)}, not a regular file; refused "
-                         "(also with --force): choose another output name with -o", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: exists and is a {file_kind(info.st_mode)}, not a regular file; refused "
+            "(also with --force): choose another output name with -o",
+            EXIT_USAGE,
+        )
     if info.st_nlink > 1:
-        raise Bn2gnError(f"{path}: has {info.st_nlink} hard links; replacing it would leave the other names "
-                         "with the old file: choose another output name with -o", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: has {info.st_nlink} hard links; replacing it would leave the other names "
+            "with the old file: choose another output name with -o",
+            EXIT_USAGE,
+        )
 
 
 def keep_backup(source: Path, backup: Path) -> None:

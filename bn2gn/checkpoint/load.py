@@ -23,11 +23,34 @@ STATE_DICT_KEYS = ("state_dict", "model", "net", "module", "state_dict_ema")
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS = "torch", "torch-legacy", "safetensors"
 _ZIP_MAGIC = b"PK\x03\x04"
 #: Modules whose globals can run code or reach the system when unpickled; --allow-global refuses them.
-CODE_RUNNING_MODULES = frozenset({
-    "__builtin__", "builtins", "code", "codeop", "ctypes", "functools", "importlib", "io", "marshal", "nt",
-    "operator", "os", "pathlib", "pickle", "_pickle", "posix", "pty", "runpy", "shutil", "socket", "subprocess",
-    "sys", "types", "webbrowser",
-})
+CODE_RUNNING_MODULES = frozenset(
+    {
+        "__builtin__",
+        "builtins",
+        "code",
+        "codeop",
+        "ctypes",
+        "functools",
+        "importlib",
+        "io",
+        "marshal",
+        "nt",
+        "operator",
+        "os",
+        "pathlib",
+        "pickle",
+        "_pickle",
+        "posix",
+        "pty",
+        "runpy",
+        "shutil",
+        "socket",
+        "subprocess",
+        "sys",
+        "types",
+        "webbrowser",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +81,9 @@ def checkpoint_format(path: Path) -> str:
         return TORCH_ZIP if handle.read(4) == _ZIP_MAGIC else TORCH_LEGACY
 
 
-def load_checkpoint(path: Path, options: LoadOptions = LoadOptions(), fmt: Optional[str] = None) -> Checkpoint:
+def load_checkpoint(
+    path: Path, options: LoadOptions = LoadOptions(), fmt: Optional[str] = None
+) -> Checkpoint:
     """Read ``path``; ``fmt`` overrides detection by suffix (for bn2gn's own temporary files)."""
     path = Path(path)
     _check_readable(path)
@@ -87,8 +112,10 @@ def fold_warnings(caught) -> Tuple[str, ...]:
         if not text or any(noise in text for noise in _NOISE):
             continue
         if "quantize" in text or "quantized" in text:
-            text = ("holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: a future torch "
-                    "may not load this checkpoint")
+            text = (
+                "holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: a future torch "
+                "may not load this checkpoint"
+            )
         else:
             text = "torch: " + text.splitlines()[0].split(". ")[0].rstrip(".")
         if text not in folded:
@@ -101,7 +128,9 @@ def load_torch(path: Path, options: LoadOptions, mmap: bool) -> Any:
     import torch
 
     if options.trust_pickle:
-        return _guarded_load(path, lambda: torch.load(path, map_location="cpu", weights_only=False, mmap=mmap))
+        return _guarded_load(
+            path, lambda: torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        )
     allowed = [resolve_global(name) for name in options.allow_globals]
     with torch.serialization.safe_globals(allowed):
         try:
@@ -125,10 +154,15 @@ def resolve_global(name: str) -> tuple:
     """``argparse.Namespace`` → ``(argparse.Namespace, "argparse.Namespace")`` for torch's allow-list."""
     parts = name.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise Bn2gnError(f"--allow-global {name}: give the full dotted name, e.g. argparse.Namespace", EXIT_USAGE)
+        raise Bn2gnError(
+            f"--allow-global {name}: give the full dotted name, e.g. argparse.Namespace", EXIT_USAGE
+        )
     if can_run_code(name):
-        raise Bn2gnError(f"--allow-global {name}: refused, {parts[0]} globals can run arbitrary code; "
-                         "use --trust-pickle, and only for a file you trust", EXIT_USAGE)
+        raise Bn2gnError(
+            f"--allow-global {name}: refused, {parts[0]} globals can run arbitrary code; "
+            "use --trust-pickle, and only for a file you trust",
+            EXIT_USAGE,
+        )
     for split in range(len(parts) - 1, 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:split]))
@@ -141,11 +175,17 @@ def resolve_global(name: str) -> tuple:
         except AttributeError:
             break
         if not isinstance(obj, type) and not callable(obj):
-            raise Bn2gnError(f"--allow-global {name}: is a {type(obj).__name__}, not a class or function; "
-                             "name the class the pickle uses, e.g. argparse.Namespace", EXIT_USAGE)
+            raise Bn2gnError(
+                f"--allow-global {name}: is a {type(obj).__name__}, not a class or function; "
+                "name the class the pickle uses, e.g. argparse.Namespace",
+                EXIT_USAGE,
+            )
         return (obj, name)
-    raise Bn2gnError(f"--allow-global {name}: cannot import it; give the full dotted name, "
-                     "e.g. argparse.Namespace", EXIT_USAGE)
+    raise Bn2gnError(
+        f"--allow-global {name}: cannot import it; give the full dotted name, "
+        "e.g. argparse.Namespace",
+        EXIT_USAGE,
+    )
 
 
 def _refuse_reached_module(name: str, obj: Any) -> None:
@@ -154,8 +194,11 @@ def _refuse_reached_module(name: str, obj: Any) -> None:
 
     real = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
     if isinstance(real, str) and real.split(".")[0] in CODE_RUNNING_MODULES:
-        raise Bn2gnError(f"--allow-global {name}: refused, it reaches {real}, whose globals can run arbitrary "
-                         "code; use --trust-pickle, and only for a file you trust", EXIT_USAGE)
+        raise Bn2gnError(
+            f"--allow-global {name}: refused, it reaches {real}, whose globals can run arbitrary "
+            "code; use --trust-pickle, and only for a file you trust",
+            EXIT_USAGE,
+        )
 
 
 def can_run_code(name: str) -> bool:
@@ -174,25 +217,40 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
         except Exception:  # noqa: BLE001 - the list is a courtesy; the refusal stands
             unsafe = []
         # torch's message may shorten the name (protocol 2 writes builtins as `exec`); prefer the dotted one
-        dotted = [n for n in unsafe if first is not None and (n == first or n.endswith("." + first))]
+        dotted = [
+            n for n in unsafe if first is not None and (n == first or n.endswith("." + first))
+        ]
         if dotted or (first is None and unsafe):
             first = (dotted or unsafe)[0]
         others = [n for n in unsafe if n != first]
     if first is None:
-        if "Unsupported operand 149" in message:  # FRAME: protocol 4+, which only plain pickle.dump writes
-            return Bn2gnError(f"{path}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
-                              "which safe (weights-only) loading cannot read; if you trust this file, re-run with "
-                              "--trust-pickle", EXIT_USAGE)
-        return Bn2gnError(f"{path}: refused: safe (weights-only) loading failed ({_unpickler_reason(message)}); "
-                          "if you trust this file, re-run with --trust-pickle", EXIT_USAGE)
+        if (
+            "Unsupported operand 149" in message
+        ):  # FRAME: protocol 4+, which only plain pickle.dump writes
+            return Bn2gnError(
+                f"{path}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
+                "which safe (weights-only) loading cannot read; if you trust this file, re-run with "
+                "--trust-pickle",
+                EXIT_USAGE,
+            )
+        return Bn2gnError(
+            f"{path}: refused: safe (weights-only) loading failed ({_unpickler_reason(message)}); "
+            "if you trust this file, re-run with --trust-pickle",
+            EXIT_USAGE,
+        )
     also = f" (also: {', '.join(others)})" if zipped and others else ""
     if can_run_code(first):
-        return Bn2gnError(f"{path}: refused to unpickle global {first}{also}, which can run arbitrary code: "
-                          "the file may be malicious; only if you trust its origin, re-run with --trust-pickle",
-                          EXIT_USAGE)
-    return Bn2gnError(f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and plain "
-                      f"containers only; if you trust this file, allow it with --allow-global {first} "
-                      "or load everything with --trust-pickle (runs the file's pickled code)", EXIT_USAGE)
+        return Bn2gnError(
+            f"{path}: refused to unpickle global {first}{also}, which can run arbitrary code: "
+            "the file may be malicious; only if you trust its origin, re-run with --trust-pickle",
+            EXIT_USAGE,
+        )
+    return Bn2gnError(
+        f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and plain "
+        f"containers only; if you trust this file, allow it with --allow-global {first} "
+        "or load everything with --trust-pickle (runs the file's pickled code)",
+        EXIT_USAGE,
+    )
 
 
 def _nonblank_lines(message: str):
@@ -215,24 +273,31 @@ def _unpickler_reason(message: str) -> str:
 def _unreadable(path: Path, exc: BaseException) -> Bn2gnError:
     lines = str(exc).strip().splitlines()
     detail = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
-    return Bn2gnError(f"{path}: not a readable PyTorch checkpoint, or truncated/corrupt ({detail}); "
-                      "check the file or copy it again", EXIT_USAGE)
+    return Bn2gnError(
+        f"{path}: not a readable PyTorch checkpoint, or truncated/corrupt ({detail}); "
+        "check the file or copy it again",
+        EXIT_USAGE,
+    )
 
 
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise Bn2gnError(f"{path}: no such file", EXIT_USAGE)
     if path.is_dir():
-        raise Bn2gnError(f"{path}: is a directory; give the checkpoint file (e.g. {path}/model_last.pth)",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: is a directory; give the checkpoint file (e.g. {path}/model_last.pth)",
+            EXIT_USAGE,
+        )
     try:
         with open(path, "rb") as handle:
             empty = not handle.read(1)
     except OSError as exc:
         raise Bn2gnError(f"{path}: cannot read ({exc.strerror or exc})", EXIT_USAGE) from None
     if empty:
-        raise Bn2gnError(f"{path}: empty file (0 bytes), not a checkpoint; the save was probably interrupted",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: empty file (0 bytes), not a checkpoint; the save was probably interrupted",
+            EXIT_USAGE,
+        )
 
 
 def _load_safetensors(path: Path) -> Tuple[dict, dict]:
@@ -245,8 +310,9 @@ def _load_safetensors(path: Path) -> Tuple[dict, dict]:
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         lines = str(exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
-        raise Bn2gnError(f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})",
-                         EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})", EXIT_USAGE
+        ) from None
     return tensors, metadata
 
 
@@ -256,9 +322,12 @@ def refuse_meta_tensors(content: Any, path: Path, where: str = "") -> None:
 
     if isinstance(content, torch.Tensor):
         if content.is_meta:
-            raise Bn2gnError(f"{path}: {where or 'the top level'} is a meta tensor (a shape, no values): the file "
-                             "was saved from a model that was never materialised; save it again from the trained "
-                             "model", EXIT_USAGE)
+            raise Bn2gnError(
+                f"{path}: {where or 'the top level'} is a meta tensor (a shape, no values): the file "
+                "was saved from a model that was never materialised; save it again from the trained "
+                "model",
+                EXIT_USAGE,
+            )
     elif isinstance(content, Mapping):
         for key, value in content.items():
             refuse_meta_tensors(value, path, f"{where}.{key}" if where else str(key))
@@ -291,24 +360,34 @@ def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tu
     EMA copy is remapped alongside it; ``keys`` (``--key``) chooses explicitly.
     """
     if not isinstance(content, Mapping):
-        raise Bn2gnError(f"{path}: holds a {type(content).__name__}, not a dict of tensors; "
-                         "not a checkpoint bn2gn can remap", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: holds a {type(content).__name__}, not a dict of tensors; "
+            "not a checkpoint bn2gn can remap",
+            EXIT_USAGE,
+        )
     if keys:
         for key in keys:
             if key not in content:
-                raise Bn2gnError(f"{path}: --key {key}: no such top-level entry (has: {_entry_names(content)})",
-                                 EXIT_USAGE)
+                raise Bn2gnError(
+                    f"{path}: --key {key}: no such top-level entry (has: {_entry_names(content)})",
+                    EXIT_USAGE,
+                )
             if not is_state_dict(content[key]):
-                raise Bn2gnError(f"{path}: --key {key}: holds a {type(content[key]).__name__}, "
-                                 "not a state dict of tensors", EXIT_USAGE)
+                raise Bn2gnError(
+                    f"{path}: --key {key}: holds a {type(content[key]).__name__}, "
+                    "not a state dict of tensors",
+                    EXIT_USAGE,
+                )
         return tuple(keys)
     if is_state_dict(content):
         return ()
     found = tuple(k for k in STATE_DICT_KEYS if is_state_dict(content.get(k)))
     if not found:
-        raise Bn2gnError(f"{path}: no state dict found at the top level or under "
-                         f"{', '.join(STATE_DICT_KEYS)} (has: {_entry_names(content)}); choose one with --key",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: no state dict found at the top level or under "
+            f"{', '.join(STATE_DICT_KEYS)} (has: {_entry_names(content)}); choose one with --key",
+            EXIT_USAGE,
+        )
     return found
 
 

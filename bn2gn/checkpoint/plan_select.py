@@ -34,10 +34,14 @@ class PlanSelection:
         return converted, unaccounted
 
     def warning(self, unaccounted: List[str], where: str = "the state dict") -> str:
-        shown = ", ".join(unaccounted[:5]) + (f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else "")
-        return (f"{len(unaccounted)} BatchNorm layer(s) in {where} are not accounted for by the plan "
-                f"{self.source} and were left as they are: {shown}; trace the model that wrote this "
-                "checkpoint (bn2gn scan --trace) or check the module paths")
+        shown = ", ".join(unaccounted[:5]) + (
+            f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else ""
+        )
+        return (
+            f"{len(unaccounted)} BatchNorm layer(s) in {where} are not accounted for by the plan "
+            f"{self.source} and were left as they are: {shown}; trace the model that wrote this "
+            "checkpoint (bn2gn scan --trace) or check the module paths"
+        )
 
 
 def selection_from_plan(plan, source: str) -> PlanSelection:
@@ -46,14 +50,20 @@ def selection_from_plan(plan, source: str) -> PlanSelection:
 
     traced = [site for site in plan.sites if site.module_paths]
     if not traced:
-        raise Bn2gnError(f"{source}: the plan has no module paths; make a traced plan with "
-                         "bn2gn scan PATH... --trace MODULE:FACTORY -o plan.json", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{source}: the plan has no module paths; make a traced plan with "
+            "bn2gn scan PATH... --trace MODULE:FACTORY -o plan.json",
+            EXIT_USAGE,
+        )
     converted = {p for s in traced if s.decision == CONVERT for p in s.module_paths if p != ROOT}
     kept = {p for s in traced if s.decision != CONVERT for p in s.module_paths if p != ROOT}
     both = sorted(converted & kept)
     if both:
-        raise Bn2gnError(f"{source}: module path {both[0]} is listed by a convert site and by a keep/unsure site; "
-                         "fix the plan by hand or trace again", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{source}: module path {both[0]} is listed by a convert site and by a keep/unsure site; "
+            "fix the plan by hand or trace again",
+            EXIT_USAGE,
+        )
     return PlanSelection(source=source, converted=frozenset(converted), kept=frozenset(kept))
 
 

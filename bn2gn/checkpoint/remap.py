@@ -35,13 +35,19 @@ class ModelSelection:
 
     def split(self, layers):
         converted = {layer for layer in layers if layer in self.converted}
-        return converted, [layer for layer in layers if layer not in self.converted and layer not in self.kept]
+        return converted, [
+            layer for layer in layers if layer not in self.converted and layer not in self.kept
+        ]
 
     def warning(self, unaccounted, where: str = "the state dict") -> str:
-        shown = ", ".join(unaccounted[:5]) + (f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else "")
-        return (f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm in the "
-                f"model {self.source} and were left as they are: {shown}; check that --model builds the "
-                "network that wrote this checkpoint")
+        shown = ", ".join(unaccounted[:5]) + (
+            f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else ""
+        )
+        return (
+            f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm in the "
+            f"model {self.source} and were left as they are: {shown}; check that --model builds the "
+            "network that wrote this checkpoint"
+        )
 
 
 def selection_from_model(model, source: str = "--model") -> ModelSelection:
@@ -79,11 +85,15 @@ class StateDictReport:
     total: int = 0
     kept: List[str] = dataclasses.field(default_factory=list)
     renamed: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
-    dropped: Dict[str, List[str]] = dataclasses.field(default_factory=dict)  # converted layer -> keys
+    dropped: Dict[str, List[str]] = dataclasses.field(
+        default_factory=dict
+    )  # converted layer -> keys
     reset: List[str] = dataclasses.field(default_factory=list)
     backbone_batchnorm: List[str] = dataclasses.field(default_factory=list)
     stripped_prefix: str = ""
-    unaccounted: List[str] = dataclasses.field(default_factory=list)  # BatchNorm layers a --plan does not list
+    unaccounted: List[str] = dataclasses.field(
+        default_factory=list
+    )  # BatchNorm layers a --plan does not list
 
     @property
     def dropped_count(self) -> int:
@@ -98,17 +108,20 @@ class CheckpointReport:
     warnings: List[str] = dataclasses.field(default_factory=list)
 
 
-def remap_state_dict(state_dict: Mapping, options: RemapOptions = RemapOptions(),
-                     key: Optional[str] = None) -> Tuple[collections.OrderedDict, StateDictReport]:
+def remap_state_dict(
+    state_dict: Mapping, options: RemapOptions = RemapOptions(), key: Optional[str] = None
+) -> Tuple[collections.OrderedDict, StateDictReport]:
     report = StateDictReport(key=key, total=len(state_dict))
     prefix = "" if options.keep_prefix else _common_prefix(state_dict)
     report.stripped_prefix = prefix
-    names = {old: old[len(prefix):] for old in state_dict}
+    names = {old: old[len(prefix) :] for old in state_dict}
     batchnorm = _batchnorm_layers(names.values())
     if options.plan is not None:
         converted, report.unaccounted = options.plan.split(batchnorm)
     else:
-        converted = {layer for layer in batchnorm if not is_backbone_path(layer, options.backbone_attrs)}
+        converted = {
+            layer for layer in batchnorm if not is_backbone_path(layer, options.backbone_attrs)
+        }
     report.backbone_batchnorm = [layer for layer in batchnorm if layer not in converted]
     out = collections.OrderedDict()
     rename = getattr(options.plan, "rename", None)  # remap-ckpt --renames (checkpoint/renames.py)
@@ -133,8 +146,9 @@ def remap_state_dict(state_dict: Mapping, options: RemapOptions = RemapOptions()
     return out, report
 
 
-def remap_content(content: Any, state_keys: Tuple[str, ...],
-                  options: RemapOptions = RemapOptions()) -> Tuple[Any, CheckpointReport]:
+def remap_content(
+    content: Any, state_keys: Tuple[str, ...], options: RemapOptions = RemapOptions()
+) -> Tuple[Any, CheckpointReport]:
     """Remap the state dicts of a whole checkpoint; other top-level entries are kept as they are.
 
     ``state_keys`` is ``()`` when ``content`` is itself the state dict. Optimizer state is dropped
@@ -158,7 +172,8 @@ def remap_content(content: Any, state_keys: Tuple[str, ...],
             report.dropped_entries.append(str(name))
             report.warnings.append(
                 f"dropped optimizer state {name!r}: its per-parameter state no longer lines up once "
-                "parameters are frozen or replaced (keep it with --keep-optimizer)")
+                "parameters are frozen or replaced (keep it with --keep-optimizer)"
+            )
         else:
             out[name] = value
             report.kept_entries.append(str(name))
@@ -216,21 +231,27 @@ def _carry_metadata(source: Mapping, out: collections.OrderedDict, prefix: str) 
         elif name == root:
             renamed[""] = value
         elif name.startswith(prefix):
-            renamed[name[len(prefix):]] = value
+            renamed[name[len(prefix) :]] = value
     out._metadata = renamed
 
 
-def _warn_partial_prefix(source: Mapping, sd_report: StateDictReport, report: CheckpointReport) -> None:
+def _warn_partial_prefix(
+    source: Mapping, sd_report: StateDictReport, report: CheckpointReport
+) -> None:
     if sd_report.stripped_prefix:
         return
     carrying = sum(1 for k in source if k.startswith(DATA_PARALLEL_PREFIX))
     if 0 < carrying < len(source):
         where = f"state dict {sd_report.key!r}" if sd_report.key else "the state dict"
-        report.warnings.append(f"{carrying} of {len(source)} keys in {where} start with 'module.' but not all; "
-                               "left as they are (a DataParallel prefix would be on every key)")
+        report.warnings.append(
+            f"{carrying} of {len(source)} keys in {where} start with 'module.' but not all; "
+            "left as they are (a DataParallel prefix would be on every key)"
+        )
 
 
-def _warn_unaccounted(options: RemapOptions, sd_report: StateDictReport, report: CheckpointReport) -> None:
+def _warn_unaccounted(
+    options: RemapOptions, sd_report: StateDictReport, report: CheckpointReport
+) -> None:
     if options.plan is not None and sd_report.unaccounted:
         where = f"state dict {sd_report.key!r}" if sd_report.key else "the state dict"
         report.warnings.append(options.plan.warning(sd_report.unaccounted, where))

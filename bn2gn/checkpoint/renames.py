@@ -34,7 +34,7 @@ class RenameRule:
         head, _, last = layer.rpartition(".")
         if self.old is None or not self.covers(layer) or not _named(last, self.old):
             return layer
-        new_last = self.new + last[len(self.old):]
+        new_last = self.new + last[len(self.old) :]
         return f"{head}.{new_last}" if head else new_last
 
     def describe(self) -> str:
@@ -49,7 +49,7 @@ class RenameRule:
 
 
 def _named(segment: str, base: str) -> bool:
-    return segment == base or (segment.startswith(base) and segment[len(base):].isdigit())
+    return segment == base or (segment.startswith(base) and segment[len(base) :].isdigit())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,12 @@ class RenameSelection:
 
 
 def dump_rules(rules: Sequence[RenameRule], config: str) -> str:
-    return json.dumps({"format": FORMAT, "config": config, "rules": [r.as_dict() for r in rules]}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {"format": FORMAT, "config": config, "rules": [r.as_dict() for r in rules]}, indent=2
+        )
+        + "\n"
+    )
 
 
 def load_renames(path: Path) -> RenameSelection:
@@ -85,16 +90,30 @@ def load_renames(path: Path) -> RenameSelection:
     except OSError as exc:
         raise Bn2gnError(f"{path}: cannot read ({exc.strerror or exc})", EXIT_USAGE) from None
     except ValueError as exc:
-        raise Bn2gnError(f"{path}: not JSON ({exc}); write it with bn2gn config rewrite --renames-out", EXIT_USAGE) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rules"), list):
-        raise Bn2gnError(f"{path}: not a bn2gn renames file (format {FORMAT}); write it with "
-                         "bn2gn config rewrite --gn ... --renames-out FILE", EXIT_USAGE)
+        raise Bn2gnError(
+            f"{path}: not JSON ({exc}); write it with bn2gn config rewrite --renames-out",
+            EXIT_USAGE,
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("rules"), list)
+    ):
+        raise Bn2gnError(
+            f"{path}: not a bn2gn renames file (format {FORMAT}); write it with "
+            "bn2gn config rewrite --gn ... --renames-out FILE",
+            EXIT_USAGE,
+        )
     rules = []
     for item in data["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("prefix"), str):
             raise Bn2gnError(f"{path}: each rule needs a string 'prefix'", EXIT_USAGE)
         old, new = item.get("from"), item.get("to")
-        if (old is None) != (new is None) or not all(isinstance(v, (str, type(None))) for v in (old, new)):
-            raise Bn2gnError(f"{path}: rule {item!r}: 'from' and 'to' are both names or both null", EXIT_USAGE)
+        if (old is None) != (new is None) or not all(
+            isinstance(v, (str, type(None))) for v in (old, new)
+        ):
+            raise Bn2gnError(
+                f"{path}: rule {item!r}: 'from' and 'to' are both names or both null", EXIT_USAGE
+            )
         rules.append(RenameRule(item["prefix"], old, new))
     return RenameSelection(source=str(path), rules=tuple(rules))

@@ -33,9 +33,15 @@ def as_dict(result: RemapResult) -> dict:
 def _state_dict_as_dict(sd: StateDictReport) -> dict:
     return {
         "key": sd.key,
-        "counts": {"total": sd.total, "kept": len(sd.kept), "renamed": len(sd.renamed),
-                   "dropped": sd.dropped_count, "reset": len(sd.reset),
-                   "converted_layers": len(sd.dropped), "backbone_batchnorm_layers": len(sd.backbone_batchnorm)},
+        "counts": {
+            "total": sd.total,
+            "kept": len(sd.kept),
+            "renamed": len(sd.renamed),
+            "dropped": sd.dropped_count,
+            "reset": len(sd.reset),
+            "converted_layers": len(sd.dropped),
+            "backbone_batchnorm_layers": len(sd.backbone_batchnorm),
+        },
         "stripped_prefix": sd.stripped_prefix,
         "kept": sd.kept,
         "renamed": [[old, new] for old, new in sd.renamed],
@@ -48,11 +54,20 @@ def _state_dict_as_dict(sd: StateDictReport) -> dict:
 def _verification_as_dict(check: Verification) -> dict:
     if check is None:
         return None
-    return {"model": check.model, "strict": check.strict, "ok": check.ok, "clean": check.clean,
-            "missing": check.missing, "unexpected": check.unexpected,
-            "mismatched": {k: [{"key": n, "checkpoint": c, "model": m} for n, c, m in v]
-                           for k, v in check.mismatched.items()},
-            "backbone_lost": check.backbone_lost, "load_error": check.load_error}
+    return {
+        "model": check.model,
+        "strict": check.strict,
+        "ok": check.ok,
+        "clean": check.clean,
+        "missing": check.missing,
+        "unexpected": check.unexpected,
+        "mismatched": {
+            k: [{"key": n, "checkpoint": c, "model": m} for n, c, m in v]
+            for k, v in check.mismatched.items()
+        },
+        "backbone_lost": check.backbone_lost,
+        "load_error": check.load_error,
+    }
 
 
 def summary_line(result: RemapResult) -> str:
@@ -75,13 +90,17 @@ def summary_line(result: RemapResult) -> str:
 
 def render_text(result: RemapResult, verbose: bool = False) -> List[str]:
     """The human report; ``summary_line`` closes it. Long lists are grouped, -v lists every entry."""
-    lines = [f"{result.source} ({result.source_format}) -> {result.output} ({result.output_format})"]
+    lines = [
+        f"{result.source} ({result.source_format}) -> {result.output} ({result.output_format})"
+    ]
     for sd in result.report.state_dicts:
         lines.extend(_state_dict_lines(sd, verbose))
     report = result.report
     if report.kept_entries or report.dropped_entries:
-        lines.append(f"top-level entries: kept {', '.join(report.kept_entries) or 'none'}; "
-                     f"dropped {', '.join(report.dropped_entries) or 'none'}")
+        lines.append(
+            f"top-level entries: kept {', '.join(report.kept_entries) or 'none'}; "
+            f"dropped {', '.join(report.dropped_entries) or 'none'}"
+        )
     if result.verification is not None:
         lines.extend(_verification_lines(result.verification))
     return lines
@@ -92,10 +111,14 @@ def _state_dict_lines(sd: StateDictReport, verbose: bool) -> List[str]:
     lines = [f"{where}: {sd.total} entries"]
     lines.append(f"  kept     {len(sd.kept):6d}  (bit-identical){_groups(sd.kept, verbose)}")
     if sd.renamed:
-        lines.append(f"  renamed  {len(sd.renamed):6d}  ({sd.stripped_prefix}* -> *, DataParallel prefix stripped)")
+        lines.append(
+            f"  renamed  {len(sd.renamed):6d}  ({sd.stripped_prefix}* -> *, DataParallel prefix stripped)"
+        )
         if verbose:
             lines.extend(f"      {old} -> {new}" for old, new in sd.renamed)
-    lines.append(f"  dropped  {sd.dropped_count:6d}  running statistics of {len(sd.dropped)} converted layers")
+    lines.append(
+        f"  dropped  {sd.dropped_count:6d}  running statistics of {len(sd.dropped)} converted layers"
+    )
     for layer, keys in sd.dropped.items():
         leaves = ", ".join(k.rpartition(".")[2] for k in keys) or "(no running statistics)"
         lines.append(f"      {layer}: {leaves}")
@@ -103,7 +126,9 @@ def _state_dict_lines(sd: StateDictReport, verbose: bool) -> List[str]:
         lines.append(f"  reset    {len(sd.reset):6d}  GroupNorm weight=1 / bias=0 (--reset-affine)")
         if verbose:
             lines.extend(f"      {name}" for name in sd.reset)
-    lines.append(f"  backbone BatchNorm layers kept with their statistics: {len(sd.backbone_batchnorm)}")
+    lines.append(
+        f"  backbone BatchNorm layers kept with their statistics: {len(sd.backbone_batchnorm)}"
+    )
     return lines
 
 
@@ -118,18 +143,28 @@ def _groups(names: List[str], verbose: bool) -> str:
 
 def _verification_lines(check: Verification) -> List[str]:
     status = "ok" if check.ok else "FAILED"
-    detail = "strict load clean" if check.clean else check.problems() if not check.ok else "loads with strict=False"
+    detail = (
+        "strict load clean"
+        if check.clean
+        else check.problems()
+        if not check.ok
+        else "loads with strict=False"
+    )
     lines = [f"verification against {check.model}: {status} ({detail})"]
     for title, groups in (("missing", check.missing), ("unexpected", check.unexpected)):
         for module, names in groups.items():
             leaves = ", ".join(n.rpartition(".")[2] for n in names)
             lines.append(f"  {title:<10} {module}: {leaves}")
-    for module, entries in check.mismatched.items():
+    for entries in check.mismatched.values():
         for name, have, want in entries:
-            lines.append(f"  {'mismatched':<10} {name}: checkpoint {tuple(have)} vs model {tuple(want)}")
+            lines.append(
+                f"  {'mismatched':<10} {name}: checkpoint {tuple(have)} vs model {tuple(want)}"
+            )
     if check.backbone_lost:
-        lines.append(f"  backbone tensors lost: {', '.join(check.backbone_lost[:10])}"
-                     f"{', ...' if len(check.backbone_lost) > 10 else ''}")
+        lines.append(
+            f"  backbone tensors lost: {', '.join(check.backbone_lost[:10])}"
+            f"{', ...' if len(check.backbone_lost) > 10 else ''}"
+        )
     if check.load_error:
         lines.append(f"  load error: {check.load_error}")
     return lines

@@ -25,23 +25,37 @@ def build_payload(content: Any, state_keys: Tuple[str, ...], fmt: str) -> Tuple[
     if fmt != SAFETENSORS:
         return content, []
     if len(state_keys) > 1:
-        raise Bn2gnError(f"a .safetensors output holds one state dict, this checkpoint has {len(state_keys)} "
-                         f"({', '.join(state_keys)}); choose one with --key", EXIT_USAGE)
+        raise Bn2gnError(
+            f"a .safetensors output holds one state dict, this checkpoint has {len(state_keys)} "
+            f"({', '.join(state_keys)}); choose one with --key",
+            EXIT_USAGE,
+        )
     state = content[state_keys[0]] if state_keys else content
     warnings = []
     if state_keys:
         others = [str(k) for k in content if k != state_keys[0]]
         if others:
-            warnings.append(f"a .safetensors file holds tensors only: not written: {', '.join(others)}")
+            warnings.append(
+                f"a .safetensors file holds tensors only: not written: {', '.join(others)}"
+            )
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     for key, tensor in tensors.items():
         if tensor.is_quantized or tensor.layout != torch.strided:
-            kind = f"quantized ({tensor.dtype})" if tensor.is_quantized else f"sparse ({tensor.layout})"
-            raise Bn2gnError(f"entry {key}: a .safetensors file cannot hold a {kind} tensor; write a .pth "
-                             "output instead", EXIT_USAGE)
+            kind = (
+                f"quantized ({tensor.dtype})"
+                if tensor.is_quantized
+                else f"sparse ({tensor.layout})"
+            )
+            raise Bn2gnError(
+                f"entry {key}: a .safetensors file cannot hold a {kind} tensor; write a .pth "
+                "output instead",
+                EXIT_USAGE,
+            )
     skipped = [k for k in state if k not in tensors]
     if skipped:
-        warnings.append(f"a .safetensors file holds tensors only: not written: {', '.join(skipped)}")
+        warnings.append(
+            f"a .safetensors file holds tensors only: not written: {', '.join(skipped)}"
+        )
     return tensors, warnings
 
 
@@ -50,10 +64,16 @@ def save_checkpoint(payload: Any, path: Path, fmt: str, metadata: Optional[dict]
         from safetensors.torch import save_file
 
         try:
-            save_file({k: v.contiguous() for k, v in payload.items()}, str(path), metadata=metadata or None)
+            save_file(
+                {k: v.contiguous() for k, v in payload.items()},
+                str(path),
+                metadata=metadata or None,
+            )
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise Bn2gnError(f"cannot write safetensors ({first}); write a .pth output instead", EXIT_USAGE) from None
+            raise Bn2gnError(
+                f"cannot write safetensors ({first}); write a .pth output instead", EXIT_USAGE
+            ) from None
         return
     import torch
 
@@ -80,15 +100,23 @@ def check_written(path: Path, fmt: str, payload: Any, options: LoadOptions) -> N
             raise Bn2gnError("not a torch zip file", EXIT_FAILED)
         reopened = load_checkpoint(path, options, fmt=fmt).content
     except Bn2gnError as exc:
-        raise Bn2gnError(f"the written file could not be re-opened ({exc.format_message()}); "
-                         "nothing was written", EXIT_FAILED) from None
+        raise Bn2gnError(
+            f"the written file could not be re-opened ({exc.format_message()}); "
+            "nothing was written",
+            EXIT_FAILED,
+        ) from None
     difference = first_difference(payload, reopened, sample_bytes=CHECK_SAMPLE_BYTES)
     if difference:
-        raise Bn2gnError(f"the written file differs from the remapped checkpoint at {difference}; "
-                         "nothing was written", EXIT_FAILED)
+        raise Bn2gnError(
+            f"the written file differs from the remapped checkpoint at {difference}; "
+            "nothing was written",
+            EXIT_FAILED,
+        )
 
 
-def first_difference(expected: Any, actual: Any, where: str = "", sample_bytes: Optional[int] = None) -> Optional[str]:
+def first_difference(
+    expected: Any, actual: Any, where: str = "", sample_bytes: Optional[int] = None
+) -> Optional[str]:
     """The path of the first entry that differs (tensors compared by their bytes), or None."""
     import torch
 
@@ -100,7 +128,9 @@ def first_difference(expected: Any, actual: Any, where: str = "", sample_bytes: 
         if not isinstance(actual, Mapping) or set(expected) != set(actual):
             return here  # order is not compared: safetensors stores entries sorted
         for key in expected:
-            found = first_difference(expected[key], actual[key], f"{where}.{key}" if where else str(key), sample_bytes)
+            found = first_difference(
+                expected[key], actual[key], f"{where}.{key}" if where else str(key), sample_bytes
+            )
             if found:
                 return found
         return None
@@ -128,13 +158,17 @@ def same_tensor(a, b, sample_bytes: Optional[int] = None) -> bool:
     if a.dtype != b.dtype or a.shape != b.shape or a.layout != b.layout:
         return False
     if a.layout != torch.strided:
-        return all(same_tensor(x, y, sample_bytes) for x, y in zip(_sparse_parts(a), _sparse_parts(b)))
+        return all(
+            same_tensor(x, y, sample_bytes) for x, y in zip(_sparse_parts(a), _sparse_parts(b))
+        )
     if a.is_quantized:
         return torch.equal(a, b)
     flat_a, flat_b = _as_bits(a.contiguous().reshape(-1)), _as_bits(b.contiguous().reshape(-1))
     count = (sample_bytes or 0) // max(flat_a.element_size(), 1)
     if count and flat_a.numel() > 2 * count:
-        return torch.equal(flat_a[:count], flat_b[:count]) and torch.equal(flat_a[-count:], flat_b[-count:])
+        return torch.equal(flat_a[:count], flat_b[:count]) and torch.equal(
+            flat_a[-count:], flat_b[-count:]
+        )
     return torch.equal(flat_a, flat_b)
 
 
@@ -149,7 +183,9 @@ def _sparse_parts(tensor):
         return tensor.crow_indices(), tensor.col_indices(), tensor.values()
     if tensor.layout in (torch.sparse_csc, torch.sparse_bsc):
         return tensor.ccol_indices(), tensor.row_indices(), tensor.values()
-    raise Bn2gnError(f"cannot compare a {tensor.layout} tensor; please report this layout", EXIT_USAGE)
+    raise Bn2gnError(
+        f"cannot compare a {tensor.layout} tensor; please report this layout", EXIT_USAGE
+    )
 
 
 def _as_bits(flat):

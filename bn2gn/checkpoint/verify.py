@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Dict, List, Optional, Tuple
 
 
-
 @dataclasses.dataclass
 class Verification:
     model: str
@@ -40,13 +39,17 @@ class Verification:
             return f"loading into the model failed ({self.load_error})"
         if self.backbone_lost:
             return f"{len(self.backbone_lost)} backbone tensor(s) missing or mismatched (pretrained data would be lost)"
-        counts = [f"{_count(self.missing)} missing", f"{_count(self.unexpected)} unexpected",
-                  f"{_count(self.mismatched)} mismatched"]
+        counts = [
+            f"{_count(self.missing)} missing",
+            f"{_count(self.unexpected)} unexpected",
+            f"{_count(self.mismatched)} mismatched",
+        ]
         return "strict load is not clean: " + ", ".join(counts)
 
 
-def verify_state_dict(model, state_dict: Mapping, backbone_attrs, strict: bool = False,
-                      description: str = "") -> Verification:
+def verify_state_dict(
+    model, state_dict: Mapping, backbone_attrs, strict: bool = False, description: str = ""
+) -> Verification:
     """Compare names and shapes with ``model.state_dict()``, then load what fits with strict=False."""
     result = Verification(model=description or type(model).__name__, strict=strict)
     expected = model.state_dict()

@@ -22,7 +22,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except OptionError as exc:
-            fail(f"{ctx.meta.get(OPTION_FLAGS, {}).get(exc.option, flag_of(exc.option))}{exc.detail}", exc.code)
+            fail(
+                f"{ctx.meta.get(OPTION_FLAGS, {}).get(exc.option, flag_of(exc.option))}{exc.detail}",
+                exc.code,
+            )
         except Bn2gnError as exc:
             fail(exc.message, exc.code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -34,8 +37,11 @@ class _Group(click.Group):
             if os.environ.get("BN2GN_DEBUG"):
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
-            fail(f"internal error: {type(exc).__name__}: {first} "
-                 "(set BN2GN_DEBUG=1 for a traceback and please report it)", EXIT_INTERNAL)
+            fail(
+                f"internal error: {type(exc).__name__}: {first} "
+                "(set BN2GN_DEBUG=1 for a traceback and please report it)",
+                EXIT_INTERNAL,
+            )
 
 
 #: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``).
@@ -59,7 +65,9 @@ def fail(message: str, code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="bn2gn")
 def cli() -> None:
     """bn2gn: BatchNorm2d -> GroupNorm in non-backbone layers, a frozen backbone, remapped checkpoints."""
@@ -72,32 +80,55 @@ def main() -> None:
 
 def config_options(func: Callable) -> Callable:
     """--backbone-attr and --config: the options every command that decides 'backbone or not' takes."""
-    func = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Read [tool.bn2gn] from this file instead of the nearest pyproject.toml/bn2gn.toml.")(func)
-    func = click.option("--backbone-attr", "backbone_attrs", multiple=True, metavar="NAME",
-                        help="Attribute name that holds backbone layers (repeatable; added to backbone, base_layer).")(func)
+    func = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read [tool.bn2gn] from this file instead of the nearest pyproject.toml/bn2gn.toml.",
+    )(func)
+    func = click.option(
+        "--backbone-attr",
+        "backbone_attrs",
+        multiple=True,
+        metavar="NAME",
+        help="Attribute name that holds backbone layers (repeatable; added to backbone, base_layer).",
+    )(func)
     return func
 
 
 def mode_options(func: Callable) -> Callable:
     """--diff / --check: one code path with writing, nothing written."""
-    func = click.option("--check", is_flag=True, help="Write nothing; exit 1 if anything would change.")(func)
+    func = click.option(
+        "--check", is_flag=True, help="Write nothing; exit 1 if anything would change."
+    )(func)
     func = click.option("--diff", is_flag=True, help="Print a unified diff; write nothing.")(func)
     return func
 
 
 def output_options(func: Callable) -> Callable:
-    func = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                        show_default=True, help="Report format.")(func)
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Report format.",
+    )(func)
     func = click.option("-v", "--verbose", is_flag=True, help="More detail.")(func)
-    func = click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary line.")(func)
+    func = click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary line.")(
+        func
+    )
     return func
 
 
 def rule_options(func: Callable) -> Callable:
     func = click.option("--list-rules", is_flag=True, help="List rule codes and exit.")(func)
-    func = click.option("--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable).")(func)
-    func = click.option("--select", multiple=True, metavar="CODE", help="Only run these rule codes (repeatable).")(func)
+    func = click.option(
+        "--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable)."
+    )(func)
+    func = click.option(
+        "--select", multiple=True, metavar="CODE", help="Only run these rule codes (repeatable)."
+    )(func)
     return func
 
 
@@ -119,9 +150,4 @@ def echo_rules(prefix: str = "") -> None:
 
 
 # Command modules register themselves on ``cli``; import order is the order of `bn2gn --help`.
-from . import scan_rewrite  # noqa: E402,F401
-from . import patch_trainer  # noqa: E402,F401
-from . import remap  # noqa: E402,F401
-from . import migrate  # noqa: E402,F401
-from . import smoke  # noqa: E402,F401
-from . import config_cmd  # noqa: E402,F401
+from . import config_cmd, migrate, patch_trainer, remap, scan_rewrite, smoke  # noqa: E402, F401

@@ -21,12 +21,22 @@ def config_group() -> None:
 
 
 def resolver_options(func: Callable) -> Callable:
-    func = click.option("--plugin-dir", "plugin_dirs", multiple=True, metavar="DIR",
-                        type=click.Path(file_okay=False, path_type=Path),
-                        help="Folder whose registered classes extend the component table "
-                             "(default: the config's plugin_dir).")(func)
-    func = click.option("--resolver", type=click.Choice(RESOLVERS), default="static", show_default=True,
-                        help="static: read the config without running it; mmengine: let mmengine execute it.")(func)
+    func = click.option(
+        "--plugin-dir",
+        "plugin_dirs",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder whose registered classes extend the component table "
+        "(default: the config's plugin_dir).",
+    )(func)
+    func = click.option(
+        "--resolver",
+        type=click.Choice(RESOLVERS),
+        default="static",
+        show_default=True,
+        help="static: read the config without running it; mmengine: let mmengine execute it.",
+    )(func)
     return func
 
 
@@ -37,9 +47,18 @@ def _user_error(exc: SourceError) -> Bn2gnError:
 @config_group.command("audit")
 @click.argument("configs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @resolver_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here too.")
-@click.option("--strict", is_flag=True, help="Exit 1 on any error finding or unknown component type.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here too.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 on any error finding or unknown component type."
+)
 @click.option("-v", "--verbose", is_flag=True, help="More detail.")
 def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
     """Resolve each CONFIG (with its _base_ files) and report its freezing, per component. Read-only.
@@ -55,7 +74,9 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
         except SourceError as exc:
             raise _user_error(exc) from None
     if fmt == "json":
-        body = json.dumps(reports[0].as_dict() if len(reports) == 1 else [r.as_dict() for r in reports], indent=2)
+        body = json.dumps(
+            reports[0].as_dict() if len(reports) == 1 else [r.as_dict() for r in reports], indent=2
+        )
     else:
         body = "\n".join(line for r in reports for line in render_text(r, verbose))
     click.echo(body)
@@ -69,21 +90,54 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
 
 @config_group.command("rewrite")
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("--freeze", multiple=True, metavar="COMPONENT",
-              help="Freeze a backbone fully: frozen_stages = its stage count and norm_eval=True (repeatable).")
-@click.option("--gn", multiple=True, metavar="COMPONENT",
-              help="BatchNorm -> GroupNorm through norm_cfg, num_groups computed from the channels (repeatable).")
-@click.option("--drop-invalid-keys", is_flag=True, help="Remove keys the component does not accept (MMC001).")
-@click.option("--fix-lr-mult", is_flag=True, help="Remove lr_mult=0 made redundant by full freezing (MMC004).")
-@click.option("--allow-base", is_flag=True, help="Also edit _base_ files where the value is written there.")
-@click.option("--renames-out", type=click.Path(dir_okay=False, path_type=Path), metavar="RENAMES.json",
-              help="Write the checkpoint renames for bn2gn remap-ckpt --renames.")
-@click.option("--plugin-dir", "plugin_dirs", multiple=True, metavar="DIR",
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Folder whose registered classes extend the component table (default: the config's plugin_dir).")
+@click.option(
+    "--freeze",
+    multiple=True,
+    metavar="COMPONENT",
+    help="Freeze a backbone fully: frozen_stages = its stage count and norm_eval=True (repeatable).",
+)
+@click.option(
+    "--gn",
+    multiple=True,
+    metavar="COMPONENT",
+    help="BatchNorm -> GroupNorm through norm_cfg, num_groups computed from the channels (repeatable).",
+)
+@click.option(
+    "--drop-invalid-keys", is_flag=True, help="Remove keys the component does not accept (MMC001)."
+)
+@click.option(
+    "--fix-lr-mult", is_flag=True, help="Remove lr_mult=0 made redundant by full freezing (MMC004)."
+)
+@click.option(
+    "--allow-base", is_flag=True, help="Also edit _base_ files where the value is written there."
+)
+@click.option(
+    "--renames-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="RENAMES.json",
+    help="Write the checkpoint renames for bn2gn remap-ckpt --renames.",
+)
+@click.option(
+    "--plugin-dir",
+    "plugin_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder whose registered classes extend the component table (default: the config's plugin_dir).",
+)
 @mode_options
-def rewrite_cmd(config, freeze, gn, drop_invalid_keys, fix_lr_mult, allow_base, renames_out, plugin_dirs,
-                diff, check):
+def rewrite_cmd(
+    config,
+    freeze,
+    gn,
+    drop_invalid_keys,
+    fix_lr_mult,
+    allow_base,
+    renames_out,
+    plugin_dirs,
+    diff,
+    check,
+):
     """Edit CONFIG itself (never a _base_ file unless --allow-base) with LibCST; comments and layout kept.
 
     Prints the checkpoint key renames the change implies. Exit codes: 0 done, 1 --check found
@@ -93,10 +147,19 @@ def rewrite_cmd(config, freeze, gn, drop_invalid_keys, fix_lr_mult, allow_base, 
     from ..pipeline import WRITE, apply_results
 
     mode = mode_of(diff, check)
-    options = RewriteOptions(freeze=tuple(freeze), gn=tuple(gn), drop_invalid_keys=drop_invalid_keys,
-                             fix_lr_mult=fix_lr_mult, allow_base=allow_base, plugin_dirs=tuple(plugin_dirs))
+    options = RewriteOptions(
+        freeze=tuple(freeze),
+        gn=tuple(gn),
+        drop_invalid_keys=drop_invalid_keys,
+        fix_lr_mult=fix_lr_mult,
+        allow_base=allow_base,
+        plugin_dirs=tuple(plugin_dirs),
+    )
     if not options.anything:
-        raise Bn2gnError("nothing to do: give --freeze, --gn, --drop-invalid-keys and/or --fix-lr-mult", EXIT_USAGE)
+        raise Bn2gnError(
+            "nothing to do: give --freeze, --gn, --drop-invalid-keys and/or --fix-lr-mult",
+            EXIT_USAGE,
+        )
     try:
         result = rewrite_config(config, options)
     except SourceError as exc:
@@ -108,8 +171,10 @@ def rewrite_cmd(config, freeze, gn, drop_invalid_keys, fix_lr_mult, allow_base, 
     for line in result.refused:
         click.echo(f"bn2gn: refused: {line}", err=True)
     if result.renames:
-        click.echo("checkpoint key renames (bn2gn remap-ckpt --renames FILE applies them):",
-                   err=mode == "diff")
+        click.echo(
+            "checkpoint key renames (bn2gn remap-ckpt --renames FILE applies them):",
+            err=mode == "diff",
+        )
         for rule in result.renames:
             click.echo(f"  {rule.describe()}", err=mode == "diff")
     for line in result.remaining:
@@ -128,9 +193,16 @@ def rewrite_cmd(config, freeze, gn, drop_invalid_keys, fix_lr_mult, allow_base, 
 @config_group.command("verify")
 @click.argument("config", type=click.Path(path_type=Path))
 @resolver_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--input-size", default=64, show_default=True, type=click.IntRange(8, 1024),
-              help="Height and width of the random image input.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--input-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(8, 1024),
+    help="Height and width of the random image input.",
+)
 def verify_cmd(config, resolver, plugin_dirs, fmt, input_size):
     """Build each component with mmengine + mmcv-lite + mmdet on CPU, train(), one forward/backward.
 

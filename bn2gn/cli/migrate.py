@@ -15,37 +15,74 @@ from . import cli, config_options, output_options
 
 
 def _mode_options(func):
-    for flag, text in (("--check", "Write nothing; exit 1 if anything would change (CI, pre-commit)."),
-                       ("--write", "Apply every change (atomically), then print the next commands."),
-                       ("--diff", "Print the plan and a unified diff of every change; write nothing (default).")):
+    for flag, text in (
+        ("--check", "Write nothing; exit 1 if anything would change (CI, pre-commit)."),
+        ("--write", "Apply every change (atomically), then print the next commands."),
+        ("--diff", "Print the plan and a unified diff of every change; write nothing (default)."),
+    ):
         func = click.option(flag, flag[2:], is_flag=True, help=text)(func)
     return func
 
 
 def _analysis_options(func):
-    func = click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB.")(func)
-    func = click.option("--include", multiple=True, metavar="GLOB",
-                        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.")(func)
-    func = click.option("--keep", multiple=True, metavar="CLASS[.METHOD]", help="Force 'keep' (repeatable).")(func)
-    func = click.option("--convert", multiple=True, metavar="CLASS[.METHOD]",
-                        help="Force 'convert' (repeatable).")(func)
-    func = click.option("--root", "roots", multiple=True, metavar="CLASS",
-                        help="Name the root model class(es) (repeatable).")(func)
-    func = click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
-                        help="Apply the BatchNorm decisions of a saved plan (bn2gn scan -o).")(func)
+    func = click.option(
+        "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
+    )(func)
+    func = click.option(
+        "--include",
+        multiple=True,
+        metavar="GLOB",
+        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.",
+    )(func)
+    func = click.option(
+        "--keep", multiple=True, metavar="CLASS[.METHOD]", help="Force 'keep' (repeatable)."
+    )(func)
+    func = click.option(
+        "--convert", multiple=True, metavar="CLASS[.METHOD]", help="Force 'convert' (repeatable)."
+    )(func)
+    func = click.option(
+        "--root",
+        "roots",
+        multiple=True,
+        metavar="CLASS",
+        help="Name the root model class(es) (repeatable).",
+    )(func)
+    func = click.option(
+        "--plan",
+        "plan_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="PLAN.json",
+        help="Apply the BatchNorm decisions of a saved plan (bn2gn scan -o).",
+    )(func)
     func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
     return config_options(func)
 
 
 def _trainer_options(func):
-    func = click.option("--exclude-frozen-from-optimizer", "exclude_frozen", is_flag=True,
-                        help="Also pass the optimizer only parameters that require grad (BN2GN204).")(func)
-    func = click.option("--helper-module", metavar="MODULE",
-                        help="Import the freeze helpers from MODULE instead of defining them in each file.")(func)
-    func = click.option("--optimizer-call", "optimizer_calls", multiple=True, metavar="NAME",
-                        help="Also treat calls to NAME as building the optimizer (repeatable).")(func)
-    func = click.option("--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable).")(func)
-    return click.option("--select", multiple=True, metavar="CODE", help="Only run these rule codes (repeatable).")(func)
+    func = click.option(
+        "--exclude-frozen-from-optimizer",
+        "exclude_frozen",
+        is_flag=True,
+        help="Also pass the optimizer only parameters that require grad (BN2GN204).",
+    )(func)
+    func = click.option(
+        "--helper-module",
+        metavar="MODULE",
+        help="Import the freeze helpers from MODULE instead of defining them in each file.",
+    )(func)
+    func = click.option(
+        "--optimizer-call",
+        "optimizer_calls",
+        multiple=True,
+        metavar="NAME",
+        help="Also treat calls to NAME as building the optimizer (repeatable).",
+    )(func)
+    func = click.option(
+        "--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable)."
+    )(func)
+    return click.option(
+        "--select", multiple=True, metavar="CODE", help="Only run these rule codes (repeatable)."
+    )(func)
 
 
 @cli.command()
@@ -54,28 +91,70 @@ def _trainer_options(func):
 @_analysis_options
 @_trainer_options
 @output_options
-def migrate(repo, diff, write, check, config_file, backbone_attrs, strict, plan_file, roots, convert, keep, include, exclude,
-            select, skip, optimizer_calls, helper_module, exclude_frozen, quiet, verbose, fmt):
+def migrate(
+    repo,
+    diff,
+    write,
+    check,
+    config_file,
+    backbone_attrs,
+    strict,
+    plan_file,
+    roots,
+    convert,
+    keep,
+    include,
+    exclude,
+    select,
+    skip,
+    optimizer_calls,
+    helper_module,
+    exclude_frozen,
+    quiet,
+    verbose,
+    fmt,
+):
     """The whole migration of REPO (default: the current folder): BatchNorm2d -> GroupNorm in the models
     the analysis finds, frozen backbone BatchNorm in the train scripts and trainers patch-trainer finds.
     Shows the plan and the diff (--diff, default) or applies it (--write); then prints the remap-ckpt
     and verify commands to run."""
-    from ..migrate.run import MigrateOptions, plan_migration
     from ..migrate.engine import load
+    from ..migrate.run import MigrateOptions, plan_migration
     from .patch_trainer import _check_flags
 
     if diff + write + check > 1:
-        raise Bn2gnError("--diff, --write and --check exclude each other: give one (default --diff)", EXIT_USAGE)
+        raise Bn2gnError(
+            "--diff, --write and --check exclude each other: give one (default --diff)", EXIT_USAGE
+        )
     mode = "write" if write else "check" if check else "diff"
     if not repo.is_dir():
-        raise Bn2gnError(f"{repo}: not a folder; name the repository root (default: the current folder)",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"{repo}: not a folder; name the repository root (default: the current folder)",
+            EXIT_USAGE,
+        )
     _check_flags([repo], optimizer_calls, None, None, helper_module)
-    config = load([repo], config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
-                  include=include, exclude=exclude, select=select, skip=skip)
-    options = MigrateOptions(repo=repo, config=config, mode=mode, plan_file=plan_file,
-                             exclude_frozen=exclude_frozen, optimizer_calls=tuple(optimizer_calls),
-                             helper_module=helper_module, strict=strict)
+    config = load(
+        [repo],
+        config_file,
+        backbone_attrs=backbone_attrs,
+        roots=roots,
+        convert=convert,
+        keep=keep,
+        include=include,
+        exclude=exclude,
+        select=select,
+        skip=skip,
+    )
+    options = MigrateOptions(
+        repo=repo,
+        config=config,
+        mode=mode,
+        plan_file=plan_file,
+        exclude_frozen=exclude_frozen,
+        optimizer_calls=tuple(optimizer_calls),
+        helper_module=helper_module,
+        strict=strict,
+    )
     progress.enable(quiet)
     result = plan_migration(options)
     _report(result, options, fmt, quiet, verbose)

@@ -6,21 +6,37 @@ from typing import Callable
 
 import click
 
-STUB_HELP = ("Stand in nn.Module stubs for a module that cannot be imported, e.g. a compiled dcn_v2 "
-             "extension (repeatable).")
-OPTS_HELP = ("The repository's options class, e.g. lib.opts:opts: built with its defaults (CLASS().init(argv) "
-             "or .parse(argv); CLASS.METHOD to choose) and passed to factory parameters named opt/opts/args/cfg; "
-             "other factory parameters not given by --model-arg are taken from its attributes of the same name.")
-OPTS_ARG_HELP = "Command-line words for --model-opts, e.g. '--arch res_18 --head_conv 64' (repeatable)."
+STUB_HELP = (
+    "Stand in nn.Module stubs for a module that cannot be imported, e.g. a compiled dcn_v2 "
+    "extension (repeatable)."
+)
+OPTS_HELP = (
+    "The repository's options class, e.g. lib.opts:opts: built with its defaults (CLASS().init(argv) "
+    "or .parse(argv); CLASS.METHOD to choose) and passed to factory parameters named opt/opts/args/cfg; "
+    "other factory parameters not given by --model-arg are taken from its attributes of the same name."
+)
+OPTS_ARG_HELP = (
+    "Command-line words for --model-opts, e.g. '--arch res_18 --head_conv 64' (repeatable)."
+)
 
 
 def model_build_options(func: Callable, prefix: str = "") -> Callable:
     """--stub, --model-opts, --model-opts-arg; ``prefix`` starts each help text (scan: "With --trace: ")."""
+
     def text(help_text: str) -> str:
         return prefix + help_text[0].lower() + help_text[1:] if prefix else help_text
 
-    func = click.option("--model-opts-arg", "model_opts_args", multiple=True, metavar="ARGS",
-                        help=text(OPTS_ARG_HELP))(func)
-    func = click.option("--model-opts", "model_opts", metavar="MODULE:CLASS", help=text(OPTS_HELP))(func)
-    func = click.option("--stub", "stubs", multiple=True, metavar="MODULE", help=text(STUB_HELP))(func)
+    func = click.option(
+        "--model-opts-arg",
+        "model_opts_args",
+        multiple=True,
+        metavar="ARGS",
+        help=text(OPTS_ARG_HELP),
+    )(func)
+    func = click.option("--model-opts", "model_opts", metavar="MODULE:CLASS", help=text(OPTS_HELP))(
+        func
+    )
+    func = click.option("--stub", "stubs", multiple=True, metavar="MODULE", help=text(STUB_HELP))(
+        func
+    )
     return func

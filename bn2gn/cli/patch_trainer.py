@@ -13,27 +13,75 @@ from . import cli, config_options, echo_rules, mode_of, mode_options, output_opt
 
 @cli.command("patch-trainer")
 @click.argument("paths", nargs=-1, metavar="FILE...", type=click.Path(path_type=Path))
-@click.option("--kind", type=click.Choice(["auto", "script", "trainer"]), default="auto", show_default=True,
-              help="Treat each file as a train script (optimizer), a trainer (.train()), or recognise both.")
-@click.option("--optimizer-call", "optimizer_calls", multiple=True, metavar="NAME",
-              help="Also treat calls to NAME (or a.b.NAME when dotted) as building the optimizer (repeatable).")
-@click.option("--model-var", metavar="EXPR",
-              help="The model the optimizer trains (e.g. model or self.model) when bn2gn cannot tell.")
-@click.option("--insert-before-line", type=click.IntRange(min=1), metavar="N",
-              help="Insert the freeze before the statement starting on line N (one FILE only).")
-@click.option("--helper-module", metavar="MODULE",
-              help="Import freeze_backbone_bn/keep_backbone_bn_eval from MODULE (e.g. bn2gn.runtime) "
-                   "instead of defining them in each file.")
-@click.option("--exclude-frozen-from-optimizer", "exclude_frozen", is_flag=True,
-              help="Also pass the optimizer only parameters that require grad (BN2GN204).")
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Patch files in N worker processes.")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "script", "trainer"]),
+    default="auto",
+    show_default=True,
+    help="Treat each file as a train script (optimizer), a trainer (.train()), or recognise both.",
+)
+@click.option(
+    "--optimizer-call",
+    "optimizer_calls",
+    multiple=True,
+    metavar="NAME",
+    help="Also treat calls to NAME (or a.b.NAME when dotted) as building the optimizer (repeatable).",
+)
+@click.option(
+    "--model-var",
+    metavar="EXPR",
+    help="The model the optimizer trains (e.g. model or self.model) when bn2gn cannot tell.",
+)
+@click.option(
+    "--insert-before-line",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Insert the freeze before the statement starting on line N (one FILE only).",
+)
+@click.option(
+    "--helper-module",
+    metavar="MODULE",
+    help="Import freeze_backbone_bn/keep_backbone_bn_eval from MODULE (e.g. bn2gn.runtime) "
+    "instead of defining them in each file.",
+)
+@click.option(
+    "--exclude-frozen-from-optimizer",
+    "exclude_frozen",
+    is_flag=True,
+    help="Also pass the optimizer only parameters that require grad (BN2GN204).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Patch files in N worker processes.",
+)
 @config_options
 @mode_options
 @rule_options
 @output_options
-def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, helper_module, exclude_frozen, jobs,
-                  config_file, backbone_attrs, diff, check, select, skip, list_rules, quiet, verbose, fmt):
+def patch_trainer(
+    paths,
+    kind,
+    optimizer_calls,
+    model_var,
+    insert_before_line,
+    helper_module,
+    exclude_frozen,
+    jobs,
+    config_file,
+    backbone_attrs,
+    diff,
+    check,
+    select,
+    skip,
+    list_rules,
+    quiet,
+    verbose,
+    fmt,
+):
     """Keep the backbone BatchNorm frozen: freeze before the optimizer (train scripts), re-assert eval
     after every .train() (trainers). FILE may also be a directory: files in it without training code
     are left alone."""
@@ -46,18 +94,32 @@ def patch_trainer(paths, kind, optimizer_calls, model_var, insert_before_line, h
     from .scan_rewrite import apply_and_report
 
     if not paths:
-        raise Bn2gnError("no FILE given: name the train script(s) and trainer(s), e.g. train.py "
-                         "lib/Trainer/base_trainer.py")
+        raise Bn2gnError(
+            "no FILE given: name the train script(s) and trainer(s), e.g. train.py "
+            "lib/Trainer/base_trainer.py"
+        )
     mode = mode_of(diff, check)
     _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module)
-    config = load_config(list(paths), config_file=config_file, backbone_attrs=backbone_attrs, select=select,
-                         skip=skip)
-    options = TrainerOptions(rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=bool(select)),
-                             backbone_attrs=_planned_backbone(paths, config), kind=kind,
-                             optimizer_calls=tuple(optimizer_calls), model_var=model_var,
-                             insert_before_line=insert_before_line, helper_module=helper_module)
+    config = load_config(
+        list(paths),
+        config_file=config_file,
+        backbone_attrs=backbone_attrs,
+        select=select,
+        skip=skip,
+    )
+    options = TrainerOptions(
+        rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=bool(select)),
+        backbone_attrs=_planned_backbone(paths, config),
+        kind=kind,
+        optimizer_calls=tuple(optimizer_calls),
+        model_var=model_var,
+        insert_before_line=insert_before_line,
+        helper_module=helper_module,
+    )
     files = discover(list(paths), config.include, config.exclude).files
-    results, usage = patch_files(files, options, explicit=[p for p in paths if Path(p).is_file()], workers=jobs)
+    results, usage = patch_files(
+        files, options, explicit=[p for p in paths if Path(p).is_file()], workers=jobs
+    )
     if usage:
         for message in usage:
             click.echo(f"bn2gn: error: {message}", err=True)
@@ -78,12 +140,18 @@ def _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_m
     if insert_before_line is not None and (len(paths) != 1 or not Path(paths[0]).is_file()):
         raise Bn2gnError("--insert-before-line N applies to one file: name exactly one FILE")
     if model_var is not None and not _dotted(model_var):
-        raise Bn2gnError(f"--model-var {model_var!r} is not a name or attribute path such as model or self.model")
+        raise Bn2gnError(
+            f"--model-var {model_var!r} is not a name or attribute path such as model or self.model"
+        )
     if helper_module is not None and not _dotted(helper_module):
-        raise Bn2gnError(f"--helper-module {helper_module!r} is not a module path such as bn2gn.runtime")
+        raise Bn2gnError(
+            f"--helper-module {helper_module!r} is not a module path such as bn2gn.runtime"
+        )
     for name in optimizer_calls:
         if not _dotted(name):
-            raise Bn2gnError(f"--optimizer-call {name!r} is not a function name such as make_optimizer")
+            raise Bn2gnError(
+                f"--optimizer-call {name!r} is not a function name such as make_optimizer"
+            )
 
 
 def _dotted(text: str) -> bool:

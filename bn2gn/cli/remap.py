@@ -14,40 +14,125 @@ from .model_options import model_build_options
 
 @cli.command("remap-ckpt")
 @click.argument("old", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="NEW",
-              help="Output file (default: OLD with .bn2gn before the suffix). A .safetensors name writes safetensors.")
-@click.option("--in-place", is_flag=True, help="Replace OLD itself; the original is kept as OLD.bak.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output (or OLD.bak with --in-place).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="NEW",
+    help="Output file (default: OLD with .bn2gn before the suffix). A .safetensors name writes safetensors.",
+)
+@click.option(
+    "--in-place", is_flag=True, help="Replace OLD itself; the original is kept as OLD.bak."
+)
+@click.option(
+    "--force", is_flag=True, help="Overwrite an existing output (or OLD.bak with --in-place)."
+)
 @click.option("--dry-run", is_flag=True, help="Print the report; write nothing.")
-@click.option("--key", "keys", multiple=True, metavar="NAME",
-              help="Top-level entry holding the state dict (repeatable; default: auto-detect "
-                   "state_dict, model, net, module, state_dict_ema).")
-@click.option("--keep-prefix", is_flag=True, help="Keep DataParallel's 'module.' key prefix (stripped by default).")
-@click.option("--keep-optimizer", is_flag=True, help="Keep optimizer state (dropped by default, with a warning).")
-@click.option("--reset-affine", is_flag=True, help="Reset converted layers' weight/bias to 1/0 instead of keeping them.")
-@click.option("--trust-pickle", is_flag=True,
-              help="Load with weights_only=False: runs any code in the file's pickle. Only for files you trust.")
-@click.option("--allow-global", "allow_globals", multiple=True, metavar="NAME",
-              help="Allow one pickled global by dotted name, e.g. argparse.Namespace (repeatable).")
-@click.option("--model", "model_spec", metavar="MODULE:FACTORY",
-              help="Build the converted model on CPU and check the remapped state dict against it.")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).")
-@click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
-              help="Folder put first on sys.path to import --model (repeatable).")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="NAME",
+    help="Top-level entry holding the state dict (repeatable; default: auto-detect "
+    "state_dict, model, net, module, state_dict_ema).",
+)
+@click.option(
+    "--keep-prefix",
+    is_flag=True,
+    help="Keep DataParallel's 'module.' key prefix (stripped by default).",
+)
+@click.option(
+    "--keep-optimizer",
+    is_flag=True,
+    help="Keep optimizer state (dropped by default, with a warning).",
+)
+@click.option(
+    "--reset-affine",
+    is_flag=True,
+    help="Reset converted layers' weight/bias to 1/0 instead of keeping them.",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Load with weights_only=False: runs any code in the file's pickle. Only for files you trust.",
+)
+@click.option(
+    "--allow-global",
+    "allow_globals",
+    multiple=True,
+    metavar="NAME",
+    help="Allow one pickled global by dotted name, e.g. argparse.Namespace (repeatable).",
+)
+@click.option(
+    "--model",
+    "model_spec",
+    metavar="MODULE:FACTORY",
+    help="Build the converted model on CPU and check the remapped state dict against it.",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Folder put first on sys.path to import --model (repeatable).",
+)
 @model_build_options
-@click.option("--strict", is_flag=True, help="With --model: fail (exit 1) unless the strict load is clean.")
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
-              help="A traced plan (bn2gn scan --trace ... -o PLAN.json): its module paths decide which layers "
-                   "were converted, instead of the backbone-prefix rule.")
-@click.option("--renames", "renames_file", type=click.Path(dir_okay=False, path_type=Path), metavar="RENAMES.json",
-              help="Renames from bn2gn config rewrite --gn ... --renames-out: the layers they cover were converted "
-                   "(bn -> gn names), every other BatchNorm is kept.")
+@click.option(
+    "--strict", is_flag=True, help="With --model: fail (exit 1) unless the strict load is clean."
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PLAN.json",
+    help="A traced plan (bn2gn scan --trace ... -o PLAN.json): its module paths decide which layers "
+    "were converted, instead of the backbone-prefix rule.",
+)
+@click.option(
+    "--renames",
+    "renames_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="RENAMES.json",
+    help="Renames from bn2gn config rewrite --gn ... --renames-out: the layers they cover were converted "
+    "(bn -> gn names), every other BatchNorm is kept.",
+)
 @config_options
 @output_options
-def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_optimizer, reset_affine,
-               trust_pickle, allow_globals, model_spec, model_args, paths, stubs, model_opts, model_opts_args,
-               strict, plan_file, config_file, backbone_attrs, quiet, verbose, fmt, renames_file=None):
+def remap_ckpt(
+    old,
+    output,
+    in_place,
+    force,
+    dry_run,
+    keys,
+    keep_prefix,
+    keep_optimizer,
+    reset_affine,
+    trust_pickle,
+    allow_globals,
+    model_spec,
+    model_args,
+    paths,
+    stubs,
+    model_opts,
+    model_opts_args,
+    strict,
+    plan_file,
+    config_file,
+    backbone_attrs,
+    quiet,
+    verbose,
+    fmt,
+    renames_file=None,
+):
     """Remap an old BatchNorm checkpoint OLD for the GroupNorm-converted model.
 
     Converted (non-backbone) BatchNorm layers lose running_mean / running_var /
@@ -61,8 +146,10 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
     from ..modelspec import parse_model_spec
 
     if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
-        raise Bn2gnError("--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            "--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",
+            EXIT_USAGE,
+        )
     if plan_file and renames_file:
         raise Bn2gnError("--plan and --renames cannot be combined", EXIT_USAGE)
     if renames_file:
@@ -71,14 +158,27 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
         selection = load_renames(renames_file)
     config = load_config([paths[0] if paths else old], config_file, backbone_attrs=backbone_attrs)
     job = RemapJob(
-        source=old, output=output, in_place=in_place, force=force, dry_run=dry_run, keys=tuple(keys),
+        source=old,
+        output=output,
+        in_place=in_place,
+        force=force,
+        dry_run=dry_run,
+        keys=tuple(keys),
         load=LoadOptions(trust_pickle=trust_pickle, allow_globals=tuple(allow_globals)),
-        remap=RemapOptions(backbone_attrs=config.backbone_attrs, keep_prefix=keep_prefix,
-                           keep_optimizer=keep_optimizer, reset_affine=reset_affine,
-                           plan=load_plan_selection(plan_file) if plan_file else
-                           selection if renames_file else None),
+        remap=RemapOptions(
+            backbone_attrs=config.backbone_attrs,
+            keep_prefix=keep_prefix,
+            keep_optimizer=keep_optimizer,
+            reset_affine=reset_affine,
+            plan=load_plan_selection(plan_file)
+            if plan_file
+            else selection
+            if renames_file
+            else None,
+        ),
         model=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args)
-        if model_spec else None,
+        if model_spec
+        else None,
         strict=strict,
     )
     result = run_remap(job)
@@ -94,4 +194,6 @@ def remap_ckpt(old, output, in_place, force, dry_run, keys, keep_prefix, keep_op
     if result.exit_code == EXIT_FAILED:
         if fmt == "json":
             raise click.exceptions.Exit(EXIT_FAILED)
-        raise Bn2gnError(f"verification failed: {result.verification.problems()}; nothing written", EXIT_FAILED)
+        raise Bn2gnError(
+            f"verification failed: {result.verification.problems()}; nothing written", EXIT_FAILED
+        )

@@ -10,21 +10,51 @@ import click
 
 from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
-from . import cli, config_options, echo_rules, mode_of, mode_options, name_options, output_options, rule_options
+from . import (
+    cli,
+    config_options,
+    echo_rules,
+    mode_of,
+    mode_options,
+    name_options,
+    output_options,
+    rule_options,
+)
 from .model_options import model_build_options
 
 
 def analysis_options(func):
     """Options shared by scan and rewrite: what the analysis may not see by itself."""
-    func = click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB.")(func)
-    func = click.option("--include", multiple=True, metavar="GLOB",
-                        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.")(func)
-    func = click.option("--keep", "keep", multiple=True, metavar="CLASS[.METHOD]",
-                        help="Force 'keep' for sites in this class/method (repeatable).")(func)
-    func = click.option("--convert", "convert", multiple=True, metavar="CLASS[.METHOD]",
-                        help="Force 'convert' for sites in this class/method (repeatable).")(func)
-    func = click.option("--root", "roots", multiple=True, metavar="CLASS",
-                        help="Name the root model class(es) instead of finding them (repeatable).")(func)
+    func = click.option(
+        "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
+    )(func)
+    func = click.option(
+        "--include",
+        multiple=True,
+        metavar="GLOB",
+        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.",
+    )(func)
+    func = click.option(
+        "--keep",
+        "keep",
+        multiple=True,
+        metavar="CLASS[.METHOD]",
+        help="Force 'keep' for sites in this class/method (repeatable).",
+    )(func)
+    func = click.option(
+        "--convert",
+        "convert",
+        multiple=True,
+        metavar="CLASS[.METHOD]",
+        help="Force 'convert' for sites in this class/method (repeatable).",
+    )(func)
+    func = click.option(
+        "--root",
+        "roots",
+        multiple=True,
+        metavar="CLASS",
+        help="Name the root model class(es) instead of finding them (repeatable).",
+    )(func)
     func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
     func = config_options(func)
     return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(func)
@@ -40,64 +70,166 @@ def load(paths, config_file, **values):
 
 def trace_options(func):
     """scan --trace: build the real model and decide every site from where its instances end up (issue 7)."""
-    func = click.option("--allow-global", "allow_globals", multiple=True, metavar="NAME",
-                        help="With --checkpoint: allow one pickled global by dotted name (repeatable).")(func)
-    func = click.option("--trust-pickle", is_flag=True,
-                        help="With --checkpoint: load with weights_only=False (runs the file's pickled code).")(func)
-    func = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="With --trace: also check backbone BatchNorm statistics after loading this "
-                             "checkpoint.")(func)
-    func = model_build_options(func, prefix="With --trace: ")  # --stub, --model-opts, --model-opts-arg
-    func = click.option("--path", "model_paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
-                        help="With --trace: folder put first on sys.path to import the model (repeatable).")(func)
-    func = click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-                        help="With --trace: keyword argument for the factory, a Python literal or a string "
-                             "(repeatable).")(func)
-    return click.option("--trace", "trace_spec", metavar="MODULE:FACTORY",
-                        help="Build the model on CPU and decide each site from the module paths of the "
-                             "BatchNorm instances it creates.")(func)
+    func = click.option(
+        "--allow-global",
+        "allow_globals",
+        multiple=True,
+        metavar="NAME",
+        help="With --checkpoint: allow one pickled global by dotted name (repeatable).",
+    )(func)
+    func = click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="With --checkpoint: load with weights_only=False (runs the file's pickled code).",
+    )(func)
+    func = click.option(
+        "--checkpoint",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="With --trace: also check backbone BatchNorm statistics after loading this "
+        "checkpoint.",
+    )(func)
+    func = model_build_options(
+        func, prefix="With --trace: "
+    )  # --stub, --model-opts, --model-opts-arg
+    func = click.option(
+        "--path",
+        "model_paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        help="With --trace: folder put first on sys.path to import the model (repeatable).",
+    )(func)
+    func = click.option(
+        "--model-arg",
+        "model_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="With --trace: keyword argument for the factory, a Python literal or a string "
+        "(repeatable).",
+    )(func)
+    return click.option(
+        "--trace",
+        "trace_spec",
+        metavar="MODULE:FACTORY",
+        help="Build the model on CPU and decide each site from the module paths of the "
+        "BatchNorm instances it creates.",
+    )(func)
 
 
-def _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
-           allow_globals, model_opts=None, model_opts_args=()):
+def _trace(
+    plan,
+    project,
+    config,
+    trace_spec,
+    model_args,
+    model_paths,
+    stubs,
+    checkpoint,
+    trust_pickle,
+    allow_globals,
+    model_opts=None,
+    model_opts_args=(),
+):
     if not trace_spec:
-        if model_args or model_paths or stubs or checkpoint or trust_pickle or allow_globals or model_opts \
-                or model_opts_args:
-            raise Bn2gnError("--model-arg, --path, --stub, --model-opts, --checkpoint, --trust-pickle and "
-                             "--allow-global need --trace MODULE:FACTORY")
+        if (
+            model_args
+            or model_paths
+            or stubs
+            or checkpoint
+            or trust_pickle
+            or allow_globals
+            or model_opts
+            or model_opts_args
+        ):
+            raise Bn2gnError(
+                "--model-arg, --path, --stub, --model-opts, --checkpoint, --trust-pickle and "
+                "--allow-global need --trace MODULE:FACTORY"
+            )
         return None
     from ..analysis.trace import trace_plan
     from ..checkpoint.load import LoadOptions
     from ..modelspec import parse_model_spec
 
-    name_options(model="--trace", path="--path")  # the model factory is --trace here, --model elsewhere
+    name_options(
+        model="--trace", path="--path"
+    )  # the model factory is --trace here, --model elsewhere
     spec = parse_model_spec(trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args)
-    return trace_plan(plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals)))
+    return trace_plan(
+        plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals))
+    )
 
 
 @cli.command()
 @analysis_options
 @output_options
 @trace_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the plan as JSON to this file.")
-def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, quiet, verbose, fmt,
-         trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args, checkpoint, trust_pickle,
-         allow_globals, output):
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the plan as JSON to this file.",
+)
+def scan(
+    paths,
+    config_file,
+    backbone_attrs,
+    roots,
+    convert,
+    keep,
+    include,
+    exclude,
+    strict,
+    quiet,
+    verbose,
+    fmt,
+    trace_spec,
+    model_args,
+    model_paths,
+    stubs,
+    model_opts,
+    model_opts_args,
+    checkpoint,
+    trust_pickle,
+    allow_globals,
+    output,
+):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..analysis.plan import UNSURE, render_json, render_text
     from ..analysis.scan import build_plan
 
-    config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
-                  include=include, exclude=exclude)
+    config = load(
+        paths,
+        config_file,
+        backbone_attrs=backbone_attrs,
+        roots=roots,
+        convert=convert,
+        keep=keep,
+        include=include,
+        exclude=exclude,
+    )
     progress.enable(quiet)
     plan, project = build_plan(paths, config, with_insertions=True)
-    trace = _trace(plan, project, config, trace_spec, model_args, model_paths, stubs, checkpoint, trust_pickle,
-                   allow_globals, model_opts, model_opts_args)
+    trace = _trace(
+        plan,
+        project,
+        config,
+        trace_spec,
+        model_args,
+        model_paths,
+        stubs,
+        checkpoint,
+        trust_pickle,
+        allow_globals,
+        model_opts,
+        model_opts_args,
+    )
     if trace is not None:
         plan = trace.plan
-    plan_json = render_json(plan) if trace is None else json.dumps(dict(plan.as_dict(), trace=trace.as_dict()),
-                                                                   indent=2) + "\n"
+    plan_json = (
+        render_json(plan)
+        if trace is None
+        else json.dumps(dict(plan.as_dict(), trace=trace.as_dict()), indent=2) + "\n"
+    )
     if fmt == "json":
         click.echo(plan_json, nl=False)
     else:
@@ -114,7 +246,9 @@ def scan(paths, config_file, backbone_attrs, roots, convert, keep, include, excl
     if plan.errors:
         return sys.exit(EXIT_FAILED)
     if strict and plan.counts()[UNSURE]:
-        click.echo(f"bn2gn: {plan.counts()[UNSURE]} unsure site(s) and --strict was given", err=True)
+        click.echo(
+            f"bn2gn: {plan.counts()[UNSURE]} unsure site(s) and --strict was given", err=True
+        )
         return sys.exit(EXIT_FAILED)
     return sys.exit(EXIT_OK)
 
@@ -124,14 +258,19 @@ def _write_plan(output: Path, plan_json: str) -> None:
     from ..sources import WriteRefused, write_atomic
 
     if not output.parent.is_dir():
-        raise Bn2gnError(f"-o {output}: folder {output.parent} does not exist; create it first or choose "
-                         "another path", EXIT_USAGE)
+        raise Bn2gnError(
+            f"-o {output}: folder {output.parent} does not exist; create it first or choose "
+            "another path",
+            EXIT_USAGE,
+        )
     try:
         write_atomic(output, plan_json.encode("utf-8"))
     except WriteRefused as exc:
         raise Bn2gnError(f"-o {exc}", EXIT_USAGE) from None
     except OSError as exc:
-        raise Bn2gnError(f"-o {output}: cannot write the plan ({exc.strerror or exc})", EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"-o {output}: cannot write the plan ({exc.strerror or exc})", EXIT_USAGE
+        ) from None
 
 
 @cli.command()
@@ -139,15 +278,50 @@ def _write_plan(output: Path, plan_json: str) -> None:
 @mode_options
 @rule_options
 @output_options
-@click.option("--format-code", "format_code", is_flag=True,
-              help="Also run black on every changed file (off by default: only injected code is formatted).")
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Rewrite files in parallel with N processes.")
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN.json",
-              help="Apply the decisions of a saved (reviewed, possibly edited) plan from bn2gn scan -o; "
-                   "sites whose source changed since are reported and skipped (exit 1).")
-def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, exclude, strict, diff, check,
-            select, skip, list_rules, quiet, verbose, fmt, format_code, jobs, plan_file):
+@click.option(
+    "--format-code",
+    "format_code",
+    is_flag=True,
+    help="Also run black on every changed file (off by default: only injected code is formatted).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Rewrite files in parallel with N processes.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PLAN.json",
+    help="Apply the decisions of a saved (reviewed, possibly edited) plan from bn2gn scan -o; "
+    "sites whose source changed since are reported and skipped (exit 1).",
+)
+def rewrite(
+    paths,
+    config_file,
+    backbone_attrs,
+    roots,
+    convert,
+    keep,
+    include,
+    exclude,
+    strict,
+    diff,
+    check,
+    select,
+    skip,
+    list_rules,
+    quiet,
+    verbose,
+    fmt,
+    format_code,
+    jobs,
+    plan_file,
+):
     """BatchNorm2d -> get_group_norm(C) in non-backbone layers; helper injected; init loops updated."""
     if list_rules:
         echo_rules("BN2GN1")
@@ -157,8 +331,18 @@ def rewrite(paths, config_file, backbone_attrs, roots, convert, keep, include, e
     from ..rules import select_rules
 
     mode = mode_of(diff, check)
-    config = load(paths, config_file, backbone_attrs=backbone_attrs, roots=roots, convert=convert, keep=keep,
-                  include=include, exclude=exclude, select=select, skip=skip)
+    config = load(
+        paths,
+        config_file,
+        backbone_attrs=backbone_attrs,
+        roots=roots,
+        convert=convert,
+        keep=keep,
+        include=include,
+        exclude=exclude,
+        select=select,
+        skip=skip,
+    )
     rules = select_rules(config.select, config.skip)
     if not any(r.code.startswith("BN2GN1") for r in rules):
         raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
@@ -197,14 +381,20 @@ def _black_changed(results) -> None:
             except Exception as exc:  # noqa: BLE001 - black failing leaves our own output in place
                 result.notes.append(f"{result.path}: black could not format the file ({exc})")
                 continue
-            checked = finish(result.source, formatted, result.changes, result.notes)  # the same parse check
+            checked = finish(
+                result.source, formatted, result.changes, result.notes
+            )  # the same parse check
             if checked.status != "failed":
                 results[index] = checked
             else:
-                result.notes.append(f"{result.path}: black's output did not pass the parse check; not formatted")
+                result.notes.append(
+                    f"{result.path}: black's output did not pass the parse check; not formatted"
+                )
 
 
-def apply_and_report(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> int:
+def apply_and_report(
+    command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool
+) -> int:
     """Write / print diffs / check, then report; with --format json the diffs go into the JSON, not beside it."""
     import io
 
@@ -215,21 +405,40 @@ def apply_and_report(command: str, plan, results, mode: str, fmt: str, quiet: bo
     return code
 
 
-def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool) -> None:
+def report_results(
+    command: str, plan, results, mode: str, fmt: str, quiet: bool, verbose: bool
+) -> None:
     """The end-of-run report shared by rewrite and patch-trainer: per-file changes, failures, a summary."""
     changed = [r for r in results if r.status == "changed"]
     failures = [r for r in results if r.status == "failed"]
-    summary = {"command": command, "mode": mode, "files_scanned": plan.files if plan else len(results),
-               "files_changed": len(changed), "files_failed": len(failures)}
+    summary = {
+        "command": command,
+        "mode": mode,
+        "files_scanned": plan.files if plan else len(results),
+        "files_changed": len(changed),
+        "files_failed": len(failures),
+    }
     if plan is not None and command == "rewrite":
         counts = plan.counts()
-        summary.update(sites_converted=sum(len([c for c in r.changes if c.rule.code == "BN2GN101"]) for r in changed),
-                       sites_planned_convert=counts["convert"], sites_kept=counts["keep"], sites_unsure=counts["unsure"])
+        summary.update(
+            sites_converted=sum(
+                len([c for c in r.changes if c.rule.code == "BN2GN101"]) for r in changed
+            ),
+            sites_planned_convert=counts["convert"],
+            sites_kept=counts["keep"],
+            sites_unsure=counts["unsure"],
+        )
     if fmt == "json":
         from ..pipeline import unified_diff
 
-        data = dict(summary, results=[dict(r.as_dict(), **({"diff": unified_diff(r)} if mode == "diff" else {}))
-                                      for r in results if r.status != "unchanged"])
+        data = dict(
+            summary,
+            results=[
+                dict(r.as_dict(), **({"diff": unified_diff(r)} if mode == "diff" else {}))
+                for r in results
+                if r.status != "unchanged"
+            ],
+        )
         if plan is not None:
             data["plan"] = plan.as_dict()
         click.echo(json.dumps(data, indent=2))
@@ -241,7 +450,10 @@ def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool
             click.echo(f"{result.path}: {verb} ({len(result.changes)} edits)", file=out)
             if verbose:
                 for change in result.changes:
-                    click.echo(f"  {result.path}:{change.line}: {change.rule.code} {change.message}", file=out)
+                    click.echo(
+                        f"  {result.path}:{change.line}: {change.rule.code} {change.message}",
+                        file=out,
+                    )
         for result in results:
             for note in result.notes:
                 click.echo(f"note: {note}", file=out)
@@ -251,9 +463,13 @@ def report_results(command: str, plan, results, mode: str, fmt: str, quiet: bool
                     click.echo(f"unsure: {site.location}: {site.scope}: {site.reason}", file=out)
     for result in failures:
         click.echo(f"error: {result.error}", err=True)
-    line = (f"{command}: {summary['files_scanned']} files scanned, {len(changed)} {verb}, "
-            f"{len(failures)} failed")
+    line = (
+        f"{command}: {summary['files_scanned']} files scanned, {len(changed)} {verb}, "
+        f"{len(failures)} failed"
+    )
     if "sites_kept" in summary:
-        line += (f"; sites: {summary['sites_planned_convert']} convert, {summary['sites_kept']} keep, "
-                 f"{summary['sites_unsure']} unsure")
+        line += (
+            f"; sites: {summary['sites_planned_convert']} convert, {summary['sites_kept']} keep, "
+            f"{summary['sites_unsure']} unsure"
+        )
     click.echo(line, file=out)

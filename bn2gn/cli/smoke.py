@@ -23,8 +23,10 @@ def _batch_sizes(text: str):
     except ValueError:
         sizes = ()
     if not sizes or any(n <= 0 for n in sizes):
-        raise Bn2gnError(f"--batch-sizes {text!r}: expected positive integers separated by commas, e.g. 1,8",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"--batch-sizes {text!r}: expected positive integers separated by commas, e.g. 1,8",
+            EXIT_USAGE,
+        )
     return sizes
 
 
@@ -37,11 +39,16 @@ def _emit(sections, fmt: str, quiet: bool, verbose: bool, document: dict, printe
     from ..smoke.report import FAIL, counts, render_section, summary_line
 
     if fmt == "json":
-        document.update({"ok": all(s.ok for s in sections), "counts": counts(sections),
-                         "sections": [s.as_dict() for s in sections]})
+        document.update(
+            {
+                "ok": all(s.ok for s in sections),
+                "counts": counts(sections),
+                "sections": [s.as_dict() for s in sections],
+            }
+        )
         click.echo(json.dumps(document, indent=2))
         return
-    for section in sections[0 if quiet else printed:]:
+    for section in sections[0 if quiet else printed :]:
         if quiet:
             section = type(section)(section.title, [c for c in section.checks if c.status == FAIL])
             if not section.checks:
@@ -60,27 +67,84 @@ def _fail_if_needed(sections) -> None:
 
 
 @cli.command("demo")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help=DEVICE_HELP)
-@click.option("--steps", type=click.IntRange(3, 10000), default=8, show_default=True,
-              help="Training steps per run (batch size 1); the loss must be lower after the last than after the first.")
-@click.option("--arch", "archs", multiple=True, type=click.Choice(["res_18", "dla_34"]),
-              help="Fixture architecture (repeatable; default: both).")
-@click.option("--input-size", type=click.IntRange(32, 4096), default=32, show_default=True,
-              help="Square input size of the synthetic clips (a multiple of 32).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Work here and keep everything (default: a temporary folder, removed when every check passes).")
-@click.option("--force", is_flag=True, help="Use a non-empty --workdir, replacing the demo's own folders in it.")
-@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
-              help="The fixture repository to copy (default: bn2gn's fixtures/centernet_mini).")
-@click.option("--skip-step", "skip_steps", multiple=True, type=click.Choice(["rewrite", "patch-trainer"]),
-              help="Leave a migration step out, to see the checks catch it (the demo then fails).")
-@click.option("--compare-norm", is_flag=True,
-              help="Also time GroupNorm heads (converted) against BatchNorm heads (original) at --batch-sizes.")
-@click.option("--batch-sizes", default="1,8", show_default=True, metavar="N,N", help="Batch sizes for --compare-norm.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help=DEVICE_HELP,
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(3, 10000),
+    default=8,
+    show_default=True,
+    help="Training steps per run (batch size 1); the loss must be lower after the last than after the first.",
+)
+@click.option(
+    "--arch",
+    "archs",
+    multiple=True,
+    type=click.Choice(["res_18", "dla_34"]),
+    help="Fixture architecture (repeatable; default: both).",
+)
+@click.option(
+    "--input-size",
+    type=click.IntRange(32, 4096),
+    default=32,
+    show_default=True,
+    help="Square input size of the synthetic clips (a multiple of 32).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work here and keep everything (default: a temporary folder, removed when every check passes).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Use a non-empty --workdir, replacing the demo's own folders in it.",
+)
+@click.option(
+    "--fixtures",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The fixture repository to copy (default: bn2gn's fixtures/centernet_mini).",
+)
+@click.option(
+    "--skip-step",
+    "skip_steps",
+    multiple=True,
+    type=click.Choice(["rewrite", "patch-trainer"]),
+    help="Leave a migration step out, to see the checks catch it (the demo then fails).",
+)
+@click.option(
+    "--compare-norm",
+    is_flag=True,
+    help="Also time GroupNorm heads (converted) against BatchNorm heads (original) at --batch-sizes.",
+)
+@click.option(
+    "--batch-sizes",
+    default="1,8",
+    show_default=True,
+    metavar="N,N",
+    help="Batch sizes for --compare-norm.",
+)
 @output_options
-def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps, compare_norm, batch_sizes,
-         quiet, verbose, fmt):
+def demo(
+    device,
+    steps,
+    archs,
+    input_size,
+    workdir,
+    force,
+    fixtures,
+    skip_steps,
+    compare_norm,
+    batch_sizes,
+    quiet,
+    verbose,
+    fmt,
+):
     """Run the whole migration on a copy of the bundled fixture detector, then verify it by training.
 
     Copies fixtures/centernet_mini twice, runs scan, rewrite and patch-trainer on one copy, builds a
@@ -93,14 +157,22 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     from ..smoke.fixture import default_fixtures, prepare_workdir
 
     if input_size % 32:
-        raise Bn2gnError(f"--input-size {input_size}: must be a multiple of 32 (the detectors downsample 32x)",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"--input-size {input_size}: must be a multiple of 32 (the detectors downsample 32x)",
+            EXIT_USAGE,
+        )
     sizes = _batch_sizes(batch_sizes)
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="bn2gn-demo-")) if temporary else workdir
-    options = DemoOptions(fixtures=(fixtures or default_fixtures()).resolve(), workdir=root, device=device,
-                          steps=steps, archs=tuple(dict.fromkeys(archs)) or ("res_18", "dla_34"),
-                          input_size=input_size, skip_steps=tuple(skip_steps))
+    options = DemoOptions(
+        fixtures=(fixtures or default_fixtures()).resolve(),
+        workdir=root,
+        device=device,
+        steps=steps,
+        archs=tuple(dict.fromkeys(archs)) or ("res_18", "dla_34"),
+        input_size=input_size,
+        skip_steps=tuple(skip_steps),
+    )
     try:
         prepare_workdir(options.fixtures, root, force)
         result = _run_demo(options, fmt, quiet, compare_norm, sizes)
@@ -109,12 +181,25 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
             shutil.rmtree(root, ignore_errors=True)
         raise
     keep = not temporary or not result.ok
-    document = {"command": "demo", "device": result.device, "workdir": str(result.workdir), "workdir_kept": keep,
-                "options": {"steps": steps, "archs": list(options.archs), "input_size": input_size,
-                            "batch_size": 1, "skip_steps": list(skip_steps)},
-                "steps": [s.as_dict() for s in result.steps], "comparison": result.comparison,
-                "conclusion": conclusion(result, options)}
-    _emit(result.sections, fmt, quiet, verbose, document, printed=1)  # the steps were printed as they ran
+    document = {
+        "command": "demo",
+        "device": result.device,
+        "workdir": str(result.workdir),
+        "workdir_kept": keep,
+        "options": {
+            "steps": steps,
+            "archs": list(options.archs),
+            "input_size": input_size,
+            "batch_size": 1,
+            "skip_steps": list(skip_steps),
+        },
+        "steps": [s.as_dict() for s in result.steps],
+        "comparison": result.comparison,
+        "conclusion": conclusion(result, options),
+    }
+    _emit(
+        result.sections, fmt, quiet, verbose, document, printed=1
+    )  # the steps were printed as they ran
     if fmt == "text":
         click.echo(document["conclusion"])
     if keep:
@@ -123,7 +208,9 @@ def demo(device, steps, archs, input_size, workdir, force, fixtures, skip_steps,
     else:
         shutil.rmtree(root, ignore_errors=True)
         if fmt == "text" and not quiet:
-            click.echo(f"temporary work directory {result.workdir} removed (keep one with --workdir DIR)")
+            click.echo(
+                f"temporary work directory {result.workdir} removed (keep one with --workdir DIR)"
+            )
     _fail_if_needed(result.sections)
 
 
@@ -133,40 +220,99 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
 
     text = fmt == "text"
     echo = click.echo if text and not quiet else (lambda line: None)
-    progress = (lambda line: click.echo("\r\033[K" + line, nl=False, err=True)) \
-        if text and sys.stderr.isatty() else None
+    progress = (
+        (lambda line: click.echo("\r\033[K" + line, nl=False, err=True))
+        if text and sys.stderr.isatty()
+        else None
+    )
     echo(f"bn2gn demo: {', '.join(options.archs)} in {options.workdir}")
-    echo("steps: [1/4]-[3/4] migrate converted/, [4/4] a pretrained checkpoint from original/; then per "
-         "architecture: [ARCH 1/3] remap-ckpt, [ARCH 2/3] train converted/, [ARCH 3/3] train original/ for contrast")
+    echo(
+        "steps: [1/4]-[3/4] migrate converted/, [4/4] a pretrained checkpoint from original/; then per "
+        "architecture: [ARCH 1/3] remap-ckpt, [ARCH 2/3] train converted/, [ARCH 3/3] train original/ for contrast"
+    )
     runner = Demo(options, echo=echo, progress=progress)
     result = runner.run()
     if compare_norm and len(result.sections) > 1:
-        echo(f"comparing GroupNorm and BatchNorm heads at batch sizes {', '.join(map(str, sizes))} ...")
+        echo(
+            f"comparing GroupNorm and BatchNorm heads at batch sizes {', '.join(map(str, sizes))} ..."
+        )
         result.sections.append(compare_norms(runner, sizes, max(options.steps, 3)))
     return result
 
 
 @cli.command("verify")
-@click.option("--model", "model_spec", required=True, metavar="MODULE:FACTORY",
-              help="The converted model's factory, e.g. lib.models.model:create_model.")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).")
-@click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
-              help="Folder put first on sys.path to import --model (repeatable).")
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    metavar="MODULE:FACTORY",
+    help="The converted model's factory, e.g. lib.models.model:create_model.",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Folder put first on sys.path to import --model (repeatable).",
+)
 @model_build_options
-@click.option("--input-shape", "input_shapes", multiple=True, required=True, metavar="1,3,H,W",
-              help="Shape of one forward argument; repeat for each argument, in order.")
-@click.option("--steps", type=click.IntRange(2, 10000), default=5, show_default=True, help="Training steps.")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]", help=DEVICE_HELP)
-@click.option("--freeze-from", "freeze_from", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
-              help="Take freeze_backbone_bn / keep_backbone_bn_eval from these patched files (repeatable; "
-                   "default: bn2gn's own).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), metavar="CKPT",
-              help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.")
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    required=True,
+    metavar="1,3,H,W",
+    help="Shape of one forward argument; repeat for each argument, in order.",
+)
+@click.option(
+    "--steps", type=click.IntRange(2, 10000), default=5, show_default=True, help="Training steps."
+)
+@click.option(
+    "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]", help=DEVICE_HELP
+)
+@click.option(
+    "--freeze-from",
+    "freeze_from",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Take freeze_backbone_bn / keep_backbone_bn_eval from these patched files (repeatable; "
+    "default: bn2gn's own).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    metavar="CKPT",
+    help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.",
+)
 @config_options
 @output_options
-def verify(model_spec, model_args, paths, stubs, model_opts, model_opts_args, input_shapes, steps, device,
-           freeze_from, checkpoint, config_file, backbone_attrs, quiet, verbose, fmt):
+def verify(
+    model_spec,
+    model_args,
+    paths,
+    stubs,
+    model_opts,
+    model_opts_args,
+    input_shapes,
+    steps,
+    device,
+    freeze_from,
+    checkpoint,
+    config_file,
+    backbone_attrs,
+    quiet,
+    verbose,
+    fmt,
+):
     """Check a converted model at runtime: frozen backbone BatchNorm, trained GroupNorm, finite falling loss.
 
     Builds the model, freezes it, runs --steps train-mode steps at the given input shapes on fixed
@@ -178,17 +324,32 @@ def verify(model_spec, model_args, paths, stubs, model_opts, model_opts_args, in
     from ..modelspec import parse_model_spec
     from ..smoke.verify import VerifyOptions, parse_input_shape, run_verify
 
-    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+    if device not in ("auto", "cpu", "cuda") and not (
+        device.startswith("cuda:") and device[5:].isdigit()
+    ):
         raise Bn2gnError(f"--device {device!r}: use auto, cpu, cuda or cuda:N", EXIT_USAGE)
     if checkpoint is not None and not checkpoint.is_file():
         raise Bn2gnError(f"--checkpoint {checkpoint}: no such file", EXIT_USAGE)
-    config = load_config([paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs)
-    options = VerifyOptions(spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
-                            input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
-                            backbone_attrs=_planned_backbone(paths, config), steps=steps, device=device,
-                            freeze_from=tuple(freeze_from), checkpoint=checkpoint)
+    config = load_config(
+        [paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs
+    )
+    options = VerifyOptions(
+        spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
+        input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+        backbone_attrs=_planned_backbone(paths, config),
+        steps=steps,
+        device=device,
+        freeze_from=tuple(freeze_from),
+        checkpoint=checkpoint,
+    )
     section = run_verify(options)
-    _emit([section], fmt, quiet, verbose, {"command": "verify", "backbone_attrs": list(options.backbone_attrs)})
+    _emit(
+        [section],
+        fmt,
+        quiet,
+        verbose,
+        {"command": "verify", "backbone_attrs": list(options.backbone_attrs)},
+    )
     _fail_if_needed([section])
 
 

@@ -17,7 +17,13 @@ import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, PositionProvider
 
 from ..rules import Rule
-from .inject import PlannedInsertion, dotted_name, enclosing_scope, enclosing_statement, format_snippet
+from .inject import (
+    PlannedInsertion,
+    dotted_name,
+    enclosing_scope,
+    enclosing_statement,
+    format_snippet,
+)
 from .names import KEEP
 
 ON, OFF, UNKNOWN = "on", "off", "unknown"
@@ -41,19 +47,29 @@ class TrainSwitch:
 
 def train_mode(call: cst.Call) -> Optional[str]:
     """ON / OFF / UNKNOWN for ``X.train(...)`` on a module; None when the call is no mode switch."""
-    if not m.matches(call.func, m.Attribute(attr=m.Name("train"))) or dotted_name(call.func.value) is None:
+    if (
+        not m.matches(call.func, m.Attribute(attr=m.Name("train")))
+        or dotted_name(call.func.value) is None
+    ):
         return None
     if not call.args:
         return ON
-    if len(call.args) > 1 or (call.args[0].keyword and call.args[0].keyword.value != "mode") or call.args[0].star:
+    if (
+        len(call.args) > 1
+        or (call.args[0].keyword and call.args[0].keyword.value != "mode")
+        or call.args[0].star
+    ):
         return None
     value = call.args[0].value
     if m.matches(value, m.Name("False") | m.Integer("0")):
         return OFF
     if m.matches(value, m.Name("True") | m.Integer()):
         return ON
-    if call.args[0].keyword or isinstance(value, (cst.Comparison, cst.BooleanOperation)) or m.matches(
-            value, m.UnaryOperation(operator=m.Not())):
+    if (
+        call.args[0].keyword
+        or isinstance(value, (cst.Comparison, cst.BooleanOperation))
+        or m.matches(value, m.UnaryOperation(operator=m.Not()))
+    ):
         return ON  # a boolean expression: keeping the backbone in eval is right either way
     return UNKNOWN
 
@@ -69,8 +85,14 @@ def find_train_switches(wrapper: cst.MetadataWrapper) -> List[TrainSwitch]:
         if mode in (None, OFF) or (mode == UNKNOWN and own_train):
             continue
         receiver = dotted_name(call.func.value)
-        switch = TrainSwitch(call, enclosing_statement(call, parents), receiver, positions[call].start.line,
-                             enclosing_scope(call, parents), mode)
+        switch = TrainSwitch(
+            call,
+            enclosing_statement(call, parents),
+            receiver,
+            positions[call].start.line,
+            enclosing_scope(call, parents),
+            mode,
+        )
         switch.problem = _problem(switch, parents)
         switches.append(switch)
     return switches
@@ -79,7 +101,9 @@ def find_train_switches(wrapper: cst.MetadataWrapper) -> List[TrainSwitch]:
 def _defines_non_module_train(module: cst.Module) -> bool:
     """The file defines ``train(self, epoch, ...)``: then ``x.train(arg)`` most likely calls that method."""
     for function in m.findall(module, m.FunctionDef(name=m.Name("train"))):
-        names = [p.name.value for p in function.params.params if p.name.value not in ("self", "cls")]
+        names = [
+            p.name.value for p in function.params.params if p.name.value not in ("self", "cls")
+        ]
         if names and names[0] != "mode":
             return True
     return False
@@ -87,8 +111,10 @@ def _defines_non_module_train(module: cst.Module) -> bool:
 
 def _problem(switch: TrainSwitch, parents) -> str:
     if switch.mode == UNKNOWN:
-        return (f"{switch.receiver}.train(...) with a non-boolean argument may not be nn.Module.train; "
-                f"add {KEEP}({switch.receiver}) after it by hand if it is")
+        return (
+            f"{switch.receiver}.train(...) with a non-boolean argument may not be nn.Module.train; "
+            f"add {KEEP}({switch.receiver}) after it by hand if it is"
+        )
     node = switch.call
     while node is not switch.statement and node in parents:
         node = parents[node]
@@ -96,7 +122,9 @@ def _problem(switch: TrainSwitch, parents) -> str:
             return f"{switch.receiver}.train() inside a lambda or comprehension; add {KEEP} by hand"
     small = _small_statement(switch)
     if small is None or not isinstance(small, _SIMPLE_KINDS):
-        return f"{switch.receiver}.train() is not a statement of its own; add {KEEP} by hand after it"
+        return (
+            f"{switch.receiver}.train() is not a statement of its own; add {KEEP} by hand after it"
+        )
     return ""
 
 
@@ -121,7 +149,9 @@ class KeepEvalAfterTrain:
     def __init__(self, call_kwargs: str = ""):
         self.call_kwargs = call_kwargs
 
-    def plan(self, wrapper: cst.MetadataWrapper, switches: Sequence[TrainSwitch]) -> Tuple[list, List[str]]:
+    def plan(
+        self, wrapper: cst.MetadataWrapper, switches: Sequence[TrainSwitch]
+    ) -> Tuple[list, List[str]]:
         parents = wrapper.resolve(ParentNodeProvider)
         planned: List[PlannedInsertion] = []
         problems, seen = [], set()
@@ -134,9 +164,17 @@ class KeepEvalAfterTrain:
                 continue
             seen.add(key)
             code = f"{KEEP}({switch.receiver}{self.call_kwargs})\n"
-            planned.append(PlannedInsertion(Rule.EVAL_AFTER_TRAIN, switch.statement, "after", format_snippet(code),
-                                            switch.line, switch.scope,
-                                            f"{KEEP}({switch.receiver}) after {switch.receiver}.train()"))
+            planned.append(
+                PlannedInsertion(
+                    Rule.EVAL_AFTER_TRAIN,
+                    switch.statement,
+                    "after",
+                    format_snippet(code),
+                    switch.line,
+                    switch.scope,
+                    f"{KEEP}({switch.receiver}) after {switch.receiver}.train()",
+                )
+            )
         return planned, problems
 
 
@@ -149,4 +187,5 @@ def _followed_by_keep(statement: cst.CSTNode, parents) -> bool:
         return False
     follower = body[index + 1]
     return m.matches(follower, m.Expr(value=_KEEP_CALL)) or m.matches(
-        follower, m.SimpleStatementLine(body=[m.Expr(value=_KEEP_CALL), m.ZeroOrMore()]))
+        follower, m.SimpleStatementLine(body=[m.Expr(value=_KEEP_CALL), m.ZeroOrMore()])
+    )

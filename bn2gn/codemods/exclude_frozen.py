@@ -33,16 +33,27 @@ class ExcludeFrozenParameters:
                 continue
             if m.findall(site.call, m.Attribute(attr=m.Name("requires_grad"))):
                 continue  # the arguments already filter on requires_grad
-            targets = [c for c in m.findall(site.call, _PARAMETERS)
-                       if dotted_name(c.func.value) and _passed_directly(c, site.call, parents)]
+            targets = [
+                c
+                for c in m.findall(site.call, _PARAMETERS)
+                if dotted_name(c.func.value) and _passed_directly(c, site.call, parents)
+            ]
             if not targets:
-                problems.append(f"{site.line}: the optimizer's parameters are not passed as X.parameters(); "
-                                "filter them on p.requires_grad by hand to exclude frozen ones")
+                problems.append(
+                    f"{site.line}: the optimizer's parameters are not passed as X.parameters(); "
+                    "filter them on p.requires_grad by hand to exclude frozen ones"
+                )
             for call in targets:
                 rewrites[call] = only_trainable
                 receiver = dotted_name(call.func.value)
-                changes.append((Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER, positions[call].start.line, site.scope,
-                                f"{receiver}.parameters() -> only parameters that require grad"))
+                changes.append(
+                    (
+                        Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER,
+                        positions[call].start.line,
+                        site.scope,
+                        f"{receiver}.parameters() -> only parameters that require grad",
+                    )
+                )
         return rewrites, changes, problems
 
 
@@ -50,8 +61,14 @@ def only_trainable(call: cst.Call) -> cst.BaseExpression:
     """``X.parameters()`` -> ``[p for p in X.parameters() if p.requires_grad]``."""
     return cst.ListComp(
         elt=cst.Name("p"),
-        for_in=cst.CompFor(target=cst.Name("p"), iter=call,
-                           ifs=[cst.CompIf(test=cst.Attribute(value=cst.Name("p"), attr=cst.Name("requires_grad")))]))
+        for_in=cst.CompFor(
+            target=cst.Name("p"),
+            iter=call,
+            ifs=[
+                cst.CompIf(test=cst.Attribute(value=cst.Name("p"), attr=cst.Name("requires_grad")))
+            ],
+        ),
+    )
 
 
 def _passed_directly(call: cst.Call, optimizer: cst.Call, parents) -> bool:
@@ -59,7 +76,8 @@ def _passed_directly(call: cst.Call, optimizer: cst.Call, parents) -> bool:
     node = parents.get(call)
     while isinstance(node, (cst.Arg, cst.Element, cst.DictElement, cst.List, cst.Tuple, cst.Dict)):
         if isinstance(node, cst.DictElement) and not (
-                isinstance(node.key, cst.SimpleString) and node.key.evaluated_value == "params"):
+            isinstance(node.key, cst.SimpleString) and node.key.evaluated_value == "params"
+        ):
             return False
         if isinstance(node, cst.Arg):
             return parents.get(node) is optimizer

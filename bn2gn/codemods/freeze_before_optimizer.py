@@ -17,8 +17,14 @@ import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, PositionProvider
 
 from ..rules import Rule
-from .inject import (PlannedInsertion, defined_or_imported_names, dotted_name, enclosing_scope, enclosing_statement,
-                     format_snippet)
+from .inject import (
+    PlannedInsertion,
+    defined_or_imported_names,
+    dotted_name,
+    enclosing_scope,
+    enclosing_statement,
+    format_snippet,
+)
 from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
 
 COUNT_VAR = "frozen_count"
@@ -40,11 +46,15 @@ class FreezeBeforeOptimizer:
         self.model_var = model_var
         self.call_kwargs = call_kwargs
 
-    def plan(self, wrapper: cst.MetadataWrapper, sites: Sequence[OptimizerSite], path) -> List[PlannedInsertion]:
+    def plan(
+        self, wrapper: cst.MetadataWrapper, sites: Sequence[OptimizerSite], path
+    ) -> List[PlannedInsertion]:
         parents = wrapper.resolve(ParentNodeProvider)
         positions = wrapper.resolve(PositionProvider)
         frozen = _Freezes(parents)
-        for call in m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))):
+        for call in m.findall(
+            wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))
+        ):
             statement = enclosing_statement(call, parents)
             if statement is not None:
                 frozen.add(statement, positions[statement].start.line)
@@ -54,14 +64,25 @@ class FreezeBeforeOptimizer:
                 continue
             model = self.model_var or site.model
             if model is None:
-                raise NeedsUserInput(f"{path}:{site.line}: cannot tell which model the optimizer built here "
-                                     f"(in {site.scope}) trains; name it with --model-var NAME")
+                raise NeedsUserInput(
+                    f"{path}:{site.line}: cannot tell which model the optimizer built here "
+                    f"(in {site.scope}) trains; name it with --model-var NAME"
+                )
             frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
-            code = (f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n"
-                    + report_line(wrapper.module, site.statement, parents, positions))
-            planned.append(PlannedInsertion(Rule.FREEZE_BEFORE_OPTIMIZER, site.statement, "before",
-                                            format_snippet(code), site.line, site.scope,
-                                            f"{FREEZE}({model}) before the optimizer ({site.name})"))
+            code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(
+                wrapper.module, site.statement, parents, positions
+            )
+            planned.append(
+                PlannedInsertion(
+                    Rule.FREEZE_BEFORE_OPTIMIZER,
+                    site.statement,
+                    "before",
+                    format_snippet(code),
+                    site.line,
+                    site.scope,
+                    f"{FREEZE}({model}) before the optimizer ({site.name})",
+                )
+            )
         return planned
 
 
@@ -97,8 +118,11 @@ def report_line(module: cst.Module, statement: cst.CSTNode, parents, positions) 
         name = dotted_name(call.func.value) or ""
         if "log" in name.rpartition(".")[2].lower() and name.split(".")[0] in visible:
             methods.setdefault(name, set()).add(call.func.attr.value)
-    stdlib = {dotted_name(t.target) for t in m.findall(module, m.AssignTarget())
-              if _assigned_from_get_logger(t, parents)}
+    stdlib = {
+        dotted_name(t.target)
+        for t in m.findall(module, m.AssignTarget())
+        if _assigned_from_get_logger(t, parents)
+    }
     for name in sorted(methods, key=lambda n: ("info" not in methods[n], n)):
         if "info" in methods[name] and name in stdlib:
             return f'{name}.info("{REPORT_TEXT}: %d", {COUNT_VAR})\n'
@@ -113,12 +137,19 @@ def _visible_names(module, statement, parents, positions) -> set:
     plus the parameters and earlier assignments of the enclosing functions."""
     line = positions[statement].start.line
     function = _innermost_function(statement, parents)
-    top = module.body if function is not None else [s for s in module.body if positions[s].start.line < line]
+    top = (
+        module.body
+        if function is not None
+        else [s for s in module.body if positions[s].start.line < line]
+    )
     names = defined_or_imported_names(module.with_changes(body=top))
     while function is not None:
         names |= {p.name.value for p in function.params.params + function.params.kwonly_params}
-        names |= {t.target.value for t in m.findall(function.body, m.AssignTarget(target=m.Name()))
-                  if positions[t].start.line < line}
+        names |= {
+            t.target.value
+            for t in m.findall(function.body, m.AssignTarget(target=m.Name()))
+            if positions[t].start.line < line
+        }
         function = _innermost_function(function, parents)
     return names
 
@@ -126,7 +157,8 @@ def _visible_names(module, statement, parents, positions) -> set:
 def _assigned_from_get_logger(target: cst.AssignTarget, parents) -> bool:
     assign = parents.get(target)
     return isinstance(assign, cst.Assign) and m.matches(
-        assign.value, m.Call(func=m.Name("getLogger") | m.Attribute(attr=m.Name("getLogger"))))
+        assign.value, m.Call(func=m.Name("getLogger") | m.Attribute(attr=m.Name("getLogger")))
+    )
 
 
 def collect_optimizer_names(module: cst.Module, extra_calls: Sequence[str] = ()) -> OptimizerNames:
@@ -169,7 +201,9 @@ class OptimizerSite:
     model: Optional[str] = None
 
 
-def find_optimizer_sites(wrapper: cst.MetadataWrapper, names: OptimizerNames) -> List[OptimizerSite]:
+def find_optimizer_sites(
+    wrapper: cst.MetadataWrapper, names: OptimizerNames
+) -> List[OptimizerSite]:
     """Every optimizer construction in the file, in source order.
 
     A function of this file that builds the optimizer from a parameter it was given (so the model
@@ -186,11 +220,15 @@ def find_optimizer_sites(wrapper: cst.MetadataWrapper, names: OptimizerNames) ->
             function = _innermost_function(call, parents)
             if function is not None:
                 local_builders.add(function.name.value)
-                if site.model is None and _is_builder(function, call, site.statement, wrapper.module):
+                if site.model is None and _is_builder(
+                    function, call, site.statement, wrapper.module
+                ):
                     delegating.add(function.name.value)
                     continue
             direct.append(site)
-    builders = OptimizerNames(names.namespaces, names.classes, names.builders + tuple(sorted(delegating)))
+    builders = OptimizerNames(
+        names.namespaces, names.classes, names.builders + tuple(sorted(delegating))
+    )
     sites = list(direct)
     for call in m.findall(wrapper.module, m.Call()):
         name = dotted_name(call.func)
@@ -210,8 +248,11 @@ def site_at_line(wrapper: cst.MetadataWrapper, line: int) -> Optional[OptimizerS
     parents = wrapper.resolve(ParentNodeProvider)
     positions = wrapper.resolve(PositionProvider)
     for node, parent in parents.items():
-        if isinstance(parent, (cst.Module, cst.IndentedBlock)) and positions[node].start.line == line \
-                and isinstance(node, cst.BaseStatement):
+        if (
+            isinstance(parent, (cst.Module, cst.IndentedBlock))
+            and positions[node].start.line == line
+            and isinstance(node, cst.BaseStatement)
+        ):
             site = OptimizerSite(None, node, line, enclosing_scope(node, parents), f"line {line}")
             calls = m.findall(node, m.Call())
             site.model = _model_from_receivers(r for c in calls for r in _parameter_receivers(c))
@@ -221,7 +262,9 @@ def site_at_line(wrapper: cst.MetadataWrapper, line: int) -> Optional[OptimizerS
 
 def _site(call, name, parents, positions) -> OptimizerSite:
     statement = enclosing_statement(call, parents)
-    return OptimizerSite(call, statement, positions[statement].start.line, enclosing_scope(call, parents), name)
+    return OptimizerSite(
+        call, statement, positions[statement].start.line, enclosing_scope(call, parents), name
+    )
 
 
 def model_of_call(call: cst.Call, parents) -> Optional[str]:
@@ -240,14 +283,18 @@ def model_argument(call: cst.Call) -> Optional[str]:
     for arg in call.args:
         name = dotted_name(arg.value)
         keyword = arg.keyword.value if arg.keyword else ""
-        if name and any(w in (keyword or name.rpartition(".")[2]).lower() for w in ("model", "net", "detector")):
+        if name and any(
+            w in (keyword or name.rpartition(".")[2]).lower() for w in ("model", "net", "detector")
+        ):
             found.append(name)
     return found[0] if len(set(found)) == 1 else None
 
 
 def _parameter_receivers(node: cst.CSTNode) -> List[str]:
     receivers = []
-    for call in m.findall(node, m.Call(func=m.Attribute(attr=m.Name("parameters") | m.Name("named_parameters")))):
+    for call in m.findall(
+        node, m.Call(func=m.Attribute(attr=m.Name("parameters") | m.Name("named_parameters")))
+    ):
         name = dotted_name(call.func.value)
         if name:
             receivers.append(name)
@@ -259,10 +306,18 @@ def _receivers_via_variable(variable: str, call: cst.Call, parents) -> List[str]
     scope = _innermost_function(call, parents)
     root = scope.body if scope is not None else _module_of(call, parents)
     target = m.Name(variable)
-    mutators = m.SimpleStatementLine(body=[m.ZeroOrMore(), m.OneOf(
-        m.Assign(targets=[m.ZeroOrMore(), m.AssignTarget(target=target), m.ZeroOrMore()]),
-        m.AugAssign(target=target), m.AnnAssign(target=target),
-        m.Expr(value=m.Call(func=m.Attribute(value=target)))), m.ZeroOrMore()])
+    mutators = m.SimpleStatementLine(
+        body=[
+            m.ZeroOrMore(),
+            m.OneOf(
+                m.Assign(targets=[m.ZeroOrMore(), m.AssignTarget(target=target), m.ZeroOrMore()]),
+                m.AugAssign(target=target),
+                m.AnnAssign(target=target),
+                m.Expr(value=m.Call(func=m.Attribute(value=target))),
+            ),
+            m.ZeroOrMore(),
+        ]
+    )
     receivers = []
     for statement in m.findall(root, mutators):
         receivers.extend(_parameter_receivers(statement))
@@ -288,10 +343,15 @@ def _model_from_receivers(receivers) -> Optional[str]:
 
 def _is_builder(function: cst.FunctionDef, call: cst.Call, statement, module: cst.Module) -> bool:
     """``return torch.optim.X(<its own arguments>)`` in a function this file calls: patch the callers."""
-    if not m.matches(statement, m.SimpleStatementLine(body=[m.Return(value=m.Call())])) \
-            or statement.body[0].value is not call:
+    if (
+        not m.matches(statement, m.SimpleStatementLine(body=[m.Return(value=m.Call())]))
+        or statement.body[0].value is not call
+    ):
         return False
-    params = {p.name.value for p in function.params.params + function.params.kwonly_params} - {"self", "cls"}
+    params = {p.name.value for p in function.params.params + function.params.kwonly_params} - {
+        "self",
+        "cls",
+    }
     if not any(n.value in params for arg in call.args for n in m.findall(arg.value, m.Name())):
         return False
     name = function.name.value

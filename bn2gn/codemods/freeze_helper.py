@@ -17,14 +17,31 @@ import libcst as cst
 import libcst.matchers as m
 
 from .. import runtime
-from .inject import (defined_or_imported_names, dominant_indent, format_snippet, import_end_index, insert_after_imports,
-                     with_indent)
+from .inject import (
+    defined_or_imported_names,
+    dominant_indent,
+    format_snippet,
+    import_end_index,
+    insert_after_imports,
+    with_indent,
+)
 
 PUBLIC = ("freeze_backbone_bn", "keep_backbone_bn_eval")
-HELPERS = {"unwrap_model": "_bn2gn_unwrap_model", "backbone_modules": "_bn2gn_backbone_modules",
-           "backbone_batchnorms": "_bn2gn_backbone_batchnorms"}
-ORDER = ("unwrap_model", "backbone_modules", "backbone_batchnorms", "freeze_backbone_bn", "keep_backbone_bn_eval")
-HEADER = "# Added by bn2gn patch-trainer: keeps the pretrained backbone BatchNorm frozen while training."
+HELPERS = {
+    "unwrap_model": "_bn2gn_unwrap_model",
+    "backbone_modules": "_bn2gn_backbone_modules",
+    "backbone_batchnorms": "_bn2gn_backbone_batchnorms",
+}
+ORDER = (
+    "unwrap_model",
+    "backbone_modules",
+    "backbone_batchnorms",
+    "freeze_backbone_bn",
+    "keep_backbone_bn_eval",
+)
+HEADER = (
+    "# Added by bn2gn patch-trainer: keeps the pretrained backbone BatchNorm frozen while training."
+)
 
 
 @functools.lru_cache(maxsize=32)
@@ -79,20 +96,29 @@ class InjectFreezeHelper:
             return module, []
         if self.helper_module:
             index = import_end_index(module)
-            statement = cst.parse_statement(f"from {self.helper_module} import {', '.join(names)}\n")
+            statement = cst.parse_statement(
+                f"from {self.helper_module} import {', '.join(names)}\n"
+            )
             body = list(module.body)
             body[index:index] = [statement]
             return module.with_changes(body=body), names
         have = defined_or_imported_names(module)
         statements = cst.parse_module(runtime_source(tuple(names), self.backbone_attrs)).body
-        statements = [s for s in statements if not (isinstance(s, cst.FunctionDef) and s.name.value in have)]
+        statements = [
+            s for s in statements if not (isinstance(s, cst.FunctionDef) and s.name.value in have)
+        ]
         statements = with_indent(statements, dominant_indent(module))
         index = import_end_index(module)
         module = insert_after_imports(module, statements)
         first = module.body[index]
         header = cst.EmptyLine(comment=cst.Comment(HEADER))
-        module = module.with_changes(body=[*module.body[:index], first.with_changes(
-            leading_lines=[*first.leading_lines, header]), *module.body[index + 1:]])
+        module = module.with_changes(
+            body=[
+                *module.body[:index],
+                first.with_changes(leading_lines=[*first.leading_lines, header]),
+                *module.body[index + 1 :],
+            ]
+        )
         return module, names
 
     def stale_defaults(self, module: cst.Module) -> Optional[Tuple[str, ...]]:
@@ -100,10 +126,14 @@ class InjectFreezeHelper:
         for stmt in module.body:
             if isinstance(stmt, cst.FunctionDef) and stmt.name.value in PUBLIC:
                 for param in stmt.params.params:
-                    if param.name.value == "backbone_attrs" and isinstance(param.default, cst.Tuple):
-                        values = tuple(e.value.evaluated_value for e in param.default.elements
-                                       if isinstance(e.value, cst.SimpleString))
+                    if param.name.value == "backbone_attrs" and isinstance(
+                        param.default, cst.Tuple
+                    ):
+                        values = tuple(
+                            e.value.evaluated_value
+                            for e in param.default.elements
+                            if isinstance(e.value, cst.SimpleString)
+                        )
                         if values != self.backbone_attrs:
                             return values
         return None
-

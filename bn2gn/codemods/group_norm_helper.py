@@ -10,8 +10,14 @@ from typing import Optional
 
 import libcst as cst
 
-from .inject import (defined_or_imported_names, dominant_indent, ensure_nn_import, format_snippet, insert_after_imports,
-                     with_indent)
+from .inject import (
+    defined_or_imported_names,
+    dominant_indent,
+    ensure_nn_import,
+    format_snippet,
+    insert_after_imports,
+    with_indent,
+)
 from .replace_batchnorm import HELPER
 
 HELPER_SOURCE = '''
@@ -43,5 +49,7 @@ def inject_group_norm_helper(module: cst.Module, used: Optional[bool] = None):
     if HELPER in defined_or_imported_names(module) or not (used or uses_helper(module)):
         return module, False
     module, nn_name = ensure_nn_import(module)
-    statements = with_indent(format_snippet(HELPER_SOURCE.format(nn=nn_name)), dominant_indent(module))
+    statements = with_indent(
+        format_snippet(HELPER_SOURCE.format(nn=nn_name)), dominant_indent(module)
+    )
     return insert_after_imports(module, statements), True

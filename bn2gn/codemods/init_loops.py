@@ -13,7 +13,16 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 _EMPTY = cst.Module(body=[])
-INIT_FUNCS = {"constant_", "ones_", "zeros_", "normal_", "uniform_", "fill_", "zero_", "trunc_normal_"}
+INIT_FUNCS = {
+    "constant_",
+    "ones_",
+    "zeros_",
+    "normal_",
+    "uniform_",
+    "fill_",
+    "zero_",
+    "trunc_normal_",
+}
 
 
 def _text(node: cst.CSTNode) -> str:
@@ -55,7 +64,9 @@ class InitLoops(cst.CSTTransformer):
             return updated
         line = self.get_metadata(PositionProvider, original).start.line
         if new_test is not updated.test:
-            self.changed.append((line, f"isinstance(..., {self.gn_ref}) added to the BatchNorm2d check"))
+            self.changed.append(
+                (line, f"isinstance(..., {self.gn_ref}) added to the BatchNorm2d check")
+            )
         body = updated.body
         if isinstance(body, cst.IndentedBlock):
             new_body, guarded = _guard_statements(body.body, subject, body.indent)
@@ -66,8 +77,12 @@ class InitLoops(cst.CSTTransformer):
 
     def _widen(self, test: cst.BaseExpression):
         """(subject name, new test) when ``test`` is ``isinstance(x, <BatchNorm2d>)``; (None, test) otherwise."""
-        if not (isinstance(test, cst.Call) and isinstance(test.func, cst.Name) and test.func.value == "isinstance"
-                and len(test.args) == 2):
+        if not (
+            isinstance(test, cst.Call)
+            and isinstance(test.func, cst.Name)
+            and test.func.value == "isinstance"
+            and len(test.args) == 2
+        ):
             return None, test
         subject = _text(test.args[0].value)
         kinds = test.args[1].value
@@ -83,14 +98,18 @@ class InitLoops(cst.CSTTransformer):
                     return subject, test
                 elements = list(kinds.elements)
                 last = elements[-1]
-                elements[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                elements[-1] = last.with_changes(
+                    comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                )
                 elements.append(cst.Element(cst.parse_expression(self.gn_ref)))
                 arg = test.args[1].with_changes(value=kinds.with_changes(elements=elements))
                 return subject, test.with_changes(args=[test.args[0], arg])
         return None, test
 
 
-def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str, indent: Optional[str] = None):
+def _guard_statements(
+    statements: Iterable[cst.BaseStatement], subject: str, indent: Optional[str] = None
+):
     """Guard each weight/bias initialisation; the guard's body is indented like the block being edited
     (``indent``: that block's own unit, None for the module's default)."""
     out: List[cst.BaseStatement] = []
@@ -104,15 +123,26 @@ def _guard_statements(statements: Iterable[cst.BaseStatement], subject: str, ind
             out.append(stmt)
             continue
         for index, (small, attr) in enumerate(zip(stmt.body, attrs)):
-            line = cst.SimpleStatementLine(body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
-                                           leading_lines=stmt.leading_lines if index == 0 else (),
-                                           trailing_whitespace=stmt.trailing_whitespace)
+            line = cst.SimpleStatementLine(
+                body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
+                leading_lines=stmt.leading_lines if index == 0 else (),
+                trailing_whitespace=stmt.trailing_whitespace,
+            )
             if attr is None:
                 out.append(line)
                 continue
-            guard = cst.parse_expression(f"hasattr({subject}, '{attr}') and {subject}.{attr} is not None")
-            out.append(cst.If(test=guard, body=cst.IndentedBlock(body=[line.with_changes(leading_lines=())], indent=indent),
-                              leading_lines=line.leading_lines))
+            guard = cst.parse_expression(
+                f"hasattr({subject}, '{attr}') and {subject}.{attr} is not None"
+            )
+            out.append(
+                cst.If(
+                    test=guard,
+                    body=cst.IndentedBlock(
+                        body=[line.with_changes(leading_lines=())], indent=indent
+                    ),
+                    leading_lines=line.leading_lines,
+                )
+            )
             guarded.append(f"{subject}.{attr}")
     return out, guarded
 

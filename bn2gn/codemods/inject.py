@@ -48,7 +48,9 @@ def dominant_indent(module: cst.Module) -> str:
         @staticmethod
         def _body(node) -> None:
             if isinstance(node.body, cst.IndentedBlock):
-                defs[module.default_indent if node.body.indent is None else node.body.indent] += len(node.body.body)
+                defs[module.default_indent if node.body.indent is None else node.body.indent] += (
+                    len(node.body.body)
+                )
 
     module.visit(_Count())
     counts = defs or blocks
@@ -60,7 +62,11 @@ def with_indent(statements: Sequence[cst.BaseStatement], indent: str) -> List[cs
 
     class _Indent(cst.CSTTransformer):
         def leave_IndentedBlock(self, original_node, updated_node):
-            return updated_node.with_changes(indent=indent) if updated_node.indent is None else updated_node
+            return (
+                updated_node.with_changes(indent=indent)
+                if updated_node.indent is None
+                else updated_node
+            )
 
     return [s.visit(_Indent()) for s in statements]
 
@@ -70,7 +76,9 @@ def _is_import(stmt: cst.BaseStatement) -> bool:
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:
-    return m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())]))
+    return m.matches(
+        stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())])
+    )
 
 
 def _is_guarded_import(stmt: cst.BaseStatement) -> bool:
@@ -92,7 +100,11 @@ def import_end_index(module: cst.Module) -> int:
         if _is_import(stmt) or _is_guarded_import(stmt):
             last = position + 1
         elif isinstance(stmt, cst.SimpleStatementLine) and m.matches(
-                stmt, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])])):
+            stmt,
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])]
+            ),
+        ):
             continue
         else:
             break
@@ -133,7 +145,9 @@ def defined_or_imported_names(module: cst.Module) -> set:
             names.add(stmt.name.value)
         elif isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
-                if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                if isinstance(small, cst.ImportFrom) and not isinstance(
+                    small.names, cst.ImportStar
+                ):
                     for alias in small.names:
                         names.add(_alias_name(alias))
                 elif isinstance(small, cst.Import):
@@ -172,7 +186,11 @@ def torch_nn_name(module: cst.Module) -> Optional[str]:
                         torch_name = f"{_alias_name(alias)}.nn"
             elif isinstance(small, cst.ImportFrom) and small.module is not None:
                 source = cst.Module(body=[]).code_for_node(small.module)
-                if source == "torch" and not isinstance(small.names, cst.ImportStar) and not small.relative:
+                if (
+                    source == "torch"
+                    and not isinstance(small.names, cst.ImportStar)
+                    and not small.relative
+                ):
                     for alias in small.names:
                         if cst.Module(body=[]).code_for_node(alias.name) == "nn":
                             return _alias_name(alias)
@@ -240,8 +258,13 @@ class PlannedInsertion:
     message: str
 
     def as_dict(self, path) -> dict:
-        return {"path": str(path), "line": self.line, "scope": self.scope, "rule": self.rule.code,
-                "message": self.message}
+        return {
+            "path": str(path),
+            "line": self.line,
+            "scope": self.scope,
+            "rule": self.rule.code,
+            "message": self.message,
+        }
 
 
 class InsertStatements(cst.CSTTransformer):
@@ -250,7 +273,9 @@ class InsertStatements(cst.CSTTransformer):
     In a one-line suite (``if x: model.train()``) the inserted statements join the suite with ``;``.
     """
 
-    def __init__(self, insertions: Sequence[PlannedInsertion], call_rewrites: Optional[dict] = None):
+    def __init__(
+        self, insertions: Sequence[PlannedInsertion], call_rewrites: Optional[dict] = None
+    ):
         super().__init__()
         self.before: dict = {}
         self.after: dict = {}
@@ -272,13 +297,19 @@ class InsertStatements(cst.CSTTransformer):
         return rewrite(updated_node) if rewrite else updated_node
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, False))
+        return updated_node.with_changes(
+            body=self._rebuild(original_node.body, updated_node.body, False)
+        )
 
     def leave_IndentedBlock(self, original_node, updated_node) -> cst.IndentedBlock:
-        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, False))
+        return updated_node.with_changes(
+            body=self._rebuild(original_node.body, updated_node.body, False)
+        )
 
     def leave_SimpleStatementSuite(self, original_node, updated_node) -> cst.SimpleStatementSuite:
-        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body, True))
+        return updated_node.with_changes(
+            body=self._rebuild(original_node.body, updated_node.body, True)
+        )
 
 
 def _as_small(statements, small: bool) -> list:

@@ -9,8 +9,24 @@ FREEZE = "freeze_backbone_bn"
 KEEP = "keep_backbone_bn_eval"
 OPTIMIZER_BUILDERS = ("build_optimizer", "get_optimizer", "create_optimizer")
 #: What ``from torch.optim import *`` binds that builds an optimizer.
-TORCH_OPTIMIZERS = frozenset({"ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
-                              "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam"})
+TORCH_OPTIMIZERS = frozenset(
+    {
+        "ASGD",
+        "Adadelta",
+        "Adafactor",
+        "Adagrad",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "LBFGS",
+        "NAdam",
+        "RAdam",
+        "RMSprop",
+        "Rprop",
+        "SGD",
+        "SparseAdam",
+    }
+)
 
 
 @dataclasses.dataclass
@@ -24,8 +40,11 @@ class OptimizerNames:
     def is_direct(self, name: str) -> bool:
         head, _, last = name.rpartition(".")
         return (head in self.namespaces and last[:1].isupper() and last != "Optimizer") or (
-            not head and name in self.classes)
+            not head and name in self.classes
+        )
 
     def is_builder(self, name: str) -> bool:
         last = name.rpartition(".")[2]
-        return any(name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders)
+        return any(
+            name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders
+        )

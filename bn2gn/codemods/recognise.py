@@ -40,7 +40,10 @@ def text_may_plan(text: str, extra_calls: Sequence[str] = ()) -> bool:
         return True
     if "train" in text and any(_after_dot(text, match.start()) for match in _TRAIN.finditer(text)):
         return True
-    return any(name in text and pattern.search(text) for name, pattern in _builder_patterns(tuple(extra_calls)))
+    return any(
+        name in text and pattern.search(text)
+        for name, pattern in _builder_patterns(tuple(extra_calls))
+    )
 
 
 def _after_dot(text: str, index: int) -> bool:
@@ -55,7 +58,9 @@ def loose_bytes_match(data: bytes, extra_calls: Sequence[str] = ()) -> bool:
     """A byte-level first cut for whole trees; undecided (True) for encodings that are not ASCII-based."""
     if b"\x00" in data:
         return True  # UTF-16/32: decode before deciding
-    return any(m in data for m in LOOSE_MARKERS) or any(n.rpartition(".")[2].encode() in data for n in extra_calls)
+    return any(m in data for m in LOOSE_MARKERS) or any(
+        n.rpartition(".")[2].encode() in data for n in extra_calls
+    )
 
 
 def may_plan(text: str, extra_calls: Sequence[str] = (), tree: Optional[ast.Module] = None) -> bool:
@@ -80,7 +85,13 @@ def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = ()) -> bool:
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        last = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        last = (
+            func.id
+            if isinstance(func, ast.Name)
+            else func.attr
+            if isinstance(func, ast.Attribute)
+            else None
+        )
         if last in (FREEZE, KEEP):
             return True
         name = dotted(func)
@@ -111,13 +122,21 @@ def optimizer_names(tree: ast.Module, extra_calls: Sequence[str] = ()) -> Optimi
                     namespaces.add(f"{alias.asname}.optim")
                 elif alias.name == "torch" or alias.name.startswith("torch."):
                     namespaces.add("torch.optim")
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module in ("torch", "torch.optim"):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and not node.level
+            and node.module in ("torch", "torch.optim")
+        ):
             for alias in node.names:
                 if alias.name == "*":
                     classes |= TORCH_OPTIMIZERS if node.module == "torch.optim" else set()
                 elif node.module == "torch" and alias.name == "optim":
                     namespaces.add(alias.asname or "optim")
-                elif node.module == "torch.optim" and alias.name[:1].isupper() and alias.name != "Optimizer":
+                elif (
+                    node.module == "torch.optim"
+                    and alias.name[:1].isupper()
+                    and alias.name != "Optimizer"
+                ):
                     classes.add(alias.asname or alias.name)
     return OptimizerNames(namespaces, classes, tuple(OPTIMIZER_BUILDERS) + tuple(extra_calls))
 

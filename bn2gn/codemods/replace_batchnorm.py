@@ -65,9 +65,15 @@ def map_batchnorm_args(args) -> "Tuple[List[cst.Arg], List[str]] | str":
     new_args = [first.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)]
     for name in KEPT:
         if name in named:
-            new_args.append(named[name].with_changes(
-                keyword=cst.Name(name), equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                                              whitespace_after=cst.SimpleWhitespace(""))))
+            new_args.append(
+                named[name].with_changes(
+                    keyword=cst.Name(name),
+                    equal=cst.AssignEqual(
+                        whitespace_before=cst.SimpleWhitespace(""),
+                        whitespace_after=cst.SimpleWhitespace(""),
+                    ),
+                )
+            )
     dropped = [n for n in BN_PARAMS if n in named and n not in KEPT and n != "num_features"]
     return _fix_commas(new_args, args[-1]), dropped
 
@@ -78,11 +84,18 @@ def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
     fixed = []
     for index, arg in enumerate(args):
         if index < len(args) - 1:
-            comma = arg.comma if isinstance(arg.comma, cst.Comma) else cst.Comma(
-                whitespace_after=cst.SimpleWhitespace(" "))
-            fixed.append(arg.with_changes(comma=comma, whitespace_after_arg=cst.SimpleWhitespace("")))
+            comma = (
+                arg.comma
+                if isinstance(arg.comma, cst.Comma)
+                else cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+            )
+            fixed.append(
+                arg.with_changes(comma=comma, whitespace_after_arg=cst.SimpleWhitespace(""))
+            )
         else:
-            fixed.append(arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg))
+            fixed.append(
+                arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
+            )
     return fixed
 
 

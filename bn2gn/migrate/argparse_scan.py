@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import List, Optional
 
 CHECKPOINT_NAME = re.compile(r"(load|resume|ckpt|checkpoint|weights?|pretrain)", re.IGNORECASE)
-SWITCH_ACTIONS = {"store_true", "store_false", "store_const", "count", "append_const", "help", "version"}
+SWITCH_ACTIONS = {
+    "store_true",
+    "store_false",
+    "store_const",
+    "count",
+    "append_const",
+    "help",
+    "version",
+}
 NOT_PATH_TYPES = {"int", "float", "bool"}
 
 _MISSING = object()
@@ -38,7 +46,11 @@ def collect_options(tree: ast.AST) -> List[Option]:
     """Every ``X.add_argument('--name', ...)`` call in the module."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
             option = _option(node)
             if option is not None:
                 found.append(option)
@@ -56,9 +68,15 @@ def _option(call: ast.Call) -> Optional[Option]:
     value = _literal(keywords["default"], _MISSING) if "default" in keywords else None
     type_node = keywords.get("type")
     type_name = type_node.id if isinstance(type_node, ast.Name) else ""
-    return Option(flag=longs[0], dest=dest, default=value if isinstance(value, str) else None,
-                  value=None if value is _MISSING else value, has_literal_default=value is not _MISSING,
-                  takes_value=action not in SWITCH_ACTIONS, type_name=type_name)
+    return Option(
+        flag=longs[0],
+        dest=dest,
+        default=value if isinstance(value, str) else None,
+        value=None if value is _MISSING else value,
+        has_literal_default=value is not _MISSING,
+        takes_value=action not in SWITCH_ACTIONS,
+        type_name=type_name,
+    )
 
 
 def _literal(node, fallback):
@@ -72,8 +90,14 @@ def _literal(node, fallback):
 
 def checkpoint_options(tree: ast.AST) -> List[Option]:
     """Options named like a checkpoint that take a path."""
-    return [o for o in collect_options(tree) if o.takes_value and o.type_name not in NOT_PATH_TYPES
-            and CHECKPOINT_NAME.search(o.dest) and (o.value is None or isinstance(o.value, str))]
+    return [
+        o
+        for o in collect_options(tree)
+        if o.takes_value
+        and o.type_name not in NOT_PATH_TYPES
+        and CHECKPOINT_NAME.search(o.dest)
+        and (o.value is None or isinstance(o.value, str))
+    ]
 
 
 def torch_load_paths(tree: ast.AST) -> List[str]:
@@ -81,7 +105,11 @@ def torch_load_paths(tree: ast.AST) -> List[str]:
     paths = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _dotted(node.func) == "torch.load":
-            first = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "f"), None)
+            first = (
+                node.args[0]
+                if node.args
+                else next((k.value for k in node.keywords if k.arg == "f"), None)
+            )
             if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
                 paths.append(first.value)
     return paths
@@ -115,6 +143,8 @@ def module_file(name: str, roots) -> Optional[Path]:
     for root in roots:
         stem = Path(root, *name.split("."))
         for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if candidate.is_file() and os.path.realpath(candidate).startswith(os.path.realpath(root)):
+            if candidate.is_file() and os.path.realpath(candidate).startswith(
+                os.path.realpath(root)
+            ):
                 return candidate
     return None

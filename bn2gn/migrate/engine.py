@@ -18,9 +18,29 @@ from ..pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, un
 from ..rules import Rule, select_rules
 from ..sources import SourceText, decode_source
 
-__all__ = ["CHECK", "DIFF", "WRITE", "FileResult", "Config", "load", "discover_files", "rewrite_rules",
-           "trainer_options", "with_rules", "rewrite_tree", "SourceText", "patch_trainers", "rewrite_jobs", "rewrite_one", "patch_one",
-           "source_from_bytes", "apply", "unified_diff", "file_key", "failed"]
+__all__ = [
+    "CHECK",
+    "DIFF",
+    "WRITE",
+    "FileResult",
+    "Config",
+    "load",
+    "discover_files",
+    "rewrite_rules",
+    "trainer_options",
+    "with_rules",
+    "rewrite_tree",
+    "SourceText",
+    "patch_trainers",
+    "rewrite_jobs",
+    "rewrite_one",
+    "patch_one",
+    "source_from_bytes",
+    "apply",
+    "unified_diff",
+    "file_key",
+    "failed",
+]
 
 
 def load(paths: Sequence[Path], config_file: Optional[Path] = None, **values) -> Config:
@@ -37,11 +57,18 @@ def discover_files(paths: Sequence[Path], config: Config) -> List[Path]:
 
 def rewrite_rules(config: Config) -> FrozenSet[Rule]:
     """The BN2GN1xx rules ``bn2gn rewrite`` would run with this configuration's --select/--skip."""
-    return frozenset(r for r in select_rules(config.select, config.skip) if r.code.startswith("BN2GN1"))
+    return frozenset(
+        r for r in select_rules(config.select, config.skip) if r.code.startswith("BN2GN1")
+    )
 
 
-def trainer_options(config: Config, exclude_frozen: bool = False, optimizer_calls: Sequence[str] = (),
-                    model_var: Optional[str] = None, helper_module: Optional[str] = None):
+def trainer_options(
+    config: Config,
+    exclude_frozen: bool = False,
+    optimizer_calls: Sequence[str] = (),
+    model_var: Optional[str] = None,
+    helper_module: Optional[str] = None,
+):
     """patch-trainer's options for a directory run; a ``--select`` naming only rewrite rules selects none."""
     from ..rules import rule_by_name
     from ..trainer import TRAINER_RULES, TrainerOptions, trainer_rules
@@ -49,9 +76,13 @@ def trainer_options(config: Config, exclude_frozen: bool = False, optimizer_call
     rules = trainer_rules(config.select, config.skip, exclude_frozen, strict=False)
     if config.select and not any(rule_by_name(n) in TRAINER_RULES for n in config.select):
         rules = frozenset()
-    return TrainerOptions(rules=rules,
-                          backbone_attrs=tuple(config.backbone_attrs), optimizer_calls=tuple(optimizer_calls),
-                          model_var=model_var, helper_module=helper_module)
+    return TrainerOptions(
+        rules=rules,
+        backbone_attrs=tuple(config.backbone_attrs),
+        optimizer_calls=tuple(optimizer_calls),
+        model_var=model_var,
+        helper_module=helper_module,
+    )
 
 
 def with_rules(options, rules: FrozenSet[Rule]):
@@ -61,7 +92,9 @@ def with_rules(options, rules: FrozenSet[Rule]):
     return dataclasses.replace(options, rules=frozenset(rules))
 
 
-def rewrite_tree(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], plan_file: Optional[Path] = None):
+def rewrite_tree(
+    paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], plan_file: Optional[Path] = None
+):
     """``bn2gn rewrite PATHS [--plan FILE]`` without writing: (RewriteRun, PlanApplication or None)."""
     from ..rewrite import rewrite_paths
 
@@ -73,7 +106,9 @@ def rewrite_tree(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], 
     return rewrite_paths(list(paths), config, rules, plan=plan, project=project), applied
 
 
-def patch_trainers(files: Sequence[Path], options, rewritten: Dict[str, FileResult]) -> Tuple[List[FileResult], List[str]]:
+def patch_trainers(
+    files: Sequence[Path], options, rewritten: Dict[str, FileResult]
+) -> Tuple[List[FileResult], List[str]]:
     """``bn2gn patch-trainer DIR`` without writing, on the text each file has after the rewrite.
 
     ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are patched
@@ -99,15 +134,18 @@ def patch_one(source: SourceText, options) -> Tuple[FileResult, Optional[str]]:
     try:
         return patch_source(source, options), None
     except NotTrainingCode:
-        return FileResult(path=source.path, status="unchanged", source=source, new_text=source.text), None
+        return FileResult(
+            path=source.path, status="unchanged", source=source, new_text=source.text
+        ), None
     except NeedsUserInput as exc:
         return failed(source.path, str(exc), source), str(exc)
     except (SourceError, SyntaxError) as exc:
         return failed(source.path, str(exc), source), None
 
 
-def rewrite_jobs(paths: Sequence[Path], config: Config, rules: FrozenSet[Rule],
-                 plan_file: Optional[Path] = None) -> Tuple[Dict[str, object], List[str]]:
+def rewrite_jobs(
+    paths: Sequence[Path], config: Config, rules: FrozenSet[Rule], plan_file: Optional[Path] = None
+) -> Tuple[Dict[str, object], List[str]]:
     """Per-file rewrite jobs of the whole-tree plan, keyed by ``file_key``; plus the plan's errors."""
     from ..analysis.scan import build_plan
     from ..rewrite import plan_jobs
@@ -148,8 +186,10 @@ def apply(results: List[FileResult], mode: str, out: TextIO) -> int:
         for result in results:
             if result.status == "changed" and _changed_on_disk(result):
                 result.status = "failed"
-                result.error = (f"{result.path}:1: changed on disk while bn2gn was working; file left unchanged, "
-                                "run again")
+                result.error = (
+                    f"{result.path}:1: changed on disk while bn2gn was working; file left unchanged, "
+                    "run again"
+                )
     return apply_results(results, mode, out)
 
 

@@ -29,7 +29,13 @@ class ModelCall:
     notes: Tuple[str, ...] = ()
 
     def argv(self) -> Tuple[str, ...]:
-        return ("--model", self.spec, *[a for arg in self.args for a in ("--model-arg", arg)], "--path", self.path)
+        return (
+            "--model",
+            self.spec,
+            *[a for arg in self.args for a in ("--model-arg", arg)],
+            "--path",
+            self.path,
+        )
 
 
 def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
@@ -37,9 +43,15 @@ def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
     call = _factory_call(tree)
     spec = _resolve(call.func, tree) if call is not None else None
     if call is None or spec is None:
-        return ModelCall("MODULE:FACTORY", (), relative(script.parent, repo) or ".",
-                         ("MODULE:FACTORY: the function that builds the model "
-                          f"{relative(script, repo)} trains (not found statically)",))
+        return ModelCall(
+            "MODULE:FACTORY",
+            (),
+            relative(script.parent, repo) or ".",
+            (
+                "MODULE:FACTORY: the function that builds the model "
+                f"{relative(script, repo)} trains (not found statically)",
+            ),
+        )
     defaults = {}
     for _, module in [(script, tree)] + imported_modules(tree, script, repo, texts):
         defaults.update({o.dest: o.value for o in collect_options(module) if o.has_literal_default})
@@ -50,14 +62,25 @@ def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
 
 def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
     """The call last assigned to X before ``freeze_backbone_bn(X)``, in the same function."""
-    for scope in [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+    for scope in [tree] + [
+        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]:
         body = list(_walk_scope(scope))
-        freeze = next((n for n in body if isinstance(n, ast.Call) and call_name(n.func) == FREEZE and n.args), None)
+        freeze = next(
+            (n for n in body if isinstance(n, ast.Call) and call_name(n.func) == FREEZE and n.args),
+            None,
+        )
         if freeze is None or not isinstance(freeze.args[0], ast.Name):
             continue
         target = freeze.args[0].id
-        assigned = [n.value for n in body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
-                    and n.lineno < freeze.lineno and any(isinstance(t, ast.Name) and t.id == target for t in n.targets)]
+        assigned = [
+            n.value
+            for n in body
+            if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Call)
+            and n.lineno < freeze.lineno
+            and any(isinstance(t, ast.Name) and t.id == target for t in n.targets)
+        ]
         if assigned:
             return assigned[-1]
     return None
@@ -74,7 +97,13 @@ def _walk_scope(scope):
 
 
 def call_name(node) -> str:
-    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return (
+        node.id
+        if isinstance(node, ast.Name)
+        else node.attr
+        if isinstance(node, ast.Attribute)
+        else ""
+    )
 
 
 def _resolve(func, tree: ast.Module) -> Optional[str]:
@@ -89,8 +118,11 @@ def _resolve(func, tree: ast.Module) -> Optional[str]:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             for alias in node.names:
                 if (alias.asname or alias.name) == func.id:
-                    return f"{node.module}:{'.'.join([alias.name] + parts)}" if not parts else \
-                        f"{node.module}.{alias.name}:{'.'.join(parts)}"
+                    return (
+                        f"{node.module}:{'.'.join([alias.name] + parts)}"
+                        if not parts
+                        else f"{node.module}.{alias.name}:{'.'.join(parts)}"
+                    )
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname == func.id and parts:
@@ -104,7 +136,7 @@ def _split_module(first: str, parts: List[str], imported: str) -> Optional[str]:
     """``import lib.models.model`` then ``lib.models.model.create_model``: the module is the import."""
     dotted = ".".join([first] + parts)
     if dotted.startswith(imported + ".") and dotted != imported:
-        return f"{imported}:{dotted[len(imported) + 1:]}"
+        return f"{imported}:{dotted[len(imported) + 1 :]}"
     return None
 
 
@@ -125,17 +157,25 @@ def _root_of(path: Path, module: str) -> Path:
     return path.parents[depth - 1]
 
 
-def _model_args(call: ast.Call, params: Optional[ast.arguments], defaults: dict) -> Tuple[List[str], List[str]]:
+def _model_args(
+    call: ast.Call, params: Optional[ast.arguments], defaults: dict
+) -> Tuple[List[str], List[str]]:
     """``KEY=VALUE`` for each argument whose value is known statically, notes for the others."""
     names = [a.arg for a in (params.posonlyargs + params.args)] if params is not None else []
-    optional = set(names[len(names) - len(params.defaults):]) if params is not None and params.defaults else set()
+    optional = (
+        set(names[len(names) - len(params.defaults) :])
+        if params is not None and params.defaults
+        else set()
+    )
     if params is not None:
         optional |= {a.arg for a, d in zip(params.kwonlyargs, params.kw_defaults) if d is not None}
     pairs, notes = [], []
     for index, arg in enumerate(call.args):
         if isinstance(arg, ast.Starred) or index >= len(names):
-            notes.append("the factory's positional arguments could not be matched to its parameters; "
-                         "add them as --model-arg KEY=VALUE")
+            notes.append(
+                "the factory's positional arguments could not be matched to its parameters; "
+                "add them as --model-arg KEY=VALUE"
+            )
             break
         pairs.append((names[index], arg))
     pairs += [(k.arg, k.value) for k in call.keywords if k.arg]
@@ -146,13 +186,19 @@ def _model_args(call: ast.Call, params: Optional[ast.arguments], defaults: dict)
         if known:
             args.append(f"{name}={_model_argread_text(value)}")
         elif name in optional:
-            notes.append(f"{name}: {ast.unparse(node)} is computed at run time; the factory's default is used "
-                         f"(add --model-arg {name}=... if yours differs)")
+            notes.append(
+                f"{name}: {ast.unparse(node)} is computed at run time; the factory's default is used "
+                f"(add --model-arg {name}=... if yours differs)"
+            )
         else:
             args.append(f"{name}=...")
-            notes.append(f"{name}=...: {ast.unparse(node)} is computed at run time; fill in its value")
+            notes.append(
+                f"{name}=...: {ast.unparse(node)} is computed at run time; fill in its value"
+            )
     if from_options:
-        notes.append("the values are the defaults of the train script's options; change them to the ones you train with")
+        notes.append(
+            "the values are the defaults of the train script's options; change them to the ones you train with"
+        )
     return args, notes
 
 
@@ -165,7 +211,11 @@ def _static_value(node, defaults: dict):
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         pass
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in defaults:
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.attr in defaults
+    ):
         return True, defaults[node.attr]
     return False, None
 

@@ -37,7 +37,12 @@ class Command:
         return shlex.join(self.argv)
 
     def as_dict(self) -> dict:
-        return {"command": self.line, "argv": list(self.argv), "why": self.why, "notes": list(self.notes)}
+        return {
+            "command": self.line,
+            "argv": list(self.argv),
+            "why": self.why,
+            "notes": list(self.notes),
+        }
 
 
 @dataclasses.dataclass
@@ -48,12 +53,21 @@ class NextSteps:
     notes: List[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"cwd": self.cwd, "remap_ckpt": [c.as_dict() for c in self.remap],
-                "verify": [c.as_dict() for c in self.verify], "notes": list(self.notes)}
+        return {
+            "cwd": self.cwd,
+            "remap_ckpt": [c.as_dict() for c in self.remap],
+            "verify": [c.as_dict() for c in self.verify],
+            "notes": list(self.notes),
+        }
 
 
-def find_next_steps(repo: Path, texts: Dict[str, str], scripts: Sequence[str], trainers: Sequence[str],
-                    files: Sequence[Path] = ()) -> NextSteps:
+def find_next_steps(
+    repo: Path,
+    texts: Dict[str, str],
+    scripts: Sequence[str],
+    trainers: Sequence[str],
+    files: Sequence[Path] = (),
+) -> NextSteps:
     """``texts``: realpath -> text after the migration, for the changed files (others are read from disk).
 
     With no script or trainer changed (a migrated repository), those of ``files`` that already call
@@ -64,7 +78,9 @@ def find_next_steps(repo: Path, texts: Dict[str, str], scripts: Sequence[str], t
     scripts = list(scripts) or _files_calling(files, FREEZE, texts)
     trainers = list(trainers) or _files_calling(files, "keep_backbone_bn_eval", texts)
     if not scripts:
-        steps.notes.append("no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest")
+        steps.notes.append(
+            "no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"
+        )
         return steps
     seen = set()
     for script in scripts:
@@ -80,7 +96,9 @@ def find_next_steps(repo: Path, texts: Dict[str, str], scripts: Sequence[str], t
                 steps.remap.append(command)
         if model.argv() not in seen:  # one verify per model: a second script freezes the same way
             seen.add(model.argv())
-            steps.verify.append(verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap))
+            steps.verify.append(
+                verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap)
+            )
     return steps
 
 
@@ -90,28 +108,40 @@ def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
     if not ckpt.default:
         notes.insert(0, f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}")
     target = output_name(source)
-    notes.append(f"then train with {ckpt.flag} {target}" if ckpt.flag.startswith("-") else
-                 f"then load {target} instead of {source}")
+    notes.append(
+        f"then train with {ckpt.flag} {target}"
+        if ckpt.flag.startswith("-")
+        else f"then load {target} instead of {source}"
+    )
     return Command(("bn2gn", "remap-ckpt", source, *model.argv(), "--strict"), why, tuple(notes))
 
 
-def verify_command(model: ModelCall, script: str, trainers: Sequence[str], remaps: Sequence[Command]) -> Command:
+def verify_command(
+    model: ModelCall, script: str, trainers: Sequence[str], remaps: Sequence[Command]
+) -> Command:
     argv = ["bn2gn", "verify", *model.argv(), "--input-shape", SHAPE, "--freeze-from", script]
     for trainer in dict.fromkeys(t for t in trainers if t != script):
         argv += ["--freeze-from", trainer]
     known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
     if known:
         argv += ["--checkpoint", output_name(known[0])]
-    notes = (f"--input-shape {SHAPE}: one per positional argument of the model's forward(); "
-             "bn2gn cannot read the shapes from the source",) + model.notes
-    return Command(tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes)
+    notes = (
+        f"--input-shape {SHAPE}: one per positional argument of the model's forward(); "
+        "bn2gn cannot read the shapes from the source",
+    ) + model.notes
+    return Command(
+        tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes
+    )
 
 
 def output_name(source: str) -> str:
     """remap-ckpt's default output name (``model.pth`` -> ``model.bn2gn.pth``)."""
     path = Path(source)
-    return str(path.with_name(f"{path.stem}.bn2gn{path.suffix}")) if source != CHECKPOINT else \
-        f"{CHECKPOINT}.bn2gn.pth"
+    return (
+        str(path.with_name(f"{path.stem}.bn2gn{path.suffix}"))
+        if source != CHECKPOINT
+        else f"{CHECKPOINT}.bn2gn.pth"
+    )
 
 
 def checkpoints(tree: ast.Module, script: Path, repo: Path, texts) -> List[Tuple[Option, str]]:
@@ -121,14 +151,25 @@ def checkpoints(tree: ast.Module, script: Path, repo: Path, texts) -> List[Tuple
         for option in checkpoint_options(module):
             found.append((option, f"{option.flag} of {relative(path, repo)}"))
         for literal in torch_load_paths(module):
-            found.append((Option(flag=literal, dest="", default=literal), f"torch.load in {relative(path, repo)}"))
+            found.append(
+                (
+                    Option(flag=literal, dest="", default=literal),
+                    f"torch.load in {relative(path, repo)}",
+                )
+            )
     return found
 
 
 def _files_calling(files: Sequence[Path], name: str, texts) -> List[str]:
     needle = f"{name}("
-    return [str(p) for p in files if needle in read_text(str(p), texts) and _calls(parse(read_text(str(p), texts)), name)]
+    return [
+        str(p)
+        for p in files
+        if needle in read_text(str(p), texts) and _calls(parse(read_text(str(p), texts)), name)
+    ]
 
 
 def _calls(tree, name: str) -> bool:
-    return tree is not None and any(isinstance(n, ast.Call) and call_name(n.func) == name for n in ast.walk(tree))
+    return tree is not None and any(
+        isinstance(n, ast.Call) and call_name(n.func) == name for n in ast.walk(tree)
+    )

@@ -20,7 +20,9 @@ def plan_lines(result: MigrateResult, verbose: bool = False) -> List[str]:
     for site in result.plan.sites:
         counts.setdefault(site.path, {}).setdefault(site.decision, 0)
         counts[site.path][site.decision] += 1
-    lines.append("models (files with BatchNorm sites):" if counts else "models: no BatchNorm site found")
+    lines.append(
+        "models (files with BatchNorm sites):" if counts else "models: no BatchNorm site found"
+    )
     for path in sorted(counts):
         lines.append(f"  {path}: " + ", ".join(f"{n} {d}" for d, n in sorted(counts[path].items())))
     lines.append("train scripts (optimizer): " + (", ".join(result.scripts) or "none to patch"))
@@ -39,9 +41,15 @@ def outcome_lines(result: MigrateResult, quiet: bool, verbose: bool) -> List[str
             if item.status == "changed":
                 lines.append(f"{item.path}: {verb} ({len(item.changes)} edits)")
                 if verbose:
-                    lines += [f"  {item.path}:{c.line}: {c.rule.code} {c.message}" for c in item.changes]
+                    lines += [
+                        f"  {item.path}:{c.line}: {c.rule.code} {c.message}" for c in item.changes
+                    ]
             lines += [f"note: {note}" for note in item.notes]
-        lines += [f"unsure: {s.location}: {s.scope}: {s.reason}" for s in result.plan.sites if s.decision == "unsure"]
+        lines += [
+            f"unsure: {s.location}: {s.scope}: {s.reason}"
+            for s in result.plan.sites
+            if s.decision == "unsure"
+        ]
         if result.plan_application is not None:
             lines.append(result.plan_application.summary())
     return lines + [summary_line(result)]
@@ -49,17 +57,21 @@ def outcome_lines(result: MigrateResult, quiet: bool, verbose: bool) -> List[str
 
 def summary_line(result: MigrateResult) -> str:
     counts, sites = result.counts(), result.plan.counts()
-    return (f"migrate: {counts['files_scanned']} files scanned, {counts['files_changed']} {VERB[result.mode]}, "
-            f"{counts['files_failed']} failed; sites: {sites['convert']} convert, {sites['keep']} keep, "
-            f"{sites['unsure']} unsure; {len(result.scripts)} train script(s), {len(result.trainers)} trainer(s)")
+    return (
+        f"migrate: {counts['files_scanned']} files scanned, {counts['files_changed']} {VERB[result.mode]}, "
+        f"{counts['files_failed']} failed; sites: {sites['convert']} convert, {sites['keep']} keep, "
+        f"{sites['unsure']} unsure; {len(result.scripts)} train script(s), {len(result.trainers)} trainer(s)"
+    )
 
 
 def error_lines(result: MigrateResult) -> List[str]:
     lines = [f"error: {r.error}" for r in result.results if r.status == "failed"]
     if result.usage:
         lines = [f"bn2gn: error: {message}" for message in result.usage]
-        lines.append("bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE "
-                     "--model-var NAME / --insert-before-line N) or --exclude it, then run migrate again")
+        lines.append(
+            "bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE "
+            "--model-var NAME / --insert-before-line N) or --exclude it, then run migrate again"
+        )
     return lines
 
 
@@ -67,13 +79,18 @@ def next_step_lines(result: MigrateResult) -> List[str]:
     steps = result.next_steps
     if steps is None:
         return []
-    lines = ["next steps" + ("" if os.path.realpath(steps.cwd) == os.path.realpath(".") else f" (in {steps.cwd})")
-             + ":"]
+    lines = [
+        "next steps"
+        + ("" if os.path.realpath(steps.cwd) == os.path.realpath(".") else f" (in {steps.cwd})")
+        + ":"
+    ]
     if result.mode != engine.WRITE and result.counts()["files_changed"]:
         lines.append("  apply the changes above:")
         lines.append(f"    bn2gn migrate {result.repo} --write")
-    for title, commands in (("remap the checkpoints the train scripts load", steps.remap),
-                            ("check the converted model at run time", steps.verify)):
+    for title, commands in (
+        ("remap the checkpoints the train scripts load", steps.remap),
+        ("check the converted model at run time", steps.verify),
+    ):
         if commands:
             lines.append(f"  {title}:")
         for command in commands:
@@ -85,12 +102,26 @@ def next_step_lines(result: MigrateResult) -> List[str]:
 
 def as_dict(result: MigrateResult) -> dict:
     """The whole plan and result; diffs inside in --diff mode."""
-    data = {"command": "migrate", "mode": result.mode, "repo": str(result.repo), **result.counts(),
-            "models": result.models, "scripts": result.scripts, "trainers": result.trainers,
-            "plan": result.plan.as_dict(), "usage_errors": list(result.usage),
-            "results": [dict(r.as_dict(), **({"diff": engine.unified_diff(r)} if result.mode == engine.DIFF else {}))
-                        for r in result.results if r.status != "unchanged"],
-            "exit_code": result.exit_code}
+    data = {
+        "command": "migrate",
+        "mode": result.mode,
+        "repo": str(result.repo),
+        **result.counts(),
+        "models": result.models,
+        "scripts": result.scripts,
+        "trainers": result.trainers,
+        "plan": result.plan.as_dict(),
+        "usage_errors": list(result.usage),
+        "results": [
+            dict(
+                r.as_dict(),
+                **({"diff": engine.unified_diff(r)} if result.mode == engine.DIFF else {}),
+            )
+            for r in result.results
+            if r.status != "unchanged"
+        ],
+        "exit_code": result.exit_code,
+    }
     if result.plan_application is not None:
         data["plan_file"] = result.plan_application.summary()
     if result.next_steps is not None:

@@ -47,8 +47,14 @@ class MigrateResult:
     exit_code: int = EXIT_OK
 
     def files_with(self, prefixes) -> List[str]:
-        return sorted({str(r.path) for r in self.results
-                       if r.status == "changed" and any(c.rule.code.startswith(prefixes) for c in r.changes)})
+        return sorted(
+            {
+                str(r.path)
+                for r in self.results
+                if r.status == "changed"
+                and any(c.rule.code.startswith(prefixes) for c in r.changes)
+            }
+        )
 
     @property
     def models(self) -> List[str]:
@@ -64,26 +70,42 @@ class MigrateResult:
         return self.files_with(TRAINER_RULES)
 
     def counts(self) -> Dict[str, int]:
-        return {"files_scanned": self.plan.files,
-                "files_changed": sum(r.status == "changed" for r in self.results),
-                "files_failed": sum(r.status == "failed" for r in self.results)}
+        return {
+            "files_scanned": self.plan.files,
+            "files_changed": sum(r.status == "changed" for r in self.results),
+            "files_failed": sum(r.status == "failed" for r in self.results),
+        }
 
 
 def plan_migration(options: MigrateOptions) -> MigrateResult:
     """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
     config, repo = options.config, options.repo
-    run, applied = engine.rewrite_tree([repo], config, engine.rewrite_rules(config), options.plan_file)
+    run, applied = engine.rewrite_tree(
+        [repo], config, engine.rewrite_rules(config), options.plan_file
+    )
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    trainer = engine.trainer_options(config, options.exclude_frozen, options.optimizer_calls,
-                                     helper_module=options.helper_module)
+    trainer = engine.trainer_options(
+        config, options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
+    )
     files = engine.discover_files([repo], config)
     patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
-    plan.insertions = [dict(path=str(r.path), line=c.line, rule=c.rule.code, message=c.message)
-                       for r in patched if r.status == "changed" for c in r.changes]
-    return MigrateResult(repo=repo, mode=options.mode, plan=plan, results=results, usage=usage,
-                         plan_application=applied, files=files)
+    plan.insertions = [
+        dict(path=str(r.path), line=c.line, rule=c.rule.code, message=c.message)
+        for r in patched
+        if r.status == "changed"
+        for c in r.changes
+    ]
+    return MigrateResult(
+        repo=repo,
+        mode=options.mode,
+        plan=plan,
+        results=results,
+        usage=usage,
+        plan_application=applied,
+        files=files,
+    )
 
 
 def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
@@ -97,9 +119,13 @@ def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
         if before is None or before.status == "unchanged":
             by_key[key] = result
         elif before.status == "changed" and result.status == "changed":
-            by_key[key] = dataclasses.replace(result, path=before.path, source=before.source,
-                                              changes=before.changes + result.changes,
-                                              notes=before.notes + result.notes)
+            by_key[key] = dataclasses.replace(
+                result,
+                path=before.path,
+                source=before.source,
+                changes=before.changes + result.changes,
+                notes=before.notes + result.notes,
+            )
         elif before.status == "changed" and result.status == "failed":
             by_key[key] = engine.failed(before.path, result.error, before.source)
         elif before.status == "changed":
@@ -107,7 +133,9 @@ def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
     return sorted(by_key.values(), key=lambda r: str(r.path))
 
 
-def apply_migration(result: MigrateResult, options: MigrateOptions, diff_out: TextIO) -> MigrateResult:
+def apply_migration(
+    result: MigrateResult, options: MigrateOptions, diff_out: TextIO
+) -> MigrateResult:
     """Write / print diffs / check, then work out the remap-ckpt and verify lines; sets the exit code."""
     if result.usage:
         result.exit_code = EXIT_USAGE
@@ -119,8 +147,9 @@ def apply_migration(result: MigrateResult, options: MigrateOptions, diff_out: Te
     if code == EXIT_OK and options.strict and result.plan.counts()["unsure"]:
         code = EXIT_FAILED
     result.exit_code = code
-    result.next_steps = find_next_steps(options.repo, _final_texts(result), result.scripts, result.trainers,
-                                         result.files)
+    result.next_steps = find_next_steps(
+        options.repo, _final_texts(result), result.scripts, result.trainers, result.files
+    )
     return result
 
 

@@ -4,4 +4,11 @@ from .evaluate import RefusedConstruct
 from .resolve import LazyConfig, ResolvedConfig, resolve_config
 from .values import CfgDict, Origin
 
-__all__ = ["CfgDict", "LazyConfig", "Origin", "RefusedConstruct", "ResolvedConfig", "resolve_config"]
+__all__ = [
+    "CfgDict",
+    "LazyConfig",
+    "Origin",
+    "RefusedConstruct",
+    "ResolvedConfig",
+    "resolve_config",
+]

@@ -9,8 +9,17 @@ from typing import Any, List, Optional, Sequence
 from ..errors import SourceError
 from .components import frozen_stages_meaning, gn_groups
 from .findings import ERROR, Code, Finding
-from .model import (STACK_NAMES, Component, components, custom_keys, detect_stack, freeze_state,
-                    is_batchnorm, key_for_component, optimizer_settings)
+from .model import (
+    STACK_NAMES,
+    Component,
+    components,
+    custom_keys,
+    detect_stack,
+    freeze_state,
+    is_batchnorm,
+    key_for_component,
+    optimizer_settings,
+)
 from .plugins import Catalog, find_plugin_dirs
 from .resolve import ResolvedConfig, resolve_config
 from .rules import all_findings, keys_origin, summary
@@ -56,11 +65,17 @@ class AuditReport:
         return any(f.code is Code.MMC011 for f in self.findings)
 
     def as_dict(self) -> dict:
-        return {"config": str(self.config), "stack": self.stack, "resolver": self.resolver,
-                "files": [str(f) for f in self.files], "plugin_dirs": [str(p) for p in self.plugin_dirs],
-                "components": [c.as_dict() for c in self.components],
-                "findings": [f.as_dict() for f in self.findings], "summary": summary(self.findings),
-                "notes": list(self.notes)}
+        return {
+            "config": str(self.config),
+            "stack": self.stack,
+            "resolver": self.resolver,
+            "files": [str(f) for f in self.files],
+            "plugin_dirs": [str(p) for p in self.plugin_dirs],
+            "components": [c.as_dict() for c in self.components],
+            "findings": [f.as_dict() for f in self.findings],
+            "summary": summary(self.findings),
+            "notes": list(self.notes),
+        }
 
 
 def load(path: Path, resolver: str = "static") -> ResolvedConfig:
@@ -72,8 +87,12 @@ def load(path: Path, resolver: str = "static") -> ResolvedConfig:
         cfg = resolve_config(path)
     model = cfg.data.get("model")
     if not isinstance(model, dict):
-        raise SourceError(path, 1, "no model = dict(...) in this config or its _base_ files; "
-                                   "is this an OpenMMLab model config?")
+        raise SourceError(
+            path,
+            1,
+            "no model = dict(...) in this config or its _base_ files; "
+            "is this an OpenMMLab model config?",
+        )
     return cfg
 
 
@@ -86,11 +105,20 @@ def audit(path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = ()
     notes = []
     if isinstance(cfg.data.get("custom_imports"), dict):
         imports = cfg.data["custom_imports"].get("imports")
-        notes.append(f"custom_imports {imports!r} are not imported: their classes are read from the plugin "
-                     "folder or reported as unknown")
-    return AuditReport(config=Path(path), stack=stack, resolver=cfg.resolver, files=list(cfg.files),
-                       plugin_dirs=list(folders), components=[describe(c, stack, paramwise) for c in comps],
-                       findings=all_findings(cfg, comps, stack, paramwise, clip), notes=notes)
+        notes.append(
+            f"custom_imports {imports!r} are not imported: their classes are read from the plugin "
+            "folder or reported as unknown"
+        )
+    return AuditReport(
+        config=Path(path),
+        stack=stack,
+        resolver=cfg.resolver,
+        files=list(cfg.files),
+        plugin_dirs=list(folders),
+        components=[describe(c, stack, paramwise) for c in comps],
+        findings=all_findings(cfg, comps, stack, paramwise, clip),
+        notes=notes,
+    )
 
 
 def describe(comp: Component, stack: str, paramwise) -> ComponentSummary:
@@ -113,17 +141,31 @@ def describe(comp: Component, stack: str, paramwise) -> ComponentSummary:
     lr_text = None
     if key is not None:
         entry = keys[key]
-        parts = [f"{k}={entry[k]!r} ({entry.origin(k) if hasattr(entry, 'origin') else ''})" for k in entry]
+        parts = [
+            f"{k}={entry[k]!r} ({entry.origin(k) if hasattr(entry, 'origin') else ''})"
+            for k in entry
+        ]
         lr_text = f"'{key}': " + ", ".join(parts)
     gn_text = None
     if cls is not None and cls.role != "backbone" and is_batchnorm(norm_cfg):
         channels = cls.norm_channels(comp.cfg)
-        gn_text = ", ".join(f"C={c}: {gn_groups(c)} groups" for c in dict.fromkeys(channels)) or "channels unknown"
+        gn_text = (
+            ", ".join(f"C={c}: {gn_groups(c)} groups" for c in dict.fromkeys(channels))
+            or "channels unknown"
+        )
     return ComponentSummary(
-        component=comp.path, type=comp.type, defined_at=str(comp.origin or ""),
+        component=comp.path,
+        type=comp.type,
+        defined_at=str(comp.origin or ""),
         known_as=f"{cls.name} ({cls.package}, {cls.source})" if cls else "unknown type",
-        norm=norm, norm_from=norm_from, norm_eval=eval_text, frozen_stages=fs_text, frozen_when=state.when,
-        lr=lr_text, groupnorm=gn_text)
+        norm=norm,
+        norm_from=norm_from,
+        norm_eval=eval_text,
+        frozen_stages=fs_text,
+        frozen_when=state.when,
+        lr=lr_text,
+        groupnorm=gn_text,
+    )
 
 
 def _norm_text(norm_cfg: Any) -> str:
@@ -135,25 +177,44 @@ def _norm_text(norm_cfg: Any) -> str:
 
 
 def render_text(report: AuditReport, verbose: bool = False) -> List[str]:
-    lines = [f"{report.config}: {STACK_NAMES[report.stack]}; resolved by {report.resolver} "
-             f"from {len(report.files)} file(s)"]
+    lines = [
+        f"{report.config}: {STACK_NAMES[report.stack]}; resolved by {report.resolver} "
+        f"from {len(report.files)} file(s)"
+    ]
     for comp in report.components:
         lines.append(f"  {comp.component}: {comp.type} - {comp.known_as}")
         if comp.norm_from != "unknown":
             lines.append(f"    norm: {comp.norm} from {comp.norm_from}")
-        for label, value in (("norm_eval", comp.norm_eval), ("frozen_stages", comp.frozen_stages),
-                             ("lr", comp.lr), ("GroupNorm", comp.groupnorm)):
+        for label, value in (
+            ("norm_eval", comp.norm_eval),
+            ("frozen_stages", comp.frozen_stages),
+            ("lr", comp.lr),
+            ("GroupNorm", comp.groupnorm),
+        ):
             if value:
                 lines.append(f"    {label}: {value}")
-        if comp.frozen_when not in ("nothing frozen", "the class has no freezing", "unknown class") or verbose:
+        if (
+            comp.frozen_when not in ("nothing frozen", "the class has no freezing", "unknown class")
+            or verbose
+        ):
             lines.append(f"    freezing runs: {comp.frozen_when}")
     for note in report.notes:
         lines.append(f"  note: {note}")
     for finding in report.findings:
         lines.append(finding.render())
     counts = summary(report.findings)
-    lines.append(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
+    lines.append(
+        f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
+    )
     return lines
 
 
-__all__ = ["AuditReport", "ComponentSummary", "audit", "describe", "keys_origin", "load", "render_text"]
+__all__ = [
+    "AuditReport",
+    "ComponentSummary",
+    "audit",
+    "describe",
+    "keys_origin",
+    "load",
+    "render_text",
+]

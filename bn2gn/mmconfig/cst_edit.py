@@ -100,7 +100,9 @@ class _Index(cst.CSTVisitor):
 
 
 class _Apply(cst.CSTTransformer):
-    def __init__(self, values: Dict[int, str], removed: set, added: Dict[int, Tuple[Tuple[str, str], ...]]):
+    def __init__(
+        self, values: Dict[int, str], removed: set, added: Dict[int, Tuple[Tuple[str, str], ...]]
+    ):
         self.values, self.removed, self.added = values, removed, added
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
@@ -108,7 +110,9 @@ class _Apply(cst.CSTTransformer):
             return updated.with_changes(value=cst.parse_expression(self.values[id(original)]))
         return updated
 
-    def leave_DictElement(self, original: cst.DictElement, updated: cst.DictElement) -> cst.DictElement:
+    def leave_DictElement(
+        self, original: cst.DictElement, updated: cst.DictElement
+    ) -> cst.DictElement:
         if id(original) in self.values:
             return updated.with_changes(value=cst.parse_expression(self.values[id(original)]))
         return updated
@@ -117,9 +121,14 @@ class _Apply(cst.CSTTransformer):
         args = _drop(list(original.args), list(updated.args), self.removed, "arg")
         if id(original) in self.added:
             for key, code in self.added[id(original)]:
-                new = cst.Arg(keyword=cst.Name(key), value=cst.parse_expression(code),
-                              equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                                    whitespace_after=cst.SimpleWhitespace("")))
+                new = cst.Arg(
+                    keyword=cst.Name(key),
+                    value=cst.parse_expression(code),
+                    equal=cst.AssignEqual(
+                        whitespace_before=cst.SimpleWhitespace(""),
+                        whitespace_after=cst.SimpleWhitespace(""),
+                    ),
+                )
                 args = _append(args, new, updated.whitespace_before_args)
         if len(args) != len(updated.args) or id(original) in self.added:
             changes = {"args": args}
@@ -132,7 +141,9 @@ class _Apply(cst.CSTTransformer):
         elements = _drop(list(original.elements), list(updated.elements), self.removed, "element")
         if id(original) in self.added:
             for key, code in self.added[id(original)]:
-                new = cst.DictElement(key=cst.SimpleString(repr(key)), value=cst.parse_expression(code))
+                new = cst.DictElement(
+                    key=cst.SimpleString(repr(key)), value=cst.parse_expression(code)
+                )
                 elements = _append(elements, new, updated.lbrace.whitespace_after)
         if len(elements) != len(updated.elements) or id(original) in self.added:
             return updated.with_changes(elements=elements)
@@ -150,11 +161,18 @@ def _drop(originals: list, updated: list, removed: set, kind: str) -> list:
             keep.append(element)
             continue
         lines = _own_lines(element.comma)
-        if lines and keep and isinstance(keep[-1].comma, cst.Comma) and isinstance(
-                keep[-1].comma.whitespace_after, cst.ParenthesizedWhitespace):
+        if (
+            lines
+            and keep
+            and isinstance(keep[-1].comma, cst.Comma)
+            and isinstance(keep[-1].comma.whitespace_after, cst.ParenthesizedWhitespace)
+        ):
             space = keep[-1].comma.whitespace_after
-            keep[-1] = keep[-1].with_changes(comma=keep[-1].comma.with_changes(
-                whitespace_after=space.with_changes(empty_lines=list(space.empty_lines) + lines)))
+            keep[-1] = keep[-1].with_changes(
+                comma=keep[-1].comma.with_changes(
+                    whitespace_after=space.with_changes(empty_lines=list(space.empty_lines) + lines)
+                )
+            )
     if len(keep) == len(updated) or not keep:
         return keep
     last_removed = next(u for o, u in reversed(list(zip(originals, updated))) if id(o) in removed)
@@ -177,17 +195,25 @@ def _plain(comma):
     """A copy of a comma without the comments it carries (for a new element)."""
     space = comma.whitespace_after
     if isinstance(space, cst.ParenthesizedWhitespace):
-        space = space.with_changes(empty_lines=[], first_line=cst.TrailingWhitespace(newline=space.first_line.newline))
+        space = space.with_changes(
+            empty_lines=[], first_line=cst.TrailingWhitespace(newline=space.first_line.newline)
+        )
     return comma.with_changes(whitespace_after=space)
 
 
 def _joined_comma(kept, removed):
     """The kept comma's own-line comments, then the removed element's closing layout."""
-    if (isinstance(kept, cst.Comma) and isinstance(removed, cst.Comma)
-            and isinstance(kept.whitespace_after, cst.ParenthesizedWhitespace)
-            and isinstance(removed.whitespace_after, cst.ParenthesizedWhitespace)):
-        return removed.with_changes(whitespace_after=kept.whitespace_after.with_changes(
-            indent=removed.whitespace_after.indent, last_line=removed.whitespace_after.last_line))
+    if (
+        isinstance(kept, cst.Comma)
+        and isinstance(removed, cst.Comma)
+        and isinstance(kept.whitespace_after, cst.ParenthesizedWhitespace)
+        and isinstance(removed.whitespace_after, cst.ParenthesizedWhitespace)
+    ):
+        return removed.with_changes(
+            whitespace_after=kept.whitespace_after.with_changes(
+                indent=removed.whitespace_after.indent, last_line=removed.whitespace_after.last_line
+            )
+        )
     return removed
 
 
@@ -233,19 +259,26 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     for code in statements:
         body = list(cst.parse_module(code).body)
         body[0] = body[0].with_changes(leading_lines=list(new.footer) + list(body[0].leading_lines))
-        new = new.with_changes(body=list(new.body) + body, footer=[])  # after the file's last comments
+        new = new.with_changes(
+            body=list(new.body) + body, footer=[]
+        )  # after the file's last comments
     return new.code
 
 
 def _key_of(element: Element) -> Optional[str]:
     if isinstance(element, cst.Arg):
         return element.keyword.value if element.keyword is not None else None
-    return ast.literal_eval(element.key.value) if isinstance(element.key, cst.SimpleString) else None
+    return (
+        ast.literal_eval(element.key.value) if isinstance(element.key, cst.SimpleString) else None
+    )
 
 
 def _element(index: _Index, target: Target) -> Element:
-    found = [e for e, parent in index.elements.get((target.key, target.line), [])
-             if target.parent is None or parent == target.parent]
+    found = [
+        e
+        for e, parent in index.elements.get((target.key, target.line), [])
+        if target.parent is None or parent == target.parent
+    ]
     if len(found) != 1:
         why = "not written as a keyword or literal key" if not found else "written more than once"
         raise EditError(target.line, f"{target.key!r} is {why} there; edit it by hand")
@@ -258,10 +291,18 @@ def _container_value(index: _Index, target: Target) -> cst.CSTNode:
         value = node.value if node is not None else None
     else:
         value = _element(index, target).value
-    if not (isinstance(value, cst.Dict) or (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)
-                                            and value.func.value == "dict")):
-        raise EditError(target.line, f"{target.key!r} does not hold a dict(...) or {{...}} written out; "
-                                     "edit it by hand")
+    if not (
+        isinstance(value, cst.Dict)
+        or (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Name)
+            and value.func.value == "dict"
+        )
+    ):
+        raise EditError(
+            target.line,
+            f"{target.key!r} does not hold a dict(...) or {{...}} written out; edit it by hand",
+        )
     return value
 
 

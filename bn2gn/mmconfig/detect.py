@@ -11,10 +11,35 @@ import ast
 from pathlib import Path
 from typing import Optional, Union
 
-_CONFIG_NAMES = {"model", "_base_", "optimizer", "optim_wrapper", "optimizer_config", "lr_config", "runner",
-                 "train_cfg", "test_cfg", "train_dataloader", "data", "custom_imports", "param_scheduler",
-                 "default_hooks", "load_from", "work_dir", "plugin_dir", "checkpoint_config", "log_config"}
-_STRONG = {"model", "_base_", "optim_wrapper", "optimizer_config", "train_dataloader", "custom_imports"}
+_CONFIG_NAMES = {
+    "model",
+    "_base_",
+    "optimizer",
+    "optim_wrapper",
+    "optimizer_config",
+    "lr_config",
+    "runner",
+    "train_cfg",
+    "test_cfg",
+    "train_dataloader",
+    "data",
+    "custom_imports",
+    "param_scheduler",
+    "default_hooks",
+    "load_from",
+    "work_dir",
+    "plugin_dir",
+    "checkpoint_config",
+    "log_config",
+}
+_STRONG = {
+    "model",
+    "_base_",
+    "optim_wrapper",
+    "optimizer_config",
+    "train_dataloader",
+    "custom_imports",
+}
 
 
 def looks_like_openmmlab_config(source: Union[str, bytes, ast.Module]) -> bool:
@@ -33,7 +58,9 @@ def looks_like_openmmlab_config(source: Union[str, bytes, ast.Module]) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             return False
-        if isinstance(stmt, ast.With) and any(_is_read_base(item.context_expr) for item in stmt.items):
+        if isinstance(stmt, ast.With) and any(
+            _is_read_base(item.context_expr) for item in stmt.items
+        ):
             return True
         if isinstance(stmt, ast.Assign):
             names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
@@ -43,10 +70,15 @@ def looks_like_openmmlab_config(source: Union[str, bytes, ast.Module]) -> bool:
 
 
 def _is_read_base(expr: ast.expr) -> bool:
-    return isinstance(expr, ast.Call) and getattr(expr.func, "id", getattr(expr.func, "attr", None)) == "read_base"
+    return (
+        isinstance(expr, ast.Call)
+        and getattr(expr.func, "id", getattr(expr.func, "attr", None)) == "read_base"
+    )
 
 
-def openmmlab_config_note(path: Union[str, Path], source: Union[str, bytes, ast.Module]) -> Optional[str]:
+def openmmlab_config_note(
+    path: Union[str, Path], source: Union[str, bytes, ast.Module]
+) -> Optional[str]:
     """The one-line note for ``scan``/``rewrite``, or None when the file is not a config."""
     if not looks_like_openmmlab_config(source):
         return None

@@ -23,14 +23,30 @@ class RefusedConstruct(SourceError):
 
 
 _BINOPS: Dict[type, Callable] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
 }
-_UNARY: Dict[type, Callable] = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+_UNARY: Dict[type, Callable] = {
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Not: operator.not_,
+}
 _COMPARE: Dict[type, Callable] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-    ast.Is: operator.is_, ast.IsNot: operator.is_not,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
 }
 #: comprehension iterations and range() lengths per file: a config never needs more
 MAX_ITEMS = 1_000_000
@@ -44,13 +60,40 @@ def _bounded_range(*args):
 
 
 _PURE_BUILTINS: Dict[str, Callable] = {
-    "list": list, "tuple": tuple, "len": len, "sum": sum, "range": _bounded_range, "min": min, "max": max,
-    "int": int, "float": float, "str": str, "bool": bool, "abs": abs, "round": round, "sorted": sorted,
-    "zip": zip, "enumerate": enumerate, "set": set, "reversed": reversed, "any": any, "all": all,
+    "list": list,
+    "tuple": tuple,
+    "len": len,
+    "sum": sum,
+    "range": _bounded_range,
+    "min": min,
+    "max": max,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "abs": abs,
+    "round": round,
+    "sorted": sorted,
+    "zip": zip,
+    "enumerate": enumerate,
+    "set": set,
+    "reversed": reversed,
+    "any": any,
+    "all": all,
 }
 #: Methods that only read: ``'a_{}'.format(x)``, ``name.upper()``, ``cfg.get('k')`` ...
 _PURE_METHODS = {
-    str: {"format", "upper", "lower", "replace", "split", "join", "strip", "startswith", "endswith"},
+    str: {
+        "format",
+        "upper",
+        "lower",
+        "replace",
+        "split",
+        "join",
+        "strip",
+        "startswith",
+        "endswith",
+    },
     dict: {"get", "keys", "values", "items", "copy", "pop", "update", "setdefault"},
     list: {"index", "count", "copy", "append", "extend", "insert", "pop", "remove"},
 }
@@ -92,8 +135,11 @@ class Evaluator:
                 self.delete(target)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             return  # a docstring or a bare literal
-        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func,
-                                                                                             ast.Attribute):
+        elif (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+        ):
             self.expr(stmt.value, {})  # detector.pop('data_preprocessor'): a whitelisted method
         elif isinstance(stmt, ast.Pass):
             return
@@ -137,7 +183,9 @@ class Evaluator:
             container = self.expr(target.value, {})
             self.safe(operator.delitem, target, container, self.expr(target.slice, {}))
         elif isinstance(target, ast.Attribute) and isinstance(self.expr(target.value, {}), dict):
-            self.safe(operator.delitem, target, self.expr(target.value, {}), target.attr)  # del _base_.tta_model
+            self.safe(
+                operator.delitem, target, self.expr(target.value, {}), target.attr
+            )  # del _base_.tta_model
         else:
             self.refuse(target, f"del of {_describe(target)}")
 
@@ -194,7 +242,9 @@ class Evaluator:
             if key is None:
                 self.unpack_into(out, self.expr(value, scope), value)
             else:
-                out.set(self.expr(key, scope), self.expr(value, scope), Origin(self.path, key.lineno))
+                out.set(
+                    self.expr(key, scope), self.expr(value, scope), Origin(self.path, key.lineno)
+                )
         return out
 
     def unpack_into(self, out: CfgDict, value: Any, node: ast.AST) -> None:
@@ -213,7 +263,11 @@ class Evaluator:
                 if keyword.arg is None:
                     self.unpack_into(out, self.expr(keyword.value, scope), keyword.value)
                 else:
-                    out.set(keyword.arg, self.expr(keyword.value, scope), Origin(self.path, keyword.lineno))
+                    out.set(
+                        keyword.arg,
+                        self.expr(keyword.value, scope),
+                        Origin(self.path, keyword.lineno),
+                    )
             return out
         func = self.callee(node, scope)
         args = self.sequence(node.args, scope)
@@ -246,7 +300,9 @@ class Evaluator:
         self.refuse(node, f"the attribute access {ast.unparse(node)}")
 
     def expr_Subscript(self, node: ast.Subscript, scope) -> Any:
-        return self.safe(operator.getitem, node, self.expr(node.value, scope), self.expr(node.slice, scope))
+        return self.safe(
+            operator.getitem, node, self.expr(node.value, scope), self.expr(node.slice, scope)
+        )
 
     def expr_Slice(self, node: ast.Slice, scope) -> slice:
         part = lambda n: None if n is None else self.expr(n, scope)  # noqa: E731
@@ -312,7 +368,11 @@ class Evaluator:
     def expr_DictComp(self, node: ast.DictComp, scope) -> CfgDict:
         out = CfgDict()
         for inner in self.comprehension(node.generators, scope):
-            out.set(self.expr(node.key, inner), self.expr(node.value, inner), Origin(self.path, node.lineno))
+            out.set(
+                self.expr(node.key, inner),
+                self.expr(node.value, inner),
+                Origin(self.path, node.lineno),
+            )
         return out
 
     def comprehension(self, generators: List[ast.comprehension], scope: Dict[str, Any]):
@@ -359,42 +419,75 @@ class Evaluator:
     def safe(self, func: Callable, node: ast.AST, *args, **kwargs) -> Any:
         try:
             return func(*args, **kwargs)
-        except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, AttributeError, OverflowError) as exc:
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            ZeroDivisionError,
+            AttributeError,
+            OverflowError,
+        ) as exc:
             self.fail(node, f"cannot evaluate {_unparse(node)}: {type(exc).__name__}: {exc}")
 
     def fail(self, node: ast.AST, reason: str) -> None:
         raise SourceError(self.path, getattr(node, "lineno", 1), reason)
 
     def refuse(self, node: ast.AST, what: str) -> None:
-        raise RefusedConstruct(self.path, getattr(node, "lineno", 1),
-                               f"the static resolver does not evaluate {what}; use --resolver mmengine "
-                               "(runs the config with mmengine) or write the value out")
+        raise RefusedConstruct(
+            self.path,
+            getattr(node, "lineno", 1),
+            f"the static resolver does not evaluate {what}; use --resolver mmengine "
+            "(runs the config with mmengine) or write the value out",
+        )
 
 
 def _is_base_assign(stmt: ast.Assign) -> bool:
-    return len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == BASE_KEY
+    return (
+        len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and stmt.targets[0].id == BASE_KEY
+    )
 
 
 def _as_load(target: ast.expr) -> ast.expr:
-    return ast.fix_missing_locations(ast.copy_location(
-        ast.parse(ast.unparse(target), mode="eval").body, target))
+    return ast.fix_missing_locations(
+        ast.copy_location(ast.parse(ast.unparse(target), mode="eval").body, target)
+    )
 
 
 def _too_long(left: Any, right: Any) -> bool:
     for seq, count in ((left, right), (right, left)):
-        if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > 1_000_000:
+        if (
+            isinstance(seq, (str, list, tuple))
+            and isinstance(count, int)
+            and len(seq) * count > 1_000_000
+        ):
             return True
     return False
 
 
 def _describe(node: ast.AST) -> str:
     names = {
-        "FunctionDef": "a function definition", "AsyncFunctionDef": "a function definition",
-        "ClassDef": "a class definition", "Import": "an import", "ImportFrom": "an import",
-        "If": "an if statement", "For": "a for loop", "While": "a while loop", "With": "a with block",
-        "Try": "a try block", "Lambda": "a lambda", "Global": "a global statement", "Assert": "an assert",
-        "NamedExpr": "an assignment expression (:=)", "Await": "await", "Yield": "yield",
-        "Raise": "a raise statement", "Match": "a match statement", "Expr": "an expression statement",
+        "FunctionDef": "a function definition",
+        "AsyncFunctionDef": "a function definition",
+        "ClassDef": "a class definition",
+        "Import": "an import",
+        "ImportFrom": "an import",
+        "If": "an if statement",
+        "For": "a for loop",
+        "While": "a while loop",
+        "With": "a with block",
+        "Try": "a try block",
+        "Lambda": "a lambda",
+        "Global": "a global statement",
+        "Assert": "an assert",
+        "NamedExpr": "an assignment expression (:=)",
+        "Await": "await",
+        "Yield": "yield",
+        "Raise": "a raise statement",
+        "Match": "a match statement",
+        "Expr": "an expression statement",
     }
     return names.get(type(node).__name__, f"a {type(node).__name__} node")
 

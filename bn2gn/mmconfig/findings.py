@@ -35,9 +35,15 @@ class Finding:
     message: str
 
     def as_dict(self) -> dict:
-        return {"code": self.code.name, "severity": self.severity, "component": self.component,
-                "key": self.key, "file": str(self.file) if self.file else None, "line": self.line,
-                "message": self.message}
+        return {
+            "code": self.code.name,
+            "severity": self.severity,
+            "component": self.component,
+            "key": self.key,
+            "file": str(self.file) if self.file else None,
+            "line": self.line,
+            "message": self.message,
+        }
 
     def render(self) -> str:
         where = f"{self.file}:{self.line}: " if self.file else ""

@@ -18,7 +18,9 @@ def resolve_with_mmengine(path: Path) -> ResolvedConfig:
     try:
         from mmengine.config import Config
     except ImportError:
-        raise Bn2gnError("--resolver mmengine needs mmengine: pip install 'bn2gn[openmmlab]'", EXIT_USAGE) from None
+        raise Bn2gnError(
+            "--resolver mmengine needs mmengine: pip install 'bn2gn[openmmlab]'", EXIT_USAGE
+        ) from None
     path = Path(path)
     if not path.is_file():
         raise SourceError(path, 1, "no such config file")
@@ -26,10 +28,17 @@ def resolve_with_mmengine(path: Path) -> ResolvedConfig:
         config = Config.fromfile(str(path), import_custom_modules=False)
     except Exception as exc:  # noqa: BLE001 - mmengine raises anything the config raises
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SourceError(path, 1, f"mmengine cannot load it: {type(exc).__name__}: {first}") from None
+        raise SourceError(
+            path, 1, f"mmengine cannot load it: {type(exc).__name__}: {first}"
+        ) from None
     origin = Origin(path, 0)
-    return ResolvedConfig(path=path, data=_tracked(config.to_dict(), origin), files=(path,), bases={},
-                          resolver="mmengine")
+    return ResolvedConfig(
+        path=path,
+        data=_tracked(config.to_dict(), origin),
+        files=(path,),
+        bases={},
+        resolver="mmengine",
+    )
 
 
 def _tracked(value: Any, origin: Origin) -> Any:

@@ -17,9 +17,21 @@ from .resolve import ResolvedConfig
 from .values import CfgDict, Origin
 
 MMENGINE, MMCV1 = "mmengine", "mmcv1"
-STACK_NAMES = {MMENGINE: "mmengine runner (mmdet 3.x / mmdet3d 1.x): optim_wrapper=",
-               MMCV1: "mmcv 1.x runner (mmdet 2.x / mmdet3d 1.0.0rc): optimizer= + optimizer_config="}
-BATCHNORM_TYPES = ("BN", "BN1d", "BN2d", "BN3d", "SyncBN", "NaiveSyncBN", "naiveSyncBN2d", "naiveSyncBN1d", "MMSyncBN")
+STACK_NAMES = {
+    MMENGINE: "mmengine runner (mmdet 3.x / mmdet3d 1.x): optim_wrapper=",
+    MMCV1: "mmcv 1.x runner (mmdet 2.x / mmdet3d 1.0.0rc): optimizer= + optimizer_config=",
+}
+BATCHNORM_TYPES = (
+    "BN",
+    "BN1d",
+    "BN2d",
+    "BN3d",
+    "SyncBN",
+    "NaiveSyncBN",
+    "naiveSyncBN2d",
+    "naiveSyncBN1d",
+    "MMSyncBN",
+)
 
 
 @dataclasses.dataclass
@@ -52,7 +64,9 @@ class Component:
         return bool(self.cls and self.cls.hard_coded_bn) or is_batchnorm(cfg)
 
     def frozen_stages(self) -> Optional[int]:
-        value = self.cfg.get("frozen_stages", -1 if self.cls and self.cls.stages(self.cfg) else None)
+        value = self.cfg.get(
+            "frozen_stages", -1 if self.cls and self.cls.stages(self.cfg) else None
+        )
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def norm_eval(self) -> Optional[bool]:
@@ -62,7 +76,10 @@ class Component:
 
 
 def is_batchnorm(norm_cfg: Any) -> bool:
-    return isinstance(norm_cfg, dict) and str(norm_cfg.get("type", "")).rpartition(".")[2] in BATCHNORM_TYPES
+    return (
+        isinstance(norm_cfg, dict)
+        and str(norm_cfg.get("type", "")).rpartition(".")[2] in BATCHNORM_TYPES
+    )
 
 
 def detect_stack(cfg: ResolvedConfig) -> str:
@@ -78,12 +95,21 @@ def components(cfg: ResolvedConfig, catalog: Catalog) -> List[Component]:
     found = []
     for key, value in model.items():
         if isinstance(value, dict) and "type" in value:
-            found.append(Component(key=str(key), type=value["type"], cfg=value, cls=catalog.lookup(value["type"]),
-                                   origin=model.origin(key)))
+            found.append(
+                Component(
+                    key=str(key),
+                    type=value["type"],
+                    cfg=value,
+                    cls=catalog.lookup(value["type"]),
+                    origin=model.origin(key),
+                )
+            )
     return found
 
 
-def optimizer_settings(cfg: ResolvedConfig, stack: str) -> Tuple[Optional[CfgDict], Optional[CfgDict], Any]:
+def optimizer_settings(
+    cfg: ResolvedConfig, stack: str
+) -> Tuple[Optional[CfgDict], Optional[CfgDict], Any]:
     """(paramwise_cfg, the dict holding it, grad clipping) for the config's stack."""
     holder = cfg.data.get("optim_wrapper" if stack == MMENGINE else "optimizer")
     if not isinstance(holder, dict):
@@ -99,7 +125,11 @@ def optimizer_settings(cfg: ResolvedConfig, stack: str) -> Tuple[Optional[CfgDic
 
 def custom_keys(paramwise: Optional[dict]) -> Dict[str, dict]:
     keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
-    return {str(k): v for k, v in keys.items() if isinstance(v, dict)} if isinstance(keys, dict) else {}
+    return (
+        {str(k): v for k, v in keys.items() if isinstance(v, dict)}
+        if isinstance(keys, dict)
+        else {}
+    )
 
 
 def ordered_keys(keys: Dict[str, dict]) -> List[str]:
@@ -148,7 +178,7 @@ def freeze_state(comp: Component, stack: str) -> FreezeState:
     if not stages or value is None or value < 0 or value > len(stages):
         frozen: Tuple[str, ...] = ()
     else:
-        frozen = parts[:value + 1]
+        frozen = parts[: value + 1]
     rest = tuple(p for p in parts if p not in frozen) or (() if parts else ("everything",))
     norm_eval = comp.norm_eval()
     has_bn = comp.has_batchnorm()
@@ -163,8 +193,18 @@ def freeze_state(comp: Component, stack: str) -> FreezeState:
     if INIT_WEIGHTS in cls.freeze_runs:
         bn = () if not has_bn or norm_eval else ("every BatchNorm, frozen stages included",)
         if stack == MMCV1:
-            return FreezeState(frozen, rest, (), "only in init_weights() (tools/train.py calls it before "
-                                                 "building the optimizer)", bn)
-        return FreezeState((), parts, frozen, "only in init_weights(), which the mmengine runner calls after "
-                                              "building the optimizer", bn)
+            return FreezeState(
+                frozen,
+                rest,
+                (),
+                "only in init_weights() (tools/train.py calls it before building the optimizer)",
+                bn,
+            )
+        return FreezeState(
+            (),
+            parts,
+            frozen,
+            "only in init_weights(), which the mmengine runner calls after building the optimizer",
+            bn,
+        )
     return FreezeState((), rest, (), "the class has no freezing", ())

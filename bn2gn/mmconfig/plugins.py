@@ -48,7 +48,9 @@ class Catalog:
         plugin = self._plugins.get(type_name.rpartition(".")[2])
         if plugin is None or plugin.name in seen:
             return None
-        parent = next((p for p in (self._lookup(b, seen + (plugin.name,)) for b in plugin.bases) if p), None)
+        parent = next(
+            (p for p in (self._lookup(b, seen + (plugin.name,)) for b in plugin.bases) if p), None
+        )
         return _entry(plugin, parent)
 
 
@@ -60,14 +62,24 @@ def _entry(plugin: _PluginClass, parent: Optional[ComponentClass]) -> ComponentC
         else:  # **kwargs go on to the parent class
             accepts = own | parent.accepts if parent.accepts is not None else None
         return dataclasses.replace(
-            parent, name=plugin.name, package=f"{plugin.source}:{plugin.line}, subclass of {parent.name}",
+            parent,
+            name=plugin.name,
+            package=f"{plugin.source}:{plugin.line}, subclass of {parent.name}",
             accepts=accepts,
-            children=parent.children + tuple(c for c in plugin.children if c not in parent.children),
-            segments=parent.segments | frozenset(plugin.children))
+            children=parent.children
+            + tuple(c for c in plugin.children if c not in parent.children),
+            segments=parent.segments | frozenset(plugin.children),
+        )
     return ComponentClass(
-        name=plugin.name, package="plugin", source=f"{plugin.source}:{plugin.line}", role="unknown",
-        accepts=None if plugin.var_kwargs else own, children=plugin.children,
-        segments=frozenset(plugin.children), opaque=plugin.children)
+        name=plugin.name,
+        package="plugin",
+        source=f"{plugin.source}:{plugin.line}",
+        role="unknown",
+        accepts=None if plugin.var_kwargs else own,
+        children=plugin.children,
+        segments=frozenset(plugin.children),
+        opaque=plugin.children,
+    )
 
 
 def _scan(folder: Path) -> List[_PluginClass]:
@@ -81,8 +93,11 @@ def _scan(folder: Path) -> List[_PluginClass]:
             tree = ast.parse(path.read_bytes(), filename=str(path))
         except (SyntaxError, ValueError, OSError, RecursionError):
             continue
-        found += [_read_class(node, path) for node in ast.walk(tree)
-                  if isinstance(node, ast.ClassDef) and _is_registered(node)]
+        found += [
+            _read_class(node, path)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and _is_registered(node)
+        ]
     return found
 
 
@@ -91,24 +106,35 @@ def _is_registered(node: ast.ClassDef) -> bool:
 
 
 def _read_class(node: ast.ClassDef, path: Path) -> _PluginClass:
-    init = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
+    init = next(
+        (s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None
+    )
     keywords: Tuple[str, ...] = ()
     var_kwargs = init is None
     children: List[str] = []
     if init is not None:
         args = init.args
-        keywords = tuple(a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg != "self")
+        keywords = tuple(
+            a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg != "self"
+        )
         var_kwargs = args.kwarg is not None
         for stmt in ast.walk(init):
             if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
                 for target in stmt.targets:
-                    if isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == "self":
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and getattr(target.value, "id", None) == "self"
+                    ):
                         children.append(target.attr)
     bases = tuple(ast.unparse(b).rpartition(".")[2] for b in node.bases)
-    return _PluginClass(node.name, bases, keywords, var_kwargs, tuple(dict.fromkeys(children)), path, node.lineno)
+    return _PluginClass(
+        node.name, bases, keywords, var_kwargs, tuple(dict.fromkeys(children)), path, node.lineno
+    )
 
 
-def find_plugin_dirs(config_path: Path, plugin_dir: object, explicit: Iterable[Path] = ()) -> Tuple[Path, ...]:
+def find_plugin_dirs(
+    config_path: Path, plugin_dir: object, explicit: Iterable[Path] = ()
+) -> Tuple[Path, ...]:
     """``--plugin-dir`` folders, else the config's ``plugin_dir`` looked up from the config's folder upwards
     (CMT's ``plugin_dir`` is relative to the repository root the training runs from)."""
     explicit = tuple(Path(p) for p in explicit)

@@ -62,10 +62,14 @@ def resolve_config(path: Path, overrides: Optional[Dict[Path, str]] = None) -> R
     data = _resolve(path, (), files, bases, base_lines, overrides or {})
     for key in [k for k in data if str(k).startswith("__")]:
         del data[key]
-    return ResolvedConfig(path=path, data=data, files=tuple(files), bases=bases, base_lines=base_lines)
+    return ResolvedConfig(
+        path=path, data=data, files=tuple(files), bases=bases, base_lines=base_lines
+    )
 
 
-def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base_lines, overrides) -> CfgDict:
+def _resolve(
+    path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base_lines, overrides
+) -> CfgDict:
     key = path.resolve()
     if key in stack:
         chain = " -> ".join(p.name for p in stack + (key,))
@@ -84,17 +88,27 @@ def _resolve(path: Path, stack: Tuple[Path, ...], files: List[Path], bases, base
         values = _resolve(base, stack + (key,), files, bases, base_lines, overrides)
         duplicate = sorted(set(merged_base) & set(values), key=str)
         if duplicate:
-            raise SourceError(path, line, f"_base_ files both define {', '.join(map(str, duplicate))}; "
-                                          "mmengine refuses duplicate keys among bases")
+            raise SourceError(
+                path,
+                line,
+                f"_base_ files both define {', '.join(map(str, duplicate))}; "
+                "mmengine refuses duplicate keys among bases",
+            )
         for name, value in values.items():
             merged_base.set(name, value, values.origin(name))
     try:
-        own = evaluate_module(path, tree, merged_base)  # the same object, as in mmengine: del _base_.x counts
+        own = evaluate_module(
+            path, tree, merged_base
+        )  # the same object, as in mmengine: del _base_.x counts
     except RecursionError:
-        raise SourceError(path, 1, "too deeply nested for the static resolver; use --resolver mmengine") from None
+        raise SourceError(
+            path, 1, "too deeply nested for the static resolver; use --resolver mmengine"
+        ) from None
     for name in [n for n in own if str(n).startswith("__")]:
         del own[name]
-    for name in list(own):  # mmengine's _substitute_base_vars rebuilds each value: `b = a` no longer aliases
+    for name in list(
+        own
+    ):  # mmengine's _substitute_base_vars rebuilds each value: `b = a` no longer aliases
         own.set(name, deep_copy(own[name]), own.origin(name))
     return merge_into(own, merged_base)
 
@@ -111,20 +125,40 @@ def _parse(path: Path, text: Optional[str] = None) -> ast.Module:
 
 def check_not_lazy(path: Path, tree: ast.Module) -> None:
     """mmengine's own test (``Config._is_lazy_import``): ``with read_base()`` or importing a package."""
-    has_base = any(isinstance(s, ast.Assign) and any(isinstance(t, ast.Name) and t.id == BASE_KEY
-                                                     for t in s.targets) for s in tree.body)
+    has_base = any(
+        isinstance(s, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == BASE_KEY for t in s.targets)
+        for s in tree.body
+    )
     for node in ast.walk(tree):
-        if isinstance(node, ast.With) and any(_is_read_base(item.context_expr) for item in node.items):
-            raise LazyConfig(path, node.lineno, "new-style lazy config (with read_base():); bn2gn config "
-                                                "reads classic dict configs only")
+        if isinstance(node, ast.With) and any(
+            _is_read_base(item.context_expr) for item in node.items
+        ):
+            raise LazyConfig(
+                path,
+                node.lineno,
+                "new-style lazy config (with read_base():); bn2gn config "
+                "reads classic dict configs only",
+            )
     for node in ast.walk(tree):
-        if not has_base and isinstance(node, ast.ImportFrom) and (node.level or not _is_stdlib(node.module)):
-            raise LazyConfig(path, node.lineno, "new-style lazy config (imports classes); bn2gn config "
-                                                "reads classic dict configs only")
+        if (
+            not has_base
+            and isinstance(node, ast.ImportFrom)
+            and (node.level or not _is_stdlib(node.module))
+        ):
+            raise LazyConfig(
+                path,
+                node.lineno,
+                "new-style lazy config (imports classes); bn2gn config "
+                "reads classic dict configs only",
+            )
 
 
 def _is_read_base(expr: ast.expr) -> bool:
-    return isinstance(expr, ast.Call) and getattr(expr.func, "id", getattr(expr.func, "attr", None)) == "read_base"
+    return (
+        isinstance(expr, ast.Call)
+        and getattr(expr.func, "id", getattr(expr.func, "attr", None)) == "read_base"
+    )
 
 
 def _is_stdlib(module: Optional[str]) -> bool:
@@ -133,19 +167,29 @@ def _is_stdlib(module: Optional[str]) -> bool:
 
 def _base_files(path: Path, tree: ast.Module) -> Tuple[List[Path], int]:
     for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == BASE_KEY for t in stmt.targets):
+        if isinstance(stmt, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == BASE_KEY for t in stmt.targets
+        ):
             try:
                 value = ast.literal_eval(stmt.value)
             except (ValueError, SyntaxError):
-                raise RefusedConstruct(path, stmt.lineno, "_base_ must be a string or a list of strings "
-                                                          "written out; use --resolver mmengine") from None
+                raise RefusedConstruct(
+                    path,
+                    stmt.lineno,
+                    "_base_ must be a string or a list of strings "
+                    "written out; use --resolver mmengine",
+                ) from None
             names = value if isinstance(value, (list, tuple)) else [value]
             if not all(isinstance(n, str) for n in names):
                 raise SourceError(path, stmt.lineno, "_base_ must be a string or a list of strings")
             for name in names:
                 if "::" in name:
-                    raise RefusedConstruct(path, stmt.lineno, f"_base_ {name!r} names a config inside an "
-                                                              "installed package; use --resolver mmengine")
+                    raise RefusedConstruct(
+                        path,
+                        stmt.lineno,
+                        f"_base_ {name!r} names a config inside an "
+                        "installed package; use --resolver mmengine",
+                    )
             return [path.parent / n for n in names], stmt.lineno
     return [], 0
 
@@ -159,8 +203,12 @@ def merge_into(child: dict, base: dict) -> CfgDict:
         if isinstance(value, dict) and key in base and not value.pop(DELETE_KEY, False):
             if not isinstance(base[key], dict):
                 file, line = (origin.file, origin.line) if origin else (None, 1)
-                raise SourceError(file, line, f"{key} is a dict here but a {type(base[key]).__name__} in the "
-                                              "_base_ files; mmengine refuses to merge them (set _delete_=True)")
+                raise SourceError(
+                    file,
+                    line,
+                    f"{key} is a dict here but a {type(base[key]).__name__} in the "
+                    "_base_ files; mmengine refuses to merge them (set _delete_=True)",
+                )
             out.set(key, merge_into(value, base[key]), origin)
         else:
             out.set(key, value, origin)

@@ -66,7 +66,10 @@ class _State:
     def resolve(self) -> Tuple[ResolvedConfig, List[Component], str]:
         cfg = resolve_config(self.path, {p.resolve(): t for p, t in self.texts.items()})
         if not isinstance(cfg.data.get("model"), dict):
-            raise Bn2gnError(f"{self.path}:1: no model = dict(...) in this config or its _base_ files", EXIT_USAGE)
+            raise Bn2gnError(
+                f"{self.path}:1: no model = dict(...) in this config or its _base_ files",
+                EXIT_USAGE,
+            )
         folders = find_plugin_dirs(self.path, cfg.data.get("plugin_dir"), self.options.plugin_dirs)
         return cfg, components(cfg, Catalog(folders)), detect_stack(cfg)
 
@@ -83,8 +86,10 @@ class _State:
             except EditError as exc:
                 self.refused.append(f"{file}:{exc.line}: {exc.reason}")
             except cst.ParserSyntaxError as exc:
-                self.refused.append(f"{file}:{exc.raw_line}: LibCST cannot parse it ({exc.message}); "
-                                    "file left unchanged")
+                self.refused.append(
+                    f"{file}:{exc.raw_line}: LibCST cannot parse it ({exc.message}); "
+                    "file left unchanged"
+                )
 
 
 def rewrite_config(path: Path, options: RewriteOptions) -> ConfigRewrite:
@@ -99,21 +104,33 @@ def rewrite_config(path: Path, options: RewriteOptions) -> ConfigRewrite:
         _fix_lr_mult(state)
     cfg, comps, stack = state.resolve()
     paramwise, _, clip = optimizer_settings(cfg, stack)
-    remaining = [f.render() for f in all_findings(cfg, comps, stack, paramwise, clip) if f.severity == "error"]
+    remaining = [
+        f.render()
+        for f in all_findings(cfg, comps, stack, paramwise, clip)
+        if f.severity == "error"
+    ]
     results = []
     for file, text in state.texts.items():
         results.append(finish(read_source(file), text, []))
-    return ConfigRewrite(results=results, changes=state.changes, notes=state.notes, refused=state.refused,
-                         renames=state.renames, remaining=remaining)
+    return ConfigRewrite(
+        results=results,
+        changes=state.changes,
+        notes=state.notes,
+        refused=state.refused,
+        renames=state.renames,
+        remaining=remaining,
+    )
 
 
 def _component(state: _State, comps: List[Component], name: str) -> Component:
-    wanted = name[len("model."):] if name.startswith("model.") else name
+    wanted = name[len("model.") :] if name.startswith("model.") else name
     for comp in comps:
         if comp.key == wanted:
             return comp
     have = ", ".join(c.key for c in comps) or "none"
-    raise Bn2gnError(f"{state.path}: no component {name!r} in model (components: {have})", EXIT_USAGE)
+    raise Bn2gnError(
+        f"{state.path}: no component {name!r} in model (components: {have})", EXIT_USAGE
+    )
 
 
 def _drop_invalid(state: _State) -> None:
@@ -123,12 +140,16 @@ def _drop_invalid(state: _State) -> None:
         if finding.file is None or not finding.line:
             continue
         if not state.editable(finding.file):
-            state.notes.append(f"{finding.file}:{finding.line}: {finding.component}.{finding.key} is written in a "
-                               "_base_ file; remove it there or run with --allow-base")
+            state.notes.append(
+                f"{finding.file}:{finding.line}: {finding.component}.{finding.key} is written in a "
+                "_base_ file; remove it there or run with --allow-base"
+            )
             continue
         edits.setdefault(Path(finding.file), []).append(Remove(Target(finding.key, finding.line)))
-        state.changes.append(f"{finding.file}:{finding.line}: removed {finding.component}.{finding.key} "
-                             f"({finding.code.name})")
+        state.changes.append(
+            f"{finding.file}:{finding.line}: removed {finding.component}.{finding.key} "
+            f"({finding.code.name})"
+        )
     state.apply(edits)
 
 
@@ -136,21 +157,29 @@ def _freeze(state: _State, name: str) -> None:
     cfg, comps, stack = state.resolve()
     comp = _component(state, comps, name)
     if comp.cls is None:
-        state.refused.append(f"{comp.path}: type {comp.type!r} is unknown to bn2gn; cannot freeze it from the config")
+        state.refused.append(
+            f"{comp.path}: type {comp.type!r} is unknown to bn2gn; cannot freeze it from the config"
+        )
         return
     count = comp.cls.stage_count(comp.cfg)
     if not count:
-        state.notes.append(f"{comp.path}: {comp.cls.name} has no frozen_stages / norm_eval; freeze it in code "
-                           "(requires_grad=False and eval() after every train(), e.g. bn2gn patch-trainer)")
+        state.notes.append(
+            f"{comp.path}: {comp.cls.name} has no frozen_stages / norm_eval; freeze it in code "
+            "(requires_grad=False and eval() after every train(), e.g. bn2gn patch-trainer)"
+        )
         return
     wanted = [("frozen_stages", count)] + ([("norm_eval", True)] if comp.cls.has_norm_eval else [])
     _set_values(state, cfg, comp, wanted)
     if comp.cls.freeze_runs and comp.cls.freeze_runs[0] != "__init__":
-        state.notes.append(f"{comp.path}: {comp.cls.name} freezes only in {comp.cls.freeze_runs[0]} "
-                           f"(see MMC008 in bn2gn config audit)")
+        state.notes.append(
+            f"{comp.path}: {comp.cls.name} freezes only in {comp.cls.freeze_runs[0]} "
+            f"(see MMC008 in bn2gn config audit)"
+        )
 
 
-def _set_values(state: _State, cfg: ResolvedConfig, comp: Component, wanted: List[Tuple[str, object]]) -> None:
+def _set_values(
+    state: _State, cfg: ResolvedConfig, comp: Component, wanted: List[Tuple[str, object]]
+) -> None:
     """Set keys of ``comp`` in the user's file: replace what it writes, add what it does not."""
     edits: List[Edit] = []
     additions = []
@@ -172,7 +201,9 @@ def _set_values(state: _State, cfg: ResolvedConfig, comp: Component, wanted: Lis
         else:
             inner = "dict(" + ", ".join(f"{k}={c}" for k, c in additions) + ")"
             if model_origin is not None and cfg.is_own(model_origin):
-                edits.append(Add(Target("model", model_origin.line, top=True), ((comp.key, inner),)))
+                edits.append(
+                    Add(Target("model", model_origin.line, top=True), ((comp.key, inner),))
+                )
             else:
                 edits.append(AppendStatement(f"model = dict({comp.key}={inner})\n"))
     state.apply({state.path: edits})
@@ -189,15 +220,21 @@ def _group_norm(state: _State, name: str) -> None:
     comp = _component(state, comps, name)
     cls = comp.cls
     if cls is None:
-        state.refused.append(f"{comp.path}: type {comp.type!r} is unknown to bn2gn; cannot set GroupNorm")
+        state.refused.append(
+            f"{comp.path}: type {comp.type!r} is unknown to bn2gn; cannot set GroupNorm"
+        )
         return
     if cls.role == "backbone":
-        state.refused.append(f"{comp.path}: {cls.name} is a backbone: its BatchNorm stays (frozen) to match the "
-                             "pretrained statistics; --gn is for necks and heads")
+        state.refused.append(
+            f"{comp.path}: {cls.name} is a backbone: its BatchNorm stays (frozen) to match the "
+            "pretrained statistics; --gn is for necks and heads"
+        )
         return
     if cls.hard_coded_bn:
-        state.notes.append(f"{comp.path}: {cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} "
-                           f"({cls.source}); only a source rewrite changes it (bn2gn rewrite)")
+        state.notes.append(
+            f"{comp.path}: {cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} "
+            f"({cls.source}); only a source rewrite changes it (bn2gn rewrite)"
+        )
     norm_cfg, _ = comp.norm()
     settable = "norm_cfg" in comp.cfg or cls.norm_default is not None
     if not settable or not cls.gn_from_config:
@@ -207,20 +244,38 @@ def _group_norm(state: _State, name: str) -> None:
     channels = cls.norm_channels(comp.cfg)
     groups = sorted({gn_groups(c) for c in channels})
     if len(groups) != 1:
-        detail = ", ".join(f"C={c} -> {gn_groups(c)}" for c in dict.fromkeys(channels)) or "channel counts unknown"
-        state.refused.append(f"{comp.path}: one norm_cfg cannot serve these channel counts ({detail}); "
-                             "set num_groups by hand to a divisor of every count")
+        detail = (
+            ", ".join(f"C={c} -> {gn_groups(c)}" for c in dict.fromkeys(channels))
+            or "channel counts unknown"
+        )
+        state.refused.append(
+            f"{comp.path}: one norm_cfg cannot serve these channel counts ({detail}); "
+            "set num_groups by hand to a divisor of every count"
+        )
         return
-    if isinstance(norm_cfg, dict) and norm_cfg.get("type") == "GN" and norm_cfg.get("num_groups") == groups[0]:
+    if (
+        isinstance(norm_cfg, dict)
+        and norm_cfg.get("type") == "GN"
+        and norm_cfg.get("num_groups") == groups[0]
+    ):
         return
     if not is_batchnorm(norm_cfg) and norm_cfg is not None:
-        state.refused.append(f"{comp.path}: norm_cfg is {norm_cfg!r}, not BatchNorm; nothing to convert")
+        state.refused.append(
+            f"{comp.path}: norm_cfg is {norm_cfg!r}, not BatchNorm; nothing to convert"
+        )
         return
-    inherited = isinstance(norm_cfg, CfgDict) and "norm_cfg" in comp.cfg and any(
-        not cfg.is_own(norm_cfg.origin(k)) for k in norm_cfg)
+    inherited = (
+        isinstance(norm_cfg, CfgDict)
+        and "norm_cfg" in comp.cfg
+        and any(not cfg.is_own(norm_cfg.origin(k)) for k in norm_cfg)
+    )
     prefix = "_delete_=True, " if inherited else ""
-    _set_values(state, cfg, comp, [("norm_cfg", f"dict({prefix}type='GN', num_groups={groups[0]}, "
-                                                "requires_grad=True)")])
+    _set_values(
+        state,
+        cfg,
+        comp,
+        [("norm_cfg", f"dict({prefix}type='GN', num_groups={groups[0]}, requires_grad=True)")],
+    )
     state.renames.extend(_renames(comp))
 
 
@@ -242,12 +297,18 @@ def _fix_lr_mult(state: _State) -> None:
         if finding.file is None or not finding.line:
             continue
         if not state.editable(finding.file):
-            state.notes.append(f"{finding.file}:{finding.line}: lr_mult=0 for {finding.key} is written in a _base_ "
-                               "file; remove it there or run with --allow-base")
+            state.notes.append(
+                f"{finding.file}:{finding.line}: lr_mult=0 for {finding.key} is written in a _base_ "
+                "file; remove it there or run with --allow-base"
+            )
             continue
-        entry = finding.key[len("custom_keys."):]
-        edits.setdefault(Path(finding.file), []).append(Remove(Target("lr_mult", finding.line, parent=entry)))
-        state.changes.append(f"{finding.file}:{finding.line}: removed lr_mult=0 from {finding.key} (MMC004)")
+        entry = finding.key[len("custom_keys.") :]
+        edits.setdefault(Path(finding.file), []).append(
+            Remove(Target("lr_mult", finding.line, parent=entry))
+        )
+        state.changes.append(
+            f"{finding.file}:{finding.line}: removed lr_mult=0 from {finding.key} (MMC004)"
+        )
     state.apply(edits)
     _note_inherited_entries(state, [e.target.parent for items in edits.values() for e in items])
 
@@ -262,8 +323,10 @@ def _note_inherited_entries(state: _State, entries: List[str]) -> None:
     for entry in entries:
         value = keys.get(entry) if isinstance(keys, dict) else None
         if isinstance(value, dict):
-            state.notes.append(f"custom_keys['{entry}'] is now {dict(value)} from the _base_ files; harmless, "
-                               "the parameters are frozen")
+            state.notes.append(
+                f"custom_keys['{entry}'] is now {dict(value)} from the _base_ files; harmless, "
+                "the parameters are frozen"
+            )
 
 
 def files_touched(rewrite: ConfigRewrite) -> Sequence[Path]:

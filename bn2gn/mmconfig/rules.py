@@ -6,8 +6,16 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .components import gn_groups
 from .findings import ERROR, INFO, WARNING, Code, Finding
-from .model import (MMCV1, MMENGINE, Component, custom_keys, freeze_state, is_batchnorm, key_for_component,
-                    ordered_keys)
+from .model import (
+    MMCV1,
+    MMENGINE,
+    Component,
+    custom_keys,
+    freeze_state,
+    is_batchnorm,
+    key_for_component,
+    ordered_keys,
+)
 from .resolve import ResolvedConfig
 from .values import CfgDict, Origin
 
@@ -16,12 +24,25 @@ HOOK_ARGS = {
     "OptimizerHook": {"grad_clip", "detect_anomalous_params"},
     "Fp16OptimizerHook": {"grad_clip", "coalesce", "bucket_size_mb", "loss_scale", "distributed"},
     "GradientCumulativeOptimizerHook": {"grad_clip", "detect_anomalous_params", "cumulative_iters"},
-    "GradientCumulativeFp16OptimizerHook": {"grad_clip", "coalesce", "bucket_size_mb", "loss_scale",
-                                            "distributed", "cumulative_iters"},
+    "GradientCumulativeFp16OptimizerHook": {
+        "grad_clip",
+        "coalesce",
+        "bucket_size_mb",
+        "loss_scale",
+        "distributed",
+        "cumulative_iters",
+    },
 }
 WRAPPER_ARGS = {
     "OptimWrapper": {"optimizer", "accumulative_counts", "clip_grad"},
-    "AmpOptimWrapper": {"optimizer", "accumulative_counts", "clip_grad", "loss_scale", "dtype", "use_fsdp"},
+    "AmpOptimWrapper": {
+        "optimizer",
+        "accumulative_counts",
+        "clip_grad",
+        "loss_scale",
+        "dtype",
+        "use_fsdp",
+    },
 }
 #: popped by mmengine's build_optim_wrapper / the constructor before the wrapper is built
 WRAPPER_CONSUMED = {"type", "constructor", "paramwise_cfg"}
@@ -32,7 +53,9 @@ def _at(origin: Optional[Origin]) -> Tuple[Any, int]:
     return (origin.file, origin.line) if origin else (None, 0)
 
 
-def _finding(code: Code, severity: str, component: str, key: str, origin: Optional[Origin], message: str) -> Finding:
+def _finding(
+    code: Code, severity: str, component: str, key: str, origin: Optional[Origin], message: str
+) -> Finding:
     file, line = _at(origin)
     return Finding(code, severity, component, key, file, line, message)
 
@@ -50,20 +73,33 @@ def invalid_keys(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
         for key in comp.cfg:
             if key in ("type", "_scope_", "_delete_"):
                 continue
-            accepted = key not in comp.cls.rejects and (comp.cls.accepts is None or key in comp.cls.accepts)
+            accepted = key not in comp.cls.rejects and (
+                comp.cls.accepts is None or key in comp.cls.accepts
+            )
             if accepted:
                 continue
             origin = comp.cfg.origin(key)
             hint = ""
             if key == "norm_eval":
-                hint = (f"; {comp.cls.name} has no norm_eval" if comp.cls.role == "backbone"
-                        else "; only backbones have norm_eval")
+                hint = (
+                    f"; {comp.cls.name} has no norm_eval"
+                    if comp.cls.role == "backbone"
+                    else "; only backbones have norm_eval"
+                )
             elif key == "frozen_stages":
                 hint = f"; {comp.cls.name} has no freezing of its own"
-            out.append(_finding(Code.MMC001, ERROR, comp.path, key, origin,
-                                f"{comp.cls.name} does not accept {key}={comp.cfg[key]!r}: building the model "
-                                f"raises TypeError (unexpected keyword argument '{key}'){hint}"
-                                f"{_inherited(cfg, origin)}"))
+            out.append(
+                _finding(
+                    Code.MMC001,
+                    ERROR,
+                    comp.path,
+                    key,
+                    origin,
+                    f"{comp.cls.name} does not accept {key}={comp.cfg[key]!r}: building the model "
+                    f"raises TypeError (unexpected keyword argument '{key}'){hint}"
+                    f"{_inherited(cfg, origin)}",
+                )
+            )
     return out
 
 
@@ -77,16 +113,28 @@ def stage_range(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
         if value is None or value <= count:
             continue
         stage = comp.cls.stages(comp.cfg)[-1].rstrip("0123456789") + str(value)
-        where = {"__init__": "at build (AttributeError: no attribute '" + stage + "')",
-                 "train()": "in train() (IndexError: stages has only " + str(count) + " entries)",
-                 "init_weights()": "in init_weights() (no attribute '" + stage + "')"}[comp.cls.freeze_runs[0]]
-        out.append(_finding(Code.MMC002, ERROR, comp.path, "frozen_stages", comp.cfg.origin("frozen_stages"),
-                            f"{comp.cls.name} has {count} stages, so frozen_stages goes from -1 to {count} "
-                            f"({count} freezes everything); {value} fails {where}"))
+        where = {
+            "__init__": "at build (AttributeError: no attribute '" + stage + "')",
+            "train()": "in train() (IndexError: stages has only " + str(count) + " entries)",
+            "init_weights()": "in init_weights() (no attribute '" + stage + "')",
+        }[comp.cls.freeze_runs[0]]
+        out.append(
+            _finding(
+                Code.MMC002,
+                ERROR,
+                comp.path,
+                "frozen_stages",
+                comp.cfg.origin("frozen_stages"),
+                f"{comp.cls.name} has {count} stages, so frozen_stages goes from -1 to {count} "
+                f"({count} freezes everything); {value} fails {where}",
+            )
+        )
     return out
 
 
-def lr_mult_zero(cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise, clip) -> List[Finding]:
+def lr_mult_zero(
+    cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise, clip
+) -> List[Finding]:
     """MMC003 / MMC004: ``lr_mult=0`` stops the update only; redundant when everything is frozen."""
     keys = custom_keys(paramwise)
     out = []
@@ -96,8 +144,16 @@ def lr_mult_zero(cfg: ResolvedConfig, comps: List[Component], stack: str, paramw
             continue
         origin = keys_origin(paramwise, key)
         if comp.cls is not None and not comp.cls.has_parameters:
-            out.append(_finding(Code.MMC004, INFO, comp.path, f"custom_keys.{key}", origin,
-                                f"{comp.cls.name} has no parameters: lr_mult=0 on '{key}' does nothing"))
+            out.append(
+                _finding(
+                    Code.MMC004,
+                    INFO,
+                    comp.path,
+                    f"custom_keys.{key}",
+                    origin,
+                    f"{comp.cls.name} has no parameters: lr_mult=0 on '{key}' does nothing",
+                )
+            )
             continue
         state = freeze_state(comp, stack)
         if state.frozen_in_training:
@@ -107,21 +163,45 @@ def lr_mult_zero(cfg: ResolvedConfig, comps: List[Component], stack: str, paramw
                 skipped = "mmengine skips requires_grad=False parameters (one WARNING each)"
             else:
                 skipped = "mmcv 1.x adds the frozen parameters to the optimizer silently; they never get a grad"
-            out.append(_finding(Code.MMC004, INFO, comp.path, f"custom_keys.{key}", origin,
-                                f"redundant: {comp.type} is fully frozen ({state.when}); {skipped}. "
-                                "bn2gn config rewrite --fix-lr-mult removes it"))
+            out.append(
+                _finding(
+                    Code.MMC004,
+                    INFO,
+                    comp.path,
+                    f"custom_keys.{key}",
+                    origin,
+                    f"redundant: {comp.type} is fully frozen ({state.when}); {skipped}. "
+                    "bn2gn config rewrite --fix-lr-mult removes it",
+                )
+            )
             continue
         if comp.cls is None:
             continue
         parts = state.trainable_in_training
-        trainable = (f"every parameter of {comp.type} still requires grad" if parts == ("everything",)
-                     else f"{comp.type} {', '.join(parts)} still require grad")
+        trainable = (
+            f"every parameter of {comp.type} still requires grad"
+            if parts == ("everything",)
+            else f"{comp.type} {', '.join(parts)} still require grad"
+        )
         clipped = f" and counted in gradient clipping ({_clip_text(clip)})" if clip else ""
-        stats = (f"BatchNorm statistics keep moving ({', '.join(state.bn_training)})" if state.bn_training
-                 else "BatchNorm statistics do not move" if comp.has_batchnorm() else "no BatchNorm")
-        out.append(_finding(Code.MMC003, WARNING, comp.path, f"custom_keys.{key}", origin,
-                            f"lr_mult=0 on '{key}' stops the update only: {trainable}, so gradients are "
-                            f"computed{clipped}; {stats}"))
+        stats = (
+            f"BatchNorm statistics keep moving ({', '.join(state.bn_training)})"
+            if state.bn_training
+            else "BatchNorm statistics do not move"
+            if comp.has_batchnorm()
+            else "no BatchNorm"
+        )
+        out.append(
+            _finding(
+                Code.MMC003,
+                WARNING,
+                comp.path,
+                f"custom_keys.{key}",
+                origin,
+                f"lr_mult=0 on '{key}' stops the update only: {trainable}, so gradients are "
+                f"computed{clipped}; {stats}",
+            )
+        )
     return out
 
 
@@ -146,11 +226,22 @@ def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> Li
         verdict, unknown = _key_matches(key, comps)
         if verdict:
             continue
-        caveat = (f"; not known inside {', '.join(unknown)}: `bn2gn config verify` checks the built model"
-                  if unknown else "")
-        out.append(_finding(Code.MMC005, WARNING, "", f"custom_keys.{key}", keys_origin(paramwise, key),
-                            f"'{key}' is part of no parameter name bn2gn knows for this model: its settings "
-                            f"apply to nothing{caveat}"))
+        caveat = (
+            f"; not known inside {', '.join(unknown)}: `bn2gn config verify` checks the built model"
+            if unknown
+            else ""
+        )
+        out.append(
+            _finding(
+                Code.MMC005,
+                WARNING,
+                "",
+                f"custom_keys.{key}",
+                keys_origin(paramwise, key),
+                f"'{key}' is part of no parameter name bn2gn knows for this model: its settings "
+                f"apply to nothing{caveat}",
+            )
+        )
     return out
 
 
@@ -181,7 +272,9 @@ def _extends(key: str, path: str) -> bool:
     return any(path.endswith(".".join(parts[:i])) for i in range(1, len(parts)))
 
 
-def batchnorm_training(cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise) -> List[Finding]:
+def batchnorm_training(
+    cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise
+) -> List[Finding]:
     """MMC006: BatchNorm statistics keep moving in a component that is meant to be frozen."""
     keys = custom_keys(paramwise)
     out = []
@@ -197,16 +290,32 @@ def batchnorm_training(cfg: ResolvedConfig, comps: List[Component], stack: str, 
             continue
         if comp.cls.has_norm_eval and (zero_lr or state.frozen_at_build or state.frozen_later):
             origin = comp.cfg.origin("norm_eval") or comp.cfg.origin("frozen_stages") or comp.origin
-            out.append(_finding(Code.MMC006, WARNING, comp.path, "norm_eval", origin,
-                                f"norm_eval=False: BatchNorm statistics of {', '.join(state.bn_training)} keep "
-                                "training in train() although the backbone is meant frozen; set norm_eval=True"))
+            out.append(
+                _finding(
+                    Code.MMC006,
+                    WARNING,
+                    comp.path,
+                    "norm_eval",
+                    origin,
+                    f"norm_eval=False: BatchNorm statistics of {', '.join(state.bn_training)} keep "
+                    "training in train() although the backbone is meant frozen; set norm_eval=True",
+                )
+            )
         elif not comp.cls.has_norm_eval and (zero_lr or no_grad_bn):
             why = f"lr_mult=0 on '{key}'" if zero_lr else "norm_cfg requires_grad=False"
             origin = keys_origin(paramwise, key) if zero_lr else comp.cfg.origin("norm_cfg")
-            out.append(_finding(Code.MMC006, WARNING, comp.path, "norm_cfg" if not zero_lr else f"custom_keys.{key}",
-                                origin, f"{why} fixes the weights, but {comp.cls.name} has no norm_eval: its "
-                                "BatchNorm running statistics keep moving in every training step (put those "
-                                "layers in eval in code, e.g. bn2gn patch-trainer, or convert them to GroupNorm)"))
+            out.append(
+                _finding(
+                    Code.MMC006,
+                    WARNING,
+                    comp.path,
+                    "norm_cfg" if not zero_lr else f"custom_keys.{key}",
+                    origin,
+                    f"{why} fixes the weights, but {comp.cls.name} has no norm_eval: its "
+                    "BatchNorm running statistics keep moving in every training step (put those "
+                    "layers in eval in code, e.g. bn2gn patch-trainer, or convert them to GroupNorm)",
+                )
+            )
     return out
 
 
@@ -220,25 +329,51 @@ def merge_surprises(cfg: ResolvedConfig, comps: List[Component], paramwise) -> L
         for key, entry in holder.items():
             origin = holder.origin(key)
             if not cfg.is_own(origin):
-                out.append(_finding(Code.MMC007, WARNING, "", f"custom_keys.{key}", origin,
-                                    f"'{key}': {dict(entry)} comes from {origin} and still applies: custom_keys "
-                                    "dicts merge (set _delete_=True in your custom_keys to replace them)"))
+                out.append(
+                    _finding(
+                        Code.MMC007,
+                        WARNING,
+                        "",
+                        f"custom_keys.{key}",
+                        origin,
+                        f"'{key}': {dict(entry)} comes from {origin} and still applies: custom_keys "
+                        "dicts merge (set _delete_=True in your custom_keys to replace them)",
+                    )
+                )
             elif isinstance(entry, CfgDict):
                 for field, value in entry.items():
                     if not cfg.is_own(entry.origin(field)):
-                        out.append(_finding(Code.MMC007, INFO, "", f"custom_keys.{key}.{field}", origin,
-                                            f"'{key}' also gets {field}={value!r} from {entry.origin(field)} "
-                                            "(entries merge key by key)"))
+                        out.append(
+                            _finding(
+                                Code.MMC007,
+                                INFO,
+                                "",
+                                f"custom_keys.{key}.{field}",
+                                origin,
+                                f"'{key}' also gets {field}={value!r} from {entry.origin(field)} "
+                                "(entries merge key by key)",
+                            )
+                        )
     for comp in comps:
         if not _own_keys(cfg, comp.cfg):
             continue
         for field in _FREEZE_KEYS:
             origin = comp.cfg.origin(field)
             value = comp.cfg.get(field)
-            surprising = field != "norm_cfg" or (isinstance(value, dict) and value.get("requires_grad") is False)
+            surprising = field != "norm_cfg" or (
+                isinstance(value, dict) and value.get("requires_grad") is False
+            )
             if field in comp.cfg and not cfg.is_own(origin) and surprising:
-                out.append(_finding(Code.MMC007, INFO, comp.path, field, origin,
-                                    f"{field}={comp.cfg[field]!r} comes from {origin}, not from your file"))
+                out.append(
+                    _finding(
+                        Code.MMC007,
+                        INFO,
+                        comp.path,
+                        field,
+                        origin,
+                        f"{field}={comp.cfg[field]!r} comes from {origin}, not from your file",
+                    )
+                )
     return out
 
 
@@ -255,15 +390,23 @@ def freeze_timing(cfg: ResolvedConfig, comps: List[Component], stack: str) -> Li
             continue
         origin = comp.cfg.origin("frozen_stages")
         if "train()" in state.when:
-            text = ("Swin freezes only in train(): when the optimizer is built every parameter still requires "
-                    "grad, so the optimizer receives the frozen stages too (they get no gradient later)")
+            text = (
+                "Swin freezes only in train(): when the optimizer is built every parameter still requires "
+                "grad, so the optimizer receives the frozen stages too (they get no gradient later)"
+            )
         elif stack == MMENGINE:
-            text = (f"{comp.cls.name} freezes only in init_weights(), which the mmengine runner calls after "
-                    "building the optimizer: the frozen stages are handed to it with requires_grad=True")
+            text = (
+                f"{comp.cls.name} freezes only in init_weights(), which the mmengine runner calls after "
+                "building the optimizer: the frozen stages are handed to it with requires_grad=True"
+            )
         else:
-            text = (f"{comp.cls.name} freezes only in init_weights(); train() never re-freezes, so "
-                    "with norm_eval=False every BatchNorm trains, frozen stages included")
-        out.append(_finding(Code.MMC008, WARNING, comp.path, "frozen_stages", origin or comp.origin, text))
+            text = (
+                f"{comp.cls.name} freezes only in init_weights(); train() never re-freezes, so "
+                "with norm_eval=False every BatchNorm trains, frozen stages included"
+            )
+        out.append(
+            _finding(Code.MMC008, WARNING, comp.path, "frozen_stages", origin or comp.origin, text)
+        )
     return out
 
 
@@ -275,21 +418,40 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
             continue
         norm_cfg, where = comp.norm()
         if comp.cls.hard_coded_bn:
-            out.append(_finding(Code.MMC009, INFO, comp.path, "", comp.origin,
-                                f"source-only: {comp.cls.name} hard-codes BatchNorm in "
-                                f"{', '.join(comp.cls.hard_coded_bn)} ({comp.cls.source}); "
-                                "only a source rewrite changes it (bn2gn rewrite)"))
+            out.append(
+                _finding(
+                    Code.MMC009,
+                    INFO,
+                    comp.path,
+                    "",
+                    comp.origin,
+                    f"source-only: {comp.cls.name} hard-codes BatchNorm in "
+                    f"{', '.join(comp.cls.hard_coded_bn)} ({comp.cls.source}); "
+                    "only a source rewrite changes it (bn2gn rewrite)",
+                )
+            )
         settable = "norm_cfg" in comp.cfg or comp.cls.norm_default is not None
         if not is_batchnorm(norm_cfg) or not settable or not comp.cls.gn_from_config:
             continue
         channels = comp.cls.norm_channels(comp.cfg)
         groups = sorted({gn_groups(c) for c in channels})
-        text = ", ".join(f"C={c} -> {gn_groups(c)} groups" for c in dict.fromkeys(channels)) or "channels unknown"
+        text = (
+            ", ".join(f"C={c} -> {gn_groups(c)} groups" for c in dict.fromkeys(channels))
+            or "channels unknown"
+        )
         if len(groups) > 1:
             text += "; the channel counts need different group counts, so one norm_cfg cannot serve them all"
-        out.append(_finding(Code.MMC009, INFO, comp.path, "norm_cfg", comp.cfg.origin("norm_cfg") or comp.origin,
-                            f"settable from the config: norm_cfg=dict(type='GN', num_groups=N, requires_grad=True) "
-                            f"({text}; BatchNorm now from {where}); bn2gn config rewrite --gn {comp.key}"))
+        out.append(
+            _finding(
+                Code.MMC009,
+                INFO,
+                comp.path,
+                "norm_cfg",
+                comp.cfg.origin("norm_cfg") or comp.origin,
+                f"settable from the config: norm_cfg=dict(type='GN', num_groups=N, requires_grad=True) "
+                f"({text}; BatchNorm now from {where}); bn2gn config rewrite --gn {comp.key}",
+            )
+        )
     return out
 
 
@@ -312,9 +474,17 @@ def hook_arguments(cfg: ResolvedConfig, stack: str) -> List[Finding]:
         if key in accepted or key in WRAPPER_CONSUMED:
             continue
         origin = holder.origin(key) if isinstance(holder, CfgDict) else None
-        out.append(_finding(Code.MMC010, ERROR, name, key, origin,
-                            f"{kind} does not accept {key}: building it raises TypeError"
-                            f"{_hook_hint(key, stack)}"))
+        out.append(
+            _finding(
+                Code.MMC010,
+                ERROR,
+                name,
+                key,
+                origin,
+                f"{kind} does not accept {key}: building it raises TypeError"
+                f"{_hook_hint(key, stack)}",
+            )
+        )
     return out
 
 
@@ -327,17 +497,35 @@ def _hook_hint(key: str, stack: str) -> str:
 
 
 def unknown_components(comps: List[Component]) -> List[Finding]:
-    return [_finding(Code.MMC011, WARNING, comp.path, "type", comp.origin,
-                     f"type {comp.type!r} is not in bn2gn's table nor in the plugin folder: not checked")
-            for comp in comps if comp.cls is None]
+    return [
+        _finding(
+            Code.MMC011,
+            WARNING,
+            comp.path,
+            "type",
+            comp.origin,
+            f"type {comp.type!r} is not in bn2gn's table nor in the plugin folder: not checked",
+        )
+        for comp in comps
+        if comp.cls is None
+    ]
 
 
-def all_findings(cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise, clip) -> List[Finding]:
+def all_findings(
+    cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise, clip
+) -> List[Finding]:
     found: Iterable[Finding] = (
-        invalid_keys(cfg, comps) + stage_range(cfg, comps) + lr_mult_zero(cfg, comps, stack, paramwise, clip)
-        + unmatched_keys(cfg, comps, paramwise) + batchnorm_training(cfg, comps, stack, paramwise)
-        + merge_surprises(cfg, comps, paramwise) + freeze_timing(cfg, comps, stack)
-        + groupnorm_candidates(cfg, comps) + hook_arguments(cfg, stack) + unknown_components(comps))
+        invalid_keys(cfg, comps)
+        + stage_range(cfg, comps)
+        + lr_mult_zero(cfg, comps, stack, paramwise, clip)
+        + unmatched_keys(cfg, comps, paramwise)
+        + batchnorm_training(cfg, comps, stack, paramwise)
+        + merge_surprises(cfg, comps, paramwise)
+        + freeze_timing(cfg, comps, stack)
+        + groupnorm_candidates(cfg, comps)
+        + hook_arguments(cfg, stack)
+        + unknown_components(comps)
+    )
     return list(found)
 
 

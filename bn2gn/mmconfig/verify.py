@@ -64,35 +64,52 @@ class VerifyReport:
         return all(c.status != FAILED for c in self.checks)
 
     def as_dict(self) -> dict:
-        return {"config": str(self.config), "stack": self.stack, "ok": self.ok,
-                "components": [c.as_dict() for c in self.checks], "unmatched_custom_keys": self.unmatched_keys,
-                "unmatched_note": self.unmatched_note}
+        return {
+            "config": str(self.config),
+            "stack": self.stack,
+            "ok": self.ok,
+            "components": [c.as_dict() for c in self.checks],
+            "unmatched_custom_keys": self.unmatched_keys,
+            "unmatched_note": self.unmatched_note,
+        }
 
 
-def verify_config(path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = (),
-                  input_size: int = 64) -> VerifyReport:
+def verify_config(
+    path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = (), input_size: int = 64
+) -> VerifyReport:
     cfg = load(path, resolver)
-    comps = components(cfg, Catalog(find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs)))
+    comps = components(
+        cfg, Catalog(find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs))
+    )
     stack = detect_stack(cfg)
     paramwise, _, _ = optimizer_settings(cfg, stack)
     predicted: Dict[str, List[str]] = {}
     for finding in invalid_keys(cfg, comps) + stage_range(cfg, comps):
         predicted.setdefault(finding.component, []).append(finding.code.name)
     with _quiet(), _mm_stack() as registry:
-        checks = [_check(registry, comp, stack, paramwise, tuple(predicted.get(comp.path, ())), input_size)
-                  for comp in comps]
+        checks = [
+            _check(
+                registry, comp, stack, paramwise, tuple(predicted.get(comp.path, ())), input_size
+            )
+            for comp in comps
+        ]
     unmatched, unchecked = _match_keys(custom_keys(paramwise), checks)
     missing = [c.component for c in checks if c.total is None]
-    note = (f"not checked, since {', '.join(missing)} could not be built here: {', '.join(unchecked)}"
-            if unchecked else "")
-    return VerifyReport(config=Path(path), stack=stack, checks=checks, unmatched_keys=unmatched, unmatched_note=note)
+    note = (
+        f"not checked, since {', '.join(missing)} could not be built here: {', '.join(unchecked)}"
+        if unchecked
+        else ""
+    )
+    return VerifyReport(
+        config=Path(path), stack=stack, checks=checks, unmatched_keys=unmatched, unmatched_note=note
+    )
 
 
 def _match_keys(keys: Dict[str, dict], checks: List[ComponentCheck]) -> Tuple[List[str], List[str]]:
     """(keys matching no parameter for certain, keys that only an unbuilt component could hold)."""
-    built = {c.component[len("model."):]: c for c in checks if c.total is not None}
+    built = {c.component[len("model.") :]: c for c in checks if c.total is not None}
     names = [f"{key}.{n}" for key, c in built.items() for n in c.parameter_names]
-    unbuilt = [c.component[len("model."):] for c in checks if c.total is None]
+    unbuilt = [c.component[len("model.") :] for c in checks if c.total is None]
     unmatched, unchecked = [], []
     for key in keys:
         if any(key in n for n in names):
@@ -128,15 +145,21 @@ def _mm_stack():
             from mmdet.registry import MODELS
             from mmdet.utils import register_all_modules
         except ImportError as exc:
-            raise Bn2gnError(f"bn2gn config verify needs mmengine, mmcv-lite and mmdet ({exc}); "
-                             "pip install 'bn2gn[openmmlab]'", EXIT_USAGE) from None
+            raise Bn2gnError(
+                f"bn2gn config verify needs mmengine, mmcv-lite and mmdet ({exc}); "
+                "pip install 'bn2gn[openmmlab]'",
+                EXIT_USAGE,
+            ) from None
         register_all_modules(init_default_scope=True)
         yield MODELS
 
 
-def _check(registry, comp: Component, stack: str, paramwise, predicted: Tuple[str, ...],
-           input_size: int) -> ComponentCheck:
-    check = ComponentCheck(component=comp.path, type=comp.type, status=STATIC_ONLY, predicted=predicted)
+def _check(
+    registry, comp: Component, stack: str, paramwise, predicted: Tuple[str, ...], input_size: int
+) -> ComponentCheck:
+    check = ComponentCheck(
+        component=comp.path, type=comp.type, status=STATIC_ONLY, predicted=predicted
+    )
     if not _registered(registry, comp.type):
         check.detail = f"{comp.type!r} is not in the mmdet registry here (mmdet3d or plugin class)"
         return check
@@ -150,7 +173,9 @@ def _check(registry, comp: Component, stack: str, paramwise, predicted: Tuple[st
     except Exception as exc:  # noqa: BLE001 - the class's own error is the finding
         return _failed(check, "build", exc)
     at_build = {id(p) for p in module.parameters() if p.requires_grad}
-    compiled = sorted({type(m).__name__ for m in module.modules() if type(m).__module__.startswith("mmcv.ops")})
+    compiled = sorted(
+        {type(m).__name__ for m in module.modules() if type(m).__module__.startswith("mmcv.ops")}
+    )
     try:
         module.train()
     except Exception as exc:  # noqa: BLE001
@@ -158,8 +183,10 @@ def _check(registry, comp: Component, stack: str, paramwise, predicted: Tuple[st
     _count(check, module, stack, paramwise, at_build)
     if compiled:
         check.status = VERIFIED
-        check.detail = (f"built and put in train(); forward not run: {', '.join(compiled)} need compiled mmcv ops "
-                        "that mmcv-lite lacks")
+        check.detail = (
+            f"built and put in train(); forward not run: {', '.join(compiled)} need compiled mmcv ops "
+            "that mmcv-lite lacks"
+        )
         return check
     try:
         check.gradients = _forward_backward(module, comp, input_size)
@@ -211,7 +238,11 @@ def _forward_backward(module, comp: Component, size: int) -> Optional[int]:
     if inputs is None:
         return None
     outputs = module(inputs)
-    tensors = [t for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs]) if torch.is_tensor(t)]
+    tensors = [
+        t
+        for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        if torch.is_tensor(t)
+    ]
     loss = sum(t.float().mean() for t in tensors)
     if torch.is_tensor(loss) and loss.requires_grad:
         loss.backward()
@@ -227,7 +258,10 @@ def _inputs(comp: Component, size: int):
         return torch.randn(2, int(comp.cfg.get("in_channels", 3)), size, size)
     if name == "FPN":
         channels = comp.cfg.get("in_channels", [])
-        return [torch.randn(2, int(c), max(size >> i, 1), max(size >> i, 1)) for i, c in enumerate(channels)]
+        return [
+            torch.randn(2, int(c), max(size >> i, 1), max(size >> i, 1))
+            for i, c in enumerate(channels)
+        ]
     return None
 
 
@@ -237,13 +271,22 @@ def _summary(exc: BaseException) -> str:
 
 
 def render_text(report: VerifyReport) -> List[str]:
-    lines = [f"{report.config}: built with mmengine + mmcv-lite + mmdet on CPU ({report.stack} optimizer rules)"]
+    lines = [
+        f"{report.config}: built with mmengine + mmcv-lite + mmdet on CPU ({report.stack} optimizer rules)"
+    ]
     for check in report.checks:
-        lines.append(f"  {check.component}: {check.type} - {check.status}" + (f": {check.detail}" if check.detail else ""))
+        lines.append(
+            f"  {check.component}: {check.type} - {check.status}"
+            + (f": {check.detail}" if check.detail else "")
+        )
         if check.total is not None:
-            lines.append(f"    parameters: {check.trainable}/{check.total} trainable; frozen ones the optimizer "
-                         f"would still receive: {check.frozen_received}")
-            lines.append(f"    BatchNorm in train mode after train(): {check.batchnorm_training}/{check.batchnorm_total}")
+            lines.append(
+                f"    parameters: {check.trainable}/{check.total} trainable; frozen ones the optimizer "
+                f"would still receive: {check.frozen_received}"
+            )
+            lines.append(
+                f"    BatchNorm in train mode after train(): {check.batchnorm_training}/{check.batchnorm_total}"
+            )
         if check.gradients is not None:
             lines.append(f"    one forward/backward: {check.gradients} parameter(s) got a gradient")
     for key in report.unmatched_keys:
@@ -252,5 +295,7 @@ def render_text(report: VerifyReport) -> List[str]:
         lines.append(f"  custom keys {report.unmatched_note}")
     verified = sum(c.status == "verified" for c in report.checks)
     failed = sum(c.status == FAILED for c in report.checks)
-    lines.append(f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only")
+    lines.append(
+        f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only"
+    )
     return lines

@@ -20,16 +20,26 @@ VARIANTS = (("groupnorm", False, "GroupNorm heads"), ("batchnorm", True, "BatchN
 def compare_norms(demo, batch_sizes: Iterable[int], steps: int) -> Section:
     """Run the comparison with ``demo`` (a finished bn2gn.smoke.demo.Demo); rows go to ``demo.result.comparison``."""
     result = demo.result
-    section = Section(f"norm comparison on {result.device}: median step time (after the first of {steps} steps) "
-                      "and peak memory")
+    section = Section(
+        f"norm comparison on {result.device}: median step time (after the first of {steps} steps) "
+        "and peak memory"
+    )
     for arch in demo.options.archs:
-        checkpoints = {"groupnorm": demo.checkpoints / f"pretrained_{arch}.bn2gn.pth",
-                       "batchnorm": demo.checkpoints / f"pretrained_{arch}.pth"}
+        checkpoints = {
+            "groupnorm": demo.checkpoints / f"pretrained_{arch}.bn2gn.pth",
+            "batchnorm": demo.checkpoints / f"pretrained_{arch}.pth",
+        }
         for batch in batch_sizes:
             row = {"arch": arch, "batch_size": batch, "device": result.device}
             for key, original, _ in VARIANTS:
-                step, record = demo.train(arch, f"{key}-bs{batch}", checkpoints[key], original=original,
-                                          batch_size=batch, steps=steps)
+                step, record = demo.train(
+                    arch,
+                    f"{key}-bs{batch}",
+                    checkpoints[key],
+                    original=original,
+                    batch_size=batch,
+                    steps=steps,
+                )
                 row[key] = _timing(record, step.exit_code, str(step.log))
             result.comparison.append(row)
             section.checks.append(_row_check(row))
@@ -41,9 +51,15 @@ def _timing(record: Optional[dict], exit_code: int, log: str) -> dict:
     times = [s["time_s"] for s in steps[1:] if s.get("time_s") is not None]
     cpu = [s["cpu_s"] for s in steps[1:] if s.get("cpu_s") is not None]
     memory = (record or {}).get("memory") or {}
-    return {"median_step_s": _median(times), "median_step_cpu_s": _median(cpu), "steps_timed": len(times),
-            "peak_cuda_bytes": memory.get("peak_cuda_bytes"),
-            "peak_rss_bytes": memory.get("peak_rss_bytes"), "exit_code": exit_code, "log": log}
+    return {
+        "median_step_s": _median(times),
+        "median_step_cpu_s": _median(cpu),
+        "steps_timed": len(times),
+        "peak_cuda_bytes": memory.get("peak_cuda_bytes"),
+        "peak_rss_bytes": memory.get("peak_rss_bytes"),
+        "exit_code": exit_code,
+        "log": log,
+    }
 
 
 def _median(values):
@@ -55,18 +71,28 @@ def _row_check(row: dict) -> Check:
     gn, bn = row["groupnorm"], row["batchnorm"]
     if gn["median_step_s"] is None or bn["median_step_s"] is None:
         failed = gn if gn["median_step_s"] is None else bn
-        return Check(name, FAIL, f"not measured (exit status {failed['exit_code']})", f"see {failed['log']}", row)
+        return Check(
+            name,
+            FAIL,
+            f"not measured (exit status {failed['exit_code']})",
+            f"see {failed['log']}",
+            row,
+        )
     ratio = gn["median_step_s"] / bn["median_step_s"] if bn["median_step_s"] else float("nan")
     memory_kind = "CUDA" if gn["peak_cuda_bytes"] is not None else "RSS"
     key = "peak_cuda_bytes" if memory_kind == "CUDA" else "peak_rss_bytes"
-    value = (f"GroupNorm heads {gn['median_step_s'] * 1000:.1f} ms/step vs BatchNorm heads "
-             f"{bn['median_step_s'] * 1000:.1f} ms/step (x{ratio:.2f})")
+    value = (
+        f"GroupNorm heads {gn['median_step_s'] * 1000:.1f} ms/step vs BatchNorm heads "
+        f"{bn['median_step_s'] * 1000:.1f} ms/step (x{ratio:.2f})"
+    )
     if row["device"] == "cpu" and gn["median_step_cpu_s"] and bn["median_step_cpu_s"]:
-        value += (f"; process CPU time {gn['median_step_cpu_s'] * 1000:.1f} vs {bn['median_step_cpu_s'] * 1000:.1f}"
-                  f" ms/step (x{gn['median_step_cpu_s'] / bn['median_step_cpu_s']:.2f})")
+        value += (
+            f"; process CPU time {gn['median_step_cpu_s'] * 1000:.1f} vs {bn['median_step_cpu_s'] * 1000:.1f}"
+            f" ms/step (x{gn['median_step_cpu_s'] / bn['median_step_cpu_s']:.2f})"
+        )
     value += f"; peak {memory_kind} {_mib(gn[key])} vs {_mib(bn[key])}"
     return Check(name, INFO, value, data=row)
 
 
 def _mib(n: Optional[int]) -> str:
-    return "n/a" if n is None else f"{n / 2 ** 20:.0f} MiB"
+    return "n/a" if n is None else f"{n / 2**20:.0f} MiB"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -58,8 +59,12 @@ class Demo:
     """Runs the four shared steps and three per architecture, and builds the report; ``echo`` gets one
     line per step (text mode), labelled ``[n/4]`` or ``[ARCH n/3]`` and naming the copy it ran in."""
 
-    def __init__(self, options: DemoOptions, echo: Callable[[str], None] = lambda line: None,
-                 progress: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        options: DemoOptions,
+        echo: Callable[[str], None] = lambda line: None,
+        progress: Optional[Callable[[str], None]] = None,
+    ):
         self.options = options
         self.echo = echo
         self.progress = progress
@@ -69,13 +74,18 @@ class Demo:
         self.checkpoints, self.runs, self.logs = root / "checkpoints", root / "runs", root / "logs"
         self.pipeline = Section("migration steps")
         self.result.sections.append(self.pipeline)
-        self.attrs = self._backbone_attrs()
         self._log_numbers = itertools.count(1)
 
-    def _backbone_attrs(self) -> Tuple[str, ...]:
+    @functools.cached_property
+    def attrs(self) -> Tuple[str, ...]:
+        """The backbone the plan of the migrated models keeps (names plus ``Root.attr`` entries): the
+        same decision patch-trainer baked into the freeze, checked by the harness. Read after the
+        migration steps, when the converted copy exists."""
+        from ..analysis.backbone import plan_backbone_attrs
         from ..config import load_config
 
-        return load_config([self.converted], backbone_attrs=self.options.backbone_attrs).backbone_attrs
+        config = load_config([self.converted], backbone_attrs=self.options.backbone_attrs)
+        return plan_backbone_attrs([self.converted / "lib" / "models"], config)
 
     def run(self) -> DemoResult:
         # [4/4] only needs the original copy, so it runs while [1/4]-[3/4] convert the other one.
@@ -93,14 +103,22 @@ class Demo:
     # --- steps 1-4 ---------------------------------------------------------------------------
     def _migrate(self) -> bool:
         bn2gn_cmd = [sys.executable, "-m", "bn2gn"]
-        planned = [("scan", "1/4", [*bn2gn_cmd, "scan", MODELS]),
-                   ("rewrite", "2/4", [*bn2gn_cmd, "rewrite", MODELS]),
-                   ("patch-trainer", "3/4", [*bn2gn_cmd, "patch-trainer", *TRAINER_FILES])]
+        planned = [
+            ("scan", "1/4", [*bn2gn_cmd, "scan", MODELS]),
+            ("rewrite", "2/4", [*bn2gn_cmd, "rewrite", MODELS]),
+            ("patch-trainer", "3/4", [*bn2gn_cmd, "patch-trainer", *TRAINER_FILES]),
+        ]
         for name, label, argv in planned:
             if name in self.options.skip_steps:
-                self._add(Check(f"step-{name}", WARN, f"[{label}] (converted/) bn2gn {name} skipped (--skip-step "
-                                f"{name}): the migration is "
-                                "deliberately incomplete, the checks below must catch it"))
+                self._add(
+                    Check(
+                        f"step-{name}",
+                        WARN,
+                        f"[{label}] (converted/) bn2gn {name} skipped (--skip-step "
+                        f"{name}): the migration is "
+                        "deliberately incomplete, the checks below must catch it",
+                    )
+                )
                 continue
             if not self._run(name, label, argv, self.converted).ok:
                 return False
@@ -108,14 +126,24 @@ class Demo:
 
     def _pretrain(self) -> Tuple[StepResult, Optional[dict]]:
         archs = [a for arch in self.options.archs for a in ("--arch", arch)]
-        argv = [sys.executable, "-m", "bn2gn.smoke.pretrain", *archs, "--out-dir", self._rel(self.checkpoints,
-                self.original), "--input-size", str(self.options.input_size)]
+        argv = [
+            sys.executable,
+            "-m",
+            "bn2gn.smoke.pretrain",
+            *archs,
+            "--out-dir",
+            self._rel(self.checkpoints, self.original),
+            "--input-size",
+            str(self.options.input_size),
+        ]
         step = self._run("pretrain", "4/4", argv, self.original, capture=True, announce=False)
         return step, _json_or_none(step.stdout) if step.ok else None
 
     def _announce_pretrain(self, step: StepResult, info: Optional[dict]) -> None:
-        written = ", ".join(f"{Path(c['path']).name} ({c['trained_batchnorm']} BatchNorm with trained statistics)"
-                            for c in (info or {}).get("checkpoints", {}).values())
+        written = ", ".join(
+            f"{Path(c['path']).name} ({c['trained_batchnorm']} BatchNorm with trained statistics)"
+            for c in (info or {}).get("checkpoints", {}).values()
+        )
         self._announce(step, "4/4", f"original model, wrote {written}" if info else "")
 
     def _device(self, info: dict) -> str:
@@ -123,8 +151,11 @@ class Demo:
         if wanted == "auto":
             return "cuda" if info.get("cuda_available") else "cpu"
         if wanted == "cuda" and not info.get("cuda_available"):
-            raise Bn2gnError(f"--device cuda: torch {info.get('torch', '?')} reports no CUDA device here "
-                             "(torch.cuda.is_available() is False); use --device auto or cpu", EXIT_USAGE)
+            raise Bn2gnError(
+                f"--device cuda: torch {info.get('torch', '?')} reports no CUDA device here "
+                "(torch.cuda.is_available() is False); use --device auto or cpu",
+                EXIT_USAGE,
+            )
         return wanted
 
     # --- [ARCH 1/3] .. [ARCH 3/3], per architecture ------------------------------------------
@@ -133,31 +164,72 @@ class Demo:
         pretrained = pretrained if pretrained.is_absolute() else self.original / pretrained
         remapped = self.checkpoints / f"pretrained_{arch}.bn2gn.pth"
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            contrast = pool.submit(self.train, arch, "original", pretrained, original=True, record=False)
+            contrast = pool.submit(
+                self.train, arch, "original", pretrained, original=True, record=False
+            )
             remap = self._remap(arch, pretrained, remapped)
-            patched = self.train(arch, "patched", remapped if remap else pretrained, expect_state=remapped,
-                                 expect_backbone=pretrained, label=f"{arch} 2/3")
+            patched = self.train(
+                arch,
+                "patched",
+                remapped if remap else pretrained,
+                expect_state=remapped,
+                expect_backbone=pretrained,
+                label=f"{arch} 2/3",
+            )
             original = contrast.result()
-        self._announce(original[0], f"{arch} 3/3", "the same steps on the unpatched copy, for contrast")
-        title = (f"{arch} on {self.result.device}: {self.options.steps} steps at batch size 1, "
-                 f"input {self.options.input_size}x{self.options.input_size}")
+        self._announce(
+            original[0], f"{arch} 3/3", "the same steps on the unpatched copy, for contrast"
+        )
+        title = (
+            f"{arch} on {self.result.device}: {self.options.steps} steps at batch size 1, "
+            f"input {self.options.input_size}x{self.options.input_size}"
+        )
         return arch_section(title, patched[1], original[1], remap)
 
     def _remap(self, arch: str, pretrained: Path, remapped: Path) -> Optional[dict]:
         model_args = [a for arg in (f"arch={arch}", *MODEL_ARGS) for a in ("--model-arg", arg)]
-        argv = [sys.executable, "-m", "bn2gn", "remap-ckpt", self._rel(pretrained, self.converted), "-o",
-                self._rel(remapped, self.converted), "--force", "--model", FACTORY, *model_args, "--path", ".",
-                "--format", "json"]
-        step = self._run(f"remap-ckpt ({arch})", f"{arch} 1/3", argv, self.converted, capture=True,
-                         announce=False)
+        argv = [
+            sys.executable,
+            "-m",
+            "bn2gn",
+            "remap-ckpt",
+            self._rel(pretrained, self.converted),
+            "-o",
+            self._rel(remapped, self.converted),
+            "--force",
+            "--model",
+            FACTORY,
+            *model_args,
+            "--path",
+            ".",
+            "--format",
+            "json",
+        ]
+        step = self._run(
+            f"remap-ckpt ({arch})",
+            f"{arch} 1/3",
+            argv,
+            self.converted,
+            capture=True,
+            announce=False,
+        )
         report = _json_or_none(step.stdout) if step.ok else None
         self._announce(step, f"{arch} 1/3", _remap_summary(report) if report else "")
         return report
 
-    def train(self, arch: str, variant: str, checkpoint: Path, original: bool = False,
-              expect_state: Optional[Path] = None, expect_backbone: Optional[Path] = None, batch_size: int = 1,
-              steps: Optional[int] = None, label: Optional[str] = None,
-              record: bool = True) -> Tuple[StepResult, Optional[dict]]:
+    def train(
+        self,
+        arch: str,
+        variant: str,
+        checkpoint: Path,
+        original: bool = False,
+        expect_state: Optional[Path] = None,
+        expect_backbone: Optional[Path] = None,
+        batch_size: int = 1,
+        steps: Optional[int] = None,
+        label: Optional[str] = None,
+        record: bool = True,
+    ) -> Tuple[StepResult, Optional[dict]]:
         """Run train.py of one copy (``original`` or converted) under the harness; return the step and its record.
 
         ``label`` puts the step in the report; ``record=False`` leaves it out of the step list for the
@@ -168,18 +240,48 @@ class Demo:
         report = self.runs / f"{arch}-{variant}.json"
         harness = [sys.executable, "-m", "bn2gn.smoke.harness", "--report", str(report)]
         harness += [a for attr in self.attrs for a in ("--backbone-attr", attr)]
-        for flag, path in (("--expect-state", expect_state), ("--expect-backbone", expect_backbone)):
+        for flag, path in (
+            ("--expect-state", expect_state),
+            ("--expect-backbone", expect_backbone),
+        ):
             if path is not None:
                 harness += [flag, self._rel(path, repo)]
-        script = ["train.py", "--arch", arch, "--device", self.result.device, "--batch_size", str(batch_size),
-                  "--num_samples", str(batch_size), "--num_iters", "1", "--num_epochs", str(steps),
-                  "--input_h", str(self.options.input_size), "--input_w", str(self.options.input_size),
-                  "--load_model", self._rel(checkpoint, repo), "--save_dir", f"exp/{arch}-{variant}", "--seed", "317"]
+        script = [
+            "train.py",
+            "--arch",
+            arch,
+            "--device",
+            self.result.device,
+            "--batch_size",
+            str(batch_size),
+            "--num_samples",
+            str(batch_size),
+            "--num_iters",
+            "1",
+            "--num_epochs",
+            str(steps),
+            "--input_h",
+            str(self.options.input_size),
+            "--input_w",
+            str(self.options.input_size),
+            "--load_model",
+            self._rel(checkpoint, repo),
+            "--save_dir",
+            f"exp/{arch}-{variant}",
+            "--seed",
+            "317",
+        ]
         on_line = self._progress_for(arch, variant, steps) if label else None
         if report.exists():
             report.unlink()
-        step = self._run(f"train ({arch}, {variant})", label, [*harness, "--", *script], repo, on_line=on_line,
-                         announce=False)
+        step = self._run(
+            f"train ({arch}, {variant})",
+            label,
+            [*harness, "--", *script],
+            repo,
+            on_line=on_line,
+            announce=False,
+        )
         step.display = f"python {' '.join(script)}"
         if label is not None:
             self._announce(step, label, "converted copy, under the bn2gn test harness")
@@ -188,8 +290,16 @@ class Demo:
         return step, _json_or_none(report.read_text(encoding="utf-8")) if report.is_file() else None
 
     # --- helpers -----------------------------------------------------------------------------
-    def _run(self, name: str, label: Optional[str], argv: List[str], cwd: Path, capture: bool = False,
-             on_line=None, announce: bool = True) -> StepResult:
+    def _run(
+        self,
+        name: str,
+        label: Optional[str],
+        argv: List[str],
+        cwd: Path,
+        capture: bool = False,
+        on_line=None,
+        announce: bool = True,
+    ) -> StepResult:
         log = self.logs / f"{next(self._log_numbers):02d}-{_slug(name)}.log"
         step = run_step(name, argv, cwd, log, capture_stdout=capture, on_line=on_line)
         if self.progress is not None and on_line is not None:
@@ -205,21 +315,27 @@ class Demo:
         self.result.steps.append(step)
         status = PASS if step.ok else FAIL
         summary = summary or step.tail()
-        value = (f"[{label or '-'}] ({step.cwd.name}/) {step.command()} ({step.seconds:.1f}s)"
-                 + (f": {summary}" if summary else ""))
+        value = f"[{label or '-'}] ({step.cwd.name}/) {step.command()} ({step.seconds:.1f}s)" + (
+            f": {summary}" if summary else ""
+        )
         message = "" if step.ok else f"exit status {step.exit_code}; full output in {step.log}"
         self._add(Check(f"step-{_slug(step.name)}", status, value, message, step.as_dict()))
 
     def _add(self, check: Check) -> None:
         self.pipeline.checks.append(check)
-        self.echo(f"  {check.status.upper():<4}  {check.value}" + (f"\n        -> {check.message}"
-                                                                   if check.message else ""))
+        self.echo(
+            f"  {check.status.upper():<4}  {check.value}"
+            + (f"\n        -> {check.message}" if check.message else "")
+        )
 
     def _progress_for(self, arch: str, variant: str, steps: int) -> Callable[[str], None]:
         def on_line(line: str) -> None:
             if self.progress is not None and line.startswith(PROGRESS_PREFIX):
-                parts = line[len(PROGRESS_PREFIX):].split()
-                self.progress(f"training {arch} ({variant}): step {parts[0]}/{steps} loss {parts[2]}")
+                parts = line[len(PROGRESS_PREFIX) :].split()
+                self.progress(
+                    f"training {arch} ({variant}): step {parts[0]}/{steps} loss {parts[2]}"
+                )
+
         return on_line
 
     @staticmethod
@@ -233,17 +349,24 @@ def conclusion(result: DemoResult, options: DemoOptions) -> str:
     failed = [c.name for s in result.sections for c in s.checks if not c.passed]
     skipped = ", ".join(options.skip_steps)
     if failed and skipped:
-        return (f"This run left out {skipped} on purpose and the checks caught it: {len(failed)} check(s) failed "
-                f"({', '.join(dict.fromkeys(failed))}).")
+        return (
+            f"This run left out {skipped} on purpose and the checks caught it: {len(failed)} check(s) failed "
+            f"({', '.join(dict.fromkeys(failed))})."
+        )
     if failed:
-        return (f"This run proved nothing yet: {len(failed)} check(s) failed ({', '.join(dict.fromkeys(failed))}); "
-                "the step logs are in the work directory.")
+        return (
+            f"This run proved nothing yet: {len(failed)} check(s) failed ({', '.join(dict.fromkeys(failed))}); "
+            "the step logs are in the work directory."
+        )
     if skipped:
         return f"The checks did not catch the skipped step(s) ({skipped}): please report this."
-    return (f"This run proved, on {result.device}, that bn2gn migrates the fixture detector ({archs}) the way a user "
-            "would: the converted model loads its remapped checkpoint with every tensor in place and trains at "
-            "batch size 1 with falling loss, every backbone BatchNorm stays frozen and bit-identical, and the unpatched copy's "
-            "backbone statistics drift under the same steps.")
+    return (
+        f"This run proved, on {result.device}, that bn2gn migrates the fixture detector ({archs}) the way a user "
+        "would: the converted model loads its remapped checkpoint with every tensor in place and trains at "
+        "batch size 1 with falling loss, every backbone BatchNorm stays frozen and bit-identical, "
+        "and the unpatched copy's "
+        "backbone statistics drift under the same steps."
+    )
 
 
 def _remap_summary(report: dict) -> str:
@@ -252,7 +375,13 @@ def _remap_summary(report: dict) -> str:
     dropped = sum(c["dropped"] for c in counts)
     layers = sum(c["converted_layers"] for c in counts)
     check = report.get("verification") or {}
-    verdict = "strict load clean" if check.get("clean") else "loads" if check.get("ok") else "verification FAILED"
+    verdict = (
+        "strict load clean"
+        if check.get("clean")
+        else "loads"
+        if check.get("ok")
+        else "verification FAILED"
+    )
     return f"{kept} tensors kept, {dropped} dropped from {layers} converted layers; against the model: {verdict}"
 
 

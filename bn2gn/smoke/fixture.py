@@ -26,14 +26,20 @@ def default_fixtures() -> Path:
 def prepare_workdir(fixtures: Path, workdir: Path, force: bool) -> None:
     """Check the fixture repository, refuse a non-empty work directory unless ``force``, copy the fixture twice."""
     if not (fixtures / "train.py").is_file() or not (fixtures / MODELS).is_dir():
-        raise Bn2gnError(f"fixture repository not found at {fixtures} (need train.py and {MODELS}/); "
-                         "pass --fixtures DIR pointing at bn2gn's fixtures/centernet_mini", EXIT_USAGE)
+        raise Bn2gnError(
+            f"fixture repository not found at {fixtures} (need train.py and {MODELS}/); "
+            "pass --fixtures DIR pointing at bn2gn's fixtures/centernet_mini",
+            EXIT_USAGE,
+        )
     if workdir.exists() and not workdir.is_dir():
         raise Bn2gnError(f"--workdir {workdir}: exists and is not a directory", EXIT_USAGE)
     if workdir.is_dir() and any(workdir.iterdir()):
         if not force:
-            raise Bn2gnError(f"--workdir {workdir} is not empty; choose an empty or new folder, or add --force "
-                             f"(replaces the demo's own folders there: {', '.join(OWN_DIRS)})", EXIT_USAGE)
+            raise Bn2gnError(
+                f"--workdir {workdir} is not empty; choose an empty or new folder, or add --force "
+                f"(replaces the demo's own folders there: {', '.join(OWN_DIRS)})",
+                EXIT_USAGE,
+            )
         for name in OWN_DIRS:
             if (workdir / name).is_dir():
                 shutil.rmtree(workdir / name)

@@ -30,8 +30,11 @@ class FreezeLogic:
     sources: Dict[str, str]
 
     def describe(self) -> str:
-        keep = (f"{KEEP} from {self.sources[KEEP]}" if KEEP in self.sources else
-                f"{KEEP}: not found, so nothing re-asserts eval() after model.train()")
+        keep = (
+            f"{KEEP} from {self.sources[KEEP]}"
+            if KEEP in self.sources
+            else f"{KEEP}: not found, so nothing re-asserts eval() after model.train()"
+        )
         return f"{FREEZE} from {self.sources[FREEZE]}; {keep}"
 
 
@@ -41,9 +44,11 @@ def load_freeze_logic(files: Sequence[Path], backbone_attrs: Sequence[str]) -> F
         from .. import runtime
 
         attrs = tuple(backbone_attrs)
-        return FreezeLogic(functools.partial(runtime.freeze_backbone_bn, backbone_attrs=attrs),
-                           functools.partial(runtime.keep_backbone_bn_eval, backbone_attrs=attrs),
-                           {FREEZE: "bn2gn.runtime (built in)", KEEP: "bn2gn.runtime (built in)"})
+        return FreezeLogic(
+            functools.partial(runtime.freeze_backbone_bn, backbone_attrs=attrs),
+            functools.partial(runtime.keep_backbone_bn_eval, backbone_attrs=attrs),
+            {FREEZE: "bn2gn.runtime (built in)", KEEP: "bn2gn.runtime (built in)"},
+        )
     found: Dict[str, Callable] = {}
     sources: Dict[str, str] = {}
     for path in files:
@@ -51,9 +56,12 @@ def load_freeze_logic(files: Sequence[Path], backbone_attrs: Sequence[str]) -> F
             if name not in found:
                 found[name], sources[name] = function, str(path)
     if FREEZE not in found:
-        raise Bn2gnError(f"--freeze-from: {', '.join(map(str, files))} neither defines nor imports {FREEZE}; "
-                         "run `bn2gn patch-trainer` on the train script first, or leave out --freeze-from "
-                         "to use bn2gn's own", EXIT_USAGE)
+        raise Bn2gnError(
+            f"--freeze-from: {', '.join(map(str, files))} neither defines nor imports {FREEZE}; "
+            "run `bn2gn patch-trainer` on the train script first, or leave out --freeze-from "
+            "to use bn2gn's own",
+            EXIT_USAGE,
+        )
     return FreezeLogic(found[FREEZE], found.get(KEEP), sources)
 
 
@@ -64,23 +72,38 @@ def _functions_in(path: Path) -> Dict[str, Callable]:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source, filename=str(path))
     except (OSError, UnicodeDecodeError, SyntaxError) as exc:
-        raise Bn2gnError(f"--freeze-from {path}: cannot read it as Python ({type(exc).__name__}: {exc})",
-                         EXIT_USAGE) from None
-    defined = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-               and (node.name in (FREEZE, KEEP) or node.name.startswith("_bn2gn_"))]
+        raise Bn2gnError(
+            f"--freeze-from {path}: cannot read it as Python ({type(exc).__name__}: {exc})",
+            EXIT_USAGE,
+        ) from None
+    defined = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and (node.name in (FREEZE, KEEP) or node.name.startswith("_bn2gn_"))
+    ]
     if any(node.name in (FREEZE, KEEP) for node in defined):
         namespace: dict = {"__name__": f"bn2gn_freeze_from_{path.stem}"}
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 try:
-                    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
+                    exec(
+                        compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"),
+                        namespace,
+                    )  # noqa: S102
                 except Exception:  # noqa: BLE001 - an import the functions probably do not need
                     continue
         exec(compile(ast.Module(body=defined, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
-        return {name: _reported(namespace[name], path) for name in (FREEZE, KEEP) if name in namespace}
+        return {
+            name: _reported(namespace[name], path) for name in (FREEZE, KEEP) if name in namespace
+        }
     if _imports(tree, FREEZE) or _imports(tree, KEEP):
         module = _import_file(path)
-        return {name: getattr(module, name) for name in (FREEZE, KEEP) if callable(getattr(module, name, None))}
+        return {
+            name: getattr(module, name)
+            for name in (FREEZE, KEEP)
+            if callable(getattr(module, name, None))
+        }
     return {}
 
 
@@ -92,14 +115,19 @@ def _reported(function: Callable, path: Path) -> Callable:
         try:
             return function(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's code: summarise, never dump
-            raise Bn2gnError(f"--freeze-from {path}: {function.__name__}() raised {type(exc).__name__}: {exc}",
-                             EXIT_USAGE) from None
+            raise Bn2gnError(
+                f"--freeze-from {path}: {function.__name__}() raised {type(exc).__name__}: {exc}",
+                EXIT_USAGE,
+            ) from None
 
     return call
 
 
 def _imports(tree: ast.Module, name: str) -> bool:
-    return any(isinstance(node, ast.ImportFrom) and any(a.name == name for a in node.names) for node in tree.body)
+    return any(
+        isinstance(node, ast.ImportFrom) and any(a.name == name for a in node.names)
+        for node in tree.body
+    )
 
 
 def _import_file(path: Path):
@@ -110,7 +138,9 @@ def _import_file(path: Path):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's file: summarise, never dump
-        raise Bn2gnError(f"--freeze-from {path}: importing it raised {type(exc).__name__}: {exc}", EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"--freeze-from {path}: importing it raised {type(exc).__name__}: {exc}", EXIT_USAGE
+        ) from None
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module

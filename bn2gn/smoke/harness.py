@@ -25,12 +25,23 @@ PROGRESS_PREFIX = "bn2gn-harness: step"
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bn2gn.smoke.harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bn2gn.smoke.harness", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--report", required=True, type=Path, help="where to write the JSON record")
-    parser.add_argument("--backbone-attr", dest="backbone_attrs", action="append", default=[],
-                        help="backbone attribute (repeatable; defaults: backbone, base_layer)")
-    parser.add_argument("--expect-state", help="checkpoint the whole model must equal at the first step")
-    parser.add_argument("--expect-backbone", help="checkpoint the backbone BatchNorm must equal at the first step")
+    parser.add_argument(
+        "--backbone-attr",
+        dest="backbone_attrs",
+        action="append",
+        default=[],
+        help="backbone attribute (repeatable; defaults: backbone, base_layer)",
+    )
+    parser.add_argument(
+        "--expect-state", help="checkpoint the whole model must equal at the first step"
+    )
+    parser.add_argument(
+        "--expect-backbone", help="checkpoint the backbone BatchNorm must equal at the first step"
+    )
     parser.add_argument("script", help="the training script")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments")
     args = parser.parse_args(argv)
@@ -42,7 +53,11 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 def print_progress(step: dict) -> None:
     loss = step["loss"]
     shown = f"{loss:.6f}" if isinstance(loss, float) else str(loss)
-    print(f"{PROGRESS_PREFIX} {step['step']} loss {shown} time {step['time_s']:.3f}s", file=sys.stderr, flush=True)
+    print(
+        f"{PROGRESS_PREFIX} {step['step']} loss {shown} time {step['time_s']:.3f}s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run_script(script: Path, script_args: List[str]) -> tuple:
@@ -72,15 +87,24 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     attrs = tuple(dict.fromkeys(DEFAULT_BACKBONE_ATTRS + tuple(args.backbone_attrs)))
-    recorder = Recorder(attrs, expect_state=args.expect_state, expect_backbone=args.expect_backbone,
-                        on_step=print_progress)
+    recorder = Recorder(
+        attrs,
+        expect_state=args.expect_state,
+        expect_backbone=args.expect_backbone,
+        on_step=print_progress,
+    )
     recorder.install()
     try:
         code, error = run_script(Path(args.script), args.script_args)
     finally:
         recorder.remove()
     record = recorder.finish()
-    record["script"] = {"path": args.script, "args": args.script_args, "exit_code": code, "error": error}
+    record["script"] = {
+        "path": args.script,
+        "args": args.script_args,
+        "exit_code": code,
+        "error": error,
+    }
     try:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.report.with_name(args.report.name + ".tmp")

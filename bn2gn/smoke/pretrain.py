@@ -30,10 +30,9 @@ PREFIXED_ARCHS = ("dla_34",)
 def build_pretrained(arch: str, input_size: int, seed: int):
     """The original model with trained-looking BatchNorm; returns (model, names of layers it trained)."""
     import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
-
     from lib.datasets.synthetic import SyntheticClips
     from lib.models.model import create_model
+    from torch.nn.modules.batchnorm import _BatchNorm
 
     torch.manual_seed(seed)
     model = create_model(arch, HEADS, HEAD_CONV, FRAMES)
@@ -41,8 +40,13 @@ def build_pretrained(arch: str, input_size: int, seed: int):
     momenta = {name: m.momentum for name, m in norms.items()}
     for module in norms.values():
         module.momentum = None  # cumulative average: the statistics of exactly these batches
-    data = SyntheticClips(num_samples=PASSES * BATCH, frames=FRAMES, input_h=input_size, input_w=input_size,
-                          seed=seed + 1)
+    data = SyntheticClips(
+        num_samples=PASSES * BATCH,
+        frames=FRAMES,
+        input_h=input_size,
+        input_w=input_size,
+        seed=seed + 1,
+    )
     model.train()
     with torch.no_grad():
         for start in range(0, PASSES * BATCH, BATCH):
@@ -71,15 +75,23 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     sys.path.insert(0, ".")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"cuda_available": torch.cuda.is_available(), "torch": torch.__version__, "checkpoints": {}}
+    result = {
+        "cuda_available": torch.cuda.is_available(),
+        "torch": torch.__version__,
+        "checkpoints": {},
+    }
     for arch in args.arch:
         model, trained = build_pretrained(arch, args.input_size, args.seed)
         prefix = "module." if arch in PREFIXED_ARCHS else ""
         state = {prefix + k: v for k, v in model.state_dict().items()}
         path = args.out_dir / f"pretrained_{arch}.pth"
         torch.save({"epoch": 70, "state_dict": state}, path)
-        result["checkpoints"][arch] = {"path": str(path), "prefix": prefix, "trained_batchnorm": len(trained),
-                                       "tensors": len(state)}
+        result["checkpoints"][arch] = {
+            "path": str(path),
+            "prefix": prefix,
+            "trained_batchnorm": len(trained),
+            "tensors": len(state),
+        }
     print(json.dumps(result))
     return 0
 

@@ -25,8 +25,13 @@ from . import snapshot
 class Recorder:
     """Installs the hooks, keeps per-step records and produces one JSON-ready dict (``finish()``)."""
 
-    def __init__(self, backbone_attrs, expect_state=None, expect_backbone=None,
-                 on_step: Optional[Callable[[dict], None]] = None):
+    def __init__(
+        self,
+        backbone_attrs,
+        expect_state=None,
+        expect_backbone=None,
+        on_step: Optional[Callable[[dict], None]] = None,
+    ):
         self.backbone_attrs = tuple(backbone_attrs)
         self.expect_state = expect_state
         self.expect_backbone = expect_backbone
@@ -107,9 +112,17 @@ class Recorder:
                 training.append(path)
             if any(p is not None and p.requires_grad for p in (bn.weight, bn.bias)):
                 needs_grad.append(path)
-        self._current = {"step": len(self.steps) + 1, "backbone_batchnorm": len(self._backbone_ids),
-                         "bn_training": set(training), "bn_requires_grad": needs_grad, "loss": None,
-                         "time_s": None, "cpu_s": None, "_t0": time.perf_counter(), "_c0": time.process_time()}
+        self._current = {
+            "step": len(self.steps) + 1,
+            "backbone_batchnorm": len(self._backbone_ids),
+            "bn_training": set(training),
+            "bn_requires_grad": needs_grad,
+            "loss": None,
+            "time_s": None,
+            "cpu_s": None,
+            "_t0": time.perf_counter(),
+            "_c0": time.process_time(),
+        }
 
     def _end_step(self) -> None:
         step, self._current = self._current, None
@@ -117,7 +130,9 @@ class Recorder:
             return
         self._sync()
         step["time_s"] = time.perf_counter() - step.pop("_t0")
-        step["cpu_s"] = time.process_time() - step.pop("_c0")  # robust to other processes on a shared CPU
+        step["cpu_s"] = time.process_time() - step.pop(
+            "_c0"
+        )  # robust to other processes on a shared CPU
         step["bn_training"] = sorted(step["bn_training"])
         if step["loss"] is not None and not math.isfinite(step["loss"]):
             step["loss"] = repr(step["loss"])  # JSON has no nan/inf; the check reads the string
@@ -142,7 +157,9 @@ class Recorder:
             self.start["checkpoint"] = snapshot.compare_with_checkpoint(network, self.expect_state)
         if self.expect_backbone:
             names = list(self.start["backbone"])
-            self.start["pretrained"] = snapshot.compare_with_checkpoint(network, self.expect_backbone, names)
+            self.start["pretrained"] = snapshot.compare_with_checkpoint(
+                network, self.expect_backbone, names
+            )
         self._reset_cuda_peak()
 
     def _sync(self) -> None:
@@ -161,18 +178,26 @@ class Recorder:
     def finish(self) -> dict:
         """Close the last step and compare the end state with the start; a JSON-ready dict."""
         self._end_step()
-        record = {"backbone_attrs": list(self.backbone_attrs), "steps": self.steps, "memory": self._memory()}
+        record = {
+            "backbone_attrs": list(self.backbone_attrs),
+            "steps": self.steps,
+            "memory": self._memory(),
+        }
         if self.network is None:
-            record["error"] = "no training step was observed (no forward call in training mode with gradients on)"
+            record["error"] = (
+                "no training step was observed (no forward call in training mode with gradients on)"
+            )
             return record
         start = self.start
         record.update({k: start[k] for k in ("device", "census", "untrained_batchnorm")})
         record.update({k: start[k] for k in ("checkpoint", "pretrained") if k in start})
         end_backbone = snapshot.backbone_tensors(self.network, self.backbone_attrs)
         record["backbone_buffers"] = snapshot.compare_tensors(
-            _only(start["backbone"], snapshot.BN_BUFFERS), end_backbone)
+            _only(start["backbone"], snapshot.BN_BUFFERS), end_backbone
+        )
         record["backbone_affine"] = snapshot.compare_tensors(
-            _only(start["backbone"], snapshot.AFFINE), end_backbone)
+            _only(start["backbone"], snapshot.AFFINE), end_backbone
+        )
         record["groupnorm_change"] = self._groupnorm_change()
         return record
 
@@ -181,16 +206,28 @@ class Recorder:
         start = self.start["groupnorm"]
         end = snapshot.groupnorm_tensors(self.network)
         diff = snapshot.compare_tensors(start, end)
-        grads = {f"{path}.{leaf}": getattr(m, leaf).grad is not None
-                 for path, m in self.network.named_modules() for leaf in snapshot.AFFINE
-                 if f"{path}.{leaf}" in start}
+        grads = {
+            f"{path}.{leaf}": getattr(m, leaf).grad is not None
+            for path, m in self.network.named_modules()
+            for leaf in snapshot.AFFINE
+            if f"{path}.{leaf}" in start
+        }
         layers = sorted({name.rpartition(".")[0] for name in start})
         changed = sorted({name.rpartition(".")[0] for name in diff["changed"]})
-        no_grad = [layer for layer in layers if layer not in changed
-                   and not any(grads.get(f"{layer}.{leaf}") for leaf in snapshot.AFFINE)]
+        no_grad = [
+            layer
+            for layer in layers
+            if layer not in changed
+            and not any(grads.get(f"{layer}.{leaf}") for leaf in snapshot.AFFINE)
+        ]
         unchanged = [layer for layer in layers if layer not in changed and layer not in no_grad]
-        return {"layers": len(layers), "changed": changed, "unchanged": unchanged, "no_grad": no_grad,
-                "max_abs_change": diff["max_abs_change"]}
+        return {
+            "layers": len(layers),
+            "changed": changed,
+            "unchanged": unchanged,
+            "no_grad": no_grad,
+            "max_abs_change": diff["max_abs_change"],
+        }
 
     def _memory(self) -> dict:
         try:

@@ -28,8 +28,14 @@ class Check:
         return self.status != FAIL
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "status": self.status, "value": self.value,
-                "message": self.message, "data": self.data}
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "status": self.status,
+            "value": self.value,
+            "message": self.message,
+            "data": self.data,
+        }
 
 
 @dataclasses.dataclass
@@ -69,7 +75,9 @@ def render_section(section: Section, verbose: bool = False) -> List[str]:
             seen = warnings_by_name.setdefault(check.name, 0)
             warnings_by_name[check.name] = seen + 1
             if seen == TEXT_WARNING_LIMIT:
-                lines.append(f"  {'WARN':<4}  {check.name:<{width}}  ... more of these (see -v or --format json)")
+                lines.append(
+                    f"  {'WARN':<4}  {check.name:<{width}}  ... more of these (see -v or --format json)"
+                )
             if seen >= TEXT_WARNING_LIMIT:
                 continue
         lines.append(f"  {_LABEL[check.status]:<4}  {check.name:<{width}}  {check.value}")
@@ -82,5 +90,7 @@ def render_section(section: Section, verbose: bool = False) -> List[str]:
 def summary_line(sections: List[Section]) -> str:
     tally = counts(sections)
     verdict = "all checks passed" if all_ok(sections) else f"{tally[FAIL]} check(s) FAILED"
-    return (f"result: {verdict} ({tally[PASS]} passed, {tally[FAIL]} failed, {tally[WARN]} warning(s), "
-            f"{tally[INFO]} measurement(s))")
+    return (
+        f"result: {verdict} ({tally[PASS]} passed, {tally[FAIL]} failed, {tally[WARN]} warning(s), "
+        f"{tally[INFO]} measurement(s))"
+    )

@@ -53,9 +53,15 @@ class StepResult:
         return "\n".join(kept[-lines:])
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "label": self.label, "command": shell_line(self.argv), "cwd": str(self.cwd),
-                "log": str(self.log),
-                "exit_code": self.exit_code, "seconds": round(self.seconds, 3)}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "command": shell_line(self.argv),
+            "cwd": str(self.cwd),
+            "log": str(self.log),
+            "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def shell_line(argv: List[str]) -> str:
@@ -72,7 +78,9 @@ def shell_line(argv: List[str]) -> str:
 
 def step_env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p
+    )
     env["PYTHONUNBUFFERED"] = "1"
     # Runs go side by side (patched and contrast) on small models: one intra-op thread each avoids
     # oversubscribing the cores, which costs far more than it gains. An explicit setting wins.
@@ -81,8 +89,14 @@ def step_env() -> dict:
     return env
 
 
-def run_step(name: str, argv: List[str], cwd: Path, log: Path, capture_stdout: bool = False,
-             on_line: Optional[Callable[[str], None]] = None) -> StepResult:
+def run_step(
+    name: str,
+    argv: List[str],
+    cwd: Path,
+    log: Path,
+    capture_stdout: bool = False,
+    on_line: Optional[Callable[[str], None]] = None,
+) -> StepResult:
     """Run ``argv`` in ``cwd``; everything it prints goes to ``log`` (stdout is also returned when captured).
 
     ``on_line`` sees each output line as it arrives (for progress displays).
@@ -93,12 +107,30 @@ def run_step(name: str, argv: List[str], cwd: Path, log: Path, capture_stdout: b
         handle.write(f"$ (cd {cwd} && {' '.join(shlex.quote(a) for a in argv)})\n")
         handle.flush()
         if capture_stdout:
-            done = subprocess.run(argv, cwd=cwd, env=step_env(), stdout=subprocess.PIPE, stderr=handle,
-                                  text=True, errors="replace", check=False)
+            done = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=step_env(),
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                text=True,
+                errors="replace",
+                check=False,
+            )
             handle.write(done.stdout)
-            return StepResult(name, argv, cwd, log, done.returncode, time.perf_counter() - started, done.stdout)
-        process = subprocess.Popen(argv, cwd=cwd, env=step_env(), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+            return StepResult(
+                name, argv, cwd, log, done.returncode, time.perf_counter() - started, done.stdout
+            )
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=step_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
         for line in process.stdout:
             handle.write(line)
             if on_line is not None:

@@ -26,12 +26,20 @@ def norm_census(model, backbone_attrs: Iterable[str]) -> dict:
         if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)) and path not in inside:
             outside.append(path)
         elif isinstance(module, nn.GroupNorm):
-            groupnorms.append({"path": path, "groups": module.num_groups, "channels": module.num_channels})
-    return {"root": type(network).__name__, "batchnorm_backbone": backbone, "batchnorm_outside": outside,
-            "groupnorm": groupnorms}
+            groupnorms.append(
+                {"path": path, "groups": module.num_groups, "channels": module.num_channels}
+            )
+    return {
+        "root": type(network).__name__,
+        "batchnorm_backbone": backbone,
+        "batchnorm_outside": outside,
+        "groupnorm": groupnorms,
+    }
 
 
-def backbone_tensors(model, backbone_attrs: Iterable[str], leaves=BN_BUFFERS + AFFINE) -> Dict[str, object]:
+def backbone_tensors(
+    model, backbone_attrs: Iterable[str], leaves=BN_BUFFERS + AFFINE
+) -> Dict[str, object]:
     """CPU copies of the chosen tensors of every backbone BatchNorm, keyed like the state dict."""
     found = {}
     for path, module in backbone_batchnorms(unwrap_model(model), tuple(backbone_attrs)):
@@ -67,7 +75,12 @@ def compare_tensors(before: Dict[str, object], after: Dict[str, object]) -> dict
                 delta = float((new.double() - old.double()).abs().max()) if old.numel() else 0.0
                 if delta >= largest:
                     largest, where = delta, name
-    return {"count": len(before), "changed": changed, "max_abs_change": largest, "max_change_at": where}
+    return {
+        "count": len(before),
+        "changed": changed,
+        "max_abs_change": largest,
+        "max_change_at": where,
+    }
 
 
 def untrained_batchnorms(model, backbone_attrs: Iterable[str]) -> List[str]:
@@ -77,7 +90,11 @@ def untrained_batchnorms(model, backbone_attrs: Iterable[str]) -> List[str]:
         mean, var, tracked = module.running_mean, module.running_var, module.num_batches_tracked
         if mean is None or var is None:
             continue
-        if bool((mean == 0).all()) and bool((var == 1).all()) and (tracked is None or int(tracked) == 0):
+        if (
+            bool((mean == 0).all())
+            and bool((var == 1).all())
+            and (tracked is None or int(tracked) == 0)
+        ):
             untrained.append(path)
     return untrained
 
@@ -96,8 +113,15 @@ def compare_with_checkpoint(model, path, names: Optional[Iterable[str]] = None) 
         return {"path": str(path), "error": exc.format_message()}
     current = unwrap_model(model).state_dict()
     wanted = list(names) if names is not None else list(current)
-    result = {"path": str(path), "compared": 0, "missing": [], "unexpected": [], "shape_mismatch": [],
-              "different": [], "error": None}
+    result = {
+        "path": str(path),
+        "compared": 0,
+        "missing": [],
+        "unexpected": [],
+        "shape_mismatch": [],
+        "different": [],
+        "error": None,
+    }
     for name in wanted:
         if name not in saved:
             result["missing"].append(name)
@@ -120,7 +144,7 @@ def checkpoint_state_dict(path) -> dict:
     keys = find_state_dicts(checkpoint.content, path)
     state = checkpoint.content[keys[0]] if keys else checkpoint.content
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 

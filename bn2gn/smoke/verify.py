@@ -41,8 +41,10 @@ def parse_input_shape(text: str) -> Tuple[int, ...]:
     except ValueError:
         shape = ()
     if not shape or any(n <= 0 for n in shape):
-        raise Bn2gnError(f"--input-shape {text!r}: expected positive integers separated by commas, e.g. 1,3,512,512",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"--input-shape {text!r}: expected positive integers separated by commas, e.g. 1,3,512,512",
+            EXIT_USAGE,
+        )
     return shape
 
 
@@ -52,8 +54,10 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise Bn2gnError(f"--device {device}: torch.cuda.is_available() is False here; use --device cpu or auto",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            f"--device {device}: torch.cuda.is_available() is False here; use --device cpu or auto",
+            EXIT_USAGE,
+        )
     return device
 
 
@@ -74,11 +78,15 @@ def generic_loss(output):
     """The mean of the per-tensor means of every floating-point tensor in ``output``."""
     import torch
 
-    tensors = [t for t in output_tensors(output) if t.is_floating_point() and t.requires_grad and t.numel()]
+    tensors = [
+        t for t in output_tensors(output) if t.is_floating_point() and t.requires_grad and t.numel()
+    ]
     if not tensors:
-        raise Bn2gnError("the model's output holds no floating-point tensor that requires grad, so there is "
-                         "nothing to train; verify needs a forward that returns tensors, lists, tuples or dicts",
-                         EXIT_USAGE)
+        raise Bn2gnError(
+            "the model's output holds no floating-point tensor that requires grad, so there is "
+            "nothing to train; verify needs a forward that returns tensors, lists, tuples or dicts",
+            EXIT_USAGE,
+        )
     return torch.stack([t.float().mean() for t in tensors]).mean()
 
 
@@ -108,8 +116,12 @@ def run_verify(options: VerifyOptions) -> Section:
         recorder.remove()
     record = recorder.finish()
     shapes = " ".join(",".join(map(str, s)) for s in options.input_shapes)
-    section = Section(f"{options.spec.describe()} on {device}, {options.steps} steps, input {shapes}")
-    section.checks.append(Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources}))
+    section = Section(
+        f"{options.spec.describe()} on {device}, {options.steps} steps, input {shapes}"
+    )
+    section.checks.append(
+        Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
+    )
     section.checks += record_checks(record, expect_checkpoint=options.checkpoint is not None)
     return section
 
@@ -123,9 +135,11 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
     except Exception as exc:  # noqa: BLE001 - the user's model: summarise, never dump
         lines = str(exc).strip().splitlines()
         shapes = " ".join("--input-shape " + ",".join(map(str, s)) for s in options.input_shapes)
-        raise Bn2gnError(f"{options.spec.describe()}: forward({shapes}) raised {type(exc).__name__}: "
-                         f"{lines[0] if lines else ''}; check --input-shape (one per forward argument, in order)",
-                         EXIT_USAGE) from None
+        raise Bn2gnError(
+            f"{options.spec.describe()}: forward({shapes}) raised {type(exc).__name__}: "
+            f"{lines[0] if lines else ''}; check --input-shape (one per forward argument, in order)",
+            EXIT_USAGE,
+        ) from None
     loss = generic_loss(output)
     optimizer.zero_grad()
     loss.backward()
@@ -138,5 +152,7 @@ def _load_checkpoint(model, path: Path) -> None:
 
     state = checkpoint_state_dict(path)
     current = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in current and tuple(v.shape) == tuple(current[k].shape)}
+    usable = {
+        k: v for k, v in state.items() if k in current and tuple(v.shape) == tuple(current[k].shape)
+    }
     model.load_state_dict(usable, strict=False)
