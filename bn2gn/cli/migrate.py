@@ -11,7 +11,8 @@ import click
 
 from .. import progress
 from ..errors import EXIT_USAGE, Bn2gnError
-from . import cli, config_options, output_options
+from . import cli, output_options
+from .scan_rewrite import analysis_flags
 
 
 def _mode_options(func):
@@ -25,28 +26,7 @@ def _mode_options(func):
 
 
 def _analysis_options(func):
-    func = click.option(
-        "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
-    )(func)
-    func = click.option(
-        "--include",
-        multiple=True,
-        metavar="GLOB",
-        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.",
-    )(func)
-    func = click.option(
-        "--keep", multiple=True, metavar="CLASS[.METHOD]", help="Force 'keep' (repeatable)."
-    )(func)
-    func = click.option(
-        "--convert", multiple=True, metavar="CLASS[.METHOD]", help="Force 'convert' (repeatable)."
-    )(func)
-    func = click.option(
-        "--root",
-        "roots",
-        multiple=True,
-        metavar="CLASS",
-        help="Name the root model class(es) (repeatable).",
-    )(func)
+    """scan/rewrite's analysis flags, and --plan for the BatchNorm decisions."""
     func = click.option(
         "--plan",
         "plan_file",
@@ -54,8 +34,7 @@ def _analysis_options(func):
         metavar="PLAN.json",
         help="Apply the BatchNorm decisions of a saved plan (bn2gn scan -o).",
     )(func)
-    func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
-    return config_options(func)
+    return analysis_flags(func)
 
 
 def _trainer_options(func):

@@ -24,7 +24,12 @@ from .model_options import model_build_options
 
 
 def analysis_options(func):
-    """Options shared by scan and rewrite: what the analysis may not see by itself."""
+    """PATH... and the analysis flags: scan and rewrite."""
+    return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(analysis_flags(func))
+
+
+def analysis_flags(func):
+    """Options shared by scan, rewrite and migrate: what the analysis may not see by itself."""
     func = click.option(
         "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
     )(func)
@@ -56,8 +61,7 @@ def analysis_options(func):
         help="Name the root model class(es) instead of finding them (repeatable).",
     )(func)
     func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
-    func = config_options(func)
-    return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(func)
+    return config_options(func)
 
 
 def load(paths, config_file, **values):
