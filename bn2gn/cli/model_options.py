@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -18,6 +19,25 @@ OPTS_HELP = (
 OPTS_ARG_HELP = (
     "Command-line words for --model-opts, e.g. '--arch res_18 --head_conv 64' (repeatable)."
 )
+
+
+def model_arg_options(func: Callable) -> Callable:
+    """--model-arg and --path, as remap-ckpt and verify take them beside --model."""
+    func = click.option(
+        "--path",
+        "paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        help="Folder put first on sys.path to import --model (repeatable).",
+    )(func)
+    return click.option(
+        "--model-arg",
+        "model_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).",
+    )(func)
 
 
 def model_build_options(func: Callable, prefix: str = "") -> Callable:

@@ -9,7 +9,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, output_options
-from .model_options import model_build_options
+from .model_options import model_arg_options, model_build_options
 
 
 @cli.command("remap-ckpt")
@@ -69,21 +69,7 @@ from .model_options import model_build_options
     metavar="MODULE:FACTORY",
     help="Build the converted model on CPU and check the remapped state dict against it.",
 )
-@click.option(
-    "--model-arg",
-    "model_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).",
-)
-@click.option(
-    "--path",
-    "paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="Folder put first on sys.path to import --model (repeatable).",
-)
+@model_arg_options
 @model_build_options
 @click.option(
     "--strict", is_flag=True, help="With --model: fail (exit 1) unless the strict load is clean."

@@ -12,7 +12,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from . import cli, config_options, output_options
-from .model_options import model_build_options
+from .model_options import model_arg_options, model_build_options
 
 DEVICE_HELP = "auto: CUDA when torch.cuda.is_available(), else CPU."
 
@@ -248,21 +248,7 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     metavar="MODULE:FACTORY",
     help="The converted model's factory, e.g. lib.models.model:create_model.",
 )
-@click.option(
-    "--model-arg",
-    "model_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Keyword argument for the factory; VALUE is a Python literal or else a string (repeatable).",
-)
-@click.option(
-    "--path",
-    "paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="Folder put first on sys.path to import --model (repeatable).",
-)
+@model_arg_options
 @model_build_options
 @click.option(
     "--input-shape",
