@@ -17,10 +17,10 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..analysis.classify import _apply_overrides
+from ..analysis.plan import CONVERT, KEEP, UNSURE, Plan, Site
 from ..config import Config, is_backbone_path
 from ..errors import EXIT_USAGE, Bn2gnError
-from .classify import _apply_overrides
-from .plan import CONVERT, KEEP, UNSURE, Plan, Site
 
 #: (display path, line, col, end_line, end_col): columns 1-based characters, like Site
 Where = Tuple[str, int, int, int, int]
@@ -92,7 +92,7 @@ def trace_plan(
             "pip install torch (CPU is enough)",
             EXIT_USAGE,
         ) from None
-    from .trace_report import check_statistics
+    from .report import check_statistics
 
     files = scanned_files(project)
     with record_batchnorm(files) as creations, _forget_imports(spec, files):
@@ -131,8 +131,8 @@ def trace_plan(
 
 def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
+    from ..analysis.backbone import backbone_attrs_of
     from ..runtime import backbone_modules
-    from .backbone import backbone_attrs_of
 
     attrs = backbone_attrs_of(config.backbone_attrs, static.backbones if static is not None else {})
     return {path for path, _ in backbone_modules(model, attrs)}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import List, Optional
 
 from ..config import Config
-from .trace import TraceReport, show
+from .engine import TraceReport, show
 
 PREFIX = "module."
 
@@ -20,7 +20,7 @@ PREFIX = "module."
 def check_statistics(
     model, config: Config, report: TraceReport, checkpoint=None, load_options=None
 ) -> None:
-    from .backbone import backbone_attrs_of
+    from ..analysis.backbone import backbone_attrs_of
 
     config = dataclasses.replace(
         config, backbone_attrs=backbone_attrs_of(config.backbone_attrs, report.plan.backbones)
