@@ -123,7 +123,7 @@ def openmmlab_configs(raw: Dict[Path, bytes]) -> List[str]:
     candidates = [path for path, data in raw.items() if CONFIG_TEXT.search(data)]
     if not candidates:
         return []
-    from ..mmconfig.detect import looks_like_openmmlab_config
+    from .openmmlab import looks_like_openmmlab_config
 
     return [display_path(path) for path in candidates if looks_like_openmmlab_config(raw[path])]
 
