@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_USAGE, Bn2gnError
-from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+from .common import (
+    cli,
+    config_options,
+    echo_rules,
+    mode_of,
+    mode_options,
+    output_options,
+    rule_options,
+)
 
 
 @cli.command("patch-trainer")

@@ -10,7 +10,7 @@ import click
 
 from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
-from . import (
+from .common import (
     cli,
     config_options,
     echo_rules,

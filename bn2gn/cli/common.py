@@ -1,7 +1,6 @@
-"""The command line: click group, shared options, and the one place errors become exit codes.
+"""The click group, the options several commands share, and the one place errors become exit codes.
 
-Each command lives in its own module below this package and imports the engine lazily, so
-``bn2gn scan`` on a tree without BatchNorm never imports LibCST or torch.
+Command modules import from here; ``bn2gn.cli`` imports them, so nothing imports back.
 """
 
 from __future__ import annotations
@@ -147,7 +146,3 @@ def echo_rules(prefix: str = "") -> None:
         if rule.code.startswith(prefix):
             default = "" if rule.default else " (opt-in)"
             click.echo(f"{rule.code}  {rule.slug:<32} {rule.description}{default}")
-
-
-# Command modules register themselves on ``cli``; import order is the order of `bn2gn --help`.
-from . import config_cmd, migrate, patch_trainer, remap, scan_rewrite, smoke  # noqa: E402, F401
