@@ -343,6 +343,6 @@ def _planned_backbone(paths, config) -> tuple:
     """Configured names plus the backbones the plan of the --path folders infers (issue 15)."""
     if not paths:
         return tuple(config.backbone_attrs)
-    from ..analysis.backbone import plan_backbone_attrs
+    from ..analysis.scan import plan_backbone_attrs
 
     return plan_backbone_attrs(list(paths), config)
