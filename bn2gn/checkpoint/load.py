@@ -14,7 +14,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 from ..errors import EXIT_USAGE, Bn2gnError
 
@@ -389,6 +389,29 @@ def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tu
             EXIT_USAGE,
         )
     return found
+
+
+#: DataParallel and DistributedDataParallel save every key of the wrapped model under this prefix.
+DATA_PARALLEL_PREFIX = "module."
+
+
+def data_parallel_prefix(keys: Iterable[str]) -> str:
+    """``module.`` (repeated for nested DataParallel) when every key carries it, else nothing."""
+    keys = list(keys)
+    prefix = ""
+    while keys and all(k.startswith(prefix + DATA_PARALLEL_PREFIX) for k in keys):
+        prefix += DATA_PARALLEL_PREFIX
+    return prefix
+
+
+def model_state_dict(path: Path, options: LoadOptions = LoadOptions()) -> dict:
+    """The model's state dict in a checkpoint (the first one found), DataParallel's prefix stripped:
+    what ``scan --trace --checkpoint``, ``demo`` and ``verify`` compare a built model with."""
+    checkpoint = load_checkpoint(path, options)
+    keys = find_state_dicts(checkpoint.content, checkpoint.path)
+    state = checkpoint.content[keys[0]] if keys else checkpoint.content
+    prefix = data_parallel_prefix(state)
+    return {key[len(prefix) :]: value for key, value in state.items()}
 
 
 def _entry_names(content: Mapping) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
-from . import cli, config_options, output_options
+from .common import cli, config_options, output_options
 from .model_options import model_arg_options, model_build_options
 
 

@@ -81,7 +81,7 @@ class Demo:
         """The backbone the plan of the migrated models keeps (names plus ``Root.attr`` entries): the
         same decision patch-trainer baked into the freeze, checked by the harness. Read after the
         migration steps, when the converted copy exists."""
-        from ..analysis.backbone import plan_backbone_attrs
+        from ..analysis.scan import plan_backbone_attrs
         from ..config import load_config
 
         config = load_config([self.converted], backbone_attrs=self.options.backbone_attrs)

@@ -148,9 +148,9 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
 
 def _load_checkpoint(model, path: Path) -> None:
     """Load ``--checkpoint`` with strict=False; the checkpoint-loaded check reports what did not match."""
-    from .snapshot import checkpoint_state_dict
+    from ..checkpoint.load import model_state_dict
 
-    state = checkpoint_state_dict(path)
+    state = model_state_dict(path)
     current = model.state_dict()
     usable = {
         k: v for k, v in state.items() if k in current and tuple(v.shape) == tuple(current[k].shape)
