@@ -191,8 +191,12 @@ def test_find_state_dicts_auto_detects_every_known_key_in_order(tmp_path):
     assert find_state_dicts({"net": sd, "other": sd}, tmp_path, ("other",)) == ("other",)
     with pytest.raises(Bn2gnError, match=r"no state dict found .* \(has: epoch, weights\)"):
         find_state_dicts({"epoch": 1, "weights": [1, 2]}, tmp_path)
-    with pytest.raises(Bn2gnError, match="--key nope: no such top-level entry"):
+    with pytest.raises(Bn2gnError, match="key=nope: no such top-level entry") as refused:
         find_state_dicts({"model": sd}, tmp_path, ("nope",))
+    assert refused.value.text.render({}).endswith(
+        ": --key nope: no such top-level entry (has: model)"
+    )
+
     with pytest.raises(Bn2gnError, match="holds a list, not a dict"):
         find_state_dicts([sd], tmp_path)
 
