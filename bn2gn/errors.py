@@ -85,7 +85,7 @@ class Message:
         return Message(other, self)
 
 
-def text(*parts: Part) -> str:
+def message_text(*parts: Part) -> str:
     """A message rendered now, in the current style: for notes and reasons kept as plain strings."""
     return str(Message(*parts))
 
