@@ -161,7 +161,7 @@ def test_content_keeps_other_entries_and_drops_the_optimizer_with_a_warning():
     assert new["epoch"] == 7 and new["lr"] == 0.1
     assert list(new["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     assert report.kept_entries == ["epoch", "lr"] and report.dropped_entries == ["optimizer"]
-    assert "--keep-optimizer" in report.warnings[0]
+    assert "(keep it with keep_optimizer)" in report.warnings[0]  # the engine names the option
     kept, report = remap_content(content, ("state_dict",), RemapOptions(keep_optimizer=True))
     assert kept["optimizer"] is content["optimizer"] and report.warnings == []
 
