@@ -77,7 +77,6 @@ def _fail(exc: Bn2gnError) -> None:
     """Bad options: one line and bn2gn's exit code, as from the bn2gn command line (these commands
     take their options under the same flags)."""
     print(f"bn2gn: error: {exc.text.render({})}", file=sys.stderr)
-
     raise SystemExit(exc.code)
 
 

@@ -379,7 +379,6 @@ class StubModule(types.ModuleType):
 
     def __init__(self, name: str, used: Dict[str, set]):
         super().__init__(name, message_text(f"bn2gn stand-in for {name} (", Opt("stub"), ")"))
-
         self.__path__ = []  # a package, so stubbed submodules import too
         self._bn2gn_used = used.setdefault(name, set())
 

@@ -433,5 +433,4 @@ def _apply_overrides(
                 return wanted, message_text(
                     "forced by ", Opt(flag, name), f" (analysis said {decision}: {reason})"
                 )
-
     return decision, reason

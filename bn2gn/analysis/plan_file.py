@@ -53,7 +53,6 @@ def read_plan_file(path: Path) -> Plan:
     hint = message_text(
         "make one with: bn2gn scan PATH... ", Opt("format", "json", command="scan"), " -o plan.json"
     )
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -196,7 +196,6 @@ def _backbone_evidence(
                     Opt("convert", f"{cls.name}.{attr}"),
                     " if not",
                 )
-
     return found, uncertain
 
 

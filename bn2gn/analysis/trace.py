@@ -18,7 +18,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..config import Config, is_backbone_path
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from .classify import _apply_overrides
 from .plan import CONVERT, KEEP, UNSURE, Plan, Site
 
@@ -88,8 +88,12 @@ def trace_plan(
         import torch  # noqa: F401
     except ImportError:
         raise Bn2gnError(
-            "scan --trace builds the model with PyTorch, which is not installed here: "
-            "pip install torch (CPU is enough)",
+            Message(
+                "scan ",
+                Opt("trace", command="scan"),
+                " builds the model with PyTorch, which is not installed here: "
+                "pip install torch (CPU is enough)",
+            ),
             EXIT_USAGE,
         ) from None
     from .trace_report import check_statistics
@@ -122,8 +126,11 @@ def trace_plan(
     ]
     if creations and not by_site and static.sites:
         report.warnings.append(
-            "the build executed none of the BatchNorm sites in the scanned files: does --path "
-            "import the same source tree that was scanned?"
+            message_text(
+                "the build executed none of the BatchNorm sites in the scanned files: does ",
+                Opt("path"),
+                " import the same source tree that was scanned?",
+            )
         )
     check_statistics(model, config, report, checkpoint, load_options)
     return report

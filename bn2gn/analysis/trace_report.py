@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import List, Optional
 
 from ..config import Config
+from ..errors import Opt, message_text
 from .trace import TraceReport, show
 
 PREFIX = "module."
@@ -32,7 +33,7 @@ def check_statistics(
                 f"{len(after_factory)} backbone BatchNorm layer(s) still have untrained statistics after the factory "
                 f"ran (running_mean 0, running_var 1, num_batches_tracked 0): {show(after_factory)}; freezing them "
                 "pins an untrained normalisation: load pretrained backbone weights, or check your checkpoint with "
-                "--checkpoint FILE"
+                + message_text(Opt("checkpoint", "FILE"))
             )
         return
     state = checkpoint_state(checkpoint, load_options)

@@ -259,7 +259,6 @@ def _check_replaceable(path: Optional[Path]) -> None:
             ),
             EXIT_USAGE,
         )
-
     if info.st_nlink > 1:
         raise Bn2gnError(
             Message(

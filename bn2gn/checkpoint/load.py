@@ -428,7 +428,6 @@ def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tu
             ),
             EXIT_USAGE,
         )
-
     return found
 
 

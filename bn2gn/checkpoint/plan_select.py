@@ -61,7 +61,6 @@ def selection_from_plan(plan, source: str) -> PlanSelection:
             ),
             EXIT_USAGE,
         )
-
     converted = {p for s in traced if s.decision == CONVERT for p in s.module_paths if p != ROOT}
     kept = {p for s in traced if s.decision != CONVERT for p in s.module_paths if p != ROOT}
     both = sorted(converted & kept)

@@ -112,7 +112,6 @@ def load_renames(path: Path) -> RenameSelection:
             ),
             EXIT_USAGE,
         )
-
     rules = []
     for item in data["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("prefix"), str):

@@ -128,7 +128,6 @@ def _state_dict_lines(sd: StateDictReport, verbose: bool) -> List[str]:
             f"  reset    {len(sd.reset):6d}  GroupNorm weight=1 / bias=0 ("
             + message_text(Opt("reset_affine"), ")")
         )
-
         if verbose:
             lines.extend(f"      {name}" for name in sd.reset)
     lines.append(

@@ -33,7 +33,6 @@ def build_payload(content: Any, state_keys: Tuple[str, ...], fmt: str) -> Tuple[
             ),
             EXIT_USAGE,
         )
-
     state = content[state_keys[0]] if state_keys else content
     warnings = []
     if state_keys:

@@ -132,7 +132,6 @@ def remap_ckpt(
     from ..modelspec import parse_model_spec
 
     name_options(output="-o")  # the engine's `output` is -o in its messages, as in the docs
-
     if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
         raise Bn2gnError(
             "--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",

@@ -200,7 +200,6 @@ def _model_args(
                     " if yours differs)",
                 )
             )
-
         else:
             args.append(f"{name}=...")
             notes.append(

@@ -133,7 +133,6 @@ def verify_command(
             "bn2gn cannot read the shapes from the source",
         ),
     ) + model.notes
-
     return Command(
         tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes
     )

@@ -97,7 +97,6 @@ def next_step_lines(result: MigrateResult) -> List[str]:
         lines.append(
             message_text(f"    bn2gn migrate {result.repo} ", Opt("write", command="migrate"))
         )
-
     for title, commands in (
         ("remap the checkpoints the train scripts load", steps.remap),
         ("check the converted model at run time", steps.verify),

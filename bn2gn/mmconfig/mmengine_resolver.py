@@ -23,7 +23,6 @@ def resolve_with_mmengine(path: Path) -> ResolvedConfig:
             Message(MMENGINE_RESOLVER, " needs mmengine: pip install 'bn2gn[openmmlab]'"),
             EXIT_USAGE,
         ) from None
-
     path = Path(path)
     if not path.is_file():
         raise SourceError(path, 1, "no such config file")

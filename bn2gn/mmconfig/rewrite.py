@@ -311,7 +311,6 @@ def _fix_lr_mult(state: _State) -> None:
                     Opt("allow_base"),
                 )
             )
-
             continue
         entry = finding.key[len("custom_keys.") :]
         edits.setdefault(Path(finding.file), []).append(

@@ -164,7 +164,6 @@ class Demo:
                 ),
                 EXIT_USAGE,
             )
-
         return wanted
 
     # --- [ARCH 1/3] .. [ARCH 3/3], per architecture ------------------------------------------

@@ -49,7 +49,6 @@ def prepare_workdir(fixtures: Path, workdir: Path, force: bool) -> None:
                 ),
                 EXIT_USAGE,
             )
-
         for name in OWN_DIRS:
             if (workdir / name).is_dir():
                 shutil.rmtree(workdir / name)

@@ -152,7 +152,6 @@ def _import_file(path: Path):
             Message(Opt("freeze_from", path), f": importing it raised {type(exc).__name__}: {exc}"),
             EXIT_USAGE,
         ) from None
-
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module

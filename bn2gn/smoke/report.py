@@ -81,7 +81,6 @@ def render_section(section: Section, verbose: bool = False) -> List[str]:
                     f"  {'WARN':<4}  {check.name:<{width}}  ... more of these (see -v or "
                     + message_text(Opt("format", "json"), ")")
                 )
-
             if seen >= TEXT_WARNING_LIMIT:
                 continue
         lines.append(f"  {_LABEL[check.status]:<4}  {check.name:<{width}}  {check.value}")

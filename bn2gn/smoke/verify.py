@@ -153,7 +153,6 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
             ),
             EXIT_USAGE,
         ) from None
-
     loss = generic_loss(output)
     optimizer.zero_grad()
     loss.backward()
