@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import DEFAULT_BACKBONE_ATTRS, is_backbone_path
+from ..errors import Opt, message_text
 from .load import DATA_PARALLEL_PREFIX, data_parallel_prefix
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -43,14 +44,15 @@ class ModelSelection:
         shown = ", ".join(unaccounted[:5]) + (
             f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else ""
         )
-        return (
-            f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm in the "
-            f"model {self.source} and were left as they are: {shown}; check that --model builds the "
-            "network that wrote this checkpoint"
+        return message_text(
+            f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm "
+            f"in the model {self.source} and were left as they are: {shown}; check that ",
+            Opt("model"),
+            " builds the network that wrote this checkpoint",
         )
 
 
-def selection_from_model(model, source: str = "--model") -> ModelSelection:
+def selection_from_model(model, source: str = "built in memory") -> ModelSelection:
     """GroupNorm and BatchNorm module paths of the converted model (DataParallel/wrappers unwrapped)."""
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
@@ -171,8 +173,12 @@ def remap_content(
         elif not options.keep_optimizer and is_optimizer_state(name, value):
             report.dropped_entries.append(str(name))
             report.warnings.append(
-                f"dropped optimizer state {name!r}: its per-parameter state no longer lines up once "
-                "parameters are frozen or replaced (keep it with --keep-optimizer)"
+                message_text(
+                    f"dropped optimizer state {name!r}: its per-parameter state no longer lines up "
+                    "once parameters are frozen or replaced (keep it with ",
+                    Opt("keep_optimizer"),
+                    ")",
+                )
             )
         else:
             out[name] = value

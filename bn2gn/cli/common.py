@@ -11,22 +11,19 @@ from typing import Callable
 
 import click
 
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, OptionError
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, flag_of, flag_style  # noqa: F401
 
 
 class _Group(click.Group):
     """Turns any unexpected exception into one line and exit code 3: the user never sees a traceback."""
 
     def invoke(self, ctx):
+        flags = ctx.meta.setdefault(OPTION_FLAGS, {})
         try:
-            return super().invoke(ctx)
-        except OptionError as exc:
-            fail(
-                f"{ctx.meta.get(OPTION_FLAGS, {}).get(exc.option, flag_of(exc.option))}{exc.detail}",
-                exc.code,
-            )
+            with flag_style(flags):  # engine messages name options as this command's flags
+                return super().invoke(ctx)
         except Bn2gnError as exc:
-            fail(exc.message, exc.code)
+            fail(exc.text.render(flags), exc.code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
@@ -43,13 +40,10 @@ class _Group(click.Group):
             )
 
 
-#: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``).
+#: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``);
+#: any other option is shown as ``flag_of(name)``. Engine messages hold options as ``Opt`` data
+#: (``bn2gn.errors``) and are rendered with this mapping, never rewritten as text.
 OPTION_FLAGS = "bn2gn.option_flags"
-
-
-def flag_of(option: str) -> str:
-    """The flag an engine option name is taken as by default: ``model_arg`` -> ``--model-arg``."""
-    return "--" + option.replace("_", "-")
 
 
 def name_options(**flags: str) -> None:

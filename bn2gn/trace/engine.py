@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ..analysis.classify import _apply_overrides
 from ..analysis.plan import CONVERT, KEEP, UNSURE, Plan, Site
 from ..config import Config, is_backbone_path
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from .report import TraceReport, Untracked, check_statistics, show
 
 #: (display path, line, col, end_line, end_col): columns 1-based characters, like Site
@@ -44,8 +44,12 @@ def trace_plan(
         import torch  # noqa: F401
     except ImportError:
         raise Bn2gnError(
-            "scan --trace builds the model with PyTorch, which is not installed here: "
-            "pip install torch (CPU is enough)",
+            Message(
+                "scan ",
+                Opt("trace", command="scan"),
+                " builds the model with PyTorch, which is not installed here: "
+                "pip install torch (CPU is enough)",
+            ),
             EXIT_USAGE,
         ) from None
     files = scanned_files(project)
@@ -76,8 +80,11 @@ def trace_plan(
     ]
     if creations and not by_site and static.sites:
         report.warnings.append(
-            "the build executed none of the BatchNorm sites in the scanned files: does --path "
-            "import the same source tree that was scanned?"
+            message_text(
+                "the build executed none of the BatchNorm sites in the scanned files: does ",
+                Opt("path"),
+                " import the same source tree that was scanned?",
+            )
         )
     check_statistics(model, config, report, checkpoint, load_options)
     return report

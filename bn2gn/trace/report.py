@@ -16,6 +16,7 @@ from ..analysis.plan import Plan, Site
 from ..bn_statistics import untrained_backbone_batchnorms
 from ..checkpoint.load import LoadOptions, model_state_dict
 from ..config import Config
+from ..errors import Opt, message_text
 
 SHOWN = 4  # module paths quoted in one reason
 
@@ -81,7 +82,7 @@ def check_statistics(
                 f"{len(after_factory)} backbone BatchNorm layer(s) still have untrained statistics after the factory "
                 f"ran (running_mean 0, running_var 1, num_batches_tracked 0): {show(after_factory)}; freezing them "
                 "pins an untrained normalisation: load pretrained backbone weights, or check your checkpoint with "
-                "--checkpoint FILE"
+                + message_text(Opt("checkpoint", "FILE"))
             )
         return
     state = model_state_dict(checkpoint, load_options or LoadOptions())
