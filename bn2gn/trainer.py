@@ -354,8 +354,8 @@ def plan_trainer_insertions(paths: Sequence[Path], config: Optional[Config] = No
 
 
 def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
-    """plan_trainer_insertions for files already read: bytes, text and ``ast`` rule out most files
-    before LibCST parses any, and nothing is re-parsed to check output that is never written."""
+    """plan_trainer_insertions for files already read: bytes and text rule out most files, the rest are
+    planned on ``ast``; LibCST never parses them, as no output is written."""
     return plan_insertions_for(admitted(raw), config)
 
 
