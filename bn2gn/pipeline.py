@@ -10,15 +10,17 @@ import dataclasses
 import difflib
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, TextIO
-
-import libcst as cst
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO
 
 from .errors import EXIT_FAILED, EXIT_OK, SourceError
 from .rules import Rule
 from .sources import SourceText, WriteRefused, read_source, write_atomic
+
+if TYPE_CHECKING:  # LibCST is imported by the commands that parse with it (scan does not)
+    import libcst as cst
 
 WRITE, DIFF, CHECK = "write", "diff", "check"
 #: a 1 MB generated model took over 400 s and 1.2 GB (docs/performance.md): bigger files are reported, never a hang
@@ -96,6 +98,8 @@ def parse_module(source: SourceText, checked: bool = False) -> cst.Module:
     ``checked``: the caller already ran check_python on this text."""
     if not checked:
         check_python(source.text, str(source.path))
+    import libcst as cst
+
     try:
         module = cst.parse_module(source.text)
     except cst.ParserSyntaxError:
@@ -178,6 +182,12 @@ def finish(
     )
 
 
+def _libcst_parse_error() -> type:
+    """LibCST's parse error, when LibCST is loaded (if it is not, nothing can have raised it)."""
+    cst = sys.modules.get("libcst")
+    return cst.ParserSyntaxError if cst is not None else SyntaxError
+
+
 def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> FileResult:
     """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
     try:
@@ -193,7 +203,7 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
         return transform(source)
     except SourceError as exc:
         return failed(path, str(exc))
-    except (SyntaxError, cst.ParserSyntaxError) as exc:
+    except (SyntaxError, _libcst_parse_error()) as exc:
         return failed(path, parse_error(path, exc))
     except RecursionError:
         return failed(

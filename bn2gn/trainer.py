@@ -2,8 +2,9 @@
 
 A file is a *train script* when it builds an optimizer (BN2GN201, BN2GN204 apply) and a *trainer*
 when it switches a model to training with ``.train()`` (BN2GN203); BN2GN202 then defines what the
-inserted calls need. Everything is planned on the original syntax tree and applied in one LibCST
-pass, so the report, ``bn2gn scan`` and the rewrite share one detection path.
+inserted calls need. Everything is planned on the file's ``ast`` (one walk, ``trainer_facts``) and
+applied in one LibCST pass, so the report, ``bn2gn scan`` and the rewrite share one detection path,
+and ``scan`` never imports LibCST.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
-
-import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import PositionProvider
 
 from .codemods.eval_after_train import KEEP, KeepEvalAfterTrain, find_train_switches
 from .codemods.exclude_frozen import ExcludeFrozenParameters
@@ -27,9 +24,15 @@ from .codemods.freeze_before_optimizer import (
     find_optimizer_sites,
     site_at_line,
 )
-from .codemods.freeze_helper import InjectFreezeHelper
-from .codemods.inject import InsertStatements, import_end_index
+from .codemods.names import tuple_literal
 from .codemods.recognise import admitted, ast_may_plan, text_may_plan
+from .codemods.trainer_facts import (
+    Facts,
+    baked_attrs,
+    call_named,
+    line_after_imports,
+    missing_helpers,
+)
 from .config import DEFAULT_BACKBONE_ATTRS, Config
 from .discovery import discover
 from .errors import Message, Opt, SourceError, current_style, message_text, set_style
@@ -60,7 +63,7 @@ class TrainerOptions:
     def call_kwargs(self) -> str:
         """Injected definitions carry the attributes as their default; an imported helper needs them passed."""
         if self.helper_module and tuple(self.backbone_attrs) != DEFAULT_BACKBONE_ATTRS:
-            return f", backbone_attrs={tuple(self.backbone_attrs)!r}"
+            return f", backbone_attrs={tuple_literal(self.backbone_attrs)}"
         return ""
 
 
@@ -97,98 +100,117 @@ def _patch(
 ) -> Tuple[FileResult, List[Entry]]:
     """``prefilter``: decide on text and ``ast`` first (False only to test the pre-filter itself);
     ``check``: build and parse-check the new text (``bn2gn scan`` needs only the entries)."""
-    checked = False
     if options.insert_before_line is None and prefilter:
         if not text_may_plan(source.text, options.optimizer_calls):
             raise NotTrainingCode(_nothing_found(source.path, options))
-        if not ast_may_plan(check_python(source.text, str(source.path)), options.optimizer_calls):
+    facts = Facts(source.text, check_python(source.text, str(source.path)))
+    if options.insert_before_line is None and prefilter:
+        if not ast_may_plan(facts.tree, options.optimizer_calls, facts):
             raise NotTrainingCode(_nothing_found(source.path, options))
-        checked = True
-    wrapper = cst.MetadataWrapper(parse_module(source, checked=checked))
-    insertions, rewrites, entries, notes = plan_module(wrapper, options, source.path)
+    plan = plan_module(facts, options, source.path)
     if not check:
-        entries = sorted(
-            entries + _helper_entries(wrapper, options, insertions),
-            key=lambda e: (e.line, e.rule.code),
-        )
-        return FileResult(path=source.path, status="unchanged", source=source), entries
-    module = wrapper.module.visit(InsertStatements(insertions, rewrites))
-    helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
-    if Rule.INJECT_FREEZE_HELPER in options.rules:
-        module, names = helper.apply(module)
-        if names:
-            how = (
-                f"import from {options.helper_module}"
-                if options.helper_module
-                else "define after the imports"
-            )
-            entries.append(
-                Entry(
-                    Rule.INJECT_FREEZE_HELPER,
-                    _line_after_imports(wrapper),
-                    "<module>",
-                    f"{how}: {', '.join(names)}",
-                )
-            )
-    elif helper.missing(module):
+        return FileResult(path=source.path, status="unchanged", source=source), plan.entries
+    return _apply(source, options, plan), plan.entries
+
+
+@dataclasses.dataclass
+class FilePlan:
+    """What patch-trainer will do to one file, decided on its ``ast``."""
+
+    insertions: list  # freeze_before_optimizer.Insertion
+    rewrites: dict  # (line, column) where ``parameters`` ends -> call rewrite
+    entries: List[Entry]  # sorted by line, then rule
+    notes: List[str]
+    helpers: List[str]  # the BN2GN202 definitions the file will miss
+    helper_line: int
+    stale: Optional[Tuple[str, ...]] = None  # attributes baked into earlier injected helpers
+
+
+def _apply(source: SourceText, options: TrainerOptions, plan: FilePlan) -> FileResult:
+    """Apply a plan with LibCST: one parse, one position resolution, one insertion pass."""
+    from .codemods.freeze_helper import InjectFreezeHelper
+    from .codemods.inject import InsertStatements
+
+    entries, notes = list(plan.entries), list(plan.notes)
+    inject = Rule.INJECT_FREEZE_HELPER in options.rules and plan.helpers
+    if plan.helpers and not inject:
         notes.append(
-            f"{source.path}: calls {', '.join(helper.missing(module))} without defining or importing it "
+            f"{source.path}: calls {', '.join(plan.helpers)} without defining or importing it "
             + message_text(
                 "(BN2GN202 skipped): import it from bn2gn.runtime or use ", Opt("helper_module")
             )
         )
-    stale = None if options.helper_module else helper.stale_defaults(module)
-    if stale is not None:
+    if plan.stale is not None:
         notes.append(
-            f"{source.path}: the injected helpers default to backbone attributes {stale}, the "
+            f"{source.path}: the injected helpers default to backbone attributes {plan.stale}, the "
             f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update"
         )
-    entries.sort(key=lambda e: (e.line, e.rule.code))
-    return finish(source, module.code, [e.change() for e in entries], notes), entries
+    if not (plan.insertions or plan.rewrites or inject):
+        return finish(source, source.text, [], notes)  # nothing to edit: LibCST is not needed
+    module = parse_module(source, checked=True)
+    if plan.insertions or plan.rewrites:
+        insertions, rewrites = _anchored(module, plan)
+        module = module.visit(InsertStatements(insertions, rewrites))
+    if inject:
+        helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
+        module, _ = helper.apply(module, plan.helpers)
+    return finish(source, module.code, [e.change() for e in entries], notes)
 
 
-def _helper_entries(
-    wrapper: cst.MetadataWrapper, options: TrainerOptions, insertions
-) -> List[Entry]:
-    """The BN2GN202 entry _patch would report, from the plan alone (for ``bn2gn scan``)."""
-    if Rule.INJECT_FREEZE_HELPER not in options.rules:
-        return []
-    planned = {FREEZE for i in insertions if i.rule is Rule.FREEZE_BEFORE_OPTIMIZER} | {
-        KEEP for i in insertions if i.rule is Rule.EVAL_AFTER_TRAIN
-    }
-    names = InjectFreezeHelper(options.backbone_attrs, options.helper_module).missing(
-        wrapper.module, planned
-    )
-    if not names:
-        return []
-    how = (
-        f"import from {options.helper_module}"
-        if options.helper_module
-        else "define after the imports"
-    )
-    return [
-        Entry(
-            Rule.INJECT_FREEZE_HELPER,
-            _line_after_imports(wrapper),
-            "<module>",
-            f"{how}: {', '.join(names)}",
+def _anchored(module, plan: FilePlan) -> tuple:
+    """The plan's insertions and call rewrites keyed by the LibCST nodes at their positions."""
+    import libcst as cst
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from .codemods.inject import PlannedInsertion, format_snippet
+
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    anchors = {i.anchor for i in plan.insertions}
+    statements, small, calls = {}, {}, {}
+    for node, where in positions.items():
+        start = (where.start.line, where.start.column)
+        if start in anchors:
+            if isinstance(node, cst.BaseStatement):
+                statements[start] = node
+            elif isinstance(node, cst.BaseSmallStatement):
+                small[start] = node
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            end = positions[node.func.attr].end
+            if (end.line, end.column) in plan.rewrites:
+                calls[node] = plan.rewrites[(end.line, end.column)]
+    insertions = []
+    for item in plan.insertions:
+        anchor = statements.get(item.anchor) or small.get(item.anchor)
+        if anchor is None:  # bn2gn's own bug: the plan names a statement LibCST does not have
+            raise AssertionError(f"no statement at {item.anchor} for {item.rule.code}")
+        insertions.append(
+            PlannedInsertion(
+                item.rule,
+                anchor,
+                item.where,
+                format_snippet(item.code),
+                item.line,
+                item.scope,
+                item.message,
+            )
         )
-    ]
+    if len(calls) != len(plan.rewrites):
+        raise AssertionError("a planned parameters() rewrite has no call at its position")
+    return insertions, calls
 
 
-def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> tuple:
-    """(insertions, call rewrites, entries, notes) for one parsed file; raises NeedsUserInput."""
-    names = collect_optimizer_names(wrapper.module, options.optimizer_calls)
-    frozen_already = bool(
-        m.findall(wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE))))
-    )
+def plan_module(facts: Facts, options: TrainerOptions, path) -> FilePlan:
+    """Everything patch-trainer decides for one file, from its ``ast`` facts; raises NeedsUserInput."""
+    names = collect_optimizer_names(facts, options.optimizer_calls)
+    frozen_already = any(call_named(c, FREEZE) for c in facts.calls)
     sites, switches, notes = [], [], []
     if options.insert_before_line is not None and frozen_already:
         notes.append(
             message_text(f"{path}: already calls {FREEZE}; ", Opt("insert_before_line"), " ignored")
         )
     elif options.insert_before_line is not None:
-        site = site_at_line(wrapper, options.insert_before_line)
+        site = site_at_line(facts, options.insert_before_line)
         if site is None:
             raise NeedsUserInput(
                 message_text(
@@ -199,27 +221,45 @@ def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> 
             )
         sites = [site]
     elif options.kind != TRAINER:
-        sites = find_optimizer_sites(wrapper, names)
+        sites = find_optimizer_sites(facts, names)
     if options.kind != SCRIPT:
-        switches = find_train_switches(wrapper)
+        switches = find_train_switches(facts)
     script = sites or (frozen_already and options.kind != TRAINER)
     if not script and (options.kind == SCRIPT or not switches):
         raise NotTrainingCode(_nothing_found(path, options))
     insertions, rewrites, entries = [], {}, []
     if Rule.FREEZE_BEFORE_OPTIMIZER in options.rules:
         insertions += FreezeBeforeOptimizer(options.model_var, options.call_kwargs).plan(
-            wrapper, sites, path
+            facts, sites, path
         )
     if Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER in options.rules:
-        rewrites, changes, problems = ExcludeFrozenParameters().plan(wrapper, sites)
+        rewrites, changes, problems = ExcludeFrozenParameters().plan(facts, sites)
         entries += [Entry(*change) for change in changes]
         notes += [f"{path}:{problem}" for problem in problems]
     if Rule.EVAL_AFTER_TRAIN in options.rules:
-        planned, problems = KeepEvalAfterTrain(options.call_kwargs).plan(wrapper, switches)
+        planned, problems = KeepEvalAfterTrain(options.call_kwargs).plan(facts, switches)
         insertions += planned
         notes += [f"{path}:{problem}" for problem in problems]
     entries += [Entry(i.rule, i.line, i.scope, i.message) for i in insertions]
-    return insertions, rewrites, entries, notes
+    called = {FREEZE for i in insertions if i.rule is Rule.FREEZE_BEFORE_OPTIMIZER} | {
+        KEEP for i in insertions if i.rule is Rule.EVAL_AFTER_TRAIN
+    }
+    helpers = missing_helpers(facts, called)
+    helper_line = line_after_imports(facts) if helpers else 0
+    if helpers and Rule.INJECT_FREEZE_HELPER in options.rules:
+        how = (
+            f"import from {options.helper_module}"
+            if options.helper_module
+            else "define after the imports"
+        )
+        entries.append(
+            Entry(
+                Rule.INJECT_FREEZE_HELPER, helper_line, "<module>", f"{how}: {', '.join(helpers)}"
+            )
+        )
+    entries.sort(key=lambda e: (e.line, e.rule.code))
+    stale = None if options.helper_module else baked_attrs(facts, options.backbone_attrs)
+    return FilePlan(insertions, rewrites, entries, notes, helpers, helper_line, stale)
 
 
 def _nothing_found(path, options: TrainerOptions) -> str:
@@ -248,14 +288,6 @@ def _nothing_found(path, options: TrainerOptions) -> str:
         f"{path}: neither an optimizer construction nor a model.train() call found (searched for {searched}, "
         f"X.train()); {hint}, or leave the file out"
     )
-
-
-def _line_after_imports(wrapper: cst.MetadataWrapper) -> int:
-    body = wrapper.module.body
-    index = import_end_index(wrapper.module)
-    if index < len(body):
-        return wrapper.resolve(PositionProvider)[body[index]].start.line
-    return wrapper.module.code.count("\n") + 1
 
 
 def patch_files(
@@ -343,8 +375,8 @@ def plan_trainer_insertions(paths: Sequence[Path], config: Optional[Config] = No
 
 
 def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
-    """plan_trainer_insertions for files already read: bytes, text and ``ast`` rule out most files
-    before LibCST parses any, and nothing is re-parsed to check output that is never written."""
+    """plan_trainer_insertions for files already read: bytes and text rule out most files, the rest are
+    planned on ``ast``; LibCST never parses them, as no output is written."""
     return plan_insertions_for(admitted(raw), config)
 
 
@@ -358,14 +390,7 @@ def plan_insertions_for(sources: Dict[Path, SourceText], config: Config) -> List
     for path, source in sources.items():
         try:
             _, entries = _patch(source, options, check=False)
-        except (
-            NeedsUserInput,
-            SourceError,
-            SyntaxError,
-            ValueError,
-            cst.ParserSyntaxError,
-            RecursionError,
-        ):
+        except (NeedsUserInput, SourceError, SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         found.extend(entry.as_dict(path) for entry in entries)
     return found

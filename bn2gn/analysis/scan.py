@@ -143,7 +143,7 @@ def collector_paused():
 
 def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
     """patch-trainer's planned insertions, with display paths; files without training code cost a text
-    search, and LibCST is imported only when some file holds training code."""
+    search, the others one ``ast`` parse and walk (LibCST is never imported)."""
     from ..codemods.recognise import admitted
 
     sources = admitted(raw)

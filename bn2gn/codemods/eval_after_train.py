@@ -9,35 +9,26 @@ in the same block. ``X.train(False)``, ``X.eval()`` and methods that merely shar
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import List, Optional, Sequence, Tuple
 
-import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import ParentNodeProvider, PositionProvider
-
 from ..rules import Rule
-from .inject import (
-    PlannedInsertion,
-    dotted_name,
-    enclosing_scope,
-    enclosing_statement,
-    format_snippet,
-)
+from .freeze_before_optimizer import Insertion, anchor_of
 from .names import KEEP
+from .trainer_facts import Facts, Statement, call_named, dotted
 
 ON, OFF, UNKNOWN = "on", "off", "unknown"
-_KEEP_CALL = m.Call(func=m.Name(KEEP) | m.Attribute(attr=m.Name(KEEP)))
-_NESTED_SCOPES = (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
-_SIMPLE_KINDS = (cst.Expr, cst.Assign, cst.AnnAssign, cst.AugAssign)
+_NESTED_SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_SIMPLE_KINDS = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)
 
 
 @dataclasses.dataclass
 class TrainSwitch:
     """One ``X.train(...)`` call that switches a model to training (or might)."""
 
-    call: cst.Call
-    statement: Optional[cst.CSTNode]
+    call: ast.Call
+    statement: Optional[Statement]
     receiver: str
     line: int
     scope: str
@@ -45,99 +36,109 @@ class TrainSwitch:
     problem: str = ""  # why it cannot be patched, for the report
 
 
-def train_mode(call: cst.Call) -> Optional[str]:
-    """ON / OFF / UNKNOWN for ``X.train(...)`` on a module; None when the call is no mode switch."""
-    if (
-        not m.matches(call.func, m.Attribute(attr=m.Name("train")))
-        or dotted_name(call.func.value) is None
-    ):
+def train_mode(call, text: str = "") -> Optional[str]:
+    """ON / OFF / UNKNOWN for ``X.train(...)`` on a module; None when the call is no mode switch.
+
+    ``call``: an ``ast.Call`` (``text``: the file, to read integer literals as written), or a LibCST
+    call, read through its code."""
+    if not isinstance(call, ast.AST):
+        import libcst as cst
+
+        text = cst.Module(body=[]).code_for_node(call)
+        call = ast.parse(text, mode="eval").body
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "train") or dotted(func.value) is None:
         return None
-    if not call.args:
+    arguments = [(None, a) for a in call.args] + [(k.arg, k.value) for k in call.keywords]
+    if not arguments:
         return ON
-    if (
-        len(call.args) > 1
-        or (call.args[0].keyword and call.args[0].keyword.value != "mode")
-        or call.args[0].star
-    ):
+    keyword, value = arguments[0]
+    if len(arguments) > 1 or isinstance(value, ast.Starred) or keyword not in (None, "mode"):
+        return None  # ``**kwargs`` has no keyword name: LibCST's star argument
+    if call.keywords and call.keywords[0].arg is None:
         return None
-    value = call.args[0].value
-    if m.matches(value, m.Name("False") | m.Integer("0")):
+    if isinstance(value, ast.Constant) and value.value is False:
         return OFF
-    if m.matches(value, m.Name("True") | m.Integer()):
+    if _is_integer(value) and _literal(value, text) == "0":
+        return OFF
+    if (isinstance(value, ast.Constant) and value.value is True) or _is_integer(value):
         return ON
     if (
-        call.args[0].keyword
-        or isinstance(value, (cst.Comparison, cst.BooleanOperation))
-        or m.matches(value, m.UnaryOperation(operator=m.Not()))
+        keyword
+        or isinstance(value, (ast.Compare, ast.BoolOp))
+        or (isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.Not))
     ):
         return ON  # a boolean expression: keeping the backbone in eval is right either way
     return UNKNOWN
 
 
-def find_train_switches(wrapper: cst.MetadataWrapper) -> List[TrainSwitch]:
+def _is_integer(value: ast.AST) -> bool:
+    return (
+        isinstance(value, ast.Constant)
+        and isinstance(value.value, int)
+        and not isinstance(value.value, bool)
+    )
+
+
+def _literal(value: ast.Constant, text: str) -> str:
+    """The integer as written (``0``, but not ``00`` or ``0x0``, is LibCST's ``Integer("0")``)."""
+    if not text:
+        return str(value.value)
+    segment = ast.get_source_segment(text, value)
+    return segment.strip("() \t") if segment else str(value.value)
+
+
+def find_train_switches(facts: Facts) -> List[TrainSwitch]:
     """Every ``X.train(...)`` that is not ``train(False)``, in source order, with a problem if unpatchable."""
-    parents = wrapper.resolve(ParentNodeProvider)
-    positions = wrapper.resolve(PositionProvider)
-    own_train = _defines_non_module_train(wrapper.module)
+    own_train = _defines_non_module_train(facts)
     switches = []
-    for call in m.findall(wrapper.module, m.Call(func=m.Attribute(attr=m.Name("train")))):
-        mode = train_mode(call)
+    for call in facts.calls:
+        if not (isinstance(call.func, ast.Attribute) and call.func.attr == "train"):
+            continue
+        mode = train_mode(call, facts.text)
         if mode in (None, OFF) or (mode == UNKNOWN and own_train):
             continue
-        receiver = dotted_name(call.func.value)
+        receiver = dotted(call.func.value)
         switch = TrainSwitch(
             call,
-            enclosing_statement(call, parents),
+            facts.enclosing_statement(call),
             receiver,
-            positions[call].start.line,
-            enclosing_scope(call, parents),
+            call.lineno,
+            facts.scope(call),
             mode,
         )
-        switch.problem = _problem(switch, parents)
+        switch.problem = _problem(facts, switch)
         switches.append(switch)
     return switches
 
 
-def _defines_non_module_train(module: cst.Module) -> bool:
+def _defines_non_module_train(facts: Facts) -> bool:
     """The file defines ``train(self, epoch, ...)``: then ``x.train(arg)`` most likely calls that method."""
-    for function in m.findall(module, m.FunctionDef(name=m.Name("train"))):
-        names = [
-            p.name.value for p in function.params.params if p.name.value not in ("self", "cls")
-        ]
+    for function in facts.functions:
+        if function.name != "train":
+            continue
+        names = [a.arg for a in function.args.args if a.arg not in ("self", "cls")]
         if names and names[0] != "mode":
             return True
     return False
 
 
-def _problem(switch: TrainSwitch, parents) -> str:
+def _problem(facts: Facts, switch: TrainSwitch) -> str:
     if switch.mode == UNKNOWN:
         return (
             f"{switch.receiver}.train(...) with a non-boolean argument may not be nn.Module.train; "
             f"add {KEEP}({switch.receiver}) after it by hand if it is"
         )
-    node = switch.call
-    while node is not switch.statement and node in parents:
-        node = parents[node]
+    node = facts.parent.get(switch.call)
+    while node is not None and not isinstance(node, ast.stmt):
         if isinstance(node, _NESTED_SCOPES):
             return f"{switch.receiver}.train() inside a lambda or comprehension; add {KEEP} by hand"
-    small = _small_statement(switch)
-    if small is None or not isinstance(small, _SIMPLE_KINDS):
+        node = facts.parent.get(node)
+    if node is None or not isinstance(node, _SIMPLE_KINDS):
         return (
             f"{switch.receiver}.train() is not a statement of its own; add {KEEP} by hand after it"
         )
     return ""
-
-
-def _small_statement(switch: TrainSwitch) -> Optional[cst.CSTNode]:
-    statement = switch.statement
-    if isinstance(statement, cst.SimpleStatementLine):
-        owners = [s for s in statement.body if _contains(s, switch.call)]
-        return owners[0] if owners else None
-    return statement if isinstance(statement, cst.BaseSmallStatement) else None
-
-
-def _contains(node: cst.CSTNode, target: cst.CSTNode) -> bool:
-    return any(found is target for found in m.findall(node, m.Call()))
 
 
 class KeepEvalAfterTrain:
@@ -149,27 +150,23 @@ class KeepEvalAfterTrain:
     def __init__(self, call_kwargs: str = ""):
         self.call_kwargs = call_kwargs
 
-    def plan(
-        self, wrapper: cst.MetadataWrapper, switches: Sequence[TrainSwitch]
-    ) -> Tuple[list, List[str]]:
-        parents = wrapper.resolve(ParentNodeProvider)
-        planned: List[PlannedInsertion] = []
+    def plan(self, facts: Facts, switches: Sequence[TrainSwitch]) -> Tuple[list, List[str]]:
+        planned: List[Insertion] = []
         problems, seen = [], set()
         for switch in switches:
             if switch.problem:
                 problems.append(f"{switch.line}: {switch.problem}")
                 continue
             key = (id(switch.statement), switch.receiver)
-            if key in seen or _followed_by_keep(switch.statement, parents):
+            if key in seen or _followed_by_keep(facts, switch.statement):
                 continue
             seen.add(key)
-            code = f"{KEEP}({switch.receiver}{self.call_kwargs})\n"
             planned.append(
-                PlannedInsertion(
+                Insertion(
                     Rule.EVAL_AFTER_TRAIN,
-                    switch.statement,
+                    anchor_of(facts, switch.statement),
                     "after",
-                    format_snippet(code),
+                    f"{KEEP}({switch.receiver}{self.call_kwargs})\n",
                     switch.line,
                     switch.scope,
                     f"{KEEP}({switch.receiver}) after {switch.receiver}.train()",
@@ -178,14 +175,15 @@ class KeepEvalAfterTrain:
         return planned, problems
 
 
-def _followed_by_keep(statement: cst.CSTNode, parents) -> bool:
+def _followed_by_keep(facts: Facts, statement: Statement) -> bool:
     """True when the next statement of the block (or suite) is a call to keep_backbone_bn_eval."""
-    block = parents.get(statement)
-    body = list(block.body) if block is not None else []
+    body = facts.statements(statement.owner, statement.field)
     index = next((i for i, s in enumerate(body) if s is statement), None)
     if index is None or index + 1 >= len(body):
         return False
-    follower = body[index + 1]
-    return m.matches(follower, m.Expr(value=_KEEP_CALL)) or m.matches(
-        follower, m.SimpleStatementLine(body=[m.Expr(value=_KEEP_CALL), m.ZeroOrMore()])
+    follower = body[index + 1].head
+    return (
+        isinstance(follower, ast.Expr)
+        and isinstance(follower.value, ast.Call)
+        and call_named(follower.value, KEEP)
     )

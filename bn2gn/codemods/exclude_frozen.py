@@ -8,35 +8,37 @@ first. Off by default: an optimizer state saved before the change no longer matc
 
 from __future__ import annotations
 
+import ast
 from typing import List, Sequence, Tuple
 
-import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import ParentNodeProvider, PositionProvider
-
 from ..rules import Rule
-from .inject import dotted_name
-
-_PARAMETERS = m.Call(func=m.Attribute(attr=m.Name("parameters")))
+from .trainer_facts import Facts, dotted
 
 
 class ExcludeFrozenParameters:
     """Plan call rewrites for the ``X.parameters()`` arguments of each optimizer site."""
 
-    def plan(self, wrapper: cst.MetadataWrapper, sites: Sequence) -> Tuple[dict, list, List[str]]:
-        """Return (call rewrites keyed by original call, [(rule, line, scope, message)], problems)."""
-        parents = wrapper.resolve(ParentNodeProvider)
-        positions = wrapper.resolve(PositionProvider)
+    def plan(self, facts: Facts, sites: Sequence) -> Tuple[dict, list, List[str]]:
+        """Return (call rewrites keyed by where the ``parameters`` name ends, as LibCST counts lines and
+        columns; [(rule, line, scope, message)], problems)."""
         rewrites, changes, problems = {}, [], []
         for site in sites:
             if site.call is None:
                 continue
-            if m.findall(site.call, m.Attribute(attr=m.Name("requires_grad"))):
+            inner = list(ast.walk(site.call))
+            if any(isinstance(n, ast.Attribute) and n.attr == "requires_grad" for n in inner):
                 continue  # the arguments already filter on requires_grad
+            calls = sorted(
+                (n for n in inner if isinstance(n, ast.Call)),
+                key=lambda c: (c.lineno, c.col_offset),
+            )
             targets = [
                 c
-                for c in m.findall(site.call, _PARAMETERS)
-                if dotted_name(c.func.value) and _passed_directly(c, site.call, parents)
+                for c in calls
+                if isinstance(c.func, ast.Attribute)
+                and c.func.attr == "parameters"
+                and dotted(c.func.value)
+                and _passed_directly(facts, c, site.call)
             ]
             if not targets:
                 problems.append(
@@ -44,12 +46,14 @@ class ExcludeFrozenParameters:
                     "filter them on p.requires_grad by hand to exclude frozen ones"
                 )
             for call in targets:
-                rewrites[call] = only_trainable
-                receiver = dotted_name(call.func.value)
+                rewrites[facts.position(call.func.end_lineno, call.func.end_col_offset)] = (
+                    only_trainable
+                )
+                receiver = dotted(call.func.value)
                 changes.append(
                     (
                         Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER,
-                        positions[call].start.line,
+                        call.lineno,
                         site.scope,
                         f"{receiver}.parameters() -> only parameters that require grad",
                     )
@@ -57,8 +61,10 @@ class ExcludeFrozenParameters:
         return rewrites, changes, problems
 
 
-def only_trainable(call: cst.Call) -> cst.BaseExpression:
-    """``X.parameters()`` -> ``[p for p in X.parameters() if p.requires_grad]``."""
+def only_trainable(call):
+    """``X.parameters()`` -> ``[p for p in X.parameters() if p.requires_grad]`` (LibCST nodes)."""
+    import libcst as cst
+
     return cst.ListComp(
         elt=cst.Name("p"),
         for_in=cst.CompFor(
@@ -71,15 +77,23 @@ def only_trainable(call: cst.Call) -> cst.BaseExpression:
     )
 
 
-def _passed_directly(call: cst.Call, optimizer: cst.Call, parents) -> bool:
-    """An argument of the optimizer, a list element, or the value of a param-group dict entry."""
-    node = parents.get(call)
-    while isinstance(node, (cst.Arg, cst.Element, cst.DictElement, cst.List, cst.Tuple, cst.Dict)):
-        if isinstance(node, cst.DictElement) and not (
-            isinstance(node.key, cst.SimpleString) and node.key.evaluated_value == "params"
-        ):
+def _passed_directly(facts: Facts, call: ast.Call, optimizer: ast.Call) -> bool:
+    """An argument of the optimizer, a list or tuple element, or the value of a param-group dict entry."""
+    child, node = call, facts.parent.get(call)
+    while node is not None:
+        if isinstance(node, ast.keyword):
+            return facts.parent.get(node) is optimizer
+        if isinstance(node, ast.Starred):
+            owner = facts.parent.get(node)
+            return owner is optimizer and any(a is node for a in owner.args)
+        if isinstance(node, ast.Call):
+            return node is optimizer and any(a is child for a in node.args)
+        if isinstance(node, ast.Dict):
+            index = next((i for i, v in enumerate(node.values) if v is child), None)
+            key = node.keys[index] if index is not None else None
+            if not (isinstance(key, ast.Constant) and key.value == "params"):
+                return False
+        elif not isinstance(node, (ast.List, ast.Tuple)):
             return False
-        if isinstance(node, cst.Arg):
-            return parents.get(node) is optimizer
-        node = parents.get(node)
+        child, node = node, facts.parent.get(node)
     return False

@@ -9,24 +9,27 @@ optimizer sees them.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import List, Optional, Sequence
 
-import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import ParentNodeProvider, PositionProvider
-
 from ..errors import Opt, message_text
 from ..rules import Rule
-from .inject import (
-    PlannedInsertion,
-    defined_or_imported_names,
-    dotted_name,
-    enclosing_scope,
-    enclosing_statement,
-    format_snippet,
-)
 from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
+from .recognise import optimizer_names
+from .trainer_facts import (
+    FUNCTIONS,
+    Facts,
+    Statement,
+    argument_values,
+    call_named,
+    defined_or_imported_names,
+    dotted,
+    identifiers,
+    model_from_receivers,
+    parameter_names,
+    parameter_receivers,
+)
 
 COUNT_VAR = "frozen_count"
 REPORT_TEXT = "Frozen backbone BatchNorm modules"
@@ -34,6 +37,26 @@ REPORT_TEXT = "Frozen backbone BatchNorm modules"
 
 class NeedsUserInput(Exception):
     """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2)."""
+
+
+@dataclasses.dataclass
+class Insertion:
+    """Code to insert right before or after a statement, and what the report says about it.
+
+    The statement is named by where it starts (line, column in characters, as LibCST counts), so
+    the plan is made on ``ast`` and applied to LibCST's tree."""
+
+    rule: Rule
+    anchor: tuple  # (line, column) of the statement
+    where: str  # "before" | "after"
+    code: str  # the snippet, before formatting
+    line: int
+    scope: str
+    message: str
+
+
+def anchor_of(facts: Facts, statement: Statement) -> tuple:
+    return facts.position(statement.head.lineno, statement.head.col_offset)
 
 
 class FreezeBeforeOptimizer:
@@ -47,18 +70,13 @@ class FreezeBeforeOptimizer:
         self.model_var = model_var
         self.call_kwargs = call_kwargs
 
-    def plan(
-        self, wrapper: cst.MetadataWrapper, sites: Sequence[OptimizerSite], path
-    ) -> List[PlannedInsertion]:
-        parents = wrapper.resolve(ParentNodeProvider)
-        positions = wrapper.resolve(PositionProvider)
-        frozen = _Freezes(parents)
-        for call in m.findall(
-            wrapper.module, m.Call(func=m.Name(FREEZE) | m.Attribute(attr=m.Name(FREEZE)))
-        ):
-            statement = enclosing_statement(call, parents)
-            if statement is not None:
-                frozen.add(statement, positions[statement].start.line)
+    def plan(self, facts: Facts, sites: Sequence[OptimizerSite], path) -> List[Insertion]:
+        frozen = _Freezes(facts)
+        for call in facts.calls:
+            if call_named(call, FREEZE):
+                statement = facts.enclosing_statement(call)
+                if statement is not None:
+                    frozen.add(statement, statement.line)
         planned = []
         for site in sites:
             if frozen.covers(site.statement, site.line):
@@ -74,14 +92,14 @@ class FreezeBeforeOptimizer:
                 )
             frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(
-                wrapper.module, site.statement, parents, positions
+                facts, site.statement
             )
             planned.append(
-                PlannedInsertion(
+                Insertion(
                     Rule.FREEZE_BEFORE_OPTIMIZER,
-                    site.statement,
+                    anchor_of(facts, site.statement),
                     "before",
-                    format_snippet(code),
+                    code,
                     site.line,
                     site.scope,
                     f"{FREEZE}({model}) before the optimizer ({site.name})",
@@ -95,37 +113,42 @@ class _Freezes:
     everything nested in those statements, within the same function. A freeze inside one branch of an
     ``if``/``elif``/``try`` does not cover the other branches, so each optimizer built there gets its own."""
 
-    def __init__(self, parents):
-        self.parents = parents
-        self.by_block: dict = {}  # block node -> lines of freeze statements directly in it
+    def __init__(self, facts: Facts):
+        self.facts = facts
+        self.by_block: dict = {}  # block -> lines of freeze statements directly in it
 
-    def add(self, statement: cst.CSTNode, line: float) -> None:
-        self.by_block.setdefault(self.parents.get(statement), []).append(line)
+    def add(self, statement: Statement, line: float) -> None:
+        self.by_block.setdefault(statement.block, []).append(line)
 
-    def covers(self, statement: cst.CSTNode, line: int) -> bool:
-        node = statement
+    def covers(self, statement: Statement, line: int) -> bool:
+        node = statement.head
         while node is not None:
-            block = self.parents.get(node)
-            if any(frozen < line for frozen in self.by_block.get(block, ())):
-                return True
-            if isinstance(node, (cst.FunctionDef, cst.Lambda)):
+            owner = self.facts.place.get(node) if isinstance(node, ast.stmt) else None
+            if owner is not None and not self.facts.is_elif(node):
+                block = (id(owner[0]), owner[1])
+                if any(frozen < line for frozen in self.by_block.get(block, ())):
+                    return True
+            if isinstance(node, (*FUNCTIONS, ast.Lambda)):
                 return False  # a freeze outside the function does not run when the function does
-            node = block
+            node = self.facts.parent.get(node)
         return False
 
 
-def report_line(module: cst.Module, statement: cst.CSTNode, parents, positions) -> str:
+def report_line(facts: Facts, statement: Statement) -> str:
     """The line that reports the count: ``logger.info`` / ``logger.write`` when the file logs, else print."""
-    visible = _visible_names(module, statement, parents, positions)
+    visible = _visible_names(facts, statement)
     methods = {}
-    for call in m.findall(module, m.Call(func=m.Attribute(attr=m.Name("info") | m.Name("write")))):
-        name = dotted_name(call.func.value) or ""
-        if "log" in name.rpartition(".")[2].lower() and name.split(".")[0] in visible:
-            methods.setdefault(name, set()).add(call.func.attr.value)
+    for call in facts.calls:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in ("info", "write"):
+            name = dotted(func.value) or ""
+            if "log" in name.rpartition(".")[2].lower() and name.split(".")[0] in visible:
+                methods.setdefault(name, set()).add(func.attr)
     stdlib = {
-        dotted_name(t.target)
-        for t in m.findall(module, m.AssignTarget())
-        if _assigned_from_get_logger(t, parents)
+        dotted(target)
+        for assign in facts.assigns
+        if isinstance(assign.value, ast.Call) and call_named(assign.value, "getLogger")
+        for target in assign.targets
     }
     for name in sorted(methods, key=lambda n: ("info" not in methods[n], n)):
         if "info" in methods[name] and name in stdlib:
@@ -136,157 +159,139 @@ def report_line(module: cst.Module, statement: cst.CSTNode, parents, positions) 
     return f'print(f"{REPORT_TEXT}: {{{COUNT_VAR}}}")\n'
 
 
-def _visible_names(module, statement, parents, positions) -> set:
+def _visible_names(facts: Facts, statement: Statement) -> set:
     """Names bound when ``statement`` runs: module-level ones (only earlier ones for module-level code)
     plus the parameters and earlier assignments of the enclosing functions."""
-    line = positions[statement].start.line
-    function = _innermost_function(statement, parents)
-    top = (
-        module.body
-        if function is not None
-        else [s for s in module.body if positions[s].start.line < line]
-    )
-    names = defined_or_imported_names(module.with_changes(body=top))
+    line = statement.line
+    function = facts.innermost_function(statement.head)
+    top = facts.module_statements()
+    if function is None:
+        top = [s for s in top if s.line < line]
+    names = defined_or_imported_names(facts, top)
     while function is not None:
-        names |= {p.name.value for p in function.params.params + function.params.kwonly_params}
+        names |= parameter_names(function)
         names |= {
-            t.target.value
-            for t in m.findall(function.body, m.AssignTarget(target=m.Name()))
-            if positions[t].start.line < line
+            target.id
+            for assign in facts.assigns
+            for target in assign.targets
+            if isinstance(target, ast.Name)
+            and target.lineno < line
+            and facts.inside(assign, function)
         }
-        function = _innermost_function(function, parents)
+        function = facts.innermost_function(function)
     return names
 
 
-def _assigned_from_get_logger(target: cst.AssignTarget, parents) -> bool:
-    assign = parents.get(target)
-    return isinstance(assign, cst.Assign) and m.matches(
-        assign.value, m.Call(func=m.Name("getLogger") | m.Attribute(attr=m.Name("getLogger")))
-    )
-
-
-def collect_optimizer_names(module: cst.Module, extra_calls: Sequence[str] = ()) -> OptimizerNames:
+def collect_optimizer_names(facts: Facts, extra_calls: Sequence[str] = ()) -> OptimizerNames:
     """Read every import in the file (function-local ones too) for the names of torch.optim."""
-    namespaces, classes = set(), set()
-    for node in m.findall(module, m.Import()):
-        for alias in node.names:
-            dotted, bound = _code(alias.name), _asname(alias)
-            if dotted == "torch.optim" and bound:
-                namespaces.add(bound)
-            elif dotted == "torch" and bound:
-                namespaces.add(f"{bound}.optim")
-            elif dotted == "torch" or dotted.startswith("torch."):
-                namespaces.add("torch.optim")
-    for node in m.findall(module, m.ImportFrom()):
-        if node.relative or node.module is None:
-            continue
-        source = _code(node.module)
-        if source == "torch.optim" and isinstance(node.names, cst.ImportStar):
-            classes |= TORCH_OPTIMIZERS
-        elif source in ("torch", "torch.optim") and not isinstance(node.names, cst.ImportStar):
-            for alias in node.names:
-                name = _code(alias.name)
-                if source == "torch" and name == "optim":
-                    namespaces.add(_asname(alias) or "optim")
-                elif source == "torch.optim" and name[:1].isupper() and name != "Optimizer":
-                    classes.add(_asname(alias) or name)
-    return OptimizerNames(namespaces, classes, tuple(OPTIMIZER_BUILDERS) + tuple(extra_calls))
+    return optimizer_names(facts.imports, extra_calls)
 
 
 @dataclasses.dataclass
 class OptimizerSite:
     """One optimizer construction: the call, the statement to insert before, and the model it trains."""
 
-    call: Optional[cst.Call]
-    statement: cst.CSTNode
+    call: Optional[ast.Call]
+    statement: Statement
     line: int
     scope: str
     name: str
     model: Optional[str] = None
 
 
-def find_optimizer_sites(
-    wrapper: cst.MetadataWrapper, names: OptimizerNames
-) -> List[OptimizerSite]:
+def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerSite]:
     """Every optimizer construction in the file, in source order.
 
     A function of this file that builds the optimizer from a parameter it was given (so the model
     is not visible inside it) is treated as a builder: its call sites are patched instead.
     """
-    parents = wrapper.resolve(ParentNodeProvider)
-    positions = wrapper.resolve(PositionProvider)
     direct, delegating, local_builders = [], set(), set()
-    for call in m.findall(wrapper.module, m.Call()):
-        name = dotted_name(call.func)
+    for call in facts.calls:
+        name = dotted(call.func)
         if name and names.is_direct(name):
-            site = _site(call, name, parents, positions)
-            site.model = model_of_call(call, parents)
-            function = _innermost_function(call, parents)
+            site = _site(facts, call, name)
+            site.model = model_of_call(facts, call)
+            function = facts.innermost_function(call)
             if function is not None:
-                local_builders.add(function.name.value)
-                if site.model is None and _is_builder(
-                    function, call, site.statement, wrapper.module
-                ):
-                    delegating.add(function.name.value)
+                local_builders.add(function.name)
+                if site.model is None and _is_builder(facts, function, call, site.statement):
+                    delegating.add(function.name)
                     continue
             direct.append(site)
     builders = OptimizerNames(
         names.namespaces, names.classes, names.builders + tuple(sorted(delegating))
     )
     sites = list(direct)
-    for call in m.findall(wrapper.module, m.Call()):
-        name = dotted_name(call.func)
+    for call in facts.calls:
+        name = dotted(call.func)
         if not name or names.is_direct(name) or not builders.is_builder(name):
             continue
         last = name.rpartition(".")[2]
         if last in local_builders and last not in delegating:
             continue  # the construction inside that function is patched instead
-        site = _site(call, name, parents, positions)
-        site.model = model_of_call(call, parents) or model_argument(call)
+        site = _site(facts, call, name)
+        site.model = model_of_call(facts, call) or model_argument(call)
         sites.append(site)
-    return sorted(sites, key=lambda s: (s.line, positions[s.call].start.column if s.call else 0))
+    return sorted(sites, key=lambda s: (s.line, s.call.col_offset if s.call else 0))
 
 
-def site_at_line(wrapper: cst.MetadataWrapper, line: int) -> Optional[OptimizerSite]:
+def site_at_line(facts: Facts, line: int) -> Optional[OptimizerSite]:
     """The outermost statement starting on ``line`` (for ``--insert-before-line``)."""
-    parents = wrapper.resolve(ParentNodeProvider)
-    positions = wrapper.resolve(PositionProvider)
-    for node, parent in parents.items():
-        if (
-            isinstance(parent, (cst.Module, cst.IndentedBlock))
-            and positions[node].start.line == line
-            and isinstance(node, cst.BaseStatement)
-        ):
-            site = OptimizerSite(None, node, line, enclosing_scope(node, parents), f"line {line}")
-            calls = m.findall(node, m.Call())
-            site.model = _model_from_receivers(r for c in calls for r in _parameter_receivers(c))
-            return site
+    pending = [facts.module_statements()]
+    while pending:
+        for statement in pending.pop(0):
+            if statement.suite:
+                continue
+            if statement.line == line:
+                site = OptimizerSite(
+                    None, statement, line, facts.scope(statement.head), f"line {line}"
+                )
+                site.model = model_from_receivers(
+                    r for member in statement.members for r in parameter_receivers(member)
+                )
+                return site
+            pending.extend(_bodies(facts, statement.head))
     return None
 
 
-def _site(call, name, parents, positions) -> OptimizerSite:
-    statement = enclosing_statement(call, parents)
-    return OptimizerSite(
-        call, statement, positions[statement].start.line, enclosing_scope(call, parents), name
-    )
+def _bodies(facts: Facts, node: ast.AST) -> list:
+    """The statement lists nested directly in a compound statement, ``elif`` branches included."""
+    found = []
+    for field in ("body", "orelse", "finalbody"):
+        if isinstance(getattr(node, field, None), list):
+            found.append(facts.statements(node, field))
+            if field == "orelse" and node.orelse and facts.is_elif(node.orelse[0]):
+                found.extend(_bodies(facts, node.orelse[0]))
+    for handler in getattr(node, "handlers", ()) or ():
+        found.append(facts.statements(handler, "body"))
+    for case in getattr(node, "cases", ()) or ():
+        found.append(facts.statements(case, "body"))
+    return found
 
 
-def model_of_call(call: cst.Call, parents) -> Optional[str]:
+def _site(facts: Facts, call: ast.Call, name: str) -> OptimizerSite:
+    statement = facts.enclosing_statement(call)
+    return OptimizerSite(call, statement, statement.line, facts.scope(call), name)
+
+
+def model_of_call(facts: Facts, call: ast.Call) -> Optional[str]:
     """The model whose parameters reach the optimizer: ``X`` in ``X.parameters()``, directly or
     through a variable built earlier in the same function (``params = [...]``)."""
-    receivers = [r for arg in call.args for r in _parameter_receivers(arg.value)]
-    for arg in call.args:
-        if isinstance(arg.value, cst.Name):
-            receivers.extend(_receivers_via_variable(arg.value.value, call, parents))
-    return _model_from_receivers(receivers)
+    values = argument_values(call)
+    receivers = [r for value in values for r in parameter_receivers(value)]
+    for value in values:
+        if isinstance(value, ast.Name):
+            receivers.extend(_receivers_via_variable(facts, value.id, call))
+    return model_from_receivers(receivers)
 
 
-def model_argument(call: cst.Call) -> Optional[str]:
+def model_argument(call: ast.Call) -> Optional[str]:
     """For builder calls such as ``build_optimizer(cfg, model)``: the one argument that names a model."""
     found = []
-    for arg in call.args:
-        name = dotted_name(arg.value)
-        keyword = arg.keyword.value if arg.keyword else ""
+    pairs = [("", a.value if isinstance(a, ast.Starred) else a) for a in call.args]
+    pairs += [(k.arg or "", k.value) for k in call.keywords]
+    for keyword, value in pairs:
+        name = dotted(value)
         if name and any(
             w in (keyword or name.rpartition(".")[2]).lower() for w in ("model", "net", "detector")
         ):
@@ -294,93 +299,38 @@ def model_argument(call: cst.Call) -> Optional[str]:
     return found[0] if len(set(found)) == 1 else None
 
 
-def _parameter_receivers(node: cst.CSTNode) -> List[str]:
-    receivers = []
-    for call in m.findall(
-        node, m.Call(func=m.Attribute(attr=m.Name("parameters") | m.Name("named_parameters")))
-    ):
-        name = dotted_name(call.func.value)
-        if name:
-            receivers.append(name)
-    return receivers
-
-
-def _receivers_via_variable(variable: str, call: cst.Call, parents) -> List[str]:
+def _receivers_via_variable(facts: Facts, variable: str, call: ast.Call) -> List[str]:
     """Receivers in the statements of the same function that assign, extend or append to ``variable``."""
-    scope = _innermost_function(call, parents)
-    root = scope.body if scope is not None else _module_of(call, parents)
-    target = m.Name(variable)
-    mutators = m.SimpleStatementLine(
-        body=[
-            m.ZeroOrMore(),
-            m.OneOf(
-                m.Assign(targets=[m.ZeroOrMore(), m.AssignTarget(target=target), m.ZeroOrMore()]),
-                m.AugAssign(target=target),
-                m.AnnAssign(target=target),
-                m.Expr(value=m.Call(func=m.Attribute(value=target))),
-            ),
-            m.ZeroOrMore(),
-        ]
-    )
-    receivers = []
-    for statement in m.findall(root, mutators):
-        receivers.extend(_parameter_receivers(statement))
-        node = statement
-        while node in parents and node is not root:
-            node = parents[node]
-            if isinstance(node, (cst.For, cst.CompFor)):
-                receivers.extend(_parameter_receivers(node.iter))
+    scope = facts.innermost_function(call)
+    receivers, seen = [], set()
+    for stmt in facts.mutators.get(variable, ()):
+        if scope is not None and not facts.inside(stmt, scope):
+            continue
+        statement = facts.statement_of(stmt)
+        if statement is None or statement.suite or id(statement) in seen:
+            continue  # LibCST's SimpleStatementLine: lines of a block, not one-line suites
+        seen.add(id(statement))
+        for member in statement.members:
+            receivers.extend(parameter_receivers(member))
+        node = facts.parent.get(statement.head)
+        while node is not None and node is not scope:
+            if isinstance(node, (ast.For, ast.AsyncFor)):
+                receivers.extend(parameter_receivers(node.iter))
+            node = facts.parent.get(node)
     return receivers
 
 
-def _model_from_receivers(receivers) -> Optional[str]:
-    """``model`` for ``model.head`` / ``model.module``; ``self.model`` for ``self.model.backbone``.
-
-    All receivers must agree; two different models cannot be told apart without --model-var.
-    """
-    bases = set()
-    for name in receivers:
-        parts = name.split(".")
-        bases.add(".".join(parts[:2]) if parts[0] == "self" and len(parts) > 1 else parts[0])
-    return bases.pop() if len(bases) == 1 else None
-
-
-def _is_builder(function: cst.FunctionDef, call: cst.Call, statement, module: cst.Module) -> bool:
+def _is_builder(facts: Facts, function, call: ast.Call, statement: Statement) -> bool:
     """``return torch.optim.X(<its own arguments>)`` in a function this file calls: patch the callers."""
+    head = statement.head
     if (
-        not m.matches(statement, m.SimpleStatementLine(body=[m.Return(value=m.Call())]))
-        or statement.body[0].value is not call
+        statement.suite
+        or len(statement.members) != 1
+        or not isinstance(head, ast.Return)
+        or head.value is not call
     ):
         return False
-    params = {p.name.value for p in function.params.params + function.params.kwonly_params} - {
-        "self",
-        "cls",
-    }
-    if not any(n.value in params for arg in call.args for n in m.findall(arg.value, m.Name())):
+    params = parameter_names(function) - {"self", "cls"}
+    if not any(params & identifiers(value) for value in argument_values(call)):
         return False
-    name = function.name.value
-    return bool(m.findall(module, m.Call(func=m.Name(name) | m.Attribute(attr=m.Name(name)))))
-
-
-def _innermost_function(node, parents) -> Optional[cst.FunctionDef]:
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, cst.FunctionDef):
-            return node
-    return None
-
-
-def _module_of(node, parents) -> cst.Module:
-    while node in parents:
-        node = parents[node]
-    return node
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module(body=[]).code_for_node(node)
-
-
-def _asname(alias: cst.ImportAlias) -> Optional[str]:
-    if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-        return alias.asname.name.value
-    return None
+    return any(call_named(other, function.name) for other in facts.calls)

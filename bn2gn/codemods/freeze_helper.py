@@ -14,7 +14,6 @@ import inspect
 from typing import List, Optional, Sequence, Tuple
 
 import libcst as cst
-import libcst.matchers as m
 
 from .. import runtime
 from .inject import (
@@ -23,10 +22,12 @@ from .inject import (
     format_snippet,
     import_end_index,
     insert_after_imports,
+    prerendered,
+    tuple_literal,
     with_indent,
 )
+from .names import PUBLIC_HELPERS as PUBLIC
 
-PUBLIC = ("freeze_backbone_bn", "keep_backbone_bn_eval")
 HELPERS = {
     "unwrap_model": "_bn2gn_unwrap_model",
     "backbone_modules": "_bn2gn_backbone_modules",
@@ -48,12 +49,20 @@ HEADER = (
 def runtime_source(names: Tuple[str, ...], backbone_attrs: Tuple[str, ...]) -> str:
     """Black-formatted source of the runtime functions ``names`` and the helpers they call."""
     wanted = set(names) | set(HELPERS)
-    chunks = []
-    for name in ORDER:
-        if name in wanted:
-            tree = cst.parse_module(inspect.getsource(getattr(runtime, name)))
-            chunks.append(tree.visit(_Specialise(backbone_attrs)).code)
-    return format_snippet_source("\n\n".join(chunks))
+    code = "\n\n".join(_specialised(name, backbone_attrs) for name in ORDER if name in wanted)
+    return prerendered(code) or format_snippet_source(code)
+
+
+@functools.lru_cache(maxsize=64)
+def _specialised(name: str, backbone_attrs: Tuple[str, ...]) -> str:
+    tree = cst.parse_module(inspect.getsource(getattr(runtime, name)))
+    return tree.visit(_Specialise(backbone_attrs)).code
+
+
+@functools.lru_cache(maxsize=32)
+def runtime_statements(names: Tuple[str, ...], backbone_attrs: Tuple[str, ...]) -> tuple:
+    """runtime_source parsed (LibCST nodes are immutable, so every file can share them)."""
+    return tuple(cst.parse_module(runtime_source(names, backbone_attrs)).body)
 
 
 def format_snippet_source(code: str) -> str:
@@ -65,7 +74,7 @@ class _Specialise(cst.CSTTransformer):
 
     def __init__(self, backbone_attrs: Sequence[str]):
         super().__init__()
-        self.default = cst.parse_expression(repr(tuple(backbone_attrs)))
+        self.default = cst.parse_expression(tuple_literal(backbone_attrs))
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
         return updated_node.with_changes(value=HELPERS.get(updated_node.value, updated_node.value))
@@ -86,12 +95,22 @@ class InjectFreezeHelper:
     def missing(self, module: cst.Module, also_called: Sequence[str] = ()) -> List[str]:
         """``also_called``: names that planned (not yet inserted) statements will call."""
         have = defined_or_imported_names(module)
-        called = {c.func.value for c in m.findall(module, m.Call(func=m.Name()))} | set(also_called)
+        called = set(also_called)
+
+        class _Called(cst.CSTVisitor):
+            def visit_Call(self, node: cst.Call) -> None:
+                if isinstance(node.func, cst.Name):
+                    called.add(node.func.value)
+
+        module.visit(_Called())
         return [name for name in PUBLIC if name in called and name not in have]
 
-    def apply(self, module: cst.Module) -> Tuple[cst.Module, List[str]]:
-        """Return the module with the missing definitions (or the import) added, and their names."""
-        names = self.missing(module)
+    def apply(
+        self, module: cst.Module, names: Optional[Sequence[str]] = None
+    ) -> Tuple[cst.Module, List[str]]:
+        """Return the module with the missing definitions (or the import) added, and their names;
+        ``names``: the missing ones when the plan already knows them (``missing_names``)."""
+        names = self.missing(module) if names is None else list(names)
         if not names:
             return module, []
         if self.helper_module:
@@ -103,7 +122,7 @@ class InjectFreezeHelper:
             body[index:index] = [statement]
             return module.with_changes(body=body), names
         have = defined_or_imported_names(module)
-        statements = cst.parse_module(runtime_source(tuple(names), self.backbone_attrs)).body
+        statements = runtime_statements(tuple(names), self.backbone_attrs)
         statements = [
             s for s in statements if not (isinstance(s, cst.FunctionDef) and s.name.value in have)
         ]

@@ -1,18 +1,27 @@
 """Shared LibCST helpers for injecting a definition once, after the imports, in the file's own style.
 
 Injected code is formatted with black on its own (never the user's file) and parsed so its
-indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or CRLF).
+indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or CRLF). bn2gn's
+snippets are written the way black writes them, so black is imported only for one that is not
+(a long name, an unusual ``--model-var``); tests/test_prerendered.py checks that claim.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections import Counter
 from typing import List, Optional, Sequence
 
 import libcst as cst
-import libcst.matchers as m
+
+from .names import tuple_literal  # noqa: F401 (re-exported)
+
+#: black's default line length
+BLACK_LINE = 88
+#: a line black keeps as it is: a comment, a docstring on one line, or one string item of a call
+_UNSPLITTABLE = re.compile(r'\s*(#.*|"""[^\n]*"""|[fFrRbB]{0,2}"[^"\n]*",?)')
 
 
 def format_snippet(code: str) -> List[cst.BaseStatement]:
@@ -23,10 +32,82 @@ def format_snippet(code: str) -> List[cst.BaseStatement]:
 @functools.lru_cache(maxsize=256)
 def black_formatted(code: str) -> str:
     """black's output for one of bn2gn's snippets: the same few recur in every file, and importing black
-    costs more than a run that injects nothing; so it is imported here, once, and each text formatted once."""
+    costs more than a run that injects nothing; so it is imported here, only for a snippet that is not
+    already in black's style (``prerendered``), and each text formatted once."""
+    text = prerendered(code)
+    if text is not None:
+        return text
     import black
 
     return black.format_str(code, mode=black.Mode())
+
+
+def prerendered(code: str) -> Optional[str]:
+    """``code`` as black would write it, when bn2gn's template already is (else None): no leading blank
+    lines, every line within black's length unless black cannot split it (or it is a ``def`` line
+    black splits at its parameters), double quotes only, no tabs or trailing spaces."""
+    text = code.lstrip("\n")
+    if not text.endswith("\n") or "\t" in text or "\r" in text:
+        return None
+    lines = []
+    for line in text.splitlines():
+        if line != line.rstrip() or ("'" in line and not _UNSPLITTABLE.fullmatch(line)):
+            return None
+        if len(line) <= BLACK_LINE or _UNSPLITTABLE.fullmatch(line):
+            lines.append(line)
+            continue
+        split = _split_def(line)
+        if split is None:
+            return None
+        lines.extend(split)
+    return "\n".join(lines) + "\n"
+
+
+_DEF = re.compile(r"(\s*)def (\w+)\((.*)\):")
+
+
+def _split_def(line: str) -> Optional[List[str]]:
+    """black's split of a ``def`` line that is too long: the parameters on a line of their own, or
+    one per line with a trailing comma; None when that is not enough (black decides then)."""
+    match = _DEF.fullmatch(line)
+    if not match or "*" in match.group(3) or "\\" in match.group(3):
+        return None  # star parameters change black's trailing comma; escapes its string scan
+    indent, name, params = match.groups()
+    parts = _top_level_split(params)
+    if parts is None or not parts or parts[-1] == "":
+        return None  # a magic trailing comma, or brackets this does not follow
+    inner = indent + "    "
+    head, tail = f"{indent}def {name}(", f"{indent}):"
+    if len(inner + params) <= BLACK_LINE:
+        return [head, inner + params, tail]
+    one_per_line = [f"{inner}{part}," for part in parts]
+    if any(len(p) > BLACK_LINE for p in one_per_line) or len(head) > BLACK_LINE:
+        return None
+    return [head, *one_per_line, tail]
+
+
+def _top_level_split(params: str) -> Optional[List[str]]:
+    """``params`` split at the commas outside brackets and strings (None for unbalanced text)."""
+    parts, depth, quote, start = [], 0, None, 0
+    for index, char in enumerate(params):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char == '"':
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "," and depth == 0:
+            parts.append(params[start:index].strip())
+            start = index + 1
+    if depth or quote:
+        return None
+    parts.append(params[start:].strip())
+    return parts
 
 
 def dominant_indent(module: cst.Module) -> str:
@@ -71,14 +152,21 @@ def with_indent(statements: Sequence[cst.BaseStatement], indent: str) -> List[cs
     return [s.visit(_Indent()) for s in statements]
 
 
+def _only(stmt: cst.BaseStatement, kinds) -> Optional[cst.BaseSmallStatement]:
+    """The one small statement of a line when it is of ``kinds``."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        if isinstance(stmt.body[0], kinds):
+            return stmt.body[0]
+    return None
+
+
 def _is_import(stmt: cst.BaseStatement) -> bool:
-    return m.matches(stmt, m.SimpleStatementLine(body=[m.OneOf(m.Import(), m.ImportFrom())]))
+    return _only(stmt, (cst.Import, cst.ImportFrom)) is not None
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:
-    return m.matches(
-        stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString() | m.ConcatenatedString())])
-    )
+    expr = _only(stmt, cst.Expr)
+    return expr is not None and isinstance(expr.value, (cst.SimpleString, cst.ConcatenatedString))
 
 
 def _is_guarded_import(stmt: cst.BaseStatement) -> bool:
@@ -86,6 +174,17 @@ def _is_guarded_import(stmt: cst.BaseStatement) -> bool:
     if isinstance(stmt, cst.Try):
         return all(_is_import(s) for s in stmt.body.body)
     return False
+
+
+def _is_all(stmt: cst.BaseStatement) -> bool:
+    """``__all__ = [...]`` on a line of its own."""
+    assign = _only(stmt, cst.Assign)
+    return (
+        assign is not None
+        and len(assign.targets) == 1
+        and isinstance(assign.targets[0].target, cst.Name)
+        and assign.targets[0].target.value == "__all__"
+    )
 
 
 def import_end_index(module: cst.Module) -> int:
@@ -99,12 +198,7 @@ def import_end_index(module: cst.Module) -> int:
         stmt = body[position]
         if _is_import(stmt) or _is_guarded_import(stmt):
             last = position + 1
-        elif isinstance(stmt, cst.SimpleStatementLine) and m.matches(
-            stmt,
-            m.SimpleStatementLine(
-                body=[m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])]
-            ),
-        ):
+        elif _is_all(stmt):
             continue
         else:
             break

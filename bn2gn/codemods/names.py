@@ -4,9 +4,11 @@ before anything heavy is imported)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 FREEZE = "freeze_backbone_bn"
 KEEP = "keep_backbone_bn_eval"
+PUBLIC_HELPERS = (FREEZE, KEEP)  # what BN2GN202 defines, in this order
 OPTIMIZER_BUILDERS = ("build_optimizer", "get_optimizer", "create_optimizer")
 #: What ``from torch.optim import *`` binds that builds an optimizer.
 TORCH_OPTIMIZERS = frozenset(
@@ -48,3 +50,12 @@ class OptimizerNames:
         return any(
             name == wanted or ("." not in wanted and last == wanted) for wanted in self.builders
         )
+
+
+def tuple_literal(values: Sequence[str]) -> str:
+    """A tuple of strings as black writes it (double quotes), for the names bn2gn bakes into snippets."""
+    values = tuple(values)
+    if any('"' in v or "\\" in v or not v.isprintable() for v in values):
+        return repr(values)
+    items = ", ".join(f'"{v}"' for v in values)
+    return f"({items},)" if len(values) == 1 else f"({items})"

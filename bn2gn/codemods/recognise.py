@@ -78,12 +78,15 @@ def may_plan(text: str, extra_calls: Sequence[str] = (), tree: Optional[ast.Modu
     return ast_may_plan(tree, extra_calls)
 
 
-def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = ()) -> bool:
-    """The recognisers' tests on ``ast`` nodes, each a little wider than the LibCST one it mirrors."""
-    names = optimizer_names(tree, extra_calls)
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
+def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = (), facts=None) -> bool:
+    """The recognisers' tests on ``ast`` nodes, each a little wider than the planner's own; ``facts``:
+    the file's ``trainer_facts.Facts`` when the caller has them (no second walk)."""
+    if facts is None:
+        from .trainer_facts import Facts
+
+        facts = Facts("", tree)
+    names = optimizer_names(facts.imports, extra_calls)
+    for node in facts.calls:
         func = node.func
         last = (
             func.id
@@ -110,10 +113,13 @@ def _switches_off(call: ast.Call) -> bool:
     return len(values) == 1 and isinstance(values[0], ast.Constant) and values[0].value is False
 
 
-def optimizer_names(tree: ast.Module, extra_calls: Sequence[str] = ()) -> OptimizerNames:
-    """collect_optimizer_names on ``ast``: every import in the file, function-local ones too."""
+def optimizer_names(imports, extra_calls: Sequence[str] = ()) -> OptimizerNames:
+    """The names of torch.optim bound by ``imports`` (every Import/ImportFrom of the file, function-local
+    ones too; a module: walk it for them)."""
+    if isinstance(imports, ast.AST):
+        imports = [n for n in ast.walk(imports) if isinstance(n, (ast.Import, ast.ImportFrom))]
     namespaces, classes = set(), set()
-    for node in ast.walk(tree):
+    for node in imports:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "torch.optim" and alias.asname:
@@ -151,8 +157,9 @@ def dotted(node: ast.AST) -> Optional[str]:
 
 
 def admitted(raw: dict, extra_calls: Sequence[str] = ()) -> dict:
-    """path -> decoded source for the files of ``raw`` (path -> bytes) that may_plan admits; files that
-    cannot be decoded are left to the analysis, which reports them."""
+    """path -> decoded source for the files of ``raw`` (path -> bytes) whose text may hold training code
+    (``text_may_plan``; the planner parses them and applies the ``ast`` test on its one walk); files
+    that cannot be decoded are left to the analysis, which reports them."""
     from ..errors import SourceError
     from ..sources import decode_source
 
@@ -164,6 +171,6 @@ def admitted(raw: dict, extra_calls: Sequence[str] = ()) -> dict:
             source = decode_source(path, data)
         except SourceError:
             continue
-        if may_plan(source.text, extra_calls):
+        if text_may_plan(source.text, extra_calls):
             found[path] = source
     return found

@@ -1,0 +1,166 @@
+"""patch-trainer plans on ``ast`` in one walk per file; ``bn2gn scan`` lists the same insertions
+without LibCST; the default paths import neither black nor ``libcst.matchers``.
+
+The decisions themselves are pinned by the goldens of tests/test_patch_trainer.py (expected edits
+read off the inputs by hand); here the two paths that report them are held to each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CENTERNET, FIXTURES, ROOT, run_cli
+
+from bn2gn.analysis.scan import plan_insertions
+from bn2gn.codemods.trainer_facts import Facts
+from bn2gn.config import Config
+from bn2gn.trainer import TrainerOptions, patch_files
+
+PT = FIXTURES / "patch_trainer"
+#: the cases that need flags scan does not take
+FLAGGED = {"script_exclude_frozen", "helper_module"}
+
+
+def test_scan_lists_exactly_what_patch_trainer_plans_on_every_fixture():
+    files = [
+        p for p in sorted(FIXTURES.rglob("*.py")) if not any(case in p.name for case in FLAGGED)
+    ]
+    results, _ = patch_files(files, TrainerOptions())
+    readable = {r.path: r for r in results if r.status != "failed"}
+    assert sum(r.status == "changed" for r in readable.values()) >= 12
+    listed = plan_insertions({p: p.read_bytes() for p in readable}, Config())
+    by_path = {}
+    for item in listed:
+        by_path.setdefault(Path(item["path"]).resolve(), []).append(
+            (item["rule"], item["line"], f"{item['message']} [in {item['scope']}]")
+        )
+    for path, result in readable.items():
+        planned = [(c.rule.code, c.line, c.message) for c in result.changes]
+        assert by_path.get(path.resolve(), []) == planned, path
+
+
+def test_scan_and_patch_trainer_reports_agree_on_the_centernet_repository(tmp_path):
+    tree = tmp_path / "repo"
+    shutil.copytree(CENTERNET, tree)
+    scan = json.loads(run_cli(["scan", "--format", "json", "."], cwd=tree).stdout)
+    patched = json.loads(
+        run_cli(["patch-trainer", "--diff", "--format", "json", "."], cwd=tree).stdout
+    )
+    from_scan = sorted(
+        (i["path"], i["rule"], i["line"], f"{i['message']} [in {i['scope']}]")
+        for i in scan["insertions"]
+    )
+    from_patch = sorted(
+        (r["path"], c["rule"], c["line"], c["message"])
+        for r in patched["results"]
+        for c in r["changes"]
+    )
+    assert from_scan == from_patch
+    # read off the fixture: the trainer's run_epoch switch and the two train scripts' optimizers
+    assert {(p, rule, line) for p, rule, line, _ in from_scan} == {
+        ("lib/Trainer/base_trainer.py", "BN2GN202", 11),
+        ("lib/Trainer/base_trainer.py", "BN2GN203", 55),
+        ("train.py", "BN2GN202", 17),
+        ("train.py", "BN2GN201", 24),
+        ("train_satmtb.py", "BN2GN202", 16),
+        ("train_satmtb.py", "BN2GN201", 31),
+    }
+
+
+def test_planning_walks_each_file_once_and_never_uses_libcst_matchers(monkeypatch):
+    import libcst.matchers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("planning used libcst.matchers")
+
+    module_walks = []
+    real_walk = ast.walk
+
+    def walk(node):
+        if isinstance(node, ast.Module):
+            module_walks.append(node)
+        return real_walk(node)
+
+    monkeypatch.setattr(libcst.matchers, "findall", refuse)
+    monkeypatch.setattr(libcst.matchers, "matches", refuse)
+    monkeypatch.setattr(ast, "walk", walk)
+    files = sorted((PT / "cases").glob("*.in.py")) + sorted(CENTERNET.rglob("*.py"))
+    before = Facts.walks
+    found = plan_insertions({p: p.read_bytes() for p in files}, Config())
+    assert {Path(i["path"]).name for i in found} >= {"train.py", "script_builders.in.py"}
+    from bn2gn.codemods.recognise import admitted
+
+    assert Facts.walks - before == len(admitted({p: p.read_bytes() for p in files}))
+    assert module_walks == []
+
+
+def test_patching_parses_each_changed_file_once_with_one_position_resolution(monkeypatch):
+    import libcst.metadata
+
+    from bn2gn import trainer
+
+    parses, resolutions = [], []
+    real_parse, real_resolve = trainer.parse_module, libcst.metadata.MetadataWrapper.resolve
+
+    def parse(source, checked=False):
+        parses.append(source.path)
+        return real_parse(source, checked)
+
+    def resolve(self, provider):
+        resolutions.append(provider)
+        return real_resolve(self, provider)
+
+    monkeypatch.setattr(trainer, "parse_module", parse)
+    monkeypatch.setattr(libcst.metadata.MetadataWrapper, "resolve", resolve)
+    files = sorted((PT / "project" / "in").glob("*.py")) + sorted(
+        (PT / "project" / "out").glob("*.py")
+    )
+    results, _ = patch_files(files, TrainerOptions())
+    changed = [r.path for r in results if r.status == "changed"]
+    assert sorted(p.name for p in changed) == ["tiny_train.py", "tiny_trainer.py"]
+    assert sorted(parses) == sorted(changed)  # the already patched copies need no LibCST at all
+    assert len(resolutions) == len(changed)
+
+
+def _run_recording_modules(args, cwd):
+    """Run the CLI in a fresh interpreter; return the names of the modules it loaded."""
+    code = (
+        "import sys, json\n"
+        "from bn2gn.cli import main\n"
+        f"sys.argv = ['bn2gn', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)))\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    return set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
+
+
+def test_scan_of_a_tree_with_training_code_imports_no_libcst(tmp_path):
+    tree = tmp_path / "repo"
+    shutil.copytree(CENTERNET, tree)
+    loaded = _run_recording_modules(["scan", "-q", "."], tree)
+    assert "bn2gn.codemods.trainer_facts" in loaded  # it did plan the insertions
+    assert not {m for m in loaded if m.split(".")[0] in ("libcst", "black")}
+
+
+@pytest.mark.parametrize("command", [["patch-trainer", "--diff"], ["rewrite", "--diff"]])
+def test_default_paths_import_neither_black_nor_libcst_matchers(tmp_path, command):
+    tree = tmp_path / "repo"
+    shutil.copytree(CENTERNET, tree)
+    loaded = _run_recording_modules([*command, "."], tree)
+    assert "libcst" in loaded  # it did parse files with LibCST
+    assert "black" not in loaded
+    if command[0] == "patch-trainer":
+        assert "libcst.matchers" not in loaded
