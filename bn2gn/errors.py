@@ -4,6 +4,9 @@ The engine (and ``bn2gn.runtime``, which users import into training code) must n
 so these are plain exceptions that carry their exit-code category as data.
 """
 
+import dataclasses
+from typing import Optional
+
 EXIT_OK = 0
 #: ``--check`` found pending changes, some files failed, or a verification failed.
 EXIT_FAILED = 1
@@ -45,3 +48,26 @@ class SourceError(Exception):
         self.path = path
         self.line = line
         self.reason = reason
+
+    @property
+    def failure(self) -> "SourceFailure":
+        return SourceFailure(str(self.path), self.line, str(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFailure:
+    """Why one file was left alone, as data: the file (as the report names it), the line to blame
+    (None: the file as a whole) and the one-line message, which names both; nothing reads them back
+    out of the message."""
+
+    path: str
+    line: Optional[int]
+    message: str
+
+    @classmethod
+    def at(cls, path, line: int, reason: str) -> "SourceFailure":
+        """The ``path:line: reason`` failure."""
+        return cls(str(path), line, f"{path}:{line}: {reason}")
+
+    def __str__(self) -> str:
+        return self.message

@@ -17,6 +17,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import PositionProvider
 
+from .codemods import Context, patch_trainer_codemods, run
 from .codemods.eval_after_train import KEEP, KeepEvalAfterTrain, find_train_switches
 from .codemods.exclude_frozen import ExcludeFrozenParameters
 from .codemods.freeze_before_optimizer import (
@@ -28,8 +29,9 @@ from .codemods.freeze_before_optimizer import (
     site_at_line,
 )
 from .codemods.freeze_helper import InjectFreezeHelper
-from .codemods.inject import InsertStatements, import_end_index
+from .codemods.inject import import_end_index
 from .codemods.recognise import admitted, ast_may_plan, text_may_plan
+from .codemods.trainer_steps import TrainerPlan
 from .config import DEFAULT_BACKBONE_ATTRS, Config
 from .discovery import discover
 from .errors import SourceError
@@ -112,37 +114,13 @@ def _patch(
             key=lambda e: (e.line, e.rule.code),
         )
         return FileResult(path=source.path, status="unchanged", source=source), entries
-    module = wrapper.module.visit(InsertStatements(insertions, rewrites))
-    helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
-    if Rule.INJECT_FREEZE_HELPER in options.rules:
-        module, names = helper.apply(module)
-        if names:
-            how = (
-                f"import from {options.helper_module}"
-                if options.helper_module
-                else "define after the imports"
-            )
-            entries.append(
-                Entry(
-                    Rule.INJECT_FREEZE_HELPER,
-                    _line_after_imports(wrapper),
-                    "<module>",
-                    f"{how}: {', '.join(names)}",
-                )
-            )
-    elif helper.missing(module):
-        notes.append(
-            f"{source.path}: calls {', '.join(helper.missing(module))} without defining or importing it "
-            "(BN2GN202 skipped): import it from bn2gn.runtime or use --helper-module"
-        )
-    stale = None if options.helper_module else helper.stale_defaults(module)
-    if stale is not None:
-        notes.append(
-            f"{source.path}: the injected helpers default to backbone attributes {stale}, the "
-            f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update"
-        )
     entries.sort(key=lambda e: (e.line, e.rule.code))
-    return finish(source, module.code, [e.change() for e in entries], notes), entries
+    job = TrainerPlan(
+        wrapper, options, tuple(insertions), rewrites, tuple(e.change() for e in entries)
+    )
+    done = run(patch_trainer_codemods(), wrapper.module, Context(source, options.rules, job))
+    changes = sorted(done.changes, key=lambda c: (c.line, c.rule.code))
+    return finish(source, done.module.code, changes, notes + list(done.notes)), entries
 
 
 def _helper_entries(

@@ -11,6 +11,11 @@ from typing import Dict, List, Set, Tuple
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from ..analysis.plan import CONVERT
+from ..pipeline import Change, Refusal
+from ..rules import Rule
+from . import Context, Outcome
+
 HELPER = "get_group_norm"
 #: BatchNorm2d(num_features, eps, momentum, affine, track_running_stats, device, dtype)
 BN_PARAMS = ("num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype")
@@ -107,3 +112,34 @@ def replace_batchnorm(module: cst.Module, positions: Set[Tuple[int, int]]):
     transformer = ReplaceBatchNorm(positions)
     new_module = wrapper.visit(transformer)
     return new_module, transformer.converted, transformer.refused
+
+
+class ReplaceBatchNormCodemod:
+    """BN2GN101 in the registry: the job's converted call sites, in the shared pass."""
+
+    rules = (Rule.REPLACE_BATCHNORM,)
+
+    def applies(self, context: Context) -> bool:
+        return Rule.REPLACE_BATCHNORM in context.rules and bool(_positions(context.job))
+
+    def transformer(self, module: cst.Module, context: Context) -> ReplaceBatchNorm:
+        return ReplaceBatchNorm(_positions(context.job))
+
+    def outcome(
+        self, module: cst.Module, transformer: ReplaceBatchNorm, context: Context
+    ) -> Outcome:
+        rule, display = Rule.REPLACE_BATCHNORM, context.job.display
+        return Outcome(
+            module,
+            changes=tuple(Change(rule, line, note) for line, note in transformer.converted),
+            notes=tuple(
+                f"{display}:{line}: BatchNorm2d not converted: {why}"
+                for line, why in transformer.refused
+            ),
+            refused=tuple(Refusal(rule, display, line, why) for line, why in transformer.refused),
+        )
+
+
+def _positions(job) -> Set[Tuple[int, int]]:
+    """(line, 0-based column) of every call the plan converts in this file."""
+    return {(s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"}
