@@ -112,6 +112,8 @@ def test_one_registry_entry_per_rule_in_the_engine_of_its_command():
     assert sorted(r.code for r in rewrite) == ["BN2GN101", "BN2GN102", "BN2GN103"]
     assert sorted(r.code for r in patch) == ["BN2GN201", "BN2GN202", "BN2GN203", "BN2GN204"]
     assert set(rewrite) | set(patch) == set(Rule)
+    assert {r.command for r in rewrite} == {"rewrite"}
+    assert {r.command for r in patch} == {"patch-trainer"}
 
 
 def test_the_registry_module_imports_no_libcst():
