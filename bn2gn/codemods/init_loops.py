@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import PositionProvider
 
 from ..pipeline import Change
 from ..rules import Rule
@@ -167,15 +167,6 @@ def _initialised_attr(small: cst.BaseSmallStatement, subject: str) -> Optional[s
             if text in (f"{subject}.{attr}", f"{subject}.{attr}.data"):
                 return attr
     return None
-
-
-def widen_init_loops(module: cst.Module, scopes: Set[str], bn_refs: Set[str], gn_ref: str):
-    """Returns (module, [(line, note)])."""
-    if not scopes or not bn_refs:
-        return module, []
-    transformer = InitLoops(scopes, bn_refs, gn_ref)
-    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
-    return new_module, transformer.changed
 
 
 class WidenInitLoops:

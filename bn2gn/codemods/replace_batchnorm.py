@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Dict, List, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import PositionProvider
 
 from ..analysis.plan import CONVERT
 from ..pipeline import Change, Refusal
@@ -102,16 +102,6 @@ def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
                 arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
             )
     return fixed
-
-
-def replace_batchnorm(module: cst.Module, positions: Set[Tuple[int, int]]):
-    """Returns (new module, converted [(line, note)], refused [(line, reason)])."""
-    if not positions:
-        return module, [], []
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = ReplaceBatchNorm(positions)
-    new_module = wrapper.visit(transformer)
-    return new_module, transformer.converted, transformer.refused
 
 
 class ReplaceBatchNormCodemod:
