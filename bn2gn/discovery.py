@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from .errors import Bn2gnError
+from .errors import Bn2gnError, Message, Opt, message_text
 
 SKIPPED_DIRS = frozenset(
     {
@@ -79,7 +79,7 @@ def discover(
         if given.is_dir():
             _walk(given, include, exclude, found, skipped)
         elif _matches(given, exclude):
-            skipped.append((given, "excluded by --exclude"))
+            skipped.append((given, _excluded()))
         else:
             _add_given_file(given, roots, found, skipped)
     result = Discovery(files=[], skipped=skipped)
@@ -88,7 +88,11 @@ def discover(
             skipped.append(
                 (
                     path,
-                    f"generated file ({GENERATED_MARKER.decode()} marker); --include it to scan it",
+                    message_text(
+                        f"generated file ({GENERATED_MARKER.decode()} marker); ",
+                        Opt("include"),
+                        " it to scan it",
+                    ),
                 )
             )
         else:
@@ -121,9 +125,16 @@ def _walk(root: Path, include, exclude, found: Dict[str, Path], skipped: list) -
         for name in sorted(dirnames):
             sub = folder_path / name
             if _matches(sub, exclude):
-                skipped.append((sub, "excluded by --exclude"))
+                skipped.append((sub, _excluded()))
             elif name in SKIPPED_DIRS and not _matches(sub, include):
-                skipped.append((sub, f"{name}/ is skipped by default (use --include to scan it)"))
+                skipped.append(
+                    (
+                        sub,
+                        message_text(
+                            f"{name}/ is skipped by default (use ", Opt("include"), " to scan it)"
+                        ),
+                    )
+                )
             elif sub.is_symlink():
                 skipped.append((sub, "directory symlink not followed"))
             else:
@@ -138,7 +149,7 @@ def _add_walked_file(
     path: Path, root_real: str, exclude, found: Dict[str, Path], skipped: list
 ) -> None:
     if _matches(path, exclude):
-        skipped.append((path, "excluded by --exclude"))
+        skipped.append((path, _excluded()))
     elif path.is_symlink() and not _inside(os.path.realpath(path), [root_real]):
         skipped.append((path, "symlink to a file outside the given paths; not followed"))
     elif not _is_regular(path):
@@ -177,12 +188,19 @@ def _is_generated(path: Path, include: Sequence[str], result: Discovery) -> bool
     return GENERATED_MARKER in data[:GENERATED_HEAD] and not _matches(path, include)
 
 
-def _nothing_found(paths: Sequence[Path], skipped: List[Tuple[Path, str]]) -> str:
+def _excluded() -> str:
+    return message_text("excluded by ", Opt("exclude"))
+
+
+def _nothing_found(paths: Sequence[Path], skipped: List[Tuple[Path, str]]) -> Message:
     where = ", ".join(str(p) for p in paths)
     if not skipped:
-        return f"{where}: no Python files found; point bn2gn at a folder or .py files that exist"
+        return Message(
+            f"{where}: no Python files found; point bn2gn at a folder or .py files that exist"
+        )
     first, why = skipped[0]
-    return (
-        f"{where}: no Python files to process ({len(skipped)} skipped, e.g. {first}: {why}); "
-        "use --include GLOB to scan skipped files"
+    return Message(
+        f"{where}: no Python files to process ({len(skipped)} skipped, e.g. {first}: {why}); use ",
+        Opt("include", "GLOB"),
+        " to scan skipped files",
     )

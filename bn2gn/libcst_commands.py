@@ -74,8 +74,9 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(exc: Bn2gnError) -> None:
-    """Bad options: one line and bn2gn's exit code, as from the bn2gn command line."""
-    print(f"bn2gn: error: {exc.format_message()}", file=sys.stderr)
+    """Bad options: one line and bn2gn's exit code, as from the bn2gn command line (these commands
+    take their options under the same flags)."""
+    print(f"bn2gn: error: {exc.text.render({})}", file=sys.stderr)
     raise SystemExit(exc.code)
 
 

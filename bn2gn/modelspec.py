@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
-from .errors import EXIT_USAGE, OptionError
+from .errors import EXIT_USAGE, Message, Opt, OptionError, message_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +100,11 @@ def _options_argv(options: Optional[str], options_args: Iterable[str]) -> Tuple[
         if options_args:
             raise OptionError(
                 "model_opts_arg",
-                " needs --model-opts MODULE:CLASS (the repository's options class, "
-                "e.g. lib.opts:opts)",
+                Message(
+                    " needs ",
+                    Opt("model_opts", "MODULE:CLASS"),
+                    " (the repository's options class, e.g. lib.opts:opts)",
+                ),
                 EXIT_USAGE,
             )
         return ()
@@ -162,7 +165,9 @@ def build_model_with_stubs(spec: ModelSpec):
         except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
             raise OptionError(
                 "model",
-                f" {spec.describe()} raised {_summary(exc)}{_build_hint(exc, spec, before)}",
+                Message(
+                    f" {spec.describe()} raised {_summary(exc)}", _build_hint(exc, spec, before)
+                ),
                 EXIT_USAGE,
             ) from None
     if not isinstance(model, torch.nn.Module):
@@ -174,19 +179,25 @@ def build_model_with_stubs(spec: ModelSpec):
     return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
 
 
-def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> str:
+def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
     """Where to look next: a missing module to stub, a name a failed import left as None, or the arguments."""
     if isinstance(exc, ModuleNotFoundError) and exc.name:
-        return f"; if {exc.name} is not needed to build the model's layers, stand it in with --stub {exc.name}"
+        return Message(
+            f"; if {exc.name} is not needed to build the model's layers, stand it in with ",
+            Opt("stub", exc.name),
+        )
     if "'NoneType' object" in str(exc):
         found = _none_fallbacks(spec, before)
         if found:
             where, fallback = found[0]
-            return (
+            return Message(
                 f"; {fallback.name} is None: {where}:{fallback.line} sets it to None when importing "
-                f"{fallback.module} fails; stand that module in with --stub {fallback.module}"
+                f"{fallback.module} fails; stand that module in with ",
+                Opt("stub", fallback.module),
             )
-    return "; check --model-arg values" + (" and --model-opts-arg" if spec.options else "")
+    return Message("; check ", Opt("model_arg"), " values") + (
+        Message(" and ", Opt("model_opts_arg")) if spec.options else ""
+    )
 
 
 def _none_fallbacks(spec: ModelSpec, before: set) -> list:
@@ -250,13 +261,15 @@ def build_options(spec: ModelSpec) -> Any:
         reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
         raise OptionError(
             "model_opts",
-            f" {flag}: the options parser rejected --model-opts-arg ({reason})",
+            Message(
+                f" {flag}: the options parser rejected ", Opt("model_opts_arg"), f" ({reason})"
+            ),
             EXIT_USAGE,
         ) from None
     except Exception as exc:  # noqa: BLE001
         raise OptionError(
             "model_opts",
-            f" {flag} raised {_summary(exc)}; check --model-opts-arg values",
+            Message(f" {flag} raised {_summary(exc)}; check ", Opt("model_opts_arg"), " values"),
             EXIT_USAGE,
         ) from None
 
@@ -270,8 +283,10 @@ def _options_call(flag: str, owner: Any, name: str, last: Any):
                 return getattr(instance, method)
         raise OptionError(
             "model_opts",
-            f" {flag}: {last.__name__} has no init() or parse(); name the method, "
-            f"e.g. --model-opts MODULE:{last.__name__}.parse",
+            Message(
+                f" {flag}: {last.__name__} has no init() or parse(); name the method, e.g. ",
+                Opt("model_opts", f"MODULE:{last.__name__}.parse"),
+            ),
             EXIT_USAGE,
         )
     if isinstance(owner, type) and not isinstance(
@@ -319,7 +334,7 @@ def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any
 
 
 def _import_factory(spec: ModelSpec):
-    hint = "; add its folder with --path DIR" if not spec.paths else ""
+    hint = Message("; add its folder with ", Opt("path", "DIR")) if not spec.paths else Message()
     try:
         module = importlib.import_module(spec.module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
@@ -328,12 +343,12 @@ def _import_factory(spec: ModelSpec):
             and exc.name
             and exc.name.split(".")[0] != spec.module.split(".")[0]
         ):
-            hint += (
-                f"; if {exc.name} is a compiled extension that is not installed, "
-                f"stand it in with --stub {exc.name}"
+            hint += Message(
+                f"; if {exc.name} is a compiled extension that is not installed, stand it in with ",
+                Opt("stub", exc.name),
             )
         raise OptionError(
-            "model", f": cannot import {spec.module} ({_summary(exc)}){hint}", EXIT_USAGE
+            "model", Message(f": cannot import {spec.module} ({_summary(exc)})", hint), EXIT_USAGE
         ) from None
     target: Any = module
     for part in spec.factory.split("."):
@@ -363,7 +378,7 @@ class StubModule(types.ModuleType):
     class that takes any arguments and passes its first input through, so construction proceeds."""
 
     def __init__(self, name: str, used: Dict[str, set]):
-        super().__init__(name, f"bn2gn stand-in for {name} (--stub)")
+        super().__init__(name, message_text(f"bn2gn stand-in for {name} (", Opt("stub"), ")"))
         self.__path__ = []  # a package, so stubbed submodules import too
         self._bn2gn_used = used.setdefault(name, set())
 

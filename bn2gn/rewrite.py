@@ -33,6 +33,13 @@ class FileJob:
     rules: FrozenSet[Rule]
     text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
 
+    @property
+    def converted_calls(self) -> FrozenSet[Tuple[int, int]]:
+        """(line, 0-based column) of every call the plan converts in this file (BN2GN101's sites)."""
+        return frozenset(
+            (s.line, s.col - 1) for s in self.sites if s.decision == CONVERT and s.form == "call"
+        )
+
 
 @dataclasses.dataclass
 class RewriteRun:

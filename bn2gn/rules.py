@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Iterable, Optional
 
-from .errors import Bn2gnError
+from .errors import Bn2gnError, Message, Opt
 
 
 class Rule(enum.Enum):
@@ -73,7 +73,13 @@ def rule_by_name(name: str) -> Rule:
         if wanted.upper() == rule.code or wanted.lower() == rule.slug:
             return rule
     codes = ", ".join(r.code for r in Rule)
-    raise Bn2gnError(f"unknown rule {name!r}: use one of {codes} (see bn2gn --list-rules)")
+    raise Bn2gnError(
+        Message(
+            f"unknown rule {name!r}: use one of {codes} (see bn2gn ",
+            Opt("list_rules", command="scan"),
+            ")",
+        )
+    )
 
 
 def select_rules(

@@ -34,7 +34,7 @@ from .codemods.recognise import admitted, ast_may_plan, text_may_plan
 from .codemods.trainer_steps import TrainerPlan
 from .config import DEFAULT_BACKBONE_ATTRS, Config
 from .discovery import discover
-from .errors import SourceError
+from .errors import Message, Opt, SourceError, current_style, message_text, set_style
 from .pipeline import Change, FileResult, check_python, failed, finish, parse_module, run_transform
 from .rules import Rule, select_rules
 from .sources import SourceText
@@ -160,13 +160,18 @@ def plan_module(wrapper: cst.MetadataWrapper, options: TrainerOptions, path) -> 
     )
     sites, switches, notes = [], [], []
     if options.insert_before_line is not None and frozen_already:
-        notes.append(f"{path}: already calls {FREEZE}; --insert-before-line ignored")
+        notes.append(
+            message_text(f"{path}: already calls {FREEZE}; ", Opt("insert_before_line"), " ignored")
+        )
     elif options.insert_before_line is not None:
         site = site_at_line(wrapper, options.insert_before_line)
         if site is None:
             raise NeedsUserInput(
-                f"{path}:{options.insert_before_line}: no statement starts on this line; "
-                "--insert-before-line needs the first line of the optimizer statement"
+                message_text(
+                    f"{path}:{options.insert_before_line}: no statement starts on this line; ",
+                    Opt("insert_before_line"),
+                    " needs the first line of the optimizer statement",
+                )
             )
         sites = [site]
     elif options.kind != TRAINER:
@@ -201,11 +206,18 @@ def _nothing_found(path, options: TrainerOptions) -> str:
     if options.optimizer_calls:
         searched += ", " + ", ".join(f"{name}(...)" for name in options.optimizer_calls)
     if options.kind == TRAINER:
-        return (
+        return message_text(
             f"{path}: no X.train() / X.train(True) / X.train(mode=...) call found; "
-            "this file is no trainer (use --kind script if it builds the optimizer)"
+            "this file is no trainer (use ",
+            Opt("kind", "script"),
+            " if it builds the optimizer)",
         )
-    hint = "point bn2gn at it with --optimizer-call NAME or --insert-before-line N"
+    hint = message_text(
+        "point bn2gn at it with ",
+        Opt("optimizer_call", "NAME"),
+        " or ",
+        Opt("insert_before_line", "N"),
+    )
     if options.kind == SCRIPT:
         return f"{path}: no optimizer construction found (searched for {searched}); {hint}"
     return (
@@ -232,7 +244,9 @@ def patch_files(
     named = {Path(p).resolve() for p in explicit}
     jobs = [(path, options, path.resolve() in named) for path in files]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(
+            workers, initializer=set_style, initargs=(current_style(),)
+        ) as pool:
             done = list(pool.map(_patch_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
     else:
         done = [_patch_job(job) for job in jobs]
@@ -276,7 +290,12 @@ def trainer_rules(
         from .errors import Bn2gnError
 
         raise Bn2gnError(
-            "--select names no patch-trainer rule: use BN2GN201-BN2GN204 (see --list-rules)"
+            Message(
+                Opt("select"),
+                " names no patch-trainer rule: use BN2GN201-BN2GN204 (see ",
+                Opt("list_rules"),
+                ")",
+            )
         )
     rules = select_rules(chosen, skip) & TRAINER_RULES
     if exclude_frozen and Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER not in {rule_by_name(n) for n in skip}:

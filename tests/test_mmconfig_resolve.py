@@ -124,7 +124,7 @@ def test_undefined_names_are_errors_with_a_line(tmp_path):
 def test_refused_constructs_name_file_and_line():
     with pytest.raises(RefusedConstruct) as info:
         resolve_config(MM / "bad" / "uses_function.py")
-    assert info.value.line == 4 and "--resolver mmengine" in info.value.reason
+    assert info.value.line == 4 and "use resolver=mmengine" in info.value.reason
     with pytest.raises(RefusedConstruct) as info:
         resolve_config(MM / "bad" / "imports_os.py")
     assert info.value.line == 2 and "an import" in info.value.reason

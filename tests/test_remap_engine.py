@@ -161,7 +161,7 @@ def test_content_keeps_other_entries_and_drops_the_optimizer_with_a_warning():
     assert new["epoch"] == 7 and new["lr"] == 0.1
     assert list(new["state_dict"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     assert report.kept_entries == ["epoch", "lr"] and report.dropped_entries == ["optimizer"]
-    assert "--keep-optimizer" in report.warnings[0]
+    assert "(keep it with keep_optimizer)" in report.warnings[0]  # the engine names the option
     kept, report = remap_content(content, ("state_dict",), RemapOptions(keep_optimizer=True))
     assert kept["optimizer"] is content["optimizer"] and report.warnings == []
 
@@ -191,8 +191,12 @@ def test_find_state_dicts_auto_detects_every_known_key_in_order(tmp_path):
     assert find_state_dicts({"net": sd, "other": sd}, tmp_path, ("other",)) == ("other",)
     with pytest.raises(Bn2gnError, match=r"no state dict found .* \(has: epoch, weights\)"):
         find_state_dicts({"epoch": 1, "weights": [1, 2]}, tmp_path)
-    with pytest.raises(Bn2gnError, match="--key nope: no such top-level entry"):
+    with pytest.raises(Bn2gnError, match="key=nope: no such top-level entry") as refused:
         find_state_dicts({"model": sd}, tmp_path, ("nope",))
+    assert refused.value.text.render({}).endswith(
+        ": --key nope: no such top-level entry (has: model)"
+    )
+
     with pytest.raises(Bn2gnError, match="holds a list, not a dict"):
         find_state_dicts([sd], tmp_path)
 

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 
-from bn2gn.cli import flag_of
 from bn2gn.errors import EXIT_USAGE, Bn2gnError, OptionError
 from bn2gn.modelspec import build_model, parse_model_arg, parse_model_spec
 
@@ -125,7 +124,7 @@ def test_build_errors_are_one_line_usage_errors(tmp_path, body, spec, fragment):
 
 
 def test_missing_module_hints_at_path():
-    with pytest.raises(Bn2gnError, match="add its folder with --path DIR"):
+    with pytest.raises(Bn2gnError, match="add its folder with path=DIR"):
         build_model(parse_model_spec("no_such_module_for_bn2gn:f"))
 
 
@@ -303,8 +302,8 @@ def test_options_method_can_be_named(tmp_path, capsys):
 
 
 def as_shown(error: Bn2gnError) -> str:
-    """The message as the CLI prints it: an option error under the option's default flag."""
-    return flag_of(error.option) + error.detail if isinstance(error, OptionError) else error.message
+    """The message as the CLI prints it: options under their default flags."""
+    return error.text.render({})
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,7 @@ def test_output_in_a_missing_directory(tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--in-place", "-o", "x.pth"], "--in-place and -o/--output cannot be combined"),
+        (["--in-place", "-o", "x.pth"], "--in-place and -o cannot be combined"),
         (["--strict"], "need --model MODULE:FACTORY"),
         (["--model", "no_colon"], "expected MODULE:FACTORY"),
         (["--model", "m:f", "--model-arg", "novalue"], "expected key=value"),

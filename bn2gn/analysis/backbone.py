@@ -302,21 +302,6 @@ def backbone_attrs_of(
     return tuple(dict.fromkeys(out))
 
 
-def plan_backbone_attrs(paths, config) -> Tuple[str, ...]:
-    """The configured names plus the plan's ``Root.attr`` entries for the models under ``paths``:
-    what patch-trainer bakes into the injected freeze and verify checks at run time."""
-    from pathlib import Path
-
-    from ..errors import Bn2gnError
-    from .scan import build_plan
-
-    try:
-        plan, _ = build_plan([Path(p) for p in paths], config)
-    except Bn2gnError:
-        return tuple(config.backbone_attrs)
-    return backbone_attrs_of(config.backbone_attrs, plan.backbones)
-
-
 def project_folder(paths) -> Path:
     """Where a train script's models live: the deepest folder holding every given path."""
     folders = [

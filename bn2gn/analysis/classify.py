@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..config import Config
-from ..errors import Bn2gnError
+from ..errors import Bn2gnError, Message, Opt, message_text
 from .facts import Definition, ModuleFacts, RawSite
 from .graph import Project
 from .plan import CONVERT, KEEP, UNSURE, Plan, Site
@@ -30,7 +30,9 @@ def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[
         missing = [n for n in config.roots if not any(matches_definition(d, n) for d in chosen)]
         if missing:
             raise Bn2gnError(
-                f"--root {', '.join(sorted(missing))}: no such class in the scanned files"
+                Message(
+                    Opt("root", ", ".join(sorted(missing))), ": no such class in the scanned files"
+                )
             )
         return [analyse_root(project, d, attrs) for d in chosen], {}
     entry_built = entry_point_classes(project, classes)
@@ -187,11 +189,14 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
                 site, facts, targets, config, site.decision, site.reason, used
             )
             plan.sites.append(site)
-    unused = [f"{flag} {name}" for (flag, name), hit in used.items() if not hit]
+    unused = [Opt(option, name) for (option, name), hit in used.items() if not hit]
     if unused:
         raise Bn2gnError(
-            f"{unused[0]}: matches no BatchNorm site in the scanned files "
-            "(use Class[.method], path/file.py:Class[.method] or module.Class[.method])"
+            Message(
+                unused[0],
+                ": matches no BatchNorm site in the scanned files "
+                "(use Class[.method], path/file.py:Class[.method] or module.Class[.method])",
+            )
         )
 
 
@@ -223,10 +228,10 @@ def _decide(
         {_origin(r, r.head_reach[owner]) for r in roots if r.has_backbone and owner in r.head_reach}
     )
     if bb and head:
-        return UNSURE, (
+        return UNSURE, message_text(
             f"shared: {owner.name} is reached from {', '.join(bb)} and from {', '.join(head)} "
-            f"(backbone: {', '.join(bb)}); "
-            f"--keep or --convert {owner.name} settles it"
+            f"(backbone: {', '.join(bb)}); ",
+            *_settles(owner.name),
         )
     if head:
         return CONVERT, f"{owner.name} is reached from {', '.join(head)} (not a backbone attribute)"
@@ -262,11 +267,19 @@ def _new_layer_in_backbone(project: Project, owner: Definition, raw: RawSite) ->
     if not new or len(new) < len(attrs - {OWN}):
         return None
     name = f"{owner.name}.{new[0]}"
-    return (
+    return message_text(
         f"new layer {name} inside backbone class {owner.name}: {loaded.describe()}, which covers "
-        f"{', '.join(loaded.covers)} but not {new[0]} (no pretrained statistics); "
-        f"--keep {name} to freeze it as backbone, --convert {name} to convert it"
+        f"{', '.join(loaded.covers)} but not {new[0]} (no pretrained statistics); ",
+        Opt("keep", name),
+        " to freeze it as backbone, ",
+        Opt("convert", name),
+        " to convert it",
     )
+
+
+def _settles(name: str) -> tuple:
+    """'--keep or --convert NAME settles it', as message parts."""
+    return Opt("keep"), " or ", Opt("convert", name), " settles it"
 
 
 def _decide_in_root(root: RootModel, raw: RawSite, config: Config) -> Tuple[str, str]:
@@ -275,16 +288,17 @@ def _decide_in_root(root: RootModel, raw: RawSite, config: Config) -> Tuple[str,
     if unsure:
         return UNSURE, root.uncertain[unsure[0]]
     if not root.has_backbone:
-        return KEEP, (
+        return KEEP, message_text(
             f"root model {root.name} has no backbone attribute ({', '.join(config.backbone_attrs)}) "
-            "and loads no pretrained weights; name it with --backbone-attr"
+            "and loads no pretrained weights; name it with ",
+            Opt("backbone_attr"),
         )
     backbone = sorted(a for a in attrs if a in root.evidence)
     other = sorted(_attr_label(a) for a in attrs if a not in root.evidence)
     if backbone and other:
-        return UNSURE, (
-            f"value ends up in backbone {', '.join(backbone)} and in {', '.join(other)}; "
-            f"--keep or --convert {raw.scope} settles it"
+        return UNSURE, message_text(
+            f"value ends up in backbone {', '.join(backbone)} and in {', '.join(other)}; ",
+            *_settles(raw.scope),
         )
     if backbone:
         return KEEP, f"backbone: {root.evidence[backbone[0]]}"
@@ -326,7 +340,7 @@ def _apply_form(raw: RawSite, decision: str, reason: str) -> Tuple[str, str]:
 def _overrides_used(config: Config) -> Dict[Tuple[str, str], bool]:
     return {
         (flag, name): False
-        for flag, names in (("--convert", config.convert), ("--keep", config.keep))
+        for flag, names in (("convert", config.convert), ("keep", config.keep))
         for name in names
     }
 
@@ -400,8 +414,8 @@ def _apply_overrides(
         else Path(site.path).with_suffix("").as_posix().replace("/", ".")
     )
     for flag, wanted, names in (
-        ("--convert", CONVERT, config.convert),
-        ("--keep", KEEP, config.keep),
+        ("convert", CONVERT, config.convert),
+        ("keep", KEEP, config.keep),
     ):
         for name in names:
             if _matches(display, modname, site.scope, name, targets):
@@ -411,7 +425,12 @@ def _apply_overrides(
                 if wanted == CONVERT and (site.op != "BatchNorm2d" or site.form != "call"):
                     return (
                         UNSURE,
-                        f"{flag} {name} asked to convert, but this is {site.op} {site.form}; change it by hand",
+                        message_text(
+                            Opt(flag, name),
+                            f" asked to convert, but this is {site.op} {site.form}; change it by hand",
+                        ),
                     )
-                return wanted, f"forced by {flag} {name} (analysis said {decision}: {reason})"
+                return wanted, message_text(
+                    "forced by ", Opt(flag, name), f" (analysis said {decision}: {reason})"
+                )
     return decision, reason

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Opt, message_text
 from .plan import CONVERT, DECISIONS, UNSURE, Plan, Site, plan_from_dict
 
 REQUIRED = ("path", "line", "col", "decision")
@@ -50,7 +50,9 @@ class PlanApplication:
 
 def read_plan_file(path: Path) -> Plan:
     """Load and check a plan JSON; anything wrong is one line naming the file and the fix."""
-    hint = "make one with: bn2gn scan PATH... --format json -o plan.json"
+    hint = message_text(
+        "make one with: bn2gn scan PATH... ", Opt("format", "json", command="scan"), " -o plan.json"
+    )
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

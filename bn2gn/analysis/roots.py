@@ -11,6 +11,7 @@ import ast
 import dataclasses
 from typing import Dict, List, Optional, Set, Tuple
 
+from ..errors import Opt, message_text
 from .facts import ATTR_SETTERS, Definition
 from .graph import FUNCTIONS, Project
 
@@ -188,9 +189,12 @@ def _backbone_evidence(
                     f"{cls.name}.{attr}: {own.describe()}, which covers {', '.join(own.covers)}"
                 )
             elif not own.checkpoint:
-                uncertain[attr] = (
-                    f"{own.describe()}; bn2gn cannot tell whether they cover {cls.name}.{attr}: "
-                    f"--backbone-attr {attr} if they do, --convert {cls.name}.{attr} if not"
+                uncertain[attr] = message_text(
+                    f"{own.describe()}; bn2gn cannot tell whether they cover {cls.name}.{attr}: ",
+                    Opt("backbone_attr", attr),
+                    " if they do, ",
+                    Opt("convert", f"{cls.name}.{attr}"),
+                    " if not",
                 )
     return found, uncertain
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from .. import progress
 from ..config import Config
 from ..discovery import discover
-from ..errors import SourceError, SourceFailure
+from ..errors import Bn2gnError, SourceError, SourceFailure
 from ..sources import decode_source
 from .plan import Plan
 
@@ -127,7 +127,7 @@ def openmmlab_configs(raw: Dict[Path, bytes]) -> List[str]:
     candidates = [path for path, data in raw.items() if CONFIG_TEXT.search(data)]
     if not candidates:
         return []
-    from ..mmconfig.detect import looks_like_openmmlab_config
+    from .openmmlab import looks_like_openmmlab_config
 
     return [display_path(path) for path in candidates if looks_like_openmmlab_config(raw[path])]
 
@@ -159,3 +159,15 @@ def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
     for item in insertions:
         item["path"] = display_path(Path(item["path"]))
     return insertions
+
+
+def plan_backbone_attrs(paths, config) -> Tuple[str, ...]:
+    """The configured names plus the plan's ``Root.attr`` entries for the models under ``paths``:
+    what patch-trainer bakes into the injected freeze and verify checks at run time."""
+    from .backbone import backbone_attrs_of
+
+    try:
+        plan, _ = build_plan([Path(p) for p in paths], config)
+    except Bn2gnError:
+        return tuple(config.backbone_attrs)
+    return backbone_attrs_of(config.backbone_attrs, plan.backbones)

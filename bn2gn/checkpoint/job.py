@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from ..modelspec import ModelSpec, build_model
 from ..sources import WriteRefused, atomic_output, file_kind
 from .load import (
@@ -80,20 +80,30 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
     """
     source = Path(job.source)
     if job.in_place and job.output is not None:
-        raise Bn2gnError("--in-place and -o/--output cannot be combined", EXIT_USAGE)
+        raise Bn2gnError(
+            Message(Opt("in_place"), " and ", Opt("output"), " cannot be combined"), EXIT_USAGE
+        )
     if job.in_place:
         _check_in_place(source)
     output = source if job.in_place else Path(job.output or default_output_path(source))
     if not job.in_place and _same_file(output, source):
         raise Bn2gnError(
-            f"{output}: is the input; to replace it use --in-place (keeps {source}.bak)", EXIT_USAGE
+            Message(
+                f"{output}: is the input; to replace it use ",
+                Opt("in_place"),
+                f" (keeps {source}.bak)",
+            ),
+            EXIT_USAGE,
         )
     if not output.parent.is_dir():
         raise Bn2gnError(
             f"{output}: output folder {output.parent} does not exist; create it first", EXIT_USAGE
         )
     if output.is_dir():
-        raise Bn2gnError(f"{output}: is a directory; give an output file name with -o", EXIT_USAGE)
+        raise Bn2gnError(
+            Message(f"{output}: is a directory; give an output file name with ", Opt("output")),
+            EXIT_USAGE,
+        )
     backup = source.with_name(source.name + ".bak") if job.in_place else None
     if not job.in_place:
         _check_replaceable(output)
@@ -101,11 +111,23 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
     conflicts = []
     if not job.in_place and output.exists() and not job.force:
         conflicts.append(
-            f"{output}: already exists; use --force to overwrite it or -o to choose another name"
+            message_text(
+                f"{output}: already exists; use ",
+                Opt("force"),
+                " to overwrite it or ",
+                Opt("output"),
+                " to choose another name",
+            )
         )
     if backup is not None and backup.exists() and not job.force:
         conflicts.append(
-            f"{backup}: already exists; --in-place keeps the original there, use --force to replace it"
+            message_text(
+                f"{backup}: already exists; ",
+                Opt("in_place"),
+                " keeps the original there, use ",
+                Opt("force"),
+                " to replace it",
+            )
         )
     if conflicts and not job.dry_run:
         raise Bn2gnError(conflicts[0], EXIT_USAGE)
@@ -182,8 +204,13 @@ def _check_in_place(source: Path) -> None:
     """--in-place replaces a real file with one name: never through a symlink, never splitting hard links."""
     if source.is_symlink():
         raise Bn2gnError(
-            f"{source}: is a symlink (to {os.path.realpath(source)}); --in-place does not write "
-            "through links: run it on the file itself, or write a new file with -o NEW",
+            Message(
+                f"{source}: is a symlink (to {os.path.realpath(source)}); ",
+                Opt("in_place"),
+                " does not write through links: run it on the file itself, or write a new file "
+                "with ",
+                Opt("output", "NEW"),
+            ),
             EXIT_USAGE,
         )
     try:
@@ -192,8 +219,14 @@ def _check_in_place(source: Path) -> None:
         return  # load_checkpoint reports a missing or unreadable file
     if links > 1:
         raise Bn2gnError(
-            f"{source}: has {links} hard links; --in-place would give this name a new file and "
-            "leave the other names with the old checkpoint: write a new file with -o NEW instead",
+            Message(
+                f"{source}: has {links} hard links; ",
+                Opt("in_place"),
+                " would give this name a new file and leave the other names with the old "
+                "checkpoint: write a new file with ",
+                Opt("output", "NEW"),
+                " instead",
+            ),
             EXIT_USAGE,
         )
 
@@ -204,8 +237,11 @@ def _check_replaceable(path: Optional[Path]) -> None:
         return
     if path.is_symlink():
         raise Bn2gnError(
-            f"{path}: is a symlink (to {os.path.realpath(path)}); bn2gn does not write checkpoints "
-            "through links: give the real file name or another name with -o",
+            Message(
+                f"{path}: is a symlink (to {os.path.realpath(path)}); bn2gn does not write "
+                "checkpoints through links: give the real file name or another name with ",
+                Opt("output"),
+            ),
             EXIT_USAGE,
         )
     try:
@@ -214,14 +250,22 @@ def _check_replaceable(path: Optional[Path]) -> None:
         return
     if not stat.S_ISREG(info.st_mode):
         raise Bn2gnError(
-            f"{path}: exists and is a {file_kind(info.st_mode)}, not a regular file; refused "
-            "(also with --force): choose another output name with -o",
+            Message(
+                f"{path}: exists and is a {file_kind(info.st_mode)}, not a regular file; refused "
+                "(also with ",
+                Opt("force"),
+                "): choose another output name with ",
+                Opt("output"),
+            ),
             EXIT_USAGE,
         )
     if info.st_nlink > 1:
         raise Bn2gnError(
-            f"{path}: has {info.st_nlink} hard links; replacing it would leave the other names "
-            "with the old file: choose another output name with -o",
+            Message(
+                f"{path}: has {info.st_nlink} hard links; replacing it would leave the other names "
+                "with the old file: choose another output name with ",
+                Opt("output"),
+            ),
             EXIT_USAGE,
         )
 

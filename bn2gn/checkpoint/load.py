@@ -14,9 +14,9 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 
 #: Where CenterNet-family and common training scripts keep the model weights, in lookup order.
 STATE_DICT_KEYS = ("state_dict", "model", "net", "module", "state_dict_ema")
@@ -155,12 +155,19 @@ def resolve_global(name: str) -> tuple:
     parts = name.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
         raise Bn2gnError(
-            f"--allow-global {name}: give the full dotted name, e.g. argparse.Namespace", EXIT_USAGE
+            Message(
+                Opt("allow_global", name), ": give the full dotted name, e.g. argparse.Namespace"
+            ),
+            EXIT_USAGE,
         )
     if can_run_code(name):
         raise Bn2gnError(
-            f"--allow-global {name}: refused, {parts[0]} globals can run arbitrary code; "
-            "use --trust-pickle, and only for a file you trust",
+            Message(
+                Opt("allow_global", name),
+                f": refused, {parts[0]} globals can run arbitrary code; use ",
+                Opt("trust_pickle"),
+                ", and only for a file you trust",
+            ),
             EXIT_USAGE,
         )
     for split in range(len(parts) - 1, 0, -1):
@@ -176,14 +183,19 @@ def resolve_global(name: str) -> tuple:
             break
         if not isinstance(obj, type) and not callable(obj):
             raise Bn2gnError(
-                f"--allow-global {name}: is a {type(obj).__name__}, not a class or function; "
-                "name the class the pickle uses, e.g. argparse.Namespace",
+                Message(
+                    Opt("allow_global", name),
+                    f": is a {type(obj).__name__}, not a class or function; "
+                    "name the class the pickle uses, e.g. argparse.Namespace",
+                ),
                 EXIT_USAGE,
             )
         return (obj, name)
     raise Bn2gnError(
-        f"--allow-global {name}: cannot import it; give the full dotted name, "
-        "e.g. argparse.Namespace",
+        Message(
+            Opt("allow_global", name),
+            ": cannot import it; give the full dotted name, e.g. argparse.Namespace",
+        ),
         EXIT_USAGE,
     )
 
@@ -195,8 +207,12 @@ def _refuse_reached_module(name: str, obj: Any) -> None:
     real = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
     if isinstance(real, str) and real.split(".")[0] in CODE_RUNNING_MODULES:
         raise Bn2gnError(
-            f"--allow-global {name}: refused, it reaches {real}, whose globals can run arbitrary "
-            "code; use --trust-pickle, and only for a file you trust",
+            Message(
+                Opt("allow_global", name),
+                f": refused, it reaches {real}, whose globals can run arbitrary code; use ",
+                Opt("trust_pickle"),
+                ", and only for a file you trust",
+            ),
             EXIT_USAGE,
         )
 
@@ -228,27 +244,41 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
             "Unsupported operand 149" in message
         ):  # FRAME: protocol 4+, which only plain pickle.dump writes
             return Bn2gnError(
-                f"{path}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
-                "which safe (weights-only) loading cannot read; if you trust this file, re-run with "
-                "--trust-pickle",
+                Message(
+                    f"{path}: refused: a plain pickle (protocol 4 or higher, not written by "
+                    "torch.save), which safe (weights-only) loading cannot read; if you trust this "
+                    "file, re-run with ",
+                    Opt("trust_pickle"),
+                ),
                 EXIT_USAGE,
             )
         return Bn2gnError(
-            f"{path}: refused: safe (weights-only) loading failed ({_unpickler_reason(message)}); "
-            "if you trust this file, re-run with --trust-pickle",
+            Message(
+                f"{path}: refused: safe (weights-only) loading failed "
+                f"({_unpickler_reason(message)}); if you trust this file, re-run with ",
+                Opt("trust_pickle"),
+            ),
             EXIT_USAGE,
         )
     also = f" (also: {', '.join(others)})" if zipped and others else ""
     if can_run_code(first):
         return Bn2gnError(
-            f"{path}: refused to unpickle global {first}{also}, which can run arbitrary code: "
-            "the file may be malicious; only if you trust its origin, re-run with --trust-pickle",
+            Message(
+                f"{path}: refused to unpickle global {first}{also}, which can run arbitrary code: "
+                "the file may be malicious; only if you trust its origin, re-run with ",
+                Opt("trust_pickle"),
+            ),
             EXIT_USAGE,
         )
     return Bn2gnError(
-        f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and plain "
-        f"containers only; if you trust this file, allow it with --allow-global {first} "
-        "or load everything with --trust-pickle (runs the file's pickled code)",
+        Message(
+            f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and "
+            "plain containers only; if you trust this file, allow it with ",
+            Opt("allow_global", first),
+            " or load everything with ",
+            Opt("trust_pickle"),
+            " (runs the file's pickled code)",
+        ),
         EXIT_USAGE,
     )
 
@@ -369,13 +399,20 @@ def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tu
         for key in keys:
             if key not in content:
                 raise Bn2gnError(
-                    f"{path}: --key {key}: no such top-level entry (has: {_entry_names(content)})",
+                    Message(
+                        f"{path}: ",
+                        Opt("key", key),
+                        f": no such top-level entry (has: {_entry_names(content)})",
+                    ),
                     EXIT_USAGE,
                 )
             if not is_state_dict(content[key]):
                 raise Bn2gnError(
-                    f"{path}: --key {key}: holds a {type(content[key]).__name__}, "
-                    "not a state dict of tensors",
+                    Message(
+                        f"{path}: ",
+                        Opt("key", key),
+                        f": holds a {type(content[key]).__name__}, not a state dict of tensors",
+                    ),
                     EXIT_USAGE,
                 )
         return tuple(keys)
@@ -384,11 +421,37 @@ def find_state_dicts(content: Any, path: Path, keys: Tuple[str, ...] = ()) -> Tu
     found = tuple(k for k in STATE_DICT_KEYS if is_state_dict(content.get(k)))
     if not found:
         raise Bn2gnError(
-            f"{path}: no state dict found at the top level or under "
-            f"{', '.join(STATE_DICT_KEYS)} (has: {_entry_names(content)}); choose one with --key",
+            Message(
+                f"{path}: no state dict found at the top level or under "
+                f"{', '.join(STATE_DICT_KEYS)} (has: {_entry_names(content)}); choose one with ",
+                Opt("key"),
+            ),
             EXIT_USAGE,
         )
     return found
+
+
+#: DataParallel and DistributedDataParallel save every key of the wrapped model under this prefix.
+DATA_PARALLEL_PREFIX = "module."
+
+
+def data_parallel_prefix(keys: Iterable[str]) -> str:
+    """``module.`` (repeated for nested DataParallel) when every key carries it, else nothing."""
+    keys = list(keys)
+    prefix = ""
+    while keys and all(k.startswith(prefix + DATA_PARALLEL_PREFIX) for k in keys):
+        prefix += DATA_PARALLEL_PREFIX
+    return prefix
+
+
+def model_state_dict(path: Path, options: LoadOptions = LoadOptions()) -> dict:
+    """The model's state dict in a checkpoint (the first one found), DataParallel's prefix stripped:
+    what ``scan --trace --checkpoint``, ``demo`` and ``verify`` compare a built model with."""
+    checkpoint = load_checkpoint(path, options)
+    keys = find_state_dicts(checkpoint.content, checkpoint.path)
+    state = checkpoint.content[keys[0]] if keys else checkpoint.content
+    prefix = data_parallel_prefix(state)
+    return {key[len(prefix) :]: value for key, value in state.items()}
 
 
 def _entry_names(content: Mapping) -> str:

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import FrozenSet, Iterable, List, Set, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 
 ROOT = "<root>"
 
@@ -37,10 +37,12 @@ class PlanSelection:
         shown = ", ".join(unaccounted[:5]) + (
             f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else ""
         )
-        return (
+        return message_text(
             f"{len(unaccounted)} BatchNorm layer(s) in {where} are not accounted for by the plan "
             f"{self.source} and were left as they are: {shown}; trace the model that wrote this "
-            "checkpoint (bn2gn scan --trace) or check the module paths"
+            "checkpoint (bn2gn scan ",
+            Opt("trace", command="scan"),
+            ") or check the module paths",
         )
 
 
@@ -51,8 +53,12 @@ def selection_from_plan(plan, source: str) -> PlanSelection:
     traced = [site for site in plan.sites if site.module_paths]
     if not traced:
         raise Bn2gnError(
-            f"{source}: the plan has no module paths; make a traced plan with "
-            "bn2gn scan PATH... --trace MODULE:FACTORY -o plan.json",
+            Message(
+                f"{source}: the plan has no module paths; make a traced plan with "
+                "bn2gn scan PATH... ",
+                Opt("trace", "MODULE:FACTORY", command="scan"),
+                " -o plan.json",
+            ),
             EXIT_USAGE,
         )
     converted = {p for s in traced if s.decision == CONVERT for p in s.module_paths if p != ROOT}

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import DEFAULT_BACKBONE_ATTRS, is_backbone_path
+from ..errors import Opt, message_text
+from .load import DATA_PARALLEL_PREFIX, data_parallel_prefix
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 AFFINE = ("weight", "bias")
-DATA_PARALLEL_PREFIX = "module."
 #: Top-level entry names that hold optimizer state even when it is not a plain state dict.
 OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt_state")
 
@@ -43,14 +44,15 @@ class ModelSelection:
         shown = ", ".join(unaccounted[:5]) + (
             f", ... {len(unaccounted) - 5} more" if len(unaccounted) > 5 else ""
         )
-        return (
-            f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm in the "
-            f"model {self.source} and were left as they are: {shown}; check that --model builds the "
-            "network that wrote this checkpoint"
+        return message_text(
+            f"{len(unaccounted)} BatchNorm layer(s) in {where} are neither GroupNorm nor BatchNorm "
+            f"in the model {self.source} and were left as they are: {shown}; check that ",
+            Opt("model"),
+            " builds the network that wrote this checkpoint",
         )
 
 
-def selection_from_model(model, source: str = "--model") -> ModelSelection:
+def selection_from_model(model, source: str = "built in memory") -> ModelSelection:
     """GroupNorm and BatchNorm module paths of the converted model (DataParallel/wrappers unwrapped)."""
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
@@ -112,7 +114,7 @@ def remap_state_dict(
     state_dict: Mapping, options: RemapOptions = RemapOptions(), key: Optional[str] = None
 ) -> Tuple[collections.OrderedDict, StateDictReport]:
     report = StateDictReport(key=key, total=len(state_dict))
-    prefix = "" if options.keep_prefix else _common_prefix(state_dict)
+    prefix = "" if options.keep_prefix else data_parallel_prefix(state_dict)
     report.stripped_prefix = prefix
     names = {old: old[len(prefix) :] for old in state_dict}
     batchnorm = _batchnorm_layers(names.values())
@@ -171,8 +173,12 @@ def remap_content(
         elif not options.keep_optimizer and is_optimizer_state(name, value):
             report.dropped_entries.append(str(name))
             report.warnings.append(
-                f"dropped optimizer state {name!r}: its per-parameter state no longer lines up once "
-                "parameters are frozen or replaced (keep it with --keep-optimizer)"
+                message_text(
+                    f"dropped optimizer state {name!r}: its per-parameter state no longer lines up "
+                    "once parameters are frozen or replaced (keep it with ",
+                    Opt("keep_optimizer"),
+                    ")",
+                )
             )
         else:
             out[name] = value
@@ -187,15 +193,6 @@ def is_optimizer_state(name: Any, value: Any) -> bool:
     if isinstance(value, (list, tuple)) and value:
         return all(isinstance(v, Mapping) and "param_groups" in v for v in value)
     return name in OPTIMIZER_KEYS and value is not None
-
-
-def _common_prefix(state_dict: Mapping) -> str:
-    """``module.`` (repeated for nested DataParallel) when every key carries it, else nothing."""
-    prefix = ""
-    keys = list(state_dict)
-    while keys and all(k.startswith(prefix + DATA_PARALLEL_PREFIX) for k in keys):
-        prefix += DATA_PARALLEL_PREFIX
-    return prefix
 
 
 def _batchnorm_layers(names) -> List[str]:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 
 FORMAT = "bn2gn-renames/1"
 
@@ -91,7 +91,10 @@ def load_renames(path: Path) -> RenameSelection:
         raise Bn2gnError(f"{path}: cannot read ({exc.strerror or exc})", EXIT_USAGE) from None
     except ValueError as exc:
         raise Bn2gnError(
-            f"{path}: not JSON ({exc}); write it with bn2gn config rewrite --renames-out",
+            Message(
+                f"{path}: not JSON ({exc}); write it with bn2gn config rewrite ",
+                Opt("renames_out", command="config rewrite"),
+            ),
             EXIT_USAGE,
         ) from None
     if (
@@ -100,8 +103,13 @@ def load_renames(path: Path) -> RenameSelection:
         or not isinstance(data.get("rules"), list)
     ):
         raise Bn2gnError(
-            f"{path}: not a bn2gn renames file (format {FORMAT}); write it with "
-            "bn2gn config rewrite --gn ... --renames-out FILE",
+            Message(
+                f"{path}: not a bn2gn renames file (format {FORMAT}); write it with "
+                "bn2gn config rewrite ",
+                Opt("gn", "...", command="config rewrite"),
+                " ",
+                Opt("renames_out", "FILE", command="config rewrite"),
+            ),
             EXIT_USAGE,
         )
     rules = []

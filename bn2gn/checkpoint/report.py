@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Dict, List
 
+from ..errors import Opt, message_text
 from .job import RemapResult
 from .remap import StateDictReport
 from .verify import Verification
@@ -123,7 +124,10 @@ def _state_dict_lines(sd: StateDictReport, verbose: bool) -> List[str]:
         leaves = ", ".join(k.rpartition(".")[2] for k in keys) or "(no running statistics)"
         lines.append(f"      {layer}: {leaves}")
     if sd.reset:
-        lines.append(f"  reset    {len(sd.reset):6d}  GroupNorm weight=1 / bias=0 (--reset-affine)")
+        lines.append(
+            f"  reset    {len(sd.reset):6d}  GroupNorm weight=1 / bias=0 ("
+            + message_text(Opt("reset_affine"), ")")
+        )
         if verbose:
             lines.extend(f"      {name}" for name in sd.reset)
     lines.append(

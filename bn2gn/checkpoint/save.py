@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError, Message, Opt
 from .load import SAFETENSORS, TORCH_ZIP, LoadOptions, checkpoint_format, load_checkpoint
 
 
@@ -26,8 +26,11 @@ def build_payload(content: Any, state_keys: Tuple[str, ...], fmt: str) -> Tuple[
         return content, []
     if len(state_keys) > 1:
         raise Bn2gnError(
-            f"a .safetensors output holds one state dict, this checkpoint has {len(state_keys)} "
-            f"({', '.join(state_keys)}); choose one with --key",
+            Message(
+                f"a .safetensors output holds one state dict, this checkpoint has "
+                f"{len(state_keys)} ({', '.join(state_keys)}); choose one with ",
+                Opt("key"),
+            ),
             EXIT_USAGE,
         )
     state = content[state_keys[0]] if state_keys else content

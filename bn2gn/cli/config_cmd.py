@@ -10,7 +10,7 @@ from typing import Callable
 import click
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, SourceError
-from . import cli, mode_of, mode_options
+from .common import cli, mode_of, mode_options
 
 RESOLVERS = ("static", "mmengine")
 

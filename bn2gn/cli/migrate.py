@@ -11,7 +11,7 @@ import click
 
 from .. import progress
 from ..errors import EXIT_USAGE, Bn2gnError
-from . import cli, output_options
+from .common import cli, output_options
 from .scan_rewrite import analysis_flags
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_USAGE, Bn2gnError
-from . import cli, config_options, echo_rules, mode_of, mode_options, output_options, rule_options
+from .common import (
+    cli,
+    config_options,
+    echo_rules,
+    mode_of,
+    mode_options,
+    output_options,
+    rule_options,
+)
 
 
 @cli.command("patch-trainer")
@@ -131,7 +139,8 @@ def patch_trainer(
 
 def _planned_backbone(paths, config) -> tuple:
     """The backbone the plan of the repository around PATHS keeps (issue 15: one decision everywhere)."""
-    from ..analysis.backbone import plan_backbone_attrs, project_folder
+    from ..analysis.backbone import project_folder
+    from ..analysis.scan import plan_backbone_attrs
 
     return plan_backbone_attrs([project_folder(paths)], config)
 

@@ -10,7 +10,7 @@ import click
 
 from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
-from . import (
+from .common import (
     cli,
     config_options,
     echo_rules,
@@ -150,9 +150,9 @@ def _trace(
                 "--allow-global need --trace MODULE:FACTORY"
             )
         return None
-    from ..analysis.trace import trace_plan
     from ..checkpoint.load import LoadOptions
     from ..modelspec import parse_model_spec
+    from ..trace.engine import trace_plan
 
     name_options(
         model="--trace", path="--path"
@@ -240,7 +240,7 @@ def scan(
         text = render_text(plan, verbose=verbose)
         click.echo(text.splitlines()[-1] if quiet else text.rstrip("\n"))
         if trace is not None and not quiet:
-            from ..analysis.trace_report import render_trace_text
+            from ..trace.report import render_trace_text
 
             click.echo("\n".join(render_trace_text(trace)))
     for warning in trace.warnings if trace is not None else ():

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
-from . import cli, config_options, output_options
+from .common import cli, config_options, output_options
 from .model_options import model_arg_options, model_build_options
 
 DEVICE_HELP = "auto: CUDA when torch.cuda.is_available(), else CPU."
@@ -343,6 +343,6 @@ def _planned_backbone(paths, config) -> tuple:
     """Configured names plus the backbones the plan of the --path folders infers (issue 15)."""
     if not paths:
         return tuple(config.backbone_attrs)
-    from ..analysis.backbone import plan_backbone_attrs
+    from ..analysis.scan import plan_backbone_attrs
 
     return plan_backbone_attrs(list(paths), config)

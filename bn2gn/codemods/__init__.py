@@ -4,68 +4,19 @@ A codemod names the rules it implements (``rules``; codes, names and description
 ``bn2gn.rules``), says whether it has anything to do in a file (``applies``) and does it
 (``transform``). ``run`` applies a list in order; each codemod sees the changes made before it in
 ``Context.changes``. Codemods that share one LibCST traversal are grouped by ``combined.OnePass``.
+The interface is in ``codemods.base``; the ordered lists are here.
 
 Nothing here imports LibCST: the pre-filter imports ``codemods.names`` before anything heavy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, FrozenSet, Iterable, Protocol, Tuple
+from typing import Tuple
 
-if TYPE_CHECKING:
-    import libcst as cst
+from .base import Codemod, Context, Outcome, run
 
-    from ..pipeline import Change, Refusal
-    from ..rules import Rule
-    from ..sources import SourceText
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What a codemod knows about the file besides its tree."""
-
-    source: "SourceText"
-    rules: "FrozenSet[Rule]"  # the rules the run selected
-    job: Any  # the engine's per-file input: a rewrite.FileJob, or a trainer_steps.TrainerPlan
-    changes: "Tuple[Change, ...]" = ()  # made by the codemods that ran before this one
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """A codemod's new tree and what it reports."""
-
-    module: "cst.Module"
-    changes: "Tuple[Change, ...]" = ()
-    notes: Tuple[str, ...] = ()
-    refused: "Tuple[Refusal, ...]" = ()
-
-
-class Codemod(Protocol):
-    #: the rules this codemod implements; empty for one that only reports
-    rules: "Tuple[Rule, ...]"
-
-    def applies(self, context: Context) -> bool:
-        """Whether the codemod has anything to do (or to say) in this file."""
-
-    def transform(self, module: "cst.Module", context: Context) -> Outcome:
-        """The module after this codemod, with its changes, notes and refused sites."""
-
-
-def run(codemods: Iterable[Codemod], module: "cst.Module", context: Context) -> Outcome:
-    """Apply ``codemods`` in order to ``module``; the outcomes are concatenated in that order."""
-    changes, notes, refused = [], [], []
-    for codemod in codemods:
-        if not codemod.applies(context):
-            continue
-        outcome = codemod.transform(module, context)
-        module = outcome.module
-        changes += outcome.changes
-        notes += outcome.notes
-        refused += outcome.refused
-        context = dataclasses.replace(context, changes=tuple(changes))
-    return Outcome(module, tuple(changes), tuple(notes), tuple(refused))
+__all__ = ["Codemod", "Context", "Outcome", "run", "rewrite_codemods", "patch_trainer_codemods"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence, Tuple
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from . import Context, Outcome
+from .base import Context, Outcome
 
 if TYPE_CHECKING:
     from ..rules import Rule

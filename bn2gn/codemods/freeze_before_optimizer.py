@@ -16,6 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, PositionProvider
 
+from ..errors import Opt, message_text
 from ..rules import Rule
 from .inject import (
     PlannedInsertion,
@@ -65,8 +66,11 @@ class FreezeBeforeOptimizer:
             model = self.model_var or site.model
             if model is None:
                 raise NeedsUserInput(
-                    f"{path}:{site.line}: cannot tell which model the optimizer built here "
-                    f"(in {site.scope}) trains; name it with --model-var NAME"
+                    message_text(
+                        f"{path}:{site.line}: cannot tell which model the optimizer built here "
+                        f"(in {site.scope}) trains; name it with ",
+                        Opt("model_var", "NAME"),
+                    )
                 )
             frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(

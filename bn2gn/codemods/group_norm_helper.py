@@ -12,7 +12,7 @@ import libcst as cst
 
 from ..pipeline import Change
 from ..rules import Rule
-from . import Context, Outcome
+from .base import Context, Outcome
 from .inject import (
     defined_or_imported_names,
     dominant_indent,

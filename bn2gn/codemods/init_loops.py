@@ -14,7 +14,7 @@ from libcst.metadata import PositionProvider
 
 from ..pipeline import Change
 from ..rules import Rule
-from . import Context, Outcome
+from .base import Context, Outcome
 from .inject import ensure_nn_import, torch_nn_name
 
 _EMPTY = cst.Module(body=[])

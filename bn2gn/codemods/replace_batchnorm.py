@@ -11,10 +11,9 @@ from typing import Dict, List, Set, Tuple
 import libcst as cst
 from libcst.metadata import PositionProvider
 
-from ..analysis.plan import CONVERT
 from ..pipeline import Change, Refusal
 from ..rules import Rule
-from . import Context, Outcome
+from .base import Context, Outcome
 
 HELPER = "get_group_norm"
 #: BatchNorm2d(num_features, eps, momentum, affine, track_running_stats, device, dtype)
@@ -110,10 +109,10 @@ class ReplaceBatchNormCodemod:
     rules = (Rule.REPLACE_BATCHNORM,)
 
     def applies(self, context: Context) -> bool:
-        return Rule.REPLACE_BATCHNORM in context.rules and bool(_positions(context.job))
+        return Rule.REPLACE_BATCHNORM in context.rules and bool(context.job.converted_calls)
 
     def transformer(self, module: cst.Module, context: Context) -> ReplaceBatchNorm:
-        return ReplaceBatchNorm(_positions(context.job))
+        return ReplaceBatchNorm(set(context.job.converted_calls))
 
     def outcome(
         self, module: cst.Module, transformer: ReplaceBatchNorm, context: Context
@@ -128,8 +127,3 @@ class ReplaceBatchNormCodemod:
             ),
             refused=tuple(Refusal(rule, display, line, why) for line, why in transformer.refused),
         )
-
-
-def _positions(job) -> Set[Tuple[int, int]]:
-    """(line, 0-based column) of every call the plan converts in this file."""
-    return {(s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"}

@@ -13,9 +13,10 @@ from typing import Any, List, Tuple
 import libcst as cst
 from libcst.metadata import PositionProvider
 
+from ..errors import Opt, message_text
 from ..pipeline import Change
 from ..rules import Rule
-from . import Context, Outcome
+from .base import Context, Outcome
 from .freeze_helper import InjectFreezeHelper
 from .inject import InsertStatements, import_end_index
 
@@ -93,7 +94,9 @@ class HelperChecks:
         if missing:
             notes.append(
                 f"{path}: calls {', '.join(missing)} without defining or importing it "
-                "(BN2GN202 skipped): import it from bn2gn.runtime or use --helper-module"
+                + message_text(
+                    "(BN2GN202 skipped): import it from bn2gn.runtime or use ", Opt("helper_module")
+                )
             )
         stale = None if plan.options.helper_module else helper.stale_defaults(module)
         if stale is not None:

@@ -13,10 +13,13 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ..errors import Opt, message_text
 from .argparse_scan import collect_options, module_file
 from .repo_files import imported_modules, parse, read_text, relative
 
 FREEZE = "freeze_backbone_bn"
+#: The commands the notes about the model's options go with (they print beside those commands).
+COMMANDS = "remap-ckpt, verify"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +176,11 @@ def _model_args(
     for index, arg in enumerate(call.args):
         if isinstance(arg, ast.Starred) or index >= len(names):
             notes.append(
-                "the factory's positional arguments could not be matched to its parameters; "
-                "add them as --model-arg KEY=VALUE"
+                message_text(
+                    "the factory's positional arguments could not be matched to its parameters; "
+                    "add them as ",
+                    Opt("model_arg", "KEY=VALUE", command=COMMANDS),
+                )
             )
             break
         pairs.append((names[index], arg))
@@ -187,8 +193,12 @@ def _model_args(
             args.append(f"{name}={_model_argread_text(value)}")
         elif name in optional:
             notes.append(
-                f"{name}: {ast.unparse(node)} is computed at run time; the factory's default is used "
-                f"(add --model-arg {name}=... if yours differs)"
+                message_text(
+                    f"{name}: {ast.unparse(node)} is computed at run time; the factory's default "
+                    "is used (add ",
+                    Opt("model_arg", f"{name}=...", command=COMMANDS),
+                    " if yours differs)",
+                )
             )
         else:
             args.append(f"{name}=...")

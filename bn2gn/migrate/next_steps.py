@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from ..errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
 from .factory import FREEZE, ModelCall, call_name, model_call
 from .repo_files import imported_modules, parse, read_text, relative
@@ -126,8 +127,11 @@ def verify_command(
     if known:
         argv += ["--checkpoint", output_name(known[0])]
     notes = (
-        f"--input-shape {SHAPE}: one per positional argument of the model's forward(); "
-        "bn2gn cannot read the shapes from the source",
+        message_text(
+            Opt("input_shape", SHAPE, command="verify"),
+            ": one per positional argument of the model's forward(); "
+            "bn2gn cannot read the shapes from the source",
+        ),
     ) + model.notes
     return Command(
         tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes

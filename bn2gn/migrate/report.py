@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import List
 
+from ..errors import Opt, message_text
 from . import engine
 from .run import MigrateResult
 
@@ -69,8 +70,15 @@ def error_lines(result: MigrateResult) -> List[str]:
     if result.usage:
         lines = [f"bn2gn: error: {message}" for message in result.usage]
         lines.append(
-            "bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE "
-            "--model-var NAME / --insert-before-line N) or --exclude it, then run migrate again"
+            message_text(
+                "bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE ",
+                Opt("model_var", "NAME", command="patch-trainer"),
+                " / ",
+                Opt("insert_before_line", "N", command="patch-trainer"),
+                ") or ",
+                Opt("exclude"),
+                " it, then run migrate again",
+            )
         )
     return lines
 
@@ -86,7 +94,9 @@ def next_step_lines(result: MigrateResult) -> List[str]:
     ]
     if result.mode != engine.WRITE and result.counts()["files_changed"]:
         lines.append("  apply the changes above:")
-        lines.append(f"    bn2gn migrate {result.repo} --write")
+        lines.append(
+            message_text(f"    bn2gn migrate {result.repo} ", Opt("write", command="migrate"))
+        )
     for title, commands in (
         ("remap the checkpoints the train scripts load", steps.remap),
         ("check the converted model at run time", steps.verify),

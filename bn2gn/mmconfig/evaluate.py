@@ -12,10 +12,12 @@ import operator
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import SourceError
+from ..errors import Opt, SourceError, message_text
 from .values import CfgDict, Origin
 
 BASE_KEY = "_base_"
+#: What a config the static resolver refuses can be read with instead.
+MMENGINE_RESOLVER = Opt("resolver", "mmengine")
 
 
 class RefusedConstruct(SourceError):
@@ -437,8 +439,11 @@ class Evaluator:
         raise RefusedConstruct(
             self.path,
             getattr(node, "lineno", 1),
-            f"the static resolver does not evaluate {what}; use --resolver mmengine "
-            "(runs the config with mmengine) or write the value out",
+            message_text(
+                f"the static resolver does not evaluate {what}; use ",
+                MMENGINE_RESOLVER,
+                " (runs the config with mmengine) or write the value out",
+            ),
         )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_USAGE, Bn2gnError, SourceError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, SourceError
+from .evaluate import MMENGINE_RESOLVER
 from .resolve import ResolvedConfig
 from .values import CfgDict, Origin
 
@@ -19,7 +20,8 @@ def resolve_with_mmengine(path: Path) -> ResolvedConfig:
         from mmengine.config import Config
     except ImportError:
         raise Bn2gnError(
-            "--resolver mmengine needs mmengine: pip install 'bn2gn[openmmlab]'", EXIT_USAGE
+            Message(MMENGINE_RESOLVER, " needs mmengine: pip install 'bn2gn[openmmlab]'"),
+            EXIT_USAGE,
         ) from None
     path = Path(path)
     if not path.is_file():

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import SourceError
+from ..errors import SourceError, message_text
 from ..sources import read_source
-from .evaluate import BASE_KEY, RefusedConstruct, evaluate_module
+from .evaluate import BASE_KEY, MMENGINE_RESOLVER, RefusedConstruct, evaluate_module
 from .values import CfgDict, Origin, deep_copy
 
 DELETE_KEY = "_delete_"
@@ -102,7 +102,9 @@ def _resolve(
         )  # the same object, as in mmengine: del _base_.x counts
     except RecursionError:
         raise SourceError(
-            path, 1, "too deeply nested for the static resolver; use --resolver mmengine"
+            path,
+            1,
+            message_text("too deeply nested for the static resolver; use ", MMENGINE_RESOLVER),
         ) from None
     for name in [n for n in own if str(n).startswith("__")]:
         del own[name]
@@ -176,8 +178,10 @@ def _base_files(path: Path, tree: ast.Module) -> Tuple[List[Path], int]:
                 raise RefusedConstruct(
                     path,
                     stmt.lineno,
-                    "_base_ must be a string or a list of strings "
-                    "written out; use --resolver mmengine",
+                    message_text(
+                        "_base_ must be a string or a list of strings written out; use ",
+                        MMENGINE_RESOLVER,
+                    ),
                 ) from None
             names = value if isinstance(value, (list, tuple)) else [value]
             if not all(isinstance(n, str) for n in names):
@@ -187,8 +191,10 @@ def _base_files(path: Path, tree: ast.Module) -> Tuple[List[Path], int]:
                     raise RefusedConstruct(
                         path,
                         stmt.lineno,
-                        f"_base_ {name!r} names a config inside an "
-                        "installed package; use --resolver mmengine",
+                        message_text(
+                            f"_base_ {name!r} names a config inside an installed package; use ",
+                            MMENGINE_RESOLVER,
+                        ),
                     )
             return [path.parent / n for n in names], stmt.lineno
     return [], 0

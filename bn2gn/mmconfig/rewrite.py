@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 import libcst as cst
 
 from ..checkpoint.renames import RenameRule
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Opt, message_text
 from ..pipeline import FileResult, finish
 from ..sources import read_source
 from .components import gn_groups
@@ -141,8 +141,11 @@ def _drop_invalid(state: _State) -> None:
             continue
         if not state.editable(finding.file):
             state.notes.append(
-                f"{finding.file}:{finding.line}: {finding.component}.{finding.key} is written in a "
-                "_base_ file; remove it there or run with --allow-base"
+                message_text(
+                    f"{finding.file}:{finding.line}: {finding.component}.{finding.key} is written "
+                    "in a _base_ file; remove it there or run with ",
+                    Opt("allow_base"),
+                )
             )
             continue
         edits.setdefault(Path(finding.file), []).append(Remove(Target(finding.key, finding.line)))
@@ -226,8 +229,12 @@ def _group_norm(state: _State, name: str) -> None:
         return
     if cls.role == "backbone":
         state.refused.append(
-            f"{comp.path}: {cls.name} is a backbone: its BatchNorm stays (frozen) to match the "
-            "pretrained statistics; --gn is for necks and heads"
+            message_text(
+                f"{comp.path}: {cls.name} is a backbone: its BatchNorm stays (frozen) to match the "
+                "pretrained statistics; ",
+                Opt("gn"),
+                " is for necks and heads",
+            )
         )
         return
     if cls.hard_coded_bn:
@@ -298,8 +305,11 @@ def _fix_lr_mult(state: _State) -> None:
             continue
         if not state.editable(finding.file):
             state.notes.append(
-                f"{finding.file}:{finding.line}: lr_mult=0 for {finding.key} is written in a _base_ "
-                "file; remove it there or run with --allow-base"
+                message_text(
+                    f"{finding.file}:{finding.line}: lr_mult=0 for {finding.key} is written in a "
+                    "_base_ file; remove it there or run with ",
+                    Opt("allow_base"),
+                )
             )
             continue
         entry = finding.key[len("custom_keys.") :]

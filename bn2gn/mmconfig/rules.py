@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..errors import Opt, message_text
 from .components import gn_groups
 from .findings import ERROR, INFO, WARNING, Code, Finding
 from .model import (
@@ -170,8 +171,12 @@ def lr_mult_zero(
                     comp.path,
                     f"custom_keys.{key}",
                     origin,
-                    f"redundant: {comp.type} is fully frozen ({state.when}); {skipped}. "
-                    "bn2gn config rewrite --fix-lr-mult removes it",
+                    message_text(
+                        f"redundant: {comp.type} is fully frozen ({state.when}); {skipped}. "
+                        "bn2gn config rewrite ",
+                        Opt("fix_lr_mult", command="config rewrite"),
+                        " removes it",
+                    ),
                 )
             )
             continue
@@ -448,8 +453,12 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
                 comp.path,
                 "norm_cfg",
                 comp.cfg.origin("norm_cfg") or comp.origin,
-                f"settable from the config: norm_cfg=dict(type='GN', num_groups=N, requires_grad=True) "
-                f"({text}; BatchNorm now from {where}); bn2gn config rewrite --gn {comp.key}",
+                message_text(
+                    "settable from the config: norm_cfg=dict(type='GN', num_groups=N, "
+                    f"requires_grad=True) ({text}; BatchNorm now from {where}); "
+                    "bn2gn config rewrite ",
+                    Opt("gn", comp.key, command="config rewrite"),
+                ),
             )
         )
     return out

@@ -11,6 +11,7 @@ import collections
 import math
 from typing import List, Optional
 
+from ..errors import Opt, message_text
 from .report import FAIL, INFO, PASS, WARN, Check
 
 FREEZE_HINT = (
@@ -128,7 +129,14 @@ def frozen_checks(record: dict) -> List[Check]:
                 )
             )
             checks.append(
-                Check(name, FAIL, why, "check --backbone-attr (or [tool.bn2gn] backbone-attrs)")
+                Check(
+                    name,
+                    FAIL,
+                    why,
+                    message_text(
+                        "check ", Opt("backbone_attr"), " (or [tool.bn2gn] backbone-attrs)"
+                    ),
+                )
             )
         elif bad:
             worst = max(bad, key=lambda s: len(s[key]))

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from .demo_checks import arch_section
 from .fixture import ARCHS, FACTORY, MODEL_ARGS, MODELS, TRAINER_FILES
 from .harness import PROGRESS_PREFIX
@@ -81,7 +81,7 @@ class Demo:
         """The backbone the plan of the migrated models keeps (names plus ``Root.attr`` entries): the
         same decision patch-trainer baked into the freeze, checked by the harness. Read after the
         migration steps, when the converted copy exists."""
-        from ..analysis.backbone import plan_backbone_attrs
+        from ..analysis.scan import plan_backbone_attrs
         from ..config import load_config
 
         config = load_config([self.converted], backbone_attrs=self.options.backbone_attrs)
@@ -114,9 +114,12 @@ class Demo:
                     Check(
                         f"step-{name}",
                         WARN,
-                        f"[{label}] (converted/) bn2gn {name} skipped (--skip-step "
-                        f"{name}): the migration is "
-                        "deliberately incomplete, the checks below must catch it",
+                        message_text(
+                            f"[{label}] (converted/) bn2gn {name} skipped (",
+                            Opt("skip_step", name),
+                            "): the migration is deliberately incomplete, the checks below must "
+                            "catch it",
+                        ),
                     )
                 )
                 continue
@@ -152,8 +155,13 @@ class Demo:
             return "cuda" if info.get("cuda_available") else "cpu"
         if wanted == "cuda" and not info.get("cuda_available"):
             raise Bn2gnError(
-                f"--device cuda: torch {info.get('torch', '?')} reports no CUDA device here "
-                "(torch.cuda.is_available() is False); use --device auto or cpu",
+                Message(
+                    Opt("device", "cuda"),
+                    f": torch {info.get('torch', '?')} reports no CUDA device here "
+                    "(torch.cuda.is_available() is False); use ",
+                    Opt("device", "auto"),
+                    " or cpu",
+                ),
                 EXIT_USAGE,
             )
         return wanted

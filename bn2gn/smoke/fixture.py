@@ -7,7 +7,7 @@ from pathlib import Path
 
 import bn2gn
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 
 FIXTURE = "centernet_mini"
 ARCHS = ("res_18", "dla_34")
@@ -27,17 +27,26 @@ def prepare_workdir(fixtures: Path, workdir: Path, force: bool) -> None:
     """Check the fixture repository, refuse a non-empty work directory unless ``force``, copy the fixture twice."""
     if not (fixtures / "train.py").is_file() or not (fixtures / MODELS).is_dir():
         raise Bn2gnError(
-            f"fixture repository not found at {fixtures} (need train.py and {MODELS}/); "
-            "pass --fixtures DIR pointing at bn2gn's fixtures/centernet_mini",
+            Message(
+                f"fixture repository not found at {fixtures} (need train.py and {MODELS}/); pass ",
+                Opt("fixtures", "DIR"),
+                " pointing at bn2gn's fixtures/centernet_mini",
+            ),
             EXIT_USAGE,
         )
     if workdir.exists() and not workdir.is_dir():
-        raise Bn2gnError(f"--workdir {workdir}: exists and is not a directory", EXIT_USAGE)
+        raise Bn2gnError(
+            Message(Opt("workdir", workdir), ": exists and is not a directory"), EXIT_USAGE
+        )
     if workdir.is_dir() and any(workdir.iterdir()):
         if not force:
             raise Bn2gnError(
-                f"--workdir {workdir} is not empty; choose an empty or new folder, or add --force "
-                f"(replaces the demo's own folders there: {', '.join(OWN_DIRS)})",
+                Message(
+                    Opt("workdir", workdir),
+                    " is not empty; choose an empty or new folder, or add ",
+                    Opt("force"),
+                    f" (replaces the demo's own folders there: {', '.join(OWN_DIRS)})",
+                ),
                 EXIT_USAGE,
             )
         for name in OWN_DIRS:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 
 FREEZE, KEEP = "freeze_backbone_bn", "keep_backbone_bn_eval"
 
@@ -57,9 +57,13 @@ def load_freeze_logic(files: Sequence[Path], backbone_attrs: Sequence[str]) -> F
                 found[name], sources[name] = function, str(path)
     if FREEZE not in found:
         raise Bn2gnError(
-            f"--freeze-from: {', '.join(map(str, files))} neither defines nor imports {FREEZE}; "
-            "run `bn2gn patch-trainer` on the train script first, or leave out --freeze-from "
-            "to use bn2gn's own",
+            Message(
+                Opt("freeze_from"),
+                f": {', '.join(map(str, files))} neither defines nor imports {FREEZE}; "
+                "run `bn2gn patch-trainer` on the train script first, or leave out ",
+                Opt("freeze_from"),
+                " to use bn2gn's own",
+            ),
             EXIT_USAGE,
         )
     return FreezeLogic(found[FREEZE], found.get(KEEP), sources)
@@ -67,13 +71,16 @@ def load_freeze_logic(files: Sequence[Path], backbone_attrs: Sequence[str]) -> F
 
 def _functions_in(path: Path) -> Dict[str, Callable]:
     if not path.is_file():
-        raise Bn2gnError(f"--freeze-from {path}: no such file", EXIT_USAGE)
+        raise Bn2gnError(Message(Opt("freeze_from", path), ": no such file"), EXIT_USAGE)
     try:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source, filename=str(path))
     except (OSError, UnicodeDecodeError, SyntaxError) as exc:
         raise Bn2gnError(
-            f"--freeze-from {path}: cannot read it as Python ({type(exc).__name__}: {exc})",
+            Message(
+                Opt("freeze_from", path),
+                f": cannot read it as Python ({type(exc).__name__}: {exc})",
+            ),
             EXIT_USAGE,
         ) from None
     defined = [
@@ -116,7 +123,10 @@ def _reported(function: Callable, path: Path) -> Callable:
             return function(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's code: summarise, never dump
             raise Bn2gnError(
-                f"--freeze-from {path}: {function.__name__}() raised {type(exc).__name__}: {exc}",
+                Message(
+                    Opt("freeze_from", path),
+                    f": {function.__name__}() raised {type(exc).__name__}: {exc}",
+                ),
                 EXIT_USAGE,
             ) from None
 
@@ -139,7 +149,8 @@ def _import_file(path: Path):
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's file: summarise, never dump
         raise Bn2gnError(
-            f"--freeze-from {path}: importing it raised {type(exc).__name__}: {exc}", EXIT_USAGE
+            Message(Opt("freeze_from", path), f": importing it raised {type(exc).__name__}: {exc}"),
+            EXIT_USAGE,
         ) from None
     finally:
         sys.path.remove(str(path.resolve().parent))

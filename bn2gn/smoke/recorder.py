@@ -18,6 +18,7 @@ import math
 import time
 from typing import Callable, Optional
 
+from ..bn_statistics import untrained_backbone_batchnorms
 from ..runtime import backbone_batchnorms, unwrap_model
 from . import snapshot
 
@@ -149,7 +150,7 @@ class Recorder:
         self.start = {
             "device": str(first_param.device) if first_param is not None else "cpu",
             "census": snapshot.norm_census(network, attrs),
-            "untrained_batchnorm": snapshot.untrained_batchnorms(network, attrs),
+            "untrained_batchnorm": untrained_backbone_batchnorms(network, attrs),
             "backbone": snapshot.backbone_tensors(network, attrs),
             "groupnorm": snapshot.groupnorm_tensors(network),
         }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import List
 
+from ..errors import Opt, message_text
+
 PASS, FAIL, WARN, INFO = "pass", "fail", "warn", "info"
 _LABEL = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", INFO: "INFO"}
 #: Warnings of one kind shown one per line before the rest is summarised (JSON lists all of them).
@@ -76,7 +78,8 @@ def render_section(section: Section, verbose: bool = False) -> List[str]:
             warnings_by_name[check.name] = seen + 1
             if seen == TEXT_WARNING_LIMIT:
                 lines.append(
-                    f"  {'WARN':<4}  {check.name:<{width}}  ... more of these (see -v or --format json)"
+                    f"  {'WARN':<4}  {check.name:<{width}}  ... more of these (see -v or "
+                    + message_text(Opt("format", "json"), ")")
                 )
             if seen >= TEXT_WARNING_LIMIT:
                 continue

@@ -6,7 +6,7 @@ the checks look at exactly the layers the patched code is supposed to freeze.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Optional
 
 from ..runtime import backbone_batchnorms, unwrap_model
 
@@ -83,32 +83,17 @@ def compare_tensors(before: Dict[str, object], after: Dict[str, object]) -> dict
     }
 
 
-def untrained_batchnorms(model, backbone_attrs: Iterable[str]) -> List[str]:
-    """Backbone BatchNorm whose statistics were never trained: mean all 0, var all 1, no batch tracked."""
-    untrained = []
-    for path, module in backbone_batchnorms(unwrap_model(model), tuple(backbone_attrs)):
-        mean, var, tracked = module.running_mean, module.running_var, module.num_batches_tracked
-        if mean is None or var is None:
-            continue
-        if (
-            bool((mean == 0).all())
-            and bool((var == 1).all())
-            and (tracked is None or int(tracked) == 0)
-        ):
-            untrained.append(path)
-    return untrained
-
-
 def compare_with_checkpoint(model, path, names: Optional[Iterable[str]] = None) -> dict:
     """Compare the model's state with a checkpoint file, tensor by tensor (bit-identical or not).
 
     ``names`` limits the comparison to those state-dict keys (e.g. the backbone BatchNorm tensors);
     without it every key on both sides counts, so missing and unexpected keys are reported too.
     """
+    from ..checkpoint.load import model_state_dict
     from ..errors import Bn2gnError
 
     try:
-        saved = checkpoint_state_dict(path)
+        saved = model_state_dict(path)
     except Bn2gnError as exc:
         return {"path": str(path), "error": exc.format_message()}
     current = unwrap_model(model).state_dict()
@@ -134,18 +119,6 @@ def compare_with_checkpoint(model, path, names: Optional[Iterable[str]] = None) 
     if names is None:
         result["unexpected"] = [name for name in saved if name not in current]
     return result
-
-
-def checkpoint_state_dict(path) -> dict:
-    """The state dict inside a checkpoint, loaded weights-only, DataParallel's ``module.`` prefix stripped."""
-    from ..checkpoint import find_state_dicts, load_checkpoint
-
-    checkpoint = load_checkpoint(path)
-    keys = find_state_dicts(checkpoint.content, path)
-    state = checkpoint.content[keys[0]] if keys else checkpoint.content
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return dict(state)
 
 
 def _equal(a, b) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
 from .report import INFO, Check, Section
@@ -42,7 +42,10 @@ def parse_input_shape(text: str) -> Tuple[int, ...]:
         shape = ()
     if not shape or any(n <= 0 for n in shape):
         raise Bn2gnError(
-            f"--input-shape {text!r}: expected positive integers separated by commas, e.g. 1,3,512,512",
+            Message(
+                Opt("input_shape", repr(text)),
+                ": expected positive integers separated by commas, e.g. 1,3,512,512",
+            ),
             EXIT_USAGE,
         )
     return shape
@@ -55,7 +58,12 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise Bn2gnError(
-            f"--device {device}: torch.cuda.is_available() is False here; use --device cpu or auto",
+            Message(
+                Opt("device", device),
+                ": torch.cuda.is_available() is False here; use ",
+                Opt("device", "cpu"),
+                " or auto",
+            ),
             EXIT_USAGE,
         )
     return device
@@ -134,10 +142,15 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
         output = model(*inputs)
     except Exception as exc:  # noqa: BLE001 - the user's model: summarise, never dump
         lines = str(exc).strip().splitlines()
-        shapes = " ".join("--input-shape " + ",".join(map(str, s)) for s in options.input_shapes)
+        shapes = [Opt("input_shape", ",".join(map(str, s))) for s in options.input_shapes]
         raise Bn2gnError(
-            f"{options.spec.describe()}: forward({shapes}) raised {type(exc).__name__}: "
-            f"{lines[0] if lines else ''}; check --input-shape (one per forward argument, in order)",
+            Message(
+                f"{options.spec.describe()}: forward(",
+                *[part for i, opt in enumerate(shapes) for part in ((" " if i else ""), opt)],
+                f") raised {type(exc).__name__}: {lines[0] if lines else ''}; check ",
+                Opt("input_shape"),
+                " (one per forward argument, in order)",
+            ),
             EXIT_USAGE,
         ) from None
     loss = generic_loss(output)
@@ -148,9 +161,9 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
 
 def _load_checkpoint(model, path: Path) -> None:
     """Load ``--checkpoint`` with strict=False; the checkpoint-loaded check reports what did not match."""
-    from .snapshot import checkpoint_state_dict
+    from ..checkpoint.load import model_state_dict
 
-    state = checkpoint_state_dict(path)
+    state = model_state_dict(path)
     current = model.state_dict()
     usable = {
         k: v for k, v in state.items() if k in current and tuple(v.shape) == tuple(current[k].shape)

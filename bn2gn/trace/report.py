@@ -1,4 +1,5 @@
-"""What `scan --trace` says besides the plan (issue 7): untrained backbone statistics, stubs, differences.
+"""The trace's result, and what `scan --trace` says besides the plan (issue 7): untrained backbone
+statistics, stubs, differences. The engine builds a TraceReport; this module needs nothing from it.
 
 Freezing a backbone BatchNorm whose running statistics were never trained (running_mean 0,
 running_var 1, num_batches_tracked 0) pins an untrained normalisation, so the trace checks them
@@ -8,35 +9,84 @@ after the factory ran and, with ``--checkpoint``, after the checkpoint's values 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import List, Optional
+from typing import Dict, List, Sequence, Tuple
 
+from ..analysis.backbone import backbone_attrs_of
+from ..analysis.plan import Plan, Site
+from ..bn_statistics import untrained_backbone_batchnorms
+from ..checkpoint.load import LoadOptions, model_state_dict
 from ..config import Config
-from .trace import TraceReport, show
+from ..errors import Opt, message_text
 
-PREFIX = "module."
+SHOWN = 4  # module paths quoted in one reason
+
+
+@dataclasses.dataclass
+class Untracked:
+    """Instances built by a call that is not a static site (a callable, a partial, code outside the scan)."""
+
+    location: str
+    op: str
+    module_paths: List[str]
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TraceReport:
+    plan: Plan
+    model: str
+    instances: int = 0
+    executed: int = 0
+    differences: List[Tuple[Site, Site]] = dataclasses.field(default_factory=list)
+    untracked: List[Untracked] = dataclasses.field(default_factory=list)
+    stubs: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    warnings: List[str] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "instances": self.instances,
+            "sites_executed": self.executed,
+            "stubs": {name: list(used) for name, used in self.stubs.items()},
+            "differences": [
+                {
+                    "location": s.location,
+                    "static": {"decision": s.decision, "reason": s.reason},
+                    "traced": {"decision": t.decision, "reason": t.reason},
+                }
+                for s, t in self.differences
+            ],
+            "untracked": [u.as_dict() for u in self.untracked],
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }
+
+
+def show(paths: Sequence[str]) -> str:
+    listed = ", ".join(paths[:SHOWN])
+    return f"({listed}, ... {len(paths) - SHOWN} more)" if len(paths) > SHOWN else f"({listed})"
 
 
 def check_statistics(
     model, config: Config, report: TraceReport, checkpoint=None, load_options=None
 ) -> None:
-    from .backbone import backbone_attrs_of
-
-    config = dataclasses.replace(
-        config, backbone_attrs=backbone_attrs_of(config.backbone_attrs, report.plan.backbones)
-    )
-    after_factory = untrained_backbone_batchnorm(model, config)
+    """Warn about backbone BatchNorm still untrained after the factory, and after ``checkpoint``."""
+    attrs = backbone_attrs_of(config.backbone_attrs, report.plan.backbones)
+    after_factory = untrained_backbone_batchnorms(model, attrs)
     if checkpoint is None:
         if after_factory:
             report.warnings.append(
                 f"{len(after_factory)} backbone BatchNorm layer(s) still have untrained statistics after the factory "
                 f"ran (running_mean 0, running_var 1, num_batches_tracked 0): {show(after_factory)}; freezing them "
                 "pins an untrained normalisation: load pretrained backbone weights, or check your checkpoint with "
-                "--checkpoint FILE"
+                + message_text(Opt("checkpoint", "FILE"))
             )
         return
-    state = checkpoint_state(checkpoint, load_options)
-    after_checkpoint = untrained_backbone_batchnorm(model, config, state)
+    state = model_state_dict(checkpoint, load_options or LoadOptions())
+    after_checkpoint = untrained_backbone_batchnorms(model, attrs, state)
     if after_factory:
         report.notes.append(
             f"{len(after_factory)} backbone BatchNorm layer(s) were untrained after the factory; "
@@ -49,53 +99,6 @@ def check_statistics(
             f"{len(after_checkpoint)} backbone BatchNorm layer(s) still have untrained statistics after loading "
             f"{checkpoint}{why}: {show(after_checkpoint)}; freezing them pins an untrained normalisation"
         )
-
-
-def untrained_backbone_batchnorm(
-    model, config: Config, state: Optional[Mapping] = None
-) -> List[str]:
-    """Backbone BatchNorm paths whose statistics are the untouched defaults (``state`` overriding the model's)."""
-    from torch.nn.modules.batchnorm import _BatchNorm
-    from torch.nn.parameter import is_lazy
-
-    from ..runtime import backbone_modules
-
-    found = []
-    for name, module in backbone_modules(model, config.backbone_attrs):
-        if not (isinstance(module, _BatchNorm) and module.track_running_stats):
-            continue
-        stats = [
-            _value(state, name, leaf, getattr(module, leaf, None))
-            for leaf in ("running_mean", "running_var", "num_batches_tracked")
-        ]
-        if any(t is None or is_lazy(t) for t in stats[:2]):
-            continue
-        mean, var, count = stats
-        if (
-            bool((mean == 0).all())
-            and bool((var == 1).all())
-            and (count is None or int(count) == 0)
-        ):
-            found.append(name)
-    return found
-
-
-def _value(state: Optional[Mapping], name: str, leaf: str, default):
-    if state is not None and f"{name}.{leaf}" in state:
-        return state[f"{name}.{leaf}"]
-    return default
-
-
-def checkpoint_state(path, load_options=None) -> Mapping:
-    """The model state dict inside a checkpoint, DataParallel's ``module.`` prefix stripped."""
-    from ..checkpoint.load import LoadOptions, find_state_dicts, load_checkpoint
-
-    loaded = load_checkpoint(path, load_options or LoadOptions())
-    keys = find_state_dicts(loaded.content, loaded.path)
-    state = loaded.content[keys[0]] if keys else loaded.content
-    if state and all(k.startswith(PREFIX) for k in state):
-        state = {k[len(PREFIX) :]: v for k, v in state.items()}
-    return state
 
 
 def render_trace_text(report: TraceReport) -> List[str]:

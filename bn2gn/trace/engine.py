@@ -17,14 +17,14 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..analysis.classify import _apply_overrides
+from ..analysis.plan import CONVERT, KEEP, UNSURE, Plan, Site
 from ..config import Config, is_backbone_path
-from ..errors import EXIT_USAGE, Bn2gnError
-from .classify import _apply_overrides
-from .plan import CONVERT, KEEP, UNSURE, Plan, Site
+from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
+from .report import TraceReport, Untracked, check_statistics, show
 
 #: (display path, line, col, end_line, end_col): columns 1-based characters, like Site
 Where = Tuple[str, int, int, int, int]
-SHOWN = 4  # module paths quoted in one reason
 
 
 @dataclasses.dataclass
@@ -36,50 +36,6 @@ class Creation:
     where: Optional[Where]  # None: no frame of the build was inside the scanned files
 
 
-@dataclasses.dataclass
-class Untracked:
-    """Instances built by a call that is not a static site (a callable, a partial, code outside the scan)."""
-
-    location: str
-    op: str
-    module_paths: List[str]
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class TraceReport:
-    plan: Plan
-    model: str
-    instances: int = 0
-    executed: int = 0
-    differences: List[Tuple[Site, Site]] = dataclasses.field(default_factory=list)
-    untracked: List[Untracked] = dataclasses.field(default_factory=list)
-    stubs: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
-    warnings: List[str] = dataclasses.field(default_factory=list)
-    notes: List[str] = dataclasses.field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "instances": self.instances,
-            "sites_executed": self.executed,
-            "stubs": {name: list(used) for name, used in self.stubs.items()},
-            "differences": [
-                {
-                    "location": s.location,
-                    "static": {"decision": s.decision, "reason": s.reason},
-                    "traced": {"decision": t.decision, "reason": t.reason},
-                }
-                for s, t in self.differences
-            ],
-            "untracked": [u.as_dict() for u in self.untracked],
-            "warnings": self.warnings,
-            "notes": self.notes,
-        }
-
-
 def trace_plan(
     static: Plan, project, spec, config: Config, checkpoint=None, load_options=None
 ) -> TraceReport:
@@ -88,12 +44,14 @@ def trace_plan(
         import torch  # noqa: F401
     except ImportError:
         raise Bn2gnError(
-            "scan --trace builds the model with PyTorch, which is not installed here: "
-            "pip install torch (CPU is enough)",
+            Message(
+                "scan ",
+                Opt("trace", command="scan"),
+                " builds the model with PyTorch, which is not installed here: "
+                "pip install torch (CPU is enough)",
+            ),
             EXIT_USAGE,
         ) from None
-    from .trace_report import check_statistics
-
     files = scanned_files(project)
     with record_batchnorm(files) as creations, _forget_imports(spec, files):
         model, stubs = _build(spec)
@@ -122,8 +80,11 @@ def trace_plan(
     ]
     if creations and not by_site and static.sites:
         report.warnings.append(
-            "the build executed none of the BatchNorm sites in the scanned files: does --path "
-            "import the same source tree that was scanned?"
+            message_text(
+                "the build executed none of the BatchNorm sites in the scanned files: does ",
+                Opt("path"),
+                " import the same source tree that was scanned?",
+            )
         )
     check_statistics(model, config, report, checkpoint, load_options)
     return report
@@ -131,8 +92,8 @@ def trace_plan(
 
 def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
+    from ..analysis.backbone import backbone_attrs_of
     from ..runtime import backbone_modules
-    from .backbone import backbone_attrs_of
 
     attrs = backbone_attrs_of(config.backbone_attrs, static.backbones if static is not None else {})
     return {path for path, _ in backbone_modules(model, attrs)}
@@ -200,11 +161,6 @@ def decide_from_trace(
         CONVERT,
         f"traced: {len(other)} instance(s), none under a backbone attribute: {show(other)}",
     )
-
-
-def show(paths: Sequence[str]) -> str:
-    listed = ", ".join(paths[:SHOWN])
-    return f"({listed}, ... {len(paths) - SHOWN} more)" if len(paths) > SHOWN else f"({listed})"
 
 
 # -- recording ------------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""The click group, the options several commands share, and the one place errors become exit codes.
+
+Command modules import from here; ``bn2gn.cli`` imports them, so nothing imports back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, flag_of, flag_style  # noqa: F401
+
+
+class _Group(click.Group):
+    """Turns any unexpected exception into one line and exit code 3: the user never sees a traceback."""
+
+    def invoke(self, ctx):
+        flags = ctx.meta.setdefault(OPTION_FLAGS, {})
+        try:
+            with flag_style(flags):  # engine messages name options as this command's flags
+                return super().invoke(ctx)
+        except Bn2gnError as exc:
+            fail(exc.text.render(flags), exc.code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("bn2gn: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001
+            if os.environ.get("BN2GN_DEBUG"):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            fail(
+                f"internal error: {type(exc).__name__}: {first} "
+                "(set BN2GN_DEBUG=1 for a traceback and please report it)",
+                EXIT_INTERNAL,
+            )
+
+
+#: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``);
+#: any other option is shown as ``flag_of(name)``. Engine messages hold options as ``Opt`` data
+#: (``bn2gn.errors``) and are rendered with this mapping, never rewritten as text.
+OPTION_FLAGS = "bn2gn.option_flags"
+
+
+def name_options(**flags: str) -> None:
+    """Say which flag this command uses for an engine option, for its error messages
+    (``name_options(model="--trace")``: scan takes the model factory as --trace)."""
+    click.get_current_context().meta.setdefault(OPTION_FLAGS, {}).update(flags)
+
+
+def fail(message: str, code: int) -> None:
+    """The one place an error becomes output: one line on stderr, then exit with ``code``."""
+    click.echo(f"bn2gn: error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(package_name="bn2gn")
+def cli() -> None:
+    """bn2gn: BatchNorm2d -> GroupNorm in non-backbone layers, a frozen backbone, remapped checkpoints."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="bn2gn")
+
+
+def config_options(func: Callable) -> Callable:
+    """--backbone-attr and --config: the options every command that decides 'backbone or not' takes."""
+    func = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read [tool.bn2gn] from this file instead of the nearest pyproject.toml/bn2gn.toml.",
+    )(func)
+    func = click.option(
+        "--backbone-attr",
+        "backbone_attrs",
+        multiple=True,
+        metavar="NAME",
+        help="Attribute name that holds backbone layers (repeatable; added to backbone, base_layer).",
+    )(func)
+    return func
+
+
+def mode_options(func: Callable) -> Callable:
+    """--diff / --check: one code path with writing, nothing written."""
+    func = click.option(
+        "--check", is_flag=True, help="Write nothing; exit 1 if anything would change."
+    )(func)
+    func = click.option("--diff", is_flag=True, help="Print a unified diff; write nothing.")(func)
+    return func
+
+
+def output_options(func: Callable) -> Callable:
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Report format.",
+    )(func)
+    func = click.option("-v", "--verbose", is_flag=True, help="More detail.")(func)
+    func = click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary line.")(
+        func
+    )
+    return func
+
+
+def rule_options(func: Callable) -> Callable:
+    func = click.option("--list-rules", is_flag=True, help="List rule codes and exit.")(func)
+    func = click.option(
+        "--skip", multiple=True, metavar="CODE", help="Rule code to skip (repeatable)."
+    )(func)
+    func = click.option(
+        "--select", multiple=True, metavar="CODE", help="Only run these rule codes (repeatable)."
+    )(func)
+    return func
+
+
+def mode_of(diff: bool, check: bool) -> str:
+    from ..pipeline import CHECK, DIFF, WRITE
+
+    if diff and check:
+        raise Bn2gnError("--diff and --check cannot be combined", EXIT_USAGE)
+    return DIFF if diff else CHECK if check else WRITE
+
+
+def echo_rules(prefix: str = "") -> None:
+    from ..rules import Rule
+
+    for rule in Rule:
+        if rule.code.startswith(prefix):
+            default = "" if rule.default else " (opt-in)"
+            click.echo(f"{rule.code}  {rule.slug:<32} {rule.description}{default}")
