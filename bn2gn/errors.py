@@ -170,3 +170,26 @@ class SourceError(Exception):
         self.path = path
         self.line = line
         self.reason = reason
+
+    @property
+    def failure(self) -> "SourceFailure":
+        return SourceFailure(str(self.path), self.line, str(self))
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """Why one file was left alone, as data: the file (as the report names it), the line to blame
+    (None: the file as a whole) and the one-line message, which names both; nothing reads them back
+    out of the message."""
+
+    path: str
+    line: Optional[int]
+    message: str
+
+    @classmethod
+    def at(cls, path, line: int, reason: str) -> "SourceFailure":
+        """The ``path:line: reason`` failure."""
+        return cls(str(path), line, f"{path}:{line}: {reason}")
+
+    def __str__(self) -> str:
+        return self.message

@@ -13,9 +13,9 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tuple, Union
 
-from .errors import EXIT_FAILED, EXIT_OK, SourceError
+from .errors import EXIT_FAILED, EXIT_OK, SourceError, SourceFailure
 from .rules import Rule
 from .sources import SourceText, WriteRefused, read_source, write_atomic
 
@@ -34,7 +34,7 @@ def max_transform_bytes() -> int:
     return int(value) if value.isdigit() else DEFAULT_MAX_BYTES
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Change:
     """One edit a rule made, for the report (``file:line`` and what happened)."""
 
@@ -46,15 +46,46 @@ class Change:
         return {"rule": self.rule.code, "line": self.line, "message": self.message}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A site a rule found and left alone (``path`` as the plan names the file): the plan marks it unsure."""
+
+    rule: Rule
+    path: str
+    line: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class FileResult:
+    """What a transform made of one file; never changed afterwards (a later step makes a new one).
+
+    ``checked``: ``new_text`` passed the parse check (only ``finish`` sets it); ``apply_results``
+    checks any other changed result before writing it.
+    """
+
     path: Path
     status: str  # "unchanged" | "changed" | "failed"
     source: Optional[SourceText] = None
     new_text: Optional[str] = None
-    changes: List[Change] = dataclasses.field(default_factory=list)
-    error: Optional[str] = None
-    notes: List[str] = dataclasses.field(default_factory=list)
+    changes: Tuple[Change, ...] = ()
+    failure: Optional[SourceFailure] = None
+    notes: Tuple[str, ...] = ()
+    refused: Tuple[Refusal, ...] = ()
+    checked: bool = False
+
+    def __post_init__(self):
+        for name in (
+            "changes",
+            "notes",
+            "refused",
+        ):  # callers may pass lists; the result keeps tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def error(self) -> Optional[str]:
+        """The failure's one-line message (None unless failed)."""
+        return None if self.failure is None else str(self.failure)
 
     @property
     def new_bytes(self) -> bytes:
@@ -73,17 +104,22 @@ class FileResult:
         return data
 
 
-def failed(path: Path, error: str, source: Optional[SourceText] = None) -> FileResult:
-    return FileResult(path=Path(path), status="failed", source=source, error=error)
+def failed(
+    path: Path, error: Union[SourceFailure, str], source: Optional[SourceText] = None
+) -> FileResult:
+    """The failed result for ``path``; a plain message (which names the file itself) blames no line."""
+    if not isinstance(error, SourceFailure):
+        error = SourceFailure(str(path), None, error)
+    return FileResult(path=Path(path), status="failed", source=source, failure=error)
 
 
-def parse_error(path: Path, exc: BaseException) -> str:
+def parse_failure(path: Path, exc: BaseException) -> SourceFailure:
     """``file:line: reason`` for a SyntaxError, a LibCST ParserSyntaxError or a SourceError."""
     if isinstance(exc, SourceError):
-        return str(exc)
+        return exc.failure
     line = getattr(exc, "lineno", None) or getattr(exc, "raw_line", None) or 1
     reason = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc).splitlines()[0]
-    return f"{path}:{line}: cannot parse: {reason}"
+    return SourceFailure.at(path, line, f"cannot parse: {reason}")
 
 
 def check_python(text: str, filename: str = "<bn2gn>") -> ast.Module:
@@ -149,18 +185,22 @@ def mixed_newline_line(text: str) -> int:
 
 
 def finish(
-    source: SourceText, new_text: str, changes: Iterable[Change], notes: Iterable[str] = ()
+    source: SourceText,
+    new_text: str,
+    changes: Iterable[Change],
+    notes: Iterable[str] = (),
+    refused: Iterable[Refusal] = (),
 ) -> FileResult:
     """Turn a transform's output into a result; output that does not parse is a failure, not a write."""
-    changes = list(changes)
     if new_text == source.text:
         return FileResult(
             path=source.path,
             status="unchanged",
             source=source,
             new_text=new_text,
-            changes=[],
-            notes=list(notes),
+            notes=notes,
+            refused=refused,
+            checked=True,
         )
     try:  # Python's own parser is the judge; LibCST parsing it again would add a second full parse
         check_python(new_text)
@@ -168,8 +208,12 @@ def finish(
     except (SyntaxError, ValueError, UnicodeEncodeError) as exc:
         return failed(
             source.path,
-            f"{source.path}:1: bn2gn produced output that does not parse ({exc}); "
-            "file left unchanged, please report this",
+            SourceFailure.at(
+                source.path,
+                1,
+                f"bn2gn produced output that does not parse ({exc}); "
+                "file left unchanged, please report this",
+            ),
             source,
         )
     return FileResult(
@@ -178,7 +222,9 @@ def finish(
         source=source,
         new_text=new_text,
         changes=changes,
-        notes=list(notes),
+        notes=notes,
+        refused=refused,
+        checked=True,
     )
 
 
@@ -196,18 +242,25 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
         if len(source.raw) > limit:
             return failed(
                 path,
-                f"{path}:1: {len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
-                f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged",
+                SourceFailure.at(
+                    path,
+                    1,
+                    f"{len(source.raw):,} bytes, more than bn2gn transforms with LibCST "
+                    f"({limit:,}; set {MAX_BYTES_VARIABLE} to raise it); file left unchanged",
+                ),
                 source,
             )
         return transform(source)
     except SourceError as exc:
-        return failed(path, str(exc))
+        return failed(path, exc.failure)
     except (SyntaxError, _libcst_parse_error()) as exc:
-        return failed(path, parse_error(path, exc))
+        return failed(path, parse_failure(path, exc))
     except RecursionError:
         return failed(
-            path, f"{path}:1: too deeply nested for bn2gn to analyse; file left unchanged"
+            path,
+            SourceFailure.at(
+                path, 1, "too deeply nested for bn2gn to analyse; file left unchanged"
+            ),
         )
 
 
@@ -233,28 +286,23 @@ def _read_only(path: Path) -> bool:
 
 
 def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
-    """Write (mode write), print diffs (mode diff) or do nothing (mode check); return the exit code."""
-    for result in results:
+    """Write (mode write), print diffs (mode diff) or do nothing (mode check); return the exit code.
+
+    A file that cannot be written is replaced in ``results`` by its failed result.
+    """
+    for index, result in enumerate(results):
         if result.status != "changed":
             continue
-        if mode == WRITE:
-            if _read_only(result.path):
-                result.status = "failed"
-                result.error = (
-                    f"{result.path}:1: file is read-only; make it writable (chmod u+w) for bn2gn "
-                    "to change it; file left unchanged"
-                )
+        if not result.checked:  # built by hand, not by finish: the parse check still applies
+            result = results[index] = finish(
+                result.source, result.new_text, result.changes, result.notes, result.refused
+            )
+            if result.status != "changed":
                 continue
-            try:
-                write_atomic(result.path, result.new_bytes, expected=result.source.raw)
-            except WriteRefused as exc:  # changed since read, hard-linked, not a regular file
-                result.status = "failed"
-                result.error = str(exc)
-            except OSError as exc:
-                result.status = "failed"
-                result.error = (
-                    f"{result.path}:1: cannot write ({exc.strerror or exc}); file left unchanged"
-                )
+        if mode == WRITE:
+            failure = _write(result)
+            if failure is not None:
+                results[index] = failed(result.path, failure, result.source)
         elif mode == DIFF:
             out.write(unified_diff(result))
     if any(r.status == "failed" for r in results):
@@ -262,3 +310,23 @@ def apply_results(results: List[FileResult], mode: str, out: TextIO) -> int:
     if mode == CHECK and any(r.status == "changed" for r in results):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _write(result: FileResult) -> Optional[SourceFailure]:
+    """Write one checked result; why it could not be written, or None."""
+    if _read_only(result.path):
+        return SourceFailure.at(
+            result.path,
+            1,
+            "file is read-only; make it writable (chmod u+w) for bn2gn to change it; "
+            "file left unchanged",
+        )
+    try:
+        write_atomic(result.path, result.new_bytes, expected=result.source.raw)
+    except WriteRefused as exc:  # changed since read, hard-linked, not a regular file
+        return SourceFailure(str(exc.path), None, str(exc))
+    except OSError as exc:
+        return SourceFailure.at(
+            result.path, 1, f"cannot write ({exc.strerror or exc}); file left unchanged"
+        )
+    return None

@@ -14,7 +14,7 @@ from .analysis.facts import ModuleFacts
 from .analysis.plan import CONVERT, UNSURE, Plan, Site
 from .analysis.scan import build_plan
 from .config import Config
-from .pipeline import Change, FileResult, failed, finish, parse_module, run_transform
+from .pipeline import FileResult, failed, finish, parse_module, run_transform
 from .rules import Rule
 from .sources import SourceText
 
@@ -32,6 +32,13 @@ class FileJob:
     bn_refs: FrozenSet[str]
     rules: FrozenSet[Rule]
     text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
+
+    @property
+    def converted_calls(self) -> FrozenSet[Tuple[int, int]]:
+        """(line, 0-based column) of every call the plan converts in this file (BN2GN101's sites)."""
+        return frozenset(
+            (s.line, s.col - 1) for s in self.sites if s.decision == CONVERT and s.form == "call"
+        )
 
 
 @dataclasses.dataclass
@@ -84,49 +91,13 @@ def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
     """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal with one
     metadata resolution for BN2GN101 and BN2GN103 together, one compile of the input (none when the
     analysis already parsed this very text) and one of the output."""
-    from .codemods.combined import transform
-    from .codemods.group_norm_helper import inject_group_norm_helper
-    from .codemods.init_loops import InitLoops
-    from .codemods.inject import ensure_nn_import, torch_nn_name
-    from .codemods.replace_batchnorm import ReplaceBatchNorm
+    from .codemods import Context, rewrite_codemods, run
 
     module = parse_module(
         source, checked=bool(job.text_hash) and text_hash(source.text) == job.text_hash
     )
-    changes: List[Change] = []
-    notes: List[str] = []
-    replace = loops = None
-    if Rule.REPLACE_BATCHNORM in job.rules:
-        positions = {
-            (s.line, s.col - 1) for s in job.sites if s.decision == CONVERT and s.form == "call"
-        }
-        replace = ReplaceBatchNorm(positions) if positions else None
-    if Rule.INIT_LOOPS in job.rules and job.init_scopes and job.bn_refs:
-        loops = InitLoops(
-            set(job.init_scopes), set(job.bn_refs), (torch_nn_name(module) or "nn") + ".GroupNorm"
-        )
-    module = transform(module, [part for part in (replace, loops) if part is not None])
-    if replace is not None:
-        changes += [Change(Rule.REPLACE_BATCHNORM, line, note) for line, note in replace.converted]
-        notes += [
-            f"{job.display}:{line}: BatchNorm2d not converted: {why}"
-            for line, why in replace.refused
-        ]
-    if loops is not None and loops.changed:
-        if torch_nn_name(module) is None:
-            module, _ = ensure_nn_import(module)
-        changes += [Change(Rule.INIT_LOOPS, line, note) for line, note in loops.changed]
-    if Rule.INJECT_GROUP_NORM_HELPER in job.rules and (
-        replace is not None and replace.converted or "get_group_norm" in source.text
-    ):
-        module, injected = inject_group_norm_helper(
-            module, used=True if replace and replace.converted else None
-        )
-        if injected:
-            changes.append(
-                Change(Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports")
-            )
-    return finish(source, module.code, changes, notes)
+    done = run(rewrite_codemods(), module, Context(source, job.rules, job))
+    return finish(source, done.module.code, done.changes, done.notes, done.refused)
 
 
 def text_hash(text: str) -> str:
@@ -189,19 +160,29 @@ def rewrite_paths(
     plan: Optional[Plan] = None,
     project=None,
 ) -> RewriteRun:
-    """Plan (unless given), then rewrite every file that needs it. Parse failures become failed results."""
+    """Plan (unless given), then rewrite every file that needs it. Files the analysis could not read
+    or parse become failed results; sites a codemod refused are unsure in the returned plan."""
     if plan is None:
         plan, project = build_plan(paths, config)
     results = run_jobs(plan_jobs(plan, project, rules), workers)
-    results += [failed(Path(e.split(":", 1)[0]), e) for e in plan.errors]
-    _mark_refused(plan, results)
-    return RewriteRun(plan=plan, results=results)
+    results += [failed(Path(error.path), error) for error in plan.errors]
+    return RewriteRun(plan=_mark_refused(plan, results), results=results)
 
 
-def _mark_refused(plan: Plan, results: List[FileResult]) -> None:
-    """Sites the codemod could not map (``*args``) are reported as unsure, not silently kept."""
-    refused = {note.split(": BatchNorm2d not converted")[0] for r in results for note in r.notes}
-    for site in plan.sites:
-        if f"{site.path}:{site.line}" in refused:
-            site.decision = UNSURE
-            site.reason += "; the call's arguments cannot be mapped to get_group_norm"
+def _mark_refused(plan: Plan, results: Sequence[FileResult]) -> Plan:
+    """Sites the codemod could not map (``*args``) are reported as unsure, not silently kept: a new
+    plan with new sites (the given one is left as it was)."""
+    refused = {(r.path, r.line) for result in results for r in result.refused}
+    if not refused:
+        return plan
+    sites = [
+        dataclasses.replace(
+            site,
+            decision=UNSURE,
+            reason=site.reason + "; the call's arguments cannot be mapped to get_group_norm",
+        )
+        if (site.path, site.line) in refused
+        else site
+        for site in plan.sites
+    ]
+    return dataclasses.replace(plan, sites=sites)

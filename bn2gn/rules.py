@@ -60,6 +60,11 @@ class Rule(enum.Enum):
         self.description = description
         self.default = default
 
+    @property
+    def command(self) -> str:
+        """The command whose codemod registry runs the rule (``bn2gn.codemods``)."""
+        return "rewrite" if self.code.startswith("BN2GN1") else "patch-trainer"
+
 
 def rule_by_name(name: str) -> Rule:
     """Accept a code (BN2GN101) or a short name (replace-batchnorm)."""

@@ -127,77 +127,19 @@ class FilePlan:
 
 
 def _apply(source: SourceText, options: TrainerOptions, plan: FilePlan) -> FileResult:
-    """Apply a plan with LibCST: one parse, one position resolution, one insertion pass."""
-    from .codemods.freeze_helper import InjectFreezeHelper
-    from .codemods.inject import InsertStatements
+    """Run the patch-trainer codemods (``codemods.patch_trainer_codemods``) on the plan: one LibCST
+    parse and one position resolution, and no LibCST at all when only notes are left to give."""
+    from .codemods import Context, patch_trainer_codemods, run
+    from .codemods.trainer_steps import TrainerPlan
 
-    entries, notes = list(plan.entries), list(plan.notes)
-    inject = Rule.INJECT_FREEZE_HELPER in options.rules and plan.helpers
-    if plan.helpers and not inject:
-        notes.append(
-            f"{source.path}: calls {', '.join(plan.helpers)} without defining or importing it "
-            + message_text(
-                "(BN2GN202 skipped): import it from bn2gn.runtime or use ", Opt("helper_module")
-            )
-        )
-    if plan.stale is not None:
-        notes.append(
-            f"{source.path}: the injected helpers default to backbone attributes {plan.stale}, the "
-            f"configuration says {tuple(options.backbone_attrs)}; delete them and run again to update"
-        )
-    if not (plan.insertions or plan.rewrites or inject):
-        return finish(source, source.text, [], notes)  # nothing to edit: LibCST is not needed
-    module = parse_module(source, checked=True)
-    if plan.insertions or plan.rewrites:
-        insertions, rewrites = _anchored(module, plan)
-        module = module.visit(InsertStatements(insertions, rewrites))
-    if inject:
-        helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
-        module, _ = helper.apply(module, plan.helpers)
-    return finish(source, module.code, [e.change() for e in entries], notes)
-
-
-def _anchored(module, plan: FilePlan) -> tuple:
-    """The plan's insertions and call rewrites keyed by the LibCST nodes at their positions."""
-    import libcst as cst
-    from libcst.metadata import MetadataWrapper, PositionProvider
-
-    from .codemods.inject import PlannedInsertion, format_snippet
-
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
-    anchors = {i.anchor for i in plan.insertions}
-    statements, small, calls = {}, {}, {}
-    for node, where in positions.items():
-        start = (where.start.line, where.start.column)
-        if start in anchors:
-            if isinstance(node, cst.BaseStatement):
-                statements[start] = node
-            elif isinstance(node, cst.BaseSmallStatement):
-                small[start] = node
-        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-            end = positions[node.func.attr].end
-            if (end.line, end.column) in plan.rewrites:
-                calls[node] = plan.rewrites[(end.line, end.column)]
-    insertions = []
-    for item in plan.insertions:
-        anchor = statements.get(item.anchor) or small.get(item.anchor)
-        if anchor is None:  # bn2gn's own bug: the plan names a statement LibCST does not have
-            raise AssertionError(f"no statement at {item.anchor} for {item.rule.code}")
-        insertions.append(
-            PlannedInsertion(
-                item.rule,
-                anchor,
-                item.where,
-                format_snippet(item.code),
-                item.line,
-                item.scope,
-                item.message,
-            )
-        )
-    if len(calls) != len(plan.rewrites):
-        raise AssertionError("a planned parameters() rewrite has no call at its position")
-    return insertions, calls
+    context = Context(source, options.rules, TrainerPlan(options, plan))
+    codemods = [c for c in patch_trainer_codemods() if c.applies(context)]
+    edits = any(c.rules for c in codemods)
+    module = parse_module(source, checked=True) if edits else None
+    done = run(codemods, module, context)
+    text = done.module.code if edits else source.text
+    changes = sorted(done.changes, key=lambda c: (c.line, c.rule.code))
+    return finish(source, text, changes, list(plan.notes) + list(done.notes))
 
 
 def plan_module(facts: Facts, options: TrainerOptions, path) -> FilePlan:

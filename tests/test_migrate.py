@@ -274,8 +274,11 @@ def test_file_changed_while_working_is_not_overwritten(tmp_path):
     source = engine.source_from_bytes(path, path.read_bytes())
     result = engine.FileResult(path=path, status="changed", source=source, new_text="x = 2\n")
     path.write_text("x = 3\n")
-    assert engine.apply([result], engine.WRITE, None) == 1
-    assert result.status == "failed" and "changed on disk" in result.error
+    results = [result]
+    assert engine.apply(results, engine.WRITE, None) == 1
+    assert result.status == "changed"  # results are immutable: the failure replaces it in the list
+    assert results[0].status == "failed" and "changed on disk" in results[0].error
+    assert results[0].failure.path == str(path) and results[0].failure.line == 1
     assert path.read_text() == "x = 3\n"
 
 

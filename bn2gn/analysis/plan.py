@@ -46,7 +46,9 @@ class Site:
 class Plan:
     sites: List[Site] = dataclasses.field(default_factory=list)
     roots: List[str] = dataclasses.field(default_factory=list)
-    errors: List[str] = dataclasses.field(default_factory=list)
+    #: files the analysis could not read or parse (``bn2gn.errors.SourceFailure``; the text a saved
+    #: plan holds, when read back from JSON)
+    errors: List[object] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
     #: files that look like OpenMMLab configs (for the note pointing at ``bn2gn config audit``)
     openmmlab_configs: List[str] = dataclasses.field(default_factory=list)
@@ -69,7 +71,7 @@ class Plan:
             "roots": self.roots,
             "sites": [s.as_dict() for s in self.sites],
             "insertions": self.insertions,
-            "errors": self.errors,
+            "errors": [str(error) for error in self.errors],
             "notes": self.notes,
             "openmmlab_configs": self.openmmlab_configs,
             "backbones": self.backbones,

@@ -31,7 +31,7 @@ from typing import Callable, Dict, FrozenSet, Iterable, List, Set
 
 from .. import progress
 from ..config import Config
-from ..errors import SourceError
+from ..errors import SourceError, SourceFailure
 from .facts import ModuleFacts
 
 WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*")
@@ -45,7 +45,7 @@ class RelevantModules:
     def __init__(self, raw: Dict[Path, bytes], parse: Callable[[Path, bytes], ModuleFacts]):
         self.raw = dict(raw)
         self.parse = parse
-        self.errors: Dict[Path, str] = {}
+        self.errors: Dict[Path, SourceFailure] = {}
         self.words: Dict[Path, FrozenSet[str]] = {}
         self.modules: Dict[Path, ModuleFacts] = {}
         self.mentioned_by: Dict[str, Set[str]] = defaultdict(
@@ -72,7 +72,7 @@ class RelevantModules:
             try:
                 facts = self.parse(path, self.raw[path])
             except SourceError as exc:
-                self.errors[path] = str(exc)
+                self.errors[path] = exc.failure
                 del self.raw[path]
                 continue
             self.modules[path] = facts
@@ -157,7 +157,7 @@ def select_modules(
     raw: Dict[Path, bytes],
     parse: Callable[[Path, bytes], ModuleFacts],
     config: Config,
-    errors: List[str],
+    errors: List[SourceFailure],
 ) -> List[ModuleFacts]:
     """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
     seeds = set(config.backbone_attrs) | set(config.roots)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from .. import progress
 from ..config import Config
 from ..discovery import discover
-from ..errors import Bn2gnError, SourceError
+from ..errors import Bn2gnError, SourceError, SourceFailure
 from ..sources import decode_source
 from .plan import Plan
 
@@ -45,7 +45,7 @@ def module_name(path: Path) -> str:
 
 def read_all(
     files: Sequence[Path], known: Optional[Dict[Path, bytes]] = None
-) -> Tuple[Dict[Path, bytes], List[str]]:
+) -> Tuple[Dict[Path, bytes], List[SourceFailure]]:
     """Every file's bytes (``known``: those discovery already read); unreadable files become errors."""
     raw, errors = {}, []
     known = known or {}
@@ -55,9 +55,13 @@ def read_all(
         try:
             raw[path] = known[path] if path in known else path.read_bytes()
         except IsADirectoryError:
-            errors.append(f"{display_path(path)}:1: is a directory, not a Python file")
+            errors.append(
+                SourceFailure.at(display_path(path), 1, "is a directory, not a Python file")
+            )
         except OSError as exc:
-            errors.append(f"{display_path(path)}:1: cannot read ({exc.strerror or exc})")
+            errors.append(
+                SourceFailure.at(display_path(path), 1, f"cannot read ({exc.strerror or exc})")
+            )
     progress.done()
     return raw, errors
 

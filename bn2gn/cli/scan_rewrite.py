@@ -374,26 +374,28 @@ def rewrite(
 
 
 def _black_changed(results) -> None:
+    """Replace each changed result by its black-formatted one, parse-checked again by ``finish``."""
+    import dataclasses
+
     import black
 
     from ..pipeline import finish
 
     for index, result in enumerate(results):
-        if result.status == "changed":
-            try:
-                formatted = black.format_str(result.new_text, mode=black.Mode())
-            except Exception as exc:  # noqa: BLE001 - black failing leaves our own output in place
-                result.notes.append(f"{result.path}: black could not format the file ({exc})")
-                continue
-            checked = finish(
-                result.source, formatted, result.changes, result.notes
-            )  # the same parse check
-            if checked.status != "failed":
-                results[index] = checked
-            else:
-                result.notes.append(
-                    f"{result.path}: black's output did not pass the parse check; not formatted"
-                )
+        if result.status != "changed":
+            continue
+        try:
+            formatted = black.format_str(result.new_text, mode=black.Mode())
+        except Exception as exc:  # noqa: BLE001 - black failing leaves our own output in place
+            note = f"{result.path}: black could not format the file ({exc})"
+            results[index] = dataclasses.replace(result, notes=result.notes + (note,))
+            continue
+        checked = finish(result.source, formatted, result.changes, result.notes, result.refused)
+        if checked.status != "failed":
+            results[index] = checked
+        else:
+            note = f"{result.path}: black's output did not pass the parse check; not formatted"
+            results[index] = dataclasses.replace(result, notes=result.notes + (note,))
 
 
 def apply_and_report(

@@ -10,6 +10,9 @@ from typing import Optional
 
 import libcst as cst
 
+from ..pipeline import Change
+from ..rules import Rule
+from .base import Context, Outcome
 from .inject import (
     defined_or_imported_names,
     dominant_indent,
@@ -53,3 +56,30 @@ def inject_group_norm_helper(module: cst.Module, used: Optional[bool] = None):
         format_snippet(HELPER_SOURCE.format(nn=nn_name)), dominant_indent(module)
     )
     return insert_after_imports(module, statements), True
+
+
+class GroupNormHelper:
+    """BN2GN102 in the registry: after BN2GN101, where get_group_norm is called but not defined."""
+
+    rules = (Rule.INJECT_GROUP_NORM_HELPER,)
+
+    def applies(self, context: Context) -> bool:
+        return Rule.INJECT_GROUP_NORM_HELPER in context.rules and (
+            _converted(context) or HELPER in context.source.text
+        )
+
+    def transform(self, module: cst.Module, context: Context) -> Outcome:
+        module, injected = inject_group_norm_helper(
+            module, used=True if _converted(context) else None
+        )
+        if not injected:
+            return Outcome(module)
+        change = Change(
+            Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports"
+        )
+        return Outcome(module, changes=(change,))
+
+
+def _converted(context: Context) -> bool:
+    """BN2GN101 converted a call in this file, so get_group_norm is called."""
+    return any(change.rule is Rule.REPLACE_BATCHNORM for change in context.changes)

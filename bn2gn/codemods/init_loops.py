@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import PositionProvider
+
+from ..pipeline import Change
+from ..rules import Rule
+from .base import Context, Outcome
+from .inject import ensure_nn_import, torch_nn_name
 
 _EMPTY = cst.Module(body=[])
 INIT_FUNCS = {
@@ -164,10 +169,25 @@ def _initialised_attr(small: cst.BaseSmallStatement, subject: str) -> Optional[s
     return None
 
 
-def widen_init_loops(module: cst.Module, scopes: Set[str], bn_refs: Set[str], gn_ref: str):
-    """Returns (module, [(line, note)])."""
-    if not scopes or not bn_refs:
-        return module, []
-    transformer = InitLoops(scopes, bn_refs, gn_ref)
-    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
-    return new_module, transformer.changed
+class WidenInitLoops:
+    """BN2GN103 in the registry: the job's init scopes, in the shared pass."""
+
+    rules = (Rule.INIT_LOOPS,)
+
+    def applies(self, context: Context) -> bool:
+        job = context.job
+        return Rule.INIT_LOOPS in context.rules and bool(job.init_scopes) and bool(job.bn_refs)
+
+    def transformer(self, module: cst.Module, context: Context) -> InitLoops:
+        gn_ref = (torch_nn_name(module) or "nn") + ".GroupNorm"  # the name the file has now
+        return InitLoops(set(context.job.init_scopes), set(context.job.bn_refs), gn_ref)
+
+    def outcome(self, module: cst.Module, transformer: InitLoops, context: Context) -> Outcome:
+        if transformer.changed and torch_nn_name(module) is None:
+            module, _ = ensure_nn_import(module)
+        return Outcome(
+            module,
+            changes=tuple(
+                Change(Rule.INIT_LOOPS, line, note) for line, note in transformer.changed
+            ),
+        )

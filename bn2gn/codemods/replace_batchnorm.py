@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Dict, List, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import PositionProvider
+
+from ..pipeline import Change, Refusal
+from ..rules import Rule
+from .base import Context, Outcome
 
 HELPER = "get_group_norm"
 #: BatchNorm2d(num_features, eps, momentum, affine, track_running_stats, device, dtype)
@@ -99,11 +103,27 @@ def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
     return fixed
 
 
-def replace_batchnorm(module: cst.Module, positions: Set[Tuple[int, int]]):
-    """Returns (new module, converted [(line, note)], refused [(line, reason)])."""
-    if not positions:
-        return module, [], []
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = ReplaceBatchNorm(positions)
-    new_module = wrapper.visit(transformer)
-    return new_module, transformer.converted, transformer.refused
+class ReplaceBatchNormCodemod:
+    """BN2GN101 in the registry: the job's converted call sites, in the shared pass."""
+
+    rules = (Rule.REPLACE_BATCHNORM,)
+
+    def applies(self, context: Context) -> bool:
+        return Rule.REPLACE_BATCHNORM in context.rules and bool(context.job.converted_calls)
+
+    def transformer(self, module: cst.Module, context: Context) -> ReplaceBatchNorm:
+        return ReplaceBatchNorm(set(context.job.converted_calls))
+
+    def outcome(
+        self, module: cst.Module, transformer: ReplaceBatchNorm, context: Context
+    ) -> Outcome:
+        rule, display = Rule.REPLACE_BATCHNORM, context.job.display
+        return Outcome(
+            module,
+            changes=tuple(Change(rule, line, note) for line, note in transformer.converted),
+            notes=tuple(
+                f"{display}:{line}: BatchNorm2d not converted: {why}"
+                for line, why in transformer.refused
+            ),
+            refused=tuple(Refusal(rule, display, line, why) for line, why in transformer.refused),
+        )

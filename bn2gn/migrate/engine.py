@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
 from ..config import Config, load_config
-from ..errors import SourceError
+from ..errors import SourceError, SourceFailure
 from ..pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
 from ..rules import Rule, select_rules
 from ..sources import SourceText, decode_source
@@ -181,14 +181,19 @@ def file_key(path) -> str:
 
 def apply(results: List[FileResult], mode: str, out: TextIO) -> int:
     """The individual commands' write / diff / check, plus: a file that changed since it was read is
-    left alone (reported as failed), so another program's edit is never overwritten."""
+    left alone (reported as failed, in place of its result in ``results``), so another program's
+    edit is never overwritten."""
     if mode == WRITE:
-        for result in results:
+        for index, result in enumerate(results):
             if result.status == "changed" and _changed_on_disk(result):
-                result.status = "failed"
-                result.error = (
-                    f"{result.path}:1: changed on disk while bn2gn was working; file left unchanged, "
-                    "run again"
+                results[index] = failed(
+                    result.path,
+                    SourceFailure.at(
+                        result.path,
+                        1,
+                        "changed on disk while bn2gn was working; file left unchanged, run again",
+                    ),
+                    result.source,
                 )
     return apply_results(results, mode, out)
 

@@ -127,7 +127,7 @@ def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
                 notes=before.notes + result.notes,
             )
         elif before.status == "changed" and result.status == "failed":
-            by_key[key] = engine.failed(before.path, result.error, before.source)
+            by_key[key] = engine.failed(before.path, result.failure, before.source)
         elif before.status == "changed":
             by_key[key] = dataclasses.replace(before, notes=before.notes + result.notes)
     return sorted(by_key.values(), key=lambda r: str(r.path))

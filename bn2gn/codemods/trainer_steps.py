@@ -1,0 +1,136 @@
+"""The patch-trainer codemods (BN2GN2xx) as registry entries: thin adapters over the planners.
+
+The recognisers and planners (``freeze_before_optimizer``, ``eval_after_train``, ``exclude_frozen``,
+``trainer_facts``) decide everything on the file's ``ast`` and hand ``bn2gn.trainer`` a
+``FilePlan``; these adapters apply that plan with LibCST and inject the helpers, so
+``bn2gn.trainer`` only runs the registry. Each reports the planned entries of its own rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List, Optional
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from ..errors import Opt, message_text
+from ..rules import Rule
+from .base import Context, Outcome
+from .freeze_helper import InjectFreezeHelper
+from .inject import InsertStatements, PlannedInsertion, format_snippet
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerPlan:
+    """``Context.job`` for the patch-trainer codemods: one file's plan (``trainer.plan_module``)."""
+
+    options: Any  # trainer.TrainerOptions
+    plan: Any  # trainer.FilePlan: insertions anchored at (line, column), rewrites, entries, helpers
+
+    def changes_for(self, rules) -> tuple:
+        return tuple(e.change() for e in self.plan.entries if e.rule in rules)
+
+
+class PlannedEdits:
+    """BN2GN201, BN2GN203, BN2GN204: the planned insertions and call rewrites, in one pass."""
+
+    rules = (
+        Rule.FREEZE_BEFORE_OPTIMIZER,
+        Rule.EVAL_AFTER_TRAIN,
+        Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER,
+    )
+
+    def applies(self, context: Context) -> bool:
+        plan = context.job.plan
+        return bool(plan.insertions or plan.rewrites)
+
+    def transform(self, module: cst.Module, context: Context) -> Outcome:
+        insertions, rewrites = anchored(module, context.job.plan)
+        module = module.visit(InsertStatements(insertions, rewrites))
+        return Outcome(module, changes=context.job.changes_for(self.rules))
+
+
+class FreezeHelper:
+    """BN2GN202: define (or import) the runtime functions the patched file calls but lacks."""
+
+    rules = (Rule.INJECT_FREEZE_HELPER,)
+
+    def applies(self, context: Context) -> bool:
+        return Rule.INJECT_FREEZE_HELPER in context.rules and bool(context.job.plan.helpers)
+
+    def transform(self, module: cst.Module, context: Context) -> Outcome:
+        options = context.job.options
+        helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
+        module, _ = helper.apply(module, context.job.plan.helpers)
+        return Outcome(module, changes=context.job.changes_for(self.rules))
+
+
+class HelperChecks:
+    """Reports only (no rule, needs no tree): a helper the file calls but neither defines nor imports
+    (BN2GN202 skipped), and injected helpers whose backbone attributes differ from the configuration."""
+
+    rules = ()
+
+    def applies(self, context: Context) -> bool:
+        return bool(self._notes(context))
+
+    def transform(self, module: Optional[cst.Module], context: Context) -> Outcome:
+        return Outcome(module, notes=tuple(self._notes(context)))
+
+    @staticmethod
+    def _notes(context: Context) -> List[str]:
+        plan, options, path = context.job.plan, context.job.options, context.source.path
+        notes = []
+        if plan.helpers and Rule.INJECT_FREEZE_HELPER not in context.rules:
+            notes.append(
+                f"{path}: calls {', '.join(plan.helpers)} without defining or importing it "
+                + message_text(
+                    "(BN2GN202 skipped): import it from bn2gn.runtime or use ", Opt("helper_module")
+                )
+            )
+        if plan.stale is not None:
+            notes.append(
+                f"{path}: the injected helpers default to backbone attributes {plan.stale}, the "
+                f"configuration says {tuple(options.backbone_attrs)}; delete them and run again "
+                "to update"
+            )
+        return notes
+
+
+def anchored(module: cst.Module, plan) -> tuple:
+    """The plan's insertions and call rewrites keyed by the LibCST nodes at their positions."""
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    anchors = {i.anchor for i in plan.insertions}
+    statements, small, calls = {}, {}, {}
+    for node, where in positions.items():
+        start = (where.start.line, where.start.column)
+        if start in anchors:
+            if isinstance(node, cst.BaseStatement):
+                statements[start] = node
+            elif isinstance(node, cst.BaseSmallStatement):
+                small[start] = node
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            end = positions[node.func.attr].end
+            if (end.line, end.column) in plan.rewrites:
+                calls[node] = plan.rewrites[(end.line, end.column)]
+    insertions = []
+    for item in plan.insertions:
+        anchor = statements.get(item.anchor) or small.get(item.anchor)
+        if anchor is None:  # bn2gn's own bug: the plan names a statement LibCST does not have
+            raise AssertionError(f"no statement at {item.anchor} for {item.rule.code}")
+        insertions.append(
+            PlannedInsertion(
+                item.rule,
+                anchor,
+                item.where,
+                format_snippet(item.code),
+                item.line,
+                item.scope,
+                item.message,
+            )
+        )
+    if len(calls) != len(plan.rewrites):
+        raise AssertionError("a planned parameters() rewrite has no call at its position")
+    return insertions, calls
