@@ -79,7 +79,11 @@ def map_batchnorm_args(args) -> "Tuple[List[cst.Arg], List[str]] | str":
                 )
             )
     dropped = [n for n in BN_PARAMS if n in named and n not in KEPT and n != "num_features"]
-    return _fix_commas(new_args, args[-1]), dropped
+    kept = [first] + [named[name] for name in KEPT if name in named]
+    fixed = _fix_commas(new_args, args[-1])
+    if kept[-1] is not args[-1]:
+        fixed[-1] = _keep_comments(fixed[-1], [a for a in args if a not in kept[:-1]], kept[-1])
+    return fixed, dropped
 
 
 def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
@@ -101,6 +105,62 @@ def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
                 arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)
             )
     return fixed
+
+
+def _keep_comments(last: cst.Arg, gone: List[cst.Arg], own: cst.Arg) -> cst.Arg:
+    """The new last argument, closing the call as before, with the comments that stood after the
+    arguments it replaces as the call's last line: its own (``c,  # channels``) on its line, those
+    of dropped arguments on lines of their own. No comment of the user's is lost."""
+    own_ws = _after(own)
+    trailing = own_ws.first_line if _commented(own_ws) else None
+    lines = [] if trailing is None else _own_lines(own_ws)
+    for arg in gone:
+        if arg is not own:
+            lines += _comment_lines(_after(arg))
+    if trailing is None:
+        lines = _comment_lines(own_ws) + lines
+    if trailing is None and not lines:
+        return last
+    closing = _after(gone[-1])
+    indent = (
+        own_ws.last_line
+        if isinstance(own_ws, cst.ParenthesizedWhitespace)
+        else cst.SimpleWhitespace("")
+    )
+    merged = cst.ParenthesizedWhitespace(
+        first_line=trailing or cst.TrailingWhitespace(),
+        empty_lines=[line.with_changes(whitespace=indent) for line in lines],
+        indent=closing.indent if isinstance(closing, cst.ParenthesizedWhitespace) else True,
+        last_line=closing.last_line
+        if isinstance(closing, cst.ParenthesizedWhitespace)
+        else cst.SimpleWhitespace(""),
+    )
+    if isinstance(last.comma, cst.Comma):
+        return last.with_changes(comma=last.comma.with_changes(whitespace_after=merged))
+    return last.with_changes(whitespace_after_arg=merged)
+
+
+def _after(arg: cst.Arg):
+    """The whitespace (and comments) after an argument's comma, or after the argument when it has none."""
+    return (
+        arg.comma.whitespace_after if isinstance(arg.comma, cst.Comma) else arg.whitespace_after_arg
+    )
+
+
+def _commented(ws) -> bool:
+    return isinstance(ws, cst.ParenthesizedWhitespace) and ws.first_line.comment is not None
+
+
+def _own_lines(ws) -> List[cst.EmptyLine]:
+    return [line for line in ws.empty_lines if line.comment is not None]
+
+
+def _comment_lines(ws) -> List[cst.EmptyLine]:
+    """Every comment in ``ws`` as a line of its own."""
+    if not isinstance(ws, cst.ParenthesizedWhitespace):
+        return []
+    first = [cst.EmptyLine(comment=ws.first_line.comment)] if _commented(ws) else []
+    return first + _own_lines(ws)
 
 
 class ReplaceBatchNormCodemod:
