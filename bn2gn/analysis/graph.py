@@ -21,8 +21,10 @@ FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 class Project:
     """All scanned modules, with name resolution between them."""
 
-    def __init__(self, modules: List[ModuleFacts]):
+    def __init__(self, modules: List[ModuleFacts], bindings_of_every_class: bool = False):
         self.modules = modules
+        #: param_bindings are read for nn.Module classes only, unless a ``--root`` may name another class
+        self.bindings_of_every_class = bindings_of_every_class
         self.by_qualname: Dict[str, Definition] = {}
         self.by_name: Dict[str, List[Definition]] = defaultdict(list)
         for facts in modules:
@@ -170,10 +172,17 @@ class Project:
 
     # -- who builds whom -------------------------------------------------------------------------
     def _collect_constructor_arguments(self) -> None:
-        """Record every call of a scanned class with arguments, once per enclosing function (with that
-        function's locals) and once more at module level; one walk per file, entering only the
-        statements whose text can hold such a call, locals only when needed."""
-        class_names = {d.name for defs in self.by_name.values() for d in defs if d.kind == "class"}
+        """Record every call of a scanned nn.Module class (of any scanned class with
+        ``bindings_of_every_class``) with arguments, once per enclosing function (with that function's
+        locals) and once more at module level; what they are given is read for those classes only.
+        One walk per file, entering only the statements whose text can hold such a call."""
+        every = self.bindings_of_every_class
+        wanted = (
+            {d for defs in self.by_name.values() for d in defs if d.kind == "class"}
+            if every
+            else self.modules_classes
+        )
+        class_names = {d.name for d in wanted}
         for facts in self.modules:
             lines = call_lines(facts, class_names)
             if lines is not None and not lines:
@@ -182,7 +191,7 @@ class Project:
                 if not call.args and not call.keywords:
                     continue
                 callee = self.resolve(facts, call.func)
-                if callee is None or callee.kind != "class":
+                if callee is None or callee.kind != "class" or callee not in wanted:
                     continue
                 for func in funcs:
                     self._record_call(facts, call, self.local_values(facts, func), callee)

@@ -117,7 +117,10 @@ def build_plan(
     from .relevance import select_modules
 
     with collector_paused():
-        project = Project(select_modules(raw, parse_with_sites, config, plan.errors))
+        project = Project(
+            select_modules(raw, parse_with_sites, config, plan.errors),
+            bindings_of_every_class=bool(config.roots),  # a --root may name any class
+        )
         classify(project, config, plan)
     return plan, project
 
