@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import progress
 from .analysis.facts import ModuleFacts
@@ -68,7 +68,10 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
     (``fill_fc_weights(fc)``, ``self.apply(weights_init)``).
     """
     scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
-    for node in facts.tree.body:
+    calls_helper = "get_group_norm" in "".join(facts.lines)  # the text first: no walk without it
+    if not scopes and not calls_helper:
+        return scopes
+    for node in facts.tree.body if calls_helper else ():
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and any(
             isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
@@ -114,8 +117,11 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
     jobs = []
     if project is None:
         return jobs
+    by_path: Dict[str, List[Site]] = {}
+    for site in plan.sites:
+        by_path.setdefault(site.path, []).append(site)
     for facts in project.modules:
-        sites = tuple(plan.sites_in(facts.display))
+        sites = tuple(by_path.get(facts.display, ()))
         scopes = init_loop_scopes(facts, sites)
         if any(s.decision == CONVERT for s in sites) or scopes:
             jobs.append(
@@ -134,13 +140,28 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
     return jobs
 
 
+#: below this many source bytes in all jobs together, ``-j N`` rewrites in this process: starting
+#: workers costs more than the work (a fixture-sized repository changes a few small files)
+IN_PROCESS_BYTES = 100_000
+
+
 def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
     progress.start("bn2gn: rewriting", len(jobs))
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
             return _counted(results)
     return _counted(run_job(job) for job in jobs)
+
+
+def _job_bytes(jobs: List[FileJob]) -> int:
+    total = 0
+    for job in jobs:
+        try:
+            total += job.path.stat().st_size
+        except OSError:
+            return IN_PROCESS_BYTES + 1  # the worker reports it; size unknown
+    return total
 
 
 def _counted(results: Iterable[FileResult]) -> List[FileResult]:

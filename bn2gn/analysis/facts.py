@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import re
 from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -25,6 +26,7 @@ BATCHNORM_OPS = {
     "torch.nn.SyncBatchNorm": "SyncBatchNorm",
 }
 PARTIAL = {"functools.partial"}
+IMPORT_WORD = re.compile(r"\bimport\b")
 TYPE_CHECKS = {"isinstance", "issubclass"}
 ATTR_SETTERS = {"__setattr__", "add_module", "register_module"}
 
@@ -80,7 +82,7 @@ class ModuleFacts:
         self.defs: Dict[str, Definition] = {}
         self.bn_aliases: Dict[str, str] = {}
         self.sites: List[RawSite] = []
-        self._collect_top_level()
+        self._collect_top_level(text)
 
     # -- names ---------------------------------------------------------------------------------
     def _absolute(self, module: Optional[str], level: int) -> str:
@@ -91,8 +93,11 @@ class ModuleFacts:
             package = self.modname.split(".")[: len(self.modname.split(".")) - level + 1]
         return ".".join(package + ([module] if module else []))
 
-    def _collect_top_level(self) -> None:
-        for node in walk_statements(self.tree):
+    def _collect_top_level(self, text: str) -> None:
+        top_imports = [n for n in self.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        # each import statement spells ``import`` once: no other occurrence, no nested import to look for
+        only_top = len(IMPORT_WORD.findall(text)) == len(top_imports)
+        for node in top_imports if only_top else walk_statements(self.tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:

@@ -8,6 +8,8 @@ module-level tables or passed as arguments are told apart from root models.
 from __future__ import annotations
 
 import ast
+import bisect
+import re
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
@@ -19,8 +21,10 @@ FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 class Project:
     """All scanned modules, with name resolution between them."""
 
-    def __init__(self, modules: List[ModuleFacts]):
+    def __init__(self, modules: List[ModuleFacts], bindings_of_every_class: bool = False):
         self.modules = modules
+        #: param_bindings are read for nn.Module classes only, unless a ``--root`` may name another class
+        self.bindings_of_every_class = bindings_of_every_class
         self.by_qualname: Dict[str, Definition] = {}
         self.by_name: Dict[str, List[Definition]] = defaultdict(list)
         for facts in modules:
@@ -168,14 +172,26 @@ class Project:
 
     # -- who builds whom -------------------------------------------------------------------------
     def _collect_constructor_arguments(self) -> None:
-        """Record every call of a scanned class with arguments, once per enclosing function (with that
-        function's locals) and once more at module level; one walk per file, locals only when needed."""
+        """Record every call of a scanned nn.Module class (of any scanned class with
+        ``bindings_of_every_class``) with arguments, once per enclosing function (with that function's
+        locals) and once more at module level; what they are given is read for those classes only.
+        One walk per file, entering only the statements whose text can hold such a call."""
+        every = self.bindings_of_every_class
+        wanted = (
+            {d for defs in self.by_name.values() for d in defs if d.kind == "class"}
+            if every
+            else self.modules_classes
+        )
+        class_names = {d.name for d in wanted}
         for facts in self.modules:
-            for call, funcs, module_level in calls_with_scopes(facts.tree):
+            lines = call_lines(facts, class_names)
+            if lines is not None and not lines:
+                continue
+            for call, funcs, module_level in calls_with_scopes(facts.tree, lines):
                 if not call.args and not call.keywords:
                     continue
                 callee = self.resolve(facts, call.func)
-                if callee is None or callee.kind != "class":
+                if callee is None or callee.kind != "class" or callee not in wanted:
                     continue
                 for func in funcs:
                     self._record_call(facts, call, self.local_values(facts, func), callee)
@@ -311,18 +327,79 @@ def _bind(target: ast.AST, value: ast.AST):
         yield target.value.id, value
 
 
-def calls_with_scopes(tree: ast.Module):
-    """(call, enclosing functions outermost first, at module level) for every call in ``tree``.
+def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
+    """(call, enclosing functions outermost first, at module level) for every call in ``tree``;
+    with ``lines`` (sorted line numbers), statements spanning none of them are not entered.
 
     Module level means outside any function, class body or lambda.
     """
     stack = [(tree, (), True)]
+    contexts = _CONTEXTS
     while stack:
         node, funcs, module_level = stack.pop()
+        if lines is not None and isinstance(node, ast.stmt) and not _spans(node, lines):
+            continue
         if isinstance(node, ast.Call):
             yield node, funcs, module_level
         if isinstance(node, FUNCTIONS):
             funcs, module_level = funcs + (node,), False
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
-        stack.extend((child, funcs, module_level) for child in ast.iter_child_nodes(node))
+        stack.extend(
+            (child, funcs, module_level)
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, contexts)
+        )
+
+
+def _spans(node: ast.stmt, lines: List[int]) -> bool:
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+    index = bisect.bisect_left(lines, first)
+    return index < len(lines) and lines[index] <= node.end_lineno
+
+
+_CONTEXTS = (ast.expr_context,)
+#: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
+#: before them, and ``class`` before that word (a definition, not a call)
+BACK_CALL = re.compile(r"\(([\s)]*)(\w*)([ \t]+ssalc(?!\w))?")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]:
+    """The sorted lines of the ``(`` of every call in ``facts`` that can name one of ``class_names``
+    (None: every line may).
+
+    ``resolve`` ends with the definition's own name, which a call spells itself before its ``(``
+    (``Name(``, ``mod.Name(``) or through an import alias or a module-level BatchNorm alias; the
+    ``(`` lies inside the call's innermost statement, so a statement spanning none of these lines
+    holds no call of a scanned class. A ``(`` reached only across a line break (a comment or a
+    continuation may stand between) counts whatever the word; a non-ASCII file is walked whole
+    (identifiers are NFKC-normalised, their text is not).
+    """
+    text = "".join(facts.lines)
+    if not text.isascii():
+        return None
+    names = set(class_names)
+    names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
+    names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
+    last = len(text) - 1
+    hits = [
+        last - m.start()
+        for m in BACK_CALL.finditer(text[::-1])
+        if not m.group(3)
+        and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
+    ]
+    return _line_numbers(text, sorted(hits))
+
+
+def _line_numbers(text: str, offsets: List[int]) -> List[int]:
+    """1-based line numbers (as ``ast`` counts them: ``\\n``, ``\\r\\n`` or ``\\r``) of sorted offsets."""
+    if "\r" in text:
+        starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
+        return [bisect.bisect_right(starts, off) for off in offsets]
+    out, line, previous = [], 1, 0
+    for off in offsets:
+        line += text.count("\n", previous, off)
+        previous = off
+        out.append(line)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import gc
 import os
 import re
@@ -35,12 +36,18 @@ def display_path(path: Path) -> str:
 
 def module_name(path: Path) -> str:
     """Dotted module name, walking up through packages (folders with __init__.py)."""
-    parts = [] if path.name == "__init__.py" else [path.stem]
-    folder = path.resolve().parent
-    while (folder / "__init__.py").is_file() and folder.parent != folder:
-        parts.insert(0, folder.name)
-        folder = folder.parent
+    parts = list(package_parts(path.resolve().parent))
+    if path.name != "__init__.py":
+        parts.append(path.stem)
     return ".".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def package_parts(folder: Path) -> Tuple[str, ...]:
+    """The package names leading to ``folder`` (cached for one plan: every file of a folder shares them)."""
+    if not (folder / "__init__.py").is_file() or folder.parent == folder:
+        return ()
+    return package_parts(folder.parent) + (folder.name,)
 
 
 def read_all(
@@ -100,6 +107,7 @@ def build_plan(
 
     ``with_insertions`` adds where patch-trainer would insert its calls (for ``bn2gn scan``).
     """
+    package_parts.cache_clear()  # packages as they are now, not as an earlier run in this process saw them
     found = discover([Path(p) for p in paths], config.include, config.exclude)
     plan = Plan(files=len(found.files))
     raw, plan.errors = read_all(found.files, found.data)
@@ -113,7 +121,10 @@ def build_plan(
     from .relevance import select_modules
 
     with collector_paused():
-        project = Project(select_modules(raw, parse_with_sites, config, plan.errors))
+        project = Project(
+            select_modules(raw, parse_with_sites, config, plan.errors),
+            bindings_of_every_class=bool(config.roots),  # a --root may name any class
+        )
         classify(project, config, plan)
     return plan, project
 

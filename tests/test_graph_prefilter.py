@@ -1,0 +1,130 @@
+"""The construction graph walks only statements whose text can call a scanned class
+(graph.call_lines): it must keep every call the full walk would record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bn2gn.analysis.graph import Project, call_lines, calls_with_scopes
+from bn2gn.analysis.scan import parse_facts
+from bn2gn.errors import SourceError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "fixtures").rglob("*.py"))
+
+BLOCKS = """\
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+
+
+class Other:
+    def __init__(self, c):
+        pass
+"""
+
+SPELLINGS = """\
+import torch.nn as nn
+from blocks import Block as B, Other
+import blocks
+from blocks import Block
+
+
+class Net(nn.Module):
+    def __init__(self, block=Block):
+        super().__init__()
+        self.a = B(1)
+        self.b = blocks.Block (
+            2)
+        self.c = (Block)(3)
+        self.d = Block \\
+            (4)
+        self.e = Block  # a comment
+        self.f = [Other(5), lambda: Block(c=6)]
+
+    @staticmethod
+    def make(n):
+        return [Block(i) for i in range(n)]
+
+
+@Block(7)
+def decorated():
+    pass
+
+
+TABLE = {18: Block(8)}
+print(Block.__name__, "Block(9)")
+"""
+
+
+def two_files(tmp_path):
+    modules = []
+    for name, text in (("blocks.py", BLOCKS), ("net.py", SPELLINGS)):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        modules.append(parse_facts(path, path.read_bytes()))
+    return modules
+
+
+def recorded(project: Project, facts, lines):
+    """(line, col, enclosing functions, module level) of each call of a module class with arguments."""
+    out = set()
+    for call, funcs, module_level in calls_with_scopes(facts.tree, lines):
+        callee = project.resolve(facts, call.func)
+        if (call.args or call.keywords) and callee in project.modules_classes:
+            out.add((call.lineno, call.col_offset, tuple(id(f) for f in funcs), module_level))
+    return out
+
+
+def check(modules):
+    project = Project(modules)
+    names = {d.name for d in project.modules_classes}
+    for facts in modules:
+        lines = call_lines(facts, names)
+        full = recorded(project, facts, None)
+        kept = recorded(project, facts, lines) if lines is None or lines else set()
+        assert kept == full, facts.display
+    return project
+
+
+def test_every_spelling_of_a_constructor_call_is_kept(tmp_path):
+    modules = two_files(tmp_path)
+    project = check(modules)
+    full = recorded(project, modules[1], None)
+    # B(1), blocks.Block (, (Block)(3), the continuation, c=6, Block(i), @Block(7), TABLE; not Other(5)
+    assert {line for line, *_ in full} == {10, 11, 13, 14, 17, 21, 24, 29}
+
+
+def test_statements_without_such_a_call_are_skipped(tmp_path):
+    facts = two_files(tmp_path)[1]
+    lines = call_lines(facts, {"Block"})
+    # the class header is no call; B is an alias of Block; a "(" that starts a line counts whatever
+    # the word before it (a comment or a continuation may stand between)
+    assert 7 not in lines and 3 not in lines and 10 in lines and 15 in lines
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_line_numbers_follow_ast_line_breaks(tmp_path, crlf):
+    text = "class A:\n    pass\nx = 1\ny = A(\n    2)\n"
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    path = tmp_path / "m.py"
+    path.write_bytes(text.encode())
+    facts = parse_facts(path, path.read_bytes())
+    assert call_lines(facts, {"A"}) == [4]
+
+
+def test_fixture_trees_keep_every_recorded_call():
+    modules = []
+    for path in FIXTURES:
+        try:
+            modules.append(parse_facts(path, path.read_bytes()))
+        except SourceError:
+            continue  # the syntax-error fixtures
+    assert len(modules) > 100
+    check(modules)
