@@ -11,7 +11,9 @@ from bn2gn.rules import Rule
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 USER_DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-INTERNAL_REFERENCE = re.compile(r"\bseed[0-4]\b|\bseed[0-4]?\.md\b|\bissue \d+\b|§", re.IGNORECASE)
+INTERNAL_REFERENCE = re.compile(
+    r"\bseed[0-4]\b|\bseed[0-4]?\.md\b|\bissues? \d+\b|§", re.IGNORECASE
+)
 
 
 def test_readme_is_a_front_page():
