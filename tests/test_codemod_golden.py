@@ -60,7 +60,7 @@ def _rewrite(rule, path, data, source):
 
 
 def _patch(rule, path, source):
-    from bn2gn.trainer import NotTrainingCode, TrainerOptions, patch_source
+    from bn2gn.patch_trainer import NotTrainingCode, TrainerOptions, patch_source
 
     options_file = path.with_name(path.name[: -len(".in.py")] + ".json")
     options = json.loads(options_file.read_text()) if options_file.exists() else {}

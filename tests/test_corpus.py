@@ -226,7 +226,7 @@ def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
 def _recognised(path: Path) -> bool:
     from test_trainer_prefilter import recognised
 
-    from bn2gn.trainer import TrainerOptions
+    from bn2gn.patch_trainer import TrainerOptions
 
     try:
         return recognised(path, path.read_bytes().decode("utf-8"), TrainerOptions())

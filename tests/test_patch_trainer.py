@@ -377,7 +377,7 @@ def test_centernet_mini_scripts_and_trainer(tmp_path):
 
 
 def test_plan_trainer_insertions_for_scan():
-    from bn2gn.trainer import plan_trainer_insertions
+    from bn2gn.patch_trainer import plan_trainer_insertions
 
     found = plan_trainer_insertions([PT / "project" / "in"])
     summary = {(p["path"].rsplit("/", 1)[1], p["line"], p["rule"], p["scope"]) for p in found}

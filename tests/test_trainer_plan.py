@@ -21,7 +21,7 @@ from conftest import CENTERNET, FIXTURES, ROOT, run_cli
 from bn2gn.analysis.scan import plan_insertions
 from bn2gn.codemods.trainer_facts import Facts
 from bn2gn.config import Config
-from bn2gn.trainer import TrainerOptions, patch_files
+from bn2gn.patch_trainer import TrainerOptions, patch_files
 
 PT = FIXTURES / "patch_trainer"
 #: the cases that need flags scan does not take
@@ -104,7 +104,7 @@ def test_planning_walks_each_file_once_and_never_uses_libcst_matchers(monkeypatc
 def test_patching_parses_each_changed_file_once_with_one_position_resolution(monkeypatch):
     import libcst.metadata
 
-    from bn2gn import trainer
+    from bn2gn import patch_trainer as trainer
 
     parses, resolutions = [], []
     real_parse, real_resolve = trainer.parse_module, libcst.metadata.MetadataWrapper.resolve

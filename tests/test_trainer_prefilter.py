@@ -19,8 +19,8 @@ from libcst import ParserSyntaxError
 from bn2gn.codemods.freeze_before_optimizer import NeedsUserInput
 from bn2gn.codemods.recognise import may_plan, text_may_plan
 from bn2gn.errors import SourceError
+from bn2gn.patch_trainer import NotTrainingCode, TrainerOptions, _patch
 from bn2gn.sources import decode_source
-from bn2gn.trainer import NotTrainingCode, TrainerOptions, _patch
 
 
 def recognised(path: Path, text: str, options: TrainerOptions) -> bool:

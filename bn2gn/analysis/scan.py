@@ -164,7 +164,7 @@ def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
     sources = admitted(raw)
     if not sources:
         return []
-    from ..trainer import plan_insertions_for
+    from ..patch_trainer import plan_insertions_for
 
     insertions = plan_insertions_for(sources, config)
     for item in insertions:

@@ -98,7 +98,7 @@ def patch_trainer(
         return
     from ..config import load_config
     from ..discovery import discover
-    from ..trainer import TrainerOptions, patch_files, trainer_rules
+    from ..patch_trainer import TrainerOptions, patch_files, trainer_rules
     from .scan_rewrite import apply_and_report
 
     if not paths:

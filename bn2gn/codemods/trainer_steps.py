@@ -1,9 +1,9 @@
 """The patch-trainer codemods (BN2GN2xx) as registry entries: thin adapters over the planners.
 
 The recognisers and planners (``freeze_before_optimizer``, ``eval_after_train``, ``exclude_frozen``,
-``trainer_facts``) decide everything on the file's ``ast`` and hand ``bn2gn.trainer`` a
+``trainer_facts``) decide everything on the file's ``ast`` and hand ``bn2gn.patch_trainer`` a
 ``FilePlan``; these adapters apply that plan with LibCST and inject the helpers, so
-``bn2gn.trainer`` only runs the registry. Each reports the planned entries of its own rules.
+``bn2gn.patch_trainer`` only runs the registry. Each reports the planned entries of its own rules.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from .inject import InsertStatements, PlannedInsertion, format_snippet
 
 @dataclasses.dataclass(frozen=True)
 class TrainerPlan:
-    """``Context.job`` for the patch-trainer codemods: one file's plan (``trainer.plan_module``)."""
+    """``Context.job`` for the patch-trainer codemods: one file's plan (``patch_trainer.plan_module``)."""
 
-    options: Any  # trainer.TrainerOptions
-    plan: Any  # trainer.FilePlan: insertions anchored at (line, column), rewrites, entries, helpers
+    options: Any  # patch_trainer.TrainerOptions
+    plan: Any  # patch_patch_trainer.FilePlan: insertions anchored at (line, column), rewrites, entries, helpers
 
     def changes_for(self, rules) -> tuple:
         return tuple(e.change() for e in self.plan.entries if e.rule in rules)

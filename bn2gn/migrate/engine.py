@@ -70,8 +70,8 @@ def trainer_options(
     helper_module: Optional[str] = None,
 ):
     """patch-trainer's options for a directory run; a ``--select`` naming only rewrite rules selects none."""
+    from ..patch_trainer import TRAINER_RULES, TrainerOptions, trainer_rules
     from ..rules import rule_by_name
-    from ..trainer import TRAINER_RULES, TrainerOptions, trainer_rules
 
     rules = trainer_rules(config.select, config.skip, exclude_frozen, strict=False)
     if config.select and not any(rule_by_name(n) in TRAINER_RULES for n in config.select):
@@ -114,7 +114,7 @@ def patch_trainers(
     ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are patched
     from their rewritten text, exactly what running patch-trainer after rewrite would read.
     """
-    from ..trainer import patch_files
+    from ..patch_trainer import patch_files
 
     results, usage = patch_files(list(files), options)
     for index, result in enumerate(results):
@@ -129,7 +129,7 @@ def patch_trainers(
 def patch_one(source: SourceText, options) -> Tuple[FileResult, Optional[str]]:
     """patch-trainer on one text as in a directory run: (result, usage error or None)."""
     from ..codemods.freeze_before_optimizer import NeedsUserInput
-    from ..trainer import NotTrainingCode, patch_source
+    from ..patch_trainer import NotTrainingCode, patch_source
 
     try:
         return patch_source(source, options), None
