@@ -351,7 +351,7 @@ def main(argv=None) -> int:
             results[name] = measure(
                 name, prepare(name, work, args.cache, given), work, args.rounds, args.limit
             )
-    print("\ntargets (issue 11)")
+    print("\ntargets")
     ok = True
     for label, value, target in targets(results):
         if value != value or (
