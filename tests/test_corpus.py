@@ -234,10 +234,6 @@ def _recognised(path: Path) -> bool:
         return False
 
 
-@pytest.mark.skipif(
-    not __import__("os").environ.get("BN2GN_CORPUS_FULL"),
-    reason="LibCST on ~700 torch files (minutes); set BN2GN_CORPUS_FULL=1",
-)
 def test_prefilter_drops_no_torch_file_the_recognisers_plan(capsys, record_property):
     """Every torch file the pre-filter rejects although it mentions optim/train, run through the full
     recognisers: none of them would have been planned."""
