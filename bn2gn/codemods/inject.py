@@ -351,15 +351,6 @@ class PlannedInsertion:
     scope: str
     message: str
 
-    def as_dict(self, path) -> dict:
-        return {
-            "path": str(path),
-            "line": self.line,
-            "scope": self.scope,
-            "rule": self.rule.code,
-            "message": self.message,
-        }
-
 
 class InsertStatements(cst.CSTTransformer):
     """Apply planned insertions (and whole-call replacements) in one pass, keyed by original nodes.

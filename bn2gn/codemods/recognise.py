@@ -16,6 +16,7 @@ import warnings
 from typing import Optional, Sequence, Tuple
 
 from .names import FREEZE, KEEP, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames
+from .trainer_facts import dotted
 
 #: bytes without one of these cannot hold anything the recognisers find (ASCII-compatible encodings)
 LOOSE_MARKERS = (b"optim", b"train", FREEZE.encode(), KEEP.encode())
@@ -145,15 +146,6 @@ def optimizer_names(imports, extra_calls: Sequence[str] = ()) -> OptimizerNames:
                 ):
                     classes.add(alias.asname or alias.name)
     return OptimizerNames(namespaces, classes, tuple(OPTIMIZER_BUILDERS) + tuple(extra_calls))
-
-
-def dotted(node: ast.AST) -> Optional[str]:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = dotted(node.value)
-        return f"{base}.{node.attr}" if base else None
-    return None
 
 
 def admitted(raw: dict, extra_calls: Sequence[str] = ()) -> dict:
