@@ -66,23 +66,25 @@ def map_batchnorm_args(args) -> "Tuple[List[cst.Arg], List[str]] | str":
     if unknown:
         return f"has unknown argument(s) {', '.join(sorted(unknown))}"
     first = named["num_features"]
+    # eps= and affine= stay where the user wrote them (they are keywords either way)
+    name_of = {id(arg): name for name, arg in named.items()}
+    kept = [first] + [a for a in args if a is not first and name_of.get(id(a)) in KEPT]
     new_args = [first.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)]
-    for name in KEPT:
-        if name in named:
-            new_args.append(
-                named[name].with_changes(
-                    keyword=cst.Name(name),
-                    equal=cst.AssignEqual(
-                        whitespace_before=cst.SimpleWhitespace(""),
-                        whitespace_after=cst.SimpleWhitespace(""),
-                    ),
-                )
+    for arg in kept[1:]:
+        new_args.append(
+            arg.with_changes(
+                keyword=cst.Name(name_of[id(arg)]),
+                equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""),
+                    whitespace_after=cst.SimpleWhitespace(""),
+                ),
             )
+        )
     dropped = [n for n in BN_PARAMS if n in named and n not in KEPT and n != "num_features"]
-    kept = [first] + [named[name] for name in KEPT if name in named]
     fixed = _fix_commas(new_args, args[-1])
-    if kept[-1] is not args[-1]:
-        fixed[-1] = _keep_comments(fixed[-1], [a for a in args if a not in kept[:-1]], kept[-1])
+    gone = [a for a in args if a not in kept]
+    if gone:
+        fixed[-1] = _keep_comments(fixed[-1], kept[-1], gone, args)
     return fixed, dropped
 
 
@@ -107,32 +109,30 @@ def _fix_commas(args: List[cst.Arg], last: cst.Arg) -> List[cst.Arg]:
     return fixed
 
 
-def _keep_comments(last: cst.Arg, gone: List[cst.Arg], own: cst.Arg) -> cst.Arg:
-    """The new last argument, closing the call as before, with the comments that stood after the
-    arguments it replaces as the call's last line: its own (``c,  # channels``) on its line, those
-    of dropped arguments on lines of their own. No comment of the user's is lost."""
+def _keep_comments(last: cst.Arg, own: cst.Arg, gone: List[cst.Arg], args) -> cst.Arg:
+    """The new last argument, closing the call as the original last argument did, with
+    the comments that stood after ``own`` (the argument it was) on its line and those of the dropped
+    arguments (``gone``) on lines of their own: no comment of the user's is lost."""
     own_ws = _after(own)
     trailing = own_ws.first_line if _commented(own_ws) else None
-    lines = [] if trailing is None else _own_lines(own_ws)
+    lines = _own_lines(own_ws) if trailing is not None else _comment_lines(own_ws)
     for arg in gone:
-        if arg is not own:
-            lines += _comment_lines(_after(arg))
-    if trailing is None:
-        lines = _comment_lines(own_ws) + lines
+        lines += _comment_lines(_after(arg))
     if trailing is None and not lines:
         return last
-    closing = _after(gone[-1])
+    end = _after(args[-1])
+    between = _after(args[0])  # before the second argument: the indentation of argument lines
     indent = (
-        own_ws.last_line
-        if isinstance(own_ws, cst.ParenthesizedWhitespace)
+        between.last_line
+        if isinstance(between, cst.ParenthesizedWhitespace)
         else cst.SimpleWhitespace("")
     )
     merged = cst.ParenthesizedWhitespace(
         first_line=trailing or cst.TrailingWhitespace(),
         empty_lines=[line.with_changes(whitespace=indent) for line in lines],
-        indent=closing.indent if isinstance(closing, cst.ParenthesizedWhitespace) else True,
-        last_line=closing.last_line
-        if isinstance(closing, cst.ParenthesizedWhitespace)
+        indent=end.indent if isinstance(end, cst.ParenthesizedWhitespace) else True,
+        last_line=end.last_line
+        if isinstance(end, cst.ParenthesizedWhitespace)
         else cst.SimpleWhitespace(""),
     )
     if isinstance(last.comma, cst.Comma):
