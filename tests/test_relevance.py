@@ -1,0 +1,198 @@
+"""The relevance pre-filter (analysis/relevance.py) parses only the files that can take part in a
+decision: which files it parses on hand-written trees, and that on every fixture folder the plan is the
+one the analysis makes when every file is parsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from bn2gn.analysis import relevance, scan
+from bn2gn.config import Config
+from bn2gn.errors import SourceError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_FOLDERS = sorted(
+    p
+    for p in (ROOT / "fixtures").glob("*/")
+    if p.is_dir() and any(p.rglob("*.py")) and not p.name.startswith("BN2GN")
+)
+
+HEAD = """\
+import torch.nn as nn
+
+
+class Head(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+"""
+
+DETECTOR = """\
+import torch.nn as nn
+
+from .head import Head
+
+
+class Detector(nn.Module):
+    def __init__(self, backbone_cfg):
+        super().__init__()
+        self.backbone = build(backbone_cfg)
+        self.head = Head(64)
+"""
+
+
+def write(root: Path, files: Dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def parsed(root: Path, config: Optional[Config] = None) -> List[str]:
+    config = config or Config()
+    raw = {p: p.read_bytes() for p in sorted(root.rglob("*.py"))}
+    errors: list = []
+    modules = relevance.select_modules(raw, scan.parse_with_sites, config, errors)
+    return sorted(m.path.relative_to(root).as_posix() for m in modules)
+
+
+def test_words_in_strings_comments_and_configs_do_not_admit_a_file(tmp_path):
+    write(
+        tmp_path,
+        {
+            "lib/__init__.py": "",
+            "lib/head.py": HEAD,
+            "lib/detector.py": DETECTOR,
+            # an OpenMMLab-style config: the class names and the backbone are strings and keywords
+            "configs/det.py": "model = dict(type='Detector', backbone=dict(type='ResNet'),\n"
+            "             head=dict(type='Head'))\n",
+            # a docstring and a comment name Head, and the module is never imported
+            "lib/notes.py": '"""Head and Detector are described here."""\n# see Head in the head module\n'
+            "def main():\n    model = 'Head'\n    return model\n",
+            # a tool whose words (main, model) the detector files share: no link to anything
+            "tools/train.py": "from lib import notes\n\ndef main():\n    model = notes.main()\n",
+            # would fail to parse if it were read
+            "configs/broken.py": "model = dict(type='Head'\n",
+        },
+    )
+    assert parsed(tmp_path) == ["lib/detector.py", "lib/head.py"]
+
+
+def test_every_spelling_that_links_a_target_admits_its_file(tmp_path):
+    write(
+        tmp_path,
+        {
+            "lib/__init__.py": "",
+            "lib/head.py": HEAD,
+            "lib/a.py": "from .head import Head as H\n\nclass A(H):\n    pass\n",
+            "lib/b.py": "from . import head\n\ndef make():\n    return head.Head(3)\n",
+            "lib/c.py": "import lib\n\nTABLE = {'x': lib.head . Head}\n",
+            "lib/d.py": "from lib.head import (\n    Head,\n)\n\nclass D:\n    part = Head\n",
+            # the name alone, with no way to reach lib.head: not linked, not parsed
+            "lib/e.py": "from other import Head\n\ndef f():\n    return Head(1)\n",
+            # users of users: A is a target through lib/a.py, so its importer is parsed too
+            "lib/f.py": "from .a import A\n\ndef g():\n    return A(2)\n",
+        },
+    )
+    assert parsed(tmp_path) == [
+        "lib/a.py",
+        "lib/b.py",
+        "lib/c.py",
+        "lib/d.py",
+        "lib/f.py",
+        "lib/head.py",
+    ]
+
+
+def test_a_name_defined_in_a_package_init_links_from_below_it(tmp_path):
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": HEAD,
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/user.py": "from .. import Head\n\nclass User:\n    h = Head\n",
+            "elsewhere/user.py": "from x import Head\n\nclass Other:\n    h = Head\n",
+        },
+    )
+    assert parsed(tmp_path) == ["pkg/__init__.py", "pkg/sub/user.py"]
+
+
+def test_a_class_holding_a_backbone_is_a_seed_without_batchnorm(tmp_path):
+    """A root whose backbone is built from a config (no BatchNorm in its file) is parsed, so is the
+    subclass that imports it; a keyword ``backbone=`` or a function touching ``.backbone`` is not."""
+    write(
+        tmp_path,
+        {
+            "det/__init__.py": "",
+            "det/base.py": "import torch.nn as nn\n\nclass Base(nn.Module):\n"
+            "    def __init__(self, cfg):\n        super().__init__()\n"
+            "        setattr(self, 'backbone', make(cfg))\n",
+            "det/two.py": "from .base import Base\n\nclass Two(Base):\n    pass\n",
+            "det/cfg.py": "settings = dict(backbone=dict(depth=50))\n",
+            "det/tool.py": "def show(model):\n    return model.backbone\n",
+            "det/uses_tool.py": "from .tool import show\n\ndef run(m):\n    return show(m)\n",
+        },
+    )
+    # tool.py spells .backbone but defines no class: not a seed, and nothing that uses it is read
+    assert parsed(tmp_path) == ["det/base.py", "det/two.py"]
+
+
+def test_a_root_option_seeds_its_class(tmp_path):
+    write(
+        tmp_path,
+        {
+            "m/__init__.py": "",
+            "m/head.py": HEAD,
+            "m/net.py": "import torch.nn as nn\n\nclass Net(nn.Module):\n    pass\n",
+            "m/other.py": "import torch.nn as nn\n\nclass Other(nn.Module):\n    pass\n",
+        },
+    )
+    assert parsed(tmp_path) == ["m/head.py"]
+    assert parsed(tmp_path, Config(roots=("m/net.py:Net",))) == ["m/head.py", "m/net.py"]
+
+
+def test_text_helpers():
+    text = relevance.FileText(
+        Path("x.py"),
+        b"import a.b as c, d\nfrom . import (e,\n    f)\nfrom ..g import h\n"
+        b"from m import n\nx = models.resnet . ResNet\n",
+    )
+    assert {"a", "b", "c", "d", "e", "f", "g", "h", "m", "n"} <= text.import_words
+    assert "models" not in text.import_words
+    assert {"a", "d", "e", "f"} <= text.bare_imports
+    assert not {"b", "c", "h", "n"} & text.bare_imports
+    assert text.spells_dotted("resnet", "ResNet") and text.spells_dotted("models", "resnet")
+    assert not text.spells_dotted("models", "ResNet")
+    code = relevance.NOT_CODE.sub(
+        relevance._blank, "x = 'A'  # B\ny = f\"{C}\"\nz = '''D\n''' + rb'\\'' + E\n"
+    )
+    assert set(relevance.TEXT_WORD.findall(code)) == {"x", "y", "f", "C", "z", "E"}
+
+
+def plan_sites(folder: Path, everything: bool, monkeypatch) -> list:
+    if everything:
+
+        def parse_every_file(raw, parse, config, errors):
+            out = []
+            for path, data in raw.items():
+                try:
+                    out.append(parse(path, data))
+                except SourceError:
+                    pass
+            return out
+
+        monkeypatch.setattr(relevance, "select_modules", parse_every_file)
+    try:
+        plan, _ = scan.build_plan([folder], Config())
+    finally:
+        monkeypatch.undo()
+    return [(s.path, s.line, s.col, s.decision, s.reason) for s in plan.sites]
+
+
+@pytest.mark.parametrize("folder", FIXTURE_FOLDERS, ids=lambda p: p.name)
+def test_the_plan_is_the_one_made_with_every_file_parsed(folder, monkeypatch):
+    filtered = plan_sites(folder, False, monkeypatch)
+    assert filtered == plan_sites(folder, True, monkeypatch)
