@@ -160,12 +160,12 @@ def test_text_helpers():
         b"import a.b as c, d\nfrom . import (e,\n    f)\nfrom ..g import h\n"
         b"from m import n\nx = models.resnet . ResNet\n",
     )
-    assert {"a", "b", "c", "d", "e", "f", "g", "h", "m", "n"} <= text.import_words
-    assert "models" not in text.import_words
-    assert {"a", "d", "e", "f"} <= text.bare_imports
-    assert not {"b", "c", "h", "n"} & text.bare_imports
-    assert text.spells_dotted("resnet", "ResNet") and text.spells_dotted("models", "resnet")
-    assert not text.spells_dotted("models", "ResNet")
+    assert {b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"m", b"n"} <= text.import_words
+    assert b"models" not in text.import_words
+    assert {b"a", b"d", b"e", b"f"} <= text.bare_imports
+    assert not {b"b", b"c", b"h", b"n"} & text.bare_imports
+    assert text.spells_dotted(b"resnet", b"ResNet") and text.spells_dotted(b"models", b"resnet")
+    assert not text.spells_dotted(b"models", b"ResNet")
     code = relevance.NOT_CODE.sub(
         relevance._blank, "x = 'A'  # B\ny = f\"{C}\"\nz = '''D\n''' + rb'\\'' + E\n"
     )

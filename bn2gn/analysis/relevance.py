@@ -80,13 +80,13 @@ class FileText:
         self._pairs: Optional[Set[Tuple[bytes, bytes]]] = None
 
     @property
-    def words(self) -> FrozenSet[str]:
+    def words(self) -> FrozenSet[bytes]:
         if self._words is None:
-            self._words = _decoded(WORD.findall(self.data))
+            self._words = frozenset(WORD.findall(self.data))
         return self._words
 
     @property
-    def import_words(self) -> FrozenSet[str]:
+    def import_words(self) -> FrozenSet[bytes]:
         """The words of every import statement (the line of an ``import`` keyword, the lines continued
         into it with a backslash, and a parenthesised list of names after it)."""
         if self._imports is None:
@@ -94,25 +94,21 @@ class FileText:
         return self._imports[0]
 
     @property
-    def bare_imports(self) -> FrozenSet[str]:
+    def bare_imports(self) -> FrozenSet[bytes]:
         """Names an import gives with no module before them (``import a``, ``from . import a``):
         resolution links such a name to any definition of that name."""
         if self._imports is None:
             self._imports = _import_words(self.data)
         return self._imports[1]
 
-    def spells_dotted(self, module: str, name: str) -> bool:
+    def spells_dotted(self, module: bytes, name: bytes) -> bool:
         """``module.name`` somewhere in the text (an attribute chain such as ``models.resnet.ResNet``)."""
         if self._pairs is None:
             self._pairs = set(DOTTED_PAIR.findall(self.data))
-        return (module.encode(), name.encode()) in self._pairs
+        return (module, name) in self._pairs
 
 
-def _decoded(words: Iterable[bytes]) -> FrozenSet[str]:
-    return frozenset(w.decode("utf-8", "replace") for w in set(words))
-
-
-def _import_words(data: bytes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+def _import_words(data: bytes) -> Tuple[FrozenSet[bytes], FrozenSet[bytes]]:
     words: Set[bytes] = set()
     bare: Set[bytes] = set()
     for match in IMPORT_KEYWORD.finditer(data):
@@ -134,7 +130,7 @@ def _import_words(data: bytes) -> Tuple[FrozenSet[str], FrozenSet[str]]:
             bare.update(
                 re.findall(rb"(?:import|,)\s*\(?\s*([A-Za-z_\x80-\xff][\w\x80-\xff]*)", span)
             )
-    return _decoded(words), _decoded(bare)
+    return frozenset(words), frozenset(bare)
 
 
 class RelevantModules:
@@ -170,7 +166,8 @@ class RelevantModules:
             found = self.text[path] = FileText(path, self.raw[path])
         return found
 
-    def words_of(self, path: Path) -> FrozenSet[str]:
+    def words_of(self, path: Path) -> FrozenSet[bytes]:
+        """The file's words, as bytes: files are searched before they are decoded."""
         return self.text_of(path).words
 
     def add(self, paths: Iterable[Path]) -> bool:
@@ -246,13 +243,14 @@ class RelevantModules:
 
     def _can_link(self, text: FileText, target: Definition) -> bool:
         home = target.module
-        module = home.modname.rsplit(".", 1)[-1]
+        module = home.modname.rsplit(".", 1)[-1].encode()
+        name = target.name.encode()
         package = str(home.path.parent) + os.sep if home.path.name == "__init__.py" else None
         return (
             module in text.import_words
             or (package is not None and text.path.startswith(package))
-            or target.name in text.bare_imports
-            or (module in text.words and text.spells_dotted(module, target.name))
+            or name in text.bare_imports
+            or (module in text.words and text.spells_dotted(module, name))
         )
 
     def mark(self, definitions: Iterable[Definition]) -> None:
@@ -277,9 +275,9 @@ class RelevantModules:
             self.searched |= new
             found = []
             if new:
-                by_name: Dict[str, List[Definition]] = defaultdict(list)
+                by_name: Dict[bytes, List[Definition]] = defaultdict(list)
                 for target in new:
-                    by_name[target.name].append(target)
+                    by_name[target.name.encode()].append(target)
                 for path in self.unparsed():
                     words = self.words_of(path)
                     if any(
@@ -294,7 +292,7 @@ class RelevantModules:
 
     def _base_class_files(self, already: Set[Path]) -> List[Path]:
         """Unparsed files that define (``class Name``) a base class no parsed file defines."""
-        missing = self.bases - self.defined
+        missing = {name.encode() for name in self.bases - self.defined}
         found = []
         for path in self.unparsed():
             names = missing & self.words_of(path)
@@ -302,7 +300,7 @@ class RelevantModules:
                 names
                 and path not in already
                 and re.search(
-                    rb"^[ \t]*class[ \t]+(?:" + "|".join(sorted(names)).encode() + rb")\b",
+                    rb"^[ \t]*class[ \t]+(?:" + b"|".join(sorted(names)) + rb")\b",
                     self.raw[path],
                     re.M,
                 )
@@ -368,10 +366,15 @@ def select_modules(
         else None
     )
     root_bytes = tuple(r.encode() for r in roots)
+    attr_bytes = tuple(a.encode() for a in config.backbone_attrs)
     progress.start("bn2gn: analysing", len(raw))
     relevant = RelevantModules(raw, parse, config.backbone_attrs, roots)
     relevant.add(
-        [path for path, data in raw.items() if _is_seed_file(data, holds_attr, root_bytes)]
+        [
+            path
+            for path, data in raw.items()
+            if _is_seed_file(data, holds_attr, root_bytes, attr_bytes)
+        ]
     )
     relevant.grow()
     progress.done()
@@ -379,7 +382,12 @@ def select_modules(
     return [relevant.modules[p] for p in raw if p in relevant.modules]
 
 
-def _is_seed_file(data: bytes, holds_attr, root_bytes) -> bool:
+def _is_seed_file(data: bytes, holds_attr, root_bytes, attr_bytes) -> bool:
     if any(marker in data for marker in SEED_MARKERS + root_bytes):
         return True
-    return holds_attr is not None and b"class" in data and bool(holds_attr.search(data))
+    return (
+        holds_attr is not None
+        and b"class" in data
+        and any(attr in data for attr in attr_bytes)
+        and bool(holds_attr.search(data))
+    )

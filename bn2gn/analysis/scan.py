@@ -111,9 +111,10 @@ def build_plan(
     found = discover([Path(p) for p in paths], config.include, config.exclude)
     plan = Plan(files=len(found.files))
     raw, plan.errors = read_all(found.files, found.data)
-    plan.openmmlab_configs = openmmlab_configs(raw)
-    if with_insertions:
-        plan.insertions = plan_insertions(raw, config)
+    with collector_paused():
+        plan.openmmlab_configs = openmmlab_configs(raw)
+        if with_insertions:
+            plan.insertions = plan_insertions(raw, config)
     if not any(MARKER in data for data in raw.values()):
         return plan, None
     from .classify import classify
@@ -135,7 +136,12 @@ CONFIG_TEXT = re.compile(rb"_base_|read_base|^model\s*=\s*dict\(", re.MULTILINE)
 
 def openmmlab_configs(raw: Dict[Path, bytes]) -> List[str]:
     """Display paths of the files that look like OpenMMLab configs (``bn2gn config audit`` is for them)."""
-    candidates = [path for path, data in raw.items() if CONFIG_TEXT.search(data)]
+    candidates = [
+        path
+        for path, data in raw.items()
+        if (b"_base_" in data or b"read_base" in data or b"model" in data)
+        and CONFIG_TEXT.search(data)
+    ]
     if not candidates:
         return []
     from .openmmlab import looks_like_openmmlab_config
@@ -146,7 +152,9 @@ def openmmlab_configs(raw: Dict[Path, bytes]) -> List[str]:
 @contextlib.contextmanager
 def collector_paused():
     """The analysis holds every parsed tree (millions of acyclic nodes); letting the cyclic garbage
-    collector re-scan them while more are built cost more than parsing itself on torch-sized trees."""
+    collector re-scan them while more are built cost more than parsing itself on torch-sized trees.
+    Trees parsed and dropped at once (configs, training scripts) are freed by reference counting, and
+    the collector's passes over their nodes while they are built doubled the cost of parsing them."""
     enabled = gc.isenabled()
     gc.disable()
     try:
