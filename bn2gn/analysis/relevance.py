@@ -158,8 +158,12 @@ class RelevantModules:
         self.spelled: Dict[Definition, Set[str]] = {}
         self.defined: Set[str] = set()
         self.bases: Set[str] = set()
+        attrs = tuple(attrs)
         self.holds_attr = re.compile(attribute_spelling(attrs)) if attrs else None
+        self.file_holds_attr = re.compile(attribute_spelling(attrs).encode()) if attrs else None
+        self.attr_bytes = tuple(a.encode() for a in attrs)
         self.roots = set(roots)
+        self.seed_markers = SEED_MARKERS + tuple(r.encode() for r in self.roots)
 
     def text_of(self, path: Path) -> FileText:
         found = self.text.get(path)
@@ -204,6 +208,17 @@ class RelevantModules:
             if definition.kind == "class":
                 self.bases |= {n for n in map(_base_name, definition.node.bases) if n}
         self.mark([facts.defs[raw.owner] for raw in facts.sites if raw.owner in facts.defs])
+
+    def is_seed_file(self, data: bytes) -> bool:
+        """A file with a site, a helper, a ``--root`` name, or a class that may assign a backbone attribute."""
+        if any(marker in data for marker in self.seed_markers):
+            return True
+        return (
+            self.file_holds_attr is not None
+            and b"class" in data
+            and any(attr in data for attr in self.attr_bytes)
+            and bool(self.file_holds_attr.search(data))
+        )
 
     def _is_seed(self, definition: Definition) -> bool:
         """A class that may be a root: a ``--root``, or one that assigns a backbone attribute."""
@@ -360,35 +375,10 @@ def select_modules(
     errors: List[SourceFailure],
 ) -> List[ModuleFacts]:
     """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
-    roots = root_names(config.roots)
-    holds_attr = (
-        re.compile(attribute_spelling(config.backbone_attrs).encode())
-        if config.backbone_attrs
-        else None
-    )
-    root_bytes = tuple(r.encode() for r in roots)
-    attr_bytes = tuple(a.encode() for a in config.backbone_attrs)
     progress.start("bn2gn: analysing", len(raw))
-    relevant = RelevantModules(raw, parse, config.backbone_attrs, roots)
-    relevant.add(
-        [
-            path
-            for path, data in raw.items()
-            if _is_seed_file(data, holds_attr, root_bytes, attr_bytes)
-        ]
-    )
+    relevant = RelevantModules(raw, parse, config.backbone_attrs, root_names(config.roots))
+    relevant.add([path for path, data in raw.items() if relevant.is_seed_file(data)])
     relevant.grow()
     progress.done()
     errors.extend(relevant.errors[p] for p in raw if p in relevant.errors)
     return [relevant.modules[p] for p in raw if p in relevant.modules]
-
-
-def _is_seed_file(data: bytes, holds_attr, root_bytes, attr_bytes) -> bool:
-    if any(marker in data for marker in SEED_MARKERS + root_bytes):
-        return True
-    return (
-        holds_attr is not None
-        and b"class" in data
-        and any(attr in data for attr in attr_bytes)
-        and bool(holds_attr.search(data))
-    )
