@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from .. import progress
+from .. import process, progress
 from ..config import Config
 from ..discovery import discover
 from ..errors import Bn2gnError, SourceError, SourceFailure
@@ -160,6 +160,10 @@ def collector_paused():
     try:
         yield
     finally:
+        if process.is_console():
+            # every node built meanwhile is young: the collector's next passes would walk them all
+            # (12 s of a 72 s torch scan); a console process never frees them, so they are frozen
+            gc.freeze()
         if enabled:
             gc.enable()
 

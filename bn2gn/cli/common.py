@@ -67,8 +67,15 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli.main(prog_name="bn2gn")
+    """Console-script entry point: the process ends with the command (``bn2gn.process``)."""
+    from .. import process
+
+    process.mark_console()
+    try:
+        cli.main(prog_name="bn2gn")
+    except SystemExit as exc:
+        process.quick_exit(exc.code)
+    process.quick_exit(0)
 
 
 def config_options(func: Callable) -> Callable:
