@@ -166,10 +166,87 @@ def test_text_helpers():
     assert not {b"b", b"c", b"h", b"n"} & text.bare_imports
     assert text.spells_dotted(b"resnet", b"ResNet") and text.spells_dotted(b"models", b"resnet")
     assert not text.spells_dotted(b"models", b"ResNet")
-    code = relevance.NOT_CODE.sub(
-        relevance._blank, "x = 'A'  # B\ny = f\"{C}\"\nz = '''D\n''' + rb'\\'' + E\n"
+    source = (
+        b"x = 'A'  # B\n"
+        b'y = f"{C}"\n'
+        b"z = '''D\n''' + rb'\\'' + E\n"
+        b"w = Rf'{G}' + br'H'\n"
+        b"if'{Q}': pass\n"
     )
-    assert set(relevance.TEXT_WORD.findall(code)) == {"x", "y", "f", "C", "z", "E"}
+    code = relevance.code_only(source)
+    # the prefix letters stay as words; f-strings keep their code; every line keeps its number
+    assert [set(relevance.WORD.findall(line)) for line in code.splitlines()] == [
+        {b"x"},
+        {b"y", b"f", b"C"},
+        {b"z"},
+        {b"rb", b"E"},
+        {b"w", b"Rf", b"G", b"br"},
+        {b"if", b"pass"},
+    ]
+    old_mac = b"a = 1 # Head\rb = '''x\ry'''\rc = Head\r"
+    assert [
+        set(relevance.WORD.findall(line)) for line in relevance.code_only(old_mac).splitlines()
+    ] == [
+        {b"a"},
+        {b"b"},
+        set(),
+        {b"c", b"Head"},
+    ]
+
+
+def test_each_definition_spells_its_own_code_words(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_bytes(
+        b"import torch.nn as nn\n"
+        b"from .head import Head as H\n"
+        b"\n"
+        b"@register('Neck')\n"
+        b"class A(nn.Module):\n"
+        b"    '''Uses Neck.'''\n"
+        b"    def __init__(self):\n"
+        b"        self.h = H()  # not Tail\r"  # a lone carriage return ends a line for ast too
+        b"TABLE = {'b': Tail, 'c': f'{Body}'}\n"
+    )
+    facts = scan.parse_facts(path, path.read_bytes())
+    spelled = relevance.spelled_by_definition(facts, path.read_bytes())
+    assert set(spelled) == {"A", "TABLE"}
+    assert spelled["A"] == {
+        b"register",
+        b"class",
+        b"A",
+        b"nn",
+        b"Module",
+        b"def",
+        b"__init__",
+        b"self",
+        b"h",
+        b"H",
+        b"Head",  # the name H imports
+    }
+    assert spelled["TABLE"] == {b"TABLE", b"Tail", b"f", b"Body"}
+
+
+def test_a_compatibility_spelling_of_a_name_links_as_ast_reads_it(tmp_path):
+    """A fullwidth H spells the identifier ``Head`` once Python reads it (NFKC): the file that builds
+    it is parsed, and so is the latin-1 file that uses that file's class."""
+    write(
+        tmp_path,
+        {
+            "m/__init__.py": "",
+            "m/head.py": HEAD,
+            "m/block.py": "import torch.nn as nn\nfrom .head import \uff28ead\n\n"
+            "class Block(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.h = \uff28ead(1)\n",
+            "m/net.py": "import torch.nn as nn\nfrom .block import Block\n\n"
+            "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.backbone = nn.Identity()\n        self.b = Block()\n",
+        },
+    )
+    (tmp_path / "m/tail.py").write_bytes(
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\nfrom .block import Block\n\n"
+        b"def make():\n    return Block()\n"
+    )
+    assert parsed(tmp_path) == ["m/block.py", "m/head.py", "m/net.py", "m/tail.py"]
 
 
 def plan_sites(folder: Path, everything: bool, monkeypatch) -> list:
