@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bn2gn.analysis import facts as facts_module
 from bn2gn.analysis.graph import Project, call_lines, calls_with_scopes
 from bn2gn.analysis.scan import parse_facts
 from bn2gn.errors import SourceError
@@ -128,3 +129,56 @@ def test_fixture_trees_keep_every_recorded_call():
             continue  # the syntax-error fixtures
     assert len(modules) > 100
     check(modules)
+
+
+NESTED_IMPORTS = """\
+import a
+
+
+def f():
+    x = 1
+    if x:
+        from b import c as d
+
+
+class K:
+    import e
+
+    def g(self):
+        try:
+            pass
+        except ImportError:
+            from .h import i
+        match self:
+            case K():
+                import j
+            case _:
+                pass
+
+
+s = "import nothing"  # a comment that says import too
+"""
+
+
+def test_nested_imports_are_found_below_the_lines_that_spell_import(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(NESTED_IMPORTS)
+    facts = parse_facts(path, path.read_bytes())
+    assert facts.imports == {"a": "a", "d": "b.c", "e": "e", "i": "h.i", "j": "j"}
+
+
+def test_fixture_imports_are_those_of_the_full_walk(monkeypatch):
+    def facts_of(path):
+        try:
+            return parse_facts(path, path.read_bytes())
+        except SourceError:
+            return None  # the syntax-error fixtures
+
+    pruned = [facts_of(p) for p in FIXTURES]
+    monkeypatch.setattr(facts_module, "import_lines", lambda text: None)
+    full = [facts_of(p) for p in FIXTURES]
+    pairs = [(a, b) for a, b in zip(pruned, full) if a is not None]
+    assert len(pairs) > 100
+    assert sum(1 for a, _ in pairs if a.imports) > 100
+    for a, b in pairs:
+        assert (a.imports, a.star_imports) == (b.imports, b.star_imports), a.display

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .facts import Definition
+from .facts import Definition, walk
 from .graph import FUNCTIONS, Project
 
 #: calls that fetch pretrained weights (last component of the dotted name, or the whole name)
@@ -116,7 +116,7 @@ class Evidence:
 
     def _direct_weight_call(self, definition: Definition, node: ast.AST) -> int:
         facts = definition.module
-        for sub in ast.walk(node):
+        for sub in walk(node):
             if isinstance(sub, ast.Call):
                 dotted = facts.qualify(sub.func) or ""
                 last = (
@@ -153,7 +153,7 @@ class Evidence:
         if line:
             return f"loads weights at {definition.module.display}:{line}"
         methods = self.loader_methods()
-        for sub in ast.walk(definition.node):
+        for sub in walk(definition.node):
             if (
                 isinstance(sub, ast.Call)
                 and isinstance(sub.func, ast.Attribute)
@@ -201,7 +201,7 @@ class Evidence:
         return "load_state_dict" in text or "load_pretrained_model" in text
 
     def _calls_loader(self, klass: Definition, item: ast.AST) -> int:
-        for sub in ast.walk(item):
+        for sub in walk(item):
             if isinstance(sub, ast.Call):
                 target = self.project.resolve(klass.module, sub.func)
                 if (
@@ -238,13 +238,13 @@ class Evidence:
 def _strings(node: ast.AST) -> Set[str]:
     return {
         n.value
-        for n in ast.walk(node)
+        for n in walk(node)
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 300
     }
 
 
 def _loads_into_self(method: ast.AST) -> bool:
-    for sub in ast.walk(method):
+    for sub in walk(method):
         if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
             owner = sub.func.value
             if (
@@ -275,7 +275,7 @@ def base_classes(project: Project, cls: Definition) -> List[Definition]:
 def pretrained_keyword(expressions: Iterable[ast.AST]) -> Optional[ast.Call]:
     """A call with a ``pretrained=`` keyword that is not literally off."""
     for expr in expressions:
-        for sub in ast.walk(expr):
+        for sub in walk(expr):
             if isinstance(sub, ast.Call):
                 for keyword in sub.keywords:
                     if keyword.arg == "pretrained" and not (

@@ -7,6 +7,7 @@ sees the files that will change.
 from __future__ import annotations
 
 import ast
+import bisect
 import dataclasses
 import hashlib
 import re
@@ -95,9 +96,13 @@ class ModuleFacts:
 
     def _collect_top_level(self, text: str) -> None:
         top_imports = [n for n in self.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        # each import statement spells ``import`` once: no other occurrence, no nested import to look for
-        only_top = len(IMPORT_WORD.findall(text)) == len(top_imports)
-        for node in top_imports if only_top else walk_statements(self.tree):
+        # each import statement spells ``import`` once: no other occurrence, no nested import to look
+        # for; otherwise only the statements spanning a line that spells it can hold one
+        only_top = text.count("import") == len(top_imports)
+        lines = None if only_top else import_lines(text)
+        if lines is not None and len(lines) == len(top_imports):
+            only_top = True
+        for node in top_imports if only_top else walk_statements(self.tree, lines):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:
@@ -207,11 +212,38 @@ class ModuleFacts:
         return ranks.get(id(raw), 0)
 
 
+_AST = ast.AST
+
+
+def walk(node: ast.AST, parents: bool = False):
+    """``ast.walk`` in the same breadth-first order, without the ``ctx`` leaves (``Load``, ``Store``:
+    shared singletons no analysis asks for) and without its three layers of generators: 1.7 times
+    faster on torch's files. With ``parents``, each node's parent is recorded (``sites.parent_of``)
+    before the node is yielded, so every ancestor of a yielded node is known."""
+    todo = [node]
+    append = todo.append
+    for current in todo:
+        yield current
+        for field in current._fields:
+            value = getattr(current, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, _AST):
+                        append(item)
+                        if parents:
+                            item._bn2gn_parent = current  # type: ignore[attr-defined]
+            elif isinstance(value, _AST) and field != "ctx":
+                append(value)
+                if parents:
+                    value._bn2gn_parent = current  # type: ignore[attr-defined]
+
+
 _BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())
 
 
-def walk_statements(tree: ast.AST):
-    """``ast.walk`` restricted to statements (and except/case clauses), in the same order.
+def walk_statements(tree: ast.AST, lines: Optional[List[int]] = None):
+    """``ast.walk`` restricted to statements (and except/case clauses), in the same order; with
+    ``lines`` (sorted), a statement spanning none of them is neither yielded nor entered.
 
     Expressions never contain statements, so imports are found without visiting every node.
     """
@@ -219,7 +251,42 @@ def walk_statements(tree: ast.AST):
     while queue:
         node = queue.popleft()
         yield node
-        queue.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, _BLOCKS))
+        queue.extend(
+            child
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, _BLOCKS) and (lines is None or spans_a_line(child, lines))
+        )
+
+
+def spans_a_line(node: ast.AST, lines: List[int]) -> bool:
+    """Whether ``node`` (its decorators included) spans one of ``lines`` (sorted); a node without
+    a position (a ``case`` clause) is taken to."""
+    if not hasattr(node, "end_lineno"):
+        return True
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+    index = bisect.bisect_left(lines, first)
+    return index < len(lines) and lines[index] <= node.end_lineno
+
+
+def import_lines(text: str) -> List[int]:
+    """The lines that spell the word ``import`` (sorted, one per occurrence)."""
+    return line_numbers(text, [m.start() for m in IMPORT_WORD.finditer(text)])
+
+
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def line_numbers(text: str, offsets: List[int]) -> List[int]:
+    """1-based line numbers (as ``ast`` counts them: ``\\n``, ``\\r\\n`` or ``\\r``) of sorted offsets."""
+    if "\r" in text:
+        starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
+        return [bisect.bisect_right(starts, off) for off in offsets]
+    out, line, previous = [], 1, 0
+    for off in offsets:
+        line += text.count("\n", previous, off)
+        previous = off
+        out.append(line)
+    return out
 
 
 def _target_names(target: ast.AST) -> List[str]:

@@ -8,12 +8,11 @@ module-level tables or passed as arguments are told apart from root models.
 from __future__ import annotations
 
 import ast
-import bisect
 import re
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .facts import Definition, ModuleFacts
+from .facts import Definition, ModuleFacts, line_numbers, spans_a_line, walk
 
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -69,9 +68,7 @@ class Project:
         out: Set[Definition] = set()
         called: Set[int] = set()
         skip: Set[int] = set()
-        for sub in ast.walk(
-            node
-        ):  # breadth first: a Call and an Attribute come before their children
+        for sub in walk(node):  # breadth first: a Call and an Attribute come before their children
             if isinstance(sub, ast.Call):
                 called.add(id(sub.func))
                 continue
@@ -141,7 +138,7 @@ class Project:
         if key in self._locals:
             return self._locals[key]
         sources: Dict[str, List[ast.AST]] = defaultdict(list)
-        for node in ast.walk(func):
+        for node in walk(func):
             for name, value in local_assignments(node):
                 sources[name].append(value)
         direct = {
@@ -150,10 +147,7 @@ class Project:
         }
         uses = {
             name: {
-                n.id
-                for v in values
-                for n in ast.walk(v)
-                if isinstance(n, ast.Name) and n.id in sources
+                n.id for v in values for n in walk(v) if isinstance(n, ast.Name) and n.id in sources
             }
             for name, values in sources.items()
         }
@@ -334,10 +328,11 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
     Module level means outside any function, class body or lambda.
     """
     stack = [(tree, (), True)]
-    contexts = _CONTEXTS
+    push = stack.append
+    node_type = ast.AST
     while stack:
         node, funcs, module_level = stack.pop()
-        if lines is not None and isinstance(node, ast.stmt) and not _spans(node, lines):
+        if lines is not None and isinstance(node, ast.stmt) and not spans_a_line(node, lines):
             continue
         if isinstance(node, ast.Call):
             yield node, funcs, module_level
@@ -345,24 +340,19 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
             funcs, module_level = funcs + (node,), False
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
-        stack.extend(
-            (child, funcs, module_level)
-            for child in ast.iter_child_nodes(node)
-            if not isinstance(child, contexts)
-        )
+        for field in node._fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
+            value = getattr(node, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, node_type):
+                        push((item, funcs, module_level))
+            elif isinstance(value, node_type) and field != "ctx":
+                push((value, funcs, module_level))
 
 
-def _spans(node: ast.stmt, lines: List[int]) -> bool:
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
-    index = bisect.bisect_left(lines, first)
-    return index < len(lines) and lines[index] <= node.end_lineno
-
-
-_CONTEXTS = (ast.expr_context,)
 #: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
 #: before them, and ``class`` before that word (a definition, not a call)
 BACK_CALL = re.compile(r"\(([\s)]*)(\w*)([ \t]+ssalc(?!\w))?")
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]:
@@ -389,17 +379,4 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
         if not m.group(3)
         and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
     ]
-    return _line_numbers(text, sorted(hits))
-
-
-def _line_numbers(text: str, offsets: List[int]) -> List[int]:
-    """1-based line numbers (as ``ast`` counts them: ``\\n``, ``\\r\\n`` or ``\\r``) of sorted offsets."""
-    if "\r" in text:
-        starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
-        return [bisect.bisect_right(starts, off) for off in offsets]
-    out, line, previous = [], 1, 0
-    for off in offsets:
-        line += text.count("\n", previous, off)
-        previous = off
-        out.append(line)
-    return out
+    return line_numbers(text, sorted(hits))

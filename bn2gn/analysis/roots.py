@@ -12,7 +12,7 @@ import dataclasses
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..errors import Opt, message_text
-from .facts import ATTR_SETTERS, Definition
+from .facts import ATTR_SETTERS, Definition, walk
 from .graph import FUNCTIONS, Project
 
 OWN = "<own code>"
@@ -87,7 +87,7 @@ def _init_and_helpers(cls: Definition) -> Set[str]:
         return set()
     called = {
         n.func.attr
-        for n in ast.walk(init)
+        for n in walk(init)
         if isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
         and isinstance(n.func.value, ast.Name)
@@ -233,7 +233,7 @@ def _statement_refs(
 def value_names(expr: ast.AST):
     """Names whose value an expression uses: not ``block`` in ``block.expansion`` (a class attribute read)."""
     called, skip = set(), set()
-    for node in ast.walk(expr):
+    for node in walk(expr):
         if isinstance(node, ast.Call):
             called.add(id(node.func))
         elif (
@@ -260,7 +260,7 @@ def _is_opaque(
     if any(d.kind in ("class", "function") for d in refs):
         return False
     for expr in stmt.expressions:
-        for node in ast.walk(expr):
+        for node in walk(expr):
             if isinstance(node, ast.Call):
                 func = node.func
                 if isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS:
@@ -293,7 +293,7 @@ def _uses_globals(stmt: FlowStatement) -> bool:
     return any(
         isinstance(n, ast.Name) and n.id in ("globals", "locals", "vars")
         for e in stmt.expressions
-        for n in ast.walk(e)
+        for n in walk(e)
     )
 
 
@@ -314,7 +314,7 @@ def _class_statements(cls: Definition) -> List[FlowStatement]:
                 if (item.args.posonlyargs + item.args.args)
                 else "self"
             )
-            for node in ast.walk(item):
+            for node in walk(item):
                 if node is item:
                     continue
                 if isinstance(node, (ast.For, ast.AsyncFor)):
@@ -356,7 +356,7 @@ _COMPOUND = (
 def _flow(node, method, sinks, expressions) -> FlowStatement:
     reads = set()
     for expr in expressions:
-        for sub in ast.walk(expr):
+        for sub in walk(expr):
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                 reads.add(sub.id)
     for kind, name in sinks:
@@ -455,7 +455,7 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
     callers: Dict[str, List[int]] = {}
     for index, stmt in enumerate(statements):
         for expr in stmt.expressions:
-            for node in ast.walk(expr):
+            for node in walk(expr):
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)

@@ -5,17 +5,11 @@ from __future__ import annotations
 import ast
 from typing import List, Optional, Tuple
 
-from .facts import ATTR_SETTERS, PARTIAL, TYPE_CHECKS, ModuleFacts, RawSite
+from .facts import ATTR_SETTERS, PARTIAL, TYPE_CHECKS, ModuleFacts, RawSite, walk
 from .plan import scope_name
 
 CONTAINER_CALLS = {"Sequential", "ModuleList"}
 LIST_BUILDERS = {"append", "extend", "insert"}
-
-
-def link_parents(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            child._bn2gn_parent = node  # type: ignore[attr-defined]
 
 
 def parent_of(node: ast.AST) -> Optional[ast.AST]:
@@ -24,9 +18,8 @@ def parent_of(node: ast.AST) -> Optional[ast.AST]:
 
 def collect_sites(facts: ModuleFacts) -> List[RawSite]:
     """All sites of ``facts`` in source order; calls, partials and BatchNorm2d passed as a callable."""
-    link_parents(facts.tree)
     found = []
-    for node in ast.walk(facts.tree):
+    for node in walk(facts.tree, parents=True):
         hit = _classify_node(facts, node)
         if hit:
             op, form = hit
