@@ -28,7 +28,8 @@ def quick_exit(code) -> None:
     import atexit
     import threading
 
-    if threading.active_count() > 1:  # a thread still running: let the interpreter wait for it
+    if threading.active_count() > 1 or sys.getprofile() or sys.gettrace():
+        # a thread still running, or a profiler or debugger that reports when the program ends
         sys.exit(code)
     if code is None:
         code = 0

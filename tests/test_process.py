@@ -101,3 +101,12 @@ def test_console_analysis_is_frozen_out_of_the_collector_after_the_pause():
 def test_library_analysis_stays_collectable():
     result = run_python(FREEZE_CHECK.format(console=False))
     assert (result.returncode, result.stdout, result.stderr) == (0, "True False\n", "")
+
+
+def test_quick_exit_lets_a_profiler_report(tmp_path):
+    stats = tmp_path / "scan.prof"
+    result = run_python(
+        "", "-m", "cProfile", "-o", str(stats), "-m", "bn2gn", "scan", str(FIXTURE), "-q"
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert stats.stat().st_size > 0
