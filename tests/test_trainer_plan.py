@@ -131,12 +131,13 @@ def test_patching_parses_each_changed_file_once_with_one_position_resolution(mon
 
 def _run_recording_modules(args, cwd):
     """Run the CLI in a fresh interpreter; return the names of the modules it loaded."""
+    # main() ends the process (bn2gn.process.quick_exit) after running the exit handlers
     code = (
-        "import sys, json\n"
+        "import atexit, sys, json\n"
         "from bn2gn.cli import main\n"
         f"sys.argv = ['bn2gn', *{list(args)!r}]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)))\n"
+        "atexit.register(lambda: sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules))))\n"
+        "main()\n"
     )
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
