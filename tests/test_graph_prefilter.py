@@ -182,3 +182,15 @@ def test_fixture_imports_are_those_of_the_full_walk(monkeypatch):
     assert sum(1 for a, _ in pairs if a.imports) > 100
     for a, b in pairs:
         assert (a.imports, a.star_imports) == (b.imports, b.star_imports), a.display
+
+
+def test_import_lines_find_the_word_only():
+    text = (
+        "import a\n"  # 1: at the start of the text
+        "x = reimport + import_ + _import + imports + import2\n"  # 2: none of these
+        "from b import(c)\n"  # 3
+        "s = 'import'\n"  # 4: a string spells it too (only ever more lines to look in)
+        "y = 1\rimport d"  # 5 and then 6: a lone \r ends a line; the text ends with the word
+    )
+    assert facts_module.import_lines(text) == [1, 3, 4, 6]
+    assert facts_module.import_lines("café = 1\nimport x\n") == [2]  # the regex path

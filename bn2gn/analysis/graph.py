@@ -121,11 +121,16 @@ class Project:
             if item not in seen:
                 seen[item] = item
                 queue.append(item)
+        cached = self._refs
         while queue:
             current = queue.popleft()
-            for nxt in self.refs(current):
+            refs = cached.get(current)
+            if refs is None:
+                refs = self.refs(current)
+            first = seen[current]
+            for nxt in refs:
                 if nxt not in seen:
-                    seen[nxt] = seen[current]
+                    seen[nxt] = first
                     queue.append(nxt)
         for item in avoided:
             seen.pop(item, None)
