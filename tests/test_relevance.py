@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bn2gn.analysis import relevance, scan
 from bn2gn.config import Config
@@ -273,3 +275,97 @@ def plan_sites(folder: Path, everything: bool, monkeypatch) -> list:
 def test_the_plan_is_the_one_made_with_every_file_parsed(folder, monkeypatch):
     filtered = plan_sites(folder, False, monkeypatch)
     assert filtered == plan_sites(folder, True, monkeypatch)
+
+
+# -- generated packages: the filtered plan decides every site as the every-file plan does ----------
+
+#: how a class in module ``src`` can refer to class ``name`` of module ``dst`` (imports, expression);
+#: the last ones spell the name without linking it (a string, a comment, a config keyword)
+SPELLINGS = [
+    lambda dst, name: ("", name) if dst is None else (f"from .{dst} import {name}", name),
+    lambda dst, name: ("", name) if dst is None else (f"from . import {dst}", f"{dst}.{name}"),
+    lambda dst, name: ("", name) if dst is None else (f"import pkg.{dst}", f"pkg.{dst}.{name}"),
+    lambda dst, name: ("", name) if dst is None else ("import pkg", f"pkg.{dst}.{name}"),
+    lambda dst, name: (
+        ("", name) if dst is None else (f"from .{dst} import {name} as Alias{name}", f"Alias{name}")
+    ),
+    lambda dst, name: ("", f"build('{name}')"),
+    lambda dst, name: ("", f"build(dict(type='{name}'))  # {name}"),
+]
+
+
+@st.composite
+def packages(draw):
+    """A package of 3-5 modules with 1-3 nn.Module classes and a factory function each. A class
+    holds BatchNorm, another class or factory (through any spelling), a table of them, and rarely a
+    backbone attribute: most modules are not seeds, so the filter has files to leave out; a spine
+    of classes from a backbone holder to a BatchNorm crosses every module."""
+    modules = draw(st.integers(3, 5))
+    classes = [(m, c) for m in range(modules) for c in range(draw(st.integers(1, 3)))]
+    names = [f"C{m}{c}" for m, c in classes] + [f"make{m}" for m in range(modules)]
+    home = {f"C{m}{c}": m for m, c in classes} | {f"make{m}": m for m in range(modules)}
+    bodies: Dict[int, List[str]] = {m: [] for m in range(modules)}
+    imports: Dict[int, set] = {m: set() for m in range(modules)}
+
+    def reference(m: int, exclude: str) -> str:
+        other = draw(st.sampled_from([n for n in names if n != exclude]))
+        spell = draw(st.sampled_from(SPELLINGS))
+        line, expr = spell(None if home[other] == m else f"m{home[other]}", other)
+        if line:
+            imports[m].add(line)
+        return expr if "(" in expr else f"{expr}()"
+
+    kinds = ["bn"] * 3 + ["attr"] * 5 + ["table"] + ["backbone"]
+    for m, c in classes:
+        name = f"C{m}{c}"
+        lines = []
+        # a spine: C00 holds a backbone and each module's first class the next one's, through
+        # any spelling; the last one holds BatchNorm (converted if every link is followed)
+        if (m, c) == (0, 0):
+            lines.append("self.backbone = nn.Identity()")
+        if c == 0 and m + 1 < modules:
+            spell = draw(st.sampled_from(SPELLINGS))
+            line, expr = spell(f"m{m + 1}", f"C{m + 1}0")
+            if line:
+                imports[m].add(line)
+            lines.append(f"self.next = {expr if '(' in expr else expr + '()'}")
+        if (m, c) == (modules - 1, 0):
+            lines.append("self.bn_last = nn.BatchNorm2d(8)")
+        for index in range(draw(st.integers(0, 2))):
+            kind = draw(st.sampled_from(kinds))
+            if kind == "bn":
+                lines.append("self.bn = nn.BatchNorm2d(8)")
+            elif kind == "table":
+                bodies[m].append(f"TABLE{m}{c}{index} = {{'k': {reference(m, name)}}}\n")
+                lines.append(f"self.part{index} = TABLE{m}{c}{index}['k']")
+            else:
+                target = "backbone" if kind == "backbone" else f"part{index}"
+                lines.append(f"self.{target} = {reference(m, name)}")
+        body = "".join(f"        {line}\n" for line in lines)
+        bodies[m].append(
+            f"class {name}(nn.Module):\n    def __init__(self):\n        super().__init__()\n{body}\n"
+        )
+    for m in range(modules):
+        bodies[m].append(f"def make{m}():\n    return {reference(m, f'make{m}')}\n")
+    files = {"pkg/__init__.py": ""}
+    for m in range(modules):
+        head = "import torch.nn as nn\n" + "".join(f"{line}\n" for line in sorted(imports[m]))
+        files[f"pkg/m{m}.py"] = head + "\n\n" + "\n\n".join(bodies[m])
+    return files
+
+
+def decisions(folder: Path, everything: bool, monkeypatch) -> list:
+    return [site[:4] for site in plan_sites(folder, everything, monkeypatch)]
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(packages())
+def test_generated_packages_are_decided_as_with_every_file_parsed(
+    tmp_path_factory, monkeypatch, files
+):
+    root = tmp_path_factory.mktemp("gen")
+    write(root, files)
+    filtered = decisions(root, False, monkeypatch)
+    assert filtered == decisions(root, True, monkeypatch), files
