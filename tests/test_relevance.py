@@ -166,8 +166,9 @@ def test_text_helpers():
     assert b"models" not in text.import_words
     assert {b"a", b"d", b"e", b"f"} <= text.bare_imports
     assert not {b"b", b"c", b"h", b"n"} & text.bare_imports
-    assert text.spells_dotted(b"resnet", b"ResNet") and text.spells_dotted(b"models", b"resnet")
-    assert not text.spells_dotted(b"models", b"ResNet")
+    assert text.words_before(b"ResNet") == {b"resnet"}  # models.resnet . ResNet
+    assert text.words_before(b"resnet") == {b"models"}
+    assert text.words_before(b"models") == set()
     source = (
         b"x = 'A'  # B\n"
         b'y = f"{C}"\n'

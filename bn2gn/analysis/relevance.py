@@ -113,10 +113,6 @@ class FileText:
             self._pairs = {attr: frozenset(modules) for attr, modules in before.items()}
         return self._pairs.get(name, frozenset())
 
-    def spells_dotted(self, module: bytes, name: bytes) -> bool:
-        """``module.name`` somewhere in the text (an attribute chain such as ``models.resnet.ResNet``)."""
-        return module in self.words_before(name)
-
 
 def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
     """The source as UTF-8 with identifiers spelled as ``ast`` names them (NFKC): a non-ASCII file
