@@ -258,12 +258,17 @@ def walk_statements(tree: ast.AST, lines: Optional[List[int]] = None):
         )
 
 
+def first_line(node: ast.AST) -> int:
+    """The line a definition starts on, its decorators included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+
+
 def spans_a_line(node: ast.AST, lines: List[int]) -> bool:
     """Whether ``node`` (its decorators included) spans one of ``lines`` (sorted); a node without
     a position (a ``case`` clause) is taken to."""
     if not hasattr(node, "end_lineno"):
         return True
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+    first = first_line(node)
     index = bisect.bisect_left(lines, first)
     return index < len(lines) and lines[index] <= node.end_lineno
 

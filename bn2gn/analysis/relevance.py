@@ -46,7 +46,7 @@ from .. import progress
 from ..config import Config
 from ..errors import SourceError, SourceFailure
 from ..sources import decode_source
-from .facts import Definition, ModuleFacts
+from .facts import Definition, ModuleFacts, first_line
 
 WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*")
 SEED_MARKERS = (b"BatchNorm", b"get_group_norm")
@@ -402,7 +402,7 @@ def spelled_among(words: FrozenSet[bytes], names: Dict[bytes, list]) -> Set[byte
 
 
 def source_text(facts: ModuleFacts, node: ast.AST) -> str:
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+    first = first_line(node)
     return "".join(facts.lines[first - 1 : node.end_lineno])
 
 
@@ -453,7 +453,7 @@ def spelled_by_definition(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSe
     out = {}
     for name, definition in facts.defs.items():
         node = definition.node
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+        first = first_line(node)
         words = set(WORD.findall(b"\n".join(lines[first - 1 : node.end_lineno])))
         words |= {aliases[w] for w in words & aliases.keys()}
         out[name] = frozenset(words)
