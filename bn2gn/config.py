@@ -1,7 +1,8 @@
-"""Configuration: defaults, the ``[tool.bn2gn]`` table of the nearest pyproject.toml / bn2gn.toml, CLI overrides.
+"""Settings: defaults, the ``[tool.bn2gn]`` table of the nearest pyproject.toml / bn2gn.toml, CLI overrides.
 
-The backbone-attribute rule lives here because rewrite, patch-trainer, remap-ckpt and the
-runtime checks must all agree on it.
+The settings hold what the user typed. ``backbone_names`` are the configured backbone attribute
+names, one kind of evidence the analysis weighs; the decision every command applies is the plan's
+``analysis.decision.Backbone``, which the seam (``bn2gn.api``) builds from both.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 from .errors import Bn2gnError
 
@@ -18,7 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DEFAULT_BACKBONE_ATTRS = ("backbone", "base_layer")
+DEFAULT_BACKBONE_NAMES = ("backbone", "base_layer")
+#: settings fields whose name differs from their [tool.bn2gn] key
+FIELDS = {"backbone-attrs": "backbone_names"}
 CONFIG_KEYS = ("backbone-attrs", "roots", "convert", "keep", "select", "skip", "include", "exclude")
 
 
@@ -26,7 +29,9 @@ CONFIG_KEYS = ("backbone-attrs", "roots", "convert", "keep", "select", "skip", "
 class Config:
     """Everything the analysis and the codemods need to agree on."""
 
-    backbone_attrs: tuple = DEFAULT_BACKBONE_ATTRS
+    #: configured backbone attribute names (defaults + ``--backbone-attr`` + ``[tool.bn2gn]``);
+    #: evidence for the analysis, never the decision itself
+    backbone_names: tuple = DEFAULT_BACKBONE_NAMES
     roots: tuple = ()
     convert: tuple = ()
     keep: tuple = ()
@@ -36,24 +41,8 @@ class Config:
     exclude: tuple = ()
     source: Optional[Path] = None
 
-    def is_backbone_attr(self, name: str) -> bool:
-        return name in self.backbone_attrs
-
-    def is_backbone_path(self, dotted: str) -> bool:
-        return is_backbone_path(dotted, self.backbone_attrs)
-
-
-def is_backbone_path(dotted: str, attrs: Iterable[str]) -> bool:
-    """True when a whole component of a dotted module path is a backbone attribute name, or its first
-    component is the attribute of a ``Root.attr`` entry (a backbone the plan inferred for a root model;
-    without the model at hand, a path is taken relative to the root).
-
-    ``base`` matches ``base.0.bn`` but never ``base3d``, ``base_layer`` or ``database``.
-    """
-    names = {a for a in attrs if "." not in a}
-    top = {a.rpartition(".")[2] for a in attrs if "." in a}
-    parts = dotted.split(".")
-    return any(part in names for part in parts) or parts[0] in top
+    def is_backbone_name(self, name: str) -> bool:
+        return name in self.backbone_names
 
 
 def find_config_file(start: Path) -> Optional[Path]:
@@ -137,18 +126,24 @@ def _toml_type(value) -> str:
 def load_config(targets: Sequence[Path], config_file: Optional[Path] = None, **cli) -> Config:
     """Merge defaults, the config file found above the first target, and CLI values (CLI wins per key).
 
-    ``backbone_attrs`` always include the defaults; CLI/config names are added to them.
+    ``backbone_names`` always include the defaults; CLI/config names (``backbone_names=``, the
+    ``backbone-attrs`` key) are added to them.
     """
+    unknown = set(cli) - {FIELDS.get(k, k.replace("-", "_")) for k in CONFIG_KEYS}
+    if unknown:
+        raise TypeError(f"load_config got unknown settings {sorted(unknown)}")
     path = config_file or (find_config_file(Path(targets[0])) if targets else None)
     table = read_config_table(path) if path else {}
     values = {}
     for key in CONFIG_KEYS:
-        field = key.replace("-", "_")
+        field = FIELDS.get(key, key.replace("-", "_"))
         cli_value = tuple(cli.get(field) or ())
         values[field] = cli_value or table.get(key, ())
-    extra = values.pop("backbone_attrs")
-    attrs = tuple(dict.fromkeys(DEFAULT_BACKBONE_ATTRS + tuple(extra)))
-    for name in attrs:
+    extra = values.pop("backbone_names")
+    if isinstance(extra, str):
+        raise TypeError("backbone_names must be a sequence of names, not a string")
+    names = tuple(dict.fromkeys(DEFAULT_BACKBONE_NAMES + tuple(extra)))
+    for name in names:
         if not name.isidentifier():
             raise Bn2gnError(f"backbone attribute {name!r} is not a Python identifier")
-    return Config(backbone_attrs=attrs, source=path, **values)
+    return Config(backbone_names=names, source=path, **values)

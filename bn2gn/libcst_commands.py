@@ -3,9 +3,10 @@
     python -m libcst.tool codemod --no-format -x bn2gn.libcst_commands.Rewrite lib/models
 
 Each command wraps the same per-file transform ``bn2gn rewrite`` / ``bn2gn patch-trainer`` run
-(through ``bn2gn.migrate.engine``), so the output is byte for byte theirs. The rewrite rules need the
-whole-tree plan: it is built once, when the command is created, from ``--scan PATH`` (default: the
-current folder) and the usual analysis options, or read from ``--plan PLAN.json``. ``--no-format``
+(through the seam ``bn2gn.api``), so the output is byte for byte theirs. Every rule needs the
+whole-tree plan — the rewrite rules for their sites, the patch-trainer rules for the backbone the
+injected freeze carries: it is built once, when the command is created, from ``--scan PATH``
+(default: the current folder) and the usual analysis options, or read from ``--plan PLAN.json``. ``--no-format``
 keeps LibCST from running black over every changed file (bn2gn formats only what it injects).
 """
 
@@ -19,8 +20,8 @@ from typing import Dict, FrozenSet, Optional
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext
 
+from . import api as engine
 from .errors import Bn2gnError
-from .migrate import engine
 from .rules import Rule
 
 
@@ -70,6 +71,23 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE", help="Read [tool.bn2gn] from FILE."
+    )
+
+
+def _session(
+    scan_paths, plan_file, roots, convert, keep, include, exclude, backbone_names, config_file
+) -> "engine.Session":
+    """The seam's session for the analysis flags every command takes (the plan is built lazily)."""
+    return engine.Session.open(
+        [Path(p) for p in scan_paths or ["."]],
+        Path(config_file) if config_file else None,
+        Path(plan_file) if plan_file else None,
+        backbone_names=backbone_names,
+        roots=roots,
+        convert=convert,
+        keep=keep,
+        include=include,
+        exclude=exclude,
     )
 
 
@@ -123,22 +141,20 @@ class Rewrite(_Bn2gnCommand):
         config_file=None,
     ) -> None:
         super().__init__(context)
-        paths = [Path(p) for p in scan_paths or ["."]]
         try:
-            config = engine.load(
-                paths,
-                Path(config_file) if config_file else None,
-                backbone_attrs=backbone_attrs,
-                roots=roots,
-                convert=convert,
-                keep=keep,
-                include=include,
-                exclude=exclude,
+            session = _session(
+                scan_paths,
+                plan_file,
+                roots,
+                convert,
+                keep,
+                include,
+                exclude,
+                backbone_attrs,
+                config_file,
             )
-            rules = self.RULES if self.RULES is not None else engine.rewrite_rules(config)
-            self.jobs: Dict[str, object] = engine.rewrite_jobs(
-                paths, config, rules, Path(plan_file) if plan_file else None
-            )[0]
+            rules = self.RULES if self.RULES is not None else session.rewrite_rules()
+            self.jobs: Dict[str, object] = session.rewrite_jobs(rules)
         except Bn2gnError as exc:
             _fail(exc)
 
@@ -178,7 +194,7 @@ class PatchTrainer(_Bn2gnCommand):
 
     @staticmethod
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
-        _config_args(arg_parser)
+        _analysis_args(arg_parser)
         arg_parser.add_argument(
             "--optimizer-call",
             dest="optimizer_calls",
@@ -206,6 +222,13 @@ class PatchTrainer(_Bn2gnCommand):
     def __init__(
         self,
         context: CodemodContext,
+        scan_paths=None,
+        plan_file=None,
+        roots=(),
+        convert=(),
+        keep=(),
+        include=(),
+        exclude=(),
         backbone_attrs=(),
         config_file=None,
         optimizer_calls=(),
@@ -215,18 +238,25 @@ class PatchTrainer(_Bn2gnCommand):
     ) -> None:
         super().__init__(context)
         try:
-            config = engine.load(
-                [Path(".")],
-                Path(config_file) if config_file else None,
-                backbone_attrs=backbone_attrs,
+            session = _session(
+                scan_paths,
+                plan_file,
+                roots,
+                convert,
+                keep,
+                include,
+                exclude,
+                backbone_attrs,
+                config_file,
+            )
+            session.tolerate_no_model = True  # a tree of train scripts only: the configured names
+            self.options = session.trainer_options(
+                exclude_frozen, optimizer_calls, model_var, helper_module
             )
         except Bn2gnError as exc:
             _fail(exc)
-        self.options = engine.trainer_options(
-            config, exclude_frozen, optimizer_calls, model_var, helper_module
-        )
         if self.RULES is not None:
-            self.options = engine.with_rules(self.options, self.RULES)
+            self.options = engine.replace_rules(self.options, self.RULES)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         result, _ = engine.patch_one(self._source(tree), self.options)

@@ -30,10 +30,12 @@ from .codemods.trainer_facts import (
     Facts,
     baked_attrs,
     call_named,
+    injected_helpers_line,
     line_after_imports,
     missing_helpers,
 )
-from .config import DEFAULT_BACKBONE_ATTRS, Config
+from .config import DEFAULT_BACKBONE_NAMES, Config
+from .decision import Backbone
 from .discovery import discover
 from .errors import Message, Opt, SourceError, current_style, message_text, set_style
 from .pipeline import Change, FileResult, check_python, failed, finish, parse_module, run_transform
@@ -52,18 +54,23 @@ class NotTrainingCode(NeedsUserInput):
 @dataclasses.dataclass(frozen=True)
 class TrainerOptions:
     rules: frozenset = DEFAULT_RULES
-    backbone_attrs: tuple = DEFAULT_BACKBONE_ATTRS
+    #: the plan's decision (``bn2gn.api.Session.backbone``); the default is only for unit tests
+    backbone: Backbone = Backbone.named(DEFAULT_BACKBONE_NAMES)
     kind: str = AUTO
     optimizer_calls: tuple = ()
     model_var: Optional[str] = None
     insert_before_line: Optional[int] = None
     helper_module: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, Backbone):
+            raise TypeError("TrainerOptions.backbone must be a Backbone (see bn2gn.api.Session)")
+
     @property
     def call_kwargs(self) -> str:
-        """Injected definitions carry the attributes as their default; an imported helper needs them passed."""
-        if self.helper_module and tuple(self.backbone_attrs) != DEFAULT_BACKBONE_ATTRS:
-            return f", backbone_attrs={tuple_literal(self.backbone_attrs)}"
+        """Injected definitions carry the entries as their default; an imported helper needs them passed."""
+        if self.helper_module and self.backbone.spellings != DEFAULT_BACKBONE_NAMES:
+            return f", backbone_attrs={tuple_literal(self.backbone.spellings)}"
         return ""
 
 
@@ -123,7 +130,8 @@ class FilePlan:
     notes: List[str]
     helpers: List[str]  # the BN2GN202 definitions the file will miss
     helper_line: int
-    stale: Optional[Tuple[str, ...]] = None  # attributes baked into earlier injected helpers
+    stale: Optional[Tuple[str, ...]] = None  # entries baked into earlier injected helpers
+    update_helpers: bool = False  # bn2gn's own injected helpers are brought to the decision
 
 
 def _apply(source: SourceText, options: TrainerOptions, plan: FilePlan) -> FileResult:
@@ -199,9 +207,21 @@ def plan_module(facts: Facts, options: TrainerOptions, path) -> FilePlan:
                 Rule.INJECT_FREEZE_HELPER, helper_line, "<module>", f"{how}: {', '.join(helpers)}"
             )
         )
+    stale = None if options.helper_module else baked_attrs(facts, options.backbone.spellings)
+    update_line = injected_helpers_line(facts) if stale is not None else 0
+    update = bool(update_line) and Rule.INJECT_FREEZE_HELPER in options.rules
+    if update:
+        entries.append(
+            Entry(
+                Rule.INJECT_FREEZE_HELPER,
+                update_line,
+                "<module>",
+                f"update the injected helpers' backbone to {tuple_literal(options.backbone.spellings)} "
+                f"(they carry {tuple_literal(stale)})",
+            )
+        )
     entries.sort(key=lambda e: (e.line, e.rule.code))
-    stale = None if options.helper_module else baked_attrs(facts, options.backbone_attrs)
-    return FilePlan(insertions, rewrites, entries, notes, helpers, helper_line, stale)
+    return FilePlan(insertions, rewrites, entries, notes, helpers, helper_line, stale, update)
 
 
 def _nothing_found(path, options: TrainerOptions) -> str:
@@ -322,11 +342,14 @@ def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
     return plan_insertions_for(admitted(raw), config)
 
 
-def plan_insertions_for(sources: Dict[Path, SourceText], config: Config) -> List[dict]:
-    """The insertions for decoded files that passed the pre-filter (``recognise.admitted``)."""
+def plan_insertions_for(
+    sources: Dict[Path, SourceText], config: Config, backbone: Optional[Backbone] = None
+) -> List[dict]:
+    """The insertions for decoded files that passed the pre-filter (``recognise.admitted``);
+    ``backbone``: the plan's decision (stale injected helpers are updates to it)."""
     options = TrainerOptions(
         rules=trainer_rules(config.select, config.skip, strict=False),
-        backbone_attrs=tuple(config.backbone_attrs),
+        backbone=backbone or Backbone.named(config.backbone_names),
     )
     found = []
     for path, source in sources.items():

@@ -1,8 +1,8 @@
-"""Runtime half of patch-trainer (seed3 §3-4): freeze the backbone BatchNorm and keep it frozen.
+"""Runtime half of patch-trainer: freeze the backbone BatchNorm and keep it frozen.
 
 These functions are the single source of truth for the logic bn2gn injects into training code:
 ``bn2gn patch-trainer`` copies their source (see ``bn2gn.codemods.freeze_helper``) with the
-configured backbone attributes as the default argument, and ``bn2gn demo`` / ``bn2gn verify`` and
+plan's backbone entries as the default argument, and ``bn2gn demo`` / ``bn2gn verify`` and
 the tests call them from here. So they must stay self-contained: no module-level torch import,
 standard-library imports inside the function bodies, and only each other as helpers.
 
@@ -12,7 +12,9 @@ or when it sits under attribute ``attr`` of an instance of class ``Root`` for an
 ``"Root.attr"``: the backbones ``bn2gn scan`` inferred from pretrained weights (docs/decisions.md).
 """
 
-from .config import DEFAULT_BACKBONE_ATTRS
+#: the default backbone attribute names (``bn2gn.config.DEFAULT_BACKBONE_NAMES``; this module imports
+#: nothing of bn2gn, as training code imports it)
+DEFAULT_BACKBONE_ATTRS = ("backbone", "base_layer")
 
 
 def unwrap_model(model):

@@ -7,10 +7,15 @@ import collections
 
 import pytest
 
-from bn2gn.config import is_backbone_path
+from bn2gn.decision import Backbone
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+
+
+def is_backbone_path(path, entries):
+    """A checkpoint-style path (relative to the root model) against backbone entries."""
+    return Backbone.from_spellings(entries).contains(path)
 
 
 class Base(nn.Module):

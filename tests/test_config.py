@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bn2gn.config import DEFAULT_BACKBONE_ATTRS, is_backbone_path, load_config
+from bn2gn.config import DEFAULT_BACKBONE_NAMES, load_config
+from bn2gn.decision import Backbone
 from bn2gn.errors import Bn2gnError
 
 
@@ -20,11 +21,11 @@ from bn2gn.errors import Bn2gnError
     ],
 )
 def test_backbone_name_matches_whole_components_only(path, expected):
-    assert is_backbone_path(path, ["base"]) is expected
+    assert Backbone.named(["base"]).contains(path) is expected
 
 
 def test_defaults_are_seed3_names():
-    assert DEFAULT_BACKBONE_ATTRS == ("backbone", "base_layer")
+    assert DEFAULT_BACKBONE_NAMES == ("backbone", "base_layer")
 
 
 def test_nearest_pyproject_is_used_and_cli_overrides(tmp_path):
@@ -34,16 +35,16 @@ def test_nearest_pyproject_is_used_and_cli_overrides(tmp_path):
     pkg = tmp_path / "lib" / "models"
     pkg.mkdir(parents=True)
     config = load_config([pkg])
-    assert config.backbone_attrs == ("backbone", "base_layer", "layer1")
+    assert config.backbone_names == ("backbone", "base_layer", "layer1")
     assert config.roots == ("Net",)
-    config = load_config([pkg], backbone_attrs=("stem",))
-    assert config.backbone_attrs == ("backbone", "base_layer", "stem")
+    config = load_config([pkg], backbone_names=("stem",))
+    assert config.backbone_names == ("backbone", "base_layer", "stem")
 
 
 def test_bn2gn_toml_wins_over_pyproject_in_same_folder(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["a"]\n')
     (tmp_path / "bn2gn.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["b"]\n')
-    assert load_config([tmp_path]).backbone_attrs[-1] == "b"
+    assert load_config([tmp_path]).backbone_names[-1] == "b"
 
 
 def test_pyproject_without_table_is_skipped(tmp_path):
@@ -84,7 +85,7 @@ def test_bad_config_is_a_usage_error(tmp_path, text, fragment):
 
 def test_backbone_attr_must_be_identifier(tmp_path):
     with pytest.raises(Bn2gnError):
-        load_config([tmp_path], backbone_attrs=("not-a-name",))
+        load_config([tmp_path], backbone_names=("not-a-name",))
 
 
 def test_tool_bn2gn_given_as_a_value_in_pyproject_is_found_and_refused(tmp_path):
@@ -96,4 +97,11 @@ def test_tool_bn2gn_given_as_a_value_in_pyproject_is_found_and_refused(tmp_path)
 
 def test_dotted_tool_bn2gn_keys_in_pyproject_are_read(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool]\nbn2gn.backbone-attrs = ["trunk"]\n')
-    assert "trunk" in load_config([tmp_path]).backbone_attrs
+    assert "trunk" in load_config([tmp_path]).backbone_names
+
+
+def test_runtime_defaults_are_the_settings_defaults():
+    """bn2gn.runtime imports nothing of bn2gn (training code imports it), so it keeps its own copy."""
+    from bn2gn import runtime
+
+    assert runtime.DEFAULT_BACKBONE_ATTRS == DEFAULT_BACKBONE_NAMES

@@ -267,7 +267,7 @@ def test_bad_invocation_is_exit_2(tmp_path, args, message):
 
 
 def test_file_changed_while_working_is_not_overwritten(tmp_path):
-    from bn2gn.migrate import engine
+    from bn2gn import api as engine
 
     path = tmp_path / "model.py"
     path.write_text("x = 1\n")

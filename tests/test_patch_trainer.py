@@ -333,13 +333,27 @@ def test_usage_errors(tmp_path):
         assert result.exit_code == 2 and flag in result.stderr
 
 
-def test_stale_backbone_attrs_are_reported(tmp_path):
+def test_stale_injected_helpers_are_updated_in_place(tmp_path):
+    """The helpers carry another backbone than the decision: they are updated where they stand,
+    --check reports the update as pending, and a second run changes nothing."""
     target = tmp_path / "trainer.py"
     shutil.copyfile(CASES_DIR / "trainer_run_epoch.out.py", target)
+    before = target.read_text()
+    check = _patch(target, "--backbone-attr", "encoder", "--check")
+    assert check.exit_code == 1 and target.read_text() == before
     result = _patch(target, "--backbone-attr", "encoder")
-    assert result.exit_code == 0
-    assert "default to backbone attributes ('backbone', 'base_layer')" in result.output
-    assert "delete them and run again" in result.output
+    assert result.exit_code == 0, result.output
+    after = target.read_text()
+    assert after.count('"backbone", "base_layer", "encoder"') == 3
+    assert 'backbone_attrs=("backbone", "base_layer")' not in after
+    # exactly what a fresh injection with that backbone writes, in the same place
+    fresh = tmp_path / "fresh" / "trainer.py"
+    fresh.parent.mkdir()
+    shutil.copyfile(CASES_DIR / "trainer_run_epoch.in.py", fresh)
+    assert _patch(fresh, "--backbone-attr", "encoder").exit_code == 0
+    assert after == fresh.read_text()
+    again = _patch(target, "--backbone-attr", "encoder", "--check")
+    assert again.exit_code == 0, again.output
 
 
 def test_centernet_mini_scripts_and_trainer(tmp_path):

@@ -21,7 +21,11 @@ torch = pytest.importorskip("torch")
 from conftest import FIXTURES  # noqa: E402
 
 from bn2gn import runtime  # noqa: E402
-from bn2gn.config import is_backbone_path  # noqa: E402
+from bn2gn.decision import Backbone  # noqa: E402
+
+
+def is_backbone_path(path, entries):
+    return Backbone.from_spellings(entries).contains(path)
 
 PROJECT = FIXTURES / "patch_trainer" / "project"
 MODULES = ("tinydet", "tiny_trainer", "tiny_train")
@@ -272,7 +276,7 @@ def test_affine_false_and_sync_batchnorm_are_frozen():
 
 
 def test_backbone_rule_equals_config_rule():
-    """Hypothesis: the runtime's match is bn2gn.config.is_backbone_path on named_modules() paths."""
+    """Hypothesis: the runtime's match is Backbone.contains on named_modules() paths."""
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
     names = st.sampled_from(

@@ -72,12 +72,13 @@ PROBE = textwrap.dedent("""
 
 
 def _plan_attrs(root) -> list:
-    from bn2gn.analysis.backbone import backbone_attrs_of
-    from bn2gn.config import DEFAULT_BACKBONE_ATTRS
+    from bn2gn.config import DEFAULT_BACKBONE_NAMES
+    from bn2gn.decision import Backbone
 
     result = run_cli(["scan", ".", "--format", "json"], cwd=root)
     assert result.exit_code == 0, result.output
-    return list(backbone_attrs_of(DEFAULT_BACKBONE_ATTRS, json.loads(result.stdout)["backbones"]))
+    backbones = json.loads(result.stdout)["backbones"]
+    return list(Backbone.decided(DEFAULT_BACKBONE_NAMES, backbones).spellings)
 
 
 @pytest.mark.parametrize("case", sorted(BUILDS))

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from bn2gn.checkpoint.load import find_state_dicts, is_state_dict  # noqa: E402
 from bn2gn.checkpoint.remap import RemapOptions, is_optimizer_state, remap_content, remap_state_dict  # noqa: E402
 from bn2gn.checkpoint.save import first_difference, same_tensor  # noqa: E402
+from bn2gn.decision import Backbone  # noqa: E402
 from bn2gn.errors import Bn2gnError  # noqa: E402
 
 
@@ -77,7 +78,7 @@ def test_converted_layers_lose_running_stats_and_backbone_keeps_everything():
 
 def test_backbone_attribute_matches_whole_components_only():
     sd = state(bn("base.0"), bn("base3d.0"), bn("database.bn"), bn("head.base.bn"))
-    _, report = remap_state_dict(sd, RemapOptions(backbone_attrs=("base",)))
+    _, report = remap_state_dict(sd, RemapOptions(backbone=Backbone.named(("base",))))
     assert report.backbone_batchnorm == ["base.0", "head.base.bn"]
     assert list(report.dropped) == ["base3d.0", "database.bn"]
 
@@ -85,7 +86,7 @@ def test_backbone_attribute_matches_whole_components_only():
 def test_extra_backbone_attrs_keep_poseresnet_inline_stages():
     sd = state(bn("bn1"), bn("layer1.0.bn1"), bn("layer4.1.bn2"), bn("deconv_layers.1"))
     _, report = remap_state_dict(
-        sd, RemapOptions(backbone_attrs=("backbone", "base_layer", "bn1", "layer1", "layer4"))
+        sd, RemapOptions(backbone=Backbone.named(("backbone", "base_layer", "bn1", "layer1", "layer4")))
     )
     assert report.backbone_batchnorm == ["bn1", "layer1.0.bn1", "layer4.1.bn2"]
     assert list(report.dropped) == ["deconv_layers.1"]

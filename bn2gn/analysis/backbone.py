@@ -1,6 +1,6 @@
-"""Which attributes of a root model hold its pretrained backbone, and the evidence (issue 15).
+"""Which attributes of a root model hold its pretrained backbone, and the evidence.
 
-seed3's backbone is the pretrained part of a model, so the evidence is pretrained weights:
+The backbone is the pretrained part of a model, so the evidence is pretrained weights:
 
 1. an attribute whose value is built by a call with ``pretrained=...``, or by a factory/class whose
    code (followed through the scanned files) downloads or loads weights (``model_zoo.load_url``,
@@ -11,8 +11,8 @@ seed3's backbone is the pretrained part of a model, so the evidence is pretraine
 3. the configured names (``backbone``, ``base_layer``, ``--backbone-attr``, ``[tool.bn2gn]``).
 
 The result is per root: ``{attribute: evidence}``. ``Plan.backbones`` carries it, and
-``backbone_attrs_of`` turns it into the entries the runtime freeze, ``remap-ckpt``, ``--trace``
-and ``verify`` use (``Root.attr``), so every command applies the same decision.
+``decision.Backbone.decided`` turns it into the one value the runtime freeze, ``remap-ckpt``,
+``--trace`` and ``verify`` apply (``Root.attr`` entries), so every command applies the same decision.
 """
 
 from __future__ import annotations
@@ -288,18 +288,6 @@ def pretrained_keyword(expressions: Iterable[ast.AST]) -> Optional[ast.Call]:
 def short(node: ast.AST, limit: int = 60) -> str:
     text = ast.unparse(node)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def backbone_attrs_of(
-    names: Iterable[str], backbones: Dict[str, Dict[str, str]]
-) -> Tuple[str, ...]:
-    """The runtime's entries: configured names (any path component) and ``Root.attr`` for inferred ones."""
-    out = list(dict.fromkeys(names))
-    for root, attrs in sorted(backbones.items()):
-        for attr in sorted(attrs):
-            if attr not in out:
-                out.append(f"{root}.{attr}")
-    return tuple(dict.fromkeys(out))
 
 
 def project_folder(paths) -> Path:

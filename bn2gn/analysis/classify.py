@@ -19,7 +19,7 @@ from .roots import DYNAMIC, OWN, RootModel, analyse_root, class_flow, evidence_o
 def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[Definition, str]]:
     """Root models, and the definitions kept because a dynamically built backbone may contain them."""
     classes = project.module_classes()
-    attrs = set(config.backbone_attrs)
+    attrs = set(config.backbone_names)
     if config.roots:
         chosen = [
             d
@@ -167,7 +167,7 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
         if not root.has_backbone:
             plan.notes.append(
                 f"root model {root.name} has no backbone attribute "
-                f"({', '.join(config.backbone_attrs)}) and no pretrained weights: nothing in it is converted"
+                f"({', '.join(config.backbone_names)}) and no pretrained weights: nothing in it is converted"
             )
         for attr, why in sorted(root.evidence.items()):
             plan.notes.append(f"backbone {root.name}.{attr}: {why}")
@@ -289,7 +289,7 @@ def _decide_in_root(root: RootModel, raw: RawSite, config: Config) -> Tuple[str,
         return UNSURE, root.uncertain[unsure[0]]
     if not root.has_backbone:
         return KEEP, message_text(
-            f"root model {root.name} has no backbone attribute ({', '.join(config.backbone_attrs)}) "
+            f"root model {root.name} has no backbone attribute ({', '.join(config.backbone_names)}) "
             "and loads no pretrained weights; name it with ",
             Opt("backbone_attr"),
         )

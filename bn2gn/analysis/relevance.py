@@ -481,7 +481,7 @@ def select_modules(
 ) -> List[ModuleFacts]:
     """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
     progress.start("bn2gn: analysing", len(raw))
-    relevant = RelevantModules(raw, parse, config.backbone_attrs, root_names(config.roots))
+    relevant = RelevantModules(raw, parse, config.backbone_names, root_names(config.roots))
     relevant.grow(relevant.add([path for path, data in raw.items() if relevant.is_seed_file(data)]))
     progress.done()
     errors.extend(relevant.errors[p] for p in raw if p in relevant.errors)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from .. import process, progress
 from ..config import Config
 from ..discovery import discover
-from ..errors import Bn2gnError, SourceError, SourceFailure
+from ..errors import SourceError, SourceFailure
 from ..sources import decode_source
 from .plan import Plan
 
@@ -113,20 +113,25 @@ def build_plan(
     raw, plan.errors = read_all(found.files, found.data)
     with collector_paused():
         plan.openmmlab_configs = openmmlab_configs(raw)
-        if with_insertions:
-            plan.insertions = plan_insertions(raw, config)
-    if not any(MARKER in data for data in raw.values()):
-        return plan, None
-    from .classify import classify
-    from .graph import Project
-    from .relevance import select_modules
+    project = None
+    if any(MARKER in data for data in raw.values()):
+        from .classify import classify
+        from .graph import Project
+        from .relevance import select_modules
 
-    with collector_paused():
-        project = Project(
-            select_modules(raw, parse_with_sites, config, plan.errors),
-            bindings_of_every_class=bool(config.roots),  # a --root may name any class
-        )
-        classify(project, config, plan)
+        with collector_paused():
+            project = Project(
+                select_modules(raw, parse_with_sites, config, plan.errors),
+                bindings_of_every_class=bool(config.roots),  # a --root may name any class
+            )
+            classify(project, config, plan)
+    if with_insertions:
+        # after the decision: an injected helper carrying another backbone is a pending update
+        from ..decision import Backbone
+
+        backbone = Backbone.decided(config.backbone_names, plan.backbones)
+        with collector_paused():
+            plan.insertions = plan_insertions(raw, config, backbone)
     return plan, project
 
 
@@ -168,7 +173,7 @@ def collector_paused():
             gc.enable()
 
 
-def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
+def plan_insertions(raw: Dict[Path, bytes], config: Config, backbone=None) -> List[dict]:
     """patch-trainer's planned insertions, with display paths; files without training code cost a text
     search, the others one ``ast`` parse and walk (LibCST is never imported)."""
     from ..codemods.recognise import admitted
@@ -178,19 +183,7 @@ def plan_insertions(raw: Dict[Path, bytes], config: Config) -> List[dict]:
         return []
     from ..patch_trainer import plan_insertions_for
 
-    insertions = plan_insertions_for(sources, config)
+    insertions = plan_insertions_for(sources, config, backbone)
     for item in insertions:
         item["path"] = display_path(Path(item["path"]))
     return insertions
-
-
-def plan_backbone_attrs(paths, config) -> Tuple[str, ...]:
-    """The configured names plus the plan's ``Root.attr`` entries for the models under ``paths``:
-    what patch-trainer bakes into the injected freeze and verify checks at run time."""
-    from .backbone import backbone_attrs_of
-
-    try:
-        plan, _ = build_plan([Path(p) for p in paths], config)
-    except Bn2gnError:
-        return tuple(config.backbone_attrs)
-    return backbone_attrs_of(config.backbone_attrs, plan.backbones)

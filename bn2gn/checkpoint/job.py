@@ -59,6 +59,7 @@ class RemapResult:
     verification: Optional[Verification] = None
     written: bool = False
     backup: Optional[Path] = None
+    decided_by: str = ""  # which rule said what was converted
 
     @property
     def exit_code(self) -> int:
@@ -172,11 +173,12 @@ def _run_remap(job: RemapJob) -> RemapResult:
         state_keys=keys,
         report=report,
         dry_run=job.dry_run,
+        decided_by=job.remap.decided_by,
     )
     if model is not None:
         primary = content[keys[0]] if keys else content
         result.verification = verify_state_dict(
-            model, primary, job.remap.backbone_attrs, job.strict, job.model.describe()
+            model, primary, job.remap.backbone.spellings, job.strict, job.model.describe()
         )
     if job.dry_run or result.exit_code != EXIT_OK:
         return result

@@ -2,7 +2,7 @@
 
 seed3 "兼容性与注意事项": old checkpoints hold running statistics for layers that are now
 GroupNorm. A BatchNorm entry is recognised by its running-stat keys; when its module path is
-not under a backbone attribute (``config.is_backbone_path``, the rule ``rewrite`` uses) the
+not in the plan's backbone (``RemapOptions.backbone``, the decision ``rewrite`` applied) the
 layer was converted, so its running_mean / running_var / num_batches_tracked go while
 weight / bias (same shapes in GroupNorm) stay, or are reset to 1 / 0 with ``reset_affine``.
 Every other tensor is carried over as the same object, so backbone entries stay bit-identical.
@@ -15,7 +15,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import DEFAULT_BACKBONE_ATTRS, is_backbone_path
+from ..config import DEFAULT_BACKBONE_NAMES
+from ..decision import Backbone
 from ..errors import Opt, message_text
 from .load import DATA_PARALLEL_PREFIX, data_parallel_prefix
 
@@ -71,12 +72,19 @@ def selection_from_model(model, source: str = "built in memory") -> ModelSelecti
 
 @dataclasses.dataclass(frozen=True)
 class RemapOptions:
-    backbone_attrs: Tuple[str, ...] = DEFAULT_BACKBONE_ATTRS
+    #: the plan's decision (``bn2gn.api.Session.remap_options``); the default is for unit tests
+    backbone: Backbone = Backbone.named(DEFAULT_BACKBONE_NAMES)
     keep_prefix: bool = False
     keep_optimizer: bool = False
     reset_affine: bool = False
     #: ``remap-ckpt --plan``: a PlanSelection whose traced module paths replace the prefix rule (issue 7)
     plan: Optional[Any] = None
+    #: which rule decided what was converted, for the report
+    decided_by: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, Backbone):
+            raise TypeError("RemapOptions.backbone must be a Backbone (see bn2gn.api.Session)")
 
 
 @dataclasses.dataclass
@@ -121,9 +129,7 @@ def remap_state_dict(
     if options.plan is not None:
         converted, report.unaccounted = options.plan.split(batchnorm)
     else:
-        converted = {
-            layer for layer in batchnorm if not is_backbone_path(layer, options.backbone_attrs)
-        }
+        converted = {layer for layer in batchnorm if not options.backbone.contains(layer)}
     report.backbone_batchnorm = [layer for layer in batchnorm if layer not in converted]
     out = collections.OrderedDict()
     rename = getattr(options.plan, "rename", None)  # remap-ckpt --renames (checkpoint/renames.py)

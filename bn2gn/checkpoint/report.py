@@ -20,6 +20,7 @@ def as_dict(result: RemapResult) -> dict:
         "output_format": result.output_format,
         "state_dict_keys": list(result.state_keys),
         "dry_run": result.dry_run,
+        "decided_by": result.decided_by,
         "written": result.written,
         "backup": str(result.backup) if result.backup else None,
         "state_dicts": [_state_dict_as_dict(sd) for sd in report.state_dicts],
@@ -94,6 +95,8 @@ def render_text(result: RemapResult, verbose: bool = False) -> List[str]:
     lines = [
         f"{result.source} ({result.source_format}) -> {result.output} ({result.output_format})"
     ]
+    if result.decided_by:
+        lines.append(f"converted layers decided by {result.decided_by}")
     for sd in result.report.state_dicts:
         lines.extend(_state_dict_lines(sd, verbose))
     report = result.report

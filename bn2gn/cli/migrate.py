@@ -97,7 +97,7 @@ def migrate(
     the analysis finds, frozen backbone BatchNorm in the train scripts and trainers patch-trainer finds.
     Shows the plan and the diff (--diff, default) or applies it (--write); then prints the remap-ckpt
     and verify commands to run."""
-    from ..migrate.engine import load
+    from ..api import load_settings as load
     from ..migrate.run import MigrateOptions, plan_migration
     from .patch_trainer import _check_flags
 
@@ -115,7 +115,7 @@ def migrate(
     config = load(
         [repo],
         config_file,
-        backbone_attrs=backbone_attrs,
+        backbone_names=backbone_attrs,
         roots=roots,
         convert=convert,
         keep=keep,

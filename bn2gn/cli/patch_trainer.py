@@ -96,9 +96,8 @@ def patch_trainer(
     if list_rules:
         echo_rules("BN2GN2")
         return
-    from ..config import load_config
-    from ..discovery import discover
-    from ..patch_trainer import TrainerOptions, patch_files, trainer_rules
+    from ..analysis.backbone import project_folder
+    from ..api import Session, load_settings
     from .scan_rewrite import apply_and_report
 
     if not paths:
@@ -108,24 +107,26 @@ def patch_trainer(
         )
     mode = mode_of(diff, check)
     _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module)
-    config = load_config(
+    settings = load_settings(
         list(paths),
         config_file=config_file,
-        backbone_attrs=backbone_attrs,
+        backbone_names=backbone_attrs,
         select=select,
         skip=skip,
     )
-    options = TrainerOptions(
-        rules=trainer_rules(config.select, config.skip, exclude_frozen, strict=bool(select)),
-        backbone_attrs=_planned_backbone(paths, config),
-        kind=kind,
-        optimizer_calls=tuple(optimizer_calls),
+    # the models live around the given files: the plan of that folder decides the backbone
+    session = Session([project_folder(paths)], settings, tolerate_no_model=True)
+    options = session.trainer_options(
+        exclude_frozen=exclude_frozen,
+        optimizer_calls=optimizer_calls,
         model_var=model_var,
-        insert_before_line=insert_before_line,
         helper_module=helper_module,
+        kind=kind,
+        insert_before_line=insert_before_line,
+        strict_select=bool(select),
     )
-    files = discover(list(paths), config.include, config.exclude).files
-    results, usage = patch_files(
+    files = session.discover_files(list(paths))
+    results, usage = session.patch(
         files, options, explicit=[p for p in paths if Path(p).is_file()], workers=jobs
     )
     if usage:
@@ -135,14 +136,6 @@ def patch_trainer(
         sys.exit(EXIT_USAGE)
     code = apply_and_report("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
     sys.exit(code)
-
-
-def _planned_backbone(paths, config) -> tuple:
-    """The backbone the plan of the repository around PATHS keeps (issue 15: one decision everywhere)."""
-    from ..analysis.backbone import project_folder
-    from ..analysis.scan import plan_backbone_attrs
-
-    return plan_backbone_attrs([project_folder(paths)], config)
 
 
 def _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module) -> None:

@@ -90,6 +90,14 @@ from .model_options import model_arg_options, model_build_options
     help="Renames from bn2gn config rewrite --gn ... --renames-out: the layers they cover were converted "
     "(bn -> gn names), every other BatchNorm is kept.",
 )
+@click.option(
+    "--source",
+    "source_tree",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="The converted model's source tree: its plan decides which layers were converted "
+    "(default: the repository holding OLD).",
+)
 @config_options
 @output_options
 def remap_ckpt(
@@ -118,6 +126,7 @@ def remap_ckpt(
     verbose,
     fmt,
     renames_file=None,
+    source_tree=None,
 ):
     """Remap an old BatchNorm checkpoint OLD for the GroupNorm-converted model.
 
@@ -125,10 +134,10 @@ def remap_ckpt(
     num_batches_tracked; backbone tensors are copied bit for bit. OLD is never modified.
     Exit codes: 0 done, 1 verification failed (nothing written), 2 bad input or usage.
     """
+    from ..api import load_settings, remap_decision
     from ..checkpoint import LoadOptions, RemapJob, RemapOptions, run_remap
     from ..checkpoint.plan_select import load_plan_selection
     from ..checkpoint.report import as_dict, render_text, summary_line
-    from ..config import load_config
     from ..modelspec import parse_model_spec
 
     name_options(output="-o")  # the engine's `output` is -o in its messages, as in the docs
@@ -143,7 +152,12 @@ def remap_ckpt(
         from ..checkpoint.renames import load_renames
 
         selection = load_renames(renames_file)
-    config = load_config([paths[0] if paths else old], config_file, backbone_attrs=backbone_attrs)
+    settings = load_settings(
+        [source_tree or (paths[0] if paths else old)], config_file, backbone_names=backbone_attrs
+    )
+    backbone, decided_by = remap_decision(
+        old, settings, source_tree, bool(backbone_attrs), model_spec, plan_file, renames_file
+    )
     job = RemapJob(
         source=old,
         output=output,
@@ -153,7 +167,8 @@ def remap_ckpt(
         keys=tuple(keys),
         load=LoadOptions(trust_pickle=trust_pickle, allow_globals=tuple(allow_globals)),
         remap=RemapOptions(
-            backbone_attrs=config.backbone_attrs,
+            backbone=backbone,
+            decided_by=decided_by,
             keep_prefix=keep_prefix,
             keep_optimizer=keep_optimizer,
             reset_affine=reset_affine,

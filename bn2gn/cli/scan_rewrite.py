@@ -65,11 +65,11 @@ def analysis_flags(func):
 
 
 def load(paths, config_file, **values):
-    from ..config import load_config
+    from ..api import load_settings
 
     if not paths:
         raise Bn2gnError("no PATH given: name the files or folders to analyse (e.g. lib/models)")
-    return load_config(list(paths), config_file=config_file, **values)
+    return load_settings(list(paths), config_file=config_file, **values)
 
 
 def trace_options(func):
@@ -199,12 +199,12 @@ def scan(
 ):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..analysis.plan import UNSURE, render_json, render_text
-    from ..analysis.scan import build_plan
+    from ..api import Session
 
     config = load(
         paths,
         config_file,
-        backbone_attrs=backbone_attrs,
+        backbone_names=backbone_attrs,
         roots=roots,
         convert=convert,
         keep=keep,
@@ -212,7 +212,8 @@ def scan(
         exclude=exclude,
     )
     progress.enable(quiet)
-    plan, project = build_plan(paths, config, with_insertions=True)
+    session = Session(paths, config, with_insertions=True)
+    plan, project, _ = session.planned()
     trace = _trace(
         plan,
         project,
@@ -331,14 +332,14 @@ def rewrite(
         echo_rules("BN2GN1")
         return
     from ..analysis.plan import UNSURE
-    from ..rewrite import rewrite_paths
+    from ..api import Session
     from ..rules import select_rules
 
     mode = mode_of(diff, check)
     config = load(
         paths,
         config_file,
-        backbone_attrs=backbone_attrs,
+        backbone_names=backbone_attrs,
         roots=roots,
         convert=convert,
         keep=keep,
@@ -351,12 +352,9 @@ def rewrite(
     if not any(r.code.startswith("BN2GN1") for r in rules):
         raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
     progress.enable(quiet)
-    plan = project = applied = None
-    if plan_file is not None:
-        from ..analysis.plan_file import plan_for_rewrite
-
-        plan, project, applied = plan_for_rewrite(plan_file, paths, config)
-    run = rewrite_paths(paths, config, rules, workers=jobs, plan=plan, project=project)
+    session = Session(paths, config, plan_file=plan_file)
+    applied = session.planned()[2]
+    run = session.rewrite(frozenset(rules), workers=jobs)
     if format_code:
         _black_changed(run.results)
     code = apply_and_report("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)

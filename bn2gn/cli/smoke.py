@@ -306,7 +306,7 @@ def verify(
     and prints the same report as `bn2gn demo`.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
-    from ..config import load_config
+    from ..api import Backbone, Session, load_settings
     from ..modelspec import parse_model_spec
     from ..smoke.verify import VerifyOptions, parse_input_shape, run_verify
 
@@ -316,13 +316,16 @@ def verify(
         raise Bn2gnError(f"--device {device!r}: use auto, cpu, cuda or cuda:N", EXIT_USAGE)
     if checkpoint is not None and not checkpoint.is_file():
         raise Bn2gnError(f"--checkpoint {checkpoint}: no such file", EXIT_USAGE)
-    config = load_config(
-        [paths[0] if paths else Path.cwd()], config_file, backbone_attrs=backbone_attrs
+    settings = load_settings(
+        [paths[0] if paths else Path.cwd()], config_file, backbone_names=backbone_attrs
     )
+    # the plan of the --path folders decides the backbone; without them only the names can
+    session = Session(list(paths), settings, tolerate_no_model=True)
+    backbone = session.backbone if paths else Backbone.named(settings.backbone_names)
     options = VerifyOptions(
         spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
         input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
-        backbone_attrs=_planned_backbone(paths, config),
+        backbone=backbone,
         steps=steps,
         device=device,
         freeze_from=tuple(freeze_from),
@@ -334,15 +337,6 @@ def verify(
         fmt,
         quiet,
         verbose,
-        {"command": "verify", "backbone_attrs": list(options.backbone_attrs)},
+        {"command": "verify", "backbone_attrs": list(options.backbone.spellings)},
     )
     _fail_if_needed([section])
-
-
-def _planned_backbone(paths, config) -> tuple:
-    """Configured names plus the backbones the plan of the --path folders infers (issue 15)."""
-    if not paths:
-        return tuple(config.backbone_attrs)
-    from ..analysis.scan import plan_backbone_attrs
-
-    return plan_backbone_attrs(list(paths), config)

@@ -141,18 +141,67 @@ class InjectFreezeHelper:
         return module, names
 
     def stale_defaults(self, module: cst.Module) -> Optional[Tuple[str, ...]]:
-        """The backbone attributes an earlier injection baked in, when they differ from the configuration."""
+        """The backbone entries an earlier injection baked in, when they differ from the decision."""
         for stmt in module.body:
             if isinstance(stmt, cst.FunctionDef) and stmt.name.value in PUBLIC:
-                for param in stmt.params.params:
-                    if param.name.value == "backbone_attrs" and isinstance(
-                        param.default, cst.Tuple
-                    ):
-                        values = tuple(
-                            e.value.evaluated_value
-                            for e in param.default.elements
-                            if isinstance(e.value, cst.SimpleString)
-                        )
-                        if values != self.backbone_attrs:
-                            return values
+                values = _baked(stmt)
+                if values is not None and values != self.backbone_attrs:
+                    return values
         return None
+
+    def update(self, module: cst.Module) -> cst.Module:
+        """Every injected helper's baked default set to the decision, in place: same position, the
+        definition re-formatted as a fresh injection would be (black), the file's indentation kept."""
+        indent = dominant_indent(module)
+        body = []
+        for stmt in module.body:
+            if (
+                isinstance(stmt, cst.FunctionDef)
+                and stmt.name.value in INJECTED
+                and _baked(stmt) not in (None, self.backbone_attrs)
+            ):
+                stmt = self._updated(module, stmt, indent)
+            body.append(stmt)
+        return module.with_changes(body=body)
+
+    def _updated(self, module: cst.Module, stmt: cst.FunctionDef, indent: str) -> cst.FunctionDef:
+        default = cst.parse_expression(tuple_literal(self.backbone_attrs))
+        changed = stmt.visit(_Default(default))
+        code = cst.Module(body=[changed.with_changes(leading_lines=[])]).code
+        (formatted,) = with_indent(format_snippet(code), indent)
+        return formatted.with_changes(leading_lines=stmt.leading_lines)
+
+
+#: every definition BN2GN202 injects that carries the backbone entries as a default
+INJECTED = frozenset(PUBLIC) | frozenset(HELPERS.values())
+
+
+def has_injected_helpers(module: cst.Module) -> bool:
+    """Whether the file holds bn2gn's own injection (its helpers), which bn2gn may update."""
+    return any(
+        isinstance(stmt, cst.FunctionDef) and stmt.name.value in HELPERS.values()
+        for stmt in module.body
+    )
+
+
+def _baked(stmt: cst.FunctionDef) -> Optional[Tuple[str, ...]]:
+    for param in stmt.params.params:
+        if param.name.value == "backbone_attrs" and isinstance(param.default, cst.Tuple):
+            values = tuple(
+                e.value.evaluated_value
+                for e in param.default.elements
+                if isinstance(e.value, cst.SimpleString)
+            )
+            return values
+    return None
+
+
+class _Default(cst.CSTTransformer):
+    def __init__(self, default: cst.BaseExpression):
+        super().__init__()
+        self.default = default
+
+    def leave_Param(self, original_node: cst.Param, updated_node: cst.Param) -> cst.Param:
+        if updated_node.name.value == "backbone_attrs" and updated_node.default is not None:
+            return updated_node.with_changes(default=self.default)
+        return updated_node

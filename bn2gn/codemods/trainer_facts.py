@@ -384,8 +384,17 @@ def missing_helpers(facts: Facts, also_called: Sequence[str] = ()) -> List[str]:
     return [name for name in PUBLIC_HELPERS if name in called and name not in have]
 
 
+def injected_helpers_line(facts: Facts) -> int:
+    """The first line of bn2gn's own injected helpers (``_bn2gn_*`` definitions), 0 when none: only
+    those does patch-trainer update in place; a user's own helper gets a note instead."""
+    for stmt in facts.tree.body:
+        if isinstance(stmt, FUNCTIONS) and stmt.name.startswith("_bn2gn_"):
+            return stmt.lineno
+    return 0
+
+
 def baked_attrs(facts: Facts, configured: Sequence[str]) -> Optional[Tuple[str, ...]]:
-    """The backbone attributes an earlier injection baked into a top-level helper's default, when they
+    """The backbone entries an earlier injection baked into a top-level helper's default, when they
     differ from ``configured`` (``freeze_helper.InjectFreezeHelper.stale_defaults`` on ``ast``)."""
     for stmt in facts.tree.body:
         if not (isinstance(stmt, FUNCTIONS) and stmt.name in PUBLIC_HELPERS):

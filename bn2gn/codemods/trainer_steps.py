@@ -57,12 +57,18 @@ class FreezeHelper:
     rules = (Rule.INJECT_FREEZE_HELPER,)
 
     def applies(self, context: Context) -> bool:
-        return Rule.INJECT_FREEZE_HELPER in context.rules and bool(context.job.plan.helpers)
+        plan = context.job.plan
+        return Rule.INJECT_FREEZE_HELPER in context.rules and bool(
+            plan.helpers or plan.update_helpers
+        )
 
     def transform(self, module: cst.Module, context: Context) -> Outcome:
-        options = context.job.options
-        helper = InjectFreezeHelper(options.backbone_attrs, options.helper_module)
-        module, _ = helper.apply(module, context.job.plan.helpers)
+        options, plan = context.job.options, context.job.plan
+        helper = InjectFreezeHelper(options.backbone.spellings, options.helper_module)
+        if plan.update_helpers:
+            module = helper.update(module)
+        if plan.helpers:
+            module, _ = helper.apply(module, plan.helpers)
         return Outcome(module, changes=context.job.changes_for(self.rules))
 
 
@@ -89,11 +95,11 @@ class HelperChecks:
                     "(BN2GN202 skipped): import it from bn2gn.runtime or use ", Opt("helper_module")
                 )
             )
-        if plan.stale is not None:
+        if plan.stale is not None and not plan.update_helpers:
             notes.append(
-                f"{path}: the injected helpers default to backbone attributes {plan.stale}, the "
-                f"configuration says {tuple(options.backbone_attrs)}; delete them and run again "
-                "to update"
+                f"{path}: its freeze_backbone_bn / keep_backbone_bn_eval default to backbone "
+                f"entries {plan.stale}, the plan's backbone is {options.backbone.spellings}; "
+                "set their backbone_attrs default to the plan's entries"
             )
         return notes
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import List
 
+from .. import api as engine
 from ..errors import Opt, message_text
-from . import engine
 from .run import MigrateResult
 
 VERB = {engine.WRITE: "changed", engine.DIFF: "would change", engine.CHECK: "would change"}

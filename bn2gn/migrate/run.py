@@ -12,8 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
+from .. import api as engine
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from . import engine
 from .next_steps import NextSteps, find_next_steps
 
 SCRIPT_RULES = ("BN2GN201", "BN2GN204")
@@ -45,6 +45,7 @@ class MigrateResult:
     files: List[Path] = dataclasses.field(default_factory=list)
     next_steps: Optional[NextSteps] = None
     exit_code: int = EXIT_OK
+    backbone: Optional[engine.Backbone] = None  # the decision the injected helpers carry
 
     def files_with(self, prefixes) -> List[str]:
         return sorted(
@@ -79,16 +80,18 @@ class MigrateResult:
 
 def plan_migration(options: MigrateOptions) -> MigrateResult:
     """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
-    config, repo = options.config, options.repo
-    run, applied = engine.rewrite_tree(
-        [repo], config, engine.rewrite_rules(config), options.plan_file
-    )
+    repo = options.repo
+    session = engine.Session([repo], options.config, plan_file=options.plan_file)
+    run = session.rewrite()
+    applied = session.planned()[2]
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    trainer = engine.trainer_options(
-        config, options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
+    trainer = session.trainer_options(
+        options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
     )
-    files = engine.discover_files([repo], config)
-    patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
+    files = session.discover_files()
+    patched, usage = (
+        session.patch(files, trainer, rewritten=rewritten) if trainer.rules else ([], [])
+    )
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -105,6 +108,7 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         usage=usage,
         plan_application=applied,
         files=files,
+        backbone=session.backbone,
     )
 
 

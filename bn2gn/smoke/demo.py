@@ -81,11 +81,11 @@ class Demo:
         """The backbone the plan of the migrated models keeps (names plus ``Root.attr`` entries): the
         same decision patch-trainer baked into the freeze, checked by the harness. Read after the
         migration steps, when the converted copy exists."""
-        from ..analysis.scan import plan_backbone_attrs
-        from ..config import load_config
+        from ..api import Session, load_settings
 
-        config = load_config([self.converted], backbone_attrs=self.options.backbone_attrs)
-        return plan_backbone_attrs([self.converted / "lib" / "models"], config)
+        settings = load_settings([self.converted], backbone_names=self.options.backbone_attrs)
+        session = Session([self.converted / "lib" / "models"], settings, tolerate_no_model=True)
+        return session.backbone.spellings
 
     def run(self) -> DemoResult:
         # [4/4] only needs the original copy, so it runs while [1/4]-[3/4] convert the other one.

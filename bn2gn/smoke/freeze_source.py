@@ -37,6 +37,34 @@ class FreezeLogic:
         )
         return f"{FREEZE} from {self.sources[FREEZE]}; {keep}"
 
+    def carried(self) -> Dict[str, tuple]:
+        """The backbone entries each loaded function applies by default (its ``backbone_attrs``)."""
+        out = {}
+        for name, function in ((FREEZE, self.freeze), (KEEP, self.keep)):
+            entries = _default_entries(function)
+            if entries is not None:
+                out[name] = entries
+        return out
+
+
+def _default_entries(function) -> Optional[tuple]:
+    import inspect
+
+    if function is None:
+        return None
+    if isinstance(function, functools.partial) and "backbone_attrs" in function.keywords:
+        return tuple(function.keywords["backbone_attrs"])
+    if getattr(function, "__module__", "") == "bn2gn.runtime":
+        return None  # imported (--helper-module): the patched calls pass the entries themselves
+    try:
+        parameter = inspect.signature(function).parameters.get("backbone_attrs")
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    default = parameter.default
+    return tuple(default) if isinstance(default, (tuple, list)) else None
+
 
 def load_freeze_logic(files: Sequence[Path], backbone_attrs: Sequence[str]) -> FreezeLogic:
     """The first definition of each function among ``files``; bn2gn.runtime when no file is given."""

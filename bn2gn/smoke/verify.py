@@ -15,17 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ..decision import Backbone
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
-from .report import INFO, Check, Section
+from .report import FAIL, INFO, Check, Section
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyOptions:
     spec: object  # bn2gn.modelspec.ModelSpec
     input_shapes: Tuple[Tuple[int, ...], ...]
-    backbone_attrs: Tuple[str, ...]
+    backbone: Backbone  # the plan's decision (bn2gn.api.Session.backbone)
     steps: int = 5
     device: str = "auto"
     freeze_from: Tuple[Path, ...] = ()
@@ -105,7 +106,7 @@ def run_verify(options: VerifyOptions) -> Section:
     from .recorder import Recorder
 
     device = resolve_device(options.device)
-    logic = load_freeze_logic(options.freeze_from, options.backbone_attrs)
+    logic = load_freeze_logic(options.freeze_from, options.backbone.spellings)
     torch.manual_seed(options.seed)
     model = build_model(options.spec)
     if options.checkpoint is not None:
@@ -115,7 +116,7 @@ def run_verify(options: VerifyOptions) -> Section:
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     generator = torch.Generator().manual_seed(options.seed)
     inputs = [torch.randn(shape, generator=generator).to(device) for shape in options.input_shapes]
-    recorder = Recorder(options.backbone_attrs, expect_state=options.checkpoint)
+    recorder = Recorder(options.backbone.spellings, expect_state=options.checkpoint)
     recorder.install()
     try:
         for _ in range(options.steps):
@@ -130,8 +131,29 @@ def run_verify(options: VerifyOptions) -> Section:
     section.checks.append(
         Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
     )
+    section.checks += freeze_backbone_checks(logic, options.backbone)
     section.checks += record_checks(record, expect_checkpoint=options.checkpoint is not None)
     return section
+
+
+def freeze_backbone_checks(logic: FreezeLogic, backbone: Backbone) -> List[Check]:
+    """The freeze the user's files define must carry the plan's backbone; when it carries another,
+    the frozen-* checks fail for that reason, not for a missing call."""
+    checks = []
+    for name, entries in logic.carried().items():
+        if entries != backbone.spellings:
+            where = logic.sources[name]
+            checks.append(
+                Check(
+                    "freeze-backbone",
+                    FAIL,
+                    f"{name} in {where} carries the backbone entries {entries}; the plan keeps "
+                    f"{backbone.spellings} ({backbone.source})",
+                    f"update it: bn2gn patch-trainer {where}",
+                    {"carried": list(entries), "planned": list(backbone.spellings)},
+                )
+            )
+    return checks
 
 
 def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOptions) -> None:

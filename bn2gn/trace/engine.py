@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..analysis.classify import _apply_overrides
 from ..analysis.plan import CONVERT, KEEP, UNSURE, Plan, Site
-from ..config import Config, is_backbone_path
+from ..config import Config
+from ..decision import Backbone
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from .report import TraceReport, Untracked, check_statistics, show
 
@@ -92,11 +93,10 @@ def trace_plan(
 
 def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
-    from ..analysis.backbone import backbone_attrs_of
-    from ..runtime import backbone_modules
+    from ..decision import Backbone
 
-    attrs = backbone_attrs_of(config.backbone_attrs, static.backbones if static is not None else {})
-    return {path for path, _ in backbone_modules(model, attrs)}
+    backbone = Backbone.decided(config.backbone_names, static.backbones if static is not None else {})
+    return {path for path, _ in backbone.modules(model)}
 
 
 def traced_site(
@@ -139,7 +139,7 @@ def decide_from_trace(
     backbone = [
         p
         for p in found
-        if (p in inside if inside is not None else is_backbone_path(p, config.backbone_attrs))
+        if (p in inside if inside is not None else Backbone.named(config.backbone_names).contains(p))
     ]
     other = [p for p in found if p not in backbone]
     if backbone and other:

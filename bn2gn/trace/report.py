@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Sequence, Tuple
 
-from ..analysis.backbone import backbone_attrs_of
 from ..analysis.plan import Plan, Site
 from ..bn_statistics import untrained_backbone_batchnorms
 from ..checkpoint.load import LoadOptions, model_state_dict
 from ..config import Config
+from ..decision import Backbone
 from ..errors import Opt, message_text
 
 SHOWN = 4  # module paths quoted in one reason
@@ -74,7 +74,7 @@ def check_statistics(
     model, config: Config, report: TraceReport, checkpoint=None, load_options=None
 ) -> None:
     """Warn about backbone BatchNorm still untrained after the factory, and after ``checkpoint``."""
-    attrs = backbone_attrs_of(config.backbone_attrs, report.plan.backbones)
+    attrs = Backbone.decided(config.backbone_names, report.plan.backbones).spellings
     after_factory = untrained_backbone_batchnorms(model, attrs)
     if checkpoint is None:
         if after_factory:

@@ -1,0 +1,386 @@
+"""bn2gn's library seam: settings in, one plan, one backbone decision, every engine's options out.
+
+Every front end — the click commands, ``bn2gn migrate``, the LibCST commands
+(``bn2gn.libcst_commands``), ``bn2gn demo`` / ``verify`` — goes through a ``Session``: it loads the
+settings once, builds the whole-tree plan once, derives the ``Backbone`` once, and constructs the
+engines' options from it. What the plan keeps as backbone is therefore what patch-trainer freezes
+and bakes into the injected helpers, what ``remap-ckpt`` keeps in the checkpoint, and what
+``verify`` checks at run time; no front end can rebuild "what is backbone" from names on its own.
+
+A front end is "flags -> Session -> engine -> render"::
+
+    session = Session.open([repo], convert=("DLASeg.fc",))
+    options = session.trainer_options()          # carries session.backbone
+    results, usage = session.patch(files, options)
+
+The module imports neither torch nor LibCST: the engines it hands on to do, lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
+
+from .config import Config, load_config
+from .decision import Backbone, BackboneEntry
+from .errors import Bn2gnError, SourceError, SourceFailure
+from .pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
+from .rules import Rule, select_rules
+from .sources import SourceText, decode_source
+
+__all__ = [
+    "CHECK",
+    "DIFF",
+    "WRITE",
+    "Backbone",
+    "BackboneEntry",
+    "Config",
+    "FileResult",
+    "Session",
+    "SourceText",
+    "apply",
+    "failed",
+    "file_key",
+    "load_settings",
+    "patch_one",
+    "remap_decision",
+    "rewrite_one",
+    "source_from_bytes",
+    "unified_diff",
+]
+
+
+def load_settings(paths: Sequence[Path], config_file: Optional[Path] = None, **values) -> Config:
+    """Defaults, the nearest ``[tool.bn2gn]`` above the first path, then ``values`` (the flags)."""
+    return load_config([Path(p) for p in paths], config_file=config_file, **values)
+
+
+class Session:
+    """One set of model paths with its settings: the plan and the backbone, each built once.
+
+    ``paths`` are what the analysis reads (a repository, ``lib/models``, the folder holding the
+    given train scripts); the files an engine changes are passed to that engine's call.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        settings: Config,
+        plan_file: Optional[Path] = None,
+        with_insertions: bool = False,
+        tolerate_no_model: bool = False,
+    ):
+        self.paths = [Path(p) for p in paths]
+        self.settings = settings
+        self.plan_file = Path(plan_file) if plan_file is not None else None
+        self.with_insertions = with_insertions
+        #: patch-trainer / verify on a folder without model code: the configured names decide
+        self.tolerate_no_model = tolerate_no_model
+        self._planned: Optional[Tuple[object, object, object]] = None
+        self._backbone: Optional[Backbone] = None
+
+    @classmethod
+    def open(
+        cls,
+        paths: Sequence[Path],
+        config_file: Optional[Path] = None,
+        plan_file: Optional[Path] = None,
+        settings_from: Optional[Sequence[Path]] = None,
+        **values,
+    ) -> "Session":
+        """Load the settings (found above ``settings_from`` or the first path) and open a session."""
+        settings = load_settings(list(settings_from or paths), config_file, **values)
+        return cls(paths, settings, plan_file=plan_file)
+
+    # -- the plan and the decision -----------------------------------------------------------------
+    def planned(self) -> Tuple[object, object, object]:
+        """(Plan, Project or None, PlanApplication or None), built on the first call only."""
+        if self._planned is None:
+            from .analysis.scan import build_plan
+
+            if self.plan_file is not None:
+                from .analysis.plan_file import plan_for_rewrite
+
+                self._planned = plan_for_rewrite(self.plan_file, self.paths, self.settings)
+            else:
+                plan, project = build_plan(self.paths, self.settings, self.with_insertions)
+                self._planned = (plan, project, None)
+        return self._planned
+
+    @property
+    def plan(self):
+        return self.planned()[0]
+
+    @property
+    def project(self):
+        return self.planned()[1]
+
+    @property
+    def backbone(self) -> Backbone:
+        """The configured names plus every root's inferred backbone attributes, with evidence."""
+        if self._backbone is None:
+            where = ", ".join(_display(p) for p in self.paths) or "."
+            try:
+                plan = self.plan
+            except Bn2gnError:
+                if not self.tolerate_no_model:
+                    raise
+                self._backbone = Backbone.named(
+                    self.settings.backbone_names,
+                    source=f"configured names (no model under {where})",
+                )
+            else:
+                self._backbone = Backbone.decided(
+                    self.settings.backbone_names, plan.backbones, source=f"the plan of {where}"
+                )
+        return self._backbone
+
+    def use_backbone(self, backbone: Backbone) -> "Session":
+        """A decision that came with the input (a plan file's traced model): it replaces the plan's."""
+        if not isinstance(backbone, Backbone):
+            raise TypeError("use_backbone takes a Backbone")
+        self._backbone = backbone
+        return self
+
+    # -- engines' options --------------------------------------------------------------------------
+    def rewrite_rules(self) -> FrozenSet[Rule]:
+        """The BN2GN1xx rules ``bn2gn rewrite`` runs with this session's ``select`` / ``skip``."""
+        return frozenset(
+            r
+            for r in select_rules(self.settings.select, self.settings.skip)
+            if r.code.startswith("BN2GN1")
+        )
+
+    def trainer_options(
+        self,
+        exclude_frozen: bool = False,
+        optimizer_calls: Sequence[str] = (),
+        model_var: Optional[str] = None,
+        helper_module: Optional[str] = None,
+        kind: Optional[str] = None,
+        insert_before_line: Optional[int] = None,
+        strict_select: bool = False,
+    ):
+        """patch-trainer's options, carrying this session's backbone. With ``strict_select`` a
+        ``--select`` naming no patch-trainer rule is a usage error; otherwise it selects none."""
+        from .patch_trainer import AUTO, TRAINER_RULES, TrainerOptions, trainer_rules
+        from .rules import rule_by_name
+
+        select, skip = self.settings.select, self.settings.skip
+        rules = trainer_rules(select, skip, exclude_frozen, strict=strict_select)
+        if select and not any(rule_by_name(n) in TRAINER_RULES for n in select):
+            rules = frozenset()
+        return TrainerOptions(
+            rules=rules,
+            backbone=self.backbone,
+            kind=kind or AUTO,
+            optimizer_calls=tuple(optimizer_calls),
+            model_var=model_var,
+            insert_before_line=insert_before_line,
+            helper_module=helper_module,
+        )
+
+    def remap_options(self, **flags):
+        """``remap-ckpt``'s options with this session's backbone (``flags``: keep_prefix, ...)."""
+        from .checkpoint.remap import RemapOptions
+
+        return RemapOptions(backbone=self.backbone, **flags)
+
+    # -- engines -----------------------------------------------------------------------------------
+    def discover_files(self, paths: Optional[Sequence[Path]] = None) -> List[Path]:
+        """The files a directory run would look at: default discovery, skipped folders skipped."""
+        from .discovery import discover
+
+        targets = [Path(p) for p in (paths or self.paths)]
+        return discover(targets, self.settings.include, self.settings.exclude).files
+
+    def rewrite(self, rules: Optional[FrozenSet[Rule]] = None, workers: int = 1):
+        """``bn2gn rewrite`` without writing: the RewriteRun of this session's plan."""
+        from .rewrite import rewrite_paths
+
+        plan, project, _ = self.planned()
+        rules = self.rewrite_rules() if rules is None else rules
+        return rewrite_paths(
+            self.paths, self.settings, rules, workers=workers, plan=plan, project=project
+        )
+
+    def rewrite_jobs(self, rules: Optional[FrozenSet[Rule]] = None) -> Dict[str, object]:
+        """Per-file rewrite jobs of the plan, keyed by ``file_key``."""
+        from .rewrite import plan_jobs
+
+        plan, project, _ = self.planned()
+        rules = self.rewrite_rules() if rules is None else rules
+        return {file_key(job.path): job for job in plan_jobs(plan, project, rules)}
+
+    def patch(
+        self,
+        files: Sequence[Path],
+        options,
+        explicit: Sequence[Path] = (),
+        workers: int = 1,
+        rewritten: Optional[Dict[str, FileResult]] = None,
+    ) -> Tuple[List[FileResult], List[str]]:
+        """patch-trainer over ``files``: (results, usage errors of files named explicitly).
+
+        ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are
+        patched from their rewritten text, exactly what running patch-trainer after rewrite reads.
+        """
+        from .patch_trainer import patch_files
+
+        _check_backbone(options)
+        results, usage = patch_files(list(files), options, explicit=explicit, workers=workers)
+        for index, result in enumerate(results):
+            before = (rewritten or {}).get(file_key(result.path))
+            if before is not None and result.status != "failed":
+                patched, problem = patch_one(
+                    source_from_bytes(result.path, before.new_bytes), options
+                )
+                results[index] = patched
+                usage += [problem] if problem else []
+        return results, usage
+
+
+#: what marks a repository root: the source tree a checkpoint inside it was trained from
+REPOSITORY_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "bn2gn.toml")
+
+
+def checkpoint_repository(checkpoint: Path) -> Optional[Path]:
+    """The nearest folder above ``checkpoint`` that is a repository root (``exp/`` of a CenterNet
+    repository sits inside it), or None."""
+    for folder in Path(os.path.abspath(checkpoint)).parents:
+        if any((folder / marker).exists() for marker in REPOSITORY_MARKERS):
+            return folder
+    return None
+
+
+def remap_decision(
+    checkpoint: Path,
+    settings: Config,
+    source: Optional[Path] = None,
+    names_given: bool = False,
+    model_spec: Optional[str] = None,
+    plan_file: Optional[Path] = None,
+    renames_file: Optional[Path] = None,
+) -> Tuple[Backbone, str]:
+    """Which rule tells ``remap-ckpt`` what was converted, and the backbone it keeps.
+
+    In order: the built model (``--model``), a traced plan, config renames, the plan of the source
+    tree (``--source``, else the repository holding the checkpoint), the backbone names the user
+    configured. With none of them bn2gn would be guessing, so it refuses (exit 2).
+    """
+    names = Backbone.named(settings.backbone_names)
+    if model_spec:
+        return names, f"the model {model_spec} (GroupNorm in the model = converted)"
+    if plan_file:
+        return names, f"the traced plan {plan_file}"
+    if renames_file:
+        return names, f"the renames in {renames_file}"
+    tree = Path(source) if source is not None else checkpoint_repository(checkpoint)
+    if tree is not None:
+        if not tree.is_dir():
+            raise Bn2gnError(f"{tree}: --source must be the folder holding the model's source")
+        session = Session([tree], settings)
+        try:
+            backbone = session.backbone
+        except Bn2gnError as exc:
+            if source is not None:
+                raise
+            if not (names_given or settings.backbone_names != names.names):
+                raise Bn2gnError(
+                    f"{checkpoint}: the repository around it ({tree}) has no model bn2gn can plan "
+                    f"({exc.text.render({})}); name the source tree with --source PATH, "
+                    "or use --model / --plan"
+                ) from None
+        else:
+            if session.plan.sites or session.plan.backbones:
+                return backbone, f"the plan of {_display(tree)} (backbone: {backbone.describe()})"
+    if names_given or settings.backbone_names != names.names:
+        return names, f"the backbone names you gave ({names.describe()})"
+    raise Bn2gnError(
+        f"{checkpoint}: cannot tell which BatchNorm layers were converted: name the converted "
+        "model (--model MODULE:FACTORY), a traced plan (--plan PLAN.json), the source tree "
+        "(--source PATH) or the backbone attributes (--backbone-attr NAME)"
+    )
+
+
+def _check_backbone(options) -> None:
+    if not isinstance(getattr(options, "backbone", None), Backbone):
+        raise TypeError("engine options must carry a Backbone built by bn2gn.api.Session")
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def patch_one(source: SourceText, options) -> Tuple[FileResult, Optional[str]]:
+    """patch-trainer on one text as in a directory run: (result, usage error or None)."""
+    from .codemods.freeze_before_optimizer import NeedsUserInput
+    from .patch_trainer import NotTrainingCode, patch_source
+
+    _check_backbone(options)
+    try:
+        return patch_source(source, options), None
+    except NotTrainingCode:
+        return (
+            FileResult(path=source.path, status="unchanged", source=source, new_text=source.text),
+            None,
+        )
+    except NeedsUserInput as exc:
+        return failed(source.path, str(exc), source), str(exc)
+    except (SourceError, SyntaxError) as exc:
+        return failed(source.path, str(exc), source), None
+
+
+def rewrite_one(source: SourceText, job) -> FileResult:
+    """``bn2gn rewrite``'s per-file transform for one planned file."""
+    from .rewrite import rewrite_source
+
+    try:
+        return rewrite_source(source, job)
+    except (SourceError, SyntaxError) as exc:
+        return failed(source.path, str(exc), source)
+
+
+def source_from_bytes(path: Path, data: bytes) -> SourceText:
+    """Decode bytes as bn2gn reads a file (BOM, PEP 263 cookie); raises SourceError."""
+    return decode_source(Path(path), data)
+
+
+def file_key(path) -> str:
+    """One key per real file, whatever name (relative, absolute, display) it was reached by."""
+    return os.path.realpath(path)
+
+
+def apply(results: List[FileResult], mode: str, out: TextIO) -> int:
+    """Write / diff / check. A file that changed since it was read is left alone (reported as failed,
+    in place of its result in ``results``), so another program's edit is never overwritten."""
+    if mode == WRITE:
+        for index, result in enumerate(results):
+            if result.status == "changed" and _changed_on_disk(result):
+                results[index] = failed(
+                    result.path,
+                    SourceFailure.at(
+                        result.path,
+                        1,
+                        "changed on disk while bn2gn was working; file left unchanged, run again",
+                    ),
+                    result.source,
+                )
+    return apply_results(results, mode, out)
+
+
+def _changed_on_disk(result: FileResult) -> bool:
+    try:
+        return Path(result.path).read_bytes() != result.source.raw
+    except OSError:
+        return False
+
+
+def replace_rules(options, rules: FrozenSet[Rule]):
+    """The same patch-trainer options running only ``rules`` (one LibCST command per rule)."""
+    return dataclasses.replace(options, rules=frozenset(rules))
