@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
-from .config import Config, load_config
+from .config import DEFAULT_BACKBONE_NAMES, Config, load_config
 from .decision import Backbone, BackboneEntry
 from .errors import Bn2gnError, SourceError, SourceFailure
 from .pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
@@ -263,14 +263,16 @@ def remap_decision(
     model_spec: Optional[str] = None,
     plan_file: Optional[Path] = None,
     renames_file: Optional[Path] = None,
-) -> Tuple[Backbone, str]:
+) -> Tuple[Optional[Backbone], str]:
     """Which rule tells ``remap-ckpt`` what was converted, and the backbone it keeps.
 
     In order: the built model (``--model``), a traced plan, config renames, the plan of the source
     tree (``--source``, else the repository holding the checkpoint), the backbone names the user
-    configured. With none of them bn2gn would be guessing, so it refuses (exit 2).
+    configured. With none of them bn2gn would be guessing: (None, UNDECIDED), and the remapper
+    refuses a checkpoint that holds BatchNorm statistics (exit 2).
     """
     names = Backbone.named(settings.backbone_names)
+    names_given = names_given or settings.backbone_names != DEFAULT_BACKBONE_NAMES
     if model_spec:
         return names, f"the model {model_spec} (GroupNorm in the model = converted)"
     if plan_file:
@@ -287,7 +289,7 @@ def remap_decision(
         except Bn2gnError as exc:
             if source is not None:
                 raise
-            if not (names_given or settings.backbone_names != names.names):
+            if not names_given:
                 raise Bn2gnError(
                     f"{checkpoint}: the repository around it ({tree}) has no model bn2gn can plan "
                     f"({exc.text.render({})}); name the source tree with --source PATH, "
@@ -296,13 +298,17 @@ def remap_decision(
         else:
             if session.plan.sites or session.plan.backbones:
                 return backbone, f"the plan of {_display(tree)} (backbone: {backbone.describe()})"
-    if names_given or settings.backbone_names != names.names:
+    if names_given:
         return names, f"the backbone names you gave ({names.describe()})"
-    raise Bn2gnError(
-        f"{checkpoint}: cannot tell which BatchNorm layers were converted: name the converted "
-        "model (--model MODULE:FACTORY), a traced plan (--plan PLAN.json), the source tree "
-        "(--source PATH) or the backbone attributes (--backbone-attr NAME)"
-    )
+    return None, f"{checkpoint}: {UNDECIDED}"
+
+
+#: ``remap_decision`` found nothing to decide by: the remapper refuses a checkpoint holding BatchNorm
+UNDECIDED = (
+    "cannot tell which BatchNorm layers were converted: name the converted model "
+    "(--model MODULE:FACTORY), a traced plan (--plan PLAN.json), the source tree (--source PATH) "
+    "or the backbone attributes (--backbone-attr NAME)"
+)
 
 
 def _check_backbone(options) -> None:

@@ -63,8 +63,9 @@ UNPARSEABLE = {
 EXPECTED = {}
 
 # --- centernet_mini -------------------------------------------------------
-# Config: fixtures/centernet_mini/pyproject.toml adds layer1..layer4 to the
-# default backbone attributes (backbone, base_layer).
+# Config: none beyond the defaults (backbone, base_layer). PoseResNet's inline
+# stages conv1, layer1..layer4 are backbone because init_weights loads the
+# torchvision ResNet checkpoint (model_urls, 'resnet18-...') into the model.
 #
 # Roots: DLASeg (dladcn_gru.py) and PoseResNet (resnet_fpn_dcn.py); both are
 # built only by module-level get_pose_net factories.

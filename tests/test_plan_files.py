@@ -307,7 +307,9 @@ def test_remap_with_traced_plan_where_converted_layers_break_the_prefix_rule(tmp
     rewritten.load_state_dict(new_state, strict=True)
 
     # the prefix rule keeps backbone.stem.1's running statistics, which the rewritten model no longer has
-    result = run_cli(["remap-ckpt", "old.pth", "-o", "by_prefix.pth"], cwd=tmp_path)
+    result = run_cli(
+        ["remap-ckpt", "old.pth", "-o", "by_prefix.pth", "--backbone-attr", "backbone"], cwd=tmp_path
+    )
     assert result.exit_code == 0, result.output
     by_prefix = torch.load(tmp_path / "by_prefix.pth", weights_only=True)["state_dict"]
     assert "backbone.stem.1.running_mean" in by_prefix

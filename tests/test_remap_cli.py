@@ -17,6 +17,10 @@ from conftest import run_cli
 
 torch = pytest.importorskip("torch")
 
+#: these checkpoints come from models whose backbone attribute is `backbone`; no source tree
+#: is around them, so the user names it (without it bn2gn refuses to guess)
+BY_NAME = ("--backbone-attr", "backbone")
+
 MODELS = textwrap.dedent("""
     import torch.nn as nn
 
@@ -121,7 +125,7 @@ def test_centernet_checkpoint_loads_strictly_into_the_converted_model(
 ):
     original = save_centernet(models, tmp_path / "model_last.pth", data_parallel)
     inputs(tmp_path / "model_last.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "model_last.pth"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "model_last.pth"])
     assert result.exit_code == 0, result.output
     out = load_output(tmp_path / "model_last.bn2gn.pth")
     assert list(out) == ["epoch", "state_dict"] and out["epoch"] == 7
@@ -146,7 +150,7 @@ def test_centernet_checkpoint_loads_strictly_into_the_converted_model(
 def test_reset_affine_leaves_groupnorm_at_one_and_zero(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--reset-affine"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "--reset-affine"])
     assert result.exit_code == 0, result.output
     converted = models.converted()
     torch.nn.init.normal_(converted.hm[1].weight)
@@ -160,7 +164,9 @@ def test_reset_affine_leaves_groupnorm_at_one_and_zero(models, inputs, tmp_path)
 def test_keep_prefix_and_keep_optimizer(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth", data_parallel=True)
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--keep-prefix", "--keep-optimizer"])
+    result = run_cli(
+        ["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "--keep-prefix", "--keep-optimizer"]
+    )
     assert result.exit_code == 0, result.output
     before = torch.load(tmp_path / "old.pth", weights_only=True)
     out = load_output(tmp_path / "old.bn2gn.pth")
@@ -174,7 +180,7 @@ def test_keep_prefix_and_keep_optimizer(models, inputs, tmp_path):
 def test_json_report_lists_every_decision(models, inputs, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--format", "json"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     (sd,) = report["state_dicts"]
@@ -206,6 +212,7 @@ def test_dry_run_writes_nothing(models, inputs, tmp_path):
     result = run_cli(
         [
             "remap-ckpt",
+            *BY_NAME,
             tmp_path / "old.pth",
             "--dry-run",
             "--model",
@@ -228,6 +235,7 @@ def test_model_verification_passes_for_the_converted_model(models, inputs, tmp_p
     result = run_cli(
         [
             "remap-ckpt",
+            *BY_NAME,
             tmp_path / "old.pth",
             "--model",
             "remap_tiny_models:converted",
@@ -247,6 +255,7 @@ def test_missing_or_mismatched_backbone_tensor_fails_and_writes_nothing(models, 
     result = run_cli(
         [
             "remap-ckpt",
+            *BY_NAME,
             tmp_path / "old.pth",
             "--model",
             "remap_tiny_models:converted",
@@ -277,6 +286,7 @@ def test_missing_head_keys_pass_unless_strict(models, inputs, tmp_path):
     inputs(tmp_path / "old.pth")
     args = [
         "remap-ckpt",
+        *BY_NAME,
         tmp_path / "old.pth",
         "--model",
         "remap_tiny_models:converted",
@@ -300,12 +310,15 @@ def test_existing_output_needs_force(models, inputs, tmp_path):
     inputs(tmp_path / "old.pth")
     target = tmp_path / "new.pth"
     target.write_bytes(b"keep me")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "-o", target])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "-o", target])
     assert result.exit_code == 2
     assert "already exists; use --force" in result.stderr and target.read_bytes() == b"keep me"
-    assert run_cli(["remap-ckpt", tmp_path / "old.pth", "-o", target, "--dry-run"]).exit_code == 0
+    assert (
+        run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "-o", target, "--dry-run"]).exit_code
+        == 0
+    )
     assert target.read_bytes() == b"keep me"
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "-o", target, "--force"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "-o", target, "--force"])
     assert result.exit_code == 0, result.output
     assert "hm.1.running_var" not in load_output(target)["state_dict"]
 
@@ -313,13 +326,13 @@ def test_existing_output_needs_force(models, inputs, tmp_path):
 def test_in_place_keeps_the_original_as_bak(models, tmp_path):
     save_centernet(models, tmp_path / "old.pth")
     original = (tmp_path / "old.pth").read_bytes()
-    same = run_cli(["remap-ckpt", tmp_path / "old.pth", "-o", tmp_path / "old.pth"])
+    same = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "-o", tmp_path / "old.pth"])
     assert same.exit_code == 2 and "is the input; to replace it use --in-place" in same.stderr
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--in-place"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "--in-place"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "old.pth.bak").read_bytes() == original
     assert "hm.1.running_mean" not in load_output(tmp_path / "old.pth")["state_dict"]
-    again = run_cli(["remap-ckpt", tmp_path / "old.pth", "--in-place"])
+    again = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "--in-place"])
     assert again.exit_code == 2 and "old.pth.bak: already exists" in again.stderr
     assert (tmp_path / "old.pth.bak").read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.pth", "old.pth.bak"]
@@ -335,7 +348,7 @@ def test_safetensors_round_trip(models, inputs, tmp_path):
         metadata={"source": "test"},
     )
     inputs(tmp_path / "w.safetensors")
-    result = run_cli(["remap-ckpt", tmp_path / "w.safetensors"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "w.safetensors"])
     assert result.exit_code == 0, result.output
     out = load_file(tmp_path / "w.bn2gn.safetensors")
     models.converted().load_state_dict(out, strict=True)
@@ -344,7 +357,9 @@ def test_safetensors_round_trip(models, inputs, tmp_path):
 
     with safe_open(str(tmp_path / "w.bn2gn.safetensors"), framework="pt") as handle:
         assert handle.metadata() == {"source": "test"}
-    to_torch = run_cli(["remap-ckpt", tmp_path / "w.safetensors", "-o", tmp_path / "w.pth"])
+    to_torch = run_cli(
+        ["remap-ckpt", *BY_NAME, tmp_path / "w.safetensors", "-o", tmp_path / "w.pth"]
+    )
     assert to_torch.exit_code == 0, to_torch.output
     models.converted().load_state_dict(load_output(tmp_path / "w.pth"), strict=True)
 
@@ -354,7 +369,9 @@ def test_torch_checkpoint_to_safetensors_keeps_only_the_state_dict(models, input
 
     save_centernet(models, tmp_path / "old.pth", data_parallel=True)
     inputs(tmp_path / "old.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "old.pth", "-o", tmp_path / "new.safetensors"])
+    result = run_cli(
+        ["remap-ckpt", *BY_NAME, tmp_path / "old.pth", "-o", tmp_path / "new.safetensors"]
+    )
     assert result.exit_code == 0, result.output
     assert "not written: epoch" in result.stderr
     models.converted().load_state_dict(load_file(tmp_path / "new.safetensors"), strict=True)
@@ -364,13 +381,21 @@ def test_every_known_state_dict_key_is_remapped_and_key_chooses(models, inputs, 
     state = trained_original(models)[0].state_dict()
     torch.save({"model": state, "state_dict_ema": state, "epoch": 3}, tmp_path / "ema.pth")
     inputs(tmp_path / "ema.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "ema.pth"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "ema.pth"])
     assert result.exit_code == 0, result.output
     out = load_output(tmp_path / "ema.bn2gn.pth")
     for key in ("model", "state_dict_ema"):
         models.converted().load_state_dict(out[key], strict=True)
     only = run_cli(
-        ["remap-ckpt", tmp_path / "ema.pth", "--key", "model", "-o", tmp_path / "model_only.pth"]
+        [
+            "remap-ckpt",
+            *BY_NAME,
+            tmp_path / "ema.pth",
+            "--key",
+            "model",
+            "-o",
+            tmp_path / "model_only.pth",
+        ]
     )
     assert only.exit_code == 0, only.output
     out = load_output(tmp_path / "model_only.pth")
@@ -381,7 +406,7 @@ def test_raw_state_dict_and_legacy_format(models, inputs, tmp_path):
     state = trained_original(models)[0].state_dict()
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     inputs(tmp_path / "legacy.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "legacy.pth"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "legacy.pth"])
     assert result.exit_code == 0, result.output
     out = load_output(tmp_path / "legacy.bn2gn.pth")
     models.converted().load_state_dict(out, strict=True)
@@ -396,6 +421,7 @@ def test_backbone_attr_option_and_config_file(models, inputs, tmp_path):
     result = run_cli(
         [
             "remap-ckpt",
+            *BY_NAME,
             tmp_path / "old.pth",
             "--backbone-attr",
             "neck",
@@ -407,5 +433,6 @@ def test_backbone_attr_option_and_config_file(models, inputs, tmp_path):
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.stdout)["state_dicts"][0]["dropped"]) == ["hm.1"]
     (tmp_path / "bn2gn.toml").write_text('[tool.bn2gn]\nbackbone-attrs = ["hm"]\n')
+    # the configured names decide (no --backbone-attr on the command line)
     result = run_cli(["remap-ckpt", tmp_path / "old.pth", "--format", "json", "--dry-run"])
     assert list(json.loads(result.stdout)["state_dicts"][0]["dropped"]) == ["neck.1"]

@@ -20,6 +20,10 @@ from conftest import ROOT, run_cli
 
 torch = pytest.importorskip("torch")
 
+#: these checkpoints come from models whose backbone attribute is `backbone`; no source tree
+#: is around them, so the user names it (without it bn2gn refuses to guess)
+BY_NAME = ("--backbone-attr", "backbone")
+
 
 class RunsCode:
     """Unpickling this calls exec(), which would create ``marker``."""
@@ -66,7 +70,7 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, how, named):
         with open(source, "wb") as handle:
             pickle.dump(RunsCode(marker), handle, protocol=2)
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", source])
+    result = run_cli(["remap-ckpt", *BY_NAME, source])
     assert_one_line_error(result, 2, str(source), "refused to unpickle", named, "--trust-pickle")
     assert not marker.exists(), "the pickled code ran"
     assert folder_state(tmp_path) == before
@@ -76,7 +80,9 @@ def test_allow_global_refuses_globals_that_run_code(tmp_path):
     marker = tmp_path / "marker"
     torch.save({"state_dict": small_state(), "extra": RunsCode(marker)}, tmp_path / "evil.pth")
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", tmp_path / "evil.pth", "--allow-global", "builtins.exec"])
+    result = run_cli(
+        ["remap-ckpt", *BY_NAME, tmp_path / "evil.pth", "--allow-global", "builtins.exec"]
+    )
     assert_one_line_error(result, 2, "--allow-global builtins.exec: refused", "--trust-pickle")
     assert not marker.exists() and folder_state(tmp_path) == before
 
@@ -86,7 +92,7 @@ def test_trust_pickle_runs_the_code_as_documented(tmp_path):
     marker = tmp_path / "marker"
     torch.save({"state_dict": small_state(), "extra": RunsCode(marker)}, tmp_path / "evil.pth")
     before = hashlib.sha256((tmp_path / "evil.pth").read_bytes()).hexdigest()
-    result = run_cli(["remap-ckpt", tmp_path / "evil.pth", "--trust-pickle", "-q"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "evil.pth", "--trust-pickle", "-q"])
     assert result.exit_code == 0, result.output
     assert marker.read_text() == "code ran"
     out = torch.load(tmp_path / "evil.bn2gn.pth", weights_only=True)
@@ -110,7 +116,7 @@ def test_harmless_global_can_be_allowed_by_name(tmp_path):
         source,
     )
     before = folder_state(tmp_path)
-    refused = run_cli(["remap-ckpt", source])
+    refused = run_cli(["remap-ckpt", *BY_NAME, source])
     assert_one_line_error(
         refused,
         2,
@@ -119,7 +125,9 @@ def test_harmless_global_can_be_allowed_by_name(tmp_path):
         "--trust-pickle",
     )
     assert folder_state(tmp_path) == before
-    allowed = run_cli(["remap-ckpt", source, "--allow-global", "argparse.Namespace", "-q"])
+    allowed = run_cli(
+        ["remap-ckpt", *BY_NAME, source, "--allow-global", "argparse.Namespace", "-q"]
+    )
     assert allowed.exit_code == 0, allowed.output
     with torch.serialization.safe_globals([argparse.Namespace]):
         out = torch.load(tmp_path / "model_best.bn2gn.pth", weights_only=True)
@@ -137,7 +145,7 @@ def test_unknown_allow_global_is_a_usage_error(tmp_path):
     torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
     before = folder_state(tmp_path)
     result = run_cli(
-        ["remap-ckpt", tmp_path / "a.pth", "--allow-global", "no_such_module_xyz.Thing"]
+        ["remap-ckpt", *BY_NAME, tmp_path / "a.pth", "--allow-global", "no_such_module_xyz.Thing"]
     )
     assert_one_line_error(result, 2, "--allow-global no_such_module_xyz.Thing: cannot import it")
     assert folder_state(tmp_path) == before
@@ -180,7 +188,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, name, make, fragment
     source = tmp_path / name
     make(source)
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", source])
+    result = run_cli(["remap-ckpt", *BY_NAME, source])
     assert_one_line_error(result, 2, str(source), *fragments)
     assert folder_state(tmp_path) == before
 
@@ -188,10 +196,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, name, make, fragment
 def test_directory_and_missing_file(tmp_path):
     (tmp_path / "exp").mkdir()
     assert_one_line_error(
-        run_cli(["remap-ckpt", tmp_path / "exp", "-o", tmp_path / "x.pth"]), 2, "is a directory"
+        run_cli(["remap-ckpt", *BY_NAME, tmp_path / "exp", "-o", tmp_path / "x.pth"]),
+        2,
+        "is a directory",
     )
     assert_one_line_error(
-        run_cli(["remap-ckpt", tmp_path / "nope.pth"]), 2, "nope.pth: no such file"
+        run_cli(["remap-ckpt", *BY_NAME, tmp_path / "nope.pth"]), 2, "nope.pth: no such file"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
@@ -199,7 +209,9 @@ def test_directory_and_missing_file(tmp_path):
 def test_output_in_a_missing_directory(tmp_path):
     torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "-o", tmp_path / "missing" / "b.pth"])
+    result = run_cli(
+        ["remap-ckpt", *BY_NAME, tmp_path / "a.pth", "-o", tmp_path / "missing" / "b.pth"]
+    )
     assert_one_line_error(result, 2, "output folder", "does not exist")
     assert folder_state(tmp_path) == before and not (tmp_path / "missing").exists()
 
@@ -228,7 +240,7 @@ def test_usage_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
     monkeypatch.chdir(tmp_path)
     torch.save({"state_dict": small_state()}, tmp_path / "a.pth")
     before = folder_state(tmp_path)
-    assert_one_line_error(run_cli(["remap-ckpt", tmp_path / "a.pth", *args]), 2, fragment)
+    assert_one_line_error(run_cli(["remap-ckpt", *BY_NAME, tmp_path / "a.pth", *args]), 2, fragment)
     assert folder_state(tmp_path) == before
 
 
@@ -242,7 +254,7 @@ def test_a_failing_write_leaves_no_output_and_no_temporary_file(tmp_path, monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "a.pth"])
     assert_one_line_error(
         result, 2, "a.bn2gn.pth: cannot write (No space left on device); nothing was written"
     )
@@ -273,7 +285,7 @@ def test_re_open_check_catches_a_bad_write(tmp_path, monkeypatch, damage, fragme
     before = folder_state(tmp_path)
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, path, *a, **k: damage(real_save, obj, path))
-    result = run_cli(["remap-ckpt", tmp_path / "a.pth"])
+    result = run_cli(["remap-ckpt", *BY_NAME, tmp_path / "a.pth"])
     assert_one_line_error(result, 1, fragment, "nothing was written")
     assert folder_state(tmp_path) == before
 
@@ -291,14 +303,16 @@ def test_in_place_on_a_symlink_is_refused_and_the_target_kept(tmp_path):
     link = tmp_path / "ckpt.pth"
     link.symlink_to(target)
     original = target.read_bytes()
-    result = run_cli(["remap-ckpt", link, "--in-place"])
+    result = run_cli(["remap-ckpt", *BY_NAME, link, "--in-place"])
     assert_one_line_error(
         result, 2, f"{link}: is a symlink (to {target}); --in-place does not write through links"
     )
     assert target.read_bytes() == original and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth", "runs"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["model_last.pth"]
-    on_target = run_cli(["remap-ckpt", target, "--in-place"])  # what the message says to do works
+    on_target = run_cli(
+        ["remap-ckpt", *BY_NAME, target, "--in-place"]
+    )  # what the message says to do works
     assert on_target.exit_code == 0, on_target.output
     assert (tmp_path / "runs" / "model_last.pth.bak").read_bytes() == original and link.is_symlink()
 
@@ -307,7 +321,7 @@ def test_in_place_on_a_hard_linked_file_is_refused(tmp_path):
     source = _checkpoint(tmp_path)
     os.link(source, tmp_path / "other.pth")
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", source, "--in-place"])
+    result = run_cli(["remap-ckpt", *BY_NAME, source, "--in-place"])
     assert_one_line_error(
         result, 2, f"{source}: has 2 hard links; --in-place would give this name a new file"
     )
@@ -336,7 +350,7 @@ def test_output_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path, 
         what = "socket"
     before = os.stat(output)
     for extra in ([], ["--force"], ["--force", "--dry-run"]):
-        result = run_cli(["remap-ckpt", source, "-o", output, *extra])
+        result = run_cli(["remap-ckpt", *BY_NAME, source, "-o", output, *extra])
         assert_one_line_error(
             result,
             2,
@@ -359,7 +373,7 @@ def test_symlink_output_is_refused(tmp_path, dangling):
         target.write_bytes(b"keep me")
     link = tmp_path / "out.pth"
     link.symlink_to(target)
-    result = run_cli(["remap-ckpt", source, "-o", link, "--force"])
+    result = run_cli(["remap-ckpt", *BY_NAME, source, "-o", link, "--force"])
     assert_one_line_error(
         result,
         2,
@@ -373,7 +387,7 @@ def test_symlink_output_is_refused(tmp_path, dangling):
 def test_in_place_backup_that_is_a_fifo_is_refused(tmp_path):
     source = _checkpoint(tmp_path)
     os.mkfifo(tmp_path / "a.pth.bak")
-    result = run_cli(["remap-ckpt", source, "--in-place", "--force"])
+    result = run_cli(["remap-ckpt", *BY_NAME, source, "--in-place", "--force"])
     assert_one_line_error(result, 2, "a.pth.bak: exists and is a named pipe, not a regular file")
     assert stat.S_ISFIFO(os.stat(tmp_path / "a.pth.bak").st_mode)
 
@@ -385,7 +399,7 @@ def test_force_keeps_the_owner_of_the_replaced_output(tmp_path):
     output = tmp_path / "out.pth"
     output.write_bytes(b"old")
     os.chown(output, 1234, 1234)
-    assert run_cli(["remap-ckpt", source, "-o", output, "--force"]).exit_code == 0
+    assert run_cli(["remap-ckpt", *BY_NAME, source, "-o", output, "--force"]).exit_code == 0
     assert (output.stat().st_uid, output.stat().st_gid) == (
         1234,
         1234,
@@ -425,7 +439,7 @@ def _quantized():
 def test_allow_global_that_reaches_a_code_running_module_is_refused(tmp_path, args, fragments):
     source = _checkpoint(tmp_path)
     before = folder_state(tmp_path)
-    assert_one_line_error(run_cli(["remap-ckpt", source, *args]), 2, *fragments)
+    assert_one_line_error(run_cli(["remap-ckpt", *BY_NAME, source, *args]), 2, *fragments)
     assert folder_state(tmp_path) == before
 
 
@@ -434,7 +448,7 @@ def test_meta_tensor_is_refused(tmp_path):
     _with(lambda: torch.empty(3, device="meta"))(source)
     before = folder_state(tmp_path)
     assert_one_line_error(
-        run_cli(["remap-ckpt", source]),
+        run_cli(["remap-ckpt", *BY_NAME, source]),
         2,
         f"{source}: state_dict.extra is a meta tensor (a shape, no values)",
     )
@@ -445,7 +459,7 @@ def test_sparse_tensor_is_kept_bit_for_bit(tmp_path):
     source = tmp_path / "sparse.pth"
     sparse = torch.sparse_coo_tensor([[0, 2], [1, 0]], [3.0, -4.0], (3, 3), check_invariants=True)
     _with(lambda: sparse)(source)
-    result = run_cli(["remap-ckpt", source, "-q"])
+    result = run_cli(["remap-ckpt", *BY_NAME, source, "-q"])
     assert result.exit_code == 0 and result.stderr == "", result.output
     written = torch.load(tmp_path / "sparse.bn2gn.pth", weights_only=True)["state_dict"]["extra"]
     assert written.layout == torch.sparse_coo
@@ -464,7 +478,7 @@ def test_tensor_safetensors_cannot_hold_is_one_line(tmp_path, make, kind):
     source = tmp_path / "a.pth"
     _with(make)(source)
     before = folder_state(tmp_path)
-    result = run_cli(["remap-ckpt", source, "-o", tmp_path / "out.safetensors"])
+    result = run_cli(["remap-ckpt", *BY_NAME, source, "-o", tmp_path / "out.safetensors"])
     assert_one_line_error(
         result,
         2,
@@ -489,7 +503,7 @@ def run_process(*args):
 def test_quantized_tensor_runs_with_one_bn2gn_warning_and_no_torch_lines(tmp_path):
     source = tmp_path / "q.pth"
     _with(_quantized)(source)
-    result = run_process("remap-ckpt", source, "-q")
+    result = run_process("remap-ckpt", *BY_NAME, source, "-q")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         f"bn2gn: warning: {source}: holds quantized tensors (torch.quint8/qint8/qint32), which torch deprecates: "
@@ -505,7 +519,7 @@ def test_protocol_4_pickle_is_refused_in_one_line_without_torch_warnings(tmp_pat
     with open(source, "wb") as handle:
         pickle.dump({"state_dict": small_state()}, handle, protocol=4)
     before = folder_state(tmp_path)
-    result = run_process("remap-ckpt", source)
+    result = run_process("remap-ckpt", *BY_NAME, source)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"bn2gn: error: {source}: refused: a plain pickle (protocol 4 or higher, not written by torch.save), "
@@ -517,5 +531,5 @@ def test_protocol_4_pickle_is_refused_in_one_line_without_torch_warnings(tmp_pat
 def test_sparse_checkpoint_prints_no_torch_warning(tmp_path):
     source = tmp_path / "sparse.pth"
     _with(lambda: torch.eye(3).to_sparse())(source)
-    result = run_process("remap-ckpt", source, "-q")
+    result = run_process("remap-ckpt", *BY_NAME, source, "-q")
     assert result.returncode == 0 and result.stderr == "", result.stderr

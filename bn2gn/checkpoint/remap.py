@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import DEFAULT_BACKBONE_NAMES
 from ..decision import Backbone
-from ..errors import Opt, message_text
+from ..errors import Bn2gnError, Opt, message_text
 from .load import DATA_PARALLEL_PREFIX, data_parallel_prefix
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -72,8 +72,9 @@ def selection_from_model(model, source: str = "built in memory") -> ModelSelecti
 
 @dataclasses.dataclass(frozen=True)
 class RemapOptions:
-    #: the plan's decision (``bn2gn.api.Session.remap_options``); the default is for unit tests
-    backbone: Backbone = Backbone.named(DEFAULT_BACKBONE_NAMES)
+    #: the plan's decision (``bn2gn.api.remap_decision``); None: nothing decides, and a checkpoint
+    #: holding BatchNorm statistics is refused with ``decided_by`` as the reason
+    backbone: Optional[Backbone] = Backbone.named(DEFAULT_BACKBONE_NAMES)
     keep_prefix: bool = False
     keep_optimizer: bool = False
     reset_affine: bool = False
@@ -83,7 +84,7 @@ class RemapOptions:
     decided_by: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, Backbone):
+        if self.backbone is not None and not isinstance(self.backbone, Backbone):
             raise TypeError("RemapOptions.backbone must be a Backbone (see bn2gn.api.Session)")
 
 
@@ -128,6 +129,8 @@ def remap_state_dict(
     batchnorm = _batchnorm_layers(names.values())
     if options.plan is not None:
         converted, report.unaccounted = options.plan.split(batchnorm)
+    elif batchnorm and options.backbone is None:
+        raise Bn2gnError(options.decided_by or "cannot tell which BatchNorm layers were converted")
     else:
         converted = {layer for layer in batchnorm if not options.backbone.contains(layer)}
     report.backbone_batchnorm = [layer for layer in batchnorm if layer not in converted]

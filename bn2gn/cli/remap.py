@@ -155,7 +155,7 @@ def remap_ckpt(
     settings = load_settings(
         [source_tree or (paths[0] if paths else old)], config_file, backbone_names=backbone_attrs
     )
-    backbone, decided_by = remap_decision(
+    backbone, decided_by = remap_decision(  # backbone None: refused once BatchNorm is found
         old, settings, source_tree, bool(backbone_attrs), model_spec, plan_file, renames_file
     )
     job = RemapJob(
