@@ -28,6 +28,9 @@ def plan_lines(result: MigrateResult, verbose: bool = False) -> List[str]:
         lines.append(f"  {path}: " + ", ".join(f"{n} {d}" for d, n in sorted(counts[path].items())))
     lines.append("train scripts (optimizer): " + (", ".join(result.scripts) or "none to patch"))
     lines.append("trainers (.train()): " + (", ".join(result.trainers) or "none to patch"))
+    if result.backbone is not None:
+        # what the injected freeze carries: the decision, not only the configured names
+        lines.append(f"backbone (frozen, kept in eval): {result.backbone.describe()}")
     lines.append("plan:")
     lines += ["  " + line for line in render_text(result.plan, verbose=verbose).splitlines()]
     return lines
@@ -121,6 +124,7 @@ def as_dict(result: MigrateResult) -> dict:
         "scripts": result.scripts,
         "trainers": result.trainers,
         "plan": result.plan.as_dict(),
+        "backbone": result.backbone.as_dict() if result.backbone is not None else None,
         "usage_errors": list(result.usage),
         "results": [
             dict(
