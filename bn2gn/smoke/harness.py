@@ -82,11 +82,11 @@ def run_script(script: Path, script_args: List[str]) -> tuple:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from ..config import DEFAULT_BACKBONE_ATTRS
+    from ..config import DEFAULT_BACKBONE_NAMES
     from .recorder import Recorder
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    attrs = tuple(dict.fromkeys(DEFAULT_BACKBONE_ATTRS + tuple(args.backbone_attrs)))
+    attrs = tuple(dict.fromkeys(DEFAULT_BACKBONE_NAMES + tuple(args.backbone_attrs)))
     recorder = Recorder(
         attrs,
         expect_state=args.expect_state,
