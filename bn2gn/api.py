@@ -25,7 +25,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
 from .config import DEFAULT_BACKBONE_NAMES, Config, load_config
 from .decision import Backbone, BackboneEntry
-from .errors import Bn2gnError, SourceError, SourceFailure
+from .errors import Bn2gnError, NothingToAnalyse, SourceError, SourceFailure
 from .pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
 from .rules import Rule, select_rules
 from .sources import SourceText, decode_source
@@ -124,7 +124,7 @@ class Session:
             where = ", ".join(_display(p) for p in self.paths) or "."
             try:
                 plan = self.plan
-            except Bn2gnError:
+            except NothingToAnalyse:
                 if not self.tolerate_no_model:
                     raise
                 self._backbone = Backbone.named(

@@ -137,11 +137,11 @@ def load_config(targets: Sequence[Path], config_file: Optional[Path] = None, **c
     values = {}
     for key in CONFIG_KEYS:
         field = FIELDS.get(key, key.replace("-", "_"))
+        if isinstance(cli.get(field), (str, bytes)):
+            raise TypeError(f"{field} must be a sequence of names, not a string")
         cli_value = tuple(cli.get(field) or ())
         values[field] = cli_value or table.get(key, ())
     extra = values.pop("backbone_names")
-    if isinstance(extra, str):
-        raise TypeError("backbone_names must be a sequence of names, not a string")
     names = tuple(dict.fromkeys(DEFAULT_BACKBONE_NAMES + tuple(extra)))
     for name in names:
         if not name.isidentifier():

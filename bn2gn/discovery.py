@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from .errors import Bn2gnError, Message, Opt, message_text
+from .errors import Bn2gnError, Message, NothingToAnalyse, Opt, message_text
 
 SKIPPED_DIRS = frozenset(
     {
@@ -99,7 +99,7 @@ def discover(
             result.files.append(path)
     result.files.sort()
     if not result.files:
-        raise Bn2gnError(_nothing_found(given_paths, skipped))
+        raise NothingToAnalyse(_nothing_found(given_paths, skipped))
     return result
 
 

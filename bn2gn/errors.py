@@ -150,6 +150,11 @@ class Bn2gnError(Exception):
         return self.message
 
 
+class NothingToAnalyse(Bn2gnError):
+    """The given paths hold no Python file to read (a usage error, unless the caller can do
+    without a plan: patch-trainer on a folder of train scripts decides by the configured names)."""
+
+
 class OptionError(Bn2gnError):
     """A bad value of one of the user's options. The engine names the option by its parameter name
     (``model``, ``model_arg``, ``path``, ``stub``, ...); the CLI shows it under the flag that command

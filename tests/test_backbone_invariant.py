@@ -212,8 +212,9 @@ def test_verify_names_a_freeze_that_carries_another_backbone(tmp_path):
     result = run_cli(args, cwd=repo)
     sys.modules.pop("models", None)
     assert result.exit_code == 1
-    assert "freeze_backbone_bn in train.py carries the backbone entries ('backbone', 'base_layer')" in (
-        result.output
+    assert (
+        "freeze_backbone_bn in train.py carries the backbone entries ('backbone', 'base_layer')"
+        in (result.output)
     )
     assert "update it: bn2gn patch-trainer train.py" in result.output
 
@@ -248,3 +249,62 @@ def test_migrate_reports_the_backbone_it_bakes_in_json(tmp_path):
         "PoseResNet.layer1",
         "PoseResNet.layer2",
     ]
+
+
+def test_engines_take_the_decision_never_names_or_a_string():
+    from bn2gn.checkpoint.remap import RemapOptions
+    from bn2gn.config import load_config
+    from bn2gn.decision import Backbone
+    from bn2gn.patch_trainer import TrainerOptions
+
+    with pytest.raises(TypeError):
+        TrainerOptions(backbone=("backbone", "base_layer"))
+    with pytest.raises(TypeError):
+        RemapOptions(backbone=("backbone",))
+    with pytest.raises(TypeError):
+        Backbone.named("backbone")
+    with pytest.raises(TypeError):
+        Backbone.decided("base", {})
+    with pytest.raises(TypeError):
+        load_config([FORMS], backbone_names="base")
+    with pytest.raises(TypeError):  # the old keyword is gone, not silently ignored
+        load_config([FORMS], backbone_attrs=("base",))
+
+
+def test_backbone_contains_and_modules_agree_on_a_built_model(tmp_path):
+    """``contains`` with the model's owners and ``modules`` (the runtime's rule) give the same set."""
+    from bn2gn.api import Session
+
+    repo = _repo("inline_resnet", tmp_path)
+    backbone = Session.open([repo]).backbone
+    model = nn.DataParallel(_build(repo))
+    inner = model.module
+    owners = {p: [k.__name__ for k in type(m).__mro__] for p, m in inner.named_modules()}
+    by_contains = {p for p in _batchnorms(inner) if backbone.contains(p, owners)}
+    by_modules = {p for p, _ in backbone.batchnorms(model)}
+    assert by_contains == by_modules == KEPT["inline_resnet"]
+    # without the model, a checkpoint key's path is taken relative to the root
+    assert backbone.contains("layer1.1") and not backbone.contains("head.1")
+
+
+def test_patch_trainer_writes_nothing_when_the_plan_cannot_be_built(tmp_path):
+    repo = _repo("named_backbone", tmp_path)
+    (repo / "bn2gn.toml").write_text('[tool.bn2gn]\nconvert = ["NoSuchClass"]\n')
+    before = (repo / "train.py").read_bytes()
+    result = run_cli(["patch-trainer", "train.py"], cwd=repo)
+    assert result.exit_code == 2
+    assert "NoSuchClass" in result.stderr and "Traceback" not in result.output
+    assert (repo / "train.py").read_bytes() == before
+
+
+def test_remap_refuses_to_guess_without_source_plan_model_or_names(tmp_path):
+    torch.save(
+        {"state_dict": nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).state_dict()},
+        tmp_path / "old.pth",
+    )
+    result = run_cli(["remap-ckpt", "old.pth"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    for option in ("--model", "--plan", "--source", "--backbone-attr"):
+        assert option in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.pth"]
