@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple, Union
 
 from .config import DEFAULT_BACKBONE_NAMES, Config, load_config
 from .decision import Backbone, BackboneEntry
-from .errors import Bn2gnError, NothingToAnalyse, SourceError, SourceFailure
+from .errors import Bn2gnError, Message, NothingToAnalyse, Opt, SourceError, SourceFailure
 from .pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
 from .rules import Rule, select_rules
 from .sources import SourceText, decode_source
@@ -263,12 +263,12 @@ def remap_decision(
     model_spec: Optional[str] = None,
     plan_file: Optional[Path] = None,
     renames_file: Optional[Path] = None,
-) -> Tuple[Optional[Backbone], str]:
+) -> Tuple[Optional[Backbone], Union[str, Message]]:
     """Which rule tells ``remap-ckpt`` what was converted, and the backbone it keeps.
 
     In order: the built model (``--model``), a traced plan, config renames, the plan of the source
     tree (``--source``, else the repository holding the checkpoint), the backbone names the user
-    configured. With none of them bn2gn would be guessing: (None, UNDECIDED), and the remapper
+    configured. With none of them bn2gn would be guessing: (None, the reason), and the remapper
     refuses a checkpoint that holds BatchNorm statistics (exit 2).
     """
     names = Backbone.named(settings.backbone_names)
@@ -282,7 +282,11 @@ def remap_decision(
     tree = Path(source) if source is not None else checkpoint_repository(checkpoint)
     if tree is not None:
         if not tree.is_dir():
-            raise Bn2gnError(f"{tree}: --source must be the folder holding the model's source")
+            raise Bn2gnError(
+                Message(
+                    f"{tree}: ", Opt("source"), " must be the folder holding the model's source"
+                )
+            )
         session = Session([tree], settings)
         try:
             backbone = session.backbone
@@ -291,24 +295,39 @@ def remap_decision(
                 raise
             if not names_given:
                 raise Bn2gnError(
-                    f"{checkpoint}: the repository around it ({tree}) has no model bn2gn can plan "
-                    f"({exc.text.render({})}); name the source tree with --source PATH, "
-                    "or use --model / --plan"
+                    Message(
+                        f"{checkpoint}: the repository around it ({tree}) has no model bn2gn can "
+                        f"plan ({exc.text.render({})}); name the source tree with ",
+                        Opt("source", "PATH"),
+                        ", or use ",
+                        Opt("model"),
+                        " / ",
+                        Opt("plan"),
+                    )
                 ) from None
         else:
             if session.plan.sites or session.plan.backbones:
                 return backbone, f"the plan of {_display(tree)} (backbone: {backbone.describe()})"
     if names_given:
         return names, f"the backbone names you gave ({names.describe()})"
-    return None, f"{checkpoint}: {UNDECIDED}"
+    return None, undecided(checkpoint)
 
 
-#: ``remap_decision`` found nothing to decide by: the remapper refuses a checkpoint holding BatchNorm
-UNDECIDED = (
-    "cannot tell which BatchNorm layers were converted: name the converted model "
-    "(--model MODULE:FACTORY), a traced plan (--plan PLAN.json), the source tree (--source PATH) "
-    "or the backbone attributes (--backbone-attr NAME)"
-)
+def undecided(checkpoint: Path) -> Message:
+    """``remap_decision`` found nothing to decide by: the remapper refuses a checkpoint holding
+    BatchNorm statistics with this reason."""
+    return Message(
+        f"{checkpoint}: cannot tell which BatchNorm layers were converted: name the converted "
+        "model (",
+        Opt("model", "MODULE:FACTORY"),
+        "), a traced plan (",
+        Opt("plan", "PLAN.json"),
+        "), the source tree (",
+        Opt("source", "PATH"),
+        ") or the backbone attributes (",
+        Opt("backbone_attr", "NAME"),
+        ")",
+    )
 
 
 def _check_backbone(options) -> None:

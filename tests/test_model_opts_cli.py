@@ -147,7 +147,7 @@ def test_scan_trace_builds_centernet_from_its_own_options(tmp_path):
     fc = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith("lib/models/resnet_fpn_dcn.py:65:")
+        if line.startswith("lib/models/resnet_fpn_dcn.py:71:")
     ]
     assert fc and fc[0].endswith(
         "traced: 3 instance(s), none under a backbone attribute: (hm.1, reg.1, wh.1)"
@@ -160,7 +160,7 @@ def test_scan_trace_options_overrides_reach_the_factory(tmp_path):
     fc = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith("lib/models/resnet_fpn_dcn.py:65:")
+        if line.startswith("lib/models/resnet_fpn_dcn.py:71:")
     ]
     assert fc and "traced: 3 instance(s)" not in fc[0] and "(not executed in trace)" in fc[0]
 

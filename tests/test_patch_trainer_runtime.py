@@ -27,6 +27,7 @@ from bn2gn.decision import Backbone  # noqa: E402
 def is_backbone_path(path, entries):
     return Backbone.from_spellings(entries).contains(path)
 
+
 PROJECT = FIXTURES / "patch_trainer" / "project"
 MODULES = ("tinydet", "tiny_trainer", "tiny_train")
 BACKBONE_BN = {"backbone.base_layer.1", "backbone.level1.1"}  # the two BatchNorm2d of TinyBackbone

@@ -308,7 +308,8 @@ def test_remap_with_traced_plan_where_converted_layers_break_the_prefix_rule(tmp
 
     # the prefix rule keeps backbone.stem.1's running statistics, which the rewritten model no longer has
     result = run_cli(
-        ["remap-ckpt", "old.pth", "-o", "by_prefix.pth", "--backbone-attr", "backbone"], cwd=tmp_path
+        ["remap-ckpt", "old.pth", "-o", "by_prefix.pth", "--backbone-attr", "backbone"],
+        cwd=tmp_path,
     )
     assert result.exit_code == 0, result.output
     by_prefix = torch.load(tmp_path / "by_prefix.pth", weights_only=True)["state_dict"]

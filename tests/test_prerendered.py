@@ -21,6 +21,9 @@ ATTRS = [
     ("backbone", "base_layer"),
     ("encoder", "module.backbone"),
     ("backbone", "base_layer", "layer1", "layer2", "layer3", "layer4"),
+    # a plan's inferred entries: the tuple no longer fits one parameter line
+    ("backbone", "base_layer", "PoseResNet.conv1", "PoseResNet.layer1", "PoseResNet.layer2"),
+    ("backbone", "base_layer", *(f"DLASeg.level{i}" for i in range(6)), "Tracker.pre_img_layer"),
     tuple(f"stage{i}_with_a_rather_long_name" for i in range(6)),
 ]
 

@@ -86,7 +86,10 @@ def test_backbone_attribute_matches_whole_components_only():
 def test_extra_backbone_attrs_keep_poseresnet_inline_stages():
     sd = state(bn("bn1"), bn("layer1.0.bn1"), bn("layer4.1.bn2"), bn("deconv_layers.1"))
     _, report = remap_state_dict(
-        sd, RemapOptions(backbone=Backbone.named(("backbone", "base_layer", "bn1", "layer1", "layer4")))
+        sd,
+        RemapOptions(
+            backbone=Backbone.named(("backbone", "base_layer", "bn1", "layer1", "layer4"))
+        ),
     )
     assert report.backbone_batchnorm == ["bn1", "layer1.0.bn1", "layer4.1.bn2"]
     assert list(report.dropped) == ["deconv_layers.1"]

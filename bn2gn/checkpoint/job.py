@@ -178,7 +178,11 @@ def _run_remap(job: RemapJob) -> RemapResult:
     if model is not None:
         primary = content[keys[0]] if keys else content
         result.verification = verify_state_dict(
-            model, primary, job.remap.backbone.spellings if job.remap.backbone else (), job.strict, job.model.describe()
+            model,
+            primary,
+            job.remap.backbone.spellings if job.remap.backbone else (),
+            job.strict,
+            job.model.describe(),
         )
     if job.dry_run or result.exit_code != EXIT_OK:
         return result

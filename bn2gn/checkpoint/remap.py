@@ -80,8 +80,8 @@ class RemapOptions:
     reset_affine: bool = False
     #: ``remap-ckpt --plan``: a PlanSelection whose traced module paths replace the prefix rule (issue 7)
     plan: Optional[Any] = None
-    #: which rule decided what was converted, for the report
-    decided_by: str = ""
+    #: which rule decided what was converted, for the report; with no backbone, why none could
+    decided_by: Any = ""
 
     def __post_init__(self) -> None:
         if self.backbone is not None and not isinstance(self.backbone, Backbone):

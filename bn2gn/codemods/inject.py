@@ -80,10 +80,38 @@ def _split_def(line: str) -> Optional[List[str]]:
     head, tail = f"{indent}def {name}(", f"{indent}):"
     if len(inner + params) <= BLACK_LINE:
         return [head, inner + params, tail]
-    one_per_line = [f"{inner}{part}," for part in parts]
-    if any(len(p) > BLACK_LINE for p in one_per_line) or len(head) > BLACK_LINE:
+    one_per_line = []
+    for part in parts:
+        line = f"{inner}{part},"
+        if len(line) > BLACK_LINE:
+            exploded = _explode_tuple_default(inner, part)
+            if exploded is None:
+                return None
+            one_per_line.extend(exploded)
+        else:
+            one_per_line.append(line)
+    if len(head) > BLACK_LINE:
         return None
     return [head, *one_per_line, tail]
+
+
+_TUPLE_DEFAULT = re.compile(r"(\w+)=\((.*)\)")
+
+
+def _explode_tuple_default(indent: str, part: str) -> Optional[List[str]]:
+    """black's split of a parameter whose tuple default is too long (the backbone entries bn2gn bakes
+    in): the tuple opened on the parameter's line, one element per line, a trailing comma each."""
+    match = _TUPLE_DEFAULT.fullmatch(part)
+    if not match:
+        return None
+    elements = _top_level_split(match.group(2))
+    if not elements or any(not e or "(" in e or "[" in e or "{" in e for e in elements):
+        return None
+    inner = indent + "    "
+    lines = [f"{inner}{e}," for e in elements]
+    if any(len(line) > BLACK_LINE for line in lines):
+        return None
+    return [f"{indent}{match.group(1)}=(", *lines, f"{indent}),"]
 
 
 def _top_level_split(params: str) -> Optional[List[str]]:

@@ -125,7 +125,22 @@ class Demo:
                 continue
             if not self._run(name, label, argv, self.converted).ok:
                 return False
+        if "patch-trainer" not in self.options.skip_steps:
+            self._check_injected_backbone()
         return True
+
+    def _check_injected_backbone(self) -> None:
+        """The freeze patch-trainer injected must carry the plan's backbone (what the harness checks);
+        when it does not, say so and how to update it, not that calls are missing."""
+        from ..decision import Backbone
+        from .freeze_source import load_freeze_logic
+        from .verify import freeze_backbone_checks
+
+        files = [self.converted / name for name in TRAINER_FILES]
+        logic = load_freeze_logic([f for f in files if f.is_file()], ())
+        planned = Backbone.from_spellings(self.attrs, source="the plan of lib/models")
+        for check in freeze_backbone_checks(logic, planned):
+            self._add(check)
 
     def _pretrain(self) -> Tuple[StepResult, Optional[dict]]:
         archs = [a for arch in self.options.archs for a in ("--arch", arch)]

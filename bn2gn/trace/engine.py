@@ -95,7 +95,9 @@ def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
     from ..decision import Backbone
 
-    backbone = Backbone.decided(config.backbone_names, static.backbones if static is not None else {})
+    backbone = Backbone.decided(
+        config.backbone_names, static.backbones if static is not None else {}
+    )
     return {path for path, _ in backbone.modules(model)}
 
 
@@ -139,7 +141,9 @@ def decide_from_trace(
     backbone = [
         p
         for p in found
-        if (p in inside if inside is not None else Backbone.named(config.backbone_names).contains(p))
+        if (
+            p in inside if inside is not None else Backbone.named(config.backbone_names).contains(p)
+        )
     ]
     other = [p for p in found if p not in backbone]
     if backbone and other:
