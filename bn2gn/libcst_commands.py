@@ -75,14 +75,22 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _session(
-    scan_paths, plan_file, roots, convert, keep, include, exclude, backbone_names, config_file
+    scan_paths=None,
+    plan_file=None,
+    roots=(),
+    convert=(),
+    keep=(),
+    include=(),
+    exclude=(),
+    backbone_attrs=(),
+    config_file=None,
 ) -> "engine.Session":
     """The seam's session for the analysis flags every command takes (the plan is built lazily)."""
     return engine.Session.open(
         [Path(p) for p in scan_paths or ["."]],
         Path(config_file) if config_file else None,
         Path(plan_file) if plan_file else None,
-        backbone_names=backbone_names,
+        backbone_names=backbone_attrs,
         roots=roots,
         convert=convert,
         keep=keep,
@@ -127,32 +135,11 @@ class Rewrite(_Bn2gnCommand):
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
         _analysis_args(arg_parser)
 
-    def __init__(
-        self,
-        context: CodemodContext,
-        scan_paths=None,
-        plan_file=None,
-        roots=(),
-        convert=(),
-        keep=(),
-        include=(),
-        exclude=(),
-        backbone_attrs=(),
-        config_file=None,
-    ) -> None:
+    def __init__(self, context: CodemodContext, **analysis) -> None:
+        """``analysis``: the flags ``_analysis_args`` defines (scan paths, plan, overrides, settings)."""
         super().__init__(context)
         try:
-            session = _session(
-                scan_paths,
-                plan_file,
-                roots,
-                convert,
-                keep,
-                include,
-                exclude,
-                backbone_attrs,
-                config_file,
-            )
+            session = _session(**analysis)
             rules = self.RULES if self.RULES is not None else session.rewrite_rules()
             self.jobs: Dict[str, object] = session.rewrite_jobs(rules)
         except Bn2gnError as exc:
@@ -222,33 +209,15 @@ class PatchTrainer(_Bn2gnCommand):
     def __init__(
         self,
         context: CodemodContext,
-        scan_paths=None,
-        plan_file=None,
-        roots=(),
-        convert=(),
-        keep=(),
-        include=(),
-        exclude=(),
-        backbone_attrs=(),
-        config_file=None,
         optimizer_calls=(),
         model_var=None,
         helper_module=None,
         exclude_frozen=False,
+        **analysis,
     ) -> None:
         super().__init__(context)
         try:
-            session = _session(
-                scan_paths,
-                plan_file,
-                roots,
-                convert,
-                keep,
-                include,
-                exclude,
-                backbone_attrs,
-                config_file,
-            )
+            session = _session(**analysis)
             session.tolerate_no_model = True  # a tree of train scripts only: the configured names
             self.options = session.trainer_options(
                 exclude_frozen, optimizer_calls, model_var, helper_module
