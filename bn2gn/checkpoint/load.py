@@ -8,7 +8,6 @@ safetensors library. Anything that cannot be read becomes one Bn2gnError line, e
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import pickle
 import re
 import warnings
@@ -17,40 +16,12 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Tuple
 
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
+from .safe_globals import admissible, can_run_code, resolve_global
 
 #: Where CenterNet-family and common training scripts keep the model weights, in lookup order.
 STATE_DICT_KEYS = ("state_dict", "model", "net", "module", "state_dict_ema")
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS = "torch", "torch-legacy", "safetensors"
 _ZIP_MAGIC = b"PK\x03\x04"
-#: Modules whose globals can run code or reach the system when unpickled; --allow-global refuses them.
-CODE_RUNNING_MODULES = frozenset(
-    {
-        "__builtin__",
-        "builtins",
-        "code",
-        "codeop",
-        "ctypes",
-        "functools",
-        "importlib",
-        "io",
-        "marshal",
-        "nt",
-        "operator",
-        "os",
-        "pathlib",
-        "pickle",
-        "_pickle",
-        "posix",
-        "pty",
-        "runpy",
-        "shutil",
-        "socket",
-        "subprocess",
-        "sys",
-        "types",
-        "webbrowser",
-    }
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,78 +121,6 @@ def _guarded_load(path: Path, load) -> Any:
         raise _unreadable(path, exc) from None
 
 
-def resolve_global(name: str) -> tuple:
-    """``argparse.Namespace`` → ``(argparse.Namespace, "argparse.Namespace")`` for torch's allow-list."""
-    parts = name.split(".")
-    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name), ": give the full dotted name, e.g. argparse.Namespace"
-            ),
-            EXIT_USAGE,
-        )
-    if can_run_code(name):
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name),
-                f": refused, {parts[0]} globals can run arbitrary code; use ",
-                Opt("trust_pickle"),
-                ", and only for a file you trust",
-            ),
-            EXIT_USAGE,
-        )
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        try:
-            for part in parts[split:]:
-                obj = getattr(obj, part)
-                _refuse_reached_module(name, obj)
-        except AttributeError:
-            break
-        if not isinstance(obj, type) and not callable(obj):
-            raise Bn2gnError(
-                Message(
-                    Opt("allow_global", name),
-                    f": is a {type(obj).__name__}, not a class or function; "
-                    "name the class the pickle uses, e.g. argparse.Namespace",
-                ),
-                EXIT_USAGE,
-            )
-        return (obj, name)
-    raise Bn2gnError(
-        Message(
-            Opt("allow_global", name),
-            ": cannot import it; give the full dotted name, e.g. argparse.Namespace",
-        ),
-        EXIT_USAGE,
-    )
-
-
-def _refuse_reached_module(name: str, obj: Any) -> None:
-    """``argparse._sys.modules`` reaches ``sys`` through an attribute: judge the module really reached."""
-    import types
-
-    real = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-    if isinstance(real, str) and real.split(".")[0] in CODE_RUNNING_MODULES:
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name),
-                f": refused, it reaches {real}, whose globals can run arbitrary code; use ",
-                Opt("trust_pickle"),
-                ", and only for a file you trust",
-            ),
-            EXIT_USAGE,
-        )
-
-
-def can_run_code(name: str) -> bool:
-    """True for globals of CODE_RUNNING_MODULES (``exec``: a bare name is a builtin)."""
-    return "." not in name or name.split(".")[0] in CODE_RUNNING_MODULES
-
-
 def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
     names = re.findall(r"GLOBAL ([\w.]+)", message)
     first = names[0] if names else None
@@ -270,14 +169,25 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
             ),
             EXIT_USAGE,
         )
+    verdict = admissible(first)
+    if verdict is False:
+        return Bn2gnError(
+            Message(
+                f"{path}: refused to unpickle global {first}{also}: calling it may run code; only ",
+                Opt("trust_pickle"),
+                " loads it, and only for a file you trust",
+            ),
+            EXIT_USAGE,
+        )
+    advice = "allow it with " if verdict else "if it is a class you trust, allow it with "
     return Bn2gnError(
         Message(
             f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and "
-            "plain containers only; if you trust this file, allow it with ",
+            f"plain containers only; {advice}",
             Opt("allow_global", first),
-            " or load everything with ",
+            " (functions are refused: calling one may run code; only ",
             Opt("trust_pickle"),
-            " (runs the file's pickled code)",
+            " loads those)",
         ),
         EXIT_USAGE,
     )
