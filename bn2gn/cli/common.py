@@ -147,3 +147,14 @@ def echo_rules(prefix: str = "") -> None:
         if rule.code.startswith(prefix):
             default = "" if rule.default else " (opt-in)"
             click.echo(f"{rule.code}  {rule.slug:<32} {rule.description}{default}")
+
+
+def check_output(flag: str, output, inputs=()) -> None:
+    """Refuse (exit 2, nothing written) an output that is an input, a pipe or in a missing folder."""
+    from ..outputs import output_problem
+
+    if output is None:
+        return
+    problem = output_problem(output, inputs)
+    if problem:
+        raise Bn2gnError(f"{flag} {output}: {problem}", EXIT_USAGE)
