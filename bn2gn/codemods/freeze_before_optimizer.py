@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 from ..errors import Opt, message_text
 from ..rules import Rule
+from .bound_names import binder_between, bound_before, lambda_parameters, root_name
 from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
 from .recognise import optimizer_names
 from .trainer_facts import (
@@ -90,6 +91,7 @@ class FreezeBeforeOptimizer:
                         Opt("model_var", "NAME"),
                     )
                 )
+            _refuse_unbound(facts, site, model, path, bool(self.model_var))
             frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(
                 facts, site.statement
@@ -132,6 +134,32 @@ class _Freezes:
                 return False  # a freeze outside the function does not run when the function does
             node = self.facts.parent.get(node)
         return False
+
+
+def _refuse_unbound(facts: Facts, site: OptimizerSite, model: str, path, named: bool) -> None:
+    """The freeze goes before the statement: every name it uses must exist there."""
+    name = root_name(model)
+    if name is None:
+        return
+    binder = site.call and binder_between(facts, site.call, site.statement.head, name)
+    if binder is None and bound_before(facts, site.statement, name):
+        return
+    where = f"before line {site.line} (in {site.scope})"
+    if binder is not None:
+        kind = "lambda" if isinstance(binder, ast.Lambda) else "comprehension"
+        why = f"{name} is bound only inside the {kind} that builds the optimizer, not {where}"
+    else:
+        why = f"{name} is not bound {where}, where the freeze would go"
+    if named:
+        raise NeedsUserInput(
+            message_text(f"{path}:{site.line}: ", Opt("model_var", model), f": {why}")
+        )
+    raise NeedsUserInput(
+        message_text(
+            f"{path}:{site.line}: {why}; name the model to freeze there with ",
+            Opt("model_var", "NAME"),
+        )
+    )
 
 
 def report_line(facts: Facts, statement: Statement) -> str:
@@ -205,12 +233,17 @@ def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerS
     A function of this file that builds the optimizer from a parameter it was given (so the model
     is not visible inside it) is treated as a builder: its call sites are patched instead.
     """
-    direct, delegating, local_builders = [], set(), set()
+    direct, delegating, local_builders, lambdas = [], set(), set(), {}
     for call in facts.calls:
         name = dotted(call.func)
         if name and names.is_direct(name):
             site = _site(facts, call, name)
             site.model = model_of_call(facts, call)
+            builder = _lambda_builder(facts, site)
+            if builder is not None:  # `make = lambda m: SGD(m.parameters())`: patch make(...)
+                lambdas[builder[0]] = builder[1]
+                delegating.add(builder[0])
+                continue
             function = facts.innermost_function(call)
             if function is not None:
                 local_builders.add(function.name)
@@ -230,9 +263,39 @@ def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerS
         if last in local_builders and last not in delegating:
             continue  # the construction inside that function is patched instead
         site = _site(facts, call, name)
-        site.model = model_of_call(facts, call) or model_argument(call)
+        site.model = (
+            model_of_call(facts, call)
+            or _passed_argument(call, lambdas.get(last))
+            or model_argument(call)
+        )
         sites.append(site)
     return sorted(sites, key=lambda s: (s.line, s.call.col_offset if s.call else 0))
+
+
+def _lambda_builder(facts: Facts, site: OptimizerSite) -> Optional[tuple]:
+    """``(name, index)`` when the optimizer is built by ``name = lambda ...`` from its parameter
+    number ``index``: the model is what each call of ``name`` passes there."""
+    model = site.model and root_name(site.model)
+    binder = model and binder_between(facts, site.call, site.statement.head, model)
+    head = site.statement.head
+    if (
+        not isinstance(binder, ast.Lambda)
+        or not isinstance(head, ast.Assign)
+        or head.value is not binder
+        or len(head.targets) != 1
+        or not isinstance(head.targets[0], ast.Name)
+    ):
+        return None
+    name = head.targets[0].id
+    if not any(call_named(other, name) for other in facts.calls):
+        return None
+    return name, lambda_parameters(binder).index(model)
+
+
+def _passed_argument(call: ast.Call, index: Optional[int]) -> Optional[str]:
+    if index is None or index >= len(call.args):
+        return None
+    return dotted(call.args[index])
 
 
 def site_at_line(facts: Facts, line: int) -> Optional[OptimizerSite]:
