@@ -43,3 +43,31 @@ def quick_exit(code) -> None:
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
             pass
     os._exit(code)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised where the program is, so every ``finally`` and cleanup
+    (temporary files, worker processes) runs as it does for Ctrl-C. A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def end_on_signals() -> None:
+    """A console process ends on SIGTERM and SIGHUP the way it ends on SIGINT: cleaned up."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) in (signal.SIG_DFL, None):
+            signal.signal(number, _raise_terminated)
