@@ -65,3 +65,77 @@ def test_remap_ckpt_signal_leaves_no_temporary_file(tmp_path, slow_checkpoint, s
     assert process.returncode == code, err
     assert sorted(os.listdir(tmp_path)) == ["big.pth"], err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+HEAD = "import torch.nn as nn\n\n\nclass Head{i}(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+NET = (
+    "\n\nclass Net{i}(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))\n"
+    "        self.head = Head{i}()\n"
+)
+
+
+def _tree(folder):
+    """300 detector files (1.2 MB): enough work for ``-j 2`` to start its workers."""
+    folder.mkdir()
+    layers = "".join(
+        f"        self.b{j} = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))\n"
+        for j in range(40)
+    )
+    texts = {}
+    for i in range(300):
+        texts[f"m{i}.py"] = (HEAD + layers + NET).replace("{i}", str(i))
+        (folder / f"m{i}.py").write_text(texts[f"m{i}.py"])
+    return texts
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+@pytest.mark.parametrize("command", ["rewrite", "patch-trainer"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_workers_end_with_their_parent(tmp_path, command, signum):
+    import ast
+
+    texts = _tree(tmp_path / "tree")
+    if command == "patch-trainer":
+        for name in list(texts)[:299]:
+            texts[name] += "\n\ndef train(model):\n    return torch.optim.SGD(model.parameters())\n"
+            (tmp_path / "tree" / name).write_text(texts[name])
+    process = start([command, "tree", "-j", "2", "-q"], tmp_path)
+    end, workers = time.monotonic() + 60, []
+    while time.monotonic() < end and process.poll() is None and len(workers) < 2:
+        workers = _children(process.pid)
+        time.sleep(0.01)
+    assert len(workers) >= 2, process.communicate()
+    process.send_signal(signum)
+    process.communicate(timeout=60)
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers outlived bn2gn"
+    for name in os.listdir(tmp_path / "tree"):
+        assert name in texts, f"left behind: {name}"
+        text = (tmp_path / "tree" / name).read_text()
+        ast.parse(text)
+        assert text == texts[name] or "freeze_backbone_bn" in text or "get_group_norm" in text
