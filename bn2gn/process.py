@@ -149,3 +149,57 @@ def pool_map(pool, func, items, chunksize: int = 1):
     import functools
 
     return pool.map(functools.partial(run_in_worker, func), items, chunksize=chunksize)
+
+
+#: Temporary files being written right now (``sources.atomic_output``); a run that a fatal signal
+#: ends removes them before it exits.
+LIVE_TEMPORARIES: set = set()
+_SIGBUS_HANDLERS: list = []  # the installed callback, kept alive while installed
+
+
+def _os_level_signal(signum: int, handler):
+    """Install a C-level handler (ctypes): SIGBUS cannot be handled by Python's signal module,
+    whose handler returns to the faulting instruction, which faults again forever."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    return libc.signal(signum, ctypes.cast(handler, ctypes.c_void_p) if handler else None)
+
+
+@contextlib.contextmanager
+def reading_mapped(message: str, code: int):
+    """While a memory-mapped input is read: if the file shrinks, the read gets SIGBUS; end the run
+    with ``message`` (one line), exit ``code`` and remove the temporary files, instead of dying
+    with no message and leaving them."""
+    import ctypes
+    import signal
+
+    number = getattr(signal, "SIGBUS", None)
+    if number is None:
+        yield
+        return
+    data = ("bn2gn: error: " + message + "\n").encode("utf-8", "replace")
+
+    def on_sigbus(signum):
+        for path in list(LIVE_TEMPORARIES):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        os.write(2, data)
+        os._exit(code)
+
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_int)(on_sigbus)
+    try:
+        previous = _os_level_signal(number, callback)
+    except (OSError, AttributeError):
+        yield
+        return
+    _SIGBUS_HANDLERS.append(callback)
+    try:
+        yield
+    finally:
+        _os_level_signal(number, previous)
+        _SIGBUS_HANDLERS.remove(callback)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from .errors import SourceError
+from .process import LIVE_TEMPORARIES
 
 
 class WriteRefused(OSError):
@@ -121,6 +122,7 @@ def atomic_output(path: Union[str, Path], expected: Optional[bytes] = None) -> I
     mode = stat.S_IMODE(before.st_mode) if before else _default_file_mode()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".bn2gn-tmp")
     os.close(fd)
+    LIVE_TEMPORARIES.add(tmp)
     try:
         yield Path(tmp)
         _fsync_file(tmp)
@@ -136,6 +138,8 @@ def atomic_output(path: Union[str, Path], expected: Optional[bytes] = None) -> I
         except OSError:
             pass
         raise
+    finally:
+        LIVE_TEMPORARIES.discard(tmp)
     _fsync_dir(target.parent)
 
 

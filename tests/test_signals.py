@@ -139,3 +139,20 @@ def test_workers_end_with_their_parent(tmp_path, command, signum):
         text = (tmp_path / "tree" / name).read_text()
         ast.parse(text)
         assert text == texts[name] or "freeze_backbone_bn" in text or "get_group_norm" in text
+
+
+@pytest.mark.parametrize("size", [0, 100_000])
+def test_remap_ckpt_input_that_shrinks_while_read_is_one_line(tmp_path, slow_checkpoint, size):
+    """The memory-mapped read of a shrunk file gets SIGBUS: one line, exit 2, no temporary file."""
+    source = tmp_path / "big.pth"
+    source.write_bytes(slow_checkpoint.read_bytes())
+    process = start(["remap-ckpt", "big.pth", "-q"], tmp_path)
+    assert wait_for(tmp_path, ".bn2gn-tmp", process), process.communicate()
+    os.truncate(source, size)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err
+    assert err.strip() == (
+        "bn2gn: error: big.pth: changed while it was read; nothing written; run again when "
+        "nothing writes it"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["big.pth"]
