@@ -110,3 +110,25 @@ def test_lambda_is_patched_where_it_is_called_with_the_argument_passed(tmp_path)
     assert net.backbone[1].weight.requires_grad is False and not net.backbone[1].training
     again = run_cli(["patch-trainer", path.name, "--check"], cwd=tmp_path)
     assert again.exit_code == 0, again.output
+
+
+ONE_LINE_SUITES = """\
+import torch
+
+
+def build(model, adam):
+    if adam: optimizer = torch.optim.Adam(model.parameters())
+    else: optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return optimizer
+"""
+
+
+def test_one_line_suites_get_one_freeze_each_and_a_second_run_changes_nothing(tmp_path):
+    path, result = _patch(tmp_path, ONE_LINE_SUITES)
+    assert result.exit_code == 0, result.output
+    first = path.read_text()
+    assert first.count("frozen_count = freeze_backbone_bn(model)") == 2
+    check = run_cli(["patch-trainer", path.name, "--check"], cwd=tmp_path)
+    assert check.exit_code == 0, check.output
+    again = run_cli(["patch-trainer", path.name], cwd=tmp_path)
+    assert again.exit_code == 0 and path.read_text() == first

@@ -76,11 +76,11 @@ class FreezeBeforeOptimizer:
         for call in facts.calls:
             if call_named(call, FREEZE):
                 statement = facts.enclosing_statement(call)
-                if statement is not None:
-                    frozen.add(statement, statement.line)
+                if statement is not None:  # by position: `if x: freeze(m); opt = SGD(...)`
+                    frozen.add(statement, (call.lineno, call.col_offset))
         planned = []
         for site in sites:
-            if frozen.covers(site.statement, site.line):
+            if frozen.covers(site.statement, _position(site)):
                 continue
             model = self.model_var or site.model
             if model is None:
@@ -92,7 +92,7 @@ class FreezeBeforeOptimizer:
                     )
                 )
             _refuse_unbound(facts, site, model, path, bool(self.model_var))
-            frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
+            frozen.add(site.statement, (site.line, -1))  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(
                 facts, site.statement
             )
@@ -110,6 +110,12 @@ class FreezeBeforeOptimizer:
         return planned
 
 
+def _position(site: OptimizerSite) -> tuple:
+    """Where the optimizer is built, as (line, column): a freeze earlier in the same one-line
+    suite covers it."""
+    return (site.call.lineno, site.call.col_offset) if site.call else (site.line, 0)
+
+
 class _Freezes:
     """Where the backbone is already frozen: a freeze covers a later statement of its own block, and
     everything nested in those statements, within the same function. A freeze inside one branch of an
@@ -119,16 +125,16 @@ class _Freezes:
         self.facts = facts
         self.by_block: dict = {}  # block -> lines of freeze statements directly in it
 
-    def add(self, statement: Statement, line: float) -> None:
-        self.by_block.setdefault(statement.block, []).append(line)
+    def add(self, statement: Statement, position: tuple) -> None:
+        self.by_block.setdefault(statement.block, []).append(position)
 
-    def covers(self, statement: Statement, line: int) -> bool:
+    def covers(self, statement: Statement, position: tuple) -> bool:
         node = statement.head
         while node is not None:
             owner = self.facts.place.get(node) if isinstance(node, ast.stmt) else None
             if owner is not None and not self.facts.is_elif(node):
                 block = (id(owner[0]), owner[1])
-                if any(frozen < line for frozen in self.by_block.get(block, ())):
+                if any(frozen < position for frozen in self.by_block.get(block, ())):
                     return True
             if isinstance(node, (*FUNCTIONS, ast.Lambda)):
                 return False  # a freeze outside the function does not run when the function does
