@@ -28,6 +28,7 @@ from .load import (
     fold_warnings,
     load_checkpoint,
     refuse_meta_tensors,
+    safetensors_module,
 )
 from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
 from .save import build_payload, check_written, output_format, save_checkpoint
@@ -151,6 +152,8 @@ def run_remap(job: RemapJob) -> RemapResult:
 
 def _run_remap(job: RemapJob) -> RemapResult:
     output, backup, conflicts = plan_output(job)
+    if output_format(output) == SAFETENSORS:
+        safetensors_module(output, "write")
     model = build_model(job.model) if job.model is not None else None
     before = _identity(job.source)
     try:

@@ -68,7 +68,47 @@ def load_checkpoint(
         else:
             checkpoint = Checkpoint(path, fmt, load_torch(path, options, mmap=fmt == TORCH_ZIP))
     checkpoint.warnings = fold_warnings(caught)
+    refuse_odd_shapes(checkpoint.content, path)
     return checkpoint
+
+
+#: Containers nested deeper than this are refused: state dicts are two or three levels deep, and
+#: remapping, saving and comparing walk the content recursively.
+MAX_NESTING = 100
+
+
+def refuse_odd_shapes(content: Any, path: Path) -> None:
+    """A container that holds itself, or one nested deeper than MAX_NESTING, is the file's
+    problem (exit 2), found without recursion so that no RecursionError reaches the user."""
+    open_ids: set = set()
+    stack = [(content, 0, "", False)]
+    while stack:
+        obj, depth, where, leaving = stack.pop()
+        if leaving:
+            open_ids.discard(id(obj))
+            continue
+        if isinstance(obj, Mapping):
+            children = [(v, f"{where}[{k!r}]") for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        else:
+            continue
+        if id(obj) in open_ids:
+            raise Bn2gnError(
+                f"{path}: entry {where or '(top level)'} contains itself (a cyclic container), "
+                "which a checkpoint bn2gn can remap does not hold; remove that entry and save it "
+                "again",
+                EXIT_USAGE,
+            )
+        if depth > MAX_NESTING:
+            raise Bn2gnError(
+                f"{path}: entry {where[:80]}... is nested more than {MAX_NESTING} containers deep; not a "
+                "checkpoint bn2gn can remap: remove that entry and save it again",
+                EXIT_USAGE,
+            )
+        open_ids.add(id(obj))
+        stack.append((obj, depth, where, True))
+        stack.extend((child, depth + 1, name, False) for child, name in children)
 
 
 #: torch warnings about torch's own internals, not about the user's file: dropped.
@@ -241,7 +281,7 @@ def _check_readable(path: Path) -> None:
 
 
 def _load_safetensors(path: Path) -> Tuple[dict, dict]:
-    from safetensors import safe_open
+    safe_open = safetensors_module(path, "read").safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -254,6 +294,19 @@ def _load_safetensors(path: Path) -> Tuple[dict, dict]:
             f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})", EXIT_USAGE
         ) from None
     return tensors, metadata
+
+
+def safetensors_module(path: Path, verb: str):
+    """The optional safetensors package, or one line saying which package to install."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise Bn2gnError(
+            f"{path}: bn2gn needs the optional safetensors package to {verb} .safetensors files; "
+            "install it (python -m pip install safetensors) and run again",
+            EXIT_USAGE,
+        ) from None
+    return safetensors
 
 
 def refuse_meta_tensors(content: Any, path: Path, where: str = "") -> None:
