@@ -83,3 +83,24 @@ def test_safetensors_without_the_package_names_it(tmp_path, monkeypatch, directi
     assert "\n" not in line and "needs the optional safetensors package" in line, line
     assert "python -m pip install safetensors" in line
     assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "out.pth").exists()
+
+
+def test_a_named_pipe_as_input_is_refused_without_waiting(tmp_path):
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    os.mkfifo(tmp_path / "p.pth")
+    result = subprocess.run(
+        [sys.executable, "-m", "bn2gn", "remap-ckpt", "p.pth"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=30,  # the old code waited for a writer forever
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "bn2gn: error: p.pth: is a named pipe, not a regular file; give the checkpoint file itself"
+    )

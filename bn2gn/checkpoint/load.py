@@ -268,6 +268,12 @@ def _check_readable(path: Path) -> None:
             f"{path}: is a directory; give the checkpoint file (e.g. {path}/model_last.pth)",
             EXIT_USAGE,
         )
+    kind = _not_regular(path)
+    if kind:  # opening a named pipe would wait for a writer forever
+        raise Bn2gnError(
+            f"{path}: is a {kind}, not a regular file; give the checkpoint file itself",
+            EXIT_USAGE,
+        )
     try:
         with open(path, "rb") as handle:
             empty = not handle.read(1)
@@ -278,6 +284,19 @@ def _check_readable(path: Path) -> None:
             f"{path}: empty file (0 bytes), not a checkpoint; the save was probably interrupted",
             EXIT_USAGE,
         )
+
+
+def _not_regular(path: Path) -> Optional[str]:
+    import os
+    import stat
+
+    from ..sources import file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
 
 
 def _load_safetensors(path: Path) -> Tuple[dict, dict]:
