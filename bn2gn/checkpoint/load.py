@@ -191,6 +191,13 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
                 ),
                 EXIT_USAGE,
             )
+        broken = None if zipped else _not_a_pickle(path)
+        if broken:  # random bytes or a damaged file: unsafe loading would not help
+            return Bn2gnError(
+                f"{path}: not a checkpoint bn2gn can read ({broken}); check the file or copy it "
+                "again",
+                EXIT_USAGE,
+            )
         return Bn2gnError(
             Message(
                 f"{path}: refused: safe (weights-only) loading failed "
@@ -231,6 +238,23 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
         ),
         EXIT_USAGE,
     )
+
+
+def _not_a_pickle(path: Path) -> Optional[str]:
+    """Why the file's first pickle is not one (an unknown opcode, cut short), read with pickletools,
+    which only parses; None when it parses."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for count, (opcode, _, _) in enumerate(pickletools.genops(handle)):
+                if opcode.name == "STOP" or count > 1_000_000:
+                    return None
+    except (ValueError, EOFError, OSError, UnicodeDecodeError) as exc:
+        return (
+            f"no valid pickle: {str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}"
+        )
+    return "no valid pickle: it ends before the pickle does"
 
 
 def _nonblank_lines(message: str):
