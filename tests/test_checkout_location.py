@@ -30,7 +30,16 @@ def test_permission_tests_pass_from_a_checkout_under_a_chmod_700_folder(tmp_path
     locked.chmod(0o700)
     env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONDONTWRITEBYTECODE="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", PERMISSION_TESTS],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={tmp_path / 'inner'}",  # leaves the outer run's temporary folders alone
+            PERMISSION_TESTS,
+        ],
         cwd=checkout,
         env=env,
         capture_output=True,
