@@ -132,3 +132,20 @@ def test_one_line_suites_get_one_freeze_each_and_a_second_run_changes_nothing(tm
     assert check.exit_code == 0, check.output
     again = run_cli(["patch-trainer", path.name], cwd=tmp_path)
     assert again.exit_code == 0 and path.read_text() == first
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import torch\nfrom models import *\n\noptimizer = torch.optim.SGD(model.parameters())\n",
+        "import torch\n\nfor model in [torch.nn.Linear(1, 1)]:\n"
+        "    optimizer = torch.optim.SGD(model.parameters())\n",
+        "import torch\n\n\ndef build(x):\n    with x as model:\n"
+        "        return torch.optim.SGD(model.parameters())\n",
+    ],
+    ids=["star-import", "for-target", "with-target"],
+)
+def test_names_bound_other_ways_are_patched(tmp_path, text):
+    path, result = _patch(tmp_path, text)
+    assert result.exit_code == 0, result.output
+    assert "frozen_count = freeze_backbone_bn(model)" in path.read_text()

@@ -55,14 +55,28 @@ def _comprehension_targets(node: ast.AST) -> Set[str]:
 def bound_before(facts: Facts, statement: Statement, name: str) -> bool:
     """Whether ``name`` can be bound when ``statement`` runs: a parameter or local of an enclosing
     function, or a module-level name (bound earlier in the file, for module-level code)."""
+    if _in_class_body(facts, statement.head):
+        return True  # class attributes: not judged here
     function = facts.innermost_function(statement.head)
+    module = _bindings(facts.tree, before=statement.line if function is None else None)
+    if "*" in module:
+        return True  # a star import may bind anything
     if function is None:
-        return name in _bindings(facts.tree, before=statement.line)
+        return name in module
     while function is not None:
         if name in _bindings(function) or name in _parameters(function):
             return True
         function = facts.innermost_function(function)
-    return name in _bindings(facts.tree)
+    return name in module
+
+
+def _in_class_body(facts: Facts, node: ast.AST) -> bool:
+    current = facts.parent.get(node)
+    while current is not None and not isinstance(current, FUNCTIONS):
+        if isinstance(current, ast.ClassDef):
+            return True
+        current = facts.parent.get(current)
+    return False
 
 
 def _parameters(function) -> Set[str]:
@@ -85,7 +99,7 @@ def _bindings(scope: ast.AST, before: Optional[int] = None) -> Set[str]:
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}  # "*" kept
         elif isinstance(node, ast.ExceptHandler) and node.name:
             names.add(node.name)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
