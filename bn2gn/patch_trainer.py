@@ -10,7 +10,6 @@ and ``scan`` never imports LibCST.
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -39,6 +38,7 @@ from .decision import Backbone
 from .discovery import discover
 from .errors import Message, Opt, SourceError, current_style, message_text, set_style
 from .pipeline import Change, FileResult, check_python, failed, finish, parse_module, run_transform
+from .process import pool_map, worker_pool
 from .rules import Rule, select_rules
 from .sources import SourceText
 
@@ -262,10 +262,9 @@ def patch_files(
     named = {Path(p).resolve() for p in explicit}
     jobs = [(path, options, path.resolve() in named) for path in files]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(
-            workers, initializer=set_style, initargs=(current_style(),)
-        ) as pool:
-            done = list(pool.map(_patch_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+        with worker_pool(workers, set_style, (current_style(),)) as pool:
+            chunk = max(1, len(jobs) // (workers * 4))
+            done = list(pool_map(pool, _patch_job, jobs, chunksize=chunk))
     else:
         done = [_patch_job(job) for job in jobs]
     return [result for result, _ in done], [message for _, message in done if message]

@@ -6,6 +6,7 @@ collector's passes over millions of young ``ast`` nodes, and the teardown at exi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -43,3 +44,162 @@ def quick_exit(code) -> None:
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
             pass
     os._exit(code)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised where the program is, so every ``finally`` and cleanup
+    (temporary files, worker processes) runs as it does for Ctrl-C. A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def end_on_signals() -> None:
+    """A console process ends on SIGTERM and SIGHUP the way it ends on SIGINT: cleaned up."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) in (signal.SIG_DFL, None):
+            signal.signal(number, _raise_terminated)
+
+
+#: In a worker process: whether it is running a job (a signal then unwinds the job first).
+_BUSY = [False]
+
+
+def _worker_signal(signum, frame) -> None:
+    if _BUSY[0]:
+        raise Terminated(
+            signum
+        )  # the job's cleanup (temporary files) runs, then run_in_worker exits
+    os._exit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when the process that started it dies, even by
+    SIGKILL, so no worker outlives bn2gn."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def worker_init(initializer=None, initargs=()) -> None:
+    """Initializer of bn2gn's worker processes: end on SIGTERM/SIGHUP/SIGINT and with the parent."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, _worker_signal)
+    _die_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def run_in_worker(func, item):
+    """Run one job in a worker; a signal during it unwinds the job, then ends the worker."""
+    _BUSY[0] = True
+    try:
+        return func(item)
+    except (Terminated, KeyboardInterrupt) as exc:
+        os._exit(exc.exit_code if isinstance(exc, Terminated) else 130)
+    finally:
+        _BUSY[0] = False
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int, initializer=None, initargs=()):
+    """A process pool whose workers end with the command: when the parent is interrupted or
+    terminated they are told to stop (each finishing or undoing the file in hand), and they are
+    waited for; when the parent is killed the kernel ends them."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, initializer=worker_init, initargs=(initializer, initargs))
+    try:
+        yield pool
+    except BaseException:
+        for worker in list(getattr(pool, "_processes", {}).values()):  # no public way to reach them
+            if worker.is_alive():
+                worker.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pool_map(pool, func, items, chunksize: int = 1):
+    """``pool.map(func, items)`` with each call run through run_in_worker."""
+    import functools
+
+    return pool.map(functools.partial(run_in_worker, func), items, chunksize=chunksize)
+
+
+#: Temporary files being written right now (``sources.atomic_output``); a run that a fatal signal
+#: ends removes them before it exits.
+LIVE_TEMPORARIES: set = set()
+_SIGBUS_HANDLERS: list = []  # the installed callback, kept alive while installed
+
+
+def _os_level_signal(signum: int, handler):
+    """Install a C-level handler (ctypes): SIGBUS cannot be handled by Python's signal module,
+    whose handler returns to the faulting instruction, which faults again forever."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    return libc.signal(signum, ctypes.cast(handler, ctypes.c_void_p) if handler else None)
+
+
+@contextlib.contextmanager
+def reading_mapped(message: str, code: int):
+    """While a memory-mapped input is read: if the file shrinks, the read gets SIGBUS; end the run
+    with ``message`` (one line), exit ``code`` and remove the temporary files, instead of dying
+    with no message and leaving them."""
+    import ctypes
+    import signal
+
+    number = getattr(signal, "SIGBUS", None)
+    if number is None:
+        yield
+        return
+    data = ("bn2gn: error: " + message + "\n").encode("utf-8", "replace")
+
+    def on_sigbus(signum):
+        for path in list(LIVE_TEMPORARIES):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        os.write(2, data)
+        os._exit(code)
+
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_int)(on_sigbus)
+    try:
+        previous = _os_level_signal(number, callback)
+    except (OSError, AttributeError):
+        yield
+        return
+    _SIGBUS_HANDLERS.append(callback)
+    try:
+        yield
+    finally:
+        _os_level_signal(number, previous)
+        _SIGBUS_HANDLERS.remove(callback)

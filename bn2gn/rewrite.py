@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -15,6 +14,7 @@ from .analysis.plan import CONVERT, UNSURE, Plan, Site
 from .analysis.scan import build_plan
 from .config import Config
 from .pipeline import FileResult, failed, finish, parse_module, run_transform
+from .process import pool_map, worker_pool
 from .rules import Rule
 from .sources import SourceText
 
@@ -148,8 +148,8 @@ IN_PROCESS_BYTES = 100_000
 def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
     progress.start("bn2gn: rewriting", len(jobs))
     if workers > 1 and len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+        with worker_pool(workers) as pool:
+            results = pool_map(pool, run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
             return _counted(results)
     return _counted(run_job(job) for job in jobs)
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import re
 import stat
 import tempfile
 import tokenize
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from .errors import SourceError
+from .process import LIVE_TEMPORARIES
 
 
 class WriteRefused(OSError):
@@ -71,12 +73,23 @@ def decode_source(path: Union[str, Path], raw: bytes) -> SourceText:
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:
-        raise SourceError(
-            path,
-            _line_of(body, exc.start),
-            f"not valid {codec} (byte 0x{body[exc.start]:02x}); add a PEP 263 coding cookie",
-        ) from None
+        byte = body[exc.start]
+        advice = (
+            f"the coding cookie says {codec} but the bytes disagree (byte 0x{byte:02x} is not "
+            f"valid {codec}); fix the cookie to the file's real encoding"
+            if _has_cookie(body)
+            else f"not valid {codec} (byte 0x{byte:02x}); add a PEP 263 coding cookie"
+        )
+        raise SourceError(path, _line_of(body, exc.start), advice) from None
     return SourceText(path=path, raw=raw, text=text, encoding=codec, bom=bom)
+
+
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+", re.MULTILINE)
+
+
+def _has_cookie(body: bytes) -> bool:
+    """A PEP 263 declaration on line 1 or 2 (where Python looks for one)."""
+    return bool(_COOKIE.search(b"\n".join(body.split(b"\n", 2)[:2])))
 
 
 def read_source(path: Union[str, Path]) -> SourceText:
@@ -121,6 +134,7 @@ def atomic_output(path: Union[str, Path], expected: Optional[bytes] = None) -> I
     mode = stat.S_IMODE(before.st_mode) if before else _default_file_mode()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".bn2gn-tmp")
     os.close(fd)
+    LIVE_TEMPORARIES.add(tmp)
     try:
         yield Path(tmp)
         _fsync_file(tmp)
@@ -136,6 +150,8 @@ def atomic_output(path: Union[str, Path], expected: Optional[bytes] = None) -> I
         except OSError:
             pass
         raise
+    finally:
+        LIVE_TEMPORARIES.discard(tmp)
     _fsync_dir(target.parent)
 
 

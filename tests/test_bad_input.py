@@ -178,6 +178,11 @@ def permissions_apply(folder: Path):
         return
     for path in [folder, *folder.rglob("*")]:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    # The unprivileged user may not enter the checkout (CI clones it below root's 0700 home), so
+    # while it runs, the working folder is ``folder``: run_cli's chdir back lands there, and the
+    # checkout is entered again only as root.
+    home = os.getcwd()
+    os.chdir(folder)
     os.setegid(NOBODY)
     os.seteuid(NOBODY)
     try:
@@ -185,6 +190,7 @@ def permissions_apply(folder: Path):
     finally:
         os.seteuid(0)
         os.setegid(0)
+        os.chdir(home)
 
 
 def _warm_up(folder: Path) -> None:

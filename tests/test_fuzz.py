@@ -111,6 +111,18 @@ def latin1_cookie(data: bytes) -> bytes:
     return b"# -*- coding: latin-1 -*-\n" + named
 
 
+def wrong_cookie(data: bytes) -> bytes:
+    """A utf-8 cookie over latin-1 bytes: the cookie and the bytes disagree."""
+    return b"# -*- coding: utf-8 -*-\n" + data + b"\nNAME = 't\xeate'\n"
+
+
+def own_helper(data: bytes, keywords: bool) -> bytes:
+    """The file's own get_group_norm, of a shape that may not take the converted calls."""
+    params = b"c, num_groups=32, eps=1e-5, affine=True" if keywords else b"c, groups"
+    helper = b"\n\ndef get_group_norm(" + params + b"):\n    return nn.GroupNorm(1, c)\n"
+    return data.replace(b"import torch.nn as nn\n", b"import torch.nn as nn\n" + helper, 1)
+
+
 def long_line(data: bytes, width: int) -> bytes:
     return data + b"\nWIDE = [" + b", ".join(b"%d" % i for i in range(width)) + b"]\n"
 
@@ -134,6 +146,8 @@ MUTANTS = st.one_of(
     st.builds(lambda d: with_bom(mix_newlines(d, [True])), st.just(BASE)),
     st.builds(with_bom, st.just(BASE)),
     st.builds(latin1_cookie, st.just(BASE)),
+    st.builds(wrong_cookie, st.just(BASE)),
+    st.builds(own_helper, st.just(BASE), st.booleans()),
     st.builds(long_line, st.just(BASE), st.integers(1000, 20000)),
     st.builds(deep_nesting, st.just(BASE), st.integers(50, 1200), st.integers(0, 2)),
     st.builds(long_chain, st.just(BASE), st.integers(100, 6000)),
@@ -184,6 +198,15 @@ def run_scan_and_rewrite(data: bytes) -> None:
 @SETTINGS
 @given(MUTANTS)
 def test_mutated_sources_never_crash_or_corrupt(data):
+    run_scan_and_rewrite(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [wrong_cookie(BASE), own_helper(BASE, False), own_helper(BASE, True)],
+    ids=["wrong-cookie", "incompatible-own-helper", "compatible-own-helper"],
+)
+def test_each_newer_mutation_once(data):
     run_scan_and_rewrite(data)
 
 

@@ -4,6 +4,7 @@ non-backbone are told apart'). The decision and its reason are produced together
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
@@ -12,7 +13,7 @@ from ..config import Config
 from ..errors import Bn2gnError, Message, Opt, message_text
 from .facts import Definition, ModuleFacts, RawSite
 from .graph import Project
-from .plan import CONVERT, KEEP, UNSURE, Plan, Site
+from .plan import CONVERT, KEEP, UNSURE, Plan, Site, scope_name
 from .roots import DYNAMIC, OWN, RootModel, analyse_root, class_flow, evidence_of
 
 
@@ -191,6 +192,8 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
             plan.sites.append(site)
     unused = [Opt(option, name) for (option, name), hit in used.items() if not hit]
     if unused:
+        unused = _not_already_converted(project, unused)
+    if unused:
         raise Bn2gnError(
             Message(
                 unused[0],
@@ -198,6 +201,41 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
                 "(use Class[.method], path/file.py:Class[.method] or module.Class[.method])",
             )
         )
+
+
+def _not_already_converted(project, unused: List[Opt]) -> List[Opt]:
+    """The overrides left unmatched once ``--convert X`` whose sites are get_group_norm calls
+    already (a second run after the migration) count as satisfied."""
+    converted = [
+        (facts.display, facts.modname, scope)
+        for facts in project.modules
+        if any("get_group_norm" in line for line in facts.lines)
+        for scope in _helper_call_scopes(facts.tree)
+    ]
+    return [
+        opt
+        for opt in unused
+        if opt.name != "convert"
+        or not any(_matches(d, m, scope, opt.value) for d, m, scope in converted)
+    ]
+
+
+def _helper_call_scopes(tree: ast.Module) -> Set[str]:
+    """The scopes (as sites name them) of the get_group_norm calls in ``tree``."""
+    scopes: Set[str] = set()
+    stack = [(tree, None, ())]
+    while stack:
+        node, class_name, funcs = stack.pop()
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "get_group_norm":
+            scopes.add(scope_name(class_name, list(funcs)))
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                stack.append((child, child.name, ()))
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                stack.append((child, class_name, funcs + (child.name,)))
+            else:
+                stack.append((child, class_name, funcs))
+    return scopes
 
 
 def _decide(

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 from ..modelspec import ModelSpec, build_model
+from ..process import reading_mapped
 from ..sources import WriteRefused, atomic_output, file_kind
 from .load import (
     SAFETENSORS,
@@ -27,6 +28,7 @@ from .load import (
     fold_warnings,
     load_checkpoint,
     refuse_meta_tensors,
+    safetensors_module,
 )
 from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
 from .save import build_payload, check_written, output_format, save_checkpoint
@@ -137,7 +139,10 @@ def plan_output(job: RemapJob) -> Tuple[Path, Optional[Path], List[str]]:
 
 def run_remap(job: RemapJob) -> RemapResult:
     """Plan, load, remap, verify, write; torch's warnings end up in the report, never raw on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        reading_mapped(_changed(job.source), EXIT_USAGE),
+    ):
         warnings.simplefilter("always")
         result = _run_remap(job)
     for text in fold_warnings(caught):
@@ -148,8 +153,16 @@ def run_remap(job: RemapJob) -> RemapResult:
 
 def _run_remap(job: RemapJob) -> RemapResult:
     output, backup, conflicts = plan_output(job)
+    if output_format(output) == SAFETENSORS:
+        safetensors_module(output, "write")
     model = build_model(job.model) if job.model is not None else None
-    checkpoint = load_checkpoint(job.source, job.load)
+    before = _identity(job.source)
+    try:
+        checkpoint = load_checkpoint(job.source, job.load)
+    except Bn2gnError:
+        if _identity(job.source) != before:  # shrunk or rewritten while torch read it
+            raise Bn2gnError(_changed(job.source), EXIT_USAGE) from None
+        raise
     refuse_meta_tensors(checkpoint.content, checkpoint.path)
     keys = find_state_dicts(checkpoint.content, checkpoint.path, job.keys)
     remap = job.remap
@@ -191,6 +204,8 @@ def _run_remap(job: RemapJob) -> RemapResult:
         with atomic_output(output) as tmp:
             save_checkpoint(payload, tmp, fmt, metadata)
             check_written(tmp, fmt, payload, job.load)
+            if _identity(job.source) != before:
+                raise Bn2gnError(_changed(job.source), EXIT_USAGE)
             if backup is not None:
                 keep_backup(Path(job.source), backup)
     except (
@@ -284,6 +299,19 @@ def keep_backup(source: Path, backup: Path) -> None:
     except OSError:
         shutil.copy2(source, tmp)
     os.replace(tmp, backup)
+
+
+def _changed(source) -> str:
+    return f"{source}: changed while it was read; nothing written; run again when nothing writes it"
+
+
+def _identity(path: Path) -> tuple:
+    """What tells a file that was rewritten or shrunk from the one bn2gn started reading."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ()
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _same_file(a: Path, b: Path) -> bool:

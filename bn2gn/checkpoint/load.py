@@ -8,7 +8,6 @@ safetensors library. Anything that cannot be read becomes one Bn2gnError line, e
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import pickle
 import re
 import warnings
@@ -17,40 +16,12 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Tuple
 
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
+from .safe_globals import admissible, can_run_code, resolve_global
 
 #: Where CenterNet-family and common training scripts keep the model weights, in lookup order.
 STATE_DICT_KEYS = ("state_dict", "model", "net", "module", "state_dict_ema")
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS = "torch", "torch-legacy", "safetensors"
 _ZIP_MAGIC = b"PK\x03\x04"
-#: Modules whose globals can run code or reach the system when unpickled; --allow-global refuses them.
-CODE_RUNNING_MODULES = frozenset(
-    {
-        "__builtin__",
-        "builtins",
-        "code",
-        "codeop",
-        "ctypes",
-        "functools",
-        "importlib",
-        "io",
-        "marshal",
-        "nt",
-        "operator",
-        "os",
-        "pathlib",
-        "pickle",
-        "_pickle",
-        "posix",
-        "pty",
-        "runpy",
-        "shutil",
-        "socket",
-        "subprocess",
-        "sys",
-        "types",
-        "webbrowser",
-    }
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +68,47 @@ def load_checkpoint(
         else:
             checkpoint = Checkpoint(path, fmt, load_torch(path, options, mmap=fmt == TORCH_ZIP))
     checkpoint.warnings = fold_warnings(caught)
+    refuse_odd_shapes(checkpoint.content, path)
     return checkpoint
+
+
+#: Containers nested deeper than this are refused: state dicts are two or three levels deep, and
+#: remapping, saving and comparing walk the content recursively.
+MAX_NESTING = 100
+
+
+def refuse_odd_shapes(content: Any, path: Path) -> None:
+    """A container that holds itself, or one nested deeper than MAX_NESTING, is the file's
+    problem (exit 2), found without recursion so that no RecursionError reaches the user."""
+    open_ids: set = set()
+    stack = [(content, 0, "", False)]
+    while stack:
+        obj, depth, where, leaving = stack.pop()
+        if leaving:
+            open_ids.discard(id(obj))
+            continue
+        if isinstance(obj, Mapping):
+            children = [(v, f"{where}[{k!r}]") for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        else:
+            continue
+        if id(obj) in open_ids:
+            raise Bn2gnError(
+                f"{path}: entry {where or '(top level)'} contains itself (a cyclic container), "
+                "which a checkpoint bn2gn can remap does not hold; remove that entry and save it "
+                "again",
+                EXIT_USAGE,
+            )
+        if depth > MAX_NESTING:
+            raise Bn2gnError(
+                f"{path}: entry {where[:80]}... is nested more than {MAX_NESTING} containers deep; not a "
+                "checkpoint bn2gn can remap: remove that entry and save it again",
+                EXIT_USAGE,
+            )
+        open_ids.add(id(obj))
+        stack.append((obj, depth, where, True))
+        stack.extend((child, depth + 1, name, False) for child, name in children)
 
 
 #: torch warnings about torch's own internals, not about the user's file: dropped.
@@ -150,78 +161,6 @@ def _guarded_load(path: Path, load) -> Any:
         raise _unreadable(path, exc) from None
 
 
-def resolve_global(name: str) -> tuple:
-    """``argparse.Namespace`` → ``(argparse.Namespace, "argparse.Namespace")`` for torch's allow-list."""
-    parts = name.split(".")
-    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name), ": give the full dotted name, e.g. argparse.Namespace"
-            ),
-            EXIT_USAGE,
-        )
-    if can_run_code(name):
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name),
-                f": refused, {parts[0]} globals can run arbitrary code; use ",
-                Opt("trust_pickle"),
-                ", and only for a file you trust",
-            ),
-            EXIT_USAGE,
-        )
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        try:
-            for part in parts[split:]:
-                obj = getattr(obj, part)
-                _refuse_reached_module(name, obj)
-        except AttributeError:
-            break
-        if not isinstance(obj, type) and not callable(obj):
-            raise Bn2gnError(
-                Message(
-                    Opt("allow_global", name),
-                    f": is a {type(obj).__name__}, not a class or function; "
-                    "name the class the pickle uses, e.g. argparse.Namespace",
-                ),
-                EXIT_USAGE,
-            )
-        return (obj, name)
-    raise Bn2gnError(
-        Message(
-            Opt("allow_global", name),
-            ": cannot import it; give the full dotted name, e.g. argparse.Namespace",
-        ),
-        EXIT_USAGE,
-    )
-
-
-def _refuse_reached_module(name: str, obj: Any) -> None:
-    """``argparse._sys.modules`` reaches ``sys`` through an attribute: judge the module really reached."""
-    import types
-
-    real = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-    if isinstance(real, str) and real.split(".")[0] in CODE_RUNNING_MODULES:
-        raise Bn2gnError(
-            Message(
-                Opt("allow_global", name),
-                f": refused, it reaches {real}, whose globals can run arbitrary code; use ",
-                Opt("trust_pickle"),
-                ", and only for a file you trust",
-            ),
-            EXIT_USAGE,
-        )
-
-
-def can_run_code(name: str) -> bool:
-    """True for globals of CODE_RUNNING_MODULES (``exec``: a bare name is a builtin)."""
-    return "." not in name or name.split(".")[0] in CODE_RUNNING_MODULES
-
-
 def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
     names = re.findall(r"GLOBAL ([\w.]+)", message)
     first = names[0] if names else None
@@ -252,6 +191,13 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
                 ),
                 EXIT_USAGE,
             )
+        broken = None if zipped else _not_a_pickle(path)
+        if broken:  # random bytes or a damaged file: unsafe loading would not help
+            return Bn2gnError(
+                f"{path}: not a checkpoint bn2gn can read ({broken}); check the file or copy it "
+                "again",
+                EXIT_USAGE,
+            )
         return Bn2gnError(
             Message(
                 f"{path}: refused: safe (weights-only) loading failed "
@@ -270,17 +216,45 @@ def _refusal(path: Path, message: str, zipped: bool) -> Bn2gnError:
             ),
             EXIT_USAGE,
         )
+    verdict = admissible(first)
+    if verdict is False:
+        return Bn2gnError(
+            Message(
+                f"{path}: refused to unpickle global {first}{also}: calling it may run code; only ",
+                Opt("trust_pickle"),
+                " loads it, and only for a file you trust",
+            ),
+            EXIT_USAGE,
+        )
+    advice = "allow it with " if verdict else "if it is a class you trust, allow it with "
     return Bn2gnError(
         Message(
             f"{path}: refused to unpickle global {first}{also}: safe loading allows tensors and "
-            "plain containers only; if you trust this file, allow it with ",
+            f"plain containers only; {advice}",
             Opt("allow_global", first),
-            " or load everything with ",
+            " (functions are refused: calling one may run code; only ",
             Opt("trust_pickle"),
-            " (runs the file's pickled code)",
+            " loads those)",
         ),
         EXIT_USAGE,
     )
+
+
+def _not_a_pickle(path: Path) -> Optional[str]:
+    """Why the file's first pickle is not one (an unknown opcode, cut short), read with pickletools,
+    which only parses; None when it parses."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for count, (opcode, _, _) in enumerate(pickletools.genops(handle)):
+                if opcode.name == "STOP" or count > 1_000_000:
+                    return None
+    except (ValueError, EOFError, OSError, UnicodeDecodeError) as exc:
+        return (
+            f"no valid pickle: {str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}"
+        )
+    return "no valid pickle: it ends before the pickle does"
 
 
 def _nonblank_lines(message: str):
@@ -318,6 +292,12 @@ def _check_readable(path: Path) -> None:
             f"{path}: is a directory; give the checkpoint file (e.g. {path}/model_last.pth)",
             EXIT_USAGE,
         )
+    kind = _not_regular(path)
+    if kind:  # opening a named pipe would wait for a writer forever
+        raise Bn2gnError(
+            f"{path}: is a {kind}, not a regular file; give the checkpoint file itself",
+            EXIT_USAGE,
+        )
     try:
         with open(path, "rb") as handle:
             empty = not handle.read(1)
@@ -330,8 +310,21 @@ def _check_readable(path: Path) -> None:
         )
 
 
+def _not_regular(path: Path) -> Optional[str]:
+    import os
+    import stat
+
+    from ..sources import file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
 def _load_safetensors(path: Path) -> Tuple[dict, dict]:
-    from safetensors import safe_open
+    safe_open = safetensors_module(path, "read").safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -344,6 +337,19 @@ def _load_safetensors(path: Path) -> Tuple[dict, dict]:
             f"{path}: not a readable safetensors file, or truncated/corrupt ({detail})", EXIT_USAGE
         ) from None
     return tensors, metadata
+
+
+def safetensors_module(path: Path, verb: str):
+    """The optional safetensors package, or one line saying which package to install."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise Bn2gnError(
+            f"{path}: bn2gn needs the optional safetensors package to {verb} .safetensors files; "
+            "install it (python -m pip install safetensors) and run again",
+            EXIT_USAGE,
+        ) from None
+    return safetensors
 
 
 def refuse_meta_tensors(content: Any, path: Path, where: str = "") -> None:

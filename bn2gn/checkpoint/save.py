@@ -6,6 +6,8 @@ re-open check raises, so the temporary file is removed and no output appears.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -72,7 +74,12 @@ def save_checkpoint(payload: Any, path: Path, fmt: str, metadata: Optional[dict]
                 str(path),
                 metadata=metadata or None,
             )
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, OSError) as exc:
+            full = disk_full(path)
+            if full:
+                raise full from None
+            if isinstance(exc, OSError):
+                raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise Bn2gnError(
                 f"cannot write safetensors ({first}); write a .pth output instead", EXIT_USAGE
@@ -82,9 +89,36 @@ def save_checkpoint(payload: Any, path: Path, fmt: str, metadata: Optional[dict]
 
     try:
         torch.save(payload, path)
+        return
     except RuntimeError as exc:  # torch's zip writer reports OS failures (disk full...) this way
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OSError(f"torch.save failed: {first}") from None
+    # raised outside the handler: torch's traceback, which holds its open writer (and so the
+    # half-written file's space), is freed first
+    raise disk_full(path) or OSError(f"torch.save failed: {first}")
+
+
+#: A file system with less free space than this after a failed write is taken to be full.
+FULL_BELOW_BYTES = 1 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    info = os.statvfs(folder)
+    return info.f_bavail * info.f_frsize
+
+
+def disk_full(path: Path) -> Optional[OSError]:
+    """ENOSPC naming the file system, when the write failed because it is full: torch and
+    safetensors report that as "basic_ios::clear: iostream error" or "file write failed"."""
+    folder = Path(os.path.realpath(Path(path).parent))
+    try:
+        if free_bytes(folder) >= FULL_BELOW_BYTES:
+            return None
+    except OSError:
+        return None
+    mount = folder
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    return OSError(errno.ENOSPC, f"no space left on device {mount}")
 
 
 #: Bytes compared at each end of every tensor by the re-open check (a full compare doubles the run time).

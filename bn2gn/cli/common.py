@@ -12,6 +12,7 @@ from typing import Callable
 import click
 
 from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, flag_of, flag_style  # noqa: F401
+from ..process import Terminated
 
 
 class _Group(click.Group):
@@ -29,6 +30,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("bn2gn: interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except Terminated as exc:
+            click.echo(f"bn2gn: terminated by signal {exc.signum}; nothing half-written", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
         except Exception as exc:  # noqa: BLE001
             if os.environ.get("BN2GN_DEBUG"):
                 raise
@@ -71,6 +75,7 @@ def main() -> None:
     from .. import process
 
     process.mark_console()
+    process.end_on_signals()
     try:
         cli.main(prog_name="bn2gn")
     except SystemExit as exc:
@@ -147,3 +152,14 @@ def echo_rules(prefix: str = "") -> None:
         if rule.code.startswith(prefix):
             default = "" if rule.default else " (opt-in)"
             click.echo(f"{rule.code}  {rule.slug:<32} {rule.description}{default}")
+
+
+def check_output(flag: str, output, inputs=()) -> None:
+    """Refuse (exit 2, nothing written) an output that is an input, a pipe or in a missing folder."""
+    from ..outputs import output_problem
+
+    if output is None:
+        return
+    problem = output_problem(output, inputs)
+    if problem:
+        raise Bn2gnError(f"{flag} {output}: {problem}", EXIT_USAGE)

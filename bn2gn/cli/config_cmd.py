@@ -10,7 +10,7 @@ from typing import Callable
 import click
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, SourceError
-from .common import cli, mode_of, mode_options
+from .common import check_output, cli, mode_of, mode_options
 
 RESOLVERS = ("static", "mmengine")
 
@@ -67,12 +67,14 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
     """
     from ..mmconfig.audit import audit, render_text
 
+    check_output("-o", output, configs)
     reports = []
     for path in configs:
         try:
             reports.append(audit(path, resolver, plugin_dirs))
         except SourceError as exc:
             raise _user_error(exc) from None
+    check_output("-o", output, [f for r in reports for f in r.files])
     if fmt == "json":
         body = json.dumps(
             reports[0].as_dict() if len(reports) == 1 else [r.as_dict() for r in reports], indent=2
@@ -160,10 +162,12 @@ def rewrite_cmd(
             "nothing to do: give --freeze, --gn, --drop-invalid-keys and/or --fix-lr-mult",
             EXIT_USAGE,
         )
+    check_output("--renames-out", renames_out, [config])
     try:
         result = rewrite_config(config, options)
     except SourceError as exc:
         raise _user_error(exc) from None
+    check_output("--renames-out", renames_out, _config_inputs(config, result))
     for line in result.changes:
         click.echo(f"{'would change' if mode != WRITE else 'changed'}: {line}", err=mode == "diff")
     for line in result.notes:
@@ -188,6 +192,17 @@ def rewrite_cmd(
     for failed in (r for r in result.results if r.status == "failed"):
         click.echo(f"bn2gn: error: {failed.error}", err=True)
     return sys.exit(EXIT_FAILED if result.refused else code)
+
+
+def _config_inputs(config: Path, result) -> list:
+    """The config, its _base_ files and every file the rewrite would change."""
+    from ..mmconfig.resolve import resolve_config
+
+    try:
+        files = list(resolve_config(config).files)
+    except Exception:  # noqa: BLE001 - rewrite_config resolved it already; this is a courtesy
+        files = []
+    return [config, *files, *(r.path for r in result.results)]
 
 
 @config_group.command("verify")

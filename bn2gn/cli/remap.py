@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
-from .common import cli, config_options, name_options, output_options
+from .common import check_output, cli, config_options, name_options, output_options
 from .model_options import model_arg_options, model_build_options
 
 
@@ -141,6 +141,8 @@ def remap_ckpt(
     from ..modelspec import parse_model_spec
 
     name_options(output="-o")  # the engine's `output` is -o in its messages, as in the docs
+    if output is not None and (renames_file or plan_file or config_file):
+        check_output("-o", output, [renames_file, plan_file, config_file])
     if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
         raise Bn2gnError(
             "--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",

@@ -11,6 +11,7 @@ import click
 from .. import progress
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from .common import (
+    check_output,
     cli,
     config_options,
     echo_rules,
@@ -200,6 +201,8 @@ def scan(
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..analysis.plan import UNSURE, render_json, render_text
     from ..api import Session
+
+    check_output("-o", output, [*paths, config_file, checkpoint])
 
     config = load(
         paths,

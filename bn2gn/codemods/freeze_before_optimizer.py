@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 from ..errors import Opt, message_text
 from ..rules import Rule
+from .bound_names import binder_between, bound_before, lambda_parameters, root_name
 from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
 from .recognise import optimizer_names
 from .trainer_facts import (
@@ -75,11 +76,11 @@ class FreezeBeforeOptimizer:
         for call in facts.calls:
             if call_named(call, FREEZE):
                 statement = facts.enclosing_statement(call)
-                if statement is not None:
-                    frozen.add(statement, statement.line)
+                if statement is not None:  # by position: `if x: freeze(m); opt = SGD(...)`
+                    frozen.add(statement, (call.lineno, call.col_offset))
         planned = []
         for site in sites:
-            if frozen.covers(site.statement, site.line):
+            if frozen.covers(site.statement, _position(site)):
                 continue
             model = self.model_var or site.model
             if model is None:
@@ -90,7 +91,8 @@ class FreezeBeforeOptimizer:
                         Opt("model_var", "NAME"),
                     )
                 )
-            frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
+            _refuse_unbound(facts, site, model, path, bool(self.model_var))
+            frozen.add(site.statement, (site.line, -1))  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(
                 facts, site.statement
             )
@@ -108,6 +110,12 @@ class FreezeBeforeOptimizer:
         return planned
 
 
+def _position(site: OptimizerSite) -> tuple:
+    """Where the optimizer is built, as (line, column): a freeze earlier in the same one-line
+    suite covers it."""
+    return (site.call.lineno, site.call.col_offset) if site.call else (site.line, 0)
+
+
 class _Freezes:
     """Where the backbone is already frozen: a freeze covers a later statement of its own block, and
     everything nested in those statements, within the same function. A freeze inside one branch of an
@@ -117,21 +125,47 @@ class _Freezes:
         self.facts = facts
         self.by_block: dict = {}  # block -> lines of freeze statements directly in it
 
-    def add(self, statement: Statement, line: float) -> None:
-        self.by_block.setdefault(statement.block, []).append(line)
+    def add(self, statement: Statement, position: tuple) -> None:
+        self.by_block.setdefault(statement.block, []).append(position)
 
-    def covers(self, statement: Statement, line: int) -> bool:
+    def covers(self, statement: Statement, position: tuple) -> bool:
         node = statement.head
         while node is not None:
             owner = self.facts.place.get(node) if isinstance(node, ast.stmt) else None
             if owner is not None and not self.facts.is_elif(node):
                 block = (id(owner[0]), owner[1])
-                if any(frozen < line for frozen in self.by_block.get(block, ())):
+                if any(frozen < position for frozen in self.by_block.get(block, ())):
                     return True
             if isinstance(node, (*FUNCTIONS, ast.Lambda)):
                 return False  # a freeze outside the function does not run when the function does
             node = self.facts.parent.get(node)
         return False
+
+
+def _refuse_unbound(facts: Facts, site: OptimizerSite, model: str, path, named: bool) -> None:
+    """The freeze goes before the statement: every name it uses must exist there."""
+    name = root_name(model)
+    if name is None:
+        return
+    binder = site.call and binder_between(facts, site.call, site.statement.head, name)
+    if binder is None and bound_before(facts, site.statement, name):
+        return
+    where = f"before line {site.line} (in {site.scope})"
+    if binder is not None:
+        kind = "lambda" if isinstance(binder, ast.Lambda) else "comprehension"
+        why = f"{name} is bound only inside the {kind} that builds the optimizer, not {where}"
+    else:
+        why = f"{name} is not bound {where}, where the freeze would go"
+    if named:
+        raise NeedsUserInput(
+            message_text(f"{path}:{site.line}: ", Opt("model_var", model), f": {why}")
+        )
+    raise NeedsUserInput(
+        message_text(
+            f"{path}:{site.line}: {why}; name the model to freeze there with ",
+            Opt("model_var", "NAME"),
+        )
+    )
 
 
 def report_line(facts: Facts, statement: Statement) -> str:
@@ -205,12 +239,17 @@ def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerS
     A function of this file that builds the optimizer from a parameter it was given (so the model
     is not visible inside it) is treated as a builder: its call sites are patched instead.
     """
-    direct, delegating, local_builders = [], set(), set()
+    direct, delegating, local_builders, lambdas = [], set(), set(), {}
     for call in facts.calls:
         name = dotted(call.func)
         if name and names.is_direct(name):
             site = _site(facts, call, name)
             site.model = model_of_call(facts, call)
+            builder = _lambda_builder(facts, site)
+            if builder is not None:  # `make = lambda m: SGD(m.parameters())`: patch make(...)
+                lambdas[builder[0]] = builder[1]
+                delegating.add(builder[0])
+                continue
             function = facts.innermost_function(call)
             if function is not None:
                 local_builders.add(function.name)
@@ -230,9 +269,39 @@ def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerS
         if last in local_builders and last not in delegating:
             continue  # the construction inside that function is patched instead
         site = _site(facts, call, name)
-        site.model = model_of_call(facts, call) or model_argument(call)
+        site.model = (
+            model_of_call(facts, call)
+            or _passed_argument(call, lambdas.get(last))
+            or model_argument(call)
+        )
         sites.append(site)
     return sorted(sites, key=lambda s: (s.line, s.call.col_offset if s.call else 0))
+
+
+def _lambda_builder(facts: Facts, site: OptimizerSite) -> Optional[tuple]:
+    """``(name, index)`` when the optimizer is built by ``name = lambda ...`` from its parameter
+    number ``index``: the model is what each call of ``name`` passes there."""
+    model = site.model and root_name(site.model)
+    binder = model and binder_between(facts, site.call, site.statement.head, model)
+    head = site.statement.head
+    if (
+        not isinstance(binder, ast.Lambda)
+        or not isinstance(head, ast.Assign)
+        or head.value is not binder
+        or len(head.targets) != 1
+        or not isinstance(head.targets[0], ast.Name)
+    ):
+        return None
+    name = head.targets[0].id
+    if not any(call_named(other, name) for other in facts.calls):
+        return None
+    return name, lambda_parameters(binder).index(model)
+
+
+def _passed_argument(call: ast.Call, index: Optional[int]) -> Optional[str]:
+    if index is None or index >= len(call.args):
+        return None
+    return dotted(call.args[index])
 
 
 def site_at_line(facts: Facts, line: int) -> Optional[OptimizerSite]:

@@ -13,6 +13,7 @@ import libcst as cst
 from ..pipeline import Change
 from ..rules import Rule
 from .base import Context, Outcome
+from .helper_signature import check_user_helper
 from .inject import (
     defined_or_imported_names,
     dominant_indent,
@@ -73,6 +74,8 @@ class GroupNormHelper:
             module, used=True if _converted(context) else None
         )
         if not injected:
+            if _converted(context):  # the file's own helper takes the converted calls
+                check_user_helper(module.code, context.source.path)
             return Outcome(module)
         change = Change(
             Rule.INJECT_GROUP_NORM_HELPER, 1, "get_group_norm defined after the imports"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -110,6 +111,7 @@ class Evaluator:
         self.names = CfgDict()
         self.base = base
         self.budget = MAX_ITEMS
+        self.work = MAX_WORK
 
     # --- statements -------------------------------------------------------------------------
     def run(self, tree: ast.Module) -> CfgDict:
@@ -419,8 +421,16 @@ class Evaluator:
         return value
 
     def safe(self, func: Callable, node: ast.AST, *args, **kwargs) -> Any:
+        if _result_too_large(func, *args):
+            self.refuse(node, f"{_unparse(node)}, whose result would be this large")
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            self.work -= len(result) if isinstance(result, (str, bytes, list, tuple)) else 1
+            if self.work < 0:
+                self.refuse(
+                    node, f"more than {MAX_WORK:,} units of work (characters and items built)"
+                )
+            return result
         except (
             TypeError,
             ValueError,
@@ -429,6 +439,7 @@ class Evaluator:
             ZeroDivisionError,
             AttributeError,
             OverflowError,
+            MemoryError,
         ) as exc:
             self.fail(node, f"cannot evaluate {_unparse(node)}: {type(exc).__name__}: {exc}")
 
@@ -470,6 +481,60 @@ def _too_long(left: Any, right: Any) -> bool:
         ):
             return True
     return False
+
+
+#: Characters and items the static resolver builds in one file at most, over all operations.
+MAX_WORK = 50_000_000
+#: Results the static resolver builds at most: a config holds names and numbers, not megabytes.
+MAX_RESULT_CHARS = 1_000_000
+MAX_RESULT_BITS = 1_000_000
+
+
+def _result_too_large(func: Callable, *args: Any) -> bool:
+    """Estimated before the work is done, for the operations whose result can grow beyond any
+    memory from a short text (``x ** 9999`` twice, ``s.replace('', s)`` chained, ``'%0999999999d'``,
+    ``sum([[0] * 10**6] * 10**6, [])``)."""
+    if func is operator.pow and len(args) == 2 and all(isinstance(a, int) for a in args):
+        return args[1] > 0 and max(abs(args[0]).bit_length(), 1) * args[1] > MAX_RESULT_BITS
+    if func in (operator.add, operator.mul) and len(args) == 2:
+        sizes = [len(a) if isinstance(a, (str, bytes, list, tuple)) else 0 for a in args]
+        return sum(sizes) > MAX_RESULT_CHARS
+    if func is operator.mod and args and isinstance(args[0], str):
+        return _widest_field(args[0]) > MAX_RESULT_CHARS
+    if func is sum and args:
+        try:
+            return (
+                sum(len(x) for x in args[0] if isinstance(x, (str, list, tuple))) > MAX_RESULT_CHARS
+            )
+        except TypeError:
+            return False
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, str) and getattr(func, "__name__", "") == "replace" and len(args) >= 2:
+        old, new = args[0], args[1]
+        if isinstance(old, str) and isinstance(new, str):
+            count = len(owner) + 1 if not old else len(owner) // len(old)
+            return len(owner) + count * max(len(new) - len(old), 0) > MAX_RESULT_CHARS
+    if isinstance(owner, str) and getattr(func, "__name__", "") == "format":
+        return _widest_field(owner) > MAX_RESULT_CHARS
+    if func is format and len(args) == 2 and isinstance(args[1], str):
+        return _widest_field(args[1], spec=True) > MAX_RESULT_CHARS
+    return False
+
+
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0+ ]*(\d*)(?:\.(\d*))?")
+_BRACE_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")
+
+
+def _widest_field(template: str, spec: bool = False) -> int:
+    """The largest width or precision in a format template's fields (``%0100000000d``,
+    ``{:>99999999}``; ``spec``: the template is one field's spec, as format() takes it)."""
+    if spec:
+        parts = [template]
+    else:
+        parts = [m.group(0) for m in _PERCENT_FIELD.finditer(template)]
+        parts += _BRACE_SPEC.findall(template)
+    numbers = [int(n) for part in parts for n in re.findall(r"\d{1,12}", part)]
+    return max(numbers, default=0)
 
 
 def _describe(node: ast.AST) -> str:
