@@ -62,7 +62,7 @@ def test_odd_container_shapes_are_one_line_exit_2(tmp_path, make, fragment):
 
 def test_moderate_nesting_is_kept(tmp_path):
     _save(_nested_dict(20), tmp_path / "a.pth")
-    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "-q"])
+    result = run_cli(["remap-ckpt", tmp_path / "a.pth", "-q", "--backbone-attr", "backbone"])
     assert result.exit_code == 0, result.output
 
 
