@@ -36,7 +36,15 @@ REPORT_TEXT = "Frozen backbone BatchNorm modules"
 
 
 class NeedsUserInput(Exception):
-    """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2)."""
+    """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2).
+
+    ``line`` and ``reason`` say where and why without naming a flag, for a front end that words
+    the way out in its own options (``bn2gn migrate`` points at ``bn2gn patch-trainer FILE``)."""
+
+    def __init__(self, message, line: Optional[int] = None, reason: str = ""):
+        super().__init__(message)
+        self.line = line
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -83,12 +91,15 @@ class FreezeBeforeOptimizer:
                 continue
             model = self.model_var or site.model
             if model is None:
+                reason = (
+                    f"cannot tell which model the optimizer built here (in {site.scope}) trains"
+                )
                 raise NeedsUserInput(
                     message_text(
-                        f"{path}:{site.line}: cannot tell which model the optimizer built here "
-                        f"(in {site.scope}) trains; name it with ",
-                        Opt("model_var", "NAME"),
-                    )
+                        f"{path}:{site.line}: {reason}; name it with ", Opt("model_var", "NAME")
+                    ),
+                    site.line,
+                    reason,
                 )
             frozen.add(site.statement, site.line - 0.5)  # the freeze planned right before it
             code = f"{COUNT_VAR} = {FREEZE}({model}{self.call_kwargs})\n" + report_line(

@@ -12,9 +12,10 @@ import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ..errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
 from . import engine
 from .next_steps import NextSteps, find_next_steps
+from .not_training import LeftAlone, leave_alone
 
 SCRIPT_RULES = ("BN2GN201", "BN2GN204")
 TRAINER_RULES = ("BN2GN203",)
@@ -40,7 +41,7 @@ class MigrateResult:
     mode: str
     plan: object  # analysis.plan.Plan, with patch-trainer's edits as its insertions
     results: List[engine.FileResult]
-    usage: List[str] = dataclasses.field(default_factory=list)
+    left_alone: List[LeftAlone] = dataclasses.field(default_factory=list)
     plan_application: object = None
     files: List[Path] = dataclasses.field(default_factory=list)
     next_steps: Optional[NextSteps] = None
@@ -88,7 +89,17 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         config, options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
     )
     files = engine.discover_files([repo], config)
-    patched, usage = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
+    # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
+    patched, _ = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
+    patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
+    script_only = dataclasses.replace(trainer, kind="script")
+    patched, left = leave_alone(
+        patched,
+        repo,
+        files,
+        [site.path for site in run.plan.sites],
+        lambda source: engine.patch_one(source, script_only)[0],
+    )
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -102,10 +113,39 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         mode=options.mode,
         plan=plan,
         results=results,
-        usage=usage,
+        left_alone=left,
         plan_application=applied,
         files=files,
     )
+
+
+def _needs_flag(result: engine.FileResult, trainer) -> engine.FileResult:
+    """A file patch-trainer cannot patch without ``--model-var``: failed at the optimizer's line, with
+    the patch-trainer command that settles it (migrate itself takes no per-file flag)."""
+    from ..codemods.freeze_before_optimizer import NeedsUserInput
+    from ..patch_trainer import patch_source
+
+    if result.source is None:
+        return result
+    try:
+        patch_source(result.source, trainer)
+    except NeedsUserInput as exc:
+        if exc.line is None:
+            return result
+        advice = message_text(
+            f"{exc.reason}; file left unchanged: patch it on its own with "
+            f"bn2gn patch-trainer {result.path} ",
+            Opt("model_var", "NAME", command="patch-trainer"),
+            " (migrate then finds it done), or ",
+            Opt("exclude"),
+            " it",
+        )
+        return engine.failed(
+            result.path, SourceFailure.at(result.path, exc.line, advice), result.source
+        )
+    except (SourceError, SyntaxError, ValueError):
+        pass
+    return result
 
 
 def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
@@ -137,9 +177,6 @@ def apply_migration(
     result: MigrateResult, options: MigrateOptions, diff_out: TextIO
 ) -> MigrateResult:
     """Write / print diffs / check, then work out the remap-ckpt and verify lines; sets the exit code."""
-    if result.usage:
-        result.exit_code = EXIT_USAGE
-        return result
     code = engine.apply(result.results, result.mode, diff_out)
     applied = result.plan_application
     if code == EXIT_OK and applied is not None and applied.skipped:

@@ -1,0 +1,338 @@
+"""What ``bn2gn migrate`` leaves alone although patch-trainer would change it: code that is not the
+user's training code.
+
+* a vendored tree: a folder named ``third_party``/``external``/``vendor``/``site-packages``..., or a
+  folder below the repository root with its own ``setup.py``/``pyproject.toml``/``setup.cfg`` or its
+  own licence file (a copied dataset devkit, a bundled package) — its scripts train someone else's model;
+* the ``if __name__ == "__main__":`` block of a library module (one that defines ``nn.Module``
+  classes, holds BatchNorm sites of the plan, or is imported by another file): a quick self-test;
+* ``X.train()`` on an object of a class the repository defines that is not an ``nn.Module`` (a
+  trainer whose ``train()`` is the whole training loop): ``keep_backbone_bn_eval(X)`` would get no
+  model. A class bn2gn cannot follow to its roots counts as a module, as patch-trainer assumes.
+
+Each is said in one note (``LeftAlone``); the file's other edits are kept where they can be.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..codemods.eval_after_train import find_train_switches
+from ..codemods.trainer_facts import Facts, dotted
+from .argparse_scan import module_file
+from .repo_files import parse, read_text, relative
+from .sys_path import import_roots
+
+VENDOR_FOLDERS = frozenset(
+    {"third_party", "third-party", "thirdparty", "3rdparty", "external", "externals", "vendor"}
+    | {"vendored", "site-packages", "dist-packages"}
+)
+PACKAGE_MARKERS = ("setup.py", "pyproject.toml", "setup.cfg")
+LICENCE_MARKERS = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING")
+SCRIPT, EVAL_AFTER_TRAIN, HELPER = "BN2GN201", "BN2GN203", "BN2GN202"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeftAlone:
+    """One thing migrate did not patch, and why (``path`` as the report names it)."""
+
+    path: str
+    line: Optional[int]
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "line": self.line, "reason": self.reason}
+
+
+def vendored_tree(path: Path, repo: Path) -> Optional[Tuple[Path, str]]:
+    """The outermost folder between ``repo`` (excluded) and ``path`` that is someone else's code."""
+    rel = os.path.relpath(os.path.realpath(Path(path).parent), os.path.realpath(repo))
+    if rel == "." or rel.startswith(".."):
+        return None
+    folder = Path(repo)
+    for part in Path(rel).parts:
+        folder = folder / part
+        if part.lower() in VENDOR_FOLDERS:
+            return folder, f"a vendored folder ({part}/)"
+        marker = next((m for m in PACKAGE_MARKERS if (folder / m).is_file()), None)
+        if marker:
+            return folder, f"a separate package (its own {marker})"
+        licence = next((m for m in LICENCE_MARKERS if (folder / m).is_file()), None)
+        if licence:
+            return folder, f"a copied project (its own {licence})"
+    return None
+
+
+def main_block_spans(tree: ast.Module) -> List[Tuple[int, int]]:
+    """(first, last) line of each module-level ``if __name__ == "__main__":``."""
+    return [
+        (node.lineno, node.end_lineno)
+        for node in tree.body
+        if isinstance(node, ast.If) and _is_main_test(node.test)
+    ]
+
+
+def _is_main_test(test: ast.AST) -> bool:
+    if not (
+        isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+    ):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+    )
+
+
+def defines_modules(tree: ast.Module) -> bool:
+    """A class deriving from something called ``...Module`` (``nn.Module``, ``torch.nn.Module``)."""
+    return any(
+        isinstance(node, ast.ClassDef)
+        and any((dotted(b) or "").rpartition(".")[2].endswith("Module") for b in node.bases)
+        for node in ast.walk(tree)
+    )
+
+
+def imported_by_others(path: Path, repo: Path, files: Sequence[Path], texts) -> Optional[str]:
+    """The first other file (relative to ``repo``) that imports the module at ``path``, or None."""
+    target = os.path.realpath(path)
+    stem = Path(path).stem
+    for other in files:
+        if os.path.realpath(other) == target:
+            continue
+        text = read_text(str(other), texts)
+        if stem not in text or "import" not in text:
+            continue
+        tree = parse(text)
+        if tree is not None and target in _imported_paths(tree, Path(other), repo):
+            return relative(other, repo)
+    return None
+
+
+def _imported_paths(tree: ast.Module, importer: Path, repo: Path) -> set:
+    found = set()
+    roots = _roots(importer, repo)
+    for node in ast.walk(tree):
+        names, bases = [], roots
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                bases = (importer.parents[node.level - 1],)
+            names = [module] if module else []
+            names += [f"{module}.{a.name}" if module else a.name for a in node.names]
+        for name in names:
+            hit = module_file(name, bases)
+            if hit is not None:
+                found.add(os.path.realpath(hit))
+    return found
+
+
+def _roots(script: Path, repo: Path) -> tuple:
+    """Where a script's absolute imports are looked for: its folders up to the repository root."""
+    roots, folder, top = [], Path(script).parent, os.path.realpath(repo)
+    while True:
+        roots.append(folder)
+        if os.path.realpath(folder) == top or folder.parent == folder:
+            return tuple(roots)
+        if not os.path.realpath(folder).startswith(top):
+            return tuple(roots) + (Path(repo),)
+        folder = folder.parent
+
+
+# -- .train() on objects that are not modules ------------------------------------------------
+
+
+def non_module_switches(facts: Facts, script: Path, repo: Path, texts) -> List[LeftAlone]:
+    """The file's ``X.train()`` switches on objects of repository classes that are not nn.Modules;
+    empty unless every switch of the file is one (a partial patch needs the per-file command)."""
+    found = []
+    roots = import_roots(script, repo, texts) + _roots(script, repo)
+    for switch in find_train_switches(facts):
+        known = _receiver_class(facts, switch, script, roots, texts)
+        if known is None:
+            return []
+        name, where = known
+        found.append(
+            LeftAlone(
+                relative(script, repo),
+                switch.line,
+                f"{switch.receiver}.train(...) left alone: {switch.receiver} is a {name} "
+                f"({where}), which is not an nn.Module; its train() is the training loop",
+            )
+        )
+    return found
+
+
+def _receiver_class(facts: Facts, switch, script: Path, roots, texts):
+    """(class name, where it is defined) when the receiver is built from a repository class that is
+    certainly not an nn.Module; None when it is one or bn2gn cannot tell."""
+    if "." in switch.receiver:
+        return None
+    scope = facts.innermost_function(switch.call)
+    built = [
+        a.value
+        for a in facts.assigns
+        if a.lineno < switch.line
+        and isinstance(a.value, ast.Call)
+        and any(isinstance(t, ast.Name) and t.id == switch.receiver for t in a.targets)
+        and facts.innermost_function(a) is scope
+    ]
+    if not built or not isinstance(built[-1].func, ast.Name):
+        return None
+    name = built[-1].func.id
+    found = _find_class(name, facts.tree, script, roots, texts)
+    if found is None:
+        return None
+    node, tree, path = found
+    if _is_module_class(node, tree, path, roots, texts, depth=0) is not False:
+        return None
+    return name, f"{relative(path, roots[-1])}:{node.lineno}"
+
+
+def _find_class(name: str, tree: ast.Module, path: Path, roots, texts):
+    """(ClassDef, its module's tree, its file) for ``name`` as ``tree`` binds it, or None."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node, tree, path
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        for alias in node.names:
+            if (alias.asname or alias.name) != name:
+                continue
+            bases = (path.parents[node.level - 1],) if node.level else roots
+            source = module_file(node.module, bases) if node.module else None
+            other = parse(read_text(str(source), texts)) if source is not None else None
+            if other is not None:
+                return next(
+                    (
+                        (n, other, source)
+                        for n in other.body
+                        if isinstance(n, ast.ClassDef) and n.name == alias.name
+                    ),
+                    None,
+                )
+    return None
+
+
+def _is_module_class(node: ast.ClassDef, tree, path: Path, roots, texts, depth: int):
+    """True: an nn.Module; False: certainly not (every base followed to ``object``); None: unknown."""
+    if depth > 8:
+        return None
+    answer = False
+    for base in node.bases:
+        name = dotted(base)
+        if name is None:
+            return None
+        if name.rpartition(".")[2].endswith("Module"):
+            return True
+        if name == "object":
+            continue
+        found = _find_class(name, tree, path, roots, texts) if "." not in name else None
+        if found is None:
+            return None
+        verdict = _is_module_class(*found, roots, texts, depth + 1)
+        if verdict is not False:
+            return verdict
+    return answer
+
+
+def lines_in(spans: Iterable[Tuple[int, int]], lines: Iterable[int]) -> bool:
+    lines = list(lines)
+    return bool(lines) and all(any(a <= n <= b for a, b in spans) for n in lines)
+
+
+def library_reason(
+    path: Path, tree: ast.Module, repo: Path, files, texts, model_files: Dict[str, bool]
+) -> Optional[str]:
+    """Why ``path`` is a library module (defines models / is imported), or None."""
+    if model_files.get(os.path.realpath(path)) or defines_modules(tree):
+        return "the module defines models"
+    importer = imported_by_others(path, repo, files, texts)
+    return f"the module is imported by {importer}" if importer else None
+
+
+# -- the pass over patch-trainer's results ---------------------------------------------------
+
+
+def leave_alone(
+    results, repo: Path, files, model_paths, script_only
+) -> Tuple[list, List[LeftAlone]]:
+    """patch-trainer's ``results`` without the edits to code that is not the user's training code,
+    and one note per thing left alone. ``script_only(source)``: the file patched as a train script
+    only (``--kind script``), for files whose every ``.train()`` is on a non-module object."""
+    texts = {os.path.realpath(r.path): r.source.text for r in results if r.source is not None}
+    models = {os.path.realpath(p): True for p in model_paths}
+    kept, notes, trees = [], [], {}
+    for result in results:
+        if result.status == "unchanged" or result.source is None:
+            kept.append(result)
+            continue
+        vendored = vendored_tree(result.path, repo)
+        if vendored is not None:
+            trees.setdefault(vendored, []).append(result.path)
+            kept.append(unchanged(result))
+            continue
+        judged, said = _judge(result, repo, files, texts, models, script_only)
+        kept.append(judged)
+        notes += said
+    for (folder, why), paths in sorted(trees.items(), key=lambda item: str(item[0][0])):
+        rel = relative(folder, repo)
+        notes.append(
+            LeftAlone(
+                rel + "/",
+                None,
+                f"{why}, not your training code: {len(paths)} file(s) with training code there "
+                f"left alone (bn2gn patch-trainer {rel} patches them if they are yours)",
+            )
+        )
+    return kept, sorted(notes, key=lambda n: (n.path, n.line or 0))
+
+
+def _judge(result, repo, files, texts, models, script_only):
+    tree = parse(result.source.text)
+    if tree is None:
+        return result, []
+    rel = relative(result.path, repo)
+    lines = [c.line for c in result.changes if c.rule.code != HELPER]
+    if result.status == "failed" and result.failure.line:
+        lines = [result.failure.line]
+    if lines_in(main_block_spans(tree), lines):
+        why = library_reason(Path(result.path), tree, repo, files, texts, models)
+        on_disk = parse(read_text(str(result.path), {}))  # its lines, not the rewritten text's
+        spans = main_block_spans(on_disk) if on_disk is not None else []
+        if why:
+            return unchanged(result), [
+                LeftAlone(
+                    rel,
+                    spans[0][0] if spans else None,
+                    f'the `if __name__ == "__main__":` block of a library module ({why}) is a '
+                    "quick self-test, not training code; left alone",
+                )
+            ]
+    if result.status == "failed":
+        return result, []
+    said = non_module_switches(Facts(result.source.text, tree), Path(result.path), repo, texts)
+    return (script_only(result.source), said) if said else (result, [])
+
+
+def unchanged(result):
+    """``result``'s file as patch-trainer found it."""
+    return dataclasses.replace(
+        result,
+        status="unchanged",
+        new_text=result.source.text,
+        changes=(),
+        notes=(),
+        failure=None,
+        refused=(),
+    )

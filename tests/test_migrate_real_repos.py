@@ -1,0 +1,215 @@
+"""bn2gn migrate on the shapes of real repositories: fixtures/migrate/satrepo.
+
+The tree (written for these tests) is laid out like the CenterNet family: ``src/main.py`` puts
+``src/lib`` on sys.path through ``import _init_paths``, builds the optimizer in
+``setup_optimization(model, opt)`` and hands the epochs to ``trains.trainer.Trainer`` (a plain
+class whose ``train()`` is the loop; its ``run_epoch`` calls ``self.model_with_loss.train()``);
+``models/model.py`` ends with a ``__main__`` self-test that builds an SGD optimizer; a dataset
+devkit with its own LICENSE (two scripts that train a baseline) sits in ``src/tools/sat_devkit``,
+a copied re-id trainer in ``third_party/reid``; ``src/tools/finetune_head.py`` passes the optimizer
+``decay_groups(net, 1e-4)``, parameter groups a helper collects. Every expectation below is written
+from reading those files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import FIXTURES, run_cli, snapshot
+
+SATREPO = FIXTURES / "migrate" / "satrepo"
+FINETUNE = "src/tools/finetune_head.py"
+MODEL = [
+    "--model",
+    "models.model:create_model",
+    "--model-arg",
+    "arch=dla_34",
+    "--model-arg",
+    "head_conv=64",
+    "--path",
+    "src/lib",
+]
+
+
+def _copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SATREPO, tmp_path / "satrepo"))
+
+
+def _changed(before: dict, after: dict) -> list:
+    assert set(before) == set(after), "migrate created or removed files"
+    return sorted(rel for rel in before if before[rel] != after[rel])
+
+
+def _migrate(repo: Path, *extra):
+    result = run_cli(["migrate", "--write", "--format", "json", *extra], cwd=repo)
+    return result, json.loads(result.stdout)
+
+
+def test_one_unattributable_optimizer_fails_alone(tmp_path):
+    repo = _copy(tmp_path)
+    before = snapshot(repo)
+    result, data = _migrate(repo)
+    assert result.exit_code == 1 and data["exit_code"] == 1
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    assert failed == [
+        {
+            "path": FINETUNE,
+            "status": "failed",
+            "changes": [],
+            "error": f"{FINETUNE}:19: cannot tell which model the optimizer built here (in main) "
+            f"trains; file left unchanged: patch it on its own with bn2gn patch-trainer {FINETUNE} "
+            "--model-var NAME (migrate then finds it done), or --exclude it",
+        }
+    ]
+    assert _changed(before, snapshot(repo)) == [
+        "src/lib/models/model.py",
+        "src/lib/trains/trainer.py",
+        "src/main.py",
+    ]
+    # the printed way out works: that file on its own, then migrate finds nothing left
+    assert run_cli(["patch-trainer", FINETUNE, "--model-var", "net"], cwd=repo).exit_code == 0
+    again, data = _migrate(repo)
+    assert again.exit_code == 0 and data["files_changed"] == 0
+
+
+def test_code_that_is_not_the_users_training_code_is_left_alone(tmp_path):
+    repo = _copy(tmp_path)
+    before = snapshot(repo)
+    result, data = _migrate(repo, "--exclude", FINETUNE)
+    assert result.exit_code == 0, result.output
+    after = snapshot(repo)
+    assert _changed(before, after) == [
+        "src/lib/models/model.py",
+        "src/lib/trains/trainer.py",
+        "src/main.py",
+    ]
+    model = after["src/lib/models/model.py"].decode()
+    assert "get_group_norm(head_conv)" in model and "freeze_backbone_bn" not in model
+    main = after["src/main.py"].decode()
+    assert "    frozen_count = freeze_backbone_bn(model)\n" in main
+    assert "keep_backbone_bn_eval(trainer" not in main
+    assert (
+        "        self.model_with_loss.train()\n        keep_backbone_bn_eval(self.model_with_loss)\n"
+        in (after["src/lib/trains/trainer.py"].decode())
+    )
+    assert data["left_alone"] == [
+        {
+            "path": "src/lib/models/model.py",
+            "line": 35,
+            "reason": 'the `if __name__ == "__main__":` block of a library module (the module '
+            "defines models) is a quick self-test, not training code; left alone",
+        },
+        {
+            "path": "src/main.py",
+            "line": 22,
+            "reason": "trainer.train(...) left alone: trainer is a Trainer "
+            "(src/lib/trains/trainer.py:22), which is not an nn.Module; its train() is the "
+            "training loop",
+        },
+        {
+            "path": "src/tools/sat_devkit/",
+            "line": None,
+            "reason": "a copied project (its own LICENSE), not your training code: 2 file(s) with "
+            "training code there left alone (bn2gn patch-trainer src/tools/sat_devkit patches "
+            "them if they are yours)",
+        },
+        {
+            "path": "third_party/",
+            "line": None,
+            "reason": "a vendored folder (third_party/), not your training code: 1 file(s) with "
+            "training code there left alone (bn2gn patch-trainer third_party patches them if "
+            "they are yours)",
+        },
+    ]
+    assert data["scripts"] == ["src/main.py"] and data["trainers"] == ["src/lib/trains/trainer.py"]
+    text = run_cli(["migrate", "--check", "--exclude", FINETUNE], cwd=repo)
+    assert text.exit_code == 0 and snapshot(repo) == after  # a second run changes nothing
+
+
+def test_next_step_lines_follow_the_repositorys_sys_path(tmp_path):
+    repo = _copy(tmp_path)
+    result, data = _migrate(repo, "--exclude", FINETUNE)
+    steps = data["next_steps"]
+    assert [c["argv"] for c in steps["remap_ckpt"]] == [
+        ["bn2gn", "remap-ckpt", "CHECKPOINT", *MODEL, "--strict"]
+    ]
+    assert steps["remap_ckpt"][0]["fill_in"] == [
+        "CHECKPOINT: the checkpoint you pass to --load_model"
+    ]
+    assert steps["verify"][0]["argv"] == [
+        "bn2gn",
+        "verify",
+        *MODEL,
+        "--input-shape",
+        "1,C,H,W",
+        "--freeze-from",
+        "src/main.py",
+        "--freeze-from",
+        "src/lib/trains/trainer.py",
+    ]
+    text = run_cli(["migrate", "--exclude", FINETUNE], cwd=repo).stderr  # --diff: report on stderr
+    lines = text[text.index("next steps") :].splitlines()
+    # every line that is not a comment runs as printed; placeholders are only in comments
+    commands = [line.strip() for line in lines if line.startswith("    ") and "#" not in line]
+    assert commands == []  # --write was given before: nothing left to apply
+    remap = "bn2gn remap-ckpt CHECKPOINT " + " ".join(MODEL) + " --strict"
+    assert lines[
+        lines.index("    # fill in CHECKPOINT: the checkpoint you pass to --load_model") + 1
+    ] == (f"    #   {remap}")
+
+
+def test_printed_lines_run_once_filled_in(tmp_path):
+    repo = _copy(tmp_path)
+    _, data = _migrate(repo, "--exclude", FINETUNE)
+    build = (
+        "import torch, sys; sys.path.insert(0, 'src/lib'); from models.model import create_model; "
+        "torch.save(create_model('dla_34', 64).state_dict(), '../old.pth')"
+    )
+    original = _copy(tmp_path / "original")
+    subprocess.run([sys.executable, "-c", build], cwd=original, check=True, timeout=300)
+    remap = [
+        a.replace("CHECKPOINT", str(tmp_path / "original" / "old.pth"))
+        for a in data["next_steps"]["remap_ckpt"][0]["argv"]
+    ]
+    done = run_cli(remap[1:], cwd=repo)
+    assert done.exit_code == 0, done.output
+    verify = [a.replace("1,C,H,W", "2,3,32,32") for a in data["next_steps"]["verify"][0]["argv"]]
+    done = run_cli([*verify[1:], "--steps", "2", "--device", "cpu"], cwd=repo)
+    assert done.exit_code == 0, done.output
+
+
+def test_vendored_trees(tmp_path):
+    from bn2gn.migrate.not_training import vendored_tree
+
+    repo = tmp_path / "repo"
+    for folder, marker in [
+        ("lib/DCNv2", "setup.py"),
+        ("tools/kit", "pyproject.toml"),
+        ("tools/devkit", "COPYING"),
+        ("lib/models", None),
+        ("src/external/nms", None),
+    ]:
+        (repo / folder).mkdir(parents=True)
+        if marker:
+            (repo / folder / marker).write_text("")
+    (repo / "pyproject.toml").write_text("")  # the repository's own: not a nested package
+    assert vendored_tree(repo / "lib/DCNv2/src/x.py", repo) == (
+        repo / "lib/DCNv2",
+        "a separate package (its own setup.py)",
+    )
+    assert vendored_tree(repo / "tools/kit/train.py", repo)[1] == (
+        "a separate package (its own pyproject.toml)"
+    )
+    assert vendored_tree(repo / "tools/devkit/train.py", repo)[1] == (
+        "a copied project (its own COPYING)"
+    )
+    assert vendored_tree(repo / "src/external/nms/x.py", repo) == (
+        repo / "src/external",
+        "a vendored folder (external/)",
+    )
+    assert vendored_tree(repo / "lib/models/train.py", repo) is None
+    assert vendored_tree(repo / "train.py", repo) is None
