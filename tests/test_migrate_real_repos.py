@@ -213,3 +213,36 @@ def test_vendored_trees(tmp_path):
     )
     assert vendored_tree(repo / "lib/models/train.py", repo) is None
     assert vendored_tree(repo / "train.py", repo) is None
+
+
+ONE_CYCLE = FIXTURES / "migrate" / "one_cycle"
+
+
+def test_the_repositorys_own_optimizer_builders_are_found(tmp_path):
+    """tools/train.py picks build_one_cycle_optimizer(model, cfg) or build_optimizer(model, cfg) by a
+    flag: both paths get the freeze. tools/finetune.py gives build_one_cycle_optimizer layer groups,
+    not the model: nothing is inserted there, and a note names the call and --optimizer-call."""
+    repo = Path(shutil.copytree(ONE_CYCLE, tmp_path / "one_cycle"))
+    result, data = _migrate(repo)
+    assert result.exit_code == 0, result.output
+    train = (repo / "tools/train.py").read_text()
+    freeze = (
+        "        frozen_count = freeze_backbone_bn(model)\n"
+        '        print(f"Frozen backbone BatchNorm modules: {frozen_count}")\n'
+    )
+    assert (
+        "    if cfg.one_cycle:\n"
+        + freeze
+        + "        optimizer = build_one_cycle_optimizer(model, cfg)\n"
+        + "    else:\n"
+        + freeze
+        + "        optimizer = build_optimizer(model, cfg)\n"
+    ) in train
+    finetune = next(r for r in data["results"] if r["path"] == "tools/finetune.py")
+    assert finetune["notes"] == [
+        "tools/finetune.py:10: optimizer = build_one_cycle_optimizer(...) may build the optimizer, "
+        "but bn2gn cannot tell which model it trains, so nothing was inserted before it; if it "
+        "builds the optimizer, name it with --optimizer-call build_one_cycle_optimizer (and the "
+        "model, if bn2gn then asks)"
+    ]
+    assert "= freeze_backbone_bn(" not in (repo / "tools/finetune.py").read_text()
