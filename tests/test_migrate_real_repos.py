@@ -246,3 +246,44 @@ def test_the_repositorys_own_optimizer_builders_are_found(tmp_path):
         "model, if bn2gn then asks)"
     ]
     assert "= freeze_backbone_bn(" not in (repo / "tools/finetune.py").read_text()
+
+
+FROZEN_BN = FIXTURES / "migrate" / "frozen_bn"
+
+
+def test_a_repository_with_frozen_batchnorm_needs_nothing(tmp_path):
+    """det/layers.py's FrozenBN registers weight, bias, running_mean and running_var as buffers; the
+    backbone is built of it, the head uses GroupNorm: no BatchNorm2d anywhere."""
+    repo = Path(shutil.copytree(FROZEN_BN, tmp_path / "frozen_bn"))
+    before = snapshot(repo)
+    result, data = _migrate(repo)
+    assert result.exit_code == 0, result.output
+    assert snapshot(repo) == before
+    assert data["files_changed"] == 0 and data["scripts"] == [] and data["trainers"] == []
+    assert data["frozen_already"] == "det/model.py:7 uses FrozenBN (det/layers.py:5)"
+    assert data["next_steps"]["remap_ckpt"] == [] and data["next_steps"]["verify"] == []
+    assert data["next_steps"]["notes"] == [
+        "nothing to migrate: the models hold no BatchNorm2d, and det/model.py:7 uses FrozenBN "
+        "(det/layers.py:5), a BatchNorm whose statistics and affine are buffers: frozen already; "
+        "no train script patched, no checkpoint to remap"
+    ]
+    text = run_cli(["migrate"], cwd=repo)
+    assert "remap-ckpt" not in text.output and "nothing to migrate" in text.stderr
+
+
+def test_torchvisions_frozen_batchnorm_counts(tmp_path):
+    from bn2gn.migrate.frozen_bn import frozen_batchnorm_use
+
+    (tmp_path / "net.py").write_text(
+        "from torchvision.models import resnet50\n"
+        "from torchvision.ops import FrozenBatchNorm2d\n\n"
+        "backbone = resnet50(norm_layer=FrozenBatchNorm2d)\n"
+    )
+    (tmp_path / "bn.py").write_text(
+        "import torch.nn as nn\n\n\nclass NotFrozen(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.register_buffer('running_mean', None)\n\n\n"
+        "x = NotFrozen()\n"
+    )
+    found = frozen_batchnorm_use(tmp_path, [tmp_path / "bn.py", tmp_path / "net.py"], {})
+    assert str(found) == "net.py:4 uses FrozenBatchNorm2d (torchvision)"
+    assert frozen_batchnorm_use(tmp_path, [tmp_path / "bn.py"], {}) is None

@@ -118,6 +118,7 @@ def as_dict(result: MigrateResult) -> dict:
         "trainers": result.trainers,
         "plan": result.plan.as_dict(),
         "left_alone": [item.as_dict() for item in result.left_alone],
+        "frozen_already": None if result.frozen_already is None else str(result.frozen_already),
         "results": [
             dict(
                 r.as_dict(),

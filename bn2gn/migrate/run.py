@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, TextIO
 
 from ..errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
 from . import engine
+from .frozen_bn import FrozenUse, frozen_batchnorm_use
 from .next_steps import NextSteps, find_next_steps
 from .not_training import LeftAlone, leave_alone
 
@@ -42,6 +43,7 @@ class MigrateResult:
     plan: object  # analysis.plan.Plan, with patch-trainer's edits as its insertions
     results: List[engine.FileResult]
     left_alone: List[LeftAlone] = dataclasses.field(default_factory=list)
+    frozen_already: Optional[FrozenUse] = None  # set: nothing to migrate, the BatchNorm is frozen
     plan_application: object = None
     files: List[Path] = dataclasses.field(default_factory=list)
     next_steps: Optional[NextSteps] = None
@@ -89,6 +91,9 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         config, options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
     )
     files = engine.discover_files([repo], config)
+    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {})
+    if frozen is not None:  # no BatchNorm2d to convert and the backbone's is frozen already
+        trainer = dataclasses.replace(trainer, rules=frozenset())
     # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
     patched, _ = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
     patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
@@ -114,6 +119,7 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         plan=plan,
         results=results,
         left_alone=left,
+        frozen_already=frozen,
         plan_application=applied,
         files=files,
     )
@@ -184,10 +190,21 @@ def apply_migration(
     if code == EXIT_OK and options.strict and result.plan.counts()["unsure"]:
         code = EXIT_FAILED
     result.exit_code = code
+    if result.frozen_already is not None:
+        result.next_steps = NextSteps(cwd=str(options.repo), notes=[nothing_needed(result)])
+        return result
     result.next_steps = find_next_steps(
         options.repo, _final_texts(result), result.scripts, result.trainers, result.files
     )
     return result
+
+
+def nothing_needed(result: MigrateResult) -> str:
+    return (
+        f"nothing to migrate: the models hold no BatchNorm2d, and {result.frozen_already}, a "
+        "BatchNorm whose statistics and affine are buffers: frozen already; no train script "
+        "patched, no checkpoint to remap"
+    )
 
 
 def _final_texts(result: MigrateResult) -> Dict[str, str]:
