@@ -287,3 +287,80 @@ def test_torchvisions_frozen_batchnorm_counts(tmp_path):
     found = frozen_batchnorm_use(tmp_path, [tmp_path / "bn.py", tmp_path / "net.py"], {})
     assert str(found) == "net.py:4 uses FrozenBatchNorm2d (torchvision)"
     assert frozen_batchnorm_use(tmp_path, [tmp_path / "bn.py"], {}) is None
+
+
+MAIN_ONLY_SCRIPT = """\
+import torch
+
+from nets import build
+
+if __name__ == "__main__":
+    model = build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+"""
+
+HELPER_WITH_SELF_TEST = """\
+import torch
+
+
+def warmup(optimizer, steps):
+    return torch.optim.lr_scheduler.LinearLR(optimizer, total_iters=steps)
+
+
+if __name__ == "__main__":
+    weight = torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    print(warmup(optimizer, 5))
+"""
+
+UNKNOWN_TRAINER = """\
+import torch
+from somewhere_else import Runner
+
+from nets import build
+
+
+def main():
+    model = build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    runner = Runner(model, optimizer)
+    runner.train()
+"""
+
+
+def _tree(root: Path, files: dict) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_what_is_training_code_is_still_patched(tmp_path):
+    """A script whose whole run is its __main__ block (imported by nobody, no model class), a
+    .train() on an object of a class bn2gn cannot follow, and a project below REPO with its own
+    setup.py when it holds all the training code: all patched as before, no note."""
+    nets = "def build():\n    return None\n"
+    repo = _tree(
+        tmp_path / "work",
+        {
+            "proj/setup.py": "",
+            "proj/nets.py": nets,
+            "proj/train.py": MAIN_ONLY_SCRIPT,
+            "proj/run.py": UNKNOWN_TRAINER,
+            "proj/sched.py": HELPER_WITH_SELF_TEST,
+            "proj/fit.py": "import sched  # noqa: F401\n",
+        },
+    )
+    result, data = _migrate(repo)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["path"] for r in data["results"]) == ["proj/run.py", "proj/train.py"]
+    run = (repo / "proj/run.py").read_text()
+    assert "    runner.train()\n    keep_backbone_bn_eval(runner)\n" in run
+    assert data["left_alone"] == [
+        {
+            "path": "proj/sched.py",
+            "line": 8,
+            "reason": 'the `if __name__ == "__main__":` block of a library module (the module is '
+            "imported by proj/fit.py) is a quick self-test, not training code; left alone",
+        }
+    ]

@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
-from .factory import FREEZE, ModelCall, call_name, model_call
+from .factory import FREEZE, PLACEHOLDER, ModelCall, call_name, model_call
 from .repo_files import imported_modules, parse, read_text, relative
 from .sys_path import import_roots
 
@@ -95,7 +95,7 @@ def find_next_steps(
             "no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"
         )
         return steps
-    seen = set()
+    seen, unresolved = set(), []
     for script in scripts:
         tree = parse(read_text(script, texts))
         if tree is None:
@@ -112,6 +112,12 @@ def find_next_steps(
             steps.verify.append(
                 verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap)
             )
+            if model.spec == PLACEHOLDER:
+                unresolved.append(steps.verify[-1])
+    if len(unresolved) < len(steps.verify):
+        # a builder module freezing the model it is given (``build_optimizer(model, cfg)``): the
+        # scripts that call it with the model they build have the line
+        steps.verify = [c for c in steps.verify if c not in unresolved]
     return steps
 
 

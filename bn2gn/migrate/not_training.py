@@ -272,19 +272,21 @@ def leave_alone(
     only (``--kind script``), for files whose every ``.train()`` is on a non-module object."""
     texts = {os.path.realpath(r.path): r.source.text for r in results if r.source is not None}
     models = {os.path.realpath(p): True for p in model_paths}
+    found = [r for r in results if r.status != "unchanged" and r.source is not None]
+    vendored = {id(r): vendored_tree(r.path, repo) for r in found}
+    if all(vendored.values()):
+        vendored = {}  # all the training code is in such trees: REPO is a folder above your project
     kept, notes, trees = [], [], {}
     for result in results:
         if result.status == "unchanged" or result.source is None:
             kept.append(result)
-            continue
-        vendored = vendored_tree(result.path, repo)
-        if vendored is not None:
-            trees.setdefault(vendored, []).append(result.path)
+        elif vendored.get(id(result)) is not None:
+            trees.setdefault(vendored[id(result)], []).append(result.path)
             kept.append(unchanged(result))
-            continue
-        judged, said = _judge(result, repo, files, texts, models, script_only)
-        kept.append(judged)
-        notes += said
+        else:
+            judged, said = _judge(result, repo, files, texts, models, script_only)
+            kept.append(judged)
+            notes += said
     for (folder, why), paths in sorted(trees.items(), key=lambda item: str(item[0][0])):
         rel = relative(folder, repo)
         notes.append(
