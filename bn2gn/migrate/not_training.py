@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..codemods.eval_after_train import find_train_switches
 from ..codemods.trainer_facts import Facts, dotted
 from .argparse_scan import module_file
 from .repo_files import parse, read_text, relative
-from .sys_path import import_roots
+from .sys_path import enclosing_folders
+from .trainer_objects import non_module_switches
 
 VENDOR_FOLDERS = frozenset(
     {"third_party", "third-party", "thirdparty", "3rdparty", "external", "externals", "vendor"}
@@ -118,7 +118,7 @@ def imported_by_others(path: Path, repo: Path, files: Sequence[Path], texts) -> 
 
 def _imported_paths(tree: ast.Module, importer: Path, repo: Path) -> set:
     found = set()
-    roots = _roots(importer, repo)
+    roots = enclosing_folders(importer, repo)
     for node in ast.walk(tree):
         names, bases = [], roots
         if isinstance(node, ast.Import):
@@ -134,116 +134,6 @@ def _imported_paths(tree: ast.Module, importer: Path, repo: Path) -> set:
             if hit is not None:
                 found.add(os.path.realpath(hit))
     return found
-
-
-def _roots(script: Path, repo: Path) -> tuple:
-    """Where a script's absolute imports are looked for: its folders up to the repository root."""
-    roots, folder, top = [], Path(script).parent, os.path.realpath(repo)
-    while True:
-        roots.append(folder)
-        if os.path.realpath(folder) == top or folder.parent == folder:
-            return tuple(roots)
-        if not os.path.realpath(folder).startswith(top):
-            return tuple(roots) + (Path(repo),)
-        folder = folder.parent
-
-
-# -- .train() on objects that are not modules ------------------------------------------------
-
-
-def non_module_switches(facts: Facts, script: Path, repo: Path, texts) -> List[LeftAlone]:
-    """The file's ``X.train()`` switches on objects of repository classes that are not nn.Modules;
-    empty unless every switch of the file is one (a partial patch needs the per-file command)."""
-    found = []
-    roots = import_roots(script, repo, texts) + _roots(script, repo)
-    for switch in find_train_switches(facts):
-        known = _receiver_class(facts, switch, script, roots, texts)
-        if known is None:
-            return []
-        name, where = known
-        found.append(
-            LeftAlone(
-                relative(script, repo),
-                switch.line,
-                f"{switch.receiver}.train(...) left alone: {switch.receiver} is a {name} "
-                f"({where}), which is not an nn.Module; its train() is the training loop",
-            )
-        )
-    return found
-
-
-def _receiver_class(facts: Facts, switch, script: Path, roots, texts):
-    """(class name, where it is defined) when the receiver is built from a repository class that is
-    certainly not an nn.Module; None when it is one or bn2gn cannot tell."""
-    if "." in switch.receiver:
-        return None
-    scope = facts.innermost_function(switch.call)
-    built = [
-        a.value
-        for a in facts.assigns
-        if a.lineno < switch.line
-        and isinstance(a.value, ast.Call)
-        and any(isinstance(t, ast.Name) and t.id == switch.receiver for t in a.targets)
-        and facts.innermost_function(a) is scope
-    ]
-    if not built or not isinstance(built[-1].func, ast.Name):
-        return None
-    name = built[-1].func.id
-    found = _find_class(name, facts.tree, script, roots, texts)
-    if found is None:
-        return None
-    node, tree, path = found
-    if _is_module_class(node, tree, path, roots, texts, depth=0) is not False:
-        return None
-    return name, f"{relative(path, roots[-1])}:{node.lineno}"
-
-
-def _find_class(name: str, tree: ast.Module, path: Path, roots, texts):
-    """(ClassDef, its module's tree, its file) for ``name`` as ``tree`` binds it, or None."""
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            return node, tree, path
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom):
-            continue
-        for alias in node.names:
-            if (alias.asname or alias.name) != name:
-                continue
-            bases = (path.parents[node.level - 1],) if node.level else roots
-            source = module_file(node.module, bases) if node.module else None
-            other = parse(read_text(str(source), texts)) if source is not None else None
-            if other is not None:
-                return next(
-                    (
-                        (n, other, source)
-                        for n in other.body
-                        if isinstance(n, ast.ClassDef) and n.name == alias.name
-                    ),
-                    None,
-                )
-    return None
-
-
-def _is_module_class(node: ast.ClassDef, tree, path: Path, roots, texts, depth: int):
-    """True: an nn.Module; False: certainly not (every base followed to ``object``); None: unknown."""
-    if depth > 8:
-        return None
-    answer = False
-    for base in node.bases:
-        name = dotted(base)
-        if name is None:
-            return None
-        if name.rpartition(".")[2].endswith("Module"):
-            return True
-        if name == "object":
-            continue
-        found = _find_class(name, tree, path, roots, texts) if "." not in name else None
-        if found is None:
-            return None
-        verdict = _is_module_class(*found, roots, texts, depth + 1)
-        if verdict is not False:
-            return verdict
-    return answer
 
 
 def lines_in(spans: Iterable[Tuple[int, int]], lines: Iterable[int]) -> bool:
@@ -323,7 +213,16 @@ def _judge(result, repo, files, texts, models, script_only):
             ]
     if result.status == "failed":
         return result, []
-    said = non_module_switches(Facts(result.source.text, tree), Path(result.path), repo, texts)
+    switches = non_module_switches(Facts(result.source.text, tree), Path(result.path), repo, texts)
+    said = [
+        LeftAlone(
+            rel,
+            s.line,
+            f"{s.receiver}.train(...) left alone: {s.receiver} is a {s.cls} ({s.defined}), which "
+            "is not an nn.Module; its train() is the training loop",
+        )
+        for s in switches
+    ]
     return (script_only(result.source), said) if said else (result, [])
 
 

@@ -87,24 +87,9 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         [repo], config, engine.rewrite_rules(config), options.plan_file
     )
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    trainer = engine.trainer_options(
-        config, options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
-    )
     files = engine.discover_files([repo], config)
     frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {})
-    if frozen is not None:  # no BatchNorm2d to convert and the backbone's is frozen already
-        trainer = dataclasses.replace(trainer, rules=frozenset())
-    # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
-    patched, _ = engine.patch_trainers(files, trainer, rewritten) if trainer.rules else ([], [])
-    patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
-    script_only = dataclasses.replace(trainer, kind="script")
-    patched, left = leave_alone(
-        patched,
-        repo,
-        files,
-        [site.path for site in run.plan.sites],
-        lambda source: engine.patch_one(source, script_only)[0],
-    )
+    patched, left = _patch_trainers(options, run.plan, files, rewritten, frozen is None)
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -122,6 +107,30 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         frozen_already=frozen,
         plan_application=applied,
         files=files,
+    )
+
+
+def _patch_trainers(options: MigrateOptions, plan, files, rewritten, wanted: bool):
+    """patch-trainer over the repository on the rewritten texts, without what is not the user's
+    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already)."""
+    trainer = engine.trainer_options(
+        options.config,
+        options.exclude_frozen,
+        options.optimizer_calls,
+        helper_module=options.helper_module,
+    )
+    if not (wanted and trainer.rules):
+        return [], []
+    # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
+    patched, _ = engine.patch_trainers(files, trainer, rewritten)
+    patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
+    script_only = dataclasses.replace(trainer, kind="script")
+    return leave_alone(
+        patched,
+        options.repo,
+        files,
+        [site.path for site in plan.sites],
+        lambda source: engine.patch_one(source, script_only)[0],
     )
 
 

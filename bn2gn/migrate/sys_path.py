@@ -43,6 +43,18 @@ def import_roots(script: Path, repo: Path, texts) -> Tuple[Path, ...]:
     return tuple(unique)
 
 
+def enclosing_folders(script: Path, repo: Path) -> tuple:
+    """Where a script's absolute imports are looked for: its folders up to the repository root."""
+    roots, folder, top = [], Path(script).parent, os.path.realpath(repo)
+    while True:
+        roots.append(folder)
+        if os.path.realpath(folder) == top or folder.parent == folder:
+            return tuple(roots)
+        if not os.path.realpath(folder).startswith(top):
+            return tuple(roots) + (Path(repo),)
+        folder = folder.parent
+
+
 def _sibling_imports(tree: ast.Module, folder: Path) -> List[Path]:
     """Modules beside the script that it imports at module level (``import _init_paths``)."""
     found = []
