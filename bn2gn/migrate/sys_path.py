@@ -28,11 +28,11 @@ def import_roots(script: Path, repo: Path, texts) -> Tuple[Path, ...]:
     roots: List[Path] = [script.parent]
     tree = parse(read_text(str(script), texts))
     if tree is not None:
-        roots += added_paths(tree, script)
+        roots += added_paths(tree, script, repo)
         for path in _sibling_imports(tree, script.parent):
             module = parse(read_text(str(path), texts))
             if module is not None:
-                roots += added_paths(module, path)
+                roots += added_paths(module, path, repo)
     roots.append(Path(repo))
     seen, unique = set(), []
     for root in roots:
@@ -67,8 +67,10 @@ def _sibling_imports(tree: ast.Module, folder: Path) -> List[Path]:
     return found
 
 
-def added_paths(tree: ast.Module, path: Path) -> List[Path]:
-    """Folders the module-level code of ``tree`` (the file at ``path``) puts on ``sys.path``."""
+def added_paths(tree: ast.Module, path: Path, repo: Path) -> List[Path]:
+    """Folders the module-level code of ``tree`` (the file at ``path``) puts on ``sys.path``. A
+    relative path (``sys.path.append('src/lib')``) depends on where the script runs: the first of
+    the script's folder and the repository root where that folder exists is taken."""
     bound: Dict[str, ast.AST] = {}
     adders = _adder_functions(tree)
     found = []
@@ -80,6 +82,11 @@ def added_paths(tree: ast.Module, path: Path) -> List[Path]:
         for call in _calls(node):
             argument = _added_argument(call, adders)
             value = _evaluate(argument, bound, path, 0) if argument is not None else None
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                value = next(
+                    (b / value for b in (Path(path).parent, Path(repo)) if (b / value).is_dir()),
+                    None,
+                )
             if isinstance(value, Path):
                 found.append(value)
     return found
@@ -141,7 +148,8 @@ def _evaluate(node: ast.AST, bound: dict, path: Path, depth: int):
         index = node.slice
         if node.value.attr == "parents" and base is not None and isinstance(index, ast.Constant):
             parents = Path(base).parents
-            return parents[index.value] if isinstance(index.value, int) else None
+            valid = isinstance(index.value, int) and 0 <= index.value < len(parents)
+            return parents[index.value] if valid else None
         return None
     if isinstance(node, ast.Call):
         return _evaluate_call(node, bound, path, depth)
@@ -156,6 +164,8 @@ def _evaluate_call(node: ast.Call, bound: dict, path: Path, depth: int):
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     if isinstance(func, ast.Attribute) and name in ("resolve", "absolute") and not args:
         return _evaluate(func.value, bound, path, depth + 1)
+    if name == "str" and len(args) == 1:
+        return args[0]
     if name in ("Path", "PurePath") and args:
         return _join(args)
     if name not in _PATH_FUNCS or not args:
