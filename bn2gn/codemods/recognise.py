@@ -25,9 +25,13 @@ _GAP = r"(?:\s|\\\r?\n|#[^\n]*\n)*"  # what may sit between the tokens of a call
 #: from torch.optim import SGD (each pattern starts with a literal, so the search skips ahead fast)
 _OPTIM = re.compile(rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b|\s+import\b)")
 _TRAIN = re.compile(rf"train{_GAP}\(")
-#: ``optimizer = NAME(`` / ``self.optim_g = pkg.NAME(``: what the repository's own builders look like
+#: ``optimizer = NAME(`` / ``self.optim_g = (pkg.NAME(``: what the repository's own builders look
+#: like; a call of one of ``NOT_BUILDERS`` (``optim_wrapper = dict(...)`` in OpenMMLab configs) is none
+NOT_BUILDERS = ("dict", "list", "tuple", "set", "type", "getattr")
 _OPTIMIZER_NAME = re.compile(r"(?:^|_)optim(?:_|\d|$)|optimi[sz]ers?(?:_|\d|$)")
-_OWN = re.compile(rf"optim\w*{_GAP}={_GAP}[A-Za-z_][\w.]*{_GAP}\(")
+_OWN = re.compile(
+    rf"optim\w*{_GAP}={_GAP}[(\s]*(?!(?:{'|'.join(NOT_BUILDERS)})\b)[A-Za-z_][\w.\s]*\("
+)
 
 
 @functools.lru_cache(maxsize=16)
@@ -133,6 +137,8 @@ def own_builder_calls(facts, names: OptimizerNames) -> List[Tuple[ast.Assign, as
         if not target or not name or not optimizer_like(target):
             continue
         if names.is_direct(name) or names.is_builder(name) or name.rpartition(".")[2] in local:
+            continue
+        if name.split(".")[0] in NOT_BUILDERS:
             continue
         if any(optimizer_like(dotted(value) or "") for value in argument_values(call)):
             continue
