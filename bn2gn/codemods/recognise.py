@@ -25,12 +25,16 @@ _GAP = r"(?:\s|\\\r?\n|#[^\n]*\n)*"  # what may sit between the tokens of a call
 #: from torch.optim import SGD (each pattern starts with a literal, so the search skips ahead fast)
 _OPTIM = re.compile(rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b|\s+import\b)")
 _TRAIN = re.compile(rf"train{_GAP}\(")
-#: ``optimizer = NAME(`` / ``self.optim_g = (pkg.NAME(``: what the repository's own builders look
-#: like; a call of one of ``NOT_BUILDERS`` (``optim_wrapper = dict(...)`` in OpenMMLab configs) is none
-NOT_BUILDERS = ("dict", "list", "tuple", "set", "type", "getattr")
-_OPTIMIZER_NAME = re.compile(r"(?:^|_)optim(?:_|\d|$)|optimi[sz]ers?(?:_|\d|$)")
+#: an optimizer's name: ``optimizer``, ``self.optim``, ``det_optimiser``, ``optimizer_g``, ``optimizers2``
+_OPTIMIZER_NAME = re.compile(r"(?:^|_)(?:optim|optimi[sz]er)s?\d*$|^optimi[sz]ers?_\w+$")
+#: calls that build no optimizer although kept under such a name (``optim_wrapper = dict(...)`` in
+#: OpenMMLab configs, copies)
+NOT_BUILDERS = ("dict", "list", "tuple", "set", "type", "getattr", "copy", "deepcopy")
+#: ``optimizer = NAME(`` as text, a superset of what ``own_builder_calls`` finds: an optimizer's
+#: name, ``=``, maybe parentheses, a call of anything but ``NOT_BUILDERS``
 _OWN = re.compile(
-    rf"optim\w*{_GAP}={_GAP}[(\s]*(?!(?:{'|'.join(NOT_BUILDERS)})\b)[A-Za-z_][\w.\s]*\("
+    rf"optim(?:i[sz]er)?s?\d*(?:_\w+)?{_GAP}={_GAP}[(\s]*"
+    rf"(?!(?:{'|'.join(NOT_BUILDERS)})\b)[A-Za-z_]\w*(?:{_GAP}\.{_GAP}\w+)*{_GAP}\("
 )
 
 
@@ -119,7 +123,7 @@ def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = (), facts=None) 
 
 def optimizer_like(name: str) -> bool:
     """``optimizer``, ``self.optim``, ``optimizer_g``, ``det_optimiser``: a name that holds an optimizer."""
-    return bool(_OPTIMIZER_NAME.search(name.rpartition(".")[2].lower()))
+    return bool(_OPTIMIZER_NAME.search(name.rpartition(".")[2]))
 
 
 def own_builder_calls(facts, names: OptimizerNames) -> List[Tuple[ast.Assign, ast.Call, str]]:
