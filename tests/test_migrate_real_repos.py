@@ -364,3 +364,46 @@ def test_what_is_training_code_is_still_patched(tmp_path):
             "imported by proj/fit.py) is a quick self-test, not training code; left alone",
         }
     ]
+
+
+LOCAL_RUNNER = """\
+import torch
+
+from nets import build
+
+
+class Runner:
+    def __init__(self, model, optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+    def train(self):
+        for _ in range(3):
+            self.optimizer.step()
+
+
+def main():
+    model = build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    runner = Runner(model, optimizer)
+    runner.train()
+"""
+
+
+def test_a_trainer_class_of_the_same_file(tmp_path):
+    repo = _tree(
+        tmp_path / "repo", {"nets.py": "def build():\n    return None\n", "fit.py": LOCAL_RUNNER}
+    )
+    result, data = _migrate(repo)
+    assert result.exit_code == 0, result.output
+    text = (repo / "fit.py").read_text()
+    assert "    frozen_count = freeze_backbone_bn(model)\n" in text
+    assert "keep_backbone_bn_eval(runner" not in text and "def keep_backbone_bn_eval" not in text
+    assert data["left_alone"] == [
+        {
+            "path": "fit.py",
+            "line": 20,
+            "reason": "runner.train(...) left alone: runner is a Runner (fit.py:6), which is not an "
+            "nn.Module; its train() is the training loop",
+        }
+    ]
