@@ -101,7 +101,8 @@ def test_code_that_is_not_the_users_training_code_is_left_alone(tmp_path):
             "path": "src/lib/models/model.py",
             "line": 35,
             "reason": 'the `if __name__ == "__main__":` block of a library module (the module '
-            "defines models) is a quick self-test, not training code; left alone",
+            "defines models; the block runs no training loop) is a quick self-test, not training "
+            "code; left alone",
         },
         {
             "path": "src/main.py",
@@ -407,3 +408,33 @@ def test_a_trainer_class_of_the_same_file(tmp_path):
             "nn.Module; its train() is the training loop",
         }
     ]
+
+
+ONE_FILE_TRAINING = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+
+
+if __name__ == "__main__":
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(10):
+        model.train()
+        optimizer.step()
+"""
+
+
+def test_a_one_file_train_script_defining_its_model_is_patched(tmp_path):
+    repo = _tree(tmp_path / "repo", {"train_toy.py": ONE_FILE_TRAINING})
+    result, data = _migrate(repo)
+    assert result.exit_code == 0, result.output
+    assert data["left_alone"] == [] and data["scripts"] == ["train_toy.py"]
+    assert "        model.train()\n        keep_backbone_bn_eval(model)\n" in (
+        (repo / "train_toy.py").read_text()
+    )

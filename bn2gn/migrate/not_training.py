@@ -4,8 +4,9 @@ user's training code.
 * a vendored tree: a folder named ``third_party``/``external``/``vendor``/``site-packages``..., or a
   folder below the repository root with its own ``setup.py``/``pyproject.toml``/``setup.cfg`` or its
   own licence file (a copied dataset devkit, a bundled package) — its scripts train someone else's model;
-* the ``if __name__ == "__main__":`` block of a library module (one that defines ``nn.Module``
-  classes, holds BatchNorm sites of the plan, or is imported by another file): a quick self-test;
+* the ``if __name__ == "__main__":`` block of a library module (one that another file imports, or
+  that defines ``nn.Module`` classes or holds BatchNorm sites of the plan and loops nowhere in that
+  block): a quick self-test;
 * ``X.train()`` on an object of a class the repository defines that is not an ``nn.Module`` (a
   trainer whose ``train()`` is the whole training loop): ``keep_backbone_bn_eval(X)`` would get no
   model. A class bn2gn cannot follow to its roots counts as a module, as patch-trainer assumes.
@@ -144,11 +145,24 @@ def lines_in(spans: Iterable[Tuple[int, int]], lines: Iterable[int]) -> bool:
 def library_reason(
     path: Path, tree: ast.Module, repo: Path, files, texts, model_files: Dict[str, bool]
 ) -> Optional[str]:
-    """Why ``path`` is a library module (defines models / is imported), or None."""
-    if model_files.get(os.path.realpath(path)) or defines_modules(tree):
-        return "the module defines models"
+    """Why ``path`` is a library module, or None: another file imports it, or it defines models and
+    its ``__main__`` block runs no loop (a one-file train script defining its model loops there)."""
     importer = imported_by_others(path, repo, files, texts)
-    return f"the module is imported by {importer}" if importer else None
+    if importer:
+        return f"the module is imported by {importer}"
+    models = model_files.get(os.path.realpath(path)) or defines_modules(tree)
+    if models and not _loops_in_main(tree):
+        return "the module defines models; the block runs no training loop"
+    return None
+
+
+def _loops_in_main(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, (ast.For, ast.AsyncFor, ast.While))
+        for block in tree.body
+        if isinstance(block, ast.If) and _is_main_test(block.test)
+        for node in ast.walk(block)
+    )
 
 
 # -- the pass over patch-trainer's results ---------------------------------------------------
