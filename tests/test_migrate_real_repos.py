@@ -438,3 +438,38 @@ def test_a_one_file_train_script_defining_its_model_is_patched(tmp_path):
     assert "        model.train()\n        keep_backbone_bn_eval(model)\n" in (
         (repo / "train_toy.py").read_text()
     )
+
+
+MODEL_AND_SCRIPT = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))
+
+
+def groups(net):
+    return [{"params": [p]} for p in net.parameters()]
+
+
+def main():
+    net = Net()
+    optimizer = torch.optim.SGD(groups(net), lr=0.1)
+    return optimizer
+"""
+
+
+def test_the_failure_names_the_line_as_it_is_on_disk(tmp_path):
+    """The file is also rewritten (its head BatchNorm): the optimizer's line is 18 on disk, not in
+    the rewritten text with get_group_norm defined above it."""
+    repo = _tree(tmp_path / "repo", {"train_all.py": MODEL_AND_SCRIPT})
+    result, data = _migrate(repo)
+    assert result.exit_code == 1
+    assert data["results"][0]["error"].startswith(
+        "train_all.py:18: cannot tell which model the optimizer built here (in main) trains"
+    )
+    assert (repo / "train_all.py").read_text() == MODEL_AND_SCRIPT
