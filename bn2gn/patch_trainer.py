@@ -22,6 +22,7 @@ from .codemods.freeze_before_optimizer import (
     collect_optimizer_names,
     find_optimizer_sites,
     site_at_line,
+    undecided_builders,
 )
 from .codemods.names import tuple_literal
 from .codemods.recognise import admitted, ast_may_plan, text_may_plan
@@ -172,6 +173,7 @@ def plan_module(facts: Facts, options: TrainerOptions, path) -> FilePlan:
         sites = [site]
     elif options.kind != TRAINER:
         sites = find_optimizer_sites(facts, names)
+        notes += [f"{path}:{n}: {text}" for n, text in undecided_builders(facts, names, sites)]
     if options.kind != SCRIPT:
         switches = find_train_switches(facts)
     script = sites or (frozen_already and options.kind != TRAINER)

@@ -77,14 +77,22 @@ def freeze_backbone_bn(model, backbone_attrs=DEFAULT_BACKBONE_ATTRS):
                 param.requires_grad_(False)
         frozen += 1
     if frozen == 0:
-        # Almost always a misconfiguration: the backbone attribute names do not match the model.
-        import warnings
+        # FrozenBatchNorm2d holds its statistics and affine as buffers: frozen already.
+        network = unwrap_model(model)
+        if not any(
+            "running_mean" in dict(module.named_buffers(recurse=False))
+            and not list(module.parameters(recurse=False))
+            for _, module in backbone_modules(network, backbone_attrs)
+        ):
+            # Almost always a misconfiguration: the backbone attributes do not match the model.
+            import warnings
 
-        warnings.warn(
-            f"freeze_backbone_bn: no BatchNorm found under the backbone attributes "
-            f"{tuple(backbone_attrs)}; check the names of the attributes that hold the backbone",
-            stacklevel=2,
-        )
+            warnings.warn(
+                f"freeze_backbone_bn: no BatchNorm found under the backbone attributes "
+                f"{tuple(backbone_attrs)}; check the names of the attributes that hold "
+                "the backbone",
+                stacklevel=2,
+            )
     return frozen
 
 

@@ -225,17 +225,23 @@ def test_unparsable_file_is_reported_and_kept(tmp_path):
     assert b"get_group_norm" in (repo / "lib/models/dladcn_gru.py").read_bytes()
 
 
-def test_usage_error_writes_nothing(tmp_path):
+def test_file_needing_a_model_var_fails_alone(tmp_path):
+    """One file whose optimizer bn2gn cannot attribute to a model is a failed file (exit 1): the rest
+    of the repository is migrated, and the message names the patch-trainer line that settles it."""
     repo = _copy(tmp_path, "repo")
     (repo / "tools").mkdir()
-    (repo / "tools/finetune.py").write_text(
-        "import torch\n\n\ndef run(params):\n    return torch.optim.SGD(params, lr=0.1)\n"
-    )
+    finetune = b"import torch\n\n\ndef run(params):\n    return torch.optim.SGD(params, lr=0.1)\n"
+    (repo / "tools/finetune.py").write_bytes(finetune)
     before = snapshot(repo)
     result = run_cli(["migrate", "--write"], cwd=repo)
-    assert result.exit_code == 2
-    assert "tools/finetune.py" in result.stderr and "nothing written" in result.stderr
-    assert snapshot(repo) == before
+    assert result.exit_code == 1
+    assert (
+        "error: tools/finetune.py:5: cannot tell which model the optimizer built here (in run) "
+        "trains; file left unchanged: patch it on its own with bn2gn patch-trainer "
+        "tools/finetune.py --model-var NAME (migrate then finds it done), or --exclude it"
+    ) in result.stderr
+    assert (repo / "tools/finetune.py").read_bytes() == finetune
+    assert _changed(before, snapshot(repo)) == CHANGED
     # the way out the message gives: that file on its own, then migrate
     assert (
         run_cli(["patch-trainer", "tools/finetune.py", "--model-var", "params"], cwd=repo).exit_code

@@ -91,7 +91,10 @@ def test_checkpoint_options_and_torch_load_paths(tmp_path):
     ]
     first, placeholder, literal = steps["remap_ckpt"]
     assert "then train with --weights weights/start.bn2gn.pth" in first["notes"]
-    assert "CHECKPOINT: the checkpoint you pass to --pretrained-backbone" in placeholder["notes"]
+    assert placeholder["fill_in"] == [
+        "CHECKPOINT: the checkpoint you pass to --pretrained-backbone"
+    ]
+    assert not placeholder["runnable"] and first["runnable"] and literal["runnable"]
     assert (
         "then load ckpt/imagenet_init.bn2gn.pth instead of ckpt/imagenet_init.pth"
         in literal["notes"]
@@ -152,9 +155,10 @@ def test_unknown_factory_is_a_placeholder(tmp_path):
         "--path",
         ".",
     ]
-    assert any(
-        "MODULE:FACTORY: the function that builds the model" in n
-        for n in steps["verify"][0]["notes"]
+    assert not steps["verify"][0]["runnable"]
+    assert steps["verify"][0]["fill_in"][1] == (
+        "MODULE:FACTORY: the function that builds the model train.py trains (not found "
+        "statically), and --path: the folder it is imported from"
     )
 
 

@@ -149,14 +149,12 @@ def _report(result, options, fmt, quiet, verbose) -> None:
         click.echo(json.dumps(report.as_dict(result), indent=2))
         return
     out = sys.stderr if result.mode == "diff" else sys.stdout
-    if not quiet and not result.usage and result.mode != "check":
+    if not quiet and result.mode != "check":
         click.echo("\n".join(report.plan_lines(result, verbose)), file=out)
     sys.stdout.flush()
     apply_migration(result, options, sys.stdout)
     for line in report.error_lines(result):
         click.echo(line, err=True)
-    if result.usage:
-        return
     unsure = result.plan.counts()["unsure"]
     if options.strict and unsure:
         click.echo(f"bn2gn: {unsure} unsure site(s) and --strict was given", err=True)

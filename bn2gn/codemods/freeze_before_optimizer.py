@@ -17,7 +17,7 @@ from ..errors import Opt, message_text
 from ..rules import Rule
 from .bound_names import binder_between, bound_before, lambda_parameters, root_name
 from .names import FREEZE, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames  # noqa: F401 (re-exported)
-from .recognise import optimizer_names
+from .recognise import optimizer_names, own_builder_calls
 from .trainer_facts import (
     FUNCTIONS,
     Facts,
@@ -37,7 +37,15 @@ REPORT_TEXT = "Frozen backbone BatchNorm modules"
 
 
 class NeedsUserInput(Exception):
-    """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2)."""
+    """bn2gn cannot decide on its own; the message names the flag that settles it (exit 2).
+
+    ``line`` and ``reason`` say where and why without naming a flag, for a front end that words
+    the way out in its own options (``bn2gn migrate`` points at ``bn2gn patch-trainer FILE``)."""
+
+    def __init__(self, message, line: Optional[int] = None, reason: str = ""):
+        super().__init__(message)
+        self.line = line
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -84,12 +92,15 @@ class FreezeBeforeOptimizer:
                 continue
             model = self.model_var or site.model
             if model is None:
+                reason = (
+                    f"cannot tell which model the optimizer built here (in {site.scope}) trains"
+                )
                 raise NeedsUserInput(
                     message_text(
-                        f"{path}:{site.line}: cannot tell which model the optimizer built here "
-                        f"(in {site.scope}) trains; name it with ",
-                        Opt("model_var", "NAME"),
-                    )
+                        f"{path}:{site.line}: {reason}; name it with ", Opt("model_var", "NAME")
+                    ),
+                    site.line,
+                    reason,
                 )
             _refuse_unbound(facts, site, model, path, bool(self.model_var))
             frozen.add(site.statement, (site.line, -1))  # the freeze planned right before it
@@ -275,6 +286,7 @@ def find_optimizer_sites(facts: Facts, names: OptimizerNames) -> List[OptimizerS
             or model_argument(call)
         )
         sites.append(site)
+    sites += own_builder_sites(facts, names, sites)
     return sorted(sites, key=lambda s: (s.line, s.call.col_offset if s.call else 0))
 
 
@@ -302,6 +314,47 @@ def _passed_argument(call: ast.Call, index: Optional[int]) -> Optional[str]:
     if index is None or index >= len(call.args):
         return None
     return dotted(call.args[index])
+
+
+def own_builder_sites(
+    facts: Facts, names: OptimizerNames, found: Sequence[OptimizerSite]
+) -> List[OptimizerSite]:
+    """``optimizer = build_one_cycle_optimizer(model, cfg)``: a call no recogniser knows whose result
+    is kept as the optimizer and that is given the model is the repository's own builder, so an
+    optimizer chosen by a flag between it and ``build_optimizer`` is frozen on both paths."""
+    taken = {id(site.statement) for site in found}
+    sites = []
+    for _, call, name in own_builder_calls(facts, names):
+        model = model_of_call(facts, call) or model_argument(call)
+        site = _site(facts, call, name)
+        if model is not None and id(site.statement) not in taken and not site.statement.suite:
+            site.model = model
+            sites.append(site)
+    return sites
+
+
+def undecided_builders(facts: Facts, names: OptimizerNames, sites: Sequence[OptimizerSite]):
+    """``(line, message)`` for each ``optimizer = NAME(...)`` bn2gn cannot tell the model of (it is
+    given no model), so no freeze goes before it: the option that settles it is in the message."""
+    planned = {id(site.call) for site in sites}
+    notes = []
+    for assign, call, name in own_builder_calls(facts, names):
+        if id(call) in planned:
+            continue
+        target = dotted(assign.targets[0])
+        notes.append(
+            (
+                call.lineno,
+                message_text(
+                    f"{target} = {name}(...) may build the optimizer, but bn2gn cannot tell which "
+                    "model it trains, so nothing was inserted before it; if it builds the optimizer, "
+                    "name it with ",
+                    Opt("optimizer_call", name),
+                    " (and the model, if bn2gn then asks)",
+                ),
+            )
+        )
+    return notes
 
 
 def site_at_line(facts: Facts, line: int) -> Optional[OptimizerSite]:

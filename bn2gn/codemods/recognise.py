@@ -13,10 +13,10 @@ import ast
 import functools
 import re
 import warnings
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .names import FREEZE, KEEP, OPTIMIZER_BUILDERS, TORCH_OPTIMIZERS, OptimizerNames
-from .trainer_facts import dotted
+from .trainer_facts import argument_values, dotted
 
 #: bytes without one of these cannot hold anything the recognisers find (ASCII-compatible encodings)
 LOOSE_MARKERS = (b"optim", b"train", FREEZE.encode(), KEEP.encode())
@@ -25,6 +25,17 @@ _GAP = r"(?:\s|\\\r?\n|#[^\n]*\n)*"  # what may sit between the tokens of a call
 #: from torch.optim import SGD (each pattern starts with a literal, so the search skips ahead fast)
 _OPTIM = re.compile(rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b|\s+import\b)")
 _TRAIN = re.compile(rf"train{_GAP}\(")
+#: an optimizer's name: ``optimizer``, ``self.optim``, ``det_optimiser``, ``optimizer_g``, ``optimizers2``
+_OPTIMIZER_NAME = re.compile(r"(?:^|_)(?:optim|optimi[sz]er)s?\d*$|^optimi[sz]ers?_\w+$")
+#: calls that build no optimizer although kept under such a name (``optim_wrapper = dict(...)`` in
+#: OpenMMLab configs, copies)
+NOT_BUILDERS = ("dict", "list", "tuple", "set", "type", "getattr", "copy", "deepcopy")
+#: ``optimizer = NAME(`` as text, a superset of what ``own_builder_calls`` finds: an optimizer's
+#: name, ``=``, maybe parentheses, a call of anything but ``NOT_BUILDERS``
+_OWN = re.compile(
+    rf"optim(?:i[sz]er)?s?\d*(?:_\w+)?{_GAP}={_GAP}[(\s]*"
+    rf"(?!(?:{'|'.join(NOT_BUILDERS)})\b)[A-Za-z_]\w*(?:{_GAP}\.{_GAP}\w+)*{_GAP}\("
+)
 
 
 @functools.lru_cache(maxsize=16)
@@ -40,6 +51,8 @@ def text_may_plan(text: str, extra_calls: Sequence[str] = ()) -> bool:
     if "optim" in text and _OPTIM.search(text):
         return True
     if "train" in text and any(_after_dot(text, match.start()) for match in _TRAIN.finditer(text)):
+        return True
+    if "optim" in text and _OWN.search(text):
         return True
     return any(
         name in text and pattern.search(text)
@@ -105,7 +118,36 @@ def ast_may_plan(tree: ast.Module, extra_calls: Sequence[str] = (), facts=None) 
             return True
         if last == "train" and dotted(func.value) is not None and not _switches_off(node):
             return True
-    return False
+    return bool(own_builder_calls(facts, names))
+
+
+def optimizer_like(name: str) -> bool:
+    """``optimizer``, ``self.optim``, ``optimizer_g``, ``det_optimiser``: a name that holds an optimizer."""
+    return bool(_OPTIMIZER_NAME.search(name.rpartition(".")[2]))
+
+
+def own_builder_calls(facts, names: OptimizerNames) -> List[Tuple[ast.Assign, ast.Call, str]]:
+    """``optimizer = NAME(...)`` where no recogniser knows NAME: the repository's own builder
+    (``build_one_cycle_optimizer(model, cfg)``), or something bn2gn cannot tell from one. Calls of
+    functions defined in the file (their body is planned instead) and calls given an optimizer
+    (wrappers: ``amp.initialize(model, optimizer)``) are left out. (assignment, call, NAME) each."""
+    local = {f.name for f in facts.functions}
+    found = []
+    for assign in facts.assigns:
+        call = assign.value
+        if not isinstance(call, ast.Call) or len(assign.targets) != 1:
+            continue
+        target, name = dotted(assign.targets[0]), dotted(call.func)
+        if not target or not name or not optimizer_like(target):
+            continue
+        if names.is_direct(name) or names.is_builder(name) or name.rpartition(".")[2] in local:
+            continue
+        if name.split(".")[0] in NOT_BUILDERS:
+            continue
+        if any(optimizer_like(dotted(value) or "") for value in argument_values(call)):
+            continue
+        found.append((assign, call, name))
+    return found
 
 
 def _switches_off(call: ast.Call) -> bool:

@@ -123,8 +123,9 @@ def _dotted(node) -> str:
     return ".".join([node.id] + parts) if isinstance(node, ast.Name) else ""
 
 
-def imported_files(tree: ast.Module, base: Path, repo: Path) -> List[Path]:
-    """Repository files the script imports at module level (absolute imports, from its folder or the repo)."""
+def imported_files(tree: ast.Module, roots) -> List[Path]:
+    """Repository files the script imports at module level (absolute imports, found under ``roots``:
+    its folder, what its sys.path set-up adds, the repository root)."""
     found = []
     for node in tree.body:
         names = []
@@ -133,7 +134,7 @@ def imported_files(tree: ast.Module, base: Path, repo: Path) -> List[Path]:
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:
-            path = module_file(name, (base, repo))
+            path = module_file(name, roots)
             if path is not None and path not in found:
                 found.append(path)
     return found

@@ -1,8 +1,11 @@
 """The model a train script trains, as ``--model MODULE:FACTORY --model-arg ... --path DIR``, read with ``ast``.
 
 The model is the argument ``X`` of ``freeze_backbone_bn(X)``; its factory the call last assigned
-to ``X`` before it in the same function, resolved through the script's imports; each argument a
-literal, or ``opt.NAME`` with NAME an argparse option that has a literal default.
+to ``X`` before it in the same function (when ``X`` is a parameter of that function, in the
+function that calls it with ``X``), resolved through the script's imports; each argument a
+literal, or ``opt.NAME`` with NAME an argparse option that has a literal default. ``--path`` is
+the folder the factory's module is found under, among the script's folder, what its own
+``sys.path`` set-up adds (``import _init_paths``) and the repository root.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import List, Optional, Tuple
 from ..errors import Opt, message_text
 from .argparse_scan import collect_options, module_file
 from .repo_files import imported_modules, parse, read_text, relative
+from .sys_path import import_roots
 
 FREEZE = "freeze_backbone_bn"
+PLACEHOLDER = "MODULE:FACTORY"
 #: The commands the notes about the model's options go with (they print beside those commands).
 COMMANDS = "remap-ckpt, verify"
 
@@ -30,6 +35,7 @@ class ModelCall:
     args: Tuple[str, ...]
     path: str
     notes: Tuple[str, ...] = ()
+    fill_in: Tuple[str, ...] = ()  # what bn2gn could not fill in, in the words of a comment line
 
     def argv(self) -> Tuple[str, ...]:
         return (
@@ -47,27 +53,32 @@ def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
     spec = _resolve(call.func, tree) if call is not None else None
     if call is None or spec is None:
         return ModelCall(
-            "MODULE:FACTORY",
+            PLACEHOLDER,
             (),
             relative(script.parent, repo) or ".",
-            (
-                "MODULE:FACTORY: the function that builds the model "
-                f"{relative(script, repo)} trains (not found statically)",
+            fill_in=(
+                message_text(
+                    f"{PLACEHOLDER}: the function that builds the model {relative(script, repo)} "
+                    "trains (not found statically), and ",
+                    Opt("path", command=COMMANDS),
+                    ": the folder it is imported from",
+                ),
             ),
         )
+    roots = import_roots(script, repo, texts)
     defaults = {}
-    for _, module in [(script, tree)] + imported_modules(tree, script, repo, texts):
+    for _, module in [(script, tree)] + imported_modules(tree, roots, texts):
         defaults.update({o.dest: o.value for o in collect_options(module) if o.has_literal_default})
-    root, params = _factory_params(spec, (script.parent, repo), texts)
-    args, notes = _model_args(call, params, defaults)
-    return ModelCall(spec, tuple(args), relative(root, repo) or ".", tuple(notes))
+    root, params = _factory_params(spec, roots, texts)
+    args, notes, fill_in = _model_args(call, params, defaults)
+    return ModelCall(spec, tuple(args), relative(root, repo) or ".", tuple(notes), tuple(fill_in))
 
 
 def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
-    """The call last assigned to X before ``freeze_backbone_bn(X)``, in the same function."""
-    for scope in [tree] + [
-        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-    ]:
+    """The call last assigned to X before ``freeze_backbone_bn(X)``, in the same function; when X is
+    a parameter of that function, the call assigned to what a caller in the file passes for it."""
+    scopes = [tree] + [n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS)]
+    for scope in scopes:
         body = list(_walk_scope(scope))
         freeze = next(
             (n for n in body if isinstance(n, ast.Call) and call_name(n.func) == FREEZE and n.args),
@@ -75,17 +86,44 @@ def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
         )
         if freeze is None or not isinstance(freeze.args[0], ast.Name):
             continue
-        target = freeze.args[0].id
-        assigned = [
-            n.value
-            for n in body
-            if isinstance(n, ast.Assign)
-            and isinstance(n.value, ast.Call)
-            and n.lineno < freeze.lineno
-            and any(isinstance(t, ast.Name) and t.id == target for t in n.targets)
-        ]
-        if assigned:
-            return assigned[-1]
+        found = _assigned_before(body, freeze.args[0].id, freeze.lineno)
+        if found is None and isinstance(scope, _FUNCTIONS):
+            found = _passed_in(scope, freeze.args[0].id, scopes)
+        if found is not None:
+            return found
+    return None
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _assigned_before(body, target: str, line: int) -> Optional[ast.Call]:
+    assigned = [
+        n.value
+        for n in body
+        if isinstance(n, ast.Assign)
+        and isinstance(n.value, ast.Call)
+        and n.lineno < line
+        and any(isinstance(t, ast.Name) and t.id == target for t in n.targets)
+    ]
+    return assigned[-1] if assigned else None
+
+
+def _passed_in(function, parameter: str, scopes) -> Optional[ast.Call]:
+    """``setup(model, opt)`` called as ``setup(net, opt)`` after ``net = create_model(...)``."""
+    params = [a.arg for a in function.args.posonlyargs + function.args.args]
+    for scope in scopes:
+        body = list(_walk_scope(scope))
+        for call in body:
+            if not (isinstance(call, ast.Call) and call_name(call.func) == function.name):
+                continue
+            passed = next((k.value for k in call.keywords if k.arg == parameter), None)
+            if passed is None and parameter in params and params.index(parameter) < len(call.args):
+                passed = call.args[params.index(parameter)]
+            if isinstance(passed, ast.Name):
+                found = _assigned_before(body, passed.id, call.lineno)
+                if found is not None:
+                    return found
     return None
 
 
@@ -162,8 +200,9 @@ def _root_of(path: Path, module: str) -> Path:
 
 def _model_args(
     call: ast.Call, params: Optional[ast.arguments], defaults: dict
-) -> Tuple[List[str], List[str]]:
-    """``KEY=VALUE`` for each argument whose value is known statically, notes for the others."""
+) -> Tuple[List[str], List[str], List[str]]:
+    """``KEY=VALUE`` for each argument whose value is known statically, notes for the others, and
+    what the user must fill in (a required parameter computed at run time)."""
     names = [a.arg for a in (params.posonlyargs + params.args)] if params is not None else []
     optional = (
         set(names[len(names) - len(params.defaults) :])
@@ -185,7 +224,7 @@ def _model_args(
             break
         pairs.append((names[index], arg))
     pairs += [(k.arg, k.value) for k in call.keywords if k.arg]
-    args, from_options = [], False
+    args, fill_in, from_options = [], [], False
     for name, node in pairs:
         known, value = _static_value(node, defaults)
         from_options |= known and not _is_literal(node)
@@ -202,14 +241,12 @@ def _model_args(
             )
         else:
             args.append(f"{name}=...")
-            notes.append(
-                f"{name}=...: {ast.unparse(node)} is computed at run time; fill in its value"
-            )
+            fill_in.append(f"{name}=...: {ast.unparse(node)} is computed at run time; its value")
     if from_options:
         notes.append(
             "the values are the defaults of the train script's options; change them to the ones you train with"
         )
-    return args, notes
+    return args, notes, fill_in
 
 
 def _is_literal(node) -> bool:

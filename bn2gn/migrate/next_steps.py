@@ -6,6 +6,10 @@ argument of ``freeze_backbone_bn(X)``, its factory the call last assigned to ``X
 defaults of the argparse options they read (``opt.arch`` -> ``--arch``'s default). The
 checkpoints are the defaults of ``--load_model``-style options and literal ``torch.load('...')``
 paths, in the script and the repository modules it imports.
+
+A command with something bn2gn cannot fill in (``MODULE:FACTORY``, ``CHECKPOINT``, the input
+shapes) carries what to fill in as ``fill_in``; the report prints it as comment lines, so no
+placeholder is ever printed as a command that would run.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
-from .factory import FREEZE, ModelCall, call_name, model_call
+from .factory import FREEZE, PLACEHOLDER, ModelCall, call_name, model_call
 from .repo_files import imported_modules, parse, read_text, relative
+from .sys_path import import_roots
 
 SHAPE = "1,C,H,W"
 CHECKPOINT = "CHECKPOINT"
@@ -32,10 +37,15 @@ class Command:
     argv: Tuple[str, ...]
     why: str
     notes: Tuple[str, ...] = ()
+    fill_in: Tuple[str, ...] = ()  # placeholders in ``argv`` and what to put there
 
     @property
     def line(self) -> str:
         return shlex.join(self.argv)
+
+    @property
+    def runnable(self) -> bool:
+        return not self.fill_in
 
     def as_dict(self) -> dict:
         return {
@@ -43,6 +53,8 @@ class Command:
             "argv": list(self.argv),
             "why": self.why,
             "notes": list(self.notes),
+            "fill_in": list(self.fill_in),
+            "runnable": self.runnable,
         }
 
 
@@ -83,7 +95,7 @@ def find_next_steps(
             "no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"
         )
         return steps
-    seen = set()
+    seen, unresolved = set(), []
     for script in scripts:
         tree = parse(read_text(script, texts))
         if tree is None:
@@ -100,21 +112,27 @@ def find_next_steps(
             steps.verify.append(
                 verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap)
             )
+            if model.spec == PLACEHOLDER:
+                unresolved.append(steps.verify[-1])
+    if len(unresolved) < len(steps.verify):
+        # a builder module freezing the model it is given (``build_optimizer(model, cfg)``): the
+        # scripts that call it with the model they build have the line
+        steps.verify = [c for c in steps.verify if c not in unresolved]
     return steps
 
 
 def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
     source = ckpt.default or CHECKPOINT
     notes = list(model.notes)
-    if not ckpt.default:
-        notes.insert(0, f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}")
+    fill_in = () if ckpt.default else (f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}",)
     target = output_name(source)
     notes.append(
         f"then train with {ckpt.flag} {target}"
         if ckpt.flag.startswith("-")
         else f"then load {target} instead of {source}"
     )
-    return Command(("bn2gn", "remap-ckpt", source, *model.argv(), "--strict"), why, tuple(notes))
+    argv = ("bn2gn", "remap-ckpt", source, *model.argv(), "--strict")
+    return Command(argv, why, tuple(notes), fill_in + model.fill_in)
 
 
 def verify_command(
@@ -126,15 +144,16 @@ def verify_command(
     known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
     if known:
         argv += ["--checkpoint", output_name(known[0])]
-    notes = (
-        message_text(
-            Opt("input_shape", SHAPE, command="verify"),
-            ": one per positional argument of the model's forward(); "
-            "bn2gn cannot read the shapes from the source",
-        ),
-    ) + model.notes
+    shapes = message_text(
+        Opt("input_shape", SHAPE, command="verify"),
+        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
+        "bn2gn cannot read the shapes from the source",
+    )
     return Command(
-        tuple(argv), "runtime checks of the converted model with the patched freeze logic", notes
+        tuple(argv),
+        "runtime checks of the converted model with the patched freeze logic",
+        model.notes,
+        (shapes,) + model.fill_in,
     )
 
 
@@ -151,7 +170,8 @@ def output_name(source: str) -> str:
 def checkpoints(tree: ast.Module, script: Path, repo: Path, texts) -> List[Tuple[Option, str]]:
     """Checkpoint options of the script and its repository imports, then literal torch.load paths."""
     found = []
-    for path, module in [(script, tree)] + imported_modules(tree, script, repo, texts):
+    roots = import_roots(script, repo, texts)
+    for path, module in [(script, tree)] + imported_modules(tree, roots, texts):
         for option in checkpoint_options(module):
             found.append((option, f"{option.flag} of {relative(path, repo)}"))
         for literal in torch_load_paths(module):

@@ -33,10 +33,11 @@ def relative(path, repo: Path) -> str:
     return "" if rel == "." else Path(rel).as_posix()
 
 
-def imported_modules(tree, script: Path, repo: Path, texts) -> List[Tuple[Path, ast.Module]]:
-    """The parsed repository modules a script imports (where its argparse options usually live)."""
+def imported_modules(tree, roots, texts) -> List[Tuple[Path, ast.Module]]:
+    """The parsed repository modules a script imports (where its argparse options usually live);
+    ``roots``: the folders its imports are found in (``sys_path.import_roots``)."""
     out = []
-    for path in imported_files(tree, script.parent, repo):
+    for path in imported_files(tree, roots):
         module = parse(read_text(str(path), texts))
         if module is not None:
             out.append((path, module))

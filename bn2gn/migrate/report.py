@@ -49,6 +49,7 @@ def outcome_lines(result: MigrateResult, quiet: bool, verbose: bool) -> List[str
                         f"  {item.path}:{c.line}: {c.rule.code} {c.message}" for c in item.changes
                     ]
             lines += [f"note: {note}" for note in item.notes]
+        lines += [f"note: {item}" for item in result.left_alone]
         lines += [
             f"unsure: {s.location}: {s.scope}: {s.reason}"
             for s in result.plan.sites
@@ -69,21 +70,7 @@ def summary_line(result: MigrateResult) -> str:
 
 
 def error_lines(result: MigrateResult) -> List[str]:
-    lines = [f"error: {r.error}" for r in result.results if r.status == "failed"]
-    if result.usage:
-        lines = [f"bn2gn: error: {message}" for message in result.usage]
-        lines.append(
-            message_text(
-                "bn2gn: nothing written; patch such a file on its own first (bn2gn patch-trainer FILE ",
-                Opt("model_var", "NAME", command="patch-trainer"),
-                " / ",
-                Opt("insert_before_line", "N", command="patch-trainer"),
-                ") or ",
-                Opt("exclude"),
-                " it, then run migrate again",
-            )
-        )
-    return lines
+    return [f"error: {r.error}" for r in result.results if r.status == "failed"]
 
 
 def next_step_lines(result: MigrateResult) -> List[str]:
@@ -107,10 +94,19 @@ def next_step_lines(result: MigrateResult) -> List[str]:
         if commands:
             lines.append(f"  {title}:")
         for command in commands:
-            lines.append(f"    {command.line}")
-            lines += [f"      # {note}" for note in command.notes]
+            lines += command_lines(command)
     lines += [f"  note: {note}" for note in steps.notes]
     return lines
+
+
+def command_lines(command) -> List[str]:
+    """A command to run as printed, or, when bn2gn could not fill in every value, comment lines:
+    what to fill in, then the command itself commented out."""
+    if command.runnable:
+        return [f"    {command.line}"] + [f"      # {note}" for note in command.notes]
+    lines = [f"    # fill in {what}" for what in command.fill_in]
+    lines.append(f"    #   {command.line}")
+    return lines + [f"    #     ({note})" for note in command.notes]
 
 
 def as_dict(result: MigrateResult) -> dict:
@@ -125,7 +121,8 @@ def as_dict(result: MigrateResult) -> dict:
         "trainers": result.trainers,
         "plan": result.plan.as_dict(),
         "backbone": result.backbone.as_dict() if result.backbone is not None else None,
-        "usage_errors": list(result.usage),
+        "left_alone": [item.as_dict() for item in result.left_alone],
+        "frozen_already": None if result.frozen_already is None else str(result.frozen_already),
         "results": [
             dict(
                 r.as_dict(),

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
 from .. import api as engine
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ..errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
+from .frozen_bn import FrozenUse, frozen_batchnorm_use
 from .next_steps import NextSteps, find_next_steps
+from .not_training import LeftAlone, leave_alone
 
 SCRIPT_RULES = ("BN2GN201", "BN2GN204")
 TRAINER_RULES = ("BN2GN203",)
@@ -40,7 +42,8 @@ class MigrateResult:
     mode: str
     plan: object  # analysis.plan.Plan, with patch-trainer's edits as its insertions
     results: List[engine.FileResult]
-    usage: List[str] = dataclasses.field(default_factory=list)
+    left_alone: List[LeftAlone] = dataclasses.field(default_factory=list)
+    frozen_already: Optional[FrozenUse] = None  # set: nothing to migrate, the BatchNorm is frozen
     plan_application: object = None
     files: List[Path] = dataclasses.field(default_factory=list)
     next_steps: Optional[NextSteps] = None
@@ -85,13 +88,9 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     run = session.rewrite()
     applied = session.planned()[2]
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    trainer = session.trainer_options(
-        options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
-    )
     files = session.discover_files()
-    patched, usage = (
-        session.patch(files, trainer, rewritten=rewritten) if trainer.rules else ([], [])
-    )
+    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {})
+    patched, left = _patch_trainers(options, session, run.plan, files, rewritten, frozen is None)
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -105,11 +104,62 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         mode=options.mode,
         plan=plan,
         results=results,
-        usage=usage,
+        left_alone=left,
+        frozen_already=frozen,
         plan_application=applied,
         files=files,
         backbone=session.backbone,
     )
+
+
+def _patch_trainers(options: MigrateOptions, session, plan, files, rewritten, wanted: bool):
+    """patch-trainer over the repository on the rewritten texts, without what is not the user's
+    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already)."""
+    trainer = session.trainer_options(
+        options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
+    )
+    if not (wanted and trainer.rules):
+        return [], []
+    # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
+    patched, _ = session.patch(files, trainer, rewritten=rewritten)
+    patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
+    script_only = dataclasses.replace(trainer, kind="script")
+    return leave_alone(
+        patched,
+        options.repo,
+        files,
+        [site.path for site in plan.sites],
+        lambda source: engine.patch_one(source, script_only)[0],
+    )
+
+
+def _needs_flag(result: engine.FileResult, trainer) -> engine.FileResult:
+    """A file patch-trainer cannot patch without ``--model-var``: failed at the optimizer's line, with
+    the patch-trainer command that settles it (migrate itself takes no per-file flag)."""
+    from ..codemods.freeze_before_optimizer import NeedsUserInput
+    from ..patch_trainer import patch_source
+
+    if result.source is None:
+        return result
+    try:
+        patch_source(result.source, trainer)
+    except NeedsUserInput as exc:
+        if exc.line is None:
+            return result
+        advice = message_text(
+            f"{exc.reason}; file left unchanged: patch it on its own with "
+            f"bn2gn patch-trainer {result.path} ",
+            Opt("model_var", "NAME", command="patch-trainer"),
+            " (migrate then finds it done), or ",
+            Opt("exclude"),
+            " it",
+        )
+        return engine.failed(
+            result.path, SourceFailure.at(result.path, exc.line, advice), result.source
+        )
+    except (SourceError, SyntaxError, ValueError):
+        pass
+    return result
 
 
 def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
@@ -141,9 +191,6 @@ def apply_migration(
     result: MigrateResult, options: MigrateOptions, diff_out: TextIO
 ) -> MigrateResult:
     """Write / print diffs / check, then work out the remap-ckpt and verify lines; sets the exit code."""
-    if result.usage:
-        result.exit_code = EXIT_USAGE
-        return result
     code = engine.apply(result.results, result.mode, diff_out)
     applied = result.plan_application
     if code == EXIT_OK and applied is not None and applied.skipped:
@@ -151,10 +198,21 @@ def apply_migration(
     if code == EXIT_OK and options.strict and result.plan.counts()["unsure"]:
         code = EXIT_FAILED
     result.exit_code = code
+    if result.frozen_already is not None:
+        result.next_steps = NextSteps(cwd=str(options.repo), notes=[nothing_needed(result)])
+        return result
     result.next_steps = find_next_steps(
         options.repo, _final_texts(result), result.scripts, result.trainers, result.files
     )
     return result
+
+
+def nothing_needed(result: MigrateResult) -> str:
+    return (
+        f"nothing to migrate: the models hold no BatchNorm2d, and {result.frozen_already}, a "
+        "BatchNorm whose statistics and affine are buffers: frozen already; no train script "
+        "patched, no checkpoint to remap"
+    )
 
 
 def _final_texts(result: MigrateResult) -> Dict[str, str]:
