@@ -118,6 +118,32 @@ def test_custom_key_matching_nothing_when_everything_is_built(tmp_path):
     assert report.ok and report.unmatched_keys == ["query_embed"] and report.unmatched_note == ""
 
 
+def test_static_errors_fail_the_verdict_of_unbuilt_components(tmp_path):
+    """SECOND cannot be built here, but frozen_stages makes its build raise: verify must not pass."""
+    pytest.importorskip("mmdet")
+    from bn2gn.mmconfig.verify import render_text, verify_config
+
+    path = tmp_path / "c.py"
+    path.write_text(
+        "model = dict(type='M', neck=dict(type='FPN', in_channels=[8, 16], out_channels=8, num_outs=2),\n"
+        "    pts_backbone=dict(type='SECOND', in_channels=8, frozen_stages=2))\n"
+        "optimizer = dict(type='SGD', lr=0.1)\n"
+        "optimizer_config = dict(grad_clip=None, exclude_frozen_parameters=True)\n"
+    )
+    report = verify_config(path)
+    statuses = {c.component: c.status for c in report.checks}
+    assert statuses == {"model.neck": "verified", "model.pts_backbone": "static only"}
+    assert [(f.code.name, f.component, f.key) for f in report.static_errors] == [
+        ("MMC001", "model.pts_backbone", "frozen_stages"),
+        ("MMC010", "optimizer_config", "exclude_frozen_parameters"),
+    ]
+    assert not report.ok
+    assert render_text(report)[-1] == "1 verified, 0 failed, 1 static only; 2 static error(s): FAILED"
+    result = CliRunner().invoke(cli, ["config", "verify", str(path)])
+    assert result.exit_code == 1
+    assert "static: " in result.output and "c.py:2: MMC001 error" in result.output
+
+
 def test_compiled_ops_are_built_but_not_run(tmp_path):
     pytest.importorskip("mmdet")
     from bn2gn.mmconfig.verify import verify_config

@@ -237,17 +237,23 @@ def _group_norm(state: _State, name: str) -> None:
             )
         )
         return
-    if cls.hard_coded_bn:
-        state.notes.append(
-            f"{comp.path}: {cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} "
-            f"({cls.source}); only a source rewrite changes it (bn2gn rewrite)"
-        )
     norm_cfg, _ = comp.norm()
-    settable = "norm_cfg" in comp.cfg or cls.norm_default is not None
-    if not settable or not cls.gn_from_config:
-        if not cls.hard_coded_bn:
-            state.refused.append(f"{comp.path}: {cls.name} has no GroupNorm setting in its config")
+    settable = ("norm_cfg" in comp.cfg or cls.norm_default is not None) and cls.gn_from_config
+    hard_coded = (
+        f"{cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} ({cls.source}); "
+        "only a source rewrite changes it (bn2gn rewrite)"
+    )
+    if not settable:
+        # nothing the config can say converts it: the operation asked for cannot be done
+        state.refused.append(
+            f"{comp.path}: {hard_coded}"
+            if cls.hard_coded_bn
+            else f"{comp.path}: {cls.name} has no GroupNorm setting in its config"
+        )
         return
+    if cls.hard_coded_bn:
+        # norm_cfg converts part of it; the hard-coded layers stay BatchNorm
+        state.notes.append(f"{comp.path}: norm_cfg is converted, but {hard_coded}")
     channels = cls.norm_channels(comp.cfg)
     groups = sorted({gn_groups(c) for c in channels})
     if len(groups) != 1:

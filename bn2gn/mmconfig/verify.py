@@ -21,7 +21,8 @@ from ..errors import EXIT_USAGE, Bn2gnError
 from .audit import load
 from .model import MMENGINE, Component, components, custom_keys, detect_stack, optimizer_settings
 from .plugins import Catalog, find_plugin_dirs
-from .rules import invalid_keys, stage_range
+from .findings import ERROR, Finding
+from .rules import all_findings
 from .values import to_plain
 
 VERIFIED, STATIC_ONLY, FAILED = "verified", "static only", "failed"
@@ -58,10 +59,13 @@ class VerifyReport:
     checks: List[ComponentCheck]
     unmatched_keys: List[str]
     unmatched_note: str
+    #: the audit's error findings: a config that will crash fails the verdict even where
+    #: the component could not be built here
+    static_errors: List[Finding] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.status != FAILED for c in self.checks)
+        return not self.static_errors and all(c.status != FAILED for c in self.checks)
 
     def as_dict(self) -> dict:
         return {
@@ -71,6 +75,7 @@ class VerifyReport:
             "components": [c.as_dict() for c in self.checks],
             "unmatched_custom_keys": self.unmatched_keys,
             "unmatched_note": self.unmatched_note,
+            "static_errors": [f.as_dict() for f in self.static_errors],
         }
 
 
@@ -82,9 +87,12 @@ def verify_config(
         cfg, Catalog(find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs))
     )
     stack = detect_stack(cfg)
-    paramwise, _, _ = optimizer_settings(cfg, stack)
+    paramwise, _, clip = optimizer_settings(cfg, stack)
+    errors = [
+        f for f in all_findings(cfg, comps, stack, paramwise, clip) if f.severity == ERROR
+    ]
     predicted: Dict[str, List[str]] = {}
-    for finding in invalid_keys(cfg, comps) + stage_range(cfg, comps):
+    for finding in errors:
         predicted.setdefault(finding.component, []).append(finding.code.name)
     with _quiet(), _mm_stack() as registry:
         checks = [
@@ -101,7 +109,12 @@ def verify_config(
         else ""
     )
     return VerifyReport(
-        config=Path(path), stack=stack, checks=checks, unmatched_keys=unmatched, unmatched_note=note
+        config=Path(path),
+        stack=stack,
+        checks=checks,
+        unmatched_keys=unmatched,
+        unmatched_note=note,
+        static_errors=errors,
     )
 
 
@@ -293,9 +306,12 @@ def render_text(report: VerifyReport) -> List[str]:
         lines.append(f"  custom key '{key}' matches no parameter")
     if report.unmatched_note:
         lines.append(f"  custom keys {report.unmatched_note}")
+    for finding in report.static_errors:
+        lines.append(f"  static: {finding.render()}")
     verified = sum(c.status == "verified" for c in report.checks)
     failed = sum(c.status == FAILED for c in report.checks)
     lines.append(
-        f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only"
+        f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only; "
+        f"{len(report.static_errors)} static error(s): {'passed' if report.ok else 'FAILED'}"
     )
     return lines
