@@ -56,7 +56,11 @@ class Component:
         if self.cls is None:
             return None, "unknown"
         if self.cls.hard_coded_bn and self.cls.norm_default is None:
-            return {"type": "BN"}, f"hard-coded in {self.cls.source}"
+            where = dict(self.cls.facts).get("hard-coded BatchNorm", "")
+            return (
+                {"type": "BN"},
+                f"hard-coded in {where if 'table' not in where and where else self.cls.source}",
+            )
         return self.cls.norm_default, f"class default ({self.cls.source})"
 
     def has_batchnorm(self) -> bool:
@@ -95,16 +99,27 @@ def components(cfg: ResolvedConfig, catalog: Catalog) -> List[Component]:
     found = []
     for key, value in model.items():
         if isinstance(value, dict) and "type" in value:
+            cls = catalog.lookup(value["type"])
+            if cls is not None and cls.role == "unknown":
+                cls = dataclasses.replace(cls, role=_role_of(str(key)))
             found.append(
                 Component(
                     key=str(key),
                     type=value["type"],
                     cfg=value,
-                    cls=catalog.lookup(value["type"]),
+                    cls=cls,
                     origin=model.origin(key),
                 )
             )
     return found
+
+
+def _role_of(key: str) -> str:
+    """A class whose registry does not say: the detector's attribute name does (img_backbone, pts_neck)."""
+    return next(
+        (role for role in ("backbone", "neck", "head", "encoder") if role in key),
+        "unknown",
+    )
 
 
 def optimizer_settings(

@@ -1,8 +1,11 @@
-"""Classes the built-in table does not know, read statically from a plugin folder (``plugin_dir``).
+"""The class a config's ``type`` means, read from the source the user's stack imports; the table last.
 
-A registered class (``@X.register_module()``) gets its ``__init__`` keywords and its
-``self.name = ...`` children from the source; a subclass of a known class inherits that
-class's entry. Nothing is imported.
+Search order: the config's plugin folder and ``custom_imports`` modules, the repository the
+config lives in, the installed packages that fit the config's stack (``targets``), then bn2gn's
+built-in table. A class found in source gets its keywords, ``**kwargs`` handling, children,
+hard-coded BatchNorm and freezing from there, following its base classes across files; what the
+source cannot tell (stage names, channel counts) comes from the table entry of the same name, and
+``facts`` says which is which. Nothing is imported.
 """
 
 from __future__ import annotations
@@ -10,126 +13,298 @@ from __future__ import annotations
 import ast
 import dataclasses
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .components import ComponentClass, known_class
+from .class_source import FORWARDED, IGNORED, SourceClass
+from .components import INIT, INIT_WEIGHTS, TRAIN, ComponentClass, known_class
+from .source_index import (
+    Root,
+    SourceIndex,
+    import_target,
+    module_paths,
+    repository_root,
+)
 
-MAX_FILES = 5000
-
-
-@dataclasses.dataclass(frozen=True)
-class _PluginClass:
-    name: str
-    bases: Tuple[str, ...]
-    keywords: Tuple[str, ...]
-    var_kwargs: bool
-    children: Tuple[str, ...]
-    source: Path
-    line: int
+TABLE_WHERE = "bn2gn's table"
+#: base classes whose __init__ is known without reading them (mmengine/mmcv BaseModule, torch)
+TERMINAL = {
+    "BaseModule": frozenset({"init_cfg"}),
+    "Module": frozenset(),
+    "object": frozenset(),
+}
+_RUNS = {"__init__": INIT, "train": TRAIN, "init_weights": INIT_WEIGHTS}
+_ROLES = {
+    "BACKBONES": "backbone",
+    "NECKS": "neck",
+    "HEADS": "head",
+    "MIDDLE_ENCODERS": "encoder",
+    "VOXEL_ENCODERS": "encoder",
+    "FUSION_LAYERS": "encoder",
+}
+_KwargsFacts = Tuple[Optional[frozenset], str, str, Tuple[str, ...]]
 
 
 class Catalog:
-    """The built-in table plus the plugin folder's classes."""
+    """Type string -> ComponentClass, from the roots in order, then the built-in table."""
 
-    def __init__(self, plugin_dirs: Iterable[Path] = ()):
+    def __init__(self, plugin_dirs: Iterable[Path] = (), roots: Optional[Sequence[Root]] = None):
         self.plugin_dirs = tuple(Path(p) for p in plugin_dirs)
-        self._plugins: Dict[str, _PluginClass] = {}
-        for folder in self.plugin_dirs:
-            for found in _scan(folder):
-                self._plugins.setdefault(found.name, found)
+        if roots is None:
+            roots = [Root(p.resolve(), "plugin folder") for p in self.plugin_dirs]
+        self.index = SourceIndex(roots)
+        self.notes: List[str] = []
+        self.assumed: List[str] = []
+        #: package -> release the config targets, for table entries that differ by version
+        self.versions: Dict[str, Tuple[int, ...]] = {}
+        self.custom_imports: Tuple[Path, ...] = ()
+        self._cache: Dict[str, Optional[ComponentClass]] = {}
 
     def lookup(self, type_name: object) -> Optional[ComponentClass]:
-        return self._lookup(type_name, ())
-
-    def _lookup(self, type_name: object, seen: Tuple[str, ...]) -> Optional[ComponentClass]:
-        known = known_class(type_name)
-        if known is not None or not isinstance(type_name, str):
-            return known
-        plugin = self._plugins.get(type_name.rpartition(".")[2])
-        if plugin is None or plugin.name in seen:
+        if not isinstance(type_name, str):
             return None
-        parent = next(
-            (p for p in (self._lookup(b, seen + (plugin.name,)) for b in plugin.bases) if p), None
+        if type_name not in self._cache:
+            self._cache[type_name] = self._lookup(type_name)
+        return self._cache[type_name]
+
+    def _lookup(self, type_name: str) -> Optional[ComponentClass]:
+        name = type_name.rpartition(".")[2]
+        found = self.index.find(name)
+        if found is not None:
+            cls, root = found
+            chain, tail = self._chain(cls)
+            return build_entry(chain, tail, root.label)
+        table = known_class(type_name, self.versions)
+        problem = self.index.parse_problem(name)
+        if problem is not None:
+            fallback = "its facts come from bn2gn's table" if table else "it is not checked"
+            self.notes.append(f"{problem}: {name} could not be read there, so {fallback}")
+        if table is None:
+            return None
+        return dataclasses.replace(table, facts=(("everything", TABLE_WHERE),))
+
+    def hook_keys(self, type_name: str, table: Dict[str, set]) -> Optional[Tuple[frozenset, str]]:
+        """(the keys a hook / wrapper class of the project's own accepts, how that was decided)."""
+        found = self.index.find(type_name)
+        if found is None:
+            return None
+        known = {
+            name: ComponentClass(name, TABLE_WHERE, TABLE_WHERE, "hook", frozenset(keys))
+            for name, keys in table.items()
+        }
+        chain, tail = self._chain(found[0], lambda base: known.get(base))
+        accepts, _, _, where = _keywords(chain, 0, tail)
+        if accepts is None:
+            return None
+        own = "; ".join(w for w in where if w != TABLE_WHERE)
+        via = f" passes **kwargs on to {tail.name} ({TABLE_WHERE})" if tail is not None else ""
+        return (
+            accepts,
+            f" ({own}{via}; together they take {', '.join(sorted(accepts))})",
         )
-        return _entry(plugin, parent)
+
+    def _chain(
+        self, cls: SourceClass, table=known_class
+    ) -> Tuple[List[SourceClass], Optional[ComponentClass]]:
+        """The class and its bases found in source, and what stands for the first one not found."""
+        chain = [cls]
+        while chain[-1].bases:
+            here = chain[-1]
+            base = here.bases[0].rpartition(".")[2]
+            if base in TERMINAL:
+                return chain, _terminal(base)
+            found = self._base(here, base)
+            if found is None or any(c.name == found.name and c.path == found.path for c in chain):
+                return chain, table(base)
+            chain.append(found)
+        return chain, _terminal("object")
+
+    def _base(self, here: SourceClass, base: str) -> Optional[SourceClass]:
+        tree = self.index.tree(here.path)
+        target = import_target(tree, here.path, base) if tree is not None else None
+        for path in (target, here.path):
+            found = self.index.in_file(path, base) if path is not None else None
+            if found is not None:
+                return found
+        located = self.index.find(base, registered=False, near=here.path)
+        return located[0] if located else None
 
 
-def _entry(plugin: _PluginClass, parent: Optional[ComponentClass]) -> ComponentClass:
-    own = frozenset(plugin.keywords)
-    if parent is not None:
-        if not plugin.var_kwargs:
-            accepts = own
-        else:  # **kwargs go on to the parent class
-            accepts = own | parent.accepts if parent.accepts is not None else None
-        return dataclasses.replace(
-            parent,
-            name=plugin.name,
-            package=f"{plugin.source}:{plugin.line}, subclass of {parent.name}",
-            accepts=accepts,
-            children=parent.children
-            + tuple(c for c in plugin.children if c not in parent.children),
-            segments=parent.segments | frozenset(plugin.children),
-        )
+def _terminal(name: str) -> ComponentClass:
     return ComponentClass(
-        name=plugin.name,
-        package="plugin",
-        source=f"{plugin.source}:{plugin.line}",
+        name=name,
+        package=TABLE_WHERE,
+        source=TABLE_WHERE,
         role="unknown",
-        accepts=None if plugin.var_kwargs else own,
-        children=plugin.children,
-        segments=frozenset(plugin.children),
-        opaque=plugin.children,
+        accepts=TERMINAL[name],
+        has_parameters=False,
     )
 
 
-def _scan(folder: Path) -> List[_PluginClass]:
-    if not folder.is_dir():
-        return []
-    found: List[_PluginClass] = []
-    for count, path in enumerate(sorted(folder.rglob("*.py"))):
-        if count >= MAX_FILES:
-            break
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError, OSError, RecursionError):
-            continue
-        found += [
-            _read_class(node, path)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ClassDef) and _is_registered(node)
-        ]
-    return found
-
-
-def _is_registered(node: ast.ClassDef) -> bool:
-    return any("register_module" in ast.unparse(d) for d in node.decorator_list)
-
-
-def _read_class(node: ast.ClassDef, path: Path) -> _PluginClass:
-    init = next(
-        (s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None
+def build_entry(
+    chain: List[SourceClass], tail: Optional[ComponentClass], label: str
+) -> ComponentClass:
+    top = chain[0]
+    fallback = next((known_class(c.name) for c in chain if known_class(c.name)), None)
+    if fallback is None and tail is not None and tail.name not in TERMINAL:
+        fallback = tail
+    accepts, extra, ignored_by, signature = _keywords(chain, 0, tail)
+    children, hard_bn, removed, child_where, bn_where = _modules(chain, tail)
+    runs, run_where = _freezing(chain, tail)
+    stages_known = fallback is not None and (accepts is None or "frozen_stages" in accepts)
+    same_module = fallback is not None and str(top.path).endswith(fallback.source.split(":")[0])
+    base = fallback or ComponentClass(
+        name=top.name, package=label, source="", role="unknown", accepts=None
     )
-    keywords: Tuple[str, ...] = ()
-    var_kwargs = init is None
-    children: List[str] = []
-    if init is not None:
-        args = init.args
-        keywords = tuple(
-            a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg != "self"
+    facts = [
+        ("signature", "; ".join(signature) or TABLE_WHERE),
+        ("children", child_where),
+        ("hard-coded BatchNorm", bn_where),
+        ("freezing", run_where),
+        (
+            "stages",
+            (f"{TABLE_WHERE} ({base.name})" if stages_known and base.stages({}) else "none"),
+        ),
+    ]
+    return dataclasses.replace(
+        base,
+        name=top.name,
+        package=label,
+        source=top.where,
+        role=(base.role if base.role != "unknown" else _ROLES.get(top.registry, "unknown")),
+        accepts=accepts,
+        extra_keys=extra,
+        ignored_by=ignored_by,
+        norm_default=_default(chain, tail, "norm_cfg", base.norm_default),
+        norm_eval_default=_default(chain, tail, "norm_eval", base.norm_eval_default),
+        hard_coded_bn=hard_bn,
+        stages=base.stages if stages_known else (lambda cfg: ()),
+        freeze_runs=runs,
+        children=children,
+        segments=(base.segments - {name for name, _ in removed})
+        | frozenset(children)
+        | {"weight", "bias"},
+        opaque=tuple(c for c in children if c not in base.children or c in base.opaque),
+        removed=removed,
+        notes=base.notes if same_module else (),
+        facts=tuple(facts),
+    )
+
+
+def _keywords(chain: List[SourceClass], i: int, tail: Optional[ComponentClass]) -> _KwargsFacts:
+    """(accepted keys, what happens to others, where they are ignored, the files that say so)."""
+    if i >= len(chain):
+        if tail is None:
+            return None, "unknown", "", ()
+        where = (TABLE_WHERE,) if tail.name not in TERMINAL else ()
+        return tail.accepts, tail.extra, tail.ignored_by, where
+    cls = chain[i]
+    if not cls.has_init:
+        return _keywords(chain, i + 1, tail)
+    own = frozenset(cls.keywords) | frozenset(cls.kwargs_keys)
+    where = (f"{cls.name}.__init__ {cls.path}:{cls.init_line}",)
+    if not cls.var_kwargs:
+        return own, "reject", "", where
+    if cls.kwargs_use == FORWARDED:
+        accepts, extra, ignored, more = _keywords(chain, i + 1, tail)
+        return (
+            (own | accepts if accepts is not None else None),
+            extra,
+            ignored,
+            where + more,
         )
-        var_kwargs = args.kwarg is not None
-        for stmt in ast.walk(init):
-            if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-                for target in stmt.targets:
-                    if (
-                        isinstance(target, ast.Attribute)
-                        and getattr(target.value, "id", None) == "self"
-                    ):
-                        children.append(target.attr)
-    bases = tuple(ast.unparse(b).rpartition(".")[2] for b in node.bases)
-    return _PluginClass(
-        node.name, bases, keywords, var_kwargs, tuple(dict.fromkeys(children)), path, node.lineno
+    if cls.kwargs_use == IGNORED:
+        return own, "ignore", f"{cls.name}.__init__ ({cls.path}:{cls.init_line})", where
+    return None, "unknown", "", where
+
+
+def _modules(
+    chain: List[SourceClass], tail: Optional[ComponentClass]
+) -> Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[Tuple[str, str], ...], str, str]:
+    """(children, children that hard-code BatchNorm, children set to None, where from, where BN is)."""
+    children: List[str] = list(tail.children) if tail is not None else []
+    hard_bn: List[str] = list(tail.hard_coded_bn) if tail is not None else []
+    bn_at: Dict[str, str] = {c: TABLE_WHERE for c in hard_bn}
+    removed: Dict[str, str] = {}
+    where = [TABLE_WHERE] if children else []
+    for cls in reversed(chain):
+        same = known_class(cls.name)
+        if same is not None and any(a.name == "<computed>" for a in cls.assignments):
+            # add_module with a computed name: the table names those children
+            children += [c for c in same.children if c not in children]
+            where.append(f"{TABLE_WHERE} ({cls.name}'s add_module children)")
+        for item in cls.assignments:
+            if item.name == "<computed>":
+                if item.batchnorm and "layers added by add_module" not in hard_bn:
+                    hard_bn.append("layers added by add_module")
+                    bn_at[hard_bn[-1]] = f"{cls.path}:{item.line}"
+                continue
+            if item.kind == "none" and item.after_super:
+                children = [c for c in children if c != item.name]
+                hard_bn = [c for c in hard_bn if c != item.name]
+                removed[item.name] = f"{cls.path}:{item.line}"
+            elif item.kind == "module":
+                children += [] if item.name in children else [item.name]
+                hard_bn = [c for c in hard_bn if c != item.name]
+                hard_bn += [item.name] if item.batchnorm else []
+                bn_at[item.name] = f"{cls.path}:{item.line}"
+                removed.pop(item.name, None)
+        if cls.assignments:
+            where.append(f"{cls.name}.__init__ {cls.path}:{cls.init_line}")
+    bn_where = "; ".join(f"{c}: {bn_at[c]}" for c in hard_bn) or "none in the source"
+    return (
+        tuple(children),
+        tuple(hard_bn),
+        tuple(removed.items()),
+        "; ".join(where),
+        bn_where,
     )
+
+
+def _freezing(
+    chain: List[SourceClass], tail: Optional[ComponentClass]
+) -> Tuple[Tuple[str, ...], str]:
+    runs, where = [], []
+    for method, run in _RUNS.items():
+        owner = next((c for c in chain if method in c.methods), None)
+        if owner is None:
+            if tail is not None and run in tail.freeze_runs:
+                runs.append(run)
+                where.append(f"{method}: {TABLE_WHERE} ({tail.name})")
+            continue
+        line = dict(owner.freezes_in).get(method)
+        if line is not None:
+            runs.append(run)
+            where.append(f"{method}: {owner.path}:{line}")
+    return tuple(runs), "; ".join(where) or "no freezing in the source"
+
+
+def _default(chain: List[SourceClass], tail: Optional[ComponentClass], keyword: str, table):
+    """The signature default of ``keyword`` along the **kwargs chain; the table's when not literal."""
+    for cls in chain:
+        if not cls.has_init:
+            continue
+        if keyword in cls.keywords:
+            text = cls.default(keyword)
+            return _literal(text, table) if text is not None else table
+        if cls.kwargs_use != FORWARDED:
+            return None
+    return table
+
+
+def _literal(text: str, otherwise):
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return otherwise
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict" and not node.args:
+        try:
+            return {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        except ValueError:
+            return otherwise
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return otherwise
 
 
 def find_plugin_dirs(
@@ -148,3 +323,70 @@ def find_plugin_dirs(
         if candidate.is_dir():
             return (candidate,)
     return ()
+
+
+def custom_import_paths(config_path: Path, custom_imports: object) -> Tuple[Path, ...]:
+    """The files or packages ``custom_imports=dict(imports=[...])`` names, found above the config."""
+    imports = custom_imports.get("imports") if isinstance(custom_imports, dict) else None
+    if isinstance(imports, str):
+        imports = [imports]
+    if not isinstance(imports, (list, tuple)):
+        return ()
+    here = config_path.resolve().parent
+    found: List[Path] = []
+    for module in imports:
+        if isinstance(module, str) and module:
+            found += module_paths(module, (here, *here.parents))[:1]
+    return tuple(dict.fromkeys(found))
+
+
+def source_roots(
+    config_path: Path,
+    plugin_dirs: Tuple[Path, ...],
+    custom: Tuple[Path, ...],
+    installed,
+) -> List[Root]:
+    roots = [Root(p.resolve(), "plugin folder") for p in plugin_dirs]
+    roots += [Root(p.resolve(), "custom_imports") for p in custom]
+    repo = repository_root(config_path, plugin_dirs)
+    if repo is not None:
+        roots.append(Root(repo, f"repository {repo}"))
+    roots += [
+        Root(
+            i.folder,
+            f"installed {i.package} {i.version}",
+            registered_only=True,
+            installed=True,
+        )
+        for i in installed
+    ]
+    return roots
+
+
+def open_catalog(
+    config_path: Path, data: dict, explicit: Iterable[Path], mmengine_runner: bool
+) -> Catalog:
+    """The catalog for one config: its roots in search order, and what it assumes about versions."""
+    from .targets import (
+        installed_packages,
+        pinned_versions,
+        target_versions,
+        usable_installed,
+    )
+
+    plugin_dirs = find_plugin_dirs(Path(config_path), data.get("plugin_dir"), explicit)
+    custom = custom_import_paths(Path(config_path), data.get("custom_imports"))
+    repo = repository_root(Path(config_path), plugin_dirs)
+    pins = pinned_versions(repo)
+    usable, skipped = usable_installed(mmengine_runner, pins, installed_packages())
+    catalog = Catalog(plugin_dirs, source_roots(Path(config_path), plugin_dirs, custom, usable))
+    catalog.custom_imports = custom
+    catalog.assumed = [f"{p.package}=={p.version} pinned at {p.where}" for p in pins.values()]
+    catalog.assumed += [f"installed {i.package} {i.version} read from {i.folder}" for i in usable]
+    catalog.assumed += skipped
+    catalog.versions = target_versions(mmengine_runner, pins, usable)
+    catalog.assumed.append(
+        "table entries that differ by version: "
+        + ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(catalog.versions.items()))
+    )
+    return catalog

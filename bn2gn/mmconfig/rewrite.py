@@ -20,8 +20,15 @@ from ..sources import read_source
 from .components import gn_groups
 from .cst_edit import Add, AppendStatement, Edit, EditError, Remove, SetValue, Target, apply_edits
 from .findings import Code
-from .model import Component, components, detect_stack, is_batchnorm, optimizer_settings
-from .plugins import Catalog, find_plugin_dirs
+from .model import (
+    MMENGINE,
+    Component,
+    components,
+    detect_stack,
+    is_batchnorm,
+    optimizer_settings,
+)
+from .plugins import open_catalog
 from .resolve import ResolvedConfig, resolve_config
 from .rules import all_findings, invalid_keys, lr_mult_zero
 from .values import CfgDict
@@ -70,8 +77,11 @@ class _State:
                 f"{self.path}:1: no model = dict(...) in this config or its _base_ files",
                 EXIT_USAGE,
             )
-        folders = find_plugin_dirs(self.path, cfg.data.get("plugin_dir"), self.options.plugin_dirs)
-        return cfg, components(cfg, Catalog(folders)), detect_stack(cfg)
+        stack = detect_stack(cfg)
+        self.catalog = open_catalog(
+            self.path, cfg.data, self.options.plugin_dirs, stack == MMENGINE
+        )
+        return cfg, components(cfg, self.catalog), stack
 
     def editable(self, file: Path) -> bool:
         return Path(file).resolve() == self.path.resolve() or self.options.allow_base
@@ -106,7 +116,7 @@ def rewrite_config(path: Path, options: RewriteOptions) -> ConfigRewrite:
     paramwise, _, clip = optimizer_settings(cfg, stack)
     remaining = [
         f.render()
-        for f in all_findings(cfg, comps, stack, paramwise, clip)
+        for f in all_findings(cfg, comps, stack, paramwise, clip, state.catalog)
         if f.severity == "error"
     ]
     results = []

@@ -19,9 +19,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import EXIT_USAGE, Bn2gnError
 from .audit import load
-from .model import MMENGINE, Component, components, custom_keys, detect_stack, optimizer_settings
-from .plugins import Catalog, find_plugin_dirs
 from .findings import ERROR, Finding
+from .model import (
+    MMENGINE,
+    Component,
+    components,
+    custom_keys,
+    detect_stack,
+    optimizer_settings,
+)
+from .plugins import open_catalog
 from .rules import all_findings
 from .values import to_plain
 
@@ -83,13 +90,12 @@ def verify_config(
     path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = (), input_size: int = 64
 ) -> VerifyReport:
     cfg = load(path, resolver)
-    comps = components(
-        cfg, Catalog(find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs))
-    )
     stack = detect_stack(cfg)
+    catalog = open_catalog(Path(path), cfg.data, plugin_dirs, stack == MMENGINE)
+    comps = components(cfg, catalog)
     paramwise, _, clip = optimizer_settings(cfg, stack)
     errors = [
-        f for f in all_findings(cfg, comps, stack, paramwise, clip) if f.severity == ERROR
+        f for f in all_findings(cfg, comps, stack, paramwise, clip, catalog) if f.severity == ERROR
     ]
     predicted: Dict[str, List[str]] = {}
     for finding in errors:

@@ -1,0 +1,192 @@
+"""Where a config's classes live: the plugin folder, ``custom_imports``, the repository, installed packages.
+
+Roots are searched in that order, as the user's stack imports them; a cheap text match on
+``class Name`` picks the files worth parsing. A file that does not parse is remembered with its
+``file:line`` so the report can say why a class fell back to bn2gn's table. Nothing is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .class_source import SourceClass, read_class
+
+MAX_FILES = 5000
+#: folders never entered when a repository is searched
+SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "site-packages",
+    "__pycache__",
+    "node_modules",
+    ".eggs",
+    "data",
+    "work_dirs",
+    "tests",
+}
+#: files that mark the top of a repository
+REPO_MARKERS = (".git", "setup.py", "setup.cfg", "pyproject.toml", "requirements.txt")
+
+
+@dataclasses.dataclass(frozen=True)
+class Root:
+    folder: Path
+    label: str  # "plugin folder", "custom_imports", "repository", "installed mmdet 3.3.0"
+    registered_only: bool = True
+    installed: bool = False  # a site-packages folder: its class list is read once per process
+
+
+class SourceIndex:
+    """Classes by name across the roots, in search order; parse failures kept as problems."""
+
+    def __init__(self, roots: Iterable[Root]):
+        self.roots = tuple(roots)
+        self.problems: Dict[Path, str] = {}
+        self._trees: Dict[Path, Optional[ast.Module]] = {}
+        self._names: Dict[Path, Dict[str, Tuple[Path, ...]]] = {}
+
+    def names(self, root: Root) -> Dict[str, Tuple[Path, ...]]:
+        if root.installed:
+            return installed_class_names(root.folder)
+        if root.folder not in self._names:
+            self._names[root.folder] = class_names(root.folder)
+        return self._names[root.folder]
+
+    def find(
+        self, name: str, registered: bool = True, near: Optional[Path] = None
+    ) -> Optional[Tuple[SourceClass, Root]]:
+        """The first class called ``name`` in root order (``near``: that file's own folder first)."""
+        for root in self.roots:
+            files = self.names(root).get(name, ())
+            if near is not None:
+                files = sorted(files, key=lambda f: f.parent != near.parent)
+            for path in files:
+                found = self.in_file(path, name)
+                if found is not None and (
+                    found.registry or not registered or not root.registered_only
+                ):
+                    return found, root
+        return None
+
+    def in_file(self, path: Path, name: str) -> Optional[SourceClass]:
+        tree = self.tree(path)
+        if tree is None:
+            return None
+        node = next(
+            (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name),
+            None,
+        )
+        return read_class(node, path, tree) if node is not None else None
+
+    def tree(self, path: Path) -> Optional[ast.Module]:
+        if path not in self._trees:
+            try:
+                self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
+            except SyntaxError as exc:
+                self._trees[path] = None
+                self.problems[path] = f"{path}:{exc.lineno or 1}: cannot parse ({exc.msg})"
+            except (ValueError, OSError, RecursionError) as exc:
+                self._trees[path] = None
+                self.problems[path] = f"{path}:1: cannot read ({type(exc).__name__})"
+        return self._trees[path]
+
+    def parse_problem(self, name: str) -> Optional[str]:
+        """The parse failure of a file that defines ``name`` (for the fallback note)."""
+        for root in self.roots:
+            for path in self.names(root).get(name, ()):
+                self.tree(path)
+                if path in self.problems:
+                    return self.problems[path]
+        return None
+
+
+_CLASS = re.compile(rb"^[ \t]*class[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+
+
+def class_names(folder: Path) -> Dict[str, Tuple[Path, ...]]:
+    """Every ``class Name`` written in the folder's Python files (a text match, before any parse)."""
+    names: Dict[str, List[Path]] = {}
+    for path in _python_files(folder):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        for match in _CLASS.finditer(data):
+            names.setdefault(match.group(1).decode(), []).append(path)
+    return {k: tuple(v) for k, v in names.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def installed_class_names(folder: Path) -> Dict[str, Tuple[Path, ...]]:
+    return class_names(folder)
+
+
+def _python_files(folder: Path) -> List[Path]:
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        return []
+    found: List[Path] = []
+    stack = [folder]
+    while stack and len(found) < MAX_FILES:
+        here = stack.pop()
+        try:
+            entries = sorted(here.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_dir():
+                if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                    stack.append(entry)
+            elif entry.suffix == ".py" and entry.is_file():
+                found.append(entry)
+    return sorted(found)[:MAX_FILES]
+
+
+def repository_root(config: Path, plugin_dirs: Tuple[Path, ...]) -> Optional[Path]:
+    """The repository the config lives in: above the plugin folder, else the nearest marked folder."""
+    here = Path(config).resolve().parent
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in REPO_MARKERS):
+            return folder
+    return None
+
+
+def module_paths(module: str, bases: Iterable[Path]) -> List[Path]:
+    """``a.b.c`` as a file or package below one of ``bases``."""
+    rel = Path(*module.split("."))
+    out = []
+    for base in bases:
+        for candidate in (base / rel.with_suffix(".py"), base / rel):
+            if candidate.exists():
+                out.append(candidate)
+                break
+    return out
+
+
+def import_target(tree: ast.Module, path: Path, name: str) -> Optional[Path]:
+    """The file a base class ``name`` is imported from, for ``from .x import name`` in ``path``."""
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        if not any((a.asname or a.name) == name for a in node.names):
+            continue
+        base = path.parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        target = base / Path(*(node.module or "").split(".")) if node.module else base
+        for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None

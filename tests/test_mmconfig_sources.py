@@ -1,0 +1,219 @@
+"""Class facts from the source the config's stack imports; findings written by hand from the fixtures.
+
+The fixtures model the shapes that the built-in table got wrong: a head subclass that sets an
+inherited module to None, a head whose **kwargs are swallowed, a neck with FPN's exact keywords
+and no **kwargs, two VoVNets of different projects, a hook subclass passing **kwargs on to mmcv's,
+an unknown type with custom keys under it, and a SparseEncoder keyword that only newer mmdet3d has.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bn2gn.cli import cli
+from bn2gn.mmconfig.audit import audit
+from bn2gn.mmconfig.plugins import Catalog
+
+MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+CMT = MM / "cmt"
+CAMERA = CMT / "projects" / "configs" / "camera"
+BASE = "cmt_voxel0100_r50_800x320_cbgs.py"
+PLUGIN = CMT / "projects" / "mmdet3d_plugin"
+DETR3D = MM / "mmdet3d_checkout" / "projects" / "DETR3D" / "configs" / "detr3d_vovnet_groupfree.py"
+
+
+def found(report):
+    return {
+        (f.code.name, f.component, f.key, Path(f.file).name if f.file else None, f.line)
+        for f in report.findings
+    }
+
+
+def messages(report):
+    return {(f.code.name, f.key): f.message for f in report.findings}
+
+
+def test_camera_only_head_drops_shared_conv_and_ignores_kwargs():
+    report = audit(CAMERA / "cmt_camera_only.py")
+    name = "cmt_camera_only.py"
+    assert found(report) == {
+        # CPFPN takes FPN's thirteen keywords and no **kwargs
+        ("MMC001", "model.img_neck", "frozen_stages", name, 5),
+        # CmtHead takes **kwargs and never uses them: both settings do nothing
+        ("MMC012", "model.pts_bbox_head", "norm_eval", name, 8),
+        ("MMC012", "model.pts_bbox_head", "frozen_stages", name, 9),
+        # CmtImageHead sets shared_conv = None after super().__init__()
+        ("MMC005", "", "custom_keys.shared_conv", name, 15),
+        # the project's hook passes **kwargs on to mmcv 1.6's Fp16OptimizerHook
+        ("MMC010", "optimizer_config", "exclude_frozen_parameters", name, 19),
+        # the base's custom keys still apply beside the child's
+        ("MMC007", "", "custom_keys.img_backbone", BASE, 85),
+        ("MMC007", "", "custom_keys.img_neck", BASE, 86),
+        ("MMC009", "model.pts_neck", "norm_cfg", BASE, 65),
+        # no MMC009 for the head: without shared_conv it holds no BatchNorm
+    }
+    text = messages(report)
+    assert text[("MMC012", "norm_eval")].startswith(
+        "accepted and ignored: this setting does nothing. CmtImageHead takes norm_eval=True "
+        "through **kwargs, which CmtHead.__init__ ("
+    )
+    assert "cmt_head.py:14)" in text[("MMC012", "norm_eval")]
+    assert "CmtImageHead sets shared_conv = None after super().__init__() (" in (
+        text[("MMC005", "custom_keys.shared_conv")]
+    )
+    assert "cmt_head.py:72)" in text[("MMC005", "custom_keys.shared_conv")]
+    hook = text[("MMC010", "exclude_frozen_parameters")]
+    assert "CustomFp16OptimizerHook does not accept exclude_frozen_parameters" in hook
+    assert "fp16_hook.py:9 passes **kwargs on to Fp16OptimizerHook (bn2gn's table)" in hook
+    assert "bucket_size_mb, coalesce, custom_fp16, distributed, grad_clip, loss_scale" in hook
+    head = next(c for c in report.components if c.component == "model.pts_bbox_head")
+    assert head.known_as.startswith("CmtImageHead (plugin folder, ")
+    assert head.facts["hard-coded BatchNorm"] == "none in the source"
+    assert head.norm == "none"
+
+
+def test_lidar_only_head_drops_rv_embedding():
+    report = audit(CAMERA / "cmt_lidar_only.py")
+    name = "cmt_lidar_only.py"
+    assert found(report) == {
+        ("MMC005", "", "custom_keys.rv_embedding", name, 5),
+        ("MMC007", "", "custom_keys.img_backbone", BASE, 85),
+        ("MMC007", "", "custom_keys.img_neck", BASE, 86),
+        ("MMC009", "model.pts_neck", "norm_cfg", BASE, 65),
+        # shared_conv is still there, BatchNorm written into its ConvModule
+        ("MMC009", "model.pts_bbox_head", "", name, 4),
+    }
+    text = messages(report)
+    assert "cmt_head.py:41)" in text[("MMC009", "")]
+    assert "CmtLidarHead sets rv_embedding = None" in text[("MMC005", "custom_keys.rv_embedding")]
+
+
+def test_same_class_name_in_another_project_is_that_projects_class():
+    """The DETR3D-shaped VoVNet re-freezes in train(); the camera+LiDAR one only in init_weights()."""
+    report = audit(DETR3D)
+    name = DETR3D.name
+    assert found(report) == {
+        ("MMC008", "model.img_backbone", "frozen_stages", name, 7),
+        ("MMC011", "model.img_neck", "type", name, 8),
+        # GroupFree3DHead's decoder_* and SparseEncoder's return_middle_feats come from the
+        # checkout's own source: no MMC005, no MMC001
+    }
+    text = messages(report)
+    assert text[("MMC008", "frozen_stages")].startswith("VoVNet freezes only in train(): ")
+    unknown = text[("MMC011", "type")]
+    assert "'MysteryNeck' (also model.neck)" in unknown
+    assert unknown.endswith("custom keys not checked because of it: 'neck.lateral_convs'")
+    backbone = report.components[0]
+    assert backbone.known_as.startswith("VoVNet (custom_imports, ")
+    assert backbone.facts["freezing"].startswith("train: ")
+    assert backbone.facts["freezing"].endswith("detr3d/vovnet.py:37")
+    assert backbone.facts["stages"] == "bn2gn's table (VoVNet)"
+
+
+def test_cmt_vovnet_from_its_plugin_freezes_in_init_weights(tmp_path):
+    shutil.copytree(CMT, tmp_path / "cmt")
+    config = tmp_path / "cmt" / "projects" / "configs" / "vov_probe.py"
+    config.write_text(
+        "plugin_dir = 'projects/mmdet3d_plugin/'\n"
+        "model = dict(type='CmtDetector', img_backbone=dict(type='VoVNet', spec_name='V-99-eSE',\n"
+        "    frozen_stages=4, norm_eval=False))\n"
+        "optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4))\n"
+    )
+    report = audit(config)
+    assert found(report) == {
+        ("MMC006", "model.img_backbone", "norm_eval", "vov_probe.py", 3),
+        ("MMC008", "model.img_backbone", "frozen_stages", "vov_probe.py", 3),
+    }
+    assert "freezes only in init_weights()" in messages(report)[("MMC008", "frozen_stages")]
+    assert report.components[0].facts["freezing"].endswith("backbones/vovnet.py:47")
+
+
+def test_pinned_older_mmdet3d_has_no_return_middle_feats():
+    report = audit(CAMERA / "cmt_middle_feats.py")
+    assert (
+        "MMC001",
+        "model.pts_middle_encoder",
+        "return_middle_feats",
+        "cmt_middle_feats.py",
+        4,
+    ) in (found(report))
+    encoder = next(c for c in report.components if c.component == "model.pts_middle_encoder")
+    assert encoder.known_as.startswith("SparseEncoder (mmdet3d 1.0.0rc5, ")
+    assert any("mmdet3d==1.0.0rc5 pinned at " in line for line in report.assumed)
+    assert any(line.endswith("requirements.txt:5") for line in report.assumed)
+
+
+def test_unknown_type_keys_are_unchecked_not_unmatched(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(textwrap.dedent("""\
+        model = dict(type='M', bbox_head=dict(type='NowhereHead', in_channels=8),
+                     neck=dict(type='FPN', in_channels=[8], out_channels=8, num_outs=1))
+        optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1), paramwise_cfg=dict(custom_keys={
+            'bbox_head.decoder_self_attns': dict(lr_mult=0.1), 'neck.nothing_here': dict(lr_mult=0.1)}))
+        """))
+    report = audit(path)
+    assert found(report) == {
+        ("MMC011", "model.bbox_head", "type", "c.py", 1),
+        # a key under a known component that names nothing there is still MMC005
+        ("MMC005", "", "custom_keys.neck.nothing_here", "c.py", 4),
+    }
+    assert messages(report)[("MMC011", "type")].endswith(
+        "custom keys not checked because of it: 'bbox_head.decoder_self_attns'"
+    )
+
+
+def test_plugin_file_that_does_not_parse_falls_back_to_the_table(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "heads.py").write_text(
+        "from mmdet.models import HEADS\n\n\n@HEADS.register_module()\nclass CmtHead(object:\n    pass\n"
+    )
+    config = tmp_path / "c.py"
+    config.write_text(
+        "plugin_dir = 'plugin/'\n"
+        "model = dict(type='M', pts_bbox_head=dict(type='CmtHead', in_channels=8))\n"
+    )
+    report = audit(config)
+    head = report.components[0]
+    assert head.facts == {"everything": "bn2gn's table"}
+    (note,) = [n for n in report.notes if "cannot parse" in n]
+    assert note.startswith(f"{plugin / 'heads.py'}:5: cannot parse (")
+    assert note.endswith("CmtHead could not be read there, so its facts come from bn2gn's table")
+    result = CliRunner().invoke(cli, ["config", "audit", str(config)])
+    assert result.exit_code == 0 and "note: " in result.output and "Traceback" not in result.output
+
+
+def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "necks.py").write_text(textwrap.dedent("""\
+        from mmdet.models import NECKS
+
+        from .base import Base
+
+
+        @NECKS.register_module()
+        class Child(Base):
+            def __init__(self, extra=1, **kwargs):
+                super().__init__(**kwargs)
+
+
+        @NECKS.register_module()
+        class Stores(Base):
+            def __init__(self, **kwargs):
+                super().__init__()
+                self.options = kwargs
+        """))
+    (plugin / "base.py").write_text(
+        "from mmcv.runner import BaseModule\n\n\nclass Base(BaseModule):\n"
+        "    def __init__(self, width=8, init_cfg=None):\n        super().__init__(init_cfg)\n"
+    )
+    catalog = Catalog([plugin])
+    child = catalog.lookup("Child")
+    assert child.accepts == {"extra", "width", "init_cfg"} and child.extra == "reject"
+    assert catalog.lookup("Stores").extra == "unknown"  # stored: it may be read later
+    assert catalog.lookup("Nowhere") is None
