@@ -207,6 +207,17 @@ def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
             def __init__(self, **kwargs):
                 super().__init__()
                 self.options = kwargs
+
+
+        class Middle(Base):
+            def __init__(self, middle=2, **kwargs):
+                super().__init__()
+
+
+        @NECKS.register_module()
+        class Skips(Child, Middle):
+            def __init__(self, own=3, **kwargs):
+                super(Middle, self).__init__(**kwargs)
         """))
     (plugin / "base.py").write_text(
         "from mmcv.runner import BaseModule\n\n\nclass Base(BaseModule):\n"
@@ -216,4 +227,7 @@ def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
     child = catalog.lookup("Child")
     assert child.accepts == {"extra", "width", "init_cfg"} and child.extra == "reject"
     assert catalog.lookup("Stores").extra == "unknown"  # stored: it may be read later
+    # super(Middle, self) runs Base.__init__: neither Child's nor Middle's keywords
+    skips = catalog.lookup("Skips")
+    assert skips.accepts == {"own", "width", "init_cfg"} and skips.extra == "reject"
     assert catalog.lookup("Nowhere") is None

@@ -65,6 +65,8 @@ class SourceClass:
     assignments: Tuple[Assignment, ...]
     methods: Tuple[str, ...]
     freezes_in: Tuple[Tuple[str, int], ...]  # (method, line) for the methods that freeze
+    #: ``X`` in ``super(X, self).__init__(...)`` when X is another class: the call skips to X's base
+    super_of: str = ""
 
     @property
     def where(self) -> str:
@@ -117,7 +119,19 @@ def read_class(node: ast.ClassDef, path: Path, tree: ast.Module) -> SourceClass:
             for name in FREEZE_METHODS
             if (method := _method(node, name)) is not None and _freezes(method)
         ),
+        super_of=_super_of(init, node.name) if init is not None else "",
     )
+
+
+def _super_of(init: ast.FunctionDef, own: str) -> str:
+    for node in ast.walk(init):
+        if isinstance(node, ast.Call) and _is_super_init(node):
+            owner = node.func.value
+            if isinstance(owner, ast.Call) and owner.args:
+                name = ast.unparse(owner.args[0]).rpartition(".")[2]
+                return name if name != own else ""
+            return ""
+    return ""
 
 
 def _method(node: ast.ClassDef, name: str) -> Optional[ast.FunctionDef]:

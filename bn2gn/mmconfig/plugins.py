@@ -110,6 +110,11 @@ class Catalog:
         while chain[-1].bases:
             here = chain[-1]
             base = here.bases[0].rpartition(".")[2]
+            if here.super_of:  # super(X, self).__init__ runs the __init__ after X: X's base's
+                skipped = self._base(here, here.super_of)
+                if skipped is None or not skipped.bases:
+                    return chain, None
+                here, base = skipped, skipped.bases[0].rpartition(".")[2]
             if base in TERMINAL:
                 return chain, _terminal(base)
             found = self._base(here, base)
@@ -348,7 +353,7 @@ def source_roots(
 ) -> List[Root]:
     roots = [Root(p.resolve(), "plugin folder") for p in plugin_dirs]
     roots += [Root(p.resolve(), "custom_imports") for p in custom]
-    repo = repository_root(config_path, plugin_dirs)
+    repo = repository_root(config_path)
     if repo is not None:
         roots.append(Root(repo, f"repository {repo}"))
     roots += [
@@ -376,7 +381,7 @@ def open_catalog(
 
     plugin_dirs = find_plugin_dirs(Path(config_path), data.get("plugin_dir"), explicit)
     custom = custom_import_paths(Path(config_path), data.get("custom_imports"))
-    repo = repository_root(Path(config_path), plugin_dirs)
+    repo = repository_root(Path(config_path))
     pins = pinned_versions(repo)
     usable, skipped = usable_installed(mmengine_runner, pins, installed_packages())
     catalog = Catalog(plugin_dirs, source_roots(Path(config_path), plugin_dirs, custom, usable))

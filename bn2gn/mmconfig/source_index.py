@@ -11,12 +11,15 @@ import ast
 import dataclasses
 import functools
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from .class_source import SourceClass, read_class
 
 MAX_FILES = 5000
+#: how far above the config its repository's top may be (projects/X/configs/sub/cfg.py is 4)
+MAX_DEPTH = 6
 #: folders never entered when a repository is searched
 SKIP_DIRS = {
     ".git",
@@ -90,7 +93,9 @@ class SourceIndex:
     def tree(self, path: Path) -> Optional[ast.Module]:
         if path not in self._trees:
             try:
-                self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
+                with warnings.catch_warnings():  # invalid escapes in someone's docstring
+                    warnings.simplefilter("ignore")
+                    self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
             except SyntaxError as exc:
                 self._trees[path] = None
                 self.problems[path] = f"{path}:{exc.lineno or 1}: cannot parse ({exc.msg})"
@@ -154,10 +159,18 @@ def _python_files(folder: Path) -> List[Path]:
     return sorted(found)[:MAX_FILES]
 
 
-def repository_root(config: Path, plugin_dirs: Tuple[Path, ...]) -> Optional[Path]:
-    """The repository the config lives in: above the plugin folder, else the nearest marked folder."""
+def repository_root(config: Path) -> Optional[Path]:
+    """The repository the config lives in: the nearest marked folder at most MAX_DEPTH above it.
+
+    None inside an installed package (the installed roots cover it) or a hidden folder (a
+    tool's own checkout, like ~/.pyenv, is not the user's project).
+    """
     here = Path(config).resolve().parent
-    for folder in (here, *here.parents):
+    if any(
+        part in ("site-packages", "dist-packages") or part.startswith(".") for part in here.parts
+    ):
+        return None
+    for folder in (here, *here.parents)[:MAX_DEPTH]:
         if any((folder / marker).exists() for marker in REPO_MARKERS):
             return folder
     return None
