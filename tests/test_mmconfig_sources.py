@@ -231,3 +231,38 @@ def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
     skips = catalog.lookup("Skips")
     assert skips.accepts == {"own", "width", "init_cfg"} and skips.extra == "reject"
     assert catalog.lookup("Nowhere") is None
+
+
+def test_groupnorm_caveat_for_a_pretrained_neck_at_a_small_lr_mult(tmp_path):
+    shutil.copytree(CMT, tmp_path / "cmt")
+    config = (
+        tmp_path
+        / "cmt"
+        / "projects"
+        / "configs"
+        / "fusion"
+        / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
+    )
+    report = audit(config)
+    neck = next(f for f in report.findings if f.code.name == "MMC009" and f.key == "norm_cfg")
+    assert str(neck.message).endswith(
+        "; caveat: 'ckpts/cmt_voxel0100_r50_800x320_epoch20.pth' holds this component's trained "
+        "BatchNorm, which GroupNorm cannot use: the GroupNorm layers start untrained (weight 1, "
+        "bias 0), and at lr_mult=0.05 ('pts_neck') it learns 20x slower than the rest"
+    )
+    result = CliRunner().invoke(cli, ["config", "rewrite", str(config), "--gn", "pts_neck"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: model.pts_neck: 'ckpts/cmt_voxel0100_r50_800x320_epoch20.pth' holds this "
+        "component's trained BatchNorm" in result.stderr
+    )
+
+
+def test_no_groupnorm_caveat_without_a_checkpoint(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(
+        "model = dict(type='M', neck=dict(type='FPN', in_channels=[8], out_channels=8, num_outs=1,\n"
+        "    norm_cfg=dict(type='BN')))\n"
+    )
+    (finding,) = [f for f in audit(path).findings if f.code.name == "MMC009"]
+    assert "; caveat:" not in str(finding.message)

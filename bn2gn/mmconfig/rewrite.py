@@ -30,7 +30,7 @@ from .model import (
 )
 from .plugins import open_catalog
 from .resolve import ResolvedConfig, resolve_config
-from .rules import all_findings, invalid_keys, lr_mult_zero
+from .rules import all_findings, gn_caveat, invalid_keys, lr_mult_zero
 from .values import CfgDict
 
 
@@ -300,6 +300,10 @@ def _group_norm(state: _State, name: str) -> None:
         [("norm_cfg", f"dict({prefix}type='GN', num_groups={groups[0]}, requires_grad=True)")],
     )
     state.renames.extend(_renames(comp))
+    paramwise, _, _ = optimizer_settings(cfg, detect_stack(cfg))
+    caveat = gn_caveat(cfg, comp, paramwise)
+    if caveat:
+        state.notes.append(f"{comp.path}: {caveat[len('; caveat: '):]}")
 
 
 def _renames(comp: Component) -> List[RenameRule]:

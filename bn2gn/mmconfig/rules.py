@@ -483,7 +483,33 @@ def freeze_timing(cfg: ResolvedConfig, comps: List[Component], stack: str) -> Li
     return out
 
 
-def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
+def gn_caveat(cfg: ResolvedConfig, comp: Component, paramwise) -> str:
+    """GroupNorm where a loaded checkpoint holds trained BatchNorm: it starts untrained there."""
+    checkpoint = cfg.data.get("load_from") or _pretrained(comp.cfg)
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return ""
+    keys = custom_keys(paramwise)
+    key = key_for_component(keys, comp)
+    mult = keys[key].get("lr_mult", 1.0) if key is not None else 1.0
+    slow = (
+        f", and at lr_mult={mult} ('{key}') it learns {1 / mult:g}x slower than the rest"
+        if isinstance(mult, (int, float)) and 0 < mult < 1
+        else ""
+    )
+    return (
+        f"; caveat: {checkpoint!r} holds this component's trained BatchNorm, which GroupNorm cannot "
+        f"use: the GroupNorm layers start untrained (weight 1, bias 0){slow}"
+    )
+
+
+def _pretrained(comp_cfg: dict) -> Optional[str]:
+    init = comp_cfg.get("init_cfg")
+    if isinstance(init, dict) and str(init.get("type", "")) == "Pretrained":
+        return init.get("checkpoint")
+    return comp_cfg.get("pretrained") if isinstance(comp_cfg.get("pretrained"), str) else None
+
+
+def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component], paramwise=None) -> List[Finding]:
     """MMC009: non-backbone BatchNorm that GroupNorm can replace (from the config, or in source only)."""
     out = []
     for comp in comps:
@@ -500,7 +526,8 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
                     comp.origin,
                     f"source-only: {comp.cls.name} hard-codes BatchNorm in "
                     f"{', '.join(comp.cls.hard_coded_bn)} ({_bn_where(comp.cls)}); "
-                    "only a source rewrite changes it (bn2gn rewrite)",
+                    "only a source rewrite changes it (bn2gn rewrite)"
+                    + gn_caveat(cfg, comp, paramwise),
                 )
             )
         settable = "norm_cfg" in comp.cfg or comp.cls.norm_default is not None
@@ -526,6 +553,7 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
                     f"requires_grad=True) ({text}; BatchNorm now from {where}); "
                     "bn2gn config rewrite ",
                     Opt("gn", comp.key, command="config rewrite"),
+                    gn_caveat(cfg, comp, paramwise),
                 ),
             )
         )
@@ -642,7 +670,7 @@ def all_findings(
         + batchnorm_training(cfg, comps, stack, paramwise)
         + merge_surprises(cfg, comps, paramwise)
         + freeze_timing(cfg, comps, stack)
-        + groupnorm_candidates(cfg, comps)
+        + groupnorm_candidates(cfg, comps, paramwise)
         + hook_arguments(cfg, stack, catalog)
         + unknown_components(comps, paramwise)
     )
