@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bn2gn.cli import cli
-from bn2gn.mmconfig.audit import audit
+from bn2gn.mmconfig.audit import audit, render_text
 from bn2gn.mmconfig.plugins import Catalog
 
 MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
@@ -266,3 +266,30 @@ def test_no_groupnorm_caveat_without_a_checkpoint(tmp_path):
     )
     (finding,) = [f for f in audit(path).findings if f.code.name == "MMC009"]
     assert "; caveat:" not in str(finding.message)
+
+
+def test_learning_rate_per_module_and_nearest_names_for_a_key_that_matches_nothing():
+    report = audit(
+        CMT / "projects" / "configs" / "fusion" / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
+    )
+    head = next(c for c in report.components if c.component == "model.pts_bbox_head")
+    # written by hand from the variant's custom_keys and the fixture head's children
+    assert head.rates == {
+        "shared_conv": "lr_mult=0.5 ('shared_conv')",
+        "reference_points": "lr_mult=0.3 ('reference_points')",
+        "bev_embedding, rv_embedding": "base rate",
+        "transformer": "lr_mult=0.5 ('transformer')",
+        "task_heads": "lr_mult=0.8 ('task_heads')",
+        "aqr_weight_generator": "lr_mult=1.0 ('aqr_weight_generator')",
+        "attention_bias_generator": "lr_mult=1.0 ('attention_bias_generator'), except names "
+        "containing 'attention_bias_generator.bias_scale'",
+    }
+    neck = next(c for c in report.components if c.component == "model.pts_neck")
+    assert neck.rates == {"deblocks": "lr_mult=0.05 ('pts_neck')"}
+    (unmatched,) = [f for f in report.findings if f.code.name == "MMC005"]
+    assert unmatched.message.endswith(
+        "; nearest module names: 'bev_embedding' (model.pts_bbox_head.bev_embedding), "
+        "'rv_embedding' (model.pts_bbox_head.rv_embedding)"
+    )
+    text = "\n".join(render_text(report))
+    assert "    lr by module: shared_conv: lr_mult=0.5 ('shared_conv'); " in text

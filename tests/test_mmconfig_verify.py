@@ -66,9 +66,22 @@ def test_resnet50_frozen_stages_table(table_report):
             name
         )  # norm_eval=True default
         assert check.gradients == trainable, name  # exactly the trainable tensors got a gradient
+        # torchvision's ResNet-50 has 25,557,032 values; without its 2048x1000 fc: 23,508,032
+        assert check.values == 23_508_032, name
         assert (
             check.frozen_received == 0
         )  # mmengine + paramwise_cfg skips requires_grad=False parameters
+
+
+def test_parameter_values_are_counted(table_report):
+    _, report = table_report
+    checks = {c.component: c for c in report.checks}
+    # layer4 of ResNet-50 (three bottlenecks, 2048 wide) holds 14,964,736 values
+    assert checks["model.fs_3"].trainable_values == 14_964_736
+    assert checks["model.fs_4"].trainable_values == 0
+    from bn2gn.mmconfig.verify import render_text
+
+    assert "    parameter values: 23.51M (14.96M trainable)" in render_text(report)
 
 
 def test_static_predictions_fail_at_build(table_report):

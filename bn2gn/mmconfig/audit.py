@@ -19,6 +19,7 @@ from .model import (
     freeze_state,
     is_batchnorm,
     key_for_component,
+    module_rates,
     optimizer_settings,
 )
 from .plugins import open_catalog
@@ -42,6 +43,8 @@ class ComponentSummary:
     lr: Optional[str]
     groupnorm: Optional[str]
     facts: Dict[str, str] = dataclasses.field(default_factory=dict)
+    #: module -> the rate its parameters train at after custom_keys matching
+    rates: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,6 +178,7 @@ def describe(comp: Component, stack: str, paramwise) -> ComponentSummary:
         lr=lr_text,
         groupnorm=gn_text,
         facts=dict(cls.facts) if cls else {},
+        rates=dict(module_rates(keys, comp)),
     )
 
 
@@ -203,6 +207,8 @@ def render_text(report: AuditReport, verbose: bool = False) -> List[str]:
         ):
             if value:
                 lines.append(f"    {label}: {value}")
+        if len(comp.rates) > 1:  # one rate for everything is the lr line already
+            lines.append("    lr by module: " + "; ".join(f"{m}: {r}" for m, r in comp.rates.items()))
         for fact, where in comp.facts.items():
             lines.append(f"    {fact} from: {where}")
         if (

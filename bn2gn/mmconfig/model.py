@@ -157,6 +157,36 @@ def key_for_component(keys: Dict[str, dict], comp: Component) -> Optional[str]:
     return next((k for k in ordered_keys(keys) if k in f"{comp.key}."), None)
 
 
+def module_rates(keys: Dict[str, dict], comp: Component) -> List[Tuple[str, str]]:
+    """(children, the rate their parameters train at) for each child bn2gn knows, grouped.
+
+    mmengine's rule per parameter name: the longest custom key contained in it wins; a child
+    whose prefix no key reaches trains at the base rate, unless a key names something inside it.
+    """
+    if comp.cls is None or not comp.cls.children:
+        return []
+    groups: Dict[str, List[str]] = {}
+    order = ordered_keys(keys)
+    for child in comp.cls.children:
+        prefix = f"{comp.key}.{child}."
+        key = next((k for k in order if k in prefix), None)
+        if key is not None:
+            entry = keys[key]
+            rate = ", ".join(f"{k}={entry[k]!r}" for k in entry) + f" ('{key}')"
+        else:
+            rate = "base rate"
+        inside = [k for k in order if _inside(k, child) and (key is None or len(k) > len(key))]
+        if inside:
+            rate += f", except names containing {', '.join(repr(k) for k in inside)}"
+        groups.setdefault(rate, []).append(child)
+    return [(", ".join(children), rate) for rate, children in groups.items()]
+
+
+def _inside(key: str, child: str) -> bool:
+    """``key`` names something below ``child`` (``task_heads.0`` under ``task_heads``)."""
+    return key.startswith(f"{child}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class FreezeState:
     """What freezing does to one component, when it happens relative to the optimizer build."""

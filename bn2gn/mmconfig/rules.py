@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import Opt, message_text
@@ -279,6 +281,9 @@ def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> Li
             if unknown
             else ""
         )
+        near = _nearest(key, comps)
+        if near:
+            caveat += f"; nearest module names: {', '.join(near)}"
         out.append(
             _finding(
                 Code.MMC005,
@@ -312,6 +317,20 @@ def _key_matches(key: str, comps: List[Component]) -> Tuple[bool, List[str]]:
             return True, []
         unknown += [f"{comp.path}.{o}" for o in comp.cls.opaque]
     return False, unknown
+
+
+def _nearest(key: str, comps: List[Component], limit: int = 5) -> List[str]:
+    """Module names a mistyped key may have meant: a shared word stem, or a close spelling."""
+    words = [w for w in re.split(r"[._]", key) if len(w) >= 3]
+    found: Dict[str, str] = {}
+    for comp in comps:
+        for child in comp.cls.children if comp.cls is not None else ():
+            parts = [p for p in child.split("_") if len(p) >= 3]
+            shared = any(p.startswith(w) or w.startswith(p) for w in words for p in parts)
+            close = difflib.SequenceMatcher(None, key, child).ratio() >= 0.75
+            if (shared or close) and child not in found:
+                found[child] = f"'{child}' ({comp.path}.{child})"
+    return list(found.values())[:limit]
 
 
 def _removed_match(key: str, comps: List[Component]) -> Optional[str]:

@@ -50,6 +50,9 @@ class ComponentCheck:
     total: Optional[int] = None
     frozen_received: Optional[int] = None
     gradients: Optional[int] = None
+    #: parameter values (numel), all and trainable after train()
+    values: Optional[int] = None
+    trainable_values: Optional[int] = None
     parameter_names: List[str] = dataclasses.field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
@@ -243,6 +246,8 @@ def _count(check: ComponentCheck, module, stack: str, paramwise, at_build: set) 
     check.batchnorm_training = sum(1 for m in norms if m.training)
     check.total = len(params)
     check.trainable = sum(1 for _, p in params if p.requires_grad)
+    check.values = sum(p.numel() for _, p in params)
+    check.trainable_values = sum(p.numel() for _, p in params if p.requires_grad)
     gets_all = stack != MMENGINE or not paramwise
     received = [p for _, p in params if gets_all or id(p) in at_build]
     check.frozen_received = sum(1 for p in received if not p.requires_grad)
@@ -284,6 +289,10 @@ def _inputs(comp: Component, size: int):
     return None
 
 
+def _millions(count: Optional[int]) -> str:
+    return f"{count / 1e6:.2f}M" if count is not None and count >= 10_000 else str(count)
+
+
 def _summary(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
@@ -302,6 +311,10 @@ def render_text(report: VerifyReport) -> List[str]:
             lines.append(
                 f"    parameters: {check.trainable}/{check.total} trainable; frozen ones the optimizer "
                 f"would still receive: {check.frozen_received}"
+            )
+            lines.append(
+                f"    parameter values: {_millions(check.values)} "
+                f"({_millions(check.trainable_values)} trainable)"
             )
             lines.append(
                 f"    BatchNorm in train mode after train(): {check.batchnorm_training}/{check.batchnorm_total}"
