@@ -7,6 +7,7 @@ Expected numbers come from reading mmdet's ResNet (stem = conv1 + bn1: 3 tensors
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -218,3 +219,41 @@ def test_verify_without_the_stack_is_a_usage_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mmdet.registry", None)
     result = CliRunner().invoke(cli, ["config", "verify", str(MM / "delete" / "swin_child.py")])
     assert result.exit_code == 2 and "pip install 'bn2gn[openmmlab]'" in result.output
+
+
+def test_classes_from_source_are_built_with_stand_in_registries(tmp_path):
+    """SECOND from a checkout and CPFPN from a plugin folder build on CPU without mmdet3d."""
+    pytest.importorskip("mmdet")
+    from bn2gn.mmconfig.verify import render_text, verify_config
+
+    report = verify_config(
+        MM / "mmdet3d_checkout" / "configs" / "second" / "second_probe.py", input_size=16
+    )
+    (check,) = report.checks
+    # by hand: 3x3 convs 8->16, 16->16, 16->32, 32->32 without bias (1152 + 2304 + 4608 + 9216)
+    # and four BatchNorms (32 + 32 + 64 + 64): 12 tensors, 17,472 values
+    assert (check.status, check.trainable, check.total, check.values) == (
+        "verified",
+        12,
+        12,
+        17_472,
+    )
+    assert (check.batchnorm_training, check.batchnorm_total, check.gradients) == (4, 4, 12)
+    assert report.ok and render_text(report)[-1].startswith("1 verified, 0 failed, 0 static only")
+
+    shutil.copytree(MM / "cmt", tmp_path / "cmt")
+    camera = tmp_path / "cmt" / "projects" / "configs" / "camera" / "cmt_camera_only.py"
+    checks = {c.component: c for c in verify_config(camera).checks}
+    neck = checks["model.img_neck"]
+    assert neck.status == "failed" and neck.predicted == ("MMC001",)
+    assert "unexpected keyword argument 'frozen_stages'" in neck.detail
+    head = checks["model.pts_bbox_head"]
+    assert head.status == "static only"
+    assert "build_transformer: nested components need the project's registry" in head.detail
+
+    fusion = (
+        tmp_path / "cmt" / "projects" / "configs" / "fusion" / "cmt_voxel0100_r50_800x320_cbgs.py"
+    )
+    neck = {c.component: c for c in verify_config(fusion).checks}["model.img_neck"]
+    # by hand: 1x1 convs 1024->256 and 2048->256 with bias, one 3x3 256->256 with bias
+    assert (neck.status, neck.total, neck.values) == ("verified", 6, 1_377_024)

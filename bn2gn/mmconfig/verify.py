@@ -182,11 +182,15 @@ def _check(
     check = ComponentCheck(
         component=comp.path, type=comp.type, status=STATIC_ONLY, predicted=predicted
     )
-    if not _registered(registry, comp.type):
-        check.detail = f"{comp.type!r} is not in the mmdet registry here (mmdet3d or plugin class)"
+    source = _source_file(comp)
+    if not _registered(registry, comp.type) and source is None:
+        check.detail = f"{comp.type!r} is not in the mmdet registry here and its source was not found"
         return check
     try:
-        module = registry.build(to_plain(comp.cfg))
+        module = _build(registry, comp, source)
+    except _LoadError as exc:
+        check.detail = f"its source cannot be run here: {_summary(exc.__cause__ or exc)}"
+        return check
     except _ENVIRONMENT_ERRORS as exc:
         if not predicted:
             check.detail = f"cannot be built here: {_summary(exc)}"
@@ -218,6 +222,32 @@ def _check(
     if check.gradients is None:
         check.detail = "built and put in train(); no forward input known for this class"
     return check
+
+
+class _LoadError(Exception):
+    """The class's file could not be run here (a missing package, a compiled op)."""
+
+
+def _source_file(comp: Component) -> Optional[Path]:
+    """The file the audit read the class from, when it is one (not bn2gn's table)."""
+    if comp.cls is None or "everything" in dict(comp.cls.facts):
+        return None
+    path = Path(comp.cls.source.rpartition(":")[0])
+    return path if path.is_file() else None
+
+
+def _build(registry, comp: Component, source: Optional[Path]):
+    """The mmdet registry's class when it has one, else the class run from its source file."""
+    config = to_plain(comp.cfg)
+    if _registered(registry, comp.type):
+        return registry.build(config)
+    from .source_build import load_class
+
+    try:
+        cls = load_class(source, comp.cls.name)
+    except Exception as exc:  # noqa: BLE001 - whatever the file needs that is not here
+        raise _LoadError(str(exc)) from exc
+    return cls(**{k: v for k, v in config.items() if k not in ("type", "_scope_")})
 
 
 def _registered(registry, type_name: Any) -> bool:
@@ -280,6 +310,9 @@ def _inputs(comp: Component, size: int):
     name = comp.cls.name if comp.cls else ""
     if name in ("ResNet", "ResNeXt", "RegNet", "SwinTransformer"):
         return torch.randn(2, int(comp.cfg.get("in_channels", 3)), size, size)
+    channels = comp.cfg.get("in_channels")
+    if comp.cls is not None and comp.cls.role == "backbone" and isinstance(channels, int):
+        return torch.randn(2, channels, size, size)  # a 2-D backbone (SECOND on BEV features)
     if name == "FPN":
         channels = comp.cfg.get("in_channels", [])
         return [
@@ -290,7 +323,9 @@ def _inputs(comp: Component, size: int):
 
 
 def _millions(count: Optional[int]) -> str:
-    return f"{count / 1e6:.2f}M" if count is not None and count >= 10_000 else str(count)
+    if count is None:
+        return "?"
+    return f"{count / 1e6:.2f}M" if count >= 1_000_000 else f"{count:,}"
 
 
 def _summary(exc: BaseException) -> str:
