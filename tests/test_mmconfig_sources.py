@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from bn2gn.cli import cli
 from bn2gn.mmconfig.audit import audit, render_text
-from bn2gn.mmconfig.plugins import Catalog
+from bn2gn.mmconfig.plugins import Catalog, open_catalog
 
 MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
 CMT = MM / "cmt"
@@ -293,3 +293,15 @@ def test_learning_rate_per_module_and_nearest_names_for_a_key_that_matches_nothi
     )
     text = "\n".join(render_text(report))
     assert "    lr by module: shared_conv: lr_mult=0.5 ('shared_conv'); " in text
+
+
+def test_registry_scope_picks_the_package():
+    catalog = open_catalog(
+        MM / "mmdet3d_checkout" / "configs" / "second" / "second_probe.py", {}, (), True
+    )
+    # the checkout's own mmdet3d package holds SECOND
+    assert catalog.lookup("mmdet3d.SECOND").source.endswith("mmdet3d/models/backbones/second.py:11")
+    # another package's class of the same name is not the table's mmdet3d SECOND / mmdet ResNet
+    assert catalog.lookup("mmdet.SECOND") is None
+    assert catalog.lookup("mmpretrain.ResNet") is None
+    assert catalog.lookup("mmdet3d.HardSimpleVFE").package == "mmdet3d 1.4.0"

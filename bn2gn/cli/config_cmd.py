@@ -27,7 +27,7 @@ def resolver_options(func: Callable) -> Callable:
         multiple=True,
         metavar="DIR",
         type=click.Path(file_okay=False, path_type=Path),
-        help="Folder whose registered classes extend the component table "
+        help="Folder searched first for the config's classes "
         "(default: the config's plugin_dir).",
     )(func)
     func = click.option(
@@ -129,7 +129,7 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, exit_zero, ve
     multiple=True,
     metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder whose registered classes extend the component table (default: the config's plugin_dir).",
+    help="Folder searched first for the config's classes (default: the config's plugin_dir).",
 )
 @mode_options
 def rewrite_cmd(

@@ -67,13 +67,15 @@ class Catalog:
         return self._cache[type_name]
 
     def _lookup(self, type_name: str) -> Optional[ComponentClass]:
-        name = type_name.rpartition(".")[2]
-        found = self.index.find(name)
+        scope, _, name = type_name.rpartition(".")
+        found = self.index.find(name, scope=scope)
         if found is not None:
             cls, root = found
             chain, tail = self._chain(cls)
             return build_entry(chain, tail, root.label)
-        table = known_class(type_name, self.versions)
+        table = known_class(name, self.versions)
+        if table is not None and scope and table.package.split(" ")[0] != scope.split(".")[0]:
+            table = None  # another package's class of that name: the table's is not it
         problem = self.index.parse_problem(name)
         if problem is not None:
             fallback = "its facts come from bn2gn's table" if table else "it is not checked"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
@@ -28,7 +28,7 @@ from .model import (
     is_batchnorm,
     optimizer_settings,
 )
-from .plugins import open_catalog
+from .plugins import Catalog, open_catalog
 from .resolve import ResolvedConfig, resolve_config
 from .rules import all_findings, gn_caveat, invalid_keys, lr_mult_zero
 from .values import CfgDict
@@ -69,6 +69,8 @@ class _State:
         self.notes: List[str] = []
         self.refused: List[str] = []
         self.renames: List[RenameRule] = []
+        self.catalogs: Dict[Tuple[str, str, str], Catalog] = {}
+        self.catalog: Optional[Catalog] = None
 
     def resolve(self) -> Tuple[ResolvedConfig, List[Component], str]:
         cfg = resolve_config(self.path, {p.resolve(): t for p, t in self.texts.items()})
@@ -78,9 +80,13 @@ class _State:
                 EXIT_USAGE,
             )
         stack = detect_stack(cfg)
-        self.catalog = open_catalog(
-            self.path, cfg.data, self.options.plugin_dirs, stack == MMENGINE
-        )
+        # the sources do not change while the config is edited: one catalog per plugin setting
+        setting = (repr(cfg.data.get("plugin_dir")), repr(cfg.data.get("custom_imports")), stack)
+        if setting not in self.catalogs:
+            self.catalogs[setting] = open_catalog(
+                self.path, cfg.data, self.options.plugin_dirs, stack == MMENGINE
+            )
+        self.catalog = self.catalogs[setting]
         return cfg, components(cfg, self.catalog), stack
 
     def editable(self, file: Path) -> bool:

@@ -65,10 +65,24 @@ class SourceIndex:
         return self._names[root.folder]
 
     def find(
-        self, name: str, registered: bool = True, near: Optional[Path] = None
+        self, name: str, registered: bool = True, near: Optional[Path] = None, scope: str = ""
     ) -> Optional[Tuple[SourceClass, Root]]:
-        """The first class called ``name`` in root order (``near``: that file's own folder first)."""
-        for root in self.roots:
+        """The first class called ``name`` in root order (``near``: that file's own folder first).
+
+        A registry scope (``mmdet3d.SECOND``) limits the search to that package: installed, or
+        the package folder of the same name in the repository.
+        """
+        roots = self.roots
+        if scope:
+            top = scope.split(".")[0]
+            roots = tuple(
+                Root(r.folder / top, r.label, r.registered_only, r.installed)
+                if not r.installed and (r.folder / top).is_dir()
+                else r
+                for r in roots
+                if r.folder.name == top or (not r.installed and (r.folder / top).is_dir())
+            )
+        for root in roots:
             files = self.names(root).get(name, ())
             if near is not None:
                 files = sorted(files, key=lambda f: f.parent != near.parent)
