@@ -10,13 +10,13 @@ source cannot tell (stage names, channel counts) comes from the table entry of t
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .class_source import FORWARDED, IGNORED, SourceClass
-from .components import INIT, INIT_WEIGHTS, TRAIN, ComponentClass, known_class
+from .class_entry import TABLE_WHERE, TERMINAL, build_entry, keywords, terminal
+from .class_source import SourceClass
+from .components import ComponentClass, known_class
 from .source_index import (
     Root,
     SourceIndex,
@@ -24,24 +24,6 @@ from .source_index import (
     module_paths,
     repository_root,
 )
-
-TABLE_WHERE = "bn2gn's table"
-#: base classes whose __init__ is known without reading them (mmengine/mmcv BaseModule, torch)
-TERMINAL = {
-    "BaseModule": frozenset({"init_cfg"}),
-    "Module": frozenset(),
-    "object": frozenset(),
-}
-_RUNS = {"__init__": INIT, "train": TRAIN, "init_weights": INIT_WEIGHTS}
-_ROLES = {
-    "BACKBONES": "backbone",
-    "NECKS": "neck",
-    "HEADS": "head",
-    "MIDDLE_ENCODERS": "encoder",
-    "VOXEL_ENCODERS": "encoder",
-    "FUSION_LAYERS": "encoder",
-}
-_KwargsFacts = Tuple[Optional[frozenset], str, str, Tuple[str, ...]]
 
 
 class Catalog:
@@ -94,7 +76,7 @@ class Catalog:
             for name, keys in table.items()
         }
         chain, tail = self._chain(found[0], lambda base: known.get(base))
-        accepts, _, _, where = _keywords(chain, 0, tail)
+        accepts, _, _, where = keywords(chain, 0, tail)
         if accepts is None:
             return None
         own = "; ".join(w for w in where if w != TABLE_WHERE)
@@ -118,12 +100,12 @@ class Catalog:
                     return chain, None
                 here, base = skipped, skipped.bases[0].rpartition(".")[2]
             if base in TERMINAL:
-                return chain, _terminal(base)
+                return chain, terminal(base)
             found = self._base(here, base)
             if found is None or any(c.name == found.name and c.path == found.path for c in chain):
                 return chain, table(base)
             chain.append(found)
-        return chain, _terminal("object")
+        return chain, terminal("object")
 
     def _base(self, here: SourceClass, base: str) -> Optional[SourceClass]:
         tree = self.index.tree(here.path)
@@ -134,184 +116,6 @@ class Catalog:
                 return found
         located = self.index.find(base, registered=False, near=here.path)
         return located[0] if located else None
-
-
-def _terminal(name: str) -> ComponentClass:
-    return ComponentClass(
-        name=name,
-        package=TABLE_WHERE,
-        source=TABLE_WHERE,
-        role="unknown",
-        accepts=TERMINAL[name],
-        has_parameters=False,
-    )
-
-
-def build_entry(
-    chain: List[SourceClass], tail: Optional[ComponentClass], label: str
-) -> ComponentClass:
-    top = chain[0]
-    fallback = next((known_class(c.name) for c in chain if known_class(c.name)), None)
-    if fallback is None and tail is not None and tail.name not in TERMINAL:
-        fallback = tail
-    accepts, extra, ignored_by, signature = _keywords(chain, 0, tail)
-    children, hard_bn, removed, child_where, bn_where = _modules(chain, tail)
-    runs, run_where = _freezing(chain, tail)
-    stages_known = fallback is not None and (accepts is None or "frozen_stages" in accepts)
-    same_module = fallback is not None and str(top.path).endswith(fallback.source.split(":")[0])
-    base = fallback or ComponentClass(
-        name=top.name, package=label, source="", role="unknown", accepts=None
-    )
-    facts = [
-        ("signature", "; ".join(signature) or TABLE_WHERE),
-        ("children", child_where),
-        ("hard-coded BatchNorm", bn_where),
-        ("freezing", run_where),
-        (
-            "stages",
-            (f"{TABLE_WHERE} ({base.name})" if stages_known and base.stages({}) else "none"),
-        ),
-    ]
-    return dataclasses.replace(
-        base,
-        name=top.name,
-        package=label,
-        source=top.where,
-        role=(base.role if base.role != "unknown" else _ROLES.get(top.registry, "unknown")),
-        accepts=accepts,
-        extra_keys=extra,
-        ignored_by=ignored_by,
-        norm_default=_default(chain, tail, "norm_cfg", base.norm_default),
-        norm_eval_default=_default(chain, tail, "norm_eval", base.norm_eval_default),
-        hard_coded_bn=hard_bn,
-        stages=base.stages if stages_known else (lambda cfg: ()),
-        freeze_runs=runs,
-        children=children,
-        segments=(base.segments - {name for name, _ in removed})
-        | frozenset(children)
-        | {"weight", "bias"},
-        opaque=tuple(c for c in children if c not in base.children or c in base.opaque),
-        removed=removed,
-        notes=base.notes if same_module else (),
-        facts=tuple(facts),
-    )
-
-
-def _keywords(chain: List[SourceClass], i: int, tail: Optional[ComponentClass]) -> _KwargsFacts:
-    """(accepted keys, what happens to others, where they are ignored, the files that say so)."""
-    if i >= len(chain):
-        if tail is None:
-            return None, "unknown", "", ()
-        where = (TABLE_WHERE,) if tail.name not in TERMINAL else ()
-        return tail.accepts, tail.extra, tail.ignored_by, where
-    cls = chain[i]
-    if not cls.has_init:
-        return _keywords(chain, i + 1, tail)
-    own = frozenset(cls.keywords) | frozenset(cls.kwargs_keys)
-    where = (f"{cls.name}.__init__ {cls.path}:{cls.init_line}",)
-    if not cls.var_kwargs:
-        return own, "reject", "", where
-    if cls.kwargs_use == FORWARDED:
-        accepts, extra, ignored, more = _keywords(chain, i + 1, tail)
-        return (
-            (own | accepts if accepts is not None else None),
-            extra,
-            ignored,
-            where + more,
-        )
-    if cls.kwargs_use == IGNORED:
-        return own, "ignore", f"{cls.name}.__init__ ({cls.path}:{cls.init_line})", where
-    return None, "unknown", "", where
-
-
-def _modules(
-    chain: List[SourceClass], tail: Optional[ComponentClass]
-) -> Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[Tuple[str, str], ...], str, str]:
-    """(children, children that hard-code BatchNorm, children set to None, where from, where BN is)."""
-    children: List[str] = list(tail.children) if tail is not None else []
-    hard_bn: List[str] = list(tail.hard_coded_bn) if tail is not None else []
-    bn_at: Dict[str, str] = {c: TABLE_WHERE for c in hard_bn}
-    removed: Dict[str, str] = {}
-    where = [TABLE_WHERE] if children else []
-    for cls in reversed(chain):
-        same = known_class(cls.name)
-        if same is not None and any(a.name == "<computed>" for a in cls.assignments):
-            # add_module with a computed name: the table names those children
-            children += [c for c in same.children if c not in children]
-            where.append(f"{TABLE_WHERE} ({cls.name}'s add_module children)")
-        for item in cls.assignments:
-            if item.name == "<computed>":
-                if item.batchnorm and "layers added by add_module" not in hard_bn:
-                    hard_bn.append("layers added by add_module")
-                    bn_at[hard_bn[-1]] = f"{cls.path}:{item.line}"
-                continue
-            if item.kind == "none" and item.after_super:
-                children = [c for c in children if c != item.name]
-                hard_bn = [c for c in hard_bn if c != item.name]
-                removed[item.name] = f"{cls.path}:{item.line}"
-            elif item.kind == "module":
-                children += [] if item.name in children else [item.name]
-                hard_bn = [c for c in hard_bn if c != item.name]
-                hard_bn += [item.name] if item.batchnorm else []
-                bn_at[item.name] = f"{cls.path}:{item.line}"
-                removed.pop(item.name, None)
-        if cls.assignments:
-            where.append(f"{cls.name}.__init__ {cls.path}:{cls.init_line}")
-    bn_where = "; ".join(f"{c}: {bn_at[c]}" for c in hard_bn) or "none in the source"
-    return (
-        tuple(children),
-        tuple(hard_bn),
-        tuple(removed.items()),
-        "; ".join(where),
-        bn_where,
-    )
-
-
-def _freezing(
-    chain: List[SourceClass], tail: Optional[ComponentClass]
-) -> Tuple[Tuple[str, ...], str]:
-    runs, where = [], []
-    for method, run in _RUNS.items():
-        owner = next((c for c in chain if method in c.methods), None)
-        if owner is None:
-            if tail is not None and run in tail.freeze_runs:
-                runs.append(run)
-                where.append(f"{method}: {TABLE_WHERE} ({tail.name})")
-            continue
-        line = dict(owner.freezes_in).get(method)
-        if line is not None:
-            runs.append(run)
-            where.append(f"{method}: {owner.path}:{line}")
-    return tuple(runs), "; ".join(where) or "no freezing in the source"
-
-
-def _default(chain: List[SourceClass], tail: Optional[ComponentClass], keyword: str, table):
-    """The signature default of ``keyword`` along the **kwargs chain; the table's when not literal."""
-    for cls in chain:
-        if not cls.has_init:
-            continue
-        if keyword in cls.keywords:
-            text = cls.default(keyword)
-            return _literal(text, table) if text is not None else table
-        if cls.kwargs_use != FORWARDED:
-            return None
-    return table
-
-
-def _literal(text: str, otherwise):
-    try:
-        node = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        return otherwise
-    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict" and not node.args:
-        try:
-            return {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
-        except ValueError:
-            return otherwise
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return otherwise
 
 
 def find_plugin_dirs(
