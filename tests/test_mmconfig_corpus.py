@@ -79,7 +79,9 @@ def test_installed_sources_give_no_false_build_errors_on_shipped_configs():
             report = audit(path)
         except SourceError:
             continue
-        errors |= {(path.name, f.code.name, f.key) for f in report.findings if f.severity == "error"}
+        errors |= {
+            (path.name, f.code.name, f.key) for f in report.findings if f.severity == "error"
+        }
     assert errors <= {
         ("fcos_swinb_fpn_8x4_sample1e-3_mstrain_v3det_2x.py", "MMC001", "force_grad_on_level")
     }

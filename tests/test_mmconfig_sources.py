@@ -62,8 +62,9 @@ def test_camera_only_head_drops_shared_conv_and_ignores_kwargs():
         "through **kwargs, which CmtHead.__init__ ("
     )
     assert "cmt_head.py:14)" in text[("MMC012", "norm_eval")]
-    assert "CmtImageHead sets shared_conv = None after super().__init__() (" in (
-        text[("MMC005", "custom_keys.shared_conv")]
+    assert (
+        "CmtImageHead sets shared_conv = None after super().__init__() ("
+        in (text[("MMC005", "custom_keys.shared_conv")])
     )
     assert "cmt_head.py:72)" in text[("MMC005", "custom_keys.shared_conv")]
     hook = text[("MMC010", "exclude_frozen_parameters")]
@@ -149,12 +150,14 @@ def test_pinned_older_mmdet3d_has_no_return_middle_feats():
 
 def test_unknown_type_keys_are_unchecked_not_unmatched(tmp_path):
     path = tmp_path / "c.py"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         model = dict(type='M', bbox_head=dict(type='NowhereHead', in_channels=8),
                      neck=dict(type='FPN', in_channels=[8], out_channels=8, num_outs=1))
         optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1), paramwise_cfg=dict(custom_keys={
             'bbox_head.decoder_self_attns': dict(lr_mult=0.1), 'neck.nothing_here': dict(lr_mult=0.1)}))
-        """))
+        """)
+    )
     report = audit(path)
     assert found(report) == {
         ("MMC011", "model.bbox_head", "type", "c.py", 1),
@@ -190,7 +193,8 @@ def test_plugin_file_that_does_not_parse_falls_back_to_the_table(tmp_path):
 def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
     plugin = tmp_path / "plugin"
     plugin.mkdir()
-    (plugin / "necks.py").write_text(textwrap.dedent("""\
+    (plugin / "necks.py").write_text(
+        textwrap.dedent("""\
         from mmdet.models import NECKS
 
         from .base import Base
@@ -218,7 +222,8 @@ def test_subclass_forwarding_kwargs_gets_its_bases_keys(tmp_path):
         class Skips(Child, Middle):
             def __init__(self, own=3, **kwargs):
                 super(Middle, self).__init__(**kwargs)
-        """))
+        """)
+    )
     (plugin / "base.py").write_text(
         "from mmcv.runner import BaseModule\n\n\nclass Base(BaseModule):\n"
         "    def __init__(self, width=8, init_cfg=None):\n        super().__init__(init_cfg)\n"

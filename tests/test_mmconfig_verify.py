@@ -152,7 +152,9 @@ def test_static_errors_fail_the_verdict_of_unbuilt_components(tmp_path):
         ("MMC010", "optimizer_config", "exclude_frozen_parameters"),
     ]
     assert not report.ok
-    assert render_text(report)[-1] == "1 verified, 0 failed, 1 static only; 2 static error(s): FAILED"
+    assert (
+        render_text(report)[-1] == "1 verified, 0 failed, 1 static only; 2 static error(s): FAILED"
+    )
     result = CliRunner().invoke(cli, ["config", "verify", str(path)])
     assert result.exit_code == 1
     assert "static: " in result.output and "c.py:2: MMC001 error" in result.output

@@ -27,8 +27,7 @@ def resolver_options(func: Callable) -> Callable:
         multiple=True,
         metavar="DIR",
         type=click.Path(file_okay=False, path_type=Path),
-        help="Folder searched first for the config's classes "
-        "(default: the config's plugin_dir).",
+        help="Folder searched first for the config's classes (default: the config's plugin_dir).",
     )(func)
     func = click.option(
         "--resolver",

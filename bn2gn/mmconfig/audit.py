@@ -208,7 +208,9 @@ def render_text(report: AuditReport, verbose: bool = False) -> List[str]:
             if value:
                 lines.append(f"    {label}: {value}")
         if len(comp.rates) > 1:  # one rate for everything is the lr line already
-            lines.append("    lr by module: " + "; ".join(f"{m}: {r}" for m, r in comp.rates.items()))
+            lines.append(
+                "    lr by module: " + "; ".join(f"{m}: {r}" for m, r in comp.rates.items())
+            )
         for fact, where in comp.facts.items():
             lines.append(f"    {fact} from: {where}")
         if (

@@ -214,7 +214,9 @@ def _assignments(init: ast.FunctionDef, defs: Dict[str, ast.AST]) -> Tuple[Assig
             kind = (
                 "none"
                 if isinstance(value, ast.Constant) and value.value is None
-                else "module" if isinstance(value, ast.Call) else "value"
+                else "module"
+                if isinstance(value, ast.Call)
+                else "value"
             )
             if nested and kind == "none":
                 continue  # a conditional removal: the base's module may still be there

@@ -309,7 +309,7 @@ def _group_norm(state: _State, name: str) -> None:
     paramwise, _, _ = optimizer_settings(cfg, detect_stack(cfg))
     caveat = gn_caveat(cfg, comp, paramwise)
     if caveat:
-        state.notes.append(f"{comp.path}: {caveat[len('; caveat: '):]}")
+        state.notes.append(f"{comp.path}: {caveat[len('; caveat: ') :]}")
 
 
 def _renames(comp: Component) -> List[RenameRule]:

@@ -528,7 +528,9 @@ def _pretrained(comp_cfg: dict) -> Optional[str]:
     return comp_cfg.get("pretrained") if isinstance(comp_cfg.get("pretrained"), str) else None
 
 
-def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component], paramwise=None) -> List[Finding]:
+def groupnorm_candidates(
+    cfg: ResolvedConfig, comps: List[Component], paramwise=None
+) -> List[Finding]:
     """MMC009: non-backbone BatchNorm that GroupNorm can replace (from the config, or in source only)."""
     out = []
     for comp in comps:

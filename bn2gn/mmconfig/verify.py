@@ -184,7 +184,9 @@ def _check(
     )
     source = _source_file(comp)
     if not _registered(registry, comp.type) and source is None:
-        check.detail = f"{comp.type!r} is not in the mmdet registry here and its source was not found"
+        check.detail = (
+            f"{comp.type!r} is not in the mmdet registry here and its source was not found"
+        )
         return check
     try:
         module = _build(registry, comp, source)
