@@ -8,6 +8,7 @@ an unknown type with custom keys under it, and a SparseEncoder keyword that only
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -310,3 +311,30 @@ def test_registry_scope_picks_the_package():
     assert catalog.lookup("mmdet.SECOND") is None
     assert catalog.lookup("mmpretrain.ResNet") is None
     assert catalog.lookup("mmdet3d.HardSimpleVFE").package == "mmdet3d 1.4.0"
+
+
+def test_versions_the_audit_assumed_and_the_json_shape():
+    config = CMT / "projects" / "configs" / "fusion" / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
+    result = CliRunner().invoke(
+        cli, ["config", "audit", "--format", "json", "--exit-zero", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert (
+        "the versions bn2gn's table is read for: mmdet 2.24.0, mmdet3d 1.0.0" in document["assumed"]
+    )
+    known = {c["component"]: c["known_as"] for c in document["components"]}
+    # the table knows HardSimpleVFE from mmdet3d 1.4.0 only, and says it took it as the same
+    assert known["model.pts_voxel_encoder"].startswith(
+        "HardSimpleVFE (mmdet3d 1.4.0; the config targets mmdet3d 1.0.0, taken to be the same, "
+    )
+    assert known["model.pts_middle_encoder"].startswith("SparseEncoder (mmdet3d 1.0.0rc5, ")
+    head = next(c for c in document["components"] if c["component"] == "model.pts_bbox_head")
+    assert set(head["facts"]) == {
+        "signature",
+        "children",
+        "hard-coded BatchNorm",
+        "freezing",
+        "stages",
+    }
+    assert head["rates"]["bev_embedding, rv_embedding"] == "base rate"

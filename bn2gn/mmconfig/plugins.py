@@ -24,6 +24,7 @@ from .source_index import (
     module_paths,
     repository_root,
 )
+from .targets import release
 
 
 class Catalog:
@@ -64,7 +65,21 @@ class Catalog:
             self.notes.append(f"{problem}: {name} could not be read there, so {fallback}")
         if table is None:
             return None
-        return dataclasses.replace(table, facts=(("everything", TABLE_WHERE),))
+        return dataclasses.replace(
+            table, package=self._version_label(table), facts=(("everything", TABLE_WHERE),)
+        )
+
+    def _version_label(self, table: ComponentClass) -> str:
+        """The entry's package and version, and when the config targets another release, that."""
+        package, _, versions = table.package.partition(" ")
+        wanted = self.versions.get(package)
+        if wanted is None or not versions:
+            return table.package
+        known = [release(v) for v in versions.split(" / ")]
+        if any(k[: len(wanted)] == wanted or wanted[: len(k)] == k for k in known):
+            return table.package
+        target = ".".join(map(str, wanted))
+        return f"{table.package}; the config targets {package} {target}, taken to be the same"
 
     def hook_keys(self, type_name: str, table: Dict[str, set]) -> Optional[Tuple[frozenset, str]]:
         """(the keys a hook / wrapper class of the project's own accepts, how that was decided)."""
@@ -197,7 +212,7 @@ def open_catalog(
     catalog.assumed += skipped
     catalog.versions = target_versions(mmengine_runner, pins, usable)
     catalog.assumed.append(
-        "table entries that differ by version: "
+        "the versions bn2gn's table is read for: "
         + ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(catalog.versions.items()))
     )
     return catalog

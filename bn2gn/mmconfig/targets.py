@@ -132,8 +132,9 @@ def target_versions(
     mmengine_runner: bool, pins: Dict[str, Pin], usable: List[Installed]
 ) -> Dict[str, Tuple[int, ...]]:
     """Package -> release the config runs on: pinned, else installed and fitting, else the runner's
-    generation (mmdet3d 1.0 for the mmcv 1.x runner, 1.4 for mmengine)."""
+    generation (mmdet 2 / mmdet3d 1.0 for the mmcv 1.x runner, mmdet 3.3 / mmdet3d 1.4 for mmengine)."""
     chosen = {"mmdet3d": (1, 4) if mmengine_runner else (1, 0)}
+    chosen["mmdet"] = (3, 3) if mmengine_runner else (2,)
     chosen.update({i.package: release(i.version) for i in usable})
     chosen.update({p.package: release(p.version) for p in pins.values()})
-    return {k: v for k, v in chosen.items() if k == "mmdet3d"}
+    return {k: v for k, v in chosen.items() if k in ("mmdet3d", "mmdet")}

@@ -247,7 +247,7 @@ def _build(registry, comp: Component, source: Optional[Path]):
 
     try:
         cls = load_class(source, comp.cls.name)
-    except Exception as exc:  # noqa: BLE001 - whatever the file needs that is not here
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the file needs that is not here
         raise _LoadError(str(exc)) from exc
     return cls(**{k: v for k, v in config.items() if k not in ("type", "_scope_")})
 
