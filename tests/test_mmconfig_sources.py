@@ -338,3 +338,36 @@ def test_versions_the_audit_assumed_and_the_json_shape():
         "stages",
     }
     assert head["rates"]["bev_embedding, rv_embedding"] == "base rate"
+
+
+def test_a_subclass_that_replaces_a_module_without_batchnorm_is_no_groupnorm_candidate(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    shutil.copy(PLUGIN / "models" / "dense_heads" / "cmt_head.py", plugin / "cmt_head.py")
+    (plugin / "light_head.py").write_text(
+        textwrap.dedent("""\
+        import torch.nn as nn
+        from mmdet.models import HEADS
+
+        from .cmt_head import CmtHead
+
+
+        @HEADS.register_module()
+        class LightHead(CmtHead):
+            def __init__(self, norm_eval=False, **kwargs):
+                super().__init__(**kwargs)
+                self.shared_conv = nn.Conv2d(8, 8, 3)
+        """)
+    )
+    config = tmp_path / "c.py"
+    config.write_text(
+        "plugin_dir = 'plugin/'\n"
+        "model = dict(type='M', pts_bbox_head=dict(type='LightHead', in_channels=8, norm_eval=True))\n"
+        "optimizer = dict(type='SGD', lr=0.1, paramwise_cfg=dict(custom_keys={'shared_conv': dict(lr_mult=0.5)}))\n"
+    )
+    report = audit(config)
+    # norm_eval is LightHead's own keyword; shared_conv still exists (no MMC005), without BatchNorm
+    assert found(report) == set()
+    head = report.components[0]
+    assert head.facts["hard-coded BatchNorm"] == "none in the source"
+    assert head.rates["shared_conv"] == "lr_mult=0.5 ('shared_conv')"

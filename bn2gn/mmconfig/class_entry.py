@@ -72,6 +72,7 @@ def build_entry(
         source=top.where,
         role=(base.role if base.role != "unknown" else _ROLES.get(top.registry, "unknown")),
         accepts=accepts,
+        rejects=frozenset(),  # the source says what it takes; the table's memory does not count
         extra_keys=extra,
         ignored_by=ignored_by,
         norm_default=_default(chain, tail, "norm_cfg", base.norm_default),

@@ -260,7 +260,7 @@ def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> Li
     """
     out = []
     for key in ordered_keys(custom_keys(paramwise)):
-        gone = _removed_match(key, comps)
+        gone = None if _key_matches(key, comps)[0] else _removed_match(key, comps)
         if gone is not None:
             out.append(
                 _finding(
