@@ -371,3 +371,56 @@ def test_a_subclass_that_replaces_a_module_without_batchnorm_is_no_groupnorm_can
     head = report.components[0]
     assert head.facts["hard-coded BatchNorm"] == "none in the source"
     assert head.rates["shared_conv"] == "lr_mult=0.5 ('shared_conv')"
+
+
+def test_modules_the_detector_builds_itself_leave_keys_unchecked(tmp_path):
+    path = tmp_path / "detr.py"
+    path.write_text(
+        textwrap.dedent("""\
+        model = dict(
+            type='DeformableDETR',
+            init_cfg=dict(type='Pretrained', checkpoint='x.pth'),
+            encoder=dict(num_layers=6, layer_cfg=dict(self_attn_cfg=dict(embed_dims=256))),
+            neck=dict(type='FPN', in_channels=[8], out_channels=8, num_outs=1),
+        )
+        optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4), paramwise_cfg=dict(custom_keys={
+            'sampling_offsets': dict(lr_mult=0.1)}))
+        """)
+    )
+    report = audit(path)
+    # no MMC005 (the encoder could hold it), no MMC011 for init_cfg (a setting, not a module)
+    assert found(report) == set()
+    assert [c.component for c in report.components] == ["model.neck"]
+    assert (
+        "custom keys not checked: 'sampling_offsets' may name parameters inside model.encoder, "
+        "which the detector builds itself"
+    ) in report.notes
+
+
+def test_only_calls_that_build_modules_are_children(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "neck.py").write_text(
+        textwrap.dedent("""\
+        import copy
+
+        import torch
+        import torch.nn as nn
+        from mmdet.models import NECKS
+
+
+        @NECKS.register_module()
+        class Neck(nn.Module):
+            def __init__(self, in_channels=(8,), init_cfg=None):
+                super().__init__()
+                self.num_ins = len(in_channels)
+                self.init_cfg = copy.deepcopy(init_cfg)
+                self._device = torch.device("cpu")
+                self.scale = nn.Parameter(torch.ones(1))
+                self.convs = nn.ModuleList()
+                self.norm = build_norm_layer(dict(type='BN'), 8)[1]
+        """)
+    )
+    cls = Catalog([plugin]).lookup("Neck")
+    assert cls.children == ("scale", "convs", "norm")
+    assert cls.hard_coded_bn == ("norm",)

@@ -24,7 +24,7 @@ from .model import (
 )
 from .plugins import open_catalog
 from .resolve import ResolvedConfig, resolve_config
-from .rules import all_findings, keys_origin, summary
+from .rules import all_findings, detector_modules, keys_origin, keys_unchecked, summary
 
 
 @dataclasses.dataclass
@@ -120,6 +120,12 @@ def audit(path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = ()
             "their classes are read from the installed packages or reported as unknown"
         )
     findings = all_findings(cfg, comps, stack, paramwise, clip, catalog)
+    unchecked = keys_unchecked(cfg, comps, paramwise)
+    if unchecked:
+        notes.append(
+            f"custom keys not checked: {', '.join(repr(k) for k in unchecked)} may name parameters "
+            f"inside {', '.join(detector_modules(cfg))}, which the detector builds itself"
+        )
     return AuditReport(
         config=Path(path),
         stack=stack,

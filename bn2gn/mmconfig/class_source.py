@@ -215,13 +215,29 @@ def _assignments(init: ast.FunctionDef, defs: Dict[str, ast.AST]) -> Tuple[Assig
                 "none"
                 if isinstance(value, ast.Constant) and value.value is None
                 else "module"
-                if isinstance(value, ast.Call)
+                if _builds_module(value)
                 else "value"
             )
             if nested and kind == "none":
                 continue  # a conditional removal: the base's module may still be there
             found.append(Assignment(target, node.lineno, kind, _hard_bn(value, defs, set()), after))
     return tuple(found)
+
+
+def _builds_module(value: ast.AST) -> bool:
+    """A call that makes a module or parameter: a class (``nn.Conv2d``, ``ConvModule``,
+    ``nn.Parameter``) or a builder (``build_norm_layer``, ``MODELS.build``, ``_make_layer``);
+    not ``len(...)``, ``torch.device(...)``, ``copy.deepcopy(...)``."""
+    if isinstance(value, ast.Subscript):  # build_norm_layer(cfg, c)[1]
+        value = value.value
+    if not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if name in ("dict", "list", "tuple", "set", "len", "int", "float", "bool", "str", "range"):
+        return False
+    lowered = name.lower()
+    return name[:1].isupper() or "build" in lowered or "make" in lowered or "layer" in lowered
 
 
 def _self_target(node: ast.AST) -> Tuple[Optional[str], Optional[ast.AST]]:

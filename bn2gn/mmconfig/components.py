@@ -162,8 +162,8 @@ SWIN = ComponentClass(
         "drop_after_pos",
     ),
     segments=frozenset(
-        "patch_embed stages blocks attn ffn norm norm0 norm1 norm2 norm3 downsample "
-        "absolute_pos_embed weight bias".split()
+        "patch_embed stages blocks attn w_msa relative_position_bias_table ffn norm norm0 norm1 "
+        "norm2 norm3 downsample absolute_pos_embed weight bias".split()
     ),
     notes=("LayerNorm only: no BatchNorm, no norm_eval",),
 )

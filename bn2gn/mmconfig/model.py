@@ -98,7 +98,8 @@ def components(cfg: ResolvedConfig, catalog: Catalog) -> List[Component]:
     model = cfg.data.get("model")
     found = []
     for key, value in model.items():
-        if isinstance(value, dict) and "type" in value:
+        # init_cfg=dict(type='Pretrained'), dqs_cfg=dict(type='nms'): settings, not modules
+        if isinstance(value, dict) and "type" in value and not str(key).endswith("_cfg"):
             cls = catalog.lookup(value["type"])
             if cls is not None and cls.role == "unknown":
                 cls = dataclasses.replace(cls, role=_role_of(str(key)))

@@ -274,10 +274,13 @@ def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> Li
             )
             continue
         verdict, unknown = _key_matches(key, comps)
-        if verdict or _unchecked_by(key, comps):
-            continue
+        if verdict or _unchecked_by(key, comps) or detector_modules(cfg):
+            continue  # the unknown part could hold it: keys_unchecked says so
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
         caveat = (
-            f"; not known inside {', '.join(unknown)}: `bn2gn config verify` checks the built model"
+            f"; not known inside {shown}: `bn2gn config verify` checks the built model"
             if unknown
             else ""
         )
@@ -317,6 +320,33 @@ def _key_matches(key: str, comps: List[Component]) -> Tuple[bool, List[str]]:
             return True, []
         unknown += [f"{comp.path}.{o}" for o in comp.cls.opaque]
     return False, unknown
+
+
+def detector_modules(cfg: ResolvedConfig) -> List[str]:
+    """Model entries the detector builds itself from a dict without ``type`` that configures
+    layers (DETR's ``encoder=dict(layer_cfg=...)``); flat settings such as a voxel layer's hold
+    no parameters."""
+    model = cfg.data.get("model")
+    return [
+        f"model.{k}"
+        for k, v in (model.items() if isinstance(model, dict) else ())
+        if isinstance(v, dict)
+        and "type" not in v
+        and not str(k).endswith("_cfg")
+        and any(isinstance(inner, dict) for inner in v.values())
+    ]
+
+
+def keys_unchecked(cfg: ResolvedConfig, comps: List[Component], paramwise) -> List[str]:
+    """Custom keys matching no known module, which modules the detector builds itself may hold."""
+    holders = detector_modules(cfg)
+    if not holders:
+        return []
+    return [
+        k
+        for k in ordered_keys(custom_keys(paramwise))
+        if not _key_matches(k, comps)[0] and not _unchecked_by(k, comps)
+    ]
 
 
 def _nearest(key: str, comps: List[Component], limit: int = 5) -> List[str]:
