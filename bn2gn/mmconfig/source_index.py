@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from .class_source import SourceClass, read_class
 
 MAX_FILES = 5000
+MAX_BYTES = 2_000_000
 #: how far above the config its repository's top may be (projects/X/configs/sub/cfg.py is 4)
 MAX_DEPTH = 6
 #: folders never entered when a repository is searched
@@ -168,9 +169,17 @@ def _python_files(folder: Path) -> List[Path]:
             if entry.is_dir():
                 if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
                     stack.append(entry)
-            elif entry.suffix == ".py" and entry.is_file():
+            elif entry.suffix == ".py" and entry.is_file() and _small(entry):
                 found.append(entry)
     return sorted(found)[:MAX_FILES]
+
+
+def _small(path: Path) -> bool:
+    """Model code is never megabytes; a generated or data file that size is not read."""
+    try:
+        return path.stat().st_size <= MAX_BYTES
+    except OSError:
+        return False
 
 
 def repository_root(config: Path) -> Optional[Path]:
