@@ -424,3 +424,23 @@ def test_only_calls_that_build_modules_are_children(tmp_path):
     cls = Catalog([plugin]).lookup("Neck")
     assert cls.children == ("scale", "convs", "norm")
     assert cls.hard_coded_bn == ("norm",)
+
+
+def test_cli_over_a_copied_tree_reports_sources_and_fixes_the_crash(tmp_path):
+    shutil.copytree(CMT, tmp_path / "cmt")
+    config = tmp_path / "cmt" / "projects" / "configs" / "camera" / "cmt_camera_only.py"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "audit", str(config)])
+    assert result.exit_code == 1  # CPFPN frozen_stages and the hook argument raise at build
+    assert "  model.img_neck: CPFPN - CPFPN (plugin folder, " in result.output
+    assert "    signature from: CPFPN.__init__ " in result.output
+    assert "  assumed: mmdet3d==1.0.0rc5 pinned at " in result.output
+    assert "2 error(s), 5 warning(s), 1 info" in result.output
+    fixed = runner.invoke(cli, ["config", "rewrite", str(config), "--drop-invalid-keys"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "img_neck=dict(frozen_stages=1)" not in config.read_text()
+    again = runner.invoke(cli, ["config", "audit", "--format", "json", str(config)])
+    codes = sorted(
+        f["code"] for f in json.loads(again.output)["findings"] if f["severity"] == "error"
+    )
+    assert again.exit_code == 1 and codes == ["MMC010"]  # the hook is not a model key
