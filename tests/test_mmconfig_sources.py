@@ -294,6 +294,7 @@ def test_learning_rate_per_module_and_nearest_names_for_a_key_that_matches_nothi
     assert neck.rates == {"deblocks": "lr_mult=0.05 ('pts_neck')"}
     (unmatched,) = [f for f in report.findings if f.code.name == "MMC005"]
     assert unmatched.message.endswith(
+        "; 'query_embed' is a method of CmtAQRHead, not a module"
         "; nearest module names: 'bev_embedding' (model.pts_bbox_head.bev_embedding), "
         "'rv_embedding' (model.pts_bbox_head.rv_embedding)"
     )

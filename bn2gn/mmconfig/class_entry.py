@@ -86,6 +86,7 @@ def build_entry(
         | {"weight", "bias"},
         opaque=tuple(c for c in children if c not in base.children or c in base.opaque),
         removed=removed,
+        methods=tuple(dict.fromkeys(m for c in chain for m in c.methods)),
         notes=base.notes if same_module else (),
         facts=tuple(facts),
     )

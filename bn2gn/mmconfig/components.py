@@ -54,6 +54,8 @@ class ComponentClass:
     ignored_by: str = ""
     #: children a subclass set to None after super().__init__(): name -> file:line
     removed: Tuple[Tuple[str, str], ...] = ()
+    #: methods defined along the class chain (a custom key naming one matches no parameter)
+    methods: Tuple[str, ...] = ()
     #: where each fact comes from: (fact, "file:line" or "bn2gn's table")
     facts: Tuple[Tuple[str, str], ...] = ()
 

@@ -284,6 +284,9 @@ def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> Li
             if unknown
             else ""
         )
+        method = next((c for c in comps if c.cls is not None and key in c.cls.methods), None)
+        if method is not None:
+            caveat += f"; '{key}' is a method of {method.cls.name}, not a module"
         near = _nearest(key, comps)
         if near:
             caveat += f"; nearest module names: {', '.join(near)}"
