@@ -445,3 +445,14 @@ def test_cli_over_a_copied_tree_reports_sources_and_fixes_the_crash(tmp_path):
         f["code"] for f in json.loads(again.output)["findings"] if f["severity"] == "error"
     )
     assert again.exit_code == 1 and codes == ["MMC010"]  # the hook is not a model key
+
+
+def test_a_class_registered_under_another_name(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "neck.py").write_text(
+        "from mmdet.models import NECKS\n\n\n@NECKS.register_module(name='ShortNeck')\n"
+        "class VeryLongNeckName:\n    def __init__(self, width=8):\n        pass\n"
+    )
+    cls = Catalog([plugin]).lookup("ShortNeck")
+    assert cls.accepts == {"width"} and cls.source.endswith("neck.py:5")

@@ -99,10 +99,10 @@ class SourceIndex:
         tree = self.tree(path)
         if tree is None:
             return None
-        node = next(
-            (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name),
-            None,
-        )
+        classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        node = next((n for n in classes if n.name == name), None)
+        if node is None:  # @MODELS.register_module(name='Alias')
+            node = next((n for n in classes if name in _registered_names(n)), None)
         return read_class(node, path, tree) if node is not None else None
 
     def tree(self, path: Path) -> Optional[ast.Module]:
@@ -130,6 +130,14 @@ class SourceIndex:
 
 
 _CLASS = re.compile(rb"^[ \t]*class[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+_ALIAS = re.compile(rb"register_module\(\s*(?:name\s*=\s*)?['\"]([A-Za-z_][A-Za-z0-9_.]*)['\"]")
+
+
+def _registered_names(node: ast.ClassDef) -> List[str]:
+    """The names ``register_module(name=...)`` gives the class besides its own."""
+    return [
+        m.decode() for d in node.decorator_list for m in _ALIAS.findall(ast.unparse(d).encode())
+    ]
 
 
 def class_names(folder: Path) -> Dict[str, Tuple[Path, ...]]:
@@ -140,7 +148,7 @@ def class_names(folder: Path) -> Dict[str, Tuple[Path, ...]]:
             data = path.read_bytes()
         except OSError:
             continue
-        for match in _CLASS.finditer(data):
+        for match in [*_CLASS.finditer(data), *_ALIAS.finditer(data)]:
             names.setdefault(match.group(1).decode(), []).append(path)
     return {k: tuple(v) for k, v in names.items()}
 
