@@ -55,7 +55,6 @@ class SourceIndex:
     def __init__(self, roots: Iterable[Root]):
         self.roots = tuple(roots)
         self.problems: Dict[Path, str] = {}
-        self._trees: Dict[Path, Optional[ast.Module]] = {}
         self._names: Dict[Path, Dict[str, Tuple[Path, ...]]] = {}
 
     def names(self, root: Root) -> Dict[str, Tuple[Path, ...]]:
@@ -96,28 +95,30 @@ class SourceIndex:
         return None
 
     def in_file(self, path: Path, name: str) -> Optional[SourceClass]:
-        tree = self.tree(path)
-        if tree is None:
+        parsed = self._parsed(path)
+        if parsed is None:
             return None
-        classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
-        node = next((n for n in classes if n.name == name), None)
+        tree, classes = parsed
+        node = classes.get(name)
         if node is None:  # @MODELS.register_module(name='Alias')
-            node = next((n for n in classes if name in _registered_names(n)), None)
+            node = next((n for n in classes.values() if name in _registered_names(n)), None)
         return read_class(node, path, tree) if node is not None else None
 
     def tree(self, path: Path) -> Optional[ast.Module]:
-        if path not in self._trees:
-            try:
-                with warnings.catch_warnings():  # invalid escapes in someone's docstring
-                    warnings.simplefilter("ignore")
-                    self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
-            except SyntaxError as exc:
-                self._trees[path] = None
-                self.problems[path] = f"{path}:{exc.lineno or 1}: cannot parse ({exc.msg})"
-            except (ValueError, OSError, RecursionError) as exc:
-                self._trees[path] = None
-                self.problems[path] = f"{path}:1: cannot read ({type(exc).__name__})"
-        return self._trees[path]
+        parsed = self._parsed(path)
+        return parsed[0] if parsed is not None else None
+
+    def _parsed(self, path: Path) -> Optional[Tuple[ast.Module, Dict[str, ast.ClassDef]]]:
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            self.problems[path] = f"{path}:1: cannot read ({type(exc).__name__})"
+            return None
+        result = _parse(str(path), stat.st_mtime_ns, stat.st_size)
+        if isinstance(result, str):
+            self.problems[path] = result
+            return None
+        return result
 
     def parse_problem(self, name: str) -> Optional[str]:
         """The parse failure of a file that defines ``name`` (for the fallback note)."""
@@ -127,6 +128,25 @@ class SourceIndex:
                 if path in self.problems:
                     return self.problems[path]
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(path: str, mtime_ns: int, size: int):
+    """(tree, its classes by name), or the one-line problem; cached while the file is unchanged
+    (the same installed files serve every config of a corpus)."""
+    try:
+        with warnings.catch_warnings():  # invalid escapes in someone's docstring
+            warnings.simplefilter("ignore")
+            tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except SyntaxError as exc:
+        return f"{path}:{exc.lineno or 1}: cannot parse ({exc.msg})"
+    except (ValueError, OSError, RecursionError) as exc:
+        return f"{path}:1: cannot read ({type(exc).__name__})"
+    classes: Dict[str, ast.ClassDef] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            classes.setdefault(node.name, node)
+    return tree, classes
 
 
 _CLASS = re.compile(rb"^[ \t]*class[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.M)
