@@ -456,3 +456,42 @@ def test_a_class_registered_under_another_name(tmp_path):
     )
     cls = Catalog([plugin]).lookup("ShortNeck")
     assert cls.accepts == {"width"} and cls.source.endswith("neck.py:5")
+
+
+def test_freezing_runs_through_super_calls(tmp_path):
+    """A subclass whose __init__ / train() call the base's freezes where the base does (mmdet's
+    ResNeXt over ResNet); super(Base, self).__init__ skips Base's __init__ but not its train()."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "nets.py").write_text(
+        textwrap.dedent("""\
+        import torch.nn as nn
+        from mmdet.models import BACKBONES
+
+
+        class Base(nn.Module):
+            def __init__(self, frozen_stages=-1, **kwargs):
+                super().__init__()
+                self._freeze_stages()
+
+            def train(self, mode=True):
+                super().train(mode)
+                self._freeze_stages()
+
+
+        @BACKBONES.register_module()
+        class Wider(Base):
+            def __init__(self, groups=1, **kwargs):
+                super().__init__(**kwargs)
+
+
+        @BACKBONES.register_module()
+        class Jumps(Base):
+            def __init__(self, frozen_stages=-1):
+                super(Base, self).__init__()
+        """)
+    )
+    catalog = Catalog([plugin])
+    assert catalog.lookup("Wider").freeze_runs == ("__init__", "train()")
+    assert catalog.lookup("Jumps").freeze_runs == ("train()",)
+    assert catalog.lookup("Jumps").accepts == {"frozen_stages"}

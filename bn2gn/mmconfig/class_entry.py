@@ -41,15 +41,21 @@ def terminal(name: str) -> ComponentClass:
 
 
 def build_entry(
-    chain: List[SourceClass], tail: Optional[ComponentClass], label: str
+    chain: List[SourceClass],
+    tail: Optional[ComponentClass],
+    label: str,
+    method_chain: Optional[Tuple[List[SourceClass], Optional[ComponentClass]]] = None,
 ) -> ComponentClass:
+    """``chain``: the classes whose ``__init__`` runs; ``method_chain``: the first-base line
+    ``train()`` / ``init_weights()`` are looked up in (the same unless ``super(X, self)`` jumps)."""
     top = chain[0]
+    methods, method_tail = method_chain or (chain, tail)
     fallback = next((known_class(c.name) for c in chain if known_class(c.name)), None)
     if fallback is None and tail is not None and tail.name not in TERMINAL:
         fallback = tail
     accepts, extra, ignored_by, signature = keywords(chain, 0, tail)
     children, hard_bn, removed, child_where, bn_where = _modules(chain, tail)
-    runs, run_where = _freezing(chain, tail)
+    runs, run_where = _freezing(methods, method_tail)
     stages_known = fallback is not None and (accepts is None or "frozen_stages" in accepts)
     same_module = fallback is not None and str(top.path).endswith(fallback.source.split(":")[0])
     base = fallback or ComponentClass(
@@ -86,7 +92,7 @@ def build_entry(
         | {"weight", "bias"},
         opaque=tuple(c for c in children if c not in base.children or c in base.opaque),
         removed=removed,
-        methods=tuple(dict.fromkeys(m for c in chain for m in c.methods)),
+        methods=tuple(dict.fromkeys(m for c in methods for m in c.methods)),
         notes=base.notes if same_module else (),
         facts=tuple(facts),
     )
@@ -165,19 +171,39 @@ def _modules(
 def _freezing(
     chain: List[SourceClass], tail: Optional[ComponentClass]
 ) -> Tuple[Tuple[str, ...], str]:
+    """Which methods freeze: the class's own, and the base's where it calls ``super().method()``."""
     runs, where = [], []
     for method, run in _RUNS.items():
-        owner = next((c for c in chain if method in c.methods), None)
-        if owner is None:
-            if tail is not None and run in tail.freeze_runs:
-                runs.append(run)
-                where.append(f"{method}: {TABLE_WHERE} ({tail.name})")
-            continue
-        line = dict(owner.freezes_in).get(method)
-        if line is not None:
+        found = _freezes_in(chain, method)
+        if found:
             runs.append(run)
-            where.append(f"{method}: {owner.path}:{line}")
+            where.append(f"{method}: {found}")
+        elif found is None and tail is not None and run in tail.freeze_runs:
+            runs.append(run)
+            where.append(f"{method}: {TABLE_WHERE} ({tail.name})")
     return tuple(runs), "; ".join(where) or "no freezing in the source"
+
+
+def _freezes_in(chain: List[SourceClass], method: str) -> Optional[str]:
+    """``file:line`` of the freezing ``method`` along the chain, "" when it does not freeze,
+    None when the chain hands the method on to a base not read (the tail decides)."""
+    i = 0
+    while i < len(chain):
+        cls = chain[i]
+        i += 1
+        if method not in cls.methods:
+            continue
+        line = dict(cls.freezes_in).get(method)
+        if line is not None:
+            return f"{cls.path}:{line}"
+        if method not in cls.extends:
+            return ""
+        if method == "__init__" and cls.super_of:  # super(X, self).__init__ skips X's own
+            names = [c.name for c in chain]
+            if cls.super_of not in names[i:]:
+                return None
+            i = names.index(cls.super_of, i) + 1
+    return None
 
 
 def _default(chain: List[SourceClass], tail: Optional[ComponentClass], keyword: str, table):

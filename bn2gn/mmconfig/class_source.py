@@ -67,6 +67,8 @@ class SourceClass:
     freezes_in: Tuple[Tuple[str, int], ...]  # (method, line) for the methods that freeze
     #: ``X`` in ``super(X, self).__init__(...)`` when X is another class: the call skips to X's base
     super_of: str = ""
+    #: the freezing methods that also run the base class's (``super().train(mode)``)
+    extends: Tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -120,7 +122,28 @@ def read_class(node: ast.ClassDef, path: Path, tree: ast.Module) -> SourceClass:
             if (method := _method(node, name)) is not None and _freezes(method)
         ),
         super_of=_super_of(init, node.name) if init is not None else "",
+        extends=tuple(
+            name
+            for name in FREEZE_METHODS
+            if (method := _method(node, name)) is not None and _calls_super(method, name)
+        ),
     )
+
+
+def _calls_super(method: ast.FunctionDef, name: str) -> bool:
+    """``super().name(...)`` or ``Base.name(self, ...)`` somewhere in the method."""
+    for node in ast.walk(method):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if node.func.attr == name and (
+                (isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super")
+                or (
+                    isinstance(owner, (ast.Name, ast.Attribute))
+                    and getattr(owner, "id", "") != "self"
+                )
+            ):
+                return True
+    return False
 
 
 def _super_of(init: ast.FunctionDef, own: str) -> str:

@@ -55,7 +55,8 @@ class Catalog:
         if found is not None:
             cls, root = found
             chain, tail = self._chain(cls)
-            return build_entry(chain, tail, root.label)
+            methods, method_tail = self._chain(cls, init=False)
+            return build_entry(chain, tail, root.label, (methods, method_tail))
         table = known_class(name, self.versions)
         if table is not None and scope and table.package.split(" ")[0] != scope.split(".")[0]:
             table = None  # another package's class of that name: the table's is not it
@@ -102,14 +103,18 @@ class Catalog:
         )
 
     def _chain(
-        self, cls: SourceClass, table=known_class
+        self, cls: SourceClass, table=known_class, init: bool = True
     ) -> Tuple[List[SourceClass], Optional[ComponentClass]]:
-        """The class and its bases found in source, and what stands for the first one not found."""
+        """The class and its bases found in source, and what stands for the first one not found.
+
+        ``init``: the classes whose ``__init__`` runs (``super(X, self).__init__`` jumps past X);
+        otherwise the first-base line that methods such as ``train()`` are looked up in.
+        """
         chain = [cls]
         while chain[-1].bases:
             here = chain[-1]
             base = here.bases[0].rpartition(".")[2]
-            if here.super_of:  # super(X, self).__init__ runs the __init__ after X: X's base's
+            if init and here.super_of:  # super(X, self).__init__ runs the __init__ after X
                 skipped = self._base(here, here.super_of)
                 if skipped is None or not skipped.bases:
                     return chain, None
