@@ -495,3 +495,32 @@ def test_freezing_runs_through_super_calls(tmp_path):
     assert catalog.lookup("Wider").freeze_runs == ("__init__", "train()")
     assert catalog.lookup("Jumps").freeze_runs == ("train()",)
     assert catalog.lookup("Jumps").accepts == {"frozen_stages"}
+
+
+def test_a_helper_whose_default_is_batchnorm_but_gets_norm_cfg_is_not_hard_coded(tmp_path):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "neck.py").write_text(
+        textwrap.dedent("""\
+        import torch.nn as nn
+        from mmcv.cnn import ConvModule
+        from mmdet.models import NECKS
+
+
+        class Block(nn.Module):
+            def __init__(self, c, norm_cfg=dict(type='BN', requires_grad=True)):
+                super().__init__()
+                self.conv = ConvModule(c, c, 3, norm_cfg=norm_cfg)
+
+
+        @NECKS.register_module()
+        class Neck(nn.Module):
+            def __init__(self, c=8, norm_cfg=None):
+                super().__init__()
+                self.block = Block(c, norm_cfg=norm_cfg)
+                self.fixed = Block(c)
+        """)
+    )
+    # by hand: self.block passes norm_cfg on (the config decides); self.fixed keeps Block's
+    # BatchNorm default whatever the config says
+    assert Catalog([plugin]).lookup("Neck").hard_coded_bn == ("fixed",)

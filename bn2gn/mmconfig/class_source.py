@@ -286,8 +286,11 @@ def _module_defs(tree: ast.Module) -> Dict[str, ast.AST]:
 
 
 def _hard_bn(value: ast.AST, defs: Dict[str, ast.AST], seen: Set[str]) -> bool:
-    """The expression builds BatchNorm whatever the config says (looked up through this file's defs)."""
-    for node in ast.walk(value):
+    """The expression builds BatchNorm whatever the config says (looked up through this file's defs).
+
+    A helper's own signature defaults (``norm_cfg=dict(type='BN')``) do not count: the caller
+    usually passes its norm_cfg on."""
+    for node in _walk_bodies(value):
         name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
         if name in BN_CLASSES:
             return True
@@ -306,9 +309,35 @@ def _hard_bn(value: ast.AST, defs: Dict[str, ast.AST], seen: Set[str]) -> bool:
                     return True
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in defs:
             callee = node.func.id
+            if _bn_default_kept(node, defs[callee], defs):
+                return True
             if callee not in seen and _hard_bn(defs[callee], defs, seen | {callee}):
                 return True
     return False
+
+
+def _bn_default_kept(call: ast.Call, callee: ast.AST, defs: Dict[str, ast.AST]) -> bool:
+    """The call leaves a BatchNorm default of the helper's signature in place (passes no value)."""
+    init = _method(callee, "__init__") if isinstance(callee, ast.ClassDef) else callee
+    if not isinstance(init, ast.FunctionDef):
+        return False
+    if any(k.arg is None for k in call.keywords):
+        return False  # **cfg may carry it
+    args = init.args
+    positional = [a.arg for a in args.posonlyargs + args.args if a.arg != "self"]
+    given = set(positional[: len(call.args)]) | {k.arg for k in call.keywords}
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+    pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    return any(name not in given and _hard_bn(default, {}, set()) for name, default in pairs)
+
+
+def _walk_bodies(root: ast.AST):
+    """``ast.walk`` without the parameter lists (and their defaults) of the functions inside."""
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.arguments))
 
 
 def _freezes(method: ast.FunctionDef) -> bool:
