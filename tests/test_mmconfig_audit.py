@@ -207,7 +207,7 @@ def test_cli_json_and_output_file(tmp_path):
     result = CliRunner().invoke(
         cli, ["config", "audit", "--format", "json", "-o", str(out), str(CMT_AQR)]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # three MMC001 errors
     document = json.loads(out.read_text())
     assert document == json.loads(result.output)
     finding = next(f for f in document["findings"] if f["key"] == "custom_keys.query_embed")
@@ -216,13 +216,25 @@ def test_cli_json_and_output_file(tmp_path):
     assert document["summary"] == {"error": 3, "warning": 5, "info": 6}
 
 
-def test_cli_strict_exit_codes():
+def test_cli_exit_codes_like_a_linter():
     runner = CliRunner()
-    assert runner.invoke(cli, ["config", "audit", str(CMT_AQR)]).exit_code == 0
-    assert runner.invoke(cli, ["config", "audit", "--strict", str(CMT_AQR)]).exit_code == 1
+
+    def code(*args):
+        return runner.invoke(cli, ["config", "audit", *args]).exit_code
+
+    # the variant's build raises TypeError three times: exit 1 without any flag
+    assert code(str(CMT_AQR)) == 1
+    assert code("--strict", str(CMT_AQR)) == 1
+    assert code("--exit-zero", str(CMT_AQR)) == 0
+    assert code("--exit-zero", "--strict", str(CMT_AQR)) == 0
+    # unknown types alone are not errors; --strict makes them one
     unknown = MM / "bad" / "unknown_types.py"
-    assert runner.invoke(cli, ["config", "audit", str(unknown)]).exit_code == 0
-    assert runner.invoke(cli, ["config", "audit", "--strict", str(unknown)]).exit_code == 1
+    assert code(str(unknown)) == 0
+    assert code("--strict", str(unknown)) == 1
+    # one crashing config among several fails the run
+    assert code(str(unknown), str(CMT_AQR)) == 1
+    # bad input stays exit 2, also with --exit-zero
+    assert code("--exit-zero", str(MM / "bad" / "no_model.py")) == 2
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,19 @@ def test_gn_refusals(tmp_path):
     assert result.exit_code == 2 and "no component 'nope'" in result.stderr
 
 
+def test_gn_on_a_source_only_component_is_refused(tmp_path):
+    """A head that hard-codes BatchNorm: no config value converts it, so --gn is refused (exit 1)."""
+    path = tmp_path / "c.py"
+    path.write_text("model = dict(type='M', pts_bbox_head=dict(type='CmtHead', in_channels=512))\n")
+    before = path.read_bytes()
+    result = run(path, "--gn", "pts_bbox_head")
+    assert result.exit_code == 1, result.output + result.stderr
+    assert "bn2gn: refused: model.pts_bbox_head: CmtHead hard-codes BatchNorm in shared_conv" in (
+        result.stderr
+    )
+    assert path.read_bytes() == before
+
+
 def test_crlf_and_named_renames(tmp_path):
     path = tmp_path / "c.py"
     path.write_bytes(

@@ -7,6 +7,7 @@ Expected numbers come from reading mmdet's ResNet (stem = conv1 + bn1: 3 tensors
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -66,9 +67,22 @@ def test_resnet50_frozen_stages_table(table_report):
             name
         )  # norm_eval=True default
         assert check.gradients == trainable, name  # exactly the trainable tensors got a gradient
+        # torchvision's ResNet-50 has 25,557,032 values; without its 2048x1000 fc: 23,508,032
+        assert check.values == 23_508_032, name
         assert (
             check.frozen_received == 0
         )  # mmengine + paramwise_cfg skips requires_grad=False parameters
+
+
+def test_parameter_values_are_counted(table_report):
+    _, report = table_report
+    checks = {c.component: c for c in report.checks}
+    # layer4 of ResNet-50 (three bottlenecks, 2048 wide) holds 14,964,736 values
+    assert checks["model.fs_3"].trainable_values == 14_964_736
+    assert checks["model.fs_4"].trainable_values == 0
+    from bn2gn.mmconfig.verify import render_text
+
+    assert "    parameter values: 23.51M (14.96M trainable)" in render_text(report)
 
 
 def test_static_predictions_fail_at_build(table_report):
@@ -116,6 +130,34 @@ def test_custom_key_matching_nothing_when_everything_is_built(tmp_path):
     )
     report = verify_config(path)
     assert report.ok and report.unmatched_keys == ["query_embed"] and report.unmatched_note == ""
+
+
+def test_static_errors_fail_the_verdict_of_unbuilt_components(tmp_path):
+    """SECOND cannot be built here, but frozen_stages makes its build raise: verify must not pass."""
+    pytest.importorskip("mmdet")
+    from bn2gn.mmconfig.verify import render_text, verify_config
+
+    path = tmp_path / "c.py"
+    path.write_text(
+        "model = dict(type='M', neck=dict(type='FPN', in_channels=[8, 16], out_channels=8, num_outs=2),\n"
+        "    pts_backbone=dict(type='SECOND', in_channels=8, frozen_stages=2))\n"
+        "optimizer = dict(type='SGD', lr=0.1)\n"
+        "optimizer_config = dict(grad_clip=None, exclude_frozen_parameters=True)\n"
+    )
+    report = verify_config(path)
+    statuses = {c.component: c.status for c in report.checks}
+    assert statuses == {"model.neck": "verified", "model.pts_backbone": "static only"}
+    assert [(f.code.name, f.component, f.key) for f in report.static_errors] == [
+        ("MMC001", "model.pts_backbone", "frozen_stages"),
+        ("MMC010", "optimizer_config", "exclude_frozen_parameters"),
+    ]
+    assert not report.ok
+    assert (
+        render_text(report)[-1] == "1 verified, 0 failed, 1 static only; 2 static error(s): FAILED"
+    )
+    result = CliRunner().invoke(cli, ["config", "verify", str(path)])
+    assert result.exit_code == 1
+    assert "static: " in result.output and "c.py:2: MMC001 error" in result.output
 
 
 def test_compiled_ops_are_built_but_not_run(tmp_path):
@@ -179,3 +221,41 @@ def test_verify_without_the_stack_is_a_usage_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mmdet.registry", None)
     result = CliRunner().invoke(cli, ["config", "verify", str(MM / "delete" / "swin_child.py")])
     assert result.exit_code == 2 and "pip install 'bn2gn[openmmlab]'" in result.output
+
+
+def test_classes_from_source_are_built_with_stand_in_registries(tmp_path):
+    """SECOND from a checkout and CPFPN from a plugin folder build on CPU without mmdet3d."""
+    pytest.importorskip("mmdet")
+    from bn2gn.mmconfig.verify import render_text, verify_config
+
+    report = verify_config(
+        MM / "mmdet3d_checkout" / "configs" / "second" / "second_probe.py", input_size=16
+    )
+    (check,) = report.checks
+    # by hand: 3x3 convs 8->16, 16->16, 16->32, 32->32 without bias (1152 + 2304 + 4608 + 9216)
+    # and four BatchNorms (32 + 32 + 64 + 64): 12 tensors, 17,472 values
+    assert (check.status, check.trainable, check.total, check.values) == (
+        "verified",
+        12,
+        12,
+        17_472,
+    )
+    assert (check.batchnorm_training, check.batchnorm_total, check.gradients) == (4, 4, 12)
+    assert report.ok and render_text(report)[-1].startswith("1 verified, 0 failed, 0 static only")
+
+    shutil.copytree(MM / "cmt", tmp_path / "cmt")
+    camera = tmp_path / "cmt" / "projects" / "configs" / "camera" / "cmt_camera_only.py"
+    checks = {c.component: c for c in verify_config(camera).checks}
+    neck = checks["model.img_neck"]
+    assert neck.status == "failed" and neck.predicted == ("MMC001",)
+    assert "unexpected keyword argument 'frozen_stages'" in neck.detail
+    head = checks["model.pts_bbox_head"]
+    assert head.status == "static only"
+    assert "build_transformer: nested components need the project's registry" in head.detail
+
+    fusion = (
+        tmp_path / "cmt" / "projects" / "configs" / "fusion" / "cmt_voxel0100_r50_800x320_cbgs.py"
+    )
+    neck = {c.component: c for c in verify_config(fusion).checks}["model.img_neck"]
+    # by hand: 1x1 convs 1024->256 and 2048->256 with bias, one 3x3 256->256 with bias
+    assert (neck.status, neck.total, neck.values) == ("verified", 6, 1_377_024)

@@ -27,8 +27,7 @@ def resolver_options(func: Callable) -> Callable:
         multiple=True,
         metavar="DIR",
         type=click.Path(file_okay=False, path_type=Path),
-        help="Folder whose registered classes extend the component table "
-        "(default: the config's plugin_dir).",
+        help="Folder searched first for the config's classes (default: the config's plugin_dir).",
     )(func)
     func = click.option(
         "--resolver",
@@ -57,13 +56,19 @@ def _user_error(exc: SourceError) -> Bn2gnError:
     help="Write the report here too.",
 )
 @click.option(
-    "--strict", is_flag=True, help="Exit 1 on any error finding or unknown component type."
+    "--strict", is_flag=True, help="Also exit 1 when a component type is unknown (not checked)."
+)
+@click.option(
+    "--exit-zero",
+    is_flag=True,
+    help="Exit 0 even when there are error findings (a report only, as in a linter).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="More detail.")
-def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
+def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, exit_zero, verbose):
     """Resolve each CONFIG (with its _base_ files) and report its freezing, per component. Read-only.
 
-    Exit codes: 0 done, 1 --strict and an error finding (or unknown type), 2 bad input.
+    Exit codes: 0 no error finding (or --exit-zero), 1 an error finding (a key that crashes the
+    build, frozen_stages out of range; with --strict also an unknown type), 2 bad input.
     """
     from ..mmconfig.audit import audit, render_text
 
@@ -86,8 +91,8 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
         from ..sources import write_atomic
 
         write_atomic(output, (body + "\n").encode("utf-8"))
-    failed = any(r.has_errors or r.has_unknown for r in reports)
-    return sys.exit(EXIT_FAILED if strict and failed else EXIT_OK)
+    failed = any(r.has_errors or (strict and r.has_unknown) for r in reports)
+    return sys.exit(EXIT_FAILED if failed and not exit_zero else EXIT_OK)
 
 
 @config_group.command("rewrite")
@@ -125,7 +130,7 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, verbose):
     multiple=True,
     metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder whose registered classes extend the component table (default: the config's plugin_dir).",
+    help="Folder searched first for the config's classes (default: the config's plugin_dir).",
 )
 @mode_options
 def rewrite_cmd(
@@ -223,7 +228,8 @@ def verify_cmd(config, resolver, plugin_dirs, fmt, input_size):
 
     Reports BatchNorm in train mode, trainable/total parameters, frozen parameters the optimizer
     would still receive and custom keys matching no parameter. Components that cannot be built
-    here are "static only". Exit codes: 0 done, 1 a component failed, 2 bad input or stack missing.
+    here are "static only". The verdict includes the audit's error findings. Exit codes: 0 done,
+    1 a component failed or an error finding stands, 2 bad input or stack missing.
     """
     from ..mmconfig.verify import render_text, verify_config
 

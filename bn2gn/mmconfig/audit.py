@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import SourceError
 from .components import frozen_stages_meaning, gn_groups
 from .findings import ERROR, Code, Finding
 from .model import (
+    MMENGINE,
     STACK_NAMES,
     Component,
     components,
@@ -18,11 +19,12 @@ from .model import (
     freeze_state,
     is_batchnorm,
     key_for_component,
+    module_rates,
     optimizer_settings,
 )
-from .plugins import Catalog, find_plugin_dirs
+from .plugins import open_catalog
 from .resolve import ResolvedConfig, resolve_config
-from .rules import all_findings, keys_origin, summary
+from .rules import all_findings, detector_modules, keys_origin, keys_unchecked, summary
 
 
 @dataclasses.dataclass
@@ -40,6 +42,9 @@ class ComponentSummary:
     frozen_when: str
     lr: Optional[str]
     groupnorm: Optional[str]
+    facts: Dict[str, str] = dataclasses.field(default_factory=dict)
+    #: module -> the rate its parameters train at after custom_keys matching
+    rates: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,6 +60,7 @@ class AuditReport:
     components: List[ComponentSummary]
     findings: List[Finding]
     notes: List[str]
+    assumed: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def has_errors(self) -> bool:
@@ -75,6 +81,7 @@ class AuditReport:
             "findings": [f.as_dict() for f in self.findings],
             "summary": summary(self.findings),
             "notes": list(self.notes),
+            "assumed": list(self.assumed),
         }
 
 
@@ -98,26 +105,37 @@ def load(path: Path, resolver: str = "static") -> ResolvedConfig:
 
 def audit(path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = ()) -> AuditReport:
     cfg = load(path, resolver)
-    folders = find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs)
-    comps = components(cfg, Catalog(folders))
     stack = detect_stack(cfg)
+    catalog = open_catalog(Path(path), cfg.data, plugin_dirs, stack == MMENGINE)
+    comps = components(cfg, catalog)
     paramwise, _, clip = optimizer_settings(cfg, stack)
     notes = []
     if isinstance(cfg.data.get("custom_imports"), dict):
         imports = cfg.data["custom_imports"].get("imports")
+        where = ", ".join(str(p) for p in catalog.custom_imports)
         notes.append(
-            f"custom_imports {imports!r} are not imported: their classes are read from the plugin "
-            "folder or reported as unknown"
+            f"custom_imports {imports!r} are not imported: their classes are read from {where}"
+            if where
+            else f"custom_imports {imports!r} are not imported and not found above the config: "
+            "their classes are read from the installed packages or reported as unknown"
+        )
+    findings = all_findings(cfg, comps, stack, paramwise, clip, catalog)
+    unchecked = keys_unchecked(cfg, comps, paramwise)
+    if unchecked:
+        notes.append(
+            f"custom keys not checked: {', '.join(repr(k) for k in unchecked)} may name parameters "
+            f"inside {', '.join(detector_modules(cfg))}, which the detector builds itself"
         )
     return AuditReport(
         config=Path(path),
         stack=stack,
         resolver=cfg.resolver,
         files=list(cfg.files),
-        plugin_dirs=list(folders),
+        plugin_dirs=list(catalog.plugin_dirs),
         components=[describe(c, stack, paramwise) for c in comps],
-        findings=all_findings(cfg, comps, stack, paramwise, clip),
-        notes=notes,
+        findings=findings,
+        notes=notes + catalog.notes,
+        assumed=list(catalog.assumed),
     )
 
 
@@ -165,6 +183,8 @@ def describe(comp: Component, stack: str, paramwise) -> ComponentSummary:
         frozen_when=state.when,
         lr=lr_text,
         groupnorm=gn_text,
+        facts=dict(cls.facts) if cls else {},
+        rates=dict(module_rates(keys, comp)),
     )
 
 
@@ -193,11 +213,19 @@ def render_text(report: AuditReport, verbose: bool = False) -> List[str]:
         ):
             if value:
                 lines.append(f"    {label}: {value}")
+        if len(comp.rates) > 1:  # one rate for everything is the lr line already
+            lines.append(
+                "    lr by module: " + "; ".join(f"{m}: {r}" for m, r in comp.rates.items())
+            )
+        for fact, where in comp.facts.items():
+            lines.append(f"    {fact} from: {where}")
         if (
             comp.frozen_when not in ("nothing frozen", "the class has no freezing", "unknown class")
             or verbose
         ):
             lines.append(f"    freezing runs: {comp.frozen_when}")
+    for line in report.assumed:
+        lines.append(f"  assumed: {line}")
     for note in report.notes:
         lines.append(f"  note: {note}")
     for finding in report.findings:

@@ -47,6 +47,21 @@ class ComponentClass:
     has_parameters: bool = True
     #: GroupNorm can be set through norm_cfg (False for sparse BatchNorm1d)
     gn_from_config: bool = True
+    #: keys outside ``accepts``: "reject" (TypeError), "ignore" (**kwargs swallowed), "unknown";
+    #: empty means "reject" when ``accepts`` is known, else "unknown"
+    extra_keys: str = ""
+    #: where ``**kwargs`` end up doing nothing (for the "accepted and ignored" finding)
+    ignored_by: str = ""
+    #: children a subclass set to None after super().__init__(): name -> file:line
+    removed: Tuple[Tuple[str, str], ...] = ()
+    #: methods defined along the class chain (a custom key naming one matches no parameter)
+    methods: Tuple[str, ...] = ()
+    #: where each fact comes from: (fact, "file:line" or "bn2gn's table")
+    facts: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def extra(self) -> str:
+        return self.extra_keys or ("unknown" if self.accepts is None else "reject")
 
     @property
     def has_norm_eval(self) -> bool:
@@ -149,8 +164,8 @@ SWIN = ComponentClass(
         "drop_after_pos",
     ),
     segments=frozenset(
-        "patch_embed stages blocks attn ffn norm norm0 norm1 norm2 norm3 downsample "
-        "absolute_pos_embed weight bias".split()
+        "patch_embed stages blocks attn w_msa relative_position_bias_table ffn norm norm0 norm1 "
+        "norm2 norm3 downsample absolute_pos_embed weight bias".split()
     ),
     notes=("LayerNorm only: no BatchNorm, no norm_eval",),
 )
@@ -237,6 +252,13 @@ SPARSE_ENCODER = ComponentClass(
     notes=(
         "BatchNorm1d on sparse features; no frozen_stages, no norm_eval; needs spconv to build",
     ),
+)
+#: mmdet3d 1.0.0rc5 (the mmcv 1.x generation): the same class before return_middle_feats arrived
+SPARSE_ENCODER_RC5 = dataclasses.replace(
+    SPARSE_ENCODER,
+    package="mmdet3d 1.0.0rc5",
+    accepts=SPARSE_ENCODER.accepts - {"return_middle_feats"},
+    notes=SPARSE_ENCODER.notes + ("no return_middle_feats before mmdet3d 1.1",),
 )
 HARD_SIMPLE_VFE = ComponentClass(
     name="HardSimpleVFE",
@@ -336,13 +358,24 @@ TABLE: Dict[str, ComponentClass] = {
 }
 #: registry aliases (scope prefixes are stripped before lookup)
 ALIASES = {"ResNetV1d": "ResNet", "ResNetV1c": "ResNet", "mmdet.ResNet": "ResNet"}
+#: entries that differ by version: name -> (package, first version of TABLE's entry, older entry)
+OLDER: Dict[str, Tuple[str, Tuple[int, ...], ComponentClass]] = {
+    "SparseEncoder": ("mmdet3d", (1, 1), SPARSE_ENCODER_RC5),
+}
 
 
-def known_class(type_name: object) -> Optional[ComponentClass]:
+def known_class(
+    type_name: object, versions: Optional[Dict[str, Tuple[int, ...]]] = None
+) -> Optional[ComponentClass]:
+    """The table's entry; with ``versions`` (package -> release), the one for that version."""
     if not isinstance(type_name, str):
         return None
     name = type_name.rpartition(".")[2]
-    return TABLE.get(ALIASES.get(name, name))
+    entry = TABLE.get(ALIASES.get(name, name))
+    older = OLDER.get(entry.name) if entry is not None else None
+    if older is not None and versions and older[0] in versions and versions[older[0]] < older[1]:
+        return older[2]
+    return entry
 
 
 def frozen_stages_meaning(cls: ComponentClass, cfg: dict, value: int) -> str:

@@ -1,4 +1,4 @@
-"""Finding codes MMC001..MMC010: one stable code per way a freezing config goes wrong (docs/config.md)."""
+"""Finding codes MMC001..MMC012: one stable code per way a freezing config goes wrong (docs/config.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class Code(enum.Enum):
     MMC009 = "GroupNorm candidate"
     MMC010 = "optimizer hook / wrapper argument not accepted"
     MMC011 = "unknown component type (not checked)"
+    MMC012 = "key accepted through **kwargs and ignored (it does nothing)"
 
 
 @dataclasses.dataclass(frozen=True)

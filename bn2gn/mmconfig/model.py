@@ -56,7 +56,11 @@ class Component:
         if self.cls is None:
             return None, "unknown"
         if self.cls.hard_coded_bn and self.cls.norm_default is None:
-            return {"type": "BN"}, f"hard-coded in {self.cls.source}"
+            where = dict(self.cls.facts).get("hard-coded BatchNorm", "")
+            return (
+                {"type": "BN"},
+                f"hard-coded in {where if 'table' not in where and where else self.cls.source}",
+            )
         return self.cls.norm_default, f"class default ({self.cls.source})"
 
     def has_batchnorm(self) -> bool:
@@ -94,17 +98,29 @@ def components(cfg: ResolvedConfig, catalog: Catalog) -> List[Component]:
     model = cfg.data.get("model")
     found = []
     for key, value in model.items():
-        if isinstance(value, dict) and "type" in value:
+        # init_cfg=dict(type='Pretrained'), dqs_cfg=dict(type='nms'): settings, not modules
+        if isinstance(value, dict) and "type" in value and not str(key).endswith("_cfg"):
+            cls = catalog.lookup(value["type"])
+            if cls is not None and cls.role == "unknown":
+                cls = dataclasses.replace(cls, role=_role_of(str(key)))
             found.append(
                 Component(
                     key=str(key),
                     type=value["type"],
                     cfg=value,
-                    cls=catalog.lookup(value["type"]),
+                    cls=cls,
                     origin=model.origin(key),
                 )
             )
     return found
+
+
+def _role_of(key: str) -> str:
+    """A class whose registry does not say: the detector's attribute name does (img_backbone, pts_neck)."""
+    return next(
+        (role for role in ("backbone", "neck", "head", "encoder") if role in key),
+        "unknown",
+    )
 
 
 def optimizer_settings(
@@ -140,6 +156,36 @@ def ordered_keys(keys: Dict[str, dict]) -> List[str]:
 def key_for_component(keys: Dict[str, dict], comp: Component) -> Optional[str]:
     """The custom key every parameter of ``comp`` matches, when one does (it is part of ``comp.key``)."""
     return next((k for k in ordered_keys(keys) if k in f"{comp.key}."), None)
+
+
+def module_rates(keys: Dict[str, dict], comp: Component) -> List[Tuple[str, str]]:
+    """(children, the rate their parameters train at) for each child bn2gn knows, grouped.
+
+    mmengine's rule per parameter name: the longest custom key contained in it wins; a child
+    whose prefix no key reaches trains at the base rate, unless a key names something inside it.
+    """
+    if comp.cls is None or not comp.cls.children:
+        return []
+    groups: Dict[str, List[str]] = {}
+    order = ordered_keys(keys)
+    for child in comp.cls.children:
+        prefix = f"{comp.key}.{child}."
+        key = next((k for k in order if k in prefix), None)
+        if key is not None:
+            entry = keys[key]
+            rate = ", ".join(f"{k}={entry[k]!r}" for k in entry) + f" ('{key}')"
+        else:
+            rate = "base rate"
+        inside = [k for k in order if _inside(k, child) and (key is None or len(k) > len(key))]
+        if inside:
+            rate += f", except names containing {', '.join(repr(k) for k in inside)}"
+        groups.setdefault(rate, []).append(child)
+    return [(", ".join(children), rate) for rate, children in groups.items()]
+
+
+def _inside(key: str, child: str) -> bool:
+    """``key`` names something below ``child`` (``task_heads.0`` under ``task_heads``)."""
+    return key.startswith(f"{child}.")
 
 
 @dataclasses.dataclass(frozen=True)

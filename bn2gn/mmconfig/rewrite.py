@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
@@ -20,10 +20,17 @@ from ..sources import read_source
 from .components import gn_groups
 from .cst_edit import Add, AppendStatement, Edit, EditError, Remove, SetValue, Target, apply_edits
 from .findings import Code
-from .model import Component, components, detect_stack, is_batchnorm, optimizer_settings
-from .plugins import Catalog, find_plugin_dirs
+from .model import (
+    MMENGINE,
+    Component,
+    components,
+    detect_stack,
+    is_batchnorm,
+    optimizer_settings,
+)
+from .plugins import Catalog, open_catalog
 from .resolve import ResolvedConfig, resolve_config
-from .rules import all_findings, invalid_keys, lr_mult_zero
+from .rules import all_findings, gn_caveat, invalid_keys, lr_mult_zero
 from .values import CfgDict
 
 
@@ -62,6 +69,8 @@ class _State:
         self.notes: List[str] = []
         self.refused: List[str] = []
         self.renames: List[RenameRule] = []
+        self.catalogs: Dict[Tuple[str, str, str], Catalog] = {}
+        self.catalog: Optional[Catalog] = None
 
     def resolve(self) -> Tuple[ResolvedConfig, List[Component], str]:
         cfg = resolve_config(self.path, {p.resolve(): t for p, t in self.texts.items()})
@@ -70,8 +79,15 @@ class _State:
                 f"{self.path}:1: no model = dict(...) in this config or its _base_ files",
                 EXIT_USAGE,
             )
-        folders = find_plugin_dirs(self.path, cfg.data.get("plugin_dir"), self.options.plugin_dirs)
-        return cfg, components(cfg, Catalog(folders)), detect_stack(cfg)
+        stack = detect_stack(cfg)
+        # the sources do not change while the config is edited: one catalog per plugin setting
+        setting = (repr(cfg.data.get("plugin_dir")), repr(cfg.data.get("custom_imports")), stack)
+        if setting not in self.catalogs:
+            self.catalogs[setting] = open_catalog(
+                self.path, cfg.data, self.options.plugin_dirs, stack == MMENGINE
+            )
+        self.catalog = self.catalogs[setting]
+        return cfg, components(cfg, self.catalog), stack
 
     def editable(self, file: Path) -> bool:
         return Path(file).resolve() == self.path.resolve() or self.options.allow_base
@@ -106,7 +122,7 @@ def rewrite_config(path: Path, options: RewriteOptions) -> ConfigRewrite:
     paramwise, _, clip = optimizer_settings(cfg, stack)
     remaining = [
         f.render()
-        for f in all_findings(cfg, comps, stack, paramwise, clip)
+        for f in all_findings(cfg, comps, stack, paramwise, clip, state.catalog)
         if f.severity == "error"
     ]
     results = []
@@ -237,17 +253,23 @@ def _group_norm(state: _State, name: str) -> None:
             )
         )
         return
-    if cls.hard_coded_bn:
-        state.notes.append(
-            f"{comp.path}: {cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} "
-            f"({cls.source}); only a source rewrite changes it (bn2gn rewrite)"
-        )
     norm_cfg, _ = comp.norm()
-    settable = "norm_cfg" in comp.cfg or cls.norm_default is not None
-    if not settable or not cls.gn_from_config:
-        if not cls.hard_coded_bn:
-            state.refused.append(f"{comp.path}: {cls.name} has no GroupNorm setting in its config")
+    settable = ("norm_cfg" in comp.cfg or cls.norm_default is not None) and cls.gn_from_config
+    hard_coded = (
+        f"{cls.name} hard-codes BatchNorm in {', '.join(cls.hard_coded_bn)} ({cls.source}); "
+        "only a source rewrite changes it (bn2gn rewrite)"
+    )
+    if not settable:
+        # nothing the config can say converts it: the operation asked for cannot be done
+        state.refused.append(
+            f"{comp.path}: {hard_coded}"
+            if cls.hard_coded_bn
+            else f"{comp.path}: {cls.name} has no GroupNorm setting in its config"
+        )
         return
+    if cls.hard_coded_bn:
+        # norm_cfg converts part of it; the hard-coded layers stay BatchNorm
+        state.notes.append(f"{comp.path}: norm_cfg is converted, but {hard_coded}")
     channels = cls.norm_channels(comp.cfg)
     groups = sorted({gn_groups(c) for c in channels})
     if len(groups) != 1:
@@ -284,6 +306,10 @@ def _group_norm(state: _State, name: str) -> None:
         [("norm_cfg", f"dict({prefix}type='GN', num_groups={groups[0]}, requires_grad=True)")],
     )
     state.renames.extend(_renames(comp))
+    paramwise, _, _ = optimizer_settings(cfg, detect_stack(cfg))
+    caveat = gn_caveat(cfg, comp, paramwise)
+    if caveat:
+        state.notes.append(f"{comp.path}: {caveat[len('; caveat: ') :]}")
 
 
 def _renames(comp: Component) -> List[RenameRule]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import Opt, message_text
@@ -77,8 +79,8 @@ def invalid_keys(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
             accepted = key not in comp.cls.rejects and (
                 comp.cls.accepts is None or key in comp.cls.accepts
             )
-            if accepted:
-                continue
+            if accepted or (key not in comp.cls.rejects and comp.cls.extra != "reject"):
+                continue  # **kwargs take it: ignored_keys says what happens to it
             origin = comp.cfg.origin(key)
             hint = ""
             if key == "norm_eval":
@@ -99,6 +101,32 @@ def invalid_keys(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
                     f"{comp.cls.name} does not accept {key}={comp.cfg[key]!r}: building the model "
                     f"raises TypeError (unexpected keyword argument '{key}'){hint}"
                     f"{_inherited(cfg, origin)}",
+                )
+            )
+    return out
+
+
+def ignored_keys(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
+    """MMC012: a key only ``**kwargs`` takes, which the class neither stores nor passes on."""
+    out = []
+    for comp in comps:
+        cls = comp.cls
+        if cls is None or cls.extra != "ignore" or cls.accepts is None:
+            continue
+        for key in comp.cfg:
+            if key in ("type", "_scope_", "_delete_") or key in cls.accepts:
+                continue
+            origin = comp.cfg.origin(key)
+            out.append(
+                _finding(
+                    Code.MMC012,
+                    WARNING,
+                    comp.path,
+                    key,
+                    origin,
+                    f"accepted and ignored: this setting does nothing. {cls.name} takes "
+                    f"{key}={comp.cfg[key]!r} through **kwargs, which {cls.ignored_by} neither "
+                    f"stores nor passes on{_inherited(cfg, origin)}",
                 )
             )
     return out
@@ -225,17 +253,43 @@ def keys_origin(paramwise: Optional[dict], key: str) -> Optional[Origin]:
 
 
 def unmatched_keys(cfg: ResolvedConfig, comps: List[Component], paramwise) -> List[Finding]:
-    """MMC005: a custom key contained in no parameter name silently does nothing."""
+    """MMC005: a custom key contained in no parameter name silently does nothing.
+
+    A key that a component of unknown type could hold is unchecked (MMC011 lists it), never
+    "matches nothing"; a key naming a module a subclass set to None matches nothing for certain.
+    """
     out = []
     for key in ordered_keys(custom_keys(paramwise)):
-        verdict, unknown = _key_matches(key, comps)
-        if verdict:
+        gone = None if _key_matches(key, comps)[0] else _removed_match(key, comps)
+        if gone is not None:
+            out.append(
+                _finding(
+                    Code.MMC005,
+                    WARNING,
+                    "",
+                    f"custom_keys.{key}",
+                    keys_origin(paramwise, key),
+                    f"'{key}' applies to nothing: {gone}",
+                )
+            )
             continue
+        verdict, unknown = _key_matches(key, comps)
+        if verdict or _unchecked_by(key, comps) or detector_modules(cfg):
+            continue  # the unknown part could hold it: keys_unchecked says so
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
         caveat = (
-            f"; not known inside {', '.join(unknown)}: `bn2gn config verify` checks the built model"
+            f"; not known inside {shown}: `bn2gn config verify` checks the built model"
             if unknown
             else ""
         )
+        method = next((c for c in comps if c.cls is not None and key in c.cls.methods), None)
+        if method is not None:
+            caveat += f"; '{key}' is a method of {method.cls.name}, not a module"
+        near = _nearest(key, comps)
+        if near:
+            caveat += f"; nearest module names: {', '.join(near)}"
         out.append(
             _finding(
                 Code.MMC005,
@@ -269,6 +323,71 @@ def _key_matches(key: str, comps: List[Component]) -> Tuple[bool, List[str]]:
             return True, []
         unknown += [f"{comp.path}.{o}" for o in comp.cls.opaque]
     return False, unknown
+
+
+def detector_modules(cfg: ResolvedConfig) -> List[str]:
+    """Model entries the detector builds itself from a dict without ``type`` that configures
+    layers (DETR's ``encoder=dict(layer_cfg=...)``); flat settings such as a voxel layer's hold
+    no parameters."""
+    model = cfg.data.get("model")
+    return [
+        f"model.{k}"
+        for k, v in (model.items() if isinstance(model, dict) else ())
+        if isinstance(v, dict)
+        and "type" not in v
+        and not str(k).endswith("_cfg")
+        and any(isinstance(inner, dict) for inner in v.values())
+    ]
+
+
+def keys_unchecked(cfg: ResolvedConfig, comps: List[Component], paramwise) -> List[str]:
+    """Custom keys matching no known module, which modules the detector builds itself may hold."""
+    holders = detector_modules(cfg)
+    if not holders:
+        return []
+    return [
+        k
+        for k in ordered_keys(custom_keys(paramwise))
+        if not _key_matches(k, comps)[0] and not _unchecked_by(k, comps)
+    ]
+
+
+def _nearest(key: str, comps: List[Component], limit: int = 5) -> List[str]:
+    """Module names a mistyped key may have meant: a shared word stem, or a close spelling."""
+    words = [w for w in re.split(r"[._]", key) if len(w) >= 3]
+    found: Dict[str, str] = {}
+    for comp in comps:
+        for child in comp.cls.children if comp.cls is not None else ():
+            parts = [p for p in child.split("_") if len(p) >= 3]
+            shared = any(p.startswith(w) or w.startswith(p) for w in words for p in parts)
+            close = difflib.SequenceMatcher(None, key, child).ratio() >= 0.75
+            if (shared or close) and child not in found:
+                found[child] = f"'{child}' ({comp.path}.{child})"
+    return list(found.values())[:limit]
+
+
+def _removed_match(key: str, comps: List[Component]) -> Optional[str]:
+    """Why ``key`` names a module that is not there: a subclass set it to None after super().__init__()."""
+    for comp in comps:
+        if comp.cls is None:
+            continue
+        for child, where in comp.cls.removed:
+            path = f"{comp.key}.{child}"
+            if (key in path or _extends(key, path)) and not _key_matches(key, [comp])[0]:
+                return (
+                    f"{comp.cls.name} sets {child} = None after super().__init__() ({where}), "
+                    f"so {comp.path}.{child} holds no parameters"
+                )
+    return None
+
+
+def _unchecked_by(key: str, comps: List[Component]) -> List[Component]:
+    """Components of unknown type that could hold ``key`` (all of them, unless it names another)."""
+    unknown = [c for c in comps if c.cls is None]
+    owner = next((c for c in comps if key.startswith(f"{c.key}.") or key == c.key), None)
+    if owner is not None:
+        return [owner] if owner.cls is None else []
+    return unknown
 
 
 def _extends(key: str, path: str) -> bool:
@@ -396,8 +515,9 @@ def freeze_timing(cfg: ResolvedConfig, comps: List[Component], stack: str) -> Li
         origin = comp.cfg.origin("frozen_stages")
         if "train()" in state.when:
             text = (
-                "Swin freezes only in train(): when the optimizer is built every parameter still requires "
-                "grad, so the optimizer receives the frozen stages too (they get no gradient later)"
+                f"{comp.cls.name} freezes only in train(): when the optimizer is built every parameter "
+                "still requires grad, so the optimizer receives the frozen stages too (they get no "
+                "gradient later)"
             )
         elif stack == MMENGINE:
             text = (
@@ -415,7 +535,35 @@ def freeze_timing(cfg: ResolvedConfig, comps: List[Component], stack: str) -> Li
     return out
 
 
-def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Finding]:
+def gn_caveat(cfg: ResolvedConfig, comp: Component, paramwise) -> str:
+    """GroupNorm where a loaded checkpoint holds trained BatchNorm: it starts untrained there."""
+    checkpoint = cfg.data.get("load_from") or _pretrained(comp.cfg)
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return ""
+    keys = custom_keys(paramwise)
+    key = key_for_component(keys, comp)
+    mult = keys[key].get("lr_mult", 1.0) if key is not None else 1.0
+    slow = (
+        f", and at lr_mult={mult} ('{key}') it learns {1 / mult:g}x slower than the rest"
+        if isinstance(mult, (int, float)) and 0 < mult < 1
+        else ""
+    )
+    return (
+        f"; caveat: {checkpoint!r} holds this component's trained BatchNorm, which GroupNorm cannot "
+        f"use: the GroupNorm layers start untrained (weight 1, bias 0){slow}"
+    )
+
+
+def _pretrained(comp_cfg: dict) -> Optional[str]:
+    init = comp_cfg.get("init_cfg")
+    if isinstance(init, dict) and str(init.get("type", "")) == "Pretrained":
+        return init.get("checkpoint")
+    return comp_cfg.get("pretrained") if isinstance(comp_cfg.get("pretrained"), str) else None
+
+
+def groupnorm_candidates(
+    cfg: ResolvedConfig, comps: List[Component], paramwise=None
+) -> List[Finding]:
     """MMC009: non-backbone BatchNorm that GroupNorm can replace (from the config, or in source only)."""
     out = []
     for comp in comps:
@@ -431,8 +579,9 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
                     "",
                     comp.origin,
                     f"source-only: {comp.cls.name} hard-codes BatchNorm in "
-                    f"{', '.join(comp.cls.hard_coded_bn)} ({comp.cls.source}); "
-                    "only a source rewrite changes it (bn2gn rewrite)",
+                    f"{', '.join(comp.cls.hard_coded_bn)} ({_bn_where(comp.cls)}); "
+                    "only a source rewrite changes it (bn2gn rewrite)"
+                    + gn_caveat(cfg, comp, paramwise),
                 )
             )
         settable = "norm_cfg" in comp.cfg or comp.cls.norm_default is not None
@@ -458,14 +607,25 @@ def groupnorm_candidates(cfg: ResolvedConfig, comps: List[Component]) -> List[Fi
                     f"requires_grad=True) ({text}; BatchNorm now from {where}); "
                     "bn2gn config rewrite ",
                     Opt("gn", comp.key, command="config rewrite"),
+                    gn_caveat(cfg, comp, paramwise),
                 ),
             )
         )
     return out
 
 
-def hook_arguments(cfg: ResolvedConfig, stack: str) -> List[Finding]:
-    """MMC010: arguments the optimizer hook (mmcv 1.x) or optimizer wrapper (mmengine) does not take."""
+def _bn_where(cls) -> str:
+    """Where the source builds the hard-coded BatchNorm; the class's file when only the table says."""
+    where = dict(cls.facts).get("hard-coded BatchNorm", "")
+    return where if where and "table" not in where else cls.source
+
+
+def hook_arguments(cfg: ResolvedConfig, stack: str, catalog=None) -> List[Finding]:
+    """MMC010: arguments the optimizer hook (mmcv 1.x) or optimizer wrapper (mmengine) does not take.
+
+    A hook or wrapper class of the project's own is followed through its base classes: what its
+    ``**kwargs`` pass on must be accepted further up (mmcv's hook, as listed in HOOK_ARGS).
+    """
     if stack == MMCV1:
         holder, table, name = cfg.data.get("optimizer_config"), HOOK_ARGS, "optimizer_config"
         default = "OptimizerHook"
@@ -476,6 +636,11 @@ def hook_arguments(cfg: ResolvedConfig, stack: str) -> List[Finding]:
         return []
     kind = str(holder.get("type", default)).rpartition(".")[2]
     accepted = table.get(kind)
+    chain_text = ""
+    if accepted is None and catalog is not None:
+        found = catalog.hook_keys(kind, table)
+        if found is not None:
+            accepted, chain_text = found
     if accepted is None:
         return []
     out = []
@@ -491,7 +656,7 @@ def hook_arguments(cfg: ResolvedConfig, stack: str) -> List[Finding]:
                 key,
                 origin,
                 f"{kind} does not accept {key}: building it raises TypeError"
-                f"{_hook_hint(key, stack)}",
+                f"{chain_text}{_hook_hint(key, stack)}",
             )
         )
     return out
@@ -505,35 +670,63 @@ def _hook_hint(key: str, stack: str) -> str:
     return " (in mmengine it is an option of the DeepSpeed strategy, not of optimizer wrappers)"
 
 
-def unknown_components(comps: List[Component]) -> List[Finding]:
-    return [
-        _finding(
-            Code.MMC011,
-            WARNING,
-            comp.path,
-            "type",
-            comp.origin,
-            f"type {comp.type!r} is not in bn2gn's table nor in the plugin folder: not checked",
+def unknown_components(comps: List[Component], paramwise=None) -> List[Finding]:
+    """MMC011, once per type: where bn2gn looked, and the custom keys left unchecked because of it."""
+    by_type: Dict[str, List[Component]] = {}
+    for comp in comps:
+        if comp.cls is None:
+            by_type.setdefault(repr(comp.type), []).append(comp)
+    keys = ordered_keys(custom_keys(paramwise))
+    out = []
+    for kind, group in by_type.items():
+        unchecked = [
+            k
+            for k in keys
+            if any(c in group for c in _unchecked_by(k, comps))
+            and not any(k in f"{c.key}." for c in comps)  # a whole component: it applies
+            and not _key_matches(k, [c for c in comps if c.cls is not None])[0]
+        ]
+        also = f" (also {', '.join(c.path for c in group[1:])})" if len(group) > 1 else ""
+        keys_text = (
+            f"; custom keys not checked because of it: {', '.join(repr(k) for k in unchecked)}"
+            if unchecked
+            else ""
         )
-        for comp in comps
-        if comp.cls is None
-    ]
+        out.append(
+            _finding(
+                Code.MMC011,
+                WARNING,
+                group[0].path,
+                "type",
+                group[0].origin,
+                f"type {kind}{also} is found in none of the plugin folder, custom_imports, the "
+                f"config's repository, the installed packages or bn2gn's table: its keys are not "
+                f"checked{keys_text}",
+            )
+        )
+    return out
 
 
 def all_findings(
-    cfg: ResolvedConfig, comps: List[Component], stack: str, paramwise, clip
+    cfg: ResolvedConfig,
+    comps: List[Component],
+    stack: str,
+    paramwise,
+    clip,
+    catalog=None,
 ) -> List[Finding]:
     found: Iterable[Finding] = (
         invalid_keys(cfg, comps)
+        + ignored_keys(cfg, comps)
         + stage_range(cfg, comps)
         + lr_mult_zero(cfg, comps, stack, paramwise, clip)
         + unmatched_keys(cfg, comps, paramwise)
         + batchnorm_training(cfg, comps, stack, paramwise)
         + merge_surprises(cfg, comps, paramwise)
         + freeze_timing(cfg, comps, stack)
-        + groupnorm_candidates(cfg, comps)
-        + hook_arguments(cfg, stack)
-        + unknown_components(comps)
+        + groupnorm_candidates(cfg, comps, paramwise)
+        + hook_arguments(cfg, stack, catalog)
+        + unknown_components(comps, paramwise)
     )
     return list(found)
 

@@ -19,9 +19,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import EXIT_USAGE, Bn2gnError
 from .audit import load
-from .model import MMENGINE, Component, components, custom_keys, detect_stack, optimizer_settings
-from .plugins import Catalog, find_plugin_dirs
-from .rules import invalid_keys, stage_range
+from .findings import ERROR, Finding
+from .model import (
+    MMENGINE,
+    Component,
+    components,
+    custom_keys,
+    detect_stack,
+    optimizer_settings,
+)
+from .plugins import open_catalog
+from .rules import all_findings
 from .values import to_plain
 
 VERIFIED, STATIC_ONLY, FAILED = "verified", "static only", "failed"
@@ -42,6 +50,9 @@ class ComponentCheck:
     total: Optional[int] = None
     frozen_received: Optional[int] = None
     gradients: Optional[int] = None
+    #: parameter values (numel), all and trainable after train()
+    values: Optional[int] = None
+    trainable_values: Optional[int] = None
     parameter_names: List[str] = dataclasses.field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
@@ -58,10 +69,13 @@ class VerifyReport:
     checks: List[ComponentCheck]
     unmatched_keys: List[str]
     unmatched_note: str
+    #: the audit's error findings: a config that will crash fails the verdict even where
+    #: the component could not be built here
+    static_errors: List[Finding] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.status != FAILED for c in self.checks)
+        return not self.static_errors and all(c.status != FAILED for c in self.checks)
 
     def as_dict(self) -> dict:
         return {
@@ -71,6 +85,7 @@ class VerifyReport:
             "components": [c.as_dict() for c in self.checks],
             "unmatched_custom_keys": self.unmatched_keys,
             "unmatched_note": self.unmatched_note,
+            "static_errors": [f.as_dict() for f in self.static_errors],
         }
 
 
@@ -78,13 +93,15 @@ def verify_config(
     path: Path, resolver: str = "static", plugin_dirs: Sequence[Path] = (), input_size: int = 64
 ) -> VerifyReport:
     cfg = load(path, resolver)
-    comps = components(
-        cfg, Catalog(find_plugin_dirs(Path(path), cfg.data.get("plugin_dir"), plugin_dirs))
-    )
     stack = detect_stack(cfg)
-    paramwise, _, _ = optimizer_settings(cfg, stack)
+    catalog = open_catalog(Path(path), cfg.data, plugin_dirs, stack == MMENGINE)
+    comps = components(cfg, catalog)
+    paramwise, _, clip = optimizer_settings(cfg, stack)
+    errors = [
+        f for f in all_findings(cfg, comps, stack, paramwise, clip, catalog) if f.severity == ERROR
+    ]
     predicted: Dict[str, List[str]] = {}
-    for finding in invalid_keys(cfg, comps) + stage_range(cfg, comps):
+    for finding in errors:
         predicted.setdefault(finding.component, []).append(finding.code.name)
     with _quiet(), _mm_stack() as registry:
         checks = [
@@ -101,7 +118,12 @@ def verify_config(
         else ""
     )
     return VerifyReport(
-        config=Path(path), stack=stack, checks=checks, unmatched_keys=unmatched, unmatched_note=note
+        config=Path(path),
+        stack=stack,
+        checks=checks,
+        unmatched_keys=unmatched,
+        unmatched_note=note,
+        static_errors=errors,
     )
 
 
@@ -160,11 +182,17 @@ def _check(
     check = ComponentCheck(
         component=comp.path, type=comp.type, status=STATIC_ONLY, predicted=predicted
     )
-    if not _registered(registry, comp.type):
-        check.detail = f"{comp.type!r} is not in the mmdet registry here (mmdet3d or plugin class)"
+    source = _source_file(comp)
+    if not _registered(registry, comp.type) and source is None:
+        check.detail = (
+            f"{comp.type!r} is not in the mmdet registry here and its source was not found"
+        )
         return check
     try:
-        module = registry.build(to_plain(comp.cfg))
+        module = _build(registry, comp, source)
+    except _LoadError as exc:
+        check.detail = f"its source cannot be run here: {_summary(exc.__cause__ or exc)}"
+        return check
     except _ENVIRONMENT_ERRORS as exc:
         if not predicted:
             check.detail = f"cannot be built here: {_summary(exc)}"
@@ -198,6 +226,32 @@ def _check(
     return check
 
 
+class _LoadError(Exception):
+    """The class's file could not be run here (a missing package, a compiled op)."""
+
+
+def _source_file(comp: Component) -> Optional[Path]:
+    """The file the audit read the class from, when it is one (not bn2gn's table)."""
+    if comp.cls is None or "everything" in dict(comp.cls.facts):
+        return None
+    path = Path(comp.cls.source.rpartition(":")[0])
+    return path if path.is_file() else None
+
+
+def _build(registry, comp: Component, source: Optional[Path]):
+    """The mmdet registry's class when it has one, else the class run from its source file."""
+    config = to_plain(comp.cfg)
+    if _registered(registry, comp.type):
+        return registry.build(config)
+    from .source_build import load_class
+
+    try:
+        cls = load_class(source, comp.cls.name)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the file needs that is not here
+        raise _LoadError(str(exc)) from exc
+    return cls(**{k: v for k, v in config.items() if k not in ("type", "_scope_")})
+
+
 def _registered(registry, type_name: Any) -> bool:
     if not isinstance(type_name, str):
         return False
@@ -224,6 +278,8 @@ def _count(check: ComponentCheck, module, stack: str, paramwise, at_build: set) 
     check.batchnorm_training = sum(1 for m in norms if m.training)
     check.total = len(params)
     check.trainable = sum(1 for _, p in params if p.requires_grad)
+    check.values = sum(p.numel() for _, p in params)
+    check.trainable_values = sum(p.numel() for _, p in params if p.requires_grad)
     gets_all = stack != MMENGINE or not paramwise
     received = [p for _, p in params if gets_all or id(p) in at_build]
     check.frozen_received = sum(1 for p in received if not p.requires_grad)
@@ -256,6 +312,9 @@ def _inputs(comp: Component, size: int):
     name = comp.cls.name if comp.cls else ""
     if name in ("ResNet", "ResNeXt", "RegNet", "SwinTransformer"):
         return torch.randn(2, int(comp.cfg.get("in_channels", 3)), size, size)
+    channels = comp.cfg.get("in_channels")
+    if comp.cls is not None and comp.cls.role == "backbone" and isinstance(channels, int):
+        return torch.randn(2, channels, size, size)  # a 2-D backbone (SECOND on BEV features)
     if name == "FPN":
         channels = comp.cfg.get("in_channels", [])
         return [
@@ -263,6 +322,12 @@ def _inputs(comp: Component, size: int):
             for i, c in enumerate(channels)
         ]
     return None
+
+
+def _millions(count: Optional[int]) -> str:
+    if count is None:
+        return "?"
+    return f"{count / 1e6:.2f}M" if count >= 1_000_000 else f"{count:,}"
 
 
 def _summary(exc: BaseException) -> str:
@@ -285,6 +350,10 @@ def render_text(report: VerifyReport) -> List[str]:
                 f"would still receive: {check.frozen_received}"
             )
             lines.append(
+                f"    parameter values: {_millions(check.values)} "
+                f"({_millions(check.trainable_values)} trainable)"
+            )
+            lines.append(
                 f"    BatchNorm in train mode after train(): {check.batchnorm_training}/{check.batchnorm_total}"
             )
         if check.gradients is not None:
@@ -293,9 +362,12 @@ def render_text(report: VerifyReport) -> List[str]:
         lines.append(f"  custom key '{key}' matches no parameter")
     if report.unmatched_note:
         lines.append(f"  custom keys {report.unmatched_note}")
+    for finding in report.static_errors:
+        lines.append(f"  static: {finding.render()}")
     verified = sum(c.status == "verified" for c in report.checks)
     failed = sum(c.status == FAILED for c in report.checks)
     lines.append(
-        f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only"
+        f"{verified} verified, {failed} failed, {len(report.checks) - verified - failed} static only; "
+        f"{len(report.static_errors)} static error(s): {'passed' if report.ok else 'FAILED'}"
     )
     return lines
