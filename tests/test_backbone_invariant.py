@@ -308,3 +308,23 @@ def test_remap_refuses_to_guess_without_source_plan_model_or_names(tmp_path):
     for option in ("--model", "--plan", "--source", "--backbone-attr"):
         assert option in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.pth"]
+
+
+def test_a_kept_attribute_joins_the_backbone_and_the_injected_helpers_follow(tmp_path):
+    """Inject, then settle the neck as backbone with --keep: the neck stays BatchNorm, so the
+    helpers injected before are updated to freeze it too; a third run changes nothing."""
+    repo = _repo("named_backbone", tmp_path)
+    assert run_cli(["patch-trainer", "train.py"], cwd=repo).exit_code == 0
+    assert 'backbone_attrs=("backbone", "base_layer")' in (repo / "train.py").read_text()
+    result = run_cli(["migrate", "--write", "--keep", "Detector.neck"], cwd=repo)
+    assert result.exit_code == 0, result.output
+    assert "Detector.neck" in (repo / "train.py").read_text()
+    assert run_cli(["migrate", "--check", "--keep", "Detector.neck"], cwd=repo).exit_code == 0
+    model = _build(repo)
+    freeze, keep = _freeze_functions(repo)
+    model.train()
+    freeze(model)
+    assert _frozen(model) == {"backbone.stem.1", "backbone.stage.1", "neck.1"}
+    model.train()
+    keep(model)
+    assert _in_eval(model) == {"backbone.stem.1", "backbone.stage.1", "neck.1"}

@@ -164,6 +164,7 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
         for r in roots
     ]
     plan.backbones = {r.name: dict(sorted(r.evidence.items())) for r in roots if r.evidence}
+    _kept_attributes(project, roots, config, plan)
     for root in roots:
         if not root.has_backbone:
             plan.notes.append(
@@ -381,6 +382,21 @@ def _overrides_used(config: Config) -> Dict[Tuple[str, str], bool]:
         for flag, names in (("convert", config.convert), ("keep", config.keep))
         for name in names
     }
+
+
+def _kept_attributes(project: Project, roots, config: Config, plan: Plan) -> None:
+    """``--keep Root.attr`` names an attribute of a root model as backbone: its sites stay
+    BatchNorm, so the freeze must cover it too (it joins the plan's backbone, with that reason)."""
+    for name in config.keep:
+        owner, dot, attr = name.rpartition(".")
+        root = next((r for r in roots if r.name == owner), None) if dot else None
+        if root is None or attr in plan.backbones.get(root.name, {}):
+            continue
+        assigned = set().union(*statement_attrs(project, root.cls).values())
+        if attr in assigned and attr not in config.backbone_names:
+            plan.backbones.setdefault(root.name, {})[attr] = message_text(
+                f"{root.name}.{attr}: kept as backbone by ", Opt("keep", name)
+            )
 
 
 def _site_targets(project: Project, facts: ModuleFacts, raw: RawSite) -> Set[str]:
