@@ -46,6 +46,7 @@ __all__ = [
     "load_settings",
     "patch_one",
     "remap_decision",
+    "replace_rules",
     "rewrite_one",
     "source_from_bytes",
     "unified_diff",
@@ -87,11 +88,10 @@ class Session:
         paths: Sequence[Path],
         config_file: Optional[Path] = None,
         plan_file: Optional[Path] = None,
-        settings_from: Optional[Sequence[Path]] = None,
         **values,
     ) -> "Session":
-        """Load the settings (found above ``settings_from`` or the first path) and open a session."""
-        settings = load_settings(list(settings_from or paths), config_file, **values)
+        """Load the settings (found above the first path) and open a session; ``values``: the flags."""
+        settings = load_settings(list(paths), config_file, **values)
         return cls(paths, settings, plan_file=plan_file)
 
     # -- the plan and the decision -----------------------------------------------------------------
