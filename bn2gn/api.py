@@ -46,6 +46,7 @@ __all__ = [
     "load_settings",
     "patch_one",
     "remap_decision",
+    "remap_options",
     "replace_rules",
     "rewrite_one",
     "source_from_bytes",
@@ -120,8 +121,11 @@ class Session:
     @property
     def backbone(self) -> Backbone:
         """The configured names plus every root's inferred backbone attributes, with evidence."""
+        if self._backbone is None and not self.paths:
+            # no model source named (verify without --path): only the names can be known
+            self._backbone = Backbone.named(self.settings.backbone_names)
         if self._backbone is None:
-            where = ", ".join(_display(p) for p in self.paths) or "."
+            where = ", ".join(_display(p) for p in self.paths)
             try:
                 plan = self.plan
             except NothingToAnalyse:
@@ -181,12 +185,6 @@ class Session:
             insert_before_line=insert_before_line,
             helper_module=helper_module,
         )
-
-    def remap_options(self, **flags):
-        """``remap-ckpt``'s options with this session's backbone (``flags``: keep_prefix, ...)."""
-        from .checkpoint.remap import RemapOptions
-
-        return RemapOptions(backbone=self.backbone, **flags)
 
     # -- engines -----------------------------------------------------------------------------------
     def discover_files(self, paths: Optional[Sequence[Path]] = None) -> List[Path]:
@@ -328,6 +326,26 @@ def undecided(checkpoint: Path) -> Message:
         Opt("backbone_attr", "NAME"),
         ")",
     )
+
+
+def remap_options(
+    checkpoint: Path,
+    settings: Config,
+    source: Optional[Path] = None,
+    names_given: bool = False,
+    model_spec: Optional[str] = None,
+    plan_file: Optional[Path] = None,
+    renames_file: Optional[Path] = None,
+    **flags,
+):
+    """``remap-ckpt``'s options: the backbone and the rule that decided it (``remap_decision``), plus
+    ``flags`` (keep_prefix, keep_optimizer, reset_affine, plan)."""
+    from .checkpoint.remap import RemapOptions
+
+    backbone, decided_by = remap_decision(
+        checkpoint, settings, source, names_given, model_spec, plan_file, renames_file
+    )
+    return RemapOptions(backbone=backbone, decided_by=decided_by, **flags)
 
 
 def _check_backbone(options) -> None:

@@ -191,3 +191,60 @@ def test_the_static_analysis_never_imports_torch():
         if "torch" in _top_level_imports(p)
     )
     assert offenders == []
+
+
+#: what builds settings, plans or engine options: only the seam (bn2gn.api) may call these, so no
+#: front end can rebuild "what is backbone" on its own
+SEAM_ONLY = {
+    "load_config",
+    "build_plan",
+    "plan_for_rewrite",
+    "TrainerOptions",
+    "RemapOptions",
+    "patch_files",
+    "rewrite_paths",
+    "plan_jobs",
+    "Backbone",
+}
+FRONT_ENDS = [
+    *sorted((PACKAGE / "cli").glob("*.py")),
+    *sorted((PACKAGE / "migrate").glob("*.py")),
+    PACKAGE / "libcst_commands.py",
+    PACKAGE / "smoke" / "demo.py",
+]
+
+
+def _imported_names(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_front_ends_reach_settings_plans_and_engine_options_only_through_the_seam():
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(_imported_names(path) & SEAM_ONLY)
+        for path in FRONT_ENDS
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    users = [p for p in FRONT_ENDS if "api" in {a for a in _imported_names(p)} or _uses_api(p)]
+    assert {p.name for p in users} >= {
+        "scan_rewrite.py",
+        "patch_trainer.py",
+        "remap.py",
+        "smoke.py",
+        "migrate.py",
+        "run.py",
+        "libcst_commands.py",
+        "demo.py",
+    }
+
+
+def _uses_api(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "api":
+            return True
+        if isinstance(node, ast.ImportFrom) and any(a.name == "api" for a in node.names):
+            return True
+    return False

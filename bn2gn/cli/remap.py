@@ -134,8 +134,8 @@ def remap_ckpt(
     num_batches_tracked; backbone tensors are copied bit for bit. OLD is never modified.
     Exit codes: 0 done, 1 verification failed (nothing written), 2 bad input or usage.
     """
-    from ..api import load_settings, remap_decision
-    from ..checkpoint import LoadOptions, RemapJob, RemapOptions, run_remap
+    from ..api import load_settings, remap_options
+    from ..checkpoint import LoadOptions, RemapJob, run_remap
     from ..checkpoint.plan_select import load_plan_selection
     from ..checkpoint.report import as_dict, render_text, summary_line
     from ..modelspec import parse_model_spec
@@ -157,9 +157,6 @@ def remap_ckpt(
     settings = load_settings(
         [source_tree or (paths[0] if paths else old)], config_file, backbone_names=backbone_attrs
     )
-    backbone, decided_by = remap_decision(  # backbone None: refused once BatchNorm is found
-        old, settings, source_tree, bool(backbone_attrs), model_spec, plan_file, renames_file
-    )
     job = RemapJob(
         source=old,
         output=output,
@@ -168,9 +165,14 @@ def remap_ckpt(
         dry_run=dry_run,
         keys=tuple(keys),
         load=LoadOptions(trust_pickle=trust_pickle, allow_globals=tuple(allow_globals)),
-        remap=RemapOptions(
-            backbone=backbone,
-            decided_by=decided_by,
+        remap=remap_options(
+            old,
+            settings,
+            source_tree,
+            bool(backbone_attrs),
+            model_spec,
+            plan_file,
+            renames_file,
             keep_prefix=keep_prefix,
             keep_optimizer=keep_optimizer,
             reset_affine=reset_affine,

@@ -306,7 +306,7 @@ def verify(
     and prints the same report as `bn2gn demo`.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
-    from ..api import Backbone, Session, load_settings
+    from ..api import Session, load_settings
     from ..modelspec import parse_model_spec
     from ..smoke.verify import VerifyOptions, parse_input_shape, run_verify
 
@@ -321,11 +321,10 @@ def verify(
     )
     # the plan of the --path folders decides the backbone; without them only the names can
     session = Session(list(paths), settings, tolerate_no_model=True)
-    backbone = session.backbone if paths else Backbone.named(settings.backbone_names)
     options = VerifyOptions(
         spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
         input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
-        backbone=backbone,
+        backbone=session.backbone,
         steps=steps,
         device=device,
         freeze_from=tuple(freeze_from),

@@ -76,8 +76,12 @@ class Demo:
         self.result.sections.append(self.pipeline)
         self._log_numbers = itertools.count(1)
 
-    @functools.cached_property
+    @property
     def attrs(self) -> Tuple[str, ...]:
+        return self.backbone.spellings
+
+    @functools.cached_property
+    def backbone(self):
         """The backbone the plan of the migrated models keeps (names plus ``Root.attr`` entries): the
         same decision patch-trainer baked into the freeze, checked by the harness. Read after the
         migration steps, when the converted copy exists."""
@@ -85,7 +89,7 @@ class Demo:
 
         settings = load_settings([self.converted], backbone_names=self.options.backbone_attrs)
         session = Session([self.converted / "lib" / "models"], settings, tolerate_no_model=True)
-        return session.backbone.spellings
+        return session.backbone
 
     def run(self) -> DemoResult:
         # [4/4] only needs the original copy, so it runs while [1/4]-[3/4] convert the other one.
@@ -132,14 +136,12 @@ class Demo:
     def _check_injected_backbone(self) -> None:
         """The freeze patch-trainer injected must carry the plan's backbone (what the harness checks);
         when it does not, say so and how to update it, not that calls are missing."""
-        from ..decision import Backbone
         from .freeze_source import load_freeze_logic
         from .verify import freeze_backbone_checks
 
         files = [self.converted / name for name in TRAINER_FILES]
         logic = load_freeze_logic([f for f in files if f.is_file()], ())
-        planned = Backbone.from_spellings(self.attrs, source="the plan of lib/models")
-        for check in freeze_backbone_checks(logic, planned):
+        for check in freeze_backbone_checks(logic, self.backbone):
             self._add(check)
 
     def _pretrain(self) -> Tuple[StepResult, Optional[dict]]:
