@@ -217,6 +217,9 @@ def test_verify_names_a_freeze_that_carries_another_backbone(tmp_path):
         in (result.output)
     )
     assert "update it: bn2gn patch-trainer train.py" in result.output
+    # the calls are there: no advice to add them
+    assert "inserts both" not in result.output and "adds it" not in result.output
+    assert "carries other backbone entries: see freeze-backbone" in result.output
 
 
 def test_migrate_updates_helpers_when_the_plan_changes(tmp_path):

@@ -11,6 +11,7 @@ the run exactly as it watches the demo's train script.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -19,7 +20,7 @@ from ..decision import Backbone
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
-from .report import FAIL, INFO, Check, Section
+from .report import FAIL, INFO, WARN, Check, Section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,9 @@ def run_verify(options: VerifyOptions) -> Section:
     if options.checkpoint is not None:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
-    logic.freeze(model)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        logic.freeze(model)  # what the user's freeze says goes into the report, not to stderr
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     generator = torch.Generator().manual_seed(options.seed)
     inputs = [torch.randn(shape, generator=generator).to(device) for shape in options.input_shapes]
@@ -131,9 +134,28 @@ def run_verify(options: VerifyOptions) -> Section:
     section.checks.append(
         Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
     )
-    section.checks += freeze_backbone_checks(logic, options.backbone)
-    section.checks += record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    section.checks += [
+        Check("freeze-warning", WARN, f"freeze_backbone_bn said: {warning.message}")
+        for warning in said
+    ]
+    carried = freeze_backbone_checks(logic, options.backbone)
+    recorded = record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    section.checks += carried + (_blame_the_carried_backbone(recorded) if carried else recorded)
     return section
+
+
+def _blame_the_carried_backbone(checks: List[Check]) -> List[Check]:
+    """The freeze calls are there; what they freeze is not the plan's backbone: the frozen-* checks
+    point at freeze-backbone instead of advising calls the user already has."""
+    return [
+        dataclasses.replace(
+            check,
+            message="the freeze runs but carries other backbone entries: see freeze-backbone",
+        )
+        if check.name.startswith(("frozen-", "backbone-")) and not check.passed
+        else check
+        for check in checks
+    ]
 
 
 def freeze_backbone_checks(logic: FreezeLogic, backbone: Backbone) -> List[Check]:
