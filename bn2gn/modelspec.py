@@ -16,13 +16,15 @@ import importlib.machinery
 import importlib.util
 import inspect
 import io
+import os
 import shlex
 import sys
-import types
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import EXIT_USAGE, Message, Opt, OptionError, message_text
+from .offline_weights import OfflineHubError, OfflineWeights, offline_weights
+from .standins import AUTO, NONE, THIRD_PARTY, StandIns, StubRecord, stand_ins
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,39 +146,147 @@ def parse_model_arg(text: str) -> Tuple[str, Any]:
     return key, value
 
 
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """A built model and what it took: stand-ins, and weights asked for while offline."""
+
+    model: Any
+    stubs: Tuple[StubRecord, ...] = ()
+    #: why every unimportable module was stood in (``--stub auto``, or the import the first try failed on)
+    auto: Optional[str] = None
+    weights: OfflineWeights = dataclasses.field(default_factory=OfflineWeights)
+
+    def stub_uses(self) -> Dict[str, Tuple[str, ...]]:
+        return {r.name: tuple(sorted(r.attributes)) for r in self.stubs}
+
+    def notes(self) -> list:
+        """One line per stand-in and per weights URL, for the text reports."""
+        lines = []
+        if self.auto:
+            lines.append(
+                message_text(
+                    Opt("stub", AUTO),
+                    f": {self.auto}, so bn2gn stood in every module the repository could not "
+                    f"import ({len([r for r in self.stubs if not r.requested])} found)",
+                )
+            )
+        lines += [f"stub {record.describe()}" for record in self.stubs]
+        return lines + self.weights.notes()
+
+    def as_dict(self) -> dict:
+        return {
+            "stub_auto": self.auto,
+            "stubs": [r.as_dict() for r in self.stubs],
+            "weights": self.weights.as_dict(),
+        }
+
+
+class _ImportFailure(OptionError):
+    """The build stopped on an import: a missing module, or a name a failed import left as None."""
+
+    def __init__(self, detail: Message, summary: str, option: str = "model"):
+        super().__init__(option, detail, EXIT_USAGE)
+        self.summary = summary
+
+
 def build_model(spec: ModelSpec):
     """Import the module, call the factory on CPU and return the ``nn.Module`` it builds."""
-    return build_model_with_stubs(spec)[0]
+    return build(spec).model
 
 
 def build_model_with_stubs(spec: ModelSpec):
-    """``build_model``, also returning ``{stub module: names the build took from it}`` for ``--stub``."""
+    """``build_model``, also returning ``{stub module: names the build took from it}``."""
+    result = build(spec)
+    return result.model, result.stub_uses()
+
+
+def build(spec: ModelSpec) -> Build:
+    """Build the model; when that fails on an import (and ``--stub none`` is not given), build it again
+    with every module the repository cannot import stood in (``--stub auto``)."""
+    requested = tuple(s for s in spec.stubs if s not in (AUTO, NONE))
+    if AUTO in spec.stubs:
+        forget_modules(spec.paths)
+        return _attempt(spec, requested, "--stub auto was given")
+    try:
+        return _attempt(spec, requested, None)
+    except _ImportFailure as failure:
+        if NONE in spec.stubs:
+            raise
+        forget_modules(spec.paths)
+        return _attempt(spec, requested, f"the build failed on an import ({failure.summary})")
+
+
+def _attempt(spec: ModelSpec, requested: Tuple[str, ...], auto: Optional[str]) -> Build:
+    before = set(sys.modules)
+    printed = io.StringIO()  # what the repository prints while building stays off bn2gn's output
+    with _sys_path(spec.paths), isolated_argv(spec.module, spec.options_argv):
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            with stand_ins(requested, bool(auto), spec.paths or (Path.cwd(),)) as stubs:
+                with offline_weights() as weights:
+                    model = _call_factory(spec, before, stubs, auto)
+    return Build(model, tuple(stubs.records.values()), auto, weights)
+
+
+def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
     import torch
 
-    before = set(sys.modules)
-    with _sys_path(spec.paths), stub_modules(spec.stubs) as stubs:
-        target = _import_factory(spec)
-        kwargs = dict(spec.kwargs)
-        if spec.options:
-            kwargs = fill_from_options(target, kwargs, build_options(spec))
-        try:
-            with torch.device("cpu"):
-                model = target(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
-            raise OptionError(
-                "model",
-                Message(
-                    f" {spec.describe()} raised {_summary(exc)}", _build_hint(exc, spec, before)
-                ),
-                EXIT_USAGE,
-            ) from None
+    target = _import_factory(spec)
+    kwargs = dict(spec.kwargs)
+    if spec.options:
+        kwargs = fill_from_options(target, kwargs, build_options(spec))
+    try:
+        with torch.device("cpu"):
+            model = target(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
+        _raise_build_error(exc, spec, before, stubs, auto)
     if not isinstance(model, torch.nn.Module):
         raise OptionError(
             "model",
             f" {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
             EXIT_USAGE,
         )
-    return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
+    return model.cpu()
+
+
+def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[str]):
+    detail = Message(f" {spec.describe()} raised {_summary(exc)}")
+    identities = [
+        f"{r.name}.{name}"
+        for r in stubs.records.values()
+        for name, kinds in sorted(r.ran_as.items())
+        if "identity" in kinds
+    ]
+    if auto and identities:
+        raise OptionError(
+            "model",
+            detail
+            + Message(
+                f"; stand-ins ran as identities while building ({', '.join(identities)}): if the "
+                "build needs what they compute (a compiled extension used while building, not only "
+                "as a layer), a stand-in cannot replace it: install that module"
+            ),
+            EXIT_USAGE,
+        ) from None
+    if isinstance(exc, OfflineHubError):
+        raise OptionError("model", Message(f" {spec.describe()}: {exc}"), EXIT_USAGE) from None
+    hint = _build_hint(exc, spec, before)
+    if not auto and (
+        (isinstance(exc, ModuleNotFoundError) and exc.name) or "is None:" in str(hint)
+    ):
+        raise _ImportFailure(detail + hint, _summary(exc)) from None
+    raise OptionError("model", detail + hint, EXIT_USAGE) from None
+
+
+def forget_modules(paths: Tuple[Path, ...]) -> None:
+    """Drop the repository's modules imported so far (by a failed build, or by reading a patched
+    script's imports), so the build with stand-ins imports them afresh instead of reusing a module
+    whose failed import left ``None`` behind."""
+    roots = tuple(os.path.join(os.path.realpath(str(p)), "") for p in paths or (Path.cwd(),))
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        real = os.path.realpath(filename) if filename else ""
+        if real.startswith(roots) and not any(part in real for part in THIRD_PARTY):
+            del sys.modules[name]
 
 
 def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
@@ -204,16 +314,21 @@ def _none_fallbacks(spec: ModelSpec, before: set) -> list:
     """(file, Fallback) for names the user's modules set to None in an ``except ImportError`` and still hold None."""
     from .import_fallbacks import find_fallbacks
 
-    folders = [str(f) for f in spec.paths] or [str(Path.cwd())]
+    folders = tuple(os.path.join(os.path.realpath(str(f)), "") for f in spec.paths or (Path.cwd(),))
     found = []
-    for name, module in list(sys.modules.items()):
+    for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
+        real = os.path.realpath(path) if path else ""
         if (
-            not path
-            or not path.endswith(".py")
-            or (name in before and not path.startswith(tuple(folders)))
+            not real.endswith(".py")
+            or not real.startswith(
+                folders
+            )  # the repository's own files, never an installed package
+            or "site-packages" in real
+            or "dist-packages" in real
         ):
             continue
+        name = module.__name__
         try:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -255,23 +370,54 @@ def build_options(spec: ModelSpec) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            return call(list(spec.options_argv))
+            with isolated_argv(module_name, spec.options_argv):
+                return call(list(spec.options_argv))
     except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
         lines = [line for line in captured.getvalue().splitlines() if line.strip()]
         reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
         raise OptionError(
-            "model_opts",
-            Message(
-                f" {flag}: the options parser rejected ", Opt("model_opts_arg"), f" ({reason})"
-            ),
-            EXIT_USAGE,
+            "model_opts", _rejected(flag, reason, spec.options_argv), EXIT_USAGE
         ) from None
     except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            raise _ImportFailure(
+                Message(
+                    f" {flag} raised {_summary(exc)}; stand it in with ", Opt("stub", exc.name)
+                ),
+                _summary(exc),
+                "model_opts",
+            ) from None
         raise OptionError(
             "model_opts",
             Message(f" {flag} raised {_summary(exc)}; check ", Opt("model_opts_arg"), " values"),
             EXIT_USAGE,
         ) from None
+
+
+def _rejected(flag: str, reason: str, argv: Tuple[str, ...]) -> Message:
+    """The parser's own reason; it blames ``--model-opts-arg`` only when that option was given."""
+    if argv:
+        return Message(
+            f" {flag}: the options parser rejected ", Opt("model_opts_arg"), f" ({reason})"
+        )
+    return Message(
+        f" {flag}: the options parser stopped with its defaults alone ({reason}); give the "
+        "arguments it needs with ",
+        Opt("model_opts_arg", "ARGS"),
+    )
+
+
+@contextlib.contextmanager
+def isolated_argv(program: str, argv: Iterable[str]) -> Iterator[None]:
+    """``sys.argv`` is ``[program, *argv]`` meanwhile: a repository parser that ignores the list it
+    is given and reads ``sys.argv`` (``opts().init()`` calling ``parse()``) never sees bn2gn's own
+    command line."""
+    saved = sys.argv
+    sys.argv = [program, *argv]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 def _options_call(flag: str, owner: Any, name: str, last: Any):
@@ -311,9 +457,15 @@ def _instantiate(flag: str, cls: type) -> Any:
 OPTIONS_PARAMETERS = ("opt", "opts", "args", "cfg")
 
 
+#: Factory parameters named differently from the options attribute that holds them
+#: (CenterTrack: ``create_model(arch, head, head_conv, opt)`` with the heads in ``opt.heads``).
+PARAMETER_ALIASES = {"head": "heads"}
+
+
 def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any]:
     """Every factory parameter not given by --model-arg: the options object for ``opt``/``opts``/``args``/
-    ``cfg``, else the options attribute of the same name (``arch`` ← ``opt.arch``), else its default."""
+    ``cfg``, else the options attribute of the same name (``arch`` ← ``opt.arch``; ``head`` ← ``opt.heads``),
+    else its default."""
     try:
         parameters = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
@@ -326,10 +478,13 @@ def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any
             parameter.POSITIONAL_ONLY,
         ):
             continue
+        alias = PARAMETER_ALIASES.get(parameter.name)
         if parameter.name in OPTIONS_PARAMETERS:
             filled[parameter.name] = opt
         elif hasattr(opt, parameter.name):
             filled[parameter.name] = getattr(opt, parameter.name)
+        elif alias and hasattr(opt, alias):
+            filled[parameter.name] = getattr(opt, alias)
     return filled
 
 
@@ -338,18 +493,18 @@ def _import_factory(spec: ModelSpec):
     try:
         module = importlib.import_module(spec.module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
+        detail = Message(f": cannot import {spec.module} ({_summary(exc)})", hint)
         if (
             isinstance(exc, ModuleNotFoundError)
             and exc.name
             and exc.name.split(".")[0] != spec.module.split(".")[0]
         ):
-            hint += Message(
+            detail += Message(
                 f"; if {exc.name} is a compiled extension that is not installed, stand it in with ",
                 Opt("stub", exc.name),
             )
-        raise OptionError(
-            "model", Message(f": cannot import {spec.module} ({_summary(exc)})", hint), EXIT_USAGE
-        ) from None
+            raise _ImportFailure(detail, _summary(exc)) from None
+        raise OptionError("model", detail, EXIT_USAGE) from None
     target: Any = module
     for part in spec.factory.split("."):
         if not hasattr(target, part):
@@ -373,94 +528,11 @@ def _sys_path(folders: Tuple[Path, ...]) -> Iterator[None]:
         sys.path[:] = saved
 
 
-class StubModule(types.ModuleType):
-    """A stand-in for a module that cannot be imported: every public attribute is an ``nn.Module``
-    class that takes any arguments and passes its first input through, so construction proceeds."""
-
-    def __init__(self, name: str, used: Dict[str, set]):
-        super().__init__(name, message_text(f"bn2gn stand-in for {name} (", Opt("stub"), ")"))
-        self.__path__ = []  # a package, so stubbed submodules import too
-        self._bn2gn_used = used.setdefault(name, set())
-
-    def __getattr__(self, attr: str):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        stand_in = _stand_in_class(self.__name__, attr)
-        setattr(self, attr, stand_in)
-        self._bn2gn_used.add(attr)
-        return stand_in
-
-
-def _stand_in_class(module: str, name: str):
-    import torch
-
-    def __init__(self, *args, **kwargs):
-        torch.nn.Module.__init__(self)
-
-    def forward(self, x=None, *args, **kwargs):
-        return x
-
-    return type(
-        name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module}
-    )
-
-
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the stubbed modules, their submodules, and parents that do not exist."""
-
-    def __init__(self, names: Tuple[str, ...]):
-        self.names = names
-        self.used: Dict[str, set] = {}
-        self.created: list = []
-
-    def find_spec(self, fullname, path=None, target=None):
-        covered = any(fullname == n or fullname.startswith(n + ".") for n in self.names)
-        parent = any(n.startswith(fullname + ".") for n in self.names)
-        if covered or (parent and importlib.machinery.PathFinder.find_spec(fullname, path) is None):
-            return importlib.util.spec_from_loader(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        self.created.append(spec.name)
-        return StubModule(spec.name, self.used)
-
-    def used_under(self, name: str) -> Tuple[str, ...]:
-        """Names taken from stub ``name`` and its submodules (``DCN``, ``functions.DCNFunc``)."""
-        found = []
-        for module, attrs in self.used.items():
-            if module == name or module.startswith(name + "."):
-                prefix = module[len(name) + 1 :]
-                found += [f"{prefix}.{a}" if prefix else a for a in attrs]
-        return tuple(sorted(found))
-
-    def exec_module(self, module) -> None:
-        return None
-
-
 @contextlib.contextmanager
-def stub_modules(names: Tuple[str, ...]) -> Iterator[_StubFinder]:
+def stub_modules(names: Tuple[str, ...]) -> Iterator[StandIns]:
     """Put stand-ins for ``names`` first in the import system; take them (and only them) out afterwards."""
-    finder = _StubFinder(tuple(names))
-    saved = {
-        n: sys.modules.pop(n)
-        for n in list(sys.modules)
-        if any(n == s or n.startswith(s + ".") for s in finder.names)
-    }
-    if names:
-        sys.meta_path.insert(0, finder)
-    try:
+    with stand_ins(names) as finder:
         yield finder
-    finally:
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-        for name in finder.created:
-            stub = sys.modules.get(name)
-            if isinstance(stub, StubModule):
-                del sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            if parent in sys.modules and getattr(sys.modules[parent], child, None) is stub:
-                delattr(sys.modules[parent], child)  # the import system set it on a real package
-        sys.modules.update(saved)
 
 
 def _is_dotted_name(text: str) -> bool:
