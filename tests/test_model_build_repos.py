@@ -86,3 +86,89 @@ def test_options_parser_missing_a_required_argument_does_not_blame_an_option_nev
         "(the following arguments are required: task); give the arguments it needs with "
         "--model-opts-arg ARGS"
     )
+
+
+# -- every missing module in one pass ------------------------------------------------------------
+TRACE_ARGS = ["scan", "lib", "--trace", "model.model:create_model", "--path", "lib"]
+OPTS_ARGS = ["--model-opts", "opts:opts", "--model-opts-arg", "tracking"]
+
+
+def test_scan_trace_stands_in_every_missing_module_in_one_run(repo):
+    result = run_cli([*TRACE_ARGS, *OPTS_ARGS], cwd=repo / "src")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert (
+        "trace: --stub auto: the build failed on an import (ModuleNotFoundError: No module named "
+        "'trackdevkit_missing_sdk'), so bn2gn stood in every module the repository could not "
+        "import (2 found)"
+    ) in lines
+    assert (
+        "trace: stub trackdevkit_missing_sdk (auto): needed at import time, imported by "
+        "lib/dataset/datasets/tracks.py; no layer built from it"
+    ) in lines
+    assert "import DCN failed" not in result.output  # the repository's prints stay off the report
+    assert "trackdevkit_missing_sdk" not in sys.modules and "model.DCNv2.dcn_v2" not in sys.modules
+
+
+def test_stub_none_keeps_the_first_failure_and_stub_auto_needs_no_failure(repo):
+    failed = run_cli([*TRACE_ARGS, *OPTS_ARGS, "--stub", "none"], cwd=repo / "src")
+    assert failed.exit_code == 2
+    assert "No module named 'trackdevkit_missing_sdk'" in failed.stderr
+    assert "--stub trackdevkit_missing_sdk" in failed.stderr
+    _forget_repository()
+    forced = run_cli([*TRACE_ARGS, *OPTS_ARGS, "--stub", "auto"], cwd=repo / "src")
+    assert forced.exit_code == 0, forced.output
+    assert "trace: --stub auto: --stub auto was given, so bn2gn stood in" in forced.stdout
+
+
+SWALLOWING_REPO = {
+    # an installed package that swallows an import of its own and holds None afterwards
+    "venv/lib/python3.11/site-packages/scipy_like/__init__.py": """
+        try:
+            from . import _cython_helpers
+        except ImportError:
+            _cython_helpers = None
+    """,
+    "repo/netlib/__init__.py": "",
+    "repo/netlib/net.py": """
+        import scipy_like  # noqa: F401
+        import torch.nn as nn
+
+        try:
+            from .dcn.dcn_op import DCN
+        except ImportError:
+            DCN = None
+
+
+        def build():
+            return nn.Sequential(DCN(3, 4, 3))
+    """,
+}
+
+
+def test_swallowed_import_hint_names_the_repository_file_never_site_packages(tmp_path, monkeypatch):
+    import textwrap
+
+    from bn2gn.errors import Bn2gnError
+    from bn2gn.modelspec import build, parse_model_spec
+
+    for relative, body in SWALLOWING_REPO.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path / "venv/lib/python3.11/site-packages"))
+    monkeypatch.chdir(tmp_path / "repo")
+    spec = parse_model_spec("netlib.net:build", paths=[tmp_path / "repo"], stubs=["none"])
+    try:
+        with pytest.raises(Bn2gnError) as info:
+            build(spec)
+        assert info.value.text.render({}).endswith(
+            "DCN is None: netlib/net.py:6 sets it to None when importing netlib.dcn.dcn_op fails; "
+            "stand that module in with --stub netlib.dcn.dcn_op"
+        )
+        automatic = build(parse_model_spec("netlib.net:build", paths=[tmp_path / "repo"]))
+        assert [(r.name, r.used_at) for r in automatic.stubs] == [("netlib.dcn.dcn_op", "build")]
+        assert automatic.model(torch.zeros(1, 3, 5, 5)).shape == (1, 4, 5, 5)
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] in ("netlib", "scipy_like")]:
+            del sys.modules[name]

@@ -10,7 +10,9 @@ the run exactly as it watches the demo's train script.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -102,13 +104,15 @@ def generic_loss(output):
 def run_verify(options: VerifyOptions) -> Section:
     import torch
 
-    from ..modelspec import build_model
+    from ..modelspec import build
     from .recorder import Recorder
 
     device = resolve_device(options.device)
-    logic = load_freeze_logic(options.freeze_from, options.backbone.spellings)
+    with contextlib.redirect_stdout(io.StringIO()):  # what the patched files' imports print
+        logic = load_freeze_logic(options.freeze_from, options.backbone.spellings)
     torch.manual_seed(options.seed)
-    model = build_model(options.spec)
+    built = build(options.spec)
+    model = built.model
     if options.checkpoint is not None:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
@@ -132,8 +136,55 @@ def run_verify(options: VerifyOptions) -> Section:
         Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
     )
     section.checks += freeze_backbone_checks(logic, options.backbone)
-    section.checks += record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    checks = record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    section.checks += offline_statistics(checks, built.weights, options.checkpoint)
+    section.checks += build_checks(built)
     return section
+
+
+def offline_statistics(checks: List[Check], weights, checkpoint) -> List[Check]:
+    """Without the pretrained weights (offline, not in the hub cache, no ``--checkpoint``) every
+    backbone BatchNorm has its initial statistics by construction: one note says so instead of a
+    warning per layer; eval mode, requires_grad and unchanged statistics are still checked."""
+    if not weights.missing or checkpoint is not None:
+        return checks
+    untrained = [c.data.get("layer") for c in checks if c.name == "untrained-statistics"]
+    kept = [c for c in checks if c.name != "untrained-statistics"]
+    kept.append(
+        Check(
+            "pretrained-statistics",
+            INFO,
+            f"pretrained statistics not available offline: {len(weights.missing)} weights URL(s) "
+            f"not in the torch hub cache ({', '.join(weights.missing)}); {len(untrained)} backbone "
+            "BatchNorm layer(s) keep their initial statistics; checked instead: eval mode, "
+            "requires_grad, statistics unchanged by the steps",
+            data={"missing": list(weights.missing), "untrained": untrained},
+        )
+    )
+    return kept
+
+
+def build_checks(built) -> List[Check]:
+    """What the build stood in and which weights it asked for, as INFO lines (and JSON data)."""
+    checks = [
+        Check("stub", INFO, record.describe(), data=record.as_dict()) for record in built.stubs
+    ]
+    if built.auto:
+        checks.insert(
+            0,
+            Check(
+                "stub-auto",
+                INFO,
+                f"{built.auto}: every module the repository could not import was stood in "
+                f"({sum(not r.requested for r in built.stubs)} found)",
+                data={"reason": built.auto},
+            ),
+        )
+    checks += [
+        Check("weights", INFO, f"{url}: served from the torch hub cache ({path})")
+        for url, path in built.weights.served
+    ]
+    return checks
 
 
 def freeze_backbone_checks(logic: FreezeLogic, backbone: Backbone) -> List[Check]:
