@@ -172,3 +172,117 @@ def test_swallowed_import_hint_names_the_repository_file_never_site_packages(tmp
     finally:
         for name in [n for n in sys.modules if n.split(".")[0] in ("netlib", "scipy_like")]:
             del sys.modules[name]
+
+
+# -- stand-ins that keep shapes ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, kwargs, expected",
+    [
+        (
+            (32, 16),
+            {"kernel_size": (3, 3), "stride": 1, "padding": 1},
+            (32, 16, (3, 3), 1, (1, 1), 1),
+        ),
+        ((8, 4, 5), {}, (8, 4, (5, 5), 1, (2, 2), 1)),
+        (
+            (),
+            {"in_channels": 8, "out_channels": 8, "kernel_size": 3, "dilation": 2},
+            (8, 8, (3, 3), 1, (2, 2), 2),
+        ),
+        ((16, 32, 3, 2), {}, (16, 32, (3, 3), 2, (1, 1), 1)),
+        ((16, 32, (1, 3)), {}, (16, 32, (1, 3), 1, (0, 1), 1)),
+    ],
+)
+def test_a_stand_in_called_like_a_convolution_is_one(args, kwargs, expected):
+    from bn2gn.standins import conv_arguments
+
+    conv = conv_arguments(args, kwargs)
+    names = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+    assert tuple(conv[n] for n in names) == expected
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((), {}),
+        ((16,), {}),
+        (("dla34", 16, 3), {}),
+        ((16, 16), {}),
+        ((16, 16, 3), {"stride": 0}),
+        ((True, 4, 3), {}),
+    ],
+)
+def test_other_stand_ins_stay_identities(args, kwargs):
+    from bn2gn.standins import conv_arguments
+
+    assert conv_arguments(args, kwargs) is None
+
+
+def test_stand_in_convolution_runs_forward_and_backward_keeping_the_size():
+    from bn2gn.standins import StubRecord, stand_in_class
+
+    record = StubRecord("dcn_ops", True)
+    DCN = stand_in_class("dcn_ops", "DCN", record)
+    layer = DCN(4, 6, kernel_size=(3, 3), stride=1, padding=1, dilation=1, deformable_groups=1)
+    out = layer(torch.ones(2, 4, 7, 9))
+    out.sum().backward()
+    assert out.shape == (2, 6, 7, 9) and layer.weight.grad is not None
+    assert DCN(4, 4, 3, 2)(torch.ones(1, 4, 8, 8)).shape == (1, 4, 4, 4)
+    assert (
+        "weight" not in layer.state_dict()
+    )  # not the real layer's tensors: no checkpoint has them
+    layer.load_state_dict({})  # and none needs them
+    assert dict(record.ran_as["DCN"]) == {
+        "Conv2d(4, 6, kernel_size=3, padding=1)": 1,
+        "Conv2d(4, 4, kernel_size=3, padding=1, stride=2)": 1,
+    }
+
+
+# -- the whole flow: migrate --write, then verify, offline -----------------------------------------
+VERIFY_ARGS = [
+    "verify",
+    "--model",
+    "model.model:create_model",
+    "--path",
+    "lib",
+    *OPTS_ARGS,
+    "--input-shape",
+    "1,3,64,64",
+    "--freeze-from",
+    "main.py",
+    "--steps",
+    "3",
+]
+
+
+def _migrated(repo):
+    result = run_cli(["migrate", "src", "--write"], cwd=repo)
+    assert result.exit_code == 0, result.output
+    _forget_repository()
+    return repo / "src"
+
+
+def test_verify_migrated_repository_offline_with_shape_keeping_stand_ins(repo):
+    import json
+
+    result = run_cli([*VERIFY_ARGS, "--format", "json"], cwd=_migrated(repo))
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    checks = {c["name"]: c for c in document["sections"][0]["checks"] if c["name"] != "stub"}
+    assert document["ok"] and not [c for c in checks.values() if c["status"] == "fail"]
+    stubs = {
+        c["data"]["module"]: c["data"]
+        for c in document["sections"][0]["checks"]
+        if c["name"] == "stub"
+    }
+    assert stubs["model.DCNv2.dcn_v2"]["used_at"] == "build"
+    assert stubs["model.DCNv2.dcn_v2"]["cause"] == "_ext"
+    assert stubs["model.DCNv2.dcn_v2"]["ran_as"] == {
+        "DCN": {
+            "Conv2d(32, 16, kernel_size=3, padding=1)": 1,
+            "Conv2d(16, 16, kernel_size=3, padding=1)": 1,
+        }
+    }
+    assert stubs["trackdevkit_missing_sdk"]["used_at"] == "import"
+    assert checks["groupnorm"]["value"] == "6 GroupNorm: C=16->16 groups x6"
+    assert checks["batchnorm-outside-backbone"]["value"] == "0 outside the backbone"
