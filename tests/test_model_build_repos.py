@@ -286,3 +286,119 @@ def test_verify_migrated_repository_offline_with_shape_keeping_stand_ins(repo):
     assert stubs["trackdevkit_missing_sdk"]["used_at"] == "import"
     assert checks["groupnorm"]["value"] == "6 GroupNorm: C=16->16 groups x6"
     assert checks["batchnorm-outside-backbone"]["value"] == "0 outside the backbone"
+
+
+# -- offline weights -------------------------------------------------------------------------------
+WEIGHTS_URL = "https://weights.example.org/imagenet/dla_tiny-5b1f4c0e.pth"
+
+
+def test_verify_says_pretrained_statistics_are_not_available_offline(repo):
+    result = run_cli(VERIFY_ARGS, cwd=_migrated(repo))
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert (
+        "INFO  pretrained-statistics       pretrained statistics not available offline: 1 weights "
+        f"URL(s) not in the torch hub cache ({WEIGHTS_URL}); 5 backbone BatchNorm layer(s) keep "
+        "their initial statistics; checked instead: eval mode, requires_grad, statistics "
+        "unchanged by the steps"
+    ) in lines
+    assert not [line for line in lines if "untrained-statistics" in line]
+
+
+def test_weights_in_the_torch_hub_cache_are_served(repo, tmp_path):
+    """The cached file sets every backbone running_var to 4: the model holds exactly that."""
+    from bn2gn.modelspec import build, parse_model_spec
+
+    src = _migrated(repo)
+    spec = parse_model_spec(
+        "model.model:create_model",
+        paths=[src / "lib"],
+        options="opts:opts",
+        options_args=["tracking"],
+    )
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    first = build(spec).model.backbone.state_dict()
+    cached = {
+        k: torch.full_like(v, 4.0) if k.endswith("running_var") else v for k, v in first.items()
+    }
+    torch.save(cached, cache / "dla_tiny-5b1f4c0e.pth")
+    _forget_repository()
+    built = build(spec)
+    assert built.weights.served == [(WEIGHTS_URL, str(cache / "dla_tiny-5b1f4c0e.pth"))]
+    assert built.weights.missing == []
+    assert float(built.model.backbone.level1.bn1.running_var[0]) == 4.0
+
+
+def test_every_download_route_is_offline_with_one_note_per_url(tmp_path, monkeypatch):
+    import urllib.request
+
+    import torch.hub
+    import torch.utils.model_zoo
+
+    from bn2gn.offline_weights import OfflineHubError, offline_weights
+
+    def unreachable(self, address):
+        raise OSError("network unreachable in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    layer = torch.nn.Conv2d(1, 1, 1)
+    before = layer.weight.detach().clone()
+    with offline_weights() as record:
+        assert torch.utils.model_zoo.load_url("https://x.example.org/a.pth") == {}
+        assert torch.hub.load_state_dict_from_url("https://x.example.org/a.pth") == {}
+        layer.load_state_dict(torch.hub.load_state_dict_from_url("https://x.example.org/b.pt"))
+        raw = urllib.request.urlopen("https://x.example.org/c.pth.tar").read()
+        path, _ = urllib.request.urlretrieve("https://x.example.org/d.pth", str(tmp_path / "d.pth"))
+        with pytest.raises(OfflineHubError, match="needs the network"):
+            torch.hub.load("someone/detector", "dla34", pretrained=True)
+    assert torch.equal(layer.weight, before)
+    assert len(raw) > 0 and torch.load(path) == {}
+    assert record.missing == [
+        "https://x.example.org/a.pth",
+        "https://x.example.org/b.pt",
+        "https://x.example.org/c.pth.tar",
+        "https://x.example.org/d.pth",
+    ]
+    assert torch.hub.load_state_dict_from_url.__module__ == "torch.hub"  # restored afterwards
+
+
+def test_hub_load_of_a_repository_not_in_the_cache_is_one_line(tmp_path, monkeypatch):
+    import textwrap
+
+    (tmp_path / "hubnet.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+
+            def build():
+                return torch.hub.load("someone/detector", "dla34", pretrained=True)
+            """
+        )
+    )
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    try:
+        result = run_cli(
+            ["verify", "--model", "hubnet:build", "--path", tmp_path, "--input-shape", "1,3,8,8"],
+            cwd=tmp_path,
+        )
+    finally:
+        sys.modules.pop("hubnet", None)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "bn2gn: error: --model hubnet:build(): torch.hub.load('someone/detector') needs the network: "
+        f"the repository is not in the torch hub cache {tmp_path / 'home' / 'hub'}"
+    )
+
+
+def test_scan_trace_notes_offline_statistics_instead_of_warning(repo):
+    result = run_cli([*TRACE_ARGS, *OPTS_ARGS], cwd=repo / "src")
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: pretrained statistics not available offline: 5 backbone BatchNorm layer(s) keep "
+        f"their initial statistics because {WEIGHTS_URL} is not in the torch hub cache; give the "
+        "pretrained weights with --checkpoint FILE"
+    ) in result.stdout.splitlines()
+    assert "untrained statistics after the factory" not in result.output

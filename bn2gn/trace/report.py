@@ -78,6 +78,14 @@ def check_statistics(
     """Warn about backbone BatchNorm still untrained after the factory, and after ``checkpoint``."""
     attrs = Backbone.decided(config.backbone_names, report.plan.backbones).spellings
     after_factory = untrained_backbone_batchnorms(model, attrs)
+    missing = report.build.weights.missing if report.build is not None else []
+    if checkpoint is None and after_factory and missing:
+        report.notes.append(
+            f"pretrained statistics not available offline: {len(after_factory)} backbone BatchNorm "
+            f"layer(s) keep their initial statistics because {', '.join(missing)} is not in the torch "
+            "hub cache; give the pretrained weights with " + message_text(Opt("checkpoint", "FILE"))
+        )
+        return
     if checkpoint is None:
         if after_factory:
             report.warnings.append(
