@@ -402,3 +402,49 @@ def test_scan_trace_notes_offline_statistics_instead_of_warning(repo):
         "pretrained weights with --checkpoint FILE"
     ) in result.stdout.splitlines()
     assert "untrained statistics after the factory" not in result.output
+
+
+# -- the trace keeps static evidence -----------------------------------------------------------------
+TRACKER_FACTORY = """
+from types import SimpleNamespace
+
+from lib.model.model import create_model
+
+
+def build():
+    opt = SimpleNamespace(pre_img=True, pre_hm=False, load_model="given")  # no download
+    return create_model("dla_34", {"hm": 1}, {"hm": [8]}, opt)
+"""
+
+
+def test_trace_never_settles_a_new_backbone_layer_the_checkpoint_does_not_cover(tmp_path):
+    """plans/tracker: DLA.pre_img_layer sits under the backbone attribute ``base``, which the trace
+    sees; that the DLA checkpoint does not cover it is static evidence the trace cannot answer."""
+    target = tmp_path / "tracker"
+    shutil.copytree(FIXTURES / "plans" / "tracker", target)
+    (target / "tracker_factory.py").write_text(TRACKER_FACTORY)
+    try:
+        result = run_cli(
+            ["scan", "lib", "--trace", "tracker_factory:build", "--path", "."], cwd=target
+        )
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] in ("lib", "tracker_factory")]:
+            del sys.modules[name]
+    assert result.exit_code == 0, result.output
+    line = next(
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("lib/model/networks/dla.py:35:17:")
+    )
+    assert line.split()[1] == "unsure"
+    assert "new layer DLA.pre_img_layer inside backbone class DLA" in line
+    assert (
+        "traced: all 1 instance(s) under backbone attributes: (base.pre_img_layer.1), which says "
+        "where the layer sits, not whether pretrained weights cover it"
+    ) in line
+    kept = next(
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("lib/model/networks/dla.py:30:13:")
+    )
+    assert kept.split()[1] == "keep"  # the covered stem still follows its traced path
