@@ -40,8 +40,20 @@ class ModelSpec:
     #: the repository's own options object (``--model-opts lib.opts:opts``) and its command line
     options: Optional[str] = None
     options_argv: Tuple[str, ...] = ()
+    #: a train script to run instead of a factory (``--script PATH -- ARGS``)
+    script: Optional[Path] = None
+    script_args: Tuple[str, ...] = ()
+
+    def roots(self) -> Tuple[Path, ...]:
+        """The repository's own folders: ``--path``, the script's folder and the working directory,
+        or the working directory."""
+        if self.script is not None:
+            return (self.script.resolve().parent, Path.cwd())
+        return self.paths or (Path.cwd(),)
 
     def describe(self) -> str:
+        if self.script is not None:
+            return " ".join([str(self.script), *(shlex.quote(a) for a in self.script_args)])
         args = [f"{k}={v!r}" for k, v in self.kwargs]
         if self.options:
             argv = " ".join(self.options_argv)
@@ -93,6 +105,31 @@ def parse_model_spec(
         tuple(dict.fromkeys(stubs)),
         options,
         argv,
+    )
+
+
+def parse_script_spec(
+    script, script_args: Iterable[str] = (), stubs: Iterable[str] = ()
+) -> ModelSpec:
+    """``--script PATH -- ARGS``: the train script whose optimizer says which model it trains."""
+    path = Path(script)
+    if not path.is_file():
+        raise OptionError(
+            "script",
+            f" {path}: no such file; give the train script as you run it, e.g. src/main.py",
+            EXIT_USAGE,
+        )
+    for name in stubs:
+        if not _is_dotted_name(name):
+            raise OptionError(
+                "stub", f" {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE
+            )
+    return ModelSpec(
+        module="__main__",
+        factory="",
+        stubs=tuple(dict.fromkeys(stubs)),
+        script=path,
+        script_args=tuple(script_args),
     )
 
 
@@ -155,13 +192,14 @@ class Build:
     #: why every unimportable module was stood in (``--stub auto``, or the import the first try failed on)
     auto: Optional[str] = None
     weights: OfflineWeights = dataclasses.field(default_factory=OfflineWeights)
+    source: Optional[str] = None  # how a train script gave its model (``--script``)
 
     def stub_uses(self) -> Dict[str, Tuple[str, ...]]:
         return {r.name: tuple(sorted(r.attributes)) for r in self.stubs}
 
     def notes(self) -> list:
         """One line per stand-in and per weights URL, for the text reports."""
-        lines = []
+        lines = [self.source] if self.source else []
         if self.auto:
             lines.append(
                 message_text(
@@ -175,6 +213,7 @@ class Build:
 
     def as_dict(self) -> dict:
         return {
+            "source": self.source,
             "stub_auto": self.auto,
             "stubs": [r.as_dict() for r in self.stubs],
             "weights": self.weights.as_dict(),
@@ -205,14 +244,14 @@ def build(spec: ModelSpec) -> Build:
     with every module the repository cannot import stood in (``--stub auto``)."""
     requested = tuple(s for s in spec.stubs if s not in (AUTO, NONE))
     if AUTO in spec.stubs:
-        forget_modules(spec.paths)
+        forget_modules(spec.roots())
         return _attempt(spec, requested, "--stub auto was given")
     try:
         return _attempt(spec, requested, None)
     except _ImportFailure as failure:
         if NONE in spec.stubs:
             raise
-        forget_modules(spec.paths)
+        forget_modules(spec.roots())
         return _attempt(spec, requested, f"the build failed on an import ({failure.summary})")
 
 
@@ -221,10 +260,32 @@ def _attempt(spec: ModelSpec, requested: Tuple[str, ...], auto: Optional[str]) -
     printed = io.StringIO()  # what the repository prints while building stays off bn2gn's output
     with _sys_path(spec.paths), isolated_argv(spec.module, spec.options_argv):
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            with stand_ins(requested, bool(auto), spec.paths or (Path.cwd(),)) as stubs:
+            with stand_ins(requested, bool(auto), spec.roots()) as stubs:
                 with offline_weights() as weights:
-                    model = _call_factory(spec, before, stubs, auto)
-    return Build(model, tuple(stubs.records.values()), auto, weights)
+                    if spec.script is not None:
+                        model, source = _run_script(spec, before, stubs, auto)
+                    else:
+                        model, source = _call_factory(spec, before, stubs, auto), None
+    return Build(model, tuple(stubs.records.values()), auto, weights, source)
+
+
+def _run_script(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
+    import torch
+
+    from .model_source import ScriptStopped, run_script
+
+    roots = tuple(os.path.join(os.path.realpath(str(r)), "") for r in spec.roots())
+    try:
+        found = run_script(spec.script, spec.script_args, roots)
+    except ScriptStopped as stopped:
+        raise OptionError("script", f" {spec.script}: {stopped}", EXIT_USAGE) from None
+    except Exception as exc:  # noqa: BLE001 - the user's script; summarise, never dump
+        _raise_build_error(exc, spec, before, stubs, auto)
+    if not isinstance(found.model, torch.nn.Module):
+        raise OptionError(
+            "script", f" {spec.script}: the optimized object is not a torch.nn.Module", EXIT_USAGE
+        )
+    return found.model.cpu(), found.note()
 
 
 def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
@@ -249,7 +310,8 @@ def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[
 
 
 def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[str]):
-    detail = Message(f" {spec.describe()} raised {_summary(exc)}")
+    option = "script" if spec.script is not None else "model"
+    detail = Message(f" {spec.describe()} raised {_summary(exc)}{_where(exc, spec)}")
     identities = [
         f"{r.name}.{name}"
         for r in stubs.records.values()
@@ -258,7 +320,7 @@ def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[
     ]
     if auto and identities:
         raise OptionError(
-            "model",
+            option,
             detail
             + Message(
                 f"; stand-ins ran as identities while building ({', '.join(identities)}): if the "
@@ -268,13 +330,28 @@ def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[
             EXIT_USAGE,
         ) from None
     if isinstance(exc, OfflineHubError):
-        raise OptionError("model", Message(f" {spec.describe()}: {exc}"), EXIT_USAGE) from None
+        raise OptionError(option, Message(f" {spec.describe()}: {exc}"), EXIT_USAGE) from None
     hint = _build_hint(exc, spec, before)
     if not auto and (
         (isinstance(exc, ModuleNotFoundError) and exc.name) or "is None:" in str(hint)
     ):
-        raise _ImportFailure(detail + hint, _summary(exc)) from None
-    raise OptionError("model", detail + hint, EXIT_USAGE) from None
+        raise _ImportFailure(detail + hint, _summary(exc), option) from None
+    raise OptionError(option, detail + hint, EXIT_USAGE) from None
+
+
+def _where(exc: BaseException, spec: ModelSpec) -> str:
+    """`` at FILE:LINE``: the innermost line of a script's own files the exception passed through."""
+    if spec.script is None:
+        return ""
+    import traceback
+
+    roots = tuple(os.path.join(os.path.realpath(str(r)), "") for r in spec.roots())
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if os.path.realpath(f.filename).startswith(roots) and "site-packages" not in f.filename
+    ]
+    return f" at {_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
 
 
 def forget_modules(paths: Tuple[Path, ...]) -> None:
@@ -305,6 +382,8 @@ def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
                 f"{fallback.module} fails; stand that module in with ",
                 Opt("stub", fallback.module),
             )
+    if spec.script is not None:
+        return Message("; check the script's arguments (after --)")
     return Message("; check ", Opt("model_arg"), " values") + (
         Message(" and ", Opt("model_opts_arg")) if spec.options else ""
     )
@@ -314,7 +393,7 @@ def _none_fallbacks(spec: ModelSpec, before: set) -> list:
     """(file, Fallback) for names the user's modules set to None in an ``except ImportError`` and still hold None."""
     from .import_fallbacks import find_fallbacks
 
-    folders = tuple(os.path.join(os.path.realpath(str(f)), "") for f in spec.paths or (Path.cwd(),))
+    folders = tuple(os.path.join(os.path.realpath(str(f)), "") for f in spec.roots())
     found = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)

@@ -448,3 +448,133 @@ def test_trace_never_settles_a_new_backbone_layer_the_checkpoint_does_not_cover(
         if line.startswith("lib/model/networks/dla.py:30:13:")
     )
     assert kept.split()[1] == "keep"  # the covered stem still follows its traced path
+
+
+# -- the model from the train script ---------------------------------------------------------------
+def test_verify_takes_the_model_the_train_script_optimizes(repo):
+    import re
+
+    src = _migrated(repo)
+    result = run_cli(
+        [
+            "verify",
+            "--script",
+            "main.py",
+            "--input-shape",
+            "1,3,64,64",
+            "--freeze-from",
+            "main.py",
+            "--steps",
+            "3",
+            "--",
+            "tracking",
+            "--head_conv",
+            "8",
+        ],
+        cwd=src,
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert (
+        lines[1] == "verification: main.py tracking --head_conv 8 on cpu, 3 steps, input 1,3,64,64"
+    )
+    source = next(line for line in lines if line.startswith("INFO  model-source"))
+    assert re.fullmatch(
+        r"INFO  model-source +model: the DLASeg `model` whose parameters torch\.optim\.Adam was "
+        r"built on at main\.py:\d+ in get_optimizer; the script stopped there",
+        source,
+    )
+    assert (
+        "PASS  groupnorm                   6 GroupNorm: C=8->8 groups x4, C=16->16 groups x2"
+        in lines
+    )
+    assert sys.argv == ["bn2gn", "verify", "--model", "model.model:create_model"]
+    assert not (src / "exp").exists()  # nothing ran past the optimizer
+
+
+TINY = """
+import sys
+
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.head = nn.Sequential(nn.Conv2d(4, 2, 1), nn.GroupNorm(1, 2))
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+model = Net()
+"""
+
+SCRIPTS = {
+    "trains_first.py": TINY + "model(torch.ones(1, 3, 4, 4)).sum().backward()\n",
+    "never.py": TINY + "print('parameters', sum(p.numel() for p in model.parameters()))\n",
+    "exits.py": TINY + "sys.exit(3)\n",
+    "raises.py": TINY + "raise ValueError('no such dataset: coco')\n",
+}
+STOPPED = {
+    "trains_first.py": "--script trains_first.py: the script called backward() at "
+    "trains_first.py:19 before it built an optimizer: it trains first",
+    "never.py": "--script never.py: the script ran to its end without building an optimizer",
+    "exits.py": "--script exits.py: the script exited (exit code 3) before it built an optimizer",
+    "raises.py": "--script raises.py raised ValueError: no such dataset: coco at raises.py:19; "
+    "check the script's arguments (after --)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_a_script_that_stops_before_its_optimizer_is_one_line(tmp_path, name):
+    (tmp_path / name).write_text(SCRIPTS[name])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli(["verify", "--script", name, "--input-shape", "1,3,4,4"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"bn2gn: error: {STOPPED[name]}"
+    assert "Traceback" not in result.output and "parameters" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_script_that_wraps_in_data_parallel_after_loading_data_gives_that_model(tmp_path):
+    (tmp_path / "wraps.py").write_text(
+        TINY
+        + "for batch in torch.utils.data.DataLoader([torch.ones(3, 4, 4)] * 2):\n"
+        + "    pass\n"
+        + "model = torch.nn.DataParallel(model)\n"
+    )
+    result = run_cli(
+        ["verify", "--script", "wraps.py", "--input-shape", "1,3,4,4", "--steps", "2"],
+        cwd=tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "model: the Net whose parameters the script wraps in DataParallel at wraps.py:21; the "
+        "script stopped there; it iterated a DataLoader first (wraps.py:19)"
+    ) in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--input-shape", "1,3,4,4"],
+            "verify needs the model: --model MODULE:FACTORY, or --script",
+        ),
+        (
+            ["--script", "x.py", "--model", "a:b", "--input-shape", "1,3,4,4"],
+            "--script takes the model from the train script: leave out --model",
+        ),
+        (
+            ["--model", "a:b", "--input-shape", "1,3,4,4", "--", "--lr", "1"],
+            "unexpected arguments '--lr 1': arguments after -- belong to --script PATH",
+        ),
+    ],
+)
+def test_script_usage_errors(tmp_path, args, message):
+    (tmp_path / "x.py").write_text(TINY)
+    result = run_cli(["verify", *args], cwd=tmp_path)
+    assert result.exit_code == 2 and message in result.stderr

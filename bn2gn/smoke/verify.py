@@ -169,6 +169,8 @@ def build_checks(built) -> List[Check]:
     checks = [
         Check("stub", INFO, record.describe(), data=record.as_dict()) for record in built.stubs
     ]
+    if built.source:
+        checks.insert(0, Check("model-source", INFO, built.source))
     if built.auto:
         checks.insert(
             0,

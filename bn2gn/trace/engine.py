@@ -123,9 +123,12 @@ def traced_site(
     traced.module_paths = [p for group in groups for p in group]
     traced.decision, traced.reason = decide_from_trace(site, groups, config, inside)
     if site.against and traced.decision != UNSURE:
-        traced.decision, traced.reason = UNSURE, (
-            f"{site.against}; {traced.reason}, which says where the layer sits, not whether "
-            "pretrained weights cover it"
+        traced.decision, traced.reason = (
+            UNSURE,
+            (
+                f"{site.against}; {traced.reason}, which says where the layer sits, not whether "
+                "pretrained weights cover it"
+            ),
         )
     traced.decision, traced.reason = _apply_overrides(
         traced, None, set(), config, traced.decision, traced.reason
