@@ -245,7 +245,7 @@ def build(spec: ModelSpec) -> Build:
     requested = tuple(s for s in spec.stubs if s not in (AUTO, NONE))
     if AUTO in spec.stubs:
         forget_modules(spec.roots())
-        return _attempt(spec, requested, "--stub auto was given")
+        return _attempt(spec, requested, message_text(Opt("stub", AUTO), " was given"))
     try:
         return _attempt(spec, requested, None)
     except _ImportFailure as failure:
@@ -310,6 +310,10 @@ def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[
 
 
 def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[str]):
+    if os.environ.get("BN2GN_DEBUG"):  # the user's traceback, on the real stderr
+        import traceback
+
+        traceback.print_exception(exc, file=sys.__stderr__)
     option = "script" if spec.script is not None else "model"
     detail = Message(f" {spec.describe()} raised {_summary(exc)}{_where(exc, spec)}")
     identities = [
