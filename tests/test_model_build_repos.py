@@ -578,3 +578,73 @@ def test_script_usage_errors(tmp_path, args, message):
     (tmp_path / "x.py").write_text(TINY)
     result = run_cli(["verify", *args], cwd=tmp_path)
     assert result.exit_code == 2 and message in result.stderr
+
+
+# -- what the migration is for: the bs=1 train/eval gap, before and after ----------------------------
+def _git(folder, *args):
+    import subprocess
+
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_verify_measures_the_train_eval_gap_of_the_original_and_the_converted_model(tmp_path):
+    """fixtures/repos/evalgap: the head normalises the probe [1, 3]. Eval mode (running mean 0,
+    var 1) gives [1, 3]; train mode (mean 2, var 1) gives [-1, 1]: the gap is |(-2, -2)| / |(1, 3)|
+    = sqrt(8 / 10) = 0.894427. GroupNorm gives [-1, 1] in both modes: 0. The loss is the mean
+    output, i.e. the head's bias: Adam moves it by lr = 1e-3 per step, so 5 steps read
+    0, -0.001, -0.002, -0.003, -0.004 for both models."""
+    import json
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "evalgap"
+    shutil.copytree(FIXTURES / "repos" / "evalgap", repo)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "original")
+    assert run_cli(["migrate", "--write"], cwd=repo).exit_code == 0
+    args = ["verify", "--model", "model:build", "--path", ".", "--input-shape", "1,1,2,2"]
+    try:
+        result = run_cli([*args, "--format", "json"], cwd=repo)
+        text = run_cli(args, cwd=repo)
+    finally:
+        sys.modules.pop("model", None)
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.stdout)["sections"][0]["checks"]}
+    assert checks["original-model"]["value"] == (
+        "original built from git HEAD (the migration is not committed yet), same spec"
+    )
+    data = checks["train-eval-gap"]["data"]
+    assert data["original"]["train_eval_gap"] == pytest.approx(0.894427, abs=1e-6)
+    assert data["converted"]["train_eval_gap"] == 0
+    for side in ("original", "converted"):
+        assert data[side]["losses"] == pytest.approx([0, -0.001, -0.002, -0.003, -0.004], abs=1e-6)
+    assert (
+        "PASS  train-eval-gap              converted 0, original 0.894: relative |train - eval| of "
+        "the outputs at batch size 1"
+    ) in text.stdout
+
+
+def test_verify_says_when_there_is_no_original_to_measure(tmp_path):
+    repo = tmp_path / "evalgap"
+    shutil.copytree(FIXTURES / "repos" / "evalgap", repo)
+    try:
+        result = run_cli(
+            ["verify", "--model", "model:build", "--path", ".", "--input-shape", "1,1,2,2"],
+            cwd=repo,
+        )
+    finally:
+        sys.modules.pop("model", None)
+    assert result.exit_code == 1  # not converted: BatchNorm in the head fails its check
+    assert (
+        "original not measured: no git repository here, so the pre-migration source is unknown; "
+        "commit the original first to measure it"
+    ) in result.stdout
+    assert (
+        "FAIL  train-eval-gap              converted 0.894, original not measured" in result.stdout
+    )

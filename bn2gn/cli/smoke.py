@@ -286,6 +286,18 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     metavar="CKPT",
     help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.",
 )
+@click.option(
+    "--before",
+    metavar="REV",
+    help="The pre-migration git revision to measure the original model from (default: HEAD "
+    "when the migration is not committed yet).",
+)
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Also build the original model and measure both at batch size 1 (train/eval gap, loss).",
+)
 @config_options
 @output_options
 def verify(
@@ -302,6 +314,8 @@ def verify(
     device,
     freeze_from,
     checkpoint,
+    before,
+    compare,
     config_file,
     backbone_attrs,
     quiet,
@@ -342,6 +356,8 @@ def verify(
         device=device,
         freeze_from=tuple(freeze_from),
         checkpoint=checkpoint,
+        compare=compare,
+        before=before,
     )
     section = run_verify(options)
     _emit(

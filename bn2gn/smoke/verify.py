@@ -11,6 +11,7 @@ the run exactly as it watches the demo's train script.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from ..decision import Backbone
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
-from .report import FAIL, INFO, Check, Section
+from .report import FAIL, INFO, PASS, Check, Section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,9 @@ class VerifyOptions:
     checkpoint: Optional[Path] = None
     lr: float = 1e-3
     seed: int = 0
+    #: measure the original (pre-migration) model against the converted one at batch size 1
+    compare: bool = True
+    before: Optional[str] = None  # the pre-migration git revision (default HEAD when uncommitted)
 
 
 def parse_input_shape(text: str) -> Tuple[int, ...]:
@@ -117,6 +121,7 @@ def run_verify(options: VerifyOptions) -> Section:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
     logic.freeze(model)
+    initial = copy.deepcopy(model) if options.compare else None
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     generator = torch.Generator().manual_seed(options.seed)
     inputs = [torch.randn(shape, generator=generator).to(device) for shape in options.input_shapes]
@@ -139,7 +144,81 @@ def run_verify(options: VerifyOptions) -> Section:
     checks = record_checks(record, expect_checkpoint=options.checkpoint is not None)
     section.checks += offline_statistics(checks, built.weights, options.checkpoint)
     section.checks += build_checks(built)
+    if initial is not None:
+        section.checks += effect_checks(initial, logic, options, device)
     return section
+
+
+def effect_checks(
+    converted, logic: FreezeLogic, options: VerifyOptions, device: str
+) -> List[Check]:
+    """The bs=1 train/eval gap and the loss range of the converted model, and of the original."""
+    import torch
+
+    from .effects import GAP_TOLERANCE, measure, single_sample
+
+    generator = torch.Generator().manual_seed(options.seed)
+    inputs = [
+        torch.randn(shape, generator=generator).to(device)
+        for shape in single_sample(options.input_shapes)
+    ]
+    keep = logic.keep if logic.keep is not None else (lambda model: None)
+    after = measure(converted, inputs, keep, options.steps, options.lr)
+    before, origin = _original_effects(options, inputs, device)
+    shown = f"{before.gap:.3g}" if before else "not measured"
+    gap = Check(
+        "train-eval-gap",
+        PASS if after.gap <= GAP_TOLERANCE else FAIL,
+        f"converted {after.gap:.3g}, original {shown}: relative |train - eval| of the outputs at "
+        "batch size 1",
+        ""
+        if after.gap <= GAP_TOLERANCE
+        else "the converted model still computes something else in "
+        "training mode at batch size 1 (BatchNorm outside the backbone, Dropout): see "
+        "batchnorm-outside-backbone",
+        {"converted": after.as_dict(), "original": before.as_dict() if before else None},
+    )
+    losses = f"converted {_range(after)}" + (f"; original {_range(before)}" if before else "")
+    spread = Check(
+        "loss-spread", INFO, f"loss over {options.steps} steps on the same input: {losses}"
+    )
+    return [Check("original-model", INFO, origin), gap, spread]
+
+
+def _range(effects) -> str:
+    return f"range {effects.spread:.3g} ({effects.losses[0]:.4g} -> {effects.losses[-1]:.4g})"
+
+
+def _original_effects(options: VerifyOptions, inputs, device: str):
+    """(Effects of the original model or None, where it came from or why it was not measured)."""
+    import torch
+
+    from ..modelspec import build, forget_modules
+    from .effects import NoOriginal, exported, measure, moved, original_revision, working_directory
+
+    spec = options.spec
+    try:
+        top, revision, why = original_revision(spec.roots(), options.before)
+        with exported(top, revision) as tree:
+            original = dataclasses.replace(
+                spec,
+                paths=tuple(moved(p, top, tree) for p in spec.paths),
+                script=moved(spec.script, top, tree) if spec.script is not None else None,
+            )
+            folder = moved(Path.cwd(), top, tree)
+            forget_modules(spec.roots())
+            with working_directory(folder if folder.is_dir() else Path.cwd()):
+                torch.manual_seed(options.seed)
+                try:
+                    model = build(original).model.to(device)
+                finally:
+                    forget_modules(original.roots())
+            effects = measure(model, inputs, lambda m: None, options.steps, options.lr)
+    except NoOriginal as reason:
+        return None, f"original not measured: {reason}"
+    except Bn2gnError as error:
+        return None, f"original not measured: building it from {revision} failed ({error})"
+    return effects, f"original built from {why}, same spec"
 
 
 def offline_statistics(checks: List[Check], weights, checkpoint) -> List[Check]:
