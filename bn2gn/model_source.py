@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
+from .standins import is_repository_file
+
 #: Local names that hold the model in train scripts, preferred when several modules fit.
 MODEL_NAMES = ("model", "net", "network", "detector")
 
@@ -218,7 +220,7 @@ def _script_frame(roots: Tuple[str, ...]) -> str:
     frame = sys._getframe(2)
     while frame is not None:
         filename = os.path.realpath(frame.f_code.co_filename)
-        if filename.startswith(roots) and "site-packages" not in filename:
+        if is_repository_file(filename, roots):
             shown = _shown(filename)
             scope = frame.f_code.co_name
             return f"{shown}:{frame.f_lineno}" + (f" in {scope}" if scope != "<module>" else "")

@@ -24,7 +24,15 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import EXIT_USAGE, Message, Opt, OptionError, message_text
 from .offline_weights import OfflineHubError, OfflineWeights, offline_weights
-from .standins import AUTO, NONE, THIRD_PARTY, StandIns, StubRecord, stand_ins
+from .standins import (
+    AUTO,
+    NONE,
+    StandIns,
+    StubRecord,
+    is_repository_file,
+    real_roots,
+    stand_ins,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +282,7 @@ def _run_script(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[st
 
     from .model_source import ScriptStopped, run_script
 
-    roots = tuple(os.path.join(os.path.realpath(str(r)), "") for r in spec.roots())
+    roots = real_roots(spec.roots())
     try:
         found = run_script(spec.script, spec.script_args, roots)
     except ScriptStopped as stopped:
@@ -349,11 +357,9 @@ def _where(exc: BaseException, spec: ModelSpec) -> str:
         return ""
     import traceback
 
-    roots = tuple(os.path.join(os.path.realpath(str(r)), "") for r in spec.roots())
+    roots = real_roots(spec.roots())
     frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if os.path.realpath(f.filename).startswith(roots) and "site-packages" not in f.filename
+        f for f in traceback.extract_tb(exc.__traceback__) if is_repository_file(f.filename, roots)
     ]
     return f" at {_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
 
@@ -362,11 +368,10 @@ def forget_modules(paths: Tuple[Path, ...]) -> None:
     """Drop the repository's modules imported so far (by a failed build, or by reading a patched
     script's imports), so the build with stand-ins imports them afresh instead of reusing a module
     whose failed import left ``None`` behind."""
-    roots = tuple(os.path.join(os.path.realpath(str(p)), "") for p in paths or (Path.cwd(),))
+    roots = real_roots(paths or (Path.cwd(),))
     for name, module in list(sys.modules.items()):
         filename = getattr(module, "__file__", None)
-        real = os.path.realpath(filename) if filename else ""
-        if real.startswith(roots) and not any(part in real for part in THIRD_PARTY):
+        if filename and is_repository_file(filename, roots):
             del sys.modules[name]
 
 
@@ -397,19 +402,12 @@ def _none_fallbacks(spec: ModelSpec, before: set) -> list:
     """(file, Fallback) for names the user's modules set to None in an ``except ImportError`` and still hold None."""
     from .import_fallbacks import find_fallbacks
 
-    folders = tuple(os.path.join(os.path.realpath(str(f)), "") for f in spec.roots())
+    folders = real_roots(spec.roots())
     found = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        real = os.path.realpath(path) if path else ""
-        if (
-            not real.endswith(".py")
-            or not real.startswith(
-                folders
-            )  # the repository's own files, never an installed package
-            or "site-packages" in real
-            or "dist-packages" in real
-        ):
+        # the repository's own files, never an installed package
+        if not path or not path.endswith(".py") or not is_repository_file(path, folders):
             continue
         name = module.__name__
         try:

@@ -34,6 +34,22 @@ from .errors import Opt, message_text
 AUTO, NONE = "auto", "none"
 _RETRIES = 64  # stand-ins one import statement may need before bn2gn gives up on it
 THIRD_PARTY = ("site-packages", "dist-packages")
+_BN2GN = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def is_repository_file(filename: str, roots: Tuple[str, ...]) -> bool:
+    """A file of the user's repository: below one of ``roots`` (real paths ending in a separator),
+    never an installed package, never bn2gn itself (when it is run from its own checkout)."""
+    real = os.path.realpath(filename)
+    return (
+        real.startswith(roots)
+        and not any(part in real for part in THIRD_PARTY)
+        and not real.startswith(_BN2GN)
+    )
+
+
+def real_roots(folders) -> Tuple[str, ...]:
+    return tuple(os.path.join(os.path.realpath(str(f)), "") for f in folders)
 
 
 @dataclasses.dataclass
@@ -191,7 +207,7 @@ class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self, requested: Iterable[str], auto: bool, roots: Iterable[Path] = ()):
         self.records: Dict[str, StubRecord] = {n: StubRecord(n, True) for n in requested}
         self.auto = auto
-        self.roots = tuple(os.path.join(os.path.realpath(str(r)), "") for r in roots)
+        self.roots = real_roots(roots)
         self.created: List[str] = []
         self._guarded = 0  # depth of guarded imports in progress: their failures go to them
         self._fallbacks: Dict[str, Dict[str, str]] = {}
@@ -241,10 +257,7 @@ class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def repository_file(self, filename: Optional[str]) -> Optional[str]:
         if not filename or not self.roots:
             return None
-        real = os.path.realpath(filename)
-        if not real.startswith(self.roots) or any(p in real for p in THIRD_PARTY):
-            return None
-        return real
+        return os.path.realpath(filename) if is_repository_file(filename, self.roots) else None
 
     def wrap(self, original):
         def bn2gn_import(name, globals=None, locals=None, fromlist=(), level=0):

@@ -648,3 +648,18 @@ def test_verify_says_when_there_is_no_original_to_measure(tmp_path):
     assert (
         "FAIL  train-eval-gap              converted 0.894, original not measured" in result.stdout
     )
+
+
+def test_a_build_run_from_bn2gn_own_checkout_never_forgets_or_stands_in_bn2gn(monkeypatch):
+    """Run from bn2gn's own folder, the working directory is a root: bn2gn's modules are still
+    not the user's repository (forgetting them would load a second copy of every class)."""
+    import bn2gn.errors
+    from bn2gn.modelspec import forget_modules
+    from bn2gn.standins import is_repository_file, real_roots
+
+    package = FIXTURES.parent
+    monkeypatch.chdir(package)
+    forget_modules((package,))
+    assert sys.modules["bn2gn.errors"] is bn2gn.errors
+    assert not is_repository_file(bn2gn.errors.__file__, real_roots([package]))
+    assert is_repository_file(str(package / "fixtures" / "x.py"), real_roots([package]))
