@@ -663,3 +663,29 @@ def test_a_build_run_from_bn2gn_own_checkout_never_forgets_or_stands_in_bn2gn(mo
     assert sys.modules["bn2gn.errors"] is bn2gn.errors
     assert not is_repository_file(bn2gn.errors.__file__, real_roots([package]))
     assert is_repository_file(str(package / "fixtures" / "x.py"), real_roots([package]))
+
+
+def test_a_compiled_extension_the_build_itself_calls_cannot_be_stood_in(tmp_path):
+    (tmp_path / "fastnet.py").write_text(
+        "import torch.nn as nn\n"
+        "import fastops_missing_for_bn2gn as fastops\n\n\n"
+        "def build():\n"
+        "    return nn.Conv2d(3, fastops.channels_for('dla34'), 1)\n"
+    )
+    try:
+        result = run_cli(
+            ["verify", "--model", "fastnet:build", "--path", ".", "--input-shape", "1,3,4,4"],
+            cwd=tmp_path,
+        )
+    finally:
+        for name in ("fastnet", "fastops_missing_for_bn2gn"):
+            sys.modules.pop(name, None)
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.startswith("bn2gn: error: --model fastnet:build() raised TypeError: ")
+    assert message.endswith(
+        "; stand-ins ran as identities while building (fastops_missing_for_bn2gn.channels_for): "
+        "if the build needs what they compute (a compiled extension used while building, not only "
+        "as a layer), a stand-in cannot replace it: install that module"
+    )
+    assert "\n" not in message and "Traceback" not in result.output
