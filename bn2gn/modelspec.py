@@ -299,7 +299,7 @@ def _run_script(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[st
 def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
     import torch
 
-    target = _import_factory(spec)
+    target = _import_factory(spec, stubs)
     kwargs = dict(spec.kwargs)
     if spec.options:
         kwargs = fill_from_options(target, kwargs, build_options(spec))
@@ -341,6 +341,9 @@ def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[
             ),
             EXIT_USAGE,
         ) from None
+    misplaced = _misplaced(exc, stubs)
+    if misplaced:
+        raise OptionError(option, detail + misplaced, EXIT_USAGE) from None
     if isinstance(exc, OfflineHubError):
         raise OptionError(option, Message(f" {spec.describe()}: {exc}"), EXIT_USAGE) from None
     hint = _build_hint(exc, spec, before)
@@ -349,6 +352,19 @@ def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[
     ):
         raise _ImportFailure(detail + hint, _summary(exc), option) from None
     raise OptionError(option, detail + hint, EXIT_USAGE) from None
+
+
+def _misplaced(exc: BaseException, stubs: StandIns) -> Optional[Message]:
+    """A missing module the repository has in a folder that is not on sys.path: which one to add."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing not in stubs.misplaced:
+        return None
+    where = stubs.misplaced[missing]
+    folder = Path(where).parents[len(missing.split(".")) - 1]
+    return Message(
+        f"; the repository has it ({where}) but not on sys.path: add its folder with ",
+        Opt("path", str(folder)),
+    )
 
 
 def _where(exc: BaseException, spec: ModelSpec) -> str:
@@ -569,12 +585,15 @@ def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any
     return filled
 
 
-def _import_factory(spec: ModelSpec):
+def _import_factory(spec: ModelSpec, stubs: StandIns):
     hint = Message("; add its folder with ", Opt("path", "DIR")) if not spec.paths else Message()
     try:
         module = importlib.import_module(spec.module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
         detail = Message(f": cannot import {spec.module} ({_summary(exc)})", hint)
+        misplaced = _misplaced(exc, stubs)
+        if misplaced:
+            raise OptionError("model", detail + misplaced, EXIT_USAGE) from None
         if (
             isinstance(exc, ModuleNotFoundError)
             and exc.name

@@ -33,6 +33,7 @@ from .errors import Opt, message_text
 #: ``--stub auto``: find every module that cannot be imported; ``--stub none``: never do so.
 AUTO, NONE = "auto", "none"
 _RETRIES = 64  # stand-ins one import statement may need before bn2gn gives up on it
+_SEARCH_DEPTH = 3  # folders below a root searched for a module the import system did not find
 THIRD_PARTY = ("site-packages", "dist-packages")
 _BN2GN = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
@@ -211,6 +212,8 @@ class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.created: List[str] = []
         self._guarded = 0  # depth of guarded imports in progress: their failures go to them
         self._fallbacks: Dict[str, Dict[str, str]] = {}
+        #: missing modules the repository has under another folder: name -> that file or folder
+        self.misplaced: Dict[str, str] = {}
 
     # -- the import system's side -----------------------------------------------------------------
     def _covers(self, fullname: str) -> Optional[str]:
@@ -274,19 +277,40 @@ class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                     if missing is None or self._guarded > bool(guarded):
                         raise  # not a missing module, or an enclosing guarded import takes it
                     cause = missing if guarded and missing != guarded else None
-                    self._stand_in(guarded or missing, importer, cause, exc)
+                    self._stand_in(guarded or missing, importer, cause, exc, bool(guarded))
                 finally:
                     self._guarded -= bool(guarded)
             return original(name, globals, locals, fromlist, level)
 
         return bn2gn_import
 
-    def _stand_in(self, name: str, importer: str, cause: Optional[str], exc: ImportError) -> None:
+    def _stand_in(
+        self, name: str, importer: str, cause: Optional[str], exc: ImportError, guarded: bool
+    ) -> None:
         if self._covers(name):
             raise exc  # already stood in and still failing: not ours to fix
+        found = None if guarded else self.in_repository(name)
+        if found is not None:
+            self.misplaced[name] = found
+            raise exc  # the repository has it: a folder missing from sys.path, not a missing module
         self.records[name] = StubRecord(name, False, _shown(importer), cause)
         for held in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
             del sys.modules[held]
+
+    def in_repository(self, name: str) -> Optional[str]:
+        """The repository's own file or folder for module ``name`` (``utils.helpers``:
+        ``src/utils/helpers.py``), found below the roots, up to three folders down."""
+        relative = Path(*name.split("."))
+        for root in dict.fromkeys(self.roots + real_roots([Path.cwd()])):
+            base = Path(root)
+            for depth in range(_SEARCH_DEPTH + 1):
+                pattern = "/".join(["*"] * depth + [str(relative)])
+                for candidate in (pattern + ".py", pattern):
+                    for found in base.glob(candidate):
+                        if (found.is_dir() and any(found.glob("*.py"))) or found.is_file():
+                            if is_repository_file(str(found), (root,)):
+                                return _shown(str(found))
+        return None
 
     def _guarded_module(self, importer, name, globals, fromlist, level) -> Optional[str]:
         """The module a ``try: from X import N / except ImportError: N = None`` in ``importer`` names."""

@@ -689,3 +689,29 @@ def test_a_compiled_extension_the_build_itself_calls_cannot_be_stood_in(tmp_path
         "as a layer), a stand-in cannot replace it: install that module"
     )
     assert "\n" not in message and "Traceback" not in result.output
+
+
+def test_a_repository_module_missing_from_sys_path_is_never_stood_in(tmp_path):
+    """src/lib/net.py imports utils.helpers, which lives in src/utils: the folder src is missing
+    from --path. Standing utils in would build a different model; the line says what to add."""
+    (tmp_path / "src" / "lib").mkdir(parents=True)
+    (tmp_path / "src" / "utils").mkdir()
+    (tmp_path / "src" / "utils" / "__init__.py").write_text("")
+    (tmp_path / "src" / "utils" / "helpers.py").write_text("import torch.nn as nn\nact = nn.ReLU\n")
+    (tmp_path / "src" / "lib" / "net.py").write_text(
+        "import torch.nn as nn\nfrom utils.helpers import act\n\n\n"
+        "def build():\n    return nn.Sequential(nn.Conv2d(3, 4, 1), act())\n"
+    )
+    try:
+        result = run_cli(
+            ["verify", "--model", "net:build", "--path", "src/lib", "--input-shape", "1,3,4,4"],
+            cwd=tmp_path,
+        )
+    finally:
+        for name in ("net", "utils", "utils.helpers"):
+            sys.modules.pop(name, None)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "bn2gn: error: --model: cannot import net (ModuleNotFoundError: No module named 'utils'); "
+        "the repository has it (src/utils) but not on sys.path: add its folder with --path src"
+    )

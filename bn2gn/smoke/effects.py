@@ -155,7 +155,7 @@ def exported(top: Path, revision: str) -> Iterator[Path]:
         archive = folder / "tree.tar"
         with open(archive, "wb") as handle:
             result = subprocess.run(
-                ["git", "-C", str(top), "archive", "--format=tar", revision],
+                ["git", "-C", str(top), "archive", "--format", "tar", revision],
                 stdout=handle,
                 stderr=subprocess.PIPE,
                 timeout=300,
