@@ -69,6 +69,7 @@ def run_script(path: Path, argv: Tuple[str, ...], roots: Tuple[str, ...]) -> Scr
 
     found = ScriptModel()
     saved_argv, saved_path = sys.argv, list(sys.path)
+    saved_environ, saved_cwd = dict(os.environ), os.getcwd()  # CUDA_VISIBLE_DEVICES, os.chdir
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str(path.resolve().parent))
     patches = _patches(torch, found, roots)
@@ -95,6 +96,9 @@ def run_script(path: Path, argv: Tuple[str, ...], roots: Tuple[str, ...]) -> Scr
         for owner, name, original in originals:
             setattr(owner, name, original)
         sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
     raise ScriptStopped("the script ran to its end without building an optimizer")
 
 

@@ -715,3 +715,31 @@ def test_a_repository_module_missing_from_sys_path_is_never_stood_in(tmp_path):
         "bn2gn: error: --model: cannot import net (ModuleNotFoundError: No module named 'utils'); "
         "the repository has it (src/utils) but not on sys.path: add its folder with --path src"
     )
+
+
+def test_a_script_moving_its_model_to_cuda_and_setting_the_environment_leaves_bn2gn_as_it_was(
+    tmp_path, monkeypatch
+):
+    import os
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "cudaish.py").write_text(
+        TINY
+        + "import os\n"
+        + "os.environ['CUDA_VISIBLE_DEVICES'] = '3'\n"
+        + "os.chdir('exp')\n"
+        + "model = model.cuda()\n"
+        + "model = model.to(torch.device('cuda', 0))\n"
+        + "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    )
+    result = run_cli(
+        ["verify", "--script", "cudaish.py", "--input-shape", "1,3,4,4", "--steps", "2"],
+        cwd=tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "model: the Net `model` whose parameters torch.optim.SGD was built on at cudaish.py:24"
+        in (result.stdout)
+    )
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
