@@ -14,7 +14,6 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import inspect
 import io
 import os
 import shlex
@@ -24,6 +23,15 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import EXIT_USAGE, Message, Opt, OptionError, message_text
 from .offline_weights import OfflineHubError, OfflineWeights, offline_weights
+from .options_object import (
+    ImportFailure,
+    build_options,
+    fill_from_options,
+    isolated_argv,
+)
+from .options_object import (
+    exception_summary as _summary,
+)
 from .standins import (
     AUTO,
     NONE,
@@ -228,14 +236,6 @@ class Build:
         }
 
 
-class _ImportFailure(OptionError):
-    """The build stopped on an import: a missing module, or a name a failed import left as None."""
-
-    def __init__(self, detail: Message, summary: str, option: str = "model"):
-        super().__init__(option, detail, EXIT_USAGE)
-        self.summary = summary
-
-
 def build_model(spec: ModelSpec):
     """Import the module, call the factory on CPU and return the ``nn.Module`` it builds."""
     return build(spec).model
@@ -256,7 +256,7 @@ def build(spec: ModelSpec) -> Build:
         return _attempt(spec, requested, message_text(Opt("stub", AUTO), " was given"))
     try:
         return _attempt(spec, requested, None)
-    except _ImportFailure as failure:
+    except ImportFailure as failure:
         if NONE in spec.stubs:
             raise
         forget_modules(spec.roots())
@@ -350,7 +350,7 @@ def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[
     if not auto and (
         (isinstance(exc, ModuleNotFoundError) and exc.name) or "is None:" in str(hint)
     ):
-        raise _ImportFailure(detail + hint, _summary(exc), option) from None
+        raise ImportFailure(detail + hint, _summary(exc), option) from None
     raise OptionError(option, detail + hint, EXIT_USAGE) from None
 
 
@@ -444,147 +444,6 @@ def _shown(path: str) -> str:
         return path
 
 
-def build_options(spec: ModelSpec) -> Any:
-    """The repository's own options object: ``CLASS().init(argv)`` (or ``.parse``, or ``.METHOD``), defaults
-    plus ``--model-opts-arg``. Its prints are kept off bn2gn's output; an argparse error is one line."""
-    module_name, _, dotted = spec.options.partition(":")
-    flag = spec.options
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - the user's module
-        raise OptionError(
-            "model_opts", f" {flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE
-        ) from None
-    owner, parts = module, dotted.split(".")
-    for part in parts[:-1]:
-        owner = getattr(owner, part, None)
-    last = getattr(owner, parts[-1], None)
-    if last is None:
-        raise OptionError(
-            "model_opts", f" {flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE
-        )
-    call = _options_call(flag, owner, parts[-1], last)
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            with isolated_argv(module_name, spec.options_argv):
-                return call(list(spec.options_argv))
-    except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
-        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-        reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
-        raise OptionError(
-            "model_opts", _rejected(flag, reason, spec.options_argv), EXIT_USAGE
-        ) from None
-    except Exception as exc:  # noqa: BLE001
-        if isinstance(exc, ModuleNotFoundError) and exc.name:
-            raise _ImportFailure(
-                Message(
-                    f" {flag} raised {_summary(exc)}; stand it in with ", Opt("stub", exc.name)
-                ),
-                _summary(exc),
-                "model_opts",
-            ) from None
-        raise OptionError(
-            "model_opts",
-            Message(f" {flag} raised {_summary(exc)}; check ", Opt("model_opts_arg"), " values"),
-            EXIT_USAGE,
-        ) from None
-
-
-def _rejected(flag: str, reason: str, argv: Tuple[str, ...]) -> Message:
-    """The parser's own reason; it blames ``--model-opts-arg`` only when that option was given."""
-    if argv:
-        return Message(
-            f" {flag}: the options parser rejected ", Opt("model_opts_arg"), f" ({reason})"
-        )
-    return Message(
-        f" {flag}: the options parser stopped with its defaults alone ({reason}); give the "
-        "arguments it needs with ",
-        Opt("model_opts_arg", "ARGS"),
-    )
-
-
-@contextlib.contextmanager
-def isolated_argv(program: str, argv: Iterable[str]) -> Iterator[None]:
-    """``sys.argv`` is ``[program, *argv]`` meanwhile: a repository parser that ignores the list it
-    is given and reads ``sys.argv`` (``opts().init()`` calling ``parse()``) never sees bn2gn's own
-    command line."""
-    saved = sys.argv
-    sys.argv = [program, *argv]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-def _options_call(flag: str, owner: Any, name: str, last: Any):
-    """CLASS → its instance's ``init`` (CenterNet: parse + heads) or ``parse``; CLASS.METHOD → that method."""
-    if isinstance(last, type):
-        instance = _instantiate(flag, last)
-        for method in ("init", "parse"):
-            if callable(getattr(instance, method, None)):
-                return getattr(instance, method)
-        raise OptionError(
-            "model_opts",
-            Message(
-                f" {flag}: {last.__name__} has no init() or parse(); name the method, e.g. ",
-                Opt("model_opts", f"MODULE:{last.__name__}.parse"),
-            ),
-            EXIT_USAGE,
-        )
-    if isinstance(owner, type) and not isinstance(
-        inspect.getattr_static(owner, name), (staticmethod, classmethod)
-    ):
-        return getattr(_instantiate(flag, owner), name)
-    if not callable(last):
-        raise OptionError("model_opts", f" {flag}: is not callable", EXIT_USAGE)
-    return last
-
-
-def _instantiate(flag: str, cls: type) -> Any:
-    try:
-        return cls()
-    except Exception as exc:  # noqa: BLE001
-        raise OptionError(
-            "model_opts", f" {flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE
-        ) from None
-
-
-#: Factory parameters that take the options object itself (``create_model(arch, heads, head_conv, opt)``).
-OPTIONS_PARAMETERS = ("opt", "opts", "args", "cfg")
-
-
-#: Factory parameters named differently from the options attribute that holds them
-#: (CenterTrack: ``create_model(arch, head, head_conv, opt)`` with the heads in ``opt.heads``).
-PARAMETER_ALIASES = {"head": "heads"}
-
-
-def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any]:
-    """Every factory parameter not given by --model-arg: the options object for ``opt``/``opts``/``args``/
-    ``cfg``, else the options attribute of the same name (``arch`` ← ``opt.arch``; ``head`` ← ``opt.heads``),
-    else its default."""
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return kwargs
-    filled = dict(kwargs)
-    for parameter in parameters:
-        if parameter.name in filled or parameter.kind in (
-            parameter.VAR_POSITIONAL,
-            parameter.VAR_KEYWORD,
-            parameter.POSITIONAL_ONLY,
-        ):
-            continue
-        alias = PARAMETER_ALIASES.get(parameter.name)
-        if parameter.name in OPTIONS_PARAMETERS:
-            filled[parameter.name] = opt
-        elif hasattr(opt, parameter.name):
-            filled[parameter.name] = getattr(opt, parameter.name)
-        elif alias and hasattr(opt, alias):
-            filled[parameter.name] = getattr(opt, alias)
-    return filled
-
-
 def _import_factory(spec: ModelSpec, stubs: StandIns):
     hint = Message("; add its folder with ", Opt("path", "DIR")) if not spec.paths else Message()
     try:
@@ -603,7 +462,7 @@ def _import_factory(spec: ModelSpec, stubs: StandIns):
                 f"; if {exc.name} is a compiled extension that is not installed, stand it in with ",
                 Opt("stub", exc.name),
             )
-            raise _ImportFailure(detail, _summary(exc)) from None
+            raise ImportFailure(detail, _summary(exc)) from None
         raise OptionError("model", detail, EXIT_USAGE) from None
     target: Any = module
     for part in spec.factory.split("."):
@@ -637,8 +496,3 @@ def stub_modules(names: Tuple[str, ...]) -> Iterator[StandIns]:
 
 def _is_dotted_name(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
-
-
-def _summary(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -45,10 +45,8 @@ class Effects:
         return {"train_eval_gap": self.gap, "losses": list(self.losses), "loss_range": self.spread}
 
 
-def flat_outputs(output):
+def flat_outputs(output, output_tensors: Callable):
     import torch
-
-    from .verify import output_tensors
 
     tensors = [
         t.detach().float().reshape(-1) for t in output_tensors(output) if t.is_floating_point()
@@ -56,7 +54,7 @@ def flat_outputs(output):
     return torch.cat(tensors) if tensors else torch.zeros(0)
 
 
-def train_eval_gap(model, inputs, prepare: Callable) -> float:
+def train_eval_gap(model, inputs, prepare: Callable, output_tensors: Callable) -> float:
     """``|train - eval| / |eval|`` of the outputs on ``inputs``; ``prepare(model)`` runs after
     ``.train()`` (the converted model's keep-eval). The model's state is restored afterwards."""
     import torch
@@ -66,10 +64,10 @@ def train_eval_gap(model, inputs, prepare: Callable) -> float:
     try:
         with torch.no_grad():
             model.eval()
-            evaluated = flat_outputs(model(*inputs))
+            evaluated = flat_outputs(model(*inputs), output_tensors)
             model.train()
             prepare(model)
-            trained = flat_outputs(model(*inputs))
+            trained = flat_outputs(model(*inputs), output_tensors)
     finally:
         model.load_state_dict(state)
         model.train(mode)
@@ -77,11 +75,11 @@ def train_eval_gap(model, inputs, prepare: Callable) -> float:
     return float((trained - evaluated).norm()) / scale if scale else float((trained).norm())
 
 
-def loss_run(model, inputs, prepare: Callable, steps: int, lr: float) -> Tuple[float, ...]:
+def loss_run(
+    model, inputs, prepare: Callable, steps: int, lr: float, generic_loss: Callable
+) -> Tuple[float, ...]:
     """Losses of ``steps`` Adam steps of a copy of ``model`` on the same ``inputs``."""
     import torch
-
-    from .verify import generic_loss
 
     trained = copy.deepcopy(model)
     optimizer = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=lr)
@@ -97,9 +95,12 @@ def loss_run(model, inputs, prepare: Callable, steps: int, lr: float) -> Tuple[f
     return tuple(losses)
 
 
-def measure(model, inputs, prepare: Callable, steps: int, lr: float) -> Effects:
+def measure(model, inputs, prepare: Callable, steps: int, lr: float, loss: Tuple) -> Effects:
+    """``loss``: (the loss of an output, the tensors of an output), as verify computes them."""
+    generic_loss, output_tensors = loss
     return Effects(
-        train_eval_gap(model, inputs, prepare), loss_run(model, inputs, prepare, steps, lr)
+        train_eval_gap(model, inputs, prepare, output_tensors),
+        loss_run(model, inputs, prepare, steps, lr, generic_loss),
     )
 
 

@@ -149,6 +149,10 @@ def run_verify(options: VerifyOptions) -> Section:
     return section
 
 
+#: How verify turns an output into a loss and into tensors; the measurements use the same.
+LOSS = (generic_loss, output_tensors)
+
+
 def effect_checks(
     converted, logic: FreezeLogic, options: VerifyOptions, device: str
 ) -> List[Check]:
@@ -163,7 +167,7 @@ def effect_checks(
         for shape in single_sample(options.input_shapes)
     ]
     keep = logic.keep if logic.keep is not None else (lambda model: None)
-    after = measure(converted, inputs, keep, options.steps, options.lr)
+    after = measure(converted, inputs, keep, options.steps, options.lr, LOSS)
     before, origin = _original_effects(options, inputs, device)
     shown = f"{before.gap:.3g}" if before else "not measured"
     gap = Check(
@@ -213,7 +217,7 @@ def _original_effects(options: VerifyOptions, inputs, device: str):
                     model = build(original).model.to(device)
                 finally:
                     forget_modules(original.roots())
-            effects = measure(model, inputs, lambda m: None, options.steps, options.lr)
+            effects = measure(model, inputs, lambda m: None, options.steps, options.lr, LOSS)
     except NoOriginal as reason:
         return None, f"original not measured: {reason}"
     except Bn2gnError as error:
