@@ -49,6 +49,7 @@ class ScriptModel:
     how: str = ""  # "torch.optim.Adam built at src/main.py:12 in get_optimizer"
     name: str = ""  # the local or attribute name that held the model
     data_first: str = ""  # where the script iterated a DataLoader before its optimizer
+    workers: str = ""  # the script starts worker processes: bn2gn ran the first in-process
 
     def note(self) -> str:
         held = f" `{self.name}`" if self.name else ""
@@ -58,6 +59,8 @@ class ScriptModel:
         )
         if self.data_first:
             line += f"; it iterated a DataLoader first ({self.data_first})"
+        if self.workers:
+            line += f"; {self.workers}"
         return line
 
 
@@ -154,8 +157,32 @@ def _patches(torch, found: ScriptModel, roots: Tuple[str, ...]) -> List[Tuple[An
 
         return to
 
+    def spawn(fn, args=(), nprocs=1, *more, **kwargs):
+        found.workers = (
+            f"it spawns {nprocs} worker process(es) at {_script_frame(roots)}: bn2gn ran worker 0 "
+            "in-process, without a process group"
+        )
+        return fn(0, *args)
+
+    def no_process_group(*args, **kwargs):
+        return None  # one process: a real rendezvous would wait for the other workers
+
+    def no_process(self):
+        raise _Stop(
+            f"the script starts a process at {_script_frame(roots)} before it built an optimizer; "
+            "run it with one process (its single-GPU or debug arguments)"
+        )
+
+    import multiprocessing.process
+
+    import torch.distributed
+    import torch.multiprocessing
+
     parallel = torch.nn.parallel
-    return [
+    distributed = [(torch.distributed, "init_process_group", no_process_group)]
+    return distributed * torch.distributed.is_available() + [
+        (torch.multiprocessing, "spawn", spawn),
+        (multiprocessing.process.BaseProcess, "start", no_process),
         (torch.optim.Optimizer, "__init__", on_optimizer),
         (parallel.DataParallel, "__init__", on_wrap("DataParallel")),
         (parallel.DistributedDataParallel, "__init__", on_wrap("DistributedDataParallel")),

@@ -743,3 +743,39 @@ def test_a_script_moving_its_model_to_cuda_and_setting_the_environment_leaves_bn
         in (result.stdout)
     )
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_distributed_script_runs_its_first_worker_in_process(tmp_path):
+    (tmp_path / "ddp.py").write_text(
+        TINY.replace("model = Net()\n", "")
+        + "import torch.distributed as dist\n"
+        + "import torch.multiprocessing as mp\n\n\n"
+        + "def worker(rank, world):\n"
+        + "    dist.init_process_group('gloo', init_method='tcp://127.0.0.1:9', rank=rank, "
+        + "world_size=world)\n"
+        + "    model = torch.nn.parallel.DistributedDataParallel(Net())\n\n\n"
+        + "if __name__ == '__main__':\n"
+        + "    mp.spawn(worker, args=(2,), nprocs=2)\n"
+    )
+    result = run_cli(
+        ["verify", "--script", "ddp.py", "--input-shape", "1,3,4,4", "--steps", "2"],
+        cwd=tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "model: the Net whose parameters the script wraps in DistributedDataParallel at ddp.py:24 "
+        "in worker; the script stopped there; it spawns 2 worker process(es) at ddp.py:28: bn2gn "
+        "ran worker 0 in-process, without a process group"
+    ) in result.stdout
+
+
+def test_a_script_starting_a_process_first_is_one_line(tmp_path):
+    (tmp_path / "proc.py").write_text(
+        TINY + "import multiprocessing\n" + "multiprocessing.Process(target=print).start()\n"
+    )
+    result = run_cli(["verify", "--script", "proc.py", "--input-shape", "1,3,4,4"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "bn2gn: error: --script proc.py: the script starts a process at proc.py:20 before it "
+        "built an optimizer; run it with one process (its single-GPU or debug arguments)"
+    )
