@@ -14,15 +14,33 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import inspect
 import io
+import os
 import shlex
 import sys
-import types
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from .errors import EXIT_USAGE, Message, Opt, OptionError, message_text
+from .offline_weights import OfflineHubError, OfflineWeights, offline_weights
+from .options_object import (
+    ImportFailure,
+    build_options,
+    fill_from_options,
+    isolated_argv,
+)
+from .options_object import (
+    exception_summary as _summary,
+)
+from .standins import (
+    AUTO,
+    NONE,
+    StandIns,
+    StubRecord,
+    is_repository_file,
+    real_roots,
+    stand_ins,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +56,20 @@ class ModelSpec:
     #: the repository's own options object (``--model-opts lib.opts:opts``) and its command line
     options: Optional[str] = None
     options_argv: Tuple[str, ...] = ()
+    #: a train script to run instead of a factory (``--script PATH -- ARGS``)
+    script: Optional[Path] = None
+    script_args: Tuple[str, ...] = ()
+
+    def roots(self) -> Tuple[Path, ...]:
+        """The repository's own folders: ``--path``, the script's folder and the working directory,
+        or the working directory."""
+        if self.script is not None:
+            return (self.script.resolve().parent, Path.cwd())
+        return self.paths or (Path.cwd(),)
 
     def describe(self) -> str:
+        if self.script is not None:
+            return " ".join([str(self.script), *(shlex.quote(a) for a in self.script_args)])
         args = [f"{k}={v!r}" for k, v in self.kwargs]
         if self.options:
             argv = " ".join(self.options_argv)
@@ -94,6 +124,31 @@ def parse_model_spec(
     )
 
 
+def parse_script_spec(
+    script, script_args: Iterable[str] = (), stubs: Iterable[str] = ()
+) -> ModelSpec:
+    """``--script PATH -- ARGS``: the train script whose optimizer says which model it trains."""
+    path = Path(script)
+    if not path.is_file():
+        raise OptionError(
+            "script",
+            f" {path}: no such file; give the train script as you run it, e.g. src/main.py",
+            EXIT_USAGE,
+        )
+    for name in stubs:
+        if not _is_dotted_name(name):
+            raise OptionError(
+                "stub", f" {name!r}: expected a dotted module name, e.g. dcn_v2", EXIT_USAGE
+            )
+    return ModelSpec(
+        module="__main__",
+        factory="",
+        stubs=tuple(dict.fromkeys(stubs)),
+        script=path,
+        script_args=tuple(script_args),
+    )
+
+
 def _options_argv(options: Optional[str], options_args: Iterable[str]) -> Tuple[str, ...]:
     options_args = tuple(options_args)
     if options is None:
@@ -144,39 +199,196 @@ def parse_model_arg(text: str) -> Tuple[str, Any]:
     return key, value
 
 
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """A built model and what it took: stand-ins, and weights asked for while offline."""
+
+    model: Any
+    stubs: Tuple[StubRecord, ...] = ()
+    #: why every unimportable module was stood in (``--stub auto``, or the import the first try failed on)
+    auto: Optional[str] = None
+    weights: OfflineWeights = dataclasses.field(default_factory=OfflineWeights)
+    source: Optional[str] = None  # how a train script gave its model (``--script``)
+
+    def stub_uses(self) -> Dict[str, Tuple[str, ...]]:
+        return {r.name: tuple(sorted(r.attributes)) for r in self.stubs}
+
+    def notes(self) -> list:
+        """One line per stand-in and per weights URL, for the text reports."""
+        lines = [self.source] if self.source else []
+        if self.auto:
+            lines.append(
+                message_text(
+                    Opt("stub", AUTO),
+                    f": {self.auto}, so bn2gn stood in every module the repository could not "
+                    f"import ({len([r for r in self.stubs if not r.requested])} found)",
+                )
+            )
+        lines += [f"stub {record.describe()}" for record in self.stubs]
+        return lines + self.weights.notes()
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "stub_auto": self.auto,
+            "stubs": [r.as_dict() for r in self.stubs],
+            "weights": self.weights.as_dict(),
+        }
+
+
 def build_model(spec: ModelSpec):
     """Import the module, call the factory on CPU and return the ``nn.Module`` it builds."""
-    return build_model_with_stubs(spec)[0]
+    return build(spec).model
 
 
 def build_model_with_stubs(spec: ModelSpec):
-    """``build_model``, also returning ``{stub module: names the build took from it}`` for ``--stub``."""
+    """``build_model``, also returning ``{stub module: names the build took from it}``."""
+    result = build(spec)
+    return result.model, result.stub_uses()
+
+
+def build(spec: ModelSpec) -> Build:
+    """Build the model; when that fails on an import (and ``--stub none`` is not given), build it again
+    with every module the repository cannot import stood in (``--stub auto``)."""
+    requested = tuple(s for s in spec.stubs if s not in (AUTO, NONE))
+    if AUTO in spec.stubs:
+        forget_modules(spec.roots())
+        return _attempt(spec, requested, message_text(Opt("stub", AUTO), " was given"))
+    try:
+        return _attempt(spec, requested, None)
+    except ImportFailure as failure:
+        if NONE in spec.stubs:
+            raise
+        forget_modules(spec.roots())
+        return _attempt(spec, requested, f"the build failed on an import ({failure.summary})")
+
+
+def _attempt(spec: ModelSpec, requested: Tuple[str, ...], auto: Optional[str]) -> Build:
+    before = set(sys.modules)
+    printed = io.StringIO()  # what the repository prints while building stays off bn2gn's output
+    with _sys_path(spec.paths), isolated_argv(spec.module, spec.options_argv):
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            with stand_ins(requested, bool(auto), spec.roots()) as stubs:
+                with offline_weights() as weights:
+                    if spec.script is not None:
+                        model, source = _run_script(spec, before, stubs, auto)
+                    else:
+                        model, source = _call_factory(spec, before, stubs, auto), None
+    return Build(model, tuple(stubs.records.values()), auto, weights, source)
+
+
+def _run_script(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
     import torch
 
-    before = set(sys.modules)
-    with _sys_path(spec.paths), stub_modules(spec.stubs) as stubs:
-        target = _import_factory(spec)
-        kwargs = dict(spec.kwargs)
-        if spec.options:
-            kwargs = fill_from_options(target, kwargs, build_options(spec))
-        try:
-            with torch.device("cpu"):
-                model = target(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
-            raise OptionError(
-                "model",
-                Message(
-                    f" {spec.describe()} raised {_summary(exc)}", _build_hint(exc, spec, before)
-                ),
-                EXIT_USAGE,
-            ) from None
+    from .model_source import ScriptStopped, run_script
+
+    roots = real_roots(spec.roots())
+    try:
+        found = run_script(spec.script, spec.script_args, roots)
+    except ScriptStopped as stopped:
+        raise OptionError("script", f" {spec.script}: {stopped}", EXIT_USAGE) from None
+    except Exception as exc:  # noqa: BLE001 - the user's script; summarise, never dump
+        _raise_build_error(exc, spec, before, stubs, auto)
+    if not isinstance(found.model, torch.nn.Module):
+        raise OptionError(
+            "script", f" {spec.script}: the optimized object is not a torch.nn.Module", EXIT_USAGE
+        )
+    return found.model.cpu(), found.note()
+
+
+def _call_factory(spec: ModelSpec, before: set, stubs: StandIns, auto: Optional[str]):
+    import torch
+
+    target = _import_factory(spec, stubs)
+    kwargs = dict(spec.kwargs)
+    if spec.options:
+        kwargs = fill_from_options(target, kwargs, build_options(spec))
+    try:
+        with torch.device("cpu"):
+            model = target(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's factory; summarise, never dump
+        _raise_build_error(exc, spec, before, stubs, auto)
     if not isinstance(model, torch.nn.Module):
         raise OptionError(
             "model",
             f" {spec.describe()} returned {type(model).__name__}, not a torch.nn.Module",
             EXIT_USAGE,
         )
-    return model.cpu(), {name: stubs.used_under(name) for name in spec.stubs}
+    return model.cpu()
+
+
+def _raise_build_error(exc, spec: ModelSpec, before: set, stubs, auto: Optional[str]):
+    if os.environ.get("BN2GN_DEBUG"):  # the user's traceback, on the real stderr
+        import traceback
+
+        traceback.print_exception(exc, file=sys.__stderr__)
+    option = "script" if spec.script is not None else "model"
+    detail = Message(f" {spec.describe()} raised {_summary(exc)}{_where(exc, spec)}")
+    identities = [
+        f"{r.name}.{name}"
+        for r in stubs.records.values()
+        for name, kinds in sorted(r.ran_as.items())
+        if "identity" in kinds
+    ]
+    if auto and identities:
+        raise OptionError(
+            option,
+            detail
+            + Message(
+                f"; stand-ins ran as identities while building ({', '.join(identities)}): if the "
+                "build needs what they compute (a compiled extension used while building, not only "
+                "as a layer), a stand-in cannot replace it: install that module"
+            ),
+            EXIT_USAGE,
+        ) from None
+    misplaced = _misplaced(exc, stubs)
+    if misplaced:
+        raise OptionError(option, detail + misplaced, EXIT_USAGE) from None
+    if isinstance(exc, OfflineHubError):
+        raise OptionError(option, Message(f" {spec.describe()}: {exc}"), EXIT_USAGE) from None
+    hint = _build_hint(exc, spec, before)
+    if not auto and (
+        (isinstance(exc, ModuleNotFoundError) and exc.name) or "is None:" in str(hint)
+    ):
+        raise ImportFailure(detail + hint, _summary(exc), option) from None
+    raise OptionError(option, detail + hint, EXIT_USAGE) from None
+
+
+def _misplaced(exc: BaseException, stubs: StandIns) -> Optional[Message]:
+    """A missing module the repository has in a folder that is not on sys.path: which one to add."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing not in stubs.misplaced:
+        return None
+    where = stubs.misplaced[missing]
+    folder = Path(where).parents[len(missing.split(".")) - 1]
+    return Message(
+        f"; the repository has it ({where}) but not on sys.path: add its folder with ",
+        Opt("path", str(folder)),
+    )
+
+
+def _where(exc: BaseException, spec: ModelSpec) -> str:
+    """`` at FILE:LINE``: the innermost line of a script's own files the exception passed through."""
+    if spec.script is None:
+        return ""
+    import traceback
+
+    roots = real_roots(spec.roots())
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if is_repository_file(f.filename, roots)
+    ]
+    return f" at {_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+
+
+def forget_modules(paths: Tuple[Path, ...]) -> None:
+    """Drop the repository's modules imported so far (by a failed build, or by reading a patched
+    script's imports), so the build with stand-ins imports them afresh instead of reusing a module
+    whose failed import left ``None`` behind."""
+    roots = real_roots(paths or (Path.cwd(),))
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        if filename and is_repository_file(filename, roots):
+            del sys.modules[name]
 
 
 def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
@@ -195,6 +407,8 @@ def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
                 f"{fallback.module} fails; stand that module in with ",
                 Opt("stub", fallback.module),
             )
+    if spec.script is not None:
+        return Message("; check the script's arguments (after --)")
     return Message("; check ", Opt("model_arg"), " values") + (
         Message(" and ", Opt("model_opts_arg")) if spec.options else ""
     )
@@ -204,16 +418,14 @@ def _none_fallbacks(spec: ModelSpec, before: set) -> list:
     """(file, Fallback) for names the user's modules set to None in an ``except ImportError`` and still hold None."""
     from .import_fallbacks import find_fallbacks
 
-    folders = [str(f) for f in spec.paths] or [str(Path.cwd())]
+    folders = real_roots(spec.roots())
     found = []
-    for name, module in list(sys.modules.items()):
+    for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if (
-            not path
-            or not path.endswith(".py")
-            or (name in before and not path.startswith(tuple(folders)))
-        ):
+        # the repository's own files, never an installed package
+        if not path or not path.endswith(".py") or not is_repository_file(path, folders):
             continue
+        name = module.__name__
         try:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -232,124 +444,26 @@ def _shown(path: str) -> str:
         return path
 
 
-def build_options(spec: ModelSpec) -> Any:
-    """The repository's own options object: ``CLASS().init(argv)`` (or ``.parse``, or ``.METHOD``), defaults
-    plus ``--model-opts-arg``. Its prints are kept off bn2gn's output; an argparse error is one line."""
-    module_name, _, dotted = spec.options.partition(":")
-    flag = spec.options
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - the user's module
-        raise OptionError(
-            "model_opts", f" {flag}: cannot import {module_name} ({_summary(exc)})", EXIT_USAGE
-        ) from None
-    owner, parts = module, dotted.split(".")
-    for part in parts[:-1]:
-        owner = getattr(owner, part, None)
-    last = getattr(owner, parts[-1], None)
-    if last is None:
-        raise OptionError(
-            "model_opts", f" {flag}: {module_name} has no attribute {dotted!r}", EXIT_USAGE
-        )
-    call = _options_call(flag, owner, parts[-1], last)
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            return call(list(spec.options_argv))
-    except SystemExit:  # argparse: bad or unknown option; it printed usage and the reason
-        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-        reason = lines[-1].split(": error: ", 1)[-1] if lines else "it exited"
-        raise OptionError(
-            "model_opts",
-            Message(
-                f" {flag}: the options parser rejected ", Opt("model_opts_arg"), f" ({reason})"
-            ),
-            EXIT_USAGE,
-        ) from None
-    except Exception as exc:  # noqa: BLE001
-        raise OptionError(
-            "model_opts",
-            Message(f" {flag} raised {_summary(exc)}; check ", Opt("model_opts_arg"), " values"),
-            EXIT_USAGE,
-        ) from None
-
-
-def _options_call(flag: str, owner: Any, name: str, last: Any):
-    """CLASS → its instance's ``init`` (CenterNet: parse + heads) or ``parse``; CLASS.METHOD → that method."""
-    if isinstance(last, type):
-        instance = _instantiate(flag, last)
-        for method in ("init", "parse"):
-            if callable(getattr(instance, method, None)):
-                return getattr(instance, method)
-        raise OptionError(
-            "model_opts",
-            Message(
-                f" {flag}: {last.__name__} has no init() or parse(); name the method, e.g. ",
-                Opt("model_opts", f"MODULE:{last.__name__}.parse"),
-            ),
-            EXIT_USAGE,
-        )
-    if isinstance(owner, type) and not isinstance(
-        inspect.getattr_static(owner, name), (staticmethod, classmethod)
-    ):
-        return getattr(_instantiate(flag, owner), name)
-    if not callable(last):
-        raise OptionError("model_opts", f" {flag}: is not callable", EXIT_USAGE)
-    return last
-
-
-def _instantiate(flag: str, cls: type) -> Any:
-    try:
-        return cls()
-    except Exception as exc:  # noqa: BLE001
-        raise OptionError(
-            "model_opts", f" {flag}: {cls.__name__}() raised {_summary(exc)}", EXIT_USAGE
-        ) from None
-
-
-#: Factory parameters that take the options object itself (``create_model(arch, heads, head_conv, opt)``).
-OPTIONS_PARAMETERS = ("opt", "opts", "args", "cfg")
-
-
-def fill_from_options(target, kwargs: Dict[str, Any], opt: Any) -> Dict[str, Any]:
-    """Every factory parameter not given by --model-arg: the options object for ``opt``/``opts``/``args``/
-    ``cfg``, else the options attribute of the same name (``arch`` ← ``opt.arch``), else its default."""
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return kwargs
-    filled = dict(kwargs)
-    for parameter in parameters:
-        if parameter.name in filled or parameter.kind in (
-            parameter.VAR_POSITIONAL,
-            parameter.VAR_KEYWORD,
-            parameter.POSITIONAL_ONLY,
-        ):
-            continue
-        if parameter.name in OPTIONS_PARAMETERS:
-            filled[parameter.name] = opt
-        elif hasattr(opt, parameter.name):
-            filled[parameter.name] = getattr(opt, parameter.name)
-    return filled
-
-
-def _import_factory(spec: ModelSpec):
+def _import_factory(spec: ModelSpec, stubs: StandIns):
     hint = Message("; add its folder with ", Opt("path", "DIR")) if not spec.paths else Message()
     try:
         module = importlib.import_module(spec.module)
     except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own error at import time
+        detail = Message(f": cannot import {spec.module} ({_summary(exc)})", hint)
+        misplaced = _misplaced(exc, stubs)
+        if misplaced:
+            raise OptionError("model", detail + misplaced, EXIT_USAGE) from None
         if (
             isinstance(exc, ModuleNotFoundError)
             and exc.name
             and exc.name.split(".")[0] != spec.module.split(".")[0]
         ):
-            hint += Message(
+            detail += Message(
                 f"; if {exc.name} is a compiled extension that is not installed, stand it in with ",
                 Opt("stub", exc.name),
             )
-        raise OptionError(
-            "model", Message(f": cannot import {spec.module} ({_summary(exc)})", hint), EXIT_USAGE
-        ) from None
+            raise ImportFailure(detail, _summary(exc)) from None
+        raise OptionError("model", detail, EXIT_USAGE) from None
     target: Any = module
     for part in spec.factory.split("."):
         if not hasattr(target, part):
@@ -373,100 +487,12 @@ def _sys_path(folders: Tuple[Path, ...]) -> Iterator[None]:
         sys.path[:] = saved
 
 
-class StubModule(types.ModuleType):
-    """A stand-in for a module that cannot be imported: every public attribute is an ``nn.Module``
-    class that takes any arguments and passes its first input through, so construction proceeds."""
-
-    def __init__(self, name: str, used: Dict[str, set]):
-        super().__init__(name, message_text(f"bn2gn stand-in for {name} (", Opt("stub"), ")"))
-        self.__path__ = []  # a package, so stubbed submodules import too
-        self._bn2gn_used = used.setdefault(name, set())
-
-    def __getattr__(self, attr: str):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        stand_in = _stand_in_class(self.__name__, attr)
-        setattr(self, attr, stand_in)
-        self._bn2gn_used.add(attr)
-        return stand_in
-
-
-def _stand_in_class(module: str, name: str):
-    import torch
-
-    def __init__(self, *args, **kwargs):
-        torch.nn.Module.__init__(self)
-
-    def forward(self, x=None, *args, **kwargs):
-        return x
-
-    return type(
-        name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module}
-    )
-
-
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the stubbed modules, their submodules, and parents that do not exist."""
-
-    def __init__(self, names: Tuple[str, ...]):
-        self.names = names
-        self.used: Dict[str, set] = {}
-        self.created: list = []
-
-    def find_spec(self, fullname, path=None, target=None):
-        covered = any(fullname == n or fullname.startswith(n + ".") for n in self.names)
-        parent = any(n.startswith(fullname + ".") for n in self.names)
-        if covered or (parent and importlib.machinery.PathFinder.find_spec(fullname, path) is None):
-            return importlib.util.spec_from_loader(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        self.created.append(spec.name)
-        return StubModule(spec.name, self.used)
-
-    def used_under(self, name: str) -> Tuple[str, ...]:
-        """Names taken from stub ``name`` and its submodules (``DCN``, ``functions.DCNFunc``)."""
-        found = []
-        for module, attrs in self.used.items():
-            if module == name or module.startswith(name + "."):
-                prefix = module[len(name) + 1 :]
-                found += [f"{prefix}.{a}" if prefix else a for a in attrs]
-        return tuple(sorted(found))
-
-    def exec_module(self, module) -> None:
-        return None
-
-
 @contextlib.contextmanager
-def stub_modules(names: Tuple[str, ...]) -> Iterator[_StubFinder]:
+def stub_modules(names: Tuple[str, ...]) -> Iterator[StandIns]:
     """Put stand-ins for ``names`` first in the import system; take them (and only them) out afterwards."""
-    finder = _StubFinder(tuple(names))
-    saved = {
-        n: sys.modules.pop(n)
-        for n in list(sys.modules)
-        if any(n == s or n.startswith(s + ".") for s in finder.names)
-    }
-    if names:
-        sys.meta_path.insert(0, finder)
-    try:
+    with stand_ins(names) as finder:
         yield finder
-    finally:
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-        for name in finder.created:
-            stub = sys.modules.get(name)
-            if isinstance(stub, StubModule):
-                del sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            if parent in sys.modules and getattr(sys.modules[parent], child, None) is stub:
-                delattr(sys.modules[parent], child)  # the import system set it on a real package
-        sys.modules.update(saved)
 
 
 def _is_dotted_name(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
-
-
-def _summary(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

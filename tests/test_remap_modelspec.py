@@ -135,6 +135,7 @@ def _build_error(tmp_path, files, spec, *args, **kwargs):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(body))
     top = {relative.split("/")[0].removesuffix(".py") for relative in files}
+    kwargs.setdefault("stubs", ("none",))  # the hints, not the automatic stand-ins
     try:
         with pytest.raises(Bn2gnError) as info:
             build_model(parse_model_spec(spec, *args, paths=[tmp_path], **kwargs))

@@ -166,7 +166,9 @@ def test_calls_on_one_line_are_told_apart_and_untracked_calls_reported(tmp_path)
 
 def test_stubbed_build_of_a_model_importing_a_missing_extension(tree):
     result = run_cli(
-        ["scan", "src/needs_stub", "--trace", "needs_stub.model:build", "--path", "src"], cwd=tree
+        ["scan", "src/needs_stub", "--trace", "needs_stub.model:build", "--path", "src"]
+        + ["--stub", "none"],
+        cwd=tree,
     )
     assert result.exit_code == 2
     assert "No module named 'dcn_v2'" in result.output and "--stub dcn_v2" in result.output
@@ -187,8 +189,11 @@ def test_stubbed_build_of_a_model_importing_a_missing_extension(tree):
         cwd=tree,
     )
     assert result.exit_code == 0, result.output
-    assert "trace: stub dcn_v2: stood in for DCN" in result.stdout
-    assert "trace: stub unused_ext: never imported by the build" in result.stdout
+    assert (
+        "trace: stub dcn_v2 (--stub): used at build time, imported by src/needs_stub/model.py: "
+        "DCN ran as Conv2d(16, 16, kernel_size=3, padding=1) x1"
+    ) in result.stdout
+    assert "trace: stub unused_ext (--stub): never imported by the build" in result.stdout
     assert "dcn_v2" not in sys.modules and "needs_stub.model" not in sys.modules
 
 
@@ -334,9 +339,10 @@ def test_stubs_cover_submodules_and_missing_parents_and_leave_nothing_behind():
         from dcn_v2.functions import DCNFunction
         from DCNv2.dcn_v2 import DCN as NestedDCN
 
-        layer = DCN(16, 16, kernel_size=(3, 3), deformable_groups=1)
+        layer, identity = DCN(16, 16, kernel_size=(3, 3), deformable_groups=1), Op()
         x = torch.ones(1, 16, 2, 2)
-        assert isinstance(layer, torch.nn.Module) and layer(x) is x
+        assert isinstance(layer, torch.nn.Module) and identity(x) is x
+        assert layer(x).shape == (1, 16, 2, 2)  # called like a convolution: one, keeping the size
         assert issubclass(NestedDCN, torch.nn.Module) and DCNFunction and Op
         assert stubs.used_under("dcn_v2") == ("DCN", "functions.DCNFunction")
         assert stubs.used_under("DCNv2.dcn_v2") == ("DCN",)

@@ -190,6 +190,7 @@ def classify(project: Project, config: Config, plan: Plan) -> None:
             site.decision, site.reason = _apply_overrides(
                 site, facts, targets, config, site.decision, site.reason, used
             )
+            site.against = _evidence_against(project, facts, raw, site)
             plan.sites.append(site)
     unused = [Opt(option, name) for (option, name), hit in used.items() if not hit]
     if unused:
@@ -292,6 +293,15 @@ def _decide(
             f"{owner.name} is reached from {', '.join(no_bb)}, which has no backbone attribute",
         )
     return KEEP, "not used by any model (no root model builds it)"
+
+
+def _evidence_against(project: Project, facts: ModuleFacts, raw: RawSite, site) -> str:
+    """The new-layer reason when it is what left the site unsure: a trace that finds the layer under
+    the backbone attribute does not answer it, so it must not settle the site."""
+    if site.decision != UNSURE or not raw.owner or raw.owner not in facts.defs:
+        return ""
+    new_layer = _new_layer_in_backbone(project, facts.defs[raw.owner], raw)
+    return new_layer if new_layer and new_layer == site.reason else ""
 
 
 def _new_layer_in_backbone(project: Project, owner: Definition, raw: RawSite) -> Optional[str]:

@@ -30,6 +30,9 @@ class Site:
     reason: str = ""
     fingerprint: str = ""
     module_paths: List[str] = dataclasses.field(default_factory=list)
+    #: static evidence a trace's module paths cannot outweigh (a new layer inside a backbone class
+    #: that its pretrained checkpoint does not cover): the reason, or "" when there is none
+    against: str = ""
 
     @property
     def location(self) -> str:
@@ -39,6 +42,8 @@ class Site:
         data = dataclasses.asdict(self)
         if not self.module_paths:
             data.pop("module_paths")
+        if not self.against:
+            data.pop("against")
         return data
 
 

@@ -9,7 +9,8 @@ import click
 
 STUB_HELP = (
     "Stand in nn.Module stubs for a module that cannot be imported, e.g. a compiled dcn_v2 "
-    "extension (repeatable)."
+    "extension (repeatable). auto: every module the repository cannot import (the default when "
+    "a build fails on an import); none: never stand anything in."
 )
 OPTS_HELP = (
     "The repository's options class, e.g. lib.opts:opts: built with its defaults (CLASS().init(argv) "

@@ -244,10 +244,17 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
 @click.option(
     "--model",
     "model_spec",
-    required=True,
     metavar="MODULE:FACTORY",
     help="The converted model's factory, e.g. lib.models.model:create_model.",
 )
+@click.option(
+    "--script",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Instead of --model: run this train script (arguments after --) as python would, and "
+    "take the model its first optimizer is built on; the script stops there.",
+)
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @model_arg_options
 @model_build_options
 @click.option(
@@ -279,10 +286,24 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     metavar="CKPT",
     help="Load this (remapped) checkpoint first, strict=False, and check it arrived intact.",
 )
+@click.option(
+    "--before",
+    metavar="REV",
+    help="The pre-migration git revision to measure the original model from (default: HEAD "
+    "when the migration is not committed yet).",
+)
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Also build the original model and measure both at batch size 1 (train/eval gap, loss).",
+)
 @config_options
 @output_options
 def verify(
     model_spec,
+    script,
+    script_args,
     model_args,
     paths,
     stubs,
@@ -293,6 +314,8 @@ def verify(
     device,
     freeze_from,
     checkpoint,
+    before,
+    compare,
     config_file,
     backbone_attrs,
     quiet,
@@ -307,7 +330,6 @@ def verify(
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
     from ..api import Session, load_settings
-    from ..modelspec import parse_model_spec
     from ..smoke.verify import VerifyOptions, parse_input_shape, run_verify
 
     if device not in ("auto", "cpu", "cuda") and not (
@@ -316,19 +338,25 @@ def verify(
         raise Bn2gnError(f"--device {device!r}: use auto, cpu, cuda or cuda:N", EXIT_USAGE)
     if checkpoint is not None and not checkpoint.is_file():
         raise Bn2gnError(f"--checkpoint {checkpoint}: no such file", EXIT_USAGE)
+    # the plan of the --path folders (or the script's folder) decides the backbone; without
+    # them only the names can
+    folders = list(paths) or ([script.parent] if script is not None and script.is_file() else [])
     settings = load_settings(
-        [paths[0] if paths else Path.cwd()], config_file, backbone_names=backbone_attrs
+        [folders[0] if folders else Path.cwd()], config_file, backbone_names=backbone_attrs
     )
-    # the plan of the --path folders decides the backbone; without them only the names can
-    session = Session(list(paths), settings, tolerate_no_model=True)
+    session = Session(folders, settings, tolerate_no_model=True)
     options = VerifyOptions(
-        spec=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args),
+        spec=_verify_spec(
+            model_spec, script, script_args, model_args, paths, stubs, model_opts, model_opts_args
+        ),
         input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
         backbone=session.backbone,
         steps=steps,
         device=device,
         freeze_from=tuple(freeze_from),
         checkpoint=checkpoint,
+        compare=compare,
+        before=before,
     )
     section = run_verify(options)
     _emit(
@@ -339,3 +367,30 @@ def verify(
         {"command": "verify", "backbone_attrs": list(options.backbone.spellings)},
     )
     _fail_if_needed([section])
+
+
+def _verify_spec(model_spec, script, script_args, model_args, paths, stubs, opts, opts_args):
+    """--model MODULE:FACTORY with its options, or --script PATH -- ARGS: exactly one of them."""
+    from ..modelspec import parse_model_spec, parse_script_spec
+
+    if script is None:
+        if not model_spec:
+            raise Bn2gnError(
+                "verify needs the model: --model MODULE:FACTORY, or --script PATH -- ARGS "
+                "(the train script that builds it)",
+                EXIT_USAGE,
+            )
+        if script_args:
+            raise Bn2gnError(
+                f"unexpected arguments {' '.join(script_args)!r}: arguments after -- belong to "
+                "--script PATH",
+                EXIT_USAGE,
+            )
+        return parse_model_spec(model_spec, model_args, paths, stubs, opts, opts_args)
+    if model_spec or model_args or opts or opts_args:
+        raise Bn2gnError(
+            "--script takes the model from the train script: leave out --model, --model-arg, "
+            "--model-opts and --model-opts-arg",
+            EXIT_USAGE,
+        )
+    return parse_script_spec(script, script_args, stubs)

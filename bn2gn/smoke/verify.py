@@ -10,7 +10,10 @@ the run exactly as it watches the demo's train script.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import io
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +23,7 @@ from ..decision import Backbone
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
-from .report import FAIL, INFO, WARN, Check, Section
+from .report import FAIL, INFO, PASS, WARN, Check, Section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,9 @@ class VerifyOptions:
     checkpoint: Optional[Path] = None
     lr: float = 1e-3
     seed: int = 0
+    #: measure the original (pre-migration) model against the converted one at batch size 1
+    compare: bool = True
+    before: Optional[str] = None  # the pre-migration git revision (default HEAD when uncommitted)
 
 
 def parse_input_shape(text: str) -> Tuple[int, ...]:
@@ -103,19 +109,22 @@ def generic_loss(output):
 def run_verify(options: VerifyOptions) -> Section:
     import torch
 
-    from ..modelspec import build_model
+    from ..modelspec import build
     from .recorder import Recorder
 
     device = resolve_device(options.device)
-    logic = load_freeze_logic(options.freeze_from, options.backbone.spellings)
+    with contextlib.redirect_stdout(io.StringIO()):  # what the patched files' imports print
+        logic = load_freeze_logic(options.freeze_from, options.backbone.spellings)
     torch.manual_seed(options.seed)
-    model = build_model(options.spec)
+    built = build(options.spec)
+    model = built.model
     if options.checkpoint is not None:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         logic.freeze(model)  # what the user's freeze says goes into the report, not to stderr
+    initial = copy.deepcopy(model) if options.compare else None
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     generator = torch.Generator().manual_seed(options.seed)
     inputs = [torch.randn(shape, generator=generator).to(device) for shape in options.input_shapes]
@@ -139,8 +148,12 @@ def run_verify(options: VerifyOptions) -> Section:
         for warning in said
     ]
     carried = freeze_backbone_checks(logic, options.backbone)
-    recorded = record_checks(record, expect_checkpoint=options.checkpoint is not None)
-    section.checks += carried + (_blame_the_carried_backbone(recorded) if carried else recorded)
+    checks = record_checks(record, expect_checkpoint=options.checkpoint is not None)
+    checks = _blame_the_carried_backbone(checks) if carried else checks
+    section.checks += carried + offline_statistics(checks, built.weights, options.checkpoint)
+    section.checks += build_checks(built)
+    if initial is not None:
+        section.checks += effect_checks(initial, logic, options, device)
     return section
 
 
@@ -156,6 +169,129 @@ def _blame_the_carried_backbone(checks: List[Check]) -> List[Check]:
         else check
         for check in checks
     ]
+
+
+#: How verify turns an output into a loss and into tensors; the measurements use the same.
+LOSS = (generic_loss, output_tensors)
+
+
+def effect_checks(
+    converted, logic: FreezeLogic, options: VerifyOptions, device: str
+) -> List[Check]:
+    """The bs=1 train/eval gap and the loss range of the converted model, and of the original."""
+    import torch
+
+    from .effects import GAP_TOLERANCE, measure, single_sample
+
+    generator = torch.Generator().manual_seed(options.seed)
+    inputs = [
+        torch.randn(shape, generator=generator).to(device)
+        for shape in single_sample(options.input_shapes)
+    ]
+    keep = logic.keep if logic.keep is not None else (lambda model: None)
+    after = measure(converted, inputs, keep, options.steps, options.lr, LOSS)
+    before, origin = _original_effects(options, inputs, device)
+    shown = f"{before.gap:.3g}" if before else "not measured"
+    gap = Check(
+        "train-eval-gap",
+        PASS if after.gap <= GAP_TOLERANCE else FAIL,
+        f"converted {after.gap:.3g}, original {shown}: relative |train - eval| of the outputs at "
+        "batch size 1",
+        ""
+        if after.gap <= GAP_TOLERANCE
+        else "the converted model still computes something else in "
+        "training mode at batch size 1 (BatchNorm outside the backbone, Dropout): see "
+        "batchnorm-outside-backbone",
+        {"converted": after.as_dict(), "original": before.as_dict() if before else None},
+    )
+    losses = f"converted {_range(after)}" + (f"; original {_range(before)}" if before else "")
+    spread = Check(
+        "loss-spread", INFO, f"loss over {options.steps} steps on the same input: {losses}"
+    )
+    return [Check("original-model", INFO, origin), gap, spread]
+
+
+def _range(effects) -> str:
+    return f"range {effects.spread:.3g} ({effects.losses[0]:.4g} -> {effects.losses[-1]:.4g})"
+
+
+def _original_effects(options: VerifyOptions, inputs, device: str):
+    """(Effects of the original model or None, where it came from or why it was not measured)."""
+    import torch
+
+    from ..modelspec import build, forget_modules
+    from .effects import NoOriginal, exported, measure, moved, original_revision, working_directory
+
+    spec = options.spec
+    try:
+        top, revision, why = original_revision(spec.roots(), options.before)
+        with exported(top, revision) as tree:
+            original = dataclasses.replace(
+                spec,
+                paths=tuple(moved(p, top, tree) for p in spec.paths),
+                script=moved(spec.script, top, tree) if spec.script is not None else None,
+            )
+            folder = moved(Path.cwd(), top, tree)
+            forget_modules(spec.roots())
+            with working_directory(folder if folder.is_dir() else Path.cwd()):
+                torch.manual_seed(options.seed)
+                try:
+                    model = build(original).model.to(device)
+                finally:
+                    forget_modules(original.roots())
+            effects = measure(model, inputs, lambda m: None, options.steps, options.lr, LOSS)
+    except NoOriginal as reason:
+        return None, f"original not measured: {reason}"
+    except Bn2gnError as error:
+        return None, f"original not measured: building it from {revision} failed ({error})"
+    return effects, f"original built from {why}, same spec"
+
+
+def offline_statistics(checks: List[Check], weights, checkpoint) -> List[Check]:
+    """Without the pretrained weights (offline, not in the hub cache, no ``--checkpoint``) every
+    backbone BatchNorm has its initial statistics by construction: one note says so instead of a
+    warning per layer; eval mode, requires_grad and unchanged statistics are still checked."""
+    if not weights.missing or checkpoint is not None:
+        return checks
+    untrained = [c.data.get("layer") for c in checks if c.name == "untrained-statistics"]
+    kept = [c for c in checks if c.name != "untrained-statistics"]
+    kept.append(
+        Check(
+            "pretrained-statistics",
+            INFO,
+            f"pretrained statistics not available offline: {len(weights.missing)} weights URL(s) "
+            f"not in the torch hub cache ({', '.join(weights.missing)}); {len(untrained)} backbone "
+            "BatchNorm layer(s) keep their initial statistics; checked instead: eval mode, "
+            "requires_grad, statistics unchanged by the steps",
+            data={"missing": list(weights.missing), "untrained": untrained},
+        )
+    )
+    return kept
+
+
+def build_checks(built) -> List[Check]:
+    """What the build stood in and which weights it asked for, as INFO lines (and JSON data)."""
+    checks = [
+        Check("stub", INFO, record.describe(), data=record.as_dict()) for record in built.stubs
+    ]
+    if built.source:
+        checks.insert(0, Check("model-source", INFO, built.source))
+    if built.auto:
+        checks.insert(
+            0,
+            Check(
+                "stub-auto",
+                INFO,
+                f"{built.auto}: every module the repository could not import was stood in "
+                f"({sum(not r.requested for r in built.stubs)} found)",
+                data={"reason": built.auto},
+            ),
+        )
+    checks += [
+        Check("weights", INFO, f"{url}: served from the torch hub cache ({path})")
+        for url, path in built.weights.served
+    ]
+    return checks
 
 
 def freeze_backbone_checks(logic: FreezeLogic, backbone: Backbone) -> List[Check]:

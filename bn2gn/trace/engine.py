@@ -55,7 +55,8 @@ def trace_plan(
         ) from None
     files = scanned_files(project)
     with record_batchnorm(files) as creations, _forget_imports(spec, files):
-        model, stubs = _build(spec)
+        built = _build(spec)
+    model = built.model
     paths = module_paths(model)
     inside = backbone_paths(model, config, static)
     by_site, untracked = match_creations(creations, static.sites, paths)
@@ -70,8 +71,9 @@ def trace_plan(
         ),
         model=spec.describe(),
         instances=len(creations),
-        stubs=stubs,
+        stubs=built.stub_uses(),
         untracked=untracked,
+        build=built,
     )
     for site in static.sites:
         report.plan.sites.append(traced_site(site, by_site.get(_key(site)), paths, config, inside))
@@ -120,6 +122,14 @@ def traced_site(
     groups = [paths.get(id(c.instance), []) for c in found]
     traced.module_paths = [p for group in groups for p in group]
     traced.decision, traced.reason = decide_from_trace(site, groups, config, inside)
+    if site.against and traced.decision != UNSURE:
+        traced.decision, traced.reason = (
+            UNSURE,
+            (
+                f"{site.against}; {traced.reason}, which says where the layer sits, not whether "
+                "pretrained weights cover it"
+            ),
+        )
     traced.decision, traced.reason = _apply_overrides(
         traced, None, set(), config, traced.decision, traced.reason
     )
@@ -240,12 +250,12 @@ def _chars(filename: str, line: int, byte_col: int) -> int:
 
 
 def _build(spec):
-    from ..modelspec import build_model_with_stubs
+    from ..modelspec import build
 
     saved = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # scan writes nothing, not even __pycache__ in the user's tree
     try:
-        return build_model_with_stubs(spec)
+        return build(spec)
     finally:
         sys.dont_write_bytecode = saved
 

@@ -9,7 +9,7 @@ after the factory ran and, with ``--checkpoint``, after the checkpoint's values 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..analysis.plan import Plan, Site
 from ..bn_statistics import untrained_backbone_batchnorms
@@ -44,6 +44,7 @@ class TraceReport:
     stubs: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     warnings: List[str] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
+    build: Optional[Any] = None  # bn2gn.modelspec.Build: stand-ins and weights of the build
 
     def as_dict(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class TraceReport:
             "instances": self.instances,
             "sites_executed": self.executed,
             "stubs": {name: list(used) for name, used in self.stubs.items()},
+            "build": self.build.as_dict() if self.build is not None else None,
             "differences": [
                 {
                     "location": s.location,
@@ -76,6 +78,14 @@ def check_statistics(
     """Warn about backbone BatchNorm still untrained after the factory, and after ``checkpoint``."""
     attrs = Backbone.decided(config.backbone_names, report.plan.backbones).spellings
     after_factory = untrained_backbone_batchnorms(model, attrs)
+    missing = report.build.weights.missing if report.build is not None else []
+    if checkpoint is None and after_factory and missing:
+        report.notes.append(
+            f"pretrained statistics not available offline: {len(after_factory)} backbone BatchNorm "
+            f"layer(s) keep their initial statistics because {', '.join(missing)} is not in the torch "
+            "hub cache; give the pretrained weights with " + message_text(Opt("checkpoint", "FILE"))
+        )
+        return
     if checkpoint is None:
         if after_factory:
             report.warnings.append(
@@ -107,9 +117,7 @@ def render_trace_text(report: TraceReport) -> List[str]:
         f"trace: built {report.model} on CPU: {report.instances} BatchNorm instance(s); "
         f"{report.executed} of {len(report.plan.sites)} site(s) executed"
     ]
-    for name, used in report.stubs.items():
-        what = f"stood in for {', '.join(used)}" if used else "never imported by the build"
-        lines.append(f"trace: stub {name}: {what}")
+    lines += [f"trace: {note}" for note in (report.build.notes() if report.build else ())]
     if report.differences:
         lines.append(f"trace: {len(report.differences)} decision(s) differ from the static plan:")
     else:
