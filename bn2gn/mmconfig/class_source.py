@@ -30,6 +30,7 @@ BN_TYPES = {
     "SyncBN",
     "NaiveSyncBN",
     "naiveSyncBN2d",
+    "naiveSyncBN1d",
     "MMSyncBN",
 }
 FREEZE_METHODS = ("__init__", "train", "init_weights")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
+from .class_source import BN_TYPES as BATCHNORM_TYPES
 from .components import INIT, INIT_WEIGHTS, TRAIN, ComponentClass
 from .plugins import Catalog
 from .resolve import ResolvedConfig
@@ -21,17 +22,6 @@ STACK_NAMES = {
     MMENGINE: "mmengine runner (mmdet 3.x / mmdet3d 1.x): optim_wrapper=",
     MMCV1: "mmcv 1.x runner (mmdet 2.x / mmdet3d 1.0.0rc): optimizer= + optimizer_config=",
 }
-BATCHNORM_TYPES = (
-    "BN",
-    "BN1d",
-    "BN2d",
-    "BN3d",
-    "SyncBN",
-    "NaiveSyncBN",
-    "naiveSyncBN2d",
-    "naiveSyncBN1d",
-    "MMSyncBN",
-)
 
 
 @dataclasses.dataclass
