@@ -35,6 +35,7 @@ from .options_object import (
 from .standins import (
     AUTO,
     NONE,
+    THIRD_PARTY,
     StandIns,
     StubRecord,
     is_repository_file,
@@ -264,6 +265,7 @@ def build(spec: ModelSpec) -> Build:
 
 
 def _attempt(spec: ModelSpec, requested: Tuple[str, ...], auto: Optional[str]) -> Build:
+    forget_shadowing_modules(spec.roots())
     before = set(sys.modules)
     printed = io.StringIO()  # what the repository prints while building stays off bn2gn's output
     with _sys_path(spec.paths), isolated_argv(spec.module, spec.options_argv):
@@ -389,6 +391,30 @@ def forget_modules(paths: Tuple[Path, ...]) -> None:
         filename = getattr(module, "__file__", None)
         if filename and is_repository_file(filename, roots):
             del sys.modules[name]
+
+
+def forget_shadowing_modules(paths: Tuple[Path, ...]) -> None:
+    """Drop an imported top-level package the repository also has (``lib`` of another checkout, read
+    earlier in this process) with its submodules: the build must import the repository's own."""
+    roots = real_roots(paths or (Path.cwd(),))
+    for root in roots:
+        try:
+            entries = os.listdir(root)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry[:-3] if entry.endswith(".py") else entry
+            module = sys.modules.get(name)
+            if not name.isidentifier() or module is None:
+                continue
+            where = getattr(module, "__file__", None) or next(
+                iter(getattr(module, "__path__", None) or ()), None
+            )
+            real = os.path.realpath(where) if where else ""
+            installed = any(part in real for part in THIRD_PARTY) or name in sys.stdlib_module_names
+            if real and not installed and not real.startswith(roots):
+                for loaded in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
+                    del sys.modules[loaded]
 
 
 def _build_hint(exc: BaseException, spec: ModelSpec, before: set) -> Message:
