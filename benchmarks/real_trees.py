@@ -381,7 +381,7 @@ def nothing_to_do_targets(results: Dict[str, dict]) -> List[tuple]:
     """Trees with nothing to do cost little more than reading them; the pre-commit hook on a migrated
     repository little more than starting Python and reading it; a rewrite little more than LibCST."""
     checks = []
-    for name in ("plain", "mmdet-nobn", "mmdet-migrated"):
+    for name in ("plain", "mmdet-nobn"):
         row = results.get(name)
         for step in ("scan", "check"):
             if row and step in row:

@@ -135,3 +135,35 @@ def test_scan_notes_configs_without_parsing_them(monkeypatch):
 
     monkeypatch.setattr(ast, "parse", no_parse)
     assert scan.openmmlab_configs(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"_base_ = 'a.py'\n",
+        b"x = read_base\n",
+        b"model = dict(a=1)\n",
+        b"import os\nmodel  =  dict (a=1)\n",
+        b"import os\nmodel = dict\n",
+        b"import os\n  model = dict(a=1)\n",
+        b"my_model = dict(a=1)\n",
+        b"x = 1\r\nmodel = dict(a=1)\r\n",
+        b"x = 1\rmodel = dict(a=1)\r",
+        b"model\n= dict(a=1)\n",
+        b"",
+    ],
+)
+def test_config_text_is_the_regular_expression(data):
+    from bn2gn.analysis.scan import CONFIG_TEXT, config_text
+
+    assert config_text(data) == bool(CONFIG_TEXT.search(data))
+
+
+def test_display_paths_below_the_working_directory(tmp_path, monkeypatch):
+    from bn2gn.analysis.scan import display_path
+
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "a" / "b.py") == "a/b.py"
+    assert display_path(Path("a/../c.py")) == "c.py"
+    assert display_path(tmp_path / "..x.py") == (tmp_path / "..x.py").as_posix()
+    assert display_path(tmp_path.parent / "y.py") == (tmp_path.parent / "y.py").as_posix()
