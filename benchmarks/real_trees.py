@@ -6,7 +6,9 @@ Trees (``--trees``, comma-separated; each found or prepared here, or given with 
   mmdet       the mmdet 3.3.0 wheel: ``pip download --no-deps mmdet==3.3.0`` into ``--cache``
               (default ~/.cache/bn2gn-bench), unpacked, ``.mim`` renamed ``mim``
   mmdet-nobn  a copy of it with every ``BatchNorm`` renamed (no BatchNorm site at all)
+  mmdet-migrated  mmdet-nobn after ``bn2gn migrate --write``: nothing left to do
   centernet   the bundled fixture repository fixtures/centernet_mini
+  centernet-migrated  that repository after ``bn2gn migrate --write`` (the pre-commit hook's case)
   synthetic   the generated detector tree of benchmarks/rewrite_speed.py (1,200 files)
   plain       the same generated tree with neither BatchNorm nor training code
 
@@ -22,6 +24,12 @@ command, how many files it parsed with ``ast`` and how many times it called ``li
   rewrite   python -m bn2gn rewrite --diff -j 2
   patch     python -m bn2gn patch-trainer --diff -j 2 (the tree as FILE: files without training code
             are left alone)
+  pass      python -c pass (centernet, plain, mmdet-nobn, the migrated trees)
+  cstfloor  Python's start, ``import libcst``, parse and regenerate every file that mentions
+            BatchNorm2d: the least a LibCST rewrite costs (centernet)
+  check     python -m bn2gn migrate --check -q: the pre-commit hook (centernet, plain, migrated trees)
+
+The migrated trees run floor, pass, scan and check only.
 
 A step that runs past ``--limit`` seconds is stopped and shown as ``>limit``. Exit 1 when a target
 of issue 11 is missed. Examples:
@@ -53,9 +61,43 @@ from rewrite_speed import FLOOR, make_synthetic  # noqa: E402
 
 ROOT = HERE.parent
 STEPS = ("floor", "noop", "scan", "rewrite", "patch")
-ALL_TREES = ("centernet", "plain", "synthetic", "mmdet", "mmdet-nobn", "torch")
+#: steps some trees add: ``pass`` (Python's start), ``cstfloor`` (LibCST's own cost of the rewrite),
+#: ``check`` (``migrate --check``, the pre-commit hook)
+EXTRA_STEPS = {
+    "centernet": ("pass", "cstfloor", "check"),
+    "plain": ("pass", "check"),
+    "mmdet-nobn": ("pass",),
+}
+#: migrated trees: what CI and pre-commit see once a repository is done, so only the checks run
+MIGRATED_STEPS = ("floor", "pass", "scan", "check")
+ALL_TREES = (
+    "centernet",
+    "centernet-migrated",
+    "plain",
+    "synthetic",
+    "mmdet",
+    "mmdet-nobn",
+    "mmdet-migrated",
+    "torch",
+)
 REAL = ("centernet", "mmdet", "mmdet-nobn", "torch")
 MMDET = "mmdet==3.3.0"
+#: the LibCST floor of a rewrite: start, import LibCST, parse and regenerate every file that
+#: mentions BatchNorm2d (what any LibCST codemod of those files costs at least)
+CST_FLOOR = """import os,sys
+import libcst
+for d,_,fs in os.walk(sys.argv[1]):
+ for f in fs:
+  if f.endswith('.py'):
+   t=open(os.path.join(d,f),encoding='utf-8').read()
+   if 'BatchNorm2d' in t: libcst.parse_module(t).code
+"""
+
+
+def steps_of(name: str) -> tuple:
+    if name.endswith("-migrated"):
+        return MIGRATED_STEPS
+    return STEPS + EXTRA_STEPS.get(name, ())
 
 
 # -- locating and preparing trees ---------------------------------------------------------------------------
@@ -101,14 +143,34 @@ def renamed_copy(tree: Path, dest: Path, word: str = "BatchNorm", new: str = "Ba
     return dest
 
 
+def migrated_copy(tree: Path, dest: Path) -> Path:
+    """``tree`` after ``bn2gn migrate --write``: an already migrated repository."""
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "bn2gn", "migrate", "--write", "-q", str(dest)],
+        cwd=dest,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return dest
+
+
 def prepare(name: str, work: Path, cache: Path, given: Dict[str, Path]) -> Path:
     if name in given:
         return given[name]
+    if name.endswith("-migrated"):
+        base = name[: -len("-migrated")]
+        base = "mmdet-nobn" if base == "mmdet" else base
+        source = prepare(base, work, cache, given)
+        return migrated_copy(source, work / name / source.name)
     if name == "torch":
         return torch_tree()
     if name == "mmdet":
         return mmdet_tree(cache)
     if name == "mmdet-nobn":
+        if (work / "mmdet_nobn" / "mmdet").is_dir():  # made already for mmdet-migrated
+            return work / "mmdet_nobn" / "mmdet"
         return renamed_copy(given.get("mmdet") or mmdet_tree(cache), work / "mmdet_nobn" / "mmdet")
     if name == "centernet":
         return ROOT / "fixtures" / "centernet_mini"
@@ -160,6 +222,7 @@ def bn2gn_args(step: str, tree: Path, jobs: int = 2) -> List[str]:
         "scan": ["scan", "-q", str(tree)],
         "rewrite": ["rewrite", "--diff", "-j", str(jobs), str(tree)],
         "patch": ["patch-trainer", "--diff", *patch_jobs, str(tree)],
+        "check": ["migrate", "--check", "-q", str(tree)],
     }[step]
 
 
@@ -167,6 +230,10 @@ def command(step: str, tree: Path, noop_copy: Path) -> List[str]:
     py = sys.executable
     if step == "floor":
         return [py, "-c", FLOOR, str(tree)]
+    if step == "pass":
+        return [py, "-c", "pass"]
+    if step == "cstfloor":
+        return [py, "-c", CST_FLOOR, str(tree)]
     if step == "noop":
         return [
             py,
@@ -201,13 +268,15 @@ def parse_counts(step: str, tree: Path, work: Path, limit: float) -> dict:
 def measure(name: str, tree: Path, work: Path, rounds: int, limit: float) -> dict:
     files = sum(1 for _ in tree.rglob("*.py"))
     print(f"\n{name}: {tree} ({files} .py files)", flush=True)
+    steps = steps_of(name)
     noop_copy = work / f"noop_{name}"
-    shutil.copytree(tree, noop_copy, ignore=shutil.ignore_patterns("__pycache__"))
-    times: Dict[str, list] = {s: [] for s in STEPS}
-    rss: Dict[str, list] = {s: [] for s in STEPS}
+    if "noop" in steps:
+        shutil.copytree(tree, noop_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    times: Dict[str, list] = {s: [] for s in steps}
+    rss: Dict[str, list] = {s: [] for s in steps}
     stopped = set()
     for _ in range(rounds):
-        for step in STEPS:
+        for step in steps:
             if step in stopped:
                 continue
             seconds, peak = run(command(step, tree, noop_copy), work, limit)
@@ -216,12 +285,15 @@ def measure(name: str, tree: Path, work: Path, rounds: int, limit: float) -> dic
             if seconds == float("inf"):
                 stopped.add(step)
     shutil.rmtree(noop_copy, ignore_errors=True)
-    row = {"files": files, "rounds": rounds}
-    for step in STEPS:
+    row = {"files": files, "rounds": rounds, "steps": steps}
+    for step in steps:
         row[step] = float("inf") if step in stopped else statistics.median(times[step])
         row[f"{step}_rss"] = max((r for r in rss[step] if r == r), default=float("nan"))
-    for step in ("scan", "rewrite", "patch"):
-        row[f"{step}_parses"] = None if step in stopped else parse_counts(step, tree, work, limit)
+    for step in ("scan", "rewrite", "patch", "check"):
+        if step in steps:
+            row[f"{step}_parses"] = (
+                None if step in stopped else parse_counts(step, tree, work, limit)
+            )
     print_table(name, row, limit)
     return row
 
@@ -235,10 +307,11 @@ def print_table(name: str, row: dict, limit: float) -> None:
         f"  {'step':<9}{'median s':>10}{'x noop':>9}{'x floor':>9}{'peak MiB':>10}{'ast files':>11}"
         f"{'LibCST parses':>15}"
     )
-    for step in STEPS:
+    for step in row["steps"]:
         value = row[step]
         parses = row.get(f"{step}_parses") or {}
-        noop = value / row["noop"] if row["noop"] not in (0, float("inf")) else float("nan")
+        noop = row.get("noop", 0)
+        noop = value / noop if noop not in (0, float("inf")) else float("nan")
         floor = value / row["floor"] if row["floor"] else float("nan")
         ratio = lambda r, value=value: "-" if value == float("inf") else f"{r:.3f}"  # noqa: E731
         print(
@@ -271,6 +344,8 @@ def targets(results: Dict[str, dict]) -> List[tuple]:
                 (f"{name}: scan / noop", results[name]["scan"] / results[name]["noop"], 0.1)
             )
     for name in results:
+        if "noop" not in results[name]:
+            continue
         checks.append(
             (
                 f"{name}: rewrite --diff -j 2 / noop",
@@ -295,9 +370,32 @@ def targets(results: Dict[str, dict]) -> List[tuple]:
                 1.5,
             )
         )
+    checks += nothing_to_do_targets(results)
     if "torch" in results:
         checks.append(("torch: scan seconds", results["torch"]["scan"], 60.0))
         checks.append(("torch: rewrite --diff seconds", results["torch"]["rewrite"], 60.0))
+    return checks
+
+
+def nothing_to_do_targets(results: Dict[str, dict]) -> List[tuple]:
+    """Trees with nothing to do cost little more than reading them; the pre-commit hook on a migrated
+    repository little more than starting Python and reading it; a rewrite little more than LibCST."""
+    checks = []
+    for name in ("plain", "mmdet-nobn"):
+        row = results.get(name)
+        for step in ("scan", "check"):
+            if row and step in row:
+                label = f"{name}: {'migrate --check' if step == 'check' else step} / floor"
+                checks.append((label, row[step] / row["floor"], 3.0))
+    row = results.get("centernet-migrated")
+    if row:
+        floor = row["pass"] + row["floor"]
+        label = f"centernet-migrated: migrate --check / (pass + floor {floor:.2f} s)"
+        checks.append((label, row["check"] / floor, 1.5))
+    row = results.get("centernet")
+    if row and "cstfloor" in row:
+        label = f"centernet: rewrite --diff -j 2 / LibCST floor {row['cstfloor']:.2f} s"
+        checks.append((label, row["rewrite"] / row["cstfloor"], 1.2))
     return checks
 
 
@@ -372,12 +470,12 @@ def main(argv=None) -> int:
         ):  # nan, or measured against a stopped no-op
             ok = False
             print(
-                f"  {label:<52} {'?':>8}  (target <= {target})  UNDECIDED (a step was stopped at --limit)"
+                f"  {label:<62} {'?':>8}  (target <= {target})  UNDECIDED (a step was stopped at --limit)"
             )
             continue
         met = value <= target
         ok &= met
-        print(f"  {label:<52} {value:8.3f}  (target <= {target})  {'ok' if met else 'MISSED'}")
+        print(f"  {label:<62} {value:8.3f}  (target <= {target})  {'ok' if met else 'MISSED'}")
     return 0 if ok else 1
 
 

@@ -230,7 +230,7 @@ class Session:
         _check_backbone(options)
         results, usage = patch_files(list(files), options, explicit=explicit, workers=workers)
         for index, result in enumerate(results):
-            before = (rewritten or {}).get(file_key(result.path))
+            before = rewritten.get(file_key(result.path)) if rewritten else None
             if before is not None and result.status != "failed":
                 patched, problem = patch_one(
                     source_from_bytes(result.path, before.new_bytes), options

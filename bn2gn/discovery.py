@@ -168,13 +168,24 @@ def _is_regular(path: Path) -> bool:
 def _unique_files(found: Dict[str, Path], skipped: list) -> List[Path]:
     """One name per real file: the file itself rather than a symlink to it."""
     by_real: Dict[str, Path] = {}
-    for path in sorted(found.values(), key=lambda p: (p.is_symlink(), p.as_posix())):
-        real = os.path.realpath(path)
+    folders: Dict[str, str] = {}
+    links = {path: path.is_symlink() for path in found.values()}
+    for path in sorted(found.values(), key=lambda p: (links[p], p.as_posix())):
+        real = os.path.realpath(path) if links[path] else _real_in_folder(path, folders)
         if real in by_real:
             skipped.append((path, f"same file as {by_real[real]}; scanned once under that name"))
         else:
             by_real[real] = path
     return list(by_real.values())
+
+
+def _real_in_folder(path: Path, folders: Dict[str, str]) -> str:
+    """``os.path.realpath`` of a file that is no symlink: its folder's (resolved once per folder,
+    not once per file: each resolution looks at every component of the path) joined with its name."""
+    folder = os.path.dirname(path) or os.curdir
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], os.path.basename(path))
 
 
 def _is_generated(path: Path, include: Sequence[str], result: Discovery) -> bool:

@@ -262,7 +262,7 @@ def patch_files(
     simply unchanged.
     """
     named = {Path(p).resolve() for p in explicit}
-    jobs = [(path, options, path.resolve() in named) for path in files]
+    jobs = [(path, options, bool(named) and path.resolve() in named) for path in files]
     if workers > 1 and len(jobs) > 1:
         with worker_pool(workers, set_style, (current_style(),)) as pool:
             chunk = max(1, len(jobs) // (workers * 4))

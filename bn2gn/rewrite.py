@@ -12,8 +12,17 @@ from . import progress
 from .analysis.facts import ModuleFacts
 from .analysis.plan import CONVERT, UNSURE, Plan, Site
 from .analysis.scan import build_plan
+from .codemods.settled import settled
 from .config import Config
-from .pipeline import FileResult, failed, finish, parse_module, run_transform
+from .pipeline import (
+    FileResult,
+    failed,
+    finish,
+    form_feed_indent_line,
+    mixed_newline_line,
+    parse_module,
+    run_transform,
+)
 from .process import pool_map, worker_pool
 from .rules import Rule
 from .sources import SourceText
@@ -32,6 +41,8 @@ class FileJob:
     bn_refs: FrozenSet[str]
     rules: FrozenSet[Rule]
     text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
+    #: the analysis proved on ``ast`` that the codemods change nothing in that text (codemods.settled)
+    settled: bool = False
 
     @property
     def converted_calls(self) -> FrozenSet[Tuple[int, int]]:
@@ -94,13 +105,21 @@ def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
     """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal with one
     metadata resolution for BN2GN101 and BN2GN103 together, one compile of the input (none when the
     analysis already parsed this very text) and one of the output."""
+    same_text = bool(job.text_hash) and text_hash(source.text) == job.text_hash
+    if job.settled and same_text and not _libcst_refuses(source.text):
+        return finish(
+            source, source.text, ()
+        )  # what LibCST would have returned: no import, no parse
     from .codemods import Context, rewrite_codemods, run
 
-    module = parse_module(
-        source, checked=bool(job.text_hash) and text_hash(source.text) == job.text_hash
-    )
+    module = parse_module(source, checked=same_text)
     done = run(rewrite_codemods(), module, Context(source, job.rules, job))
     return finish(source, done.module.code, done.changes, done.notes, done.refused)
+
+
+def _libcst_refuses(text: str) -> bool:
+    """Text ``parse_module`` refuses although Python parses it (reported as a failure, not skipped)."""
+    return bool(form_feed_indent_line(text) or mixed_newline_line(text))
 
 
 def text_hash(text: str) -> str:
@@ -123,18 +142,22 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
     for facts in project.modules:
         sites = tuple(by_path.get(facts.display, ()))
         scopes = init_loop_scopes(facts, sites)
-        if any(s.decision == CONVERT for s in sites) or scopes:
+        converts = any(s.decision == CONVERT for s in sites)
+        if converts or scopes:
+            bn_refs = frozenset(batchnorm_ref_texts(facts))
+            text = "".join(facts.lines) if hasattr(facts, "lines") else None
             jobs.append(
                 FileJob(
                     path=facts.path,
                     display=facts.display,
                     sites=sites,
                     init_scopes=frozenset(scopes),
-                    bn_refs=frozenset(batchnorm_ref_texts(facts)),
+                    bn_refs=bn_refs,
                     rules=rules,
-                    text_hash=text_hash("".join(getattr(facts, "lines", ())))
-                    if hasattr(facts, "lines")
-                    else "",
+                    text_hash=text_hash(text) if text is not None else "",
+                    settled=text is not None
+                    and not converts
+                    and settled(facts.tree, text, frozenset(scopes), bn_refs, rules),
                 )
             )
     return jobs

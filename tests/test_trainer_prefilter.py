@@ -51,6 +51,7 @@ IMPORTS = [
 ]
 GAPS = ["", " ", "\n", "  # note\n", " \\\n"]
 TRAIN_CALLS = [
+    "({r}){g}.{g}train{g}({g})",  # a parenthesised receiver is still a name for ast
     "{r}{g}.{g}train{g}({g})",
     "{r}{g}.{g}train{g}(True)",
     "{r}{g}.{g}train{g}(mode{g}={g}flag)",
@@ -86,8 +87,16 @@ def train_script(draw):
         )
     else:
         call = draw(
-            st.sampled_from(["optimizer_state(model)", "model.pretrain()", "print('optim. SGD(')"])
-        )
+            st.sampled_from(
+                [
+                    "optimizer_state(model)",
+                    "model.pretrain()",
+                    "print('optim. SGD(')",
+                    "super().train(flag)",
+                    "super(Trainer, self){g}.{g}train(flag)",
+                ]
+            )
+        ).format(g=gap())
     statement = f"result = ({call})"
     scope = draw(st.sampled_from(["module", "function", "method", "nested", "lambda"]))
     body = {
@@ -129,6 +138,28 @@ def test_prefilter_rejects_text_without_training_code():
         "s = 'model.train()'\n",
     ]:
         assert not may_plan(text), text
+
+
+def test_text_rules_out_parent_train_calls_and_other_optim_packages():
+    """A module's ``train`` override calling its parent's, and ``mmengine.optim``, need no parse."""
+    for text in [
+        "class Net:\n    def train(self, mode=True):\n        super().train(mode)\n",
+        "class Net:\n    def train(self, mode=True):\n        super(Net, self) . train(mode)\n",
+        "from mmengine.optim import OptimWrapper\n",
+    ]:
+        assert not text_may_plan(text), text
+        assert not may_plan(text), text
+
+
+def test_prefilter_keeps_calls_on_names_and_torch_optim_imports():
+    for text in [
+        "(model).train()\n",
+        "super_model.train()\n",
+        "from torch . optim import SGD\nopt = SGD(params)\n",
+        "from torch.optim import (\n    Adam,\n)\nopt = Adam(params)\n",
+    ]:
+        assert text_may_plan(text), text
+        assert may_plan(text), text
 
 
 def test_prefilter_admits_every_fixture_the_recognisers_plan():

@@ -2,14 +2,17 @@
 
 Classic configs are module-level assignments of literals and ``dict(...)`` with a ``model``,
 ``_base_`` or optimizer/runner entry, and no classes or functions; lazy configs use ``read_base()``.
-Standard library only and cheap: a text pre-filter runs before the parse.
+Standard library only and cheap: the top-level statements are read from the text where it can tell
+(``openmmlab_text``), and parsed with ``ast`` otherwise.
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Set, Union
+
+from .openmmlab_text import config_statements, quick_verdict
 
 _CONFIG_NAMES = {
     "model",
@@ -48,6 +51,13 @@ def looks_like_openmmlab_config(source: Union[str, bytes, ast.Module]) -> bool:
         text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
         if "dict(" not in text and "read_base" not in text and "_base_" not in text:
             return False
+        quick = quick_verdict(text)  # the text alone, where it can tell (most configs)
+        if quick is not None:
+            return quick
+        read = config_statements(text)
+        if read is not None:
+            verdict, names = read
+            return _named_like_config(names) if verdict is None else verdict
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError, RecursionError):
@@ -64,6 +74,11 @@ def looks_like_openmmlab_config(source: Union[str, bytes, ast.Module]) -> bool:
             return True
         if isinstance(stmt, ast.Assign):
             names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    return _named_like_config(names)
+
+
+def _named_like_config(names: Set[str]) -> bool:
+    """The names a module binds at the top level are a config's: ``_base_``, or a strong one and two."""
     if "_base_" in names:
         return True
     return bool(names & _STRONG) and len(names & _CONFIG_NAMES) >= 2

@@ -152,12 +152,13 @@ def _report(result, options, fmt, quiet, verbose) -> None:
     if not quiet and result.mode != "check":
         click.echo("\n".join(report.plan_lines(result, verbose)), file=out)
     sys.stdout.flush()
-    apply_migration(result, options, sys.stdout)
+    shown = not quiet and result.mode != "check"
+    apply_migration(result, options, sys.stdout, next_steps=shown)
     for line in report.error_lines(result):
         click.echo(line, err=True)
     unsure = result.plan.counts()["unsure"]
     if options.strict and unsure:
         click.echo(f"bn2gn: {unsure} unsure site(s) and --strict was given", err=True)
     click.echo("\n".join(report.outcome_lines(result, quiet, verbose)), file=out)
-    if not quiet and result.mode != "check":
+    if shown:
         click.echo("\n".join(report.next_step_lines(result)), file=out)

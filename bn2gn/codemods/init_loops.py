@@ -16,18 +16,9 @@ from ..pipeline import Change
 from ..rules import Rule
 from .base import Context, Outcome
 from .inject import ensure_nn_import, torch_nn_name
+from .names import INIT_FUNCS
 
 _EMPTY = cst.Module(body=[])
-INIT_FUNCS = {
-    "constant_",
-    "ones_",
-    "zeros_",
-    "normal_",
-    "uniform_",
-    "fill_",
-    "zero_",
-    "trunc_normal_",
-}
 
 
 def _text(node: cst.CSTNode) -> str:

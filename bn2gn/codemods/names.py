@@ -1,4 +1,4 @@
-"""Names the patch-trainer recognisers look for, without LibCST (the pre-filter and ``scan`` use them
+"""Names the recognisers and codemods look for, without LibCST (the pre-filters and ``scan`` use them
 before anything heavy is imported)."""
 
 from __future__ import annotations
@@ -6,6 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+#: what BN2GN101 calls instead of BatchNorm2d, and BN2GN102 defines
+HELPER = "get_group_norm"
+#: the initialisers whose ``m.weight`` / ``m.bias`` BN2GN103 guards
+INIT_FUNCS = frozenset(
+    {"constant_", "ones_", "zeros_", "normal_", "uniform_", "fill_", "zero_", "trunc_normal_"}
+)
 FREEZE = "freeze_backbone_bn"
 KEEP = "keep_backbone_bn_eval"
 PUBLIC_HELPERS = (FREEZE, KEEP)  # what BN2GN202 defines, in this order

@@ -22,9 +22,15 @@ from .trainer_facts import argument_values, dotted
 LOOSE_MARKERS = (b"optim", b"train", FREEZE.encode(), KEEP.encode())
 _GAP = r"(?:\s|\\\r?\n|#[^\n]*\n)*"  # what may sit between the tokens of a call: spaces, newlines, comments
 #: torch.optim.SGD( / optim.Adam( / T.optim.X( ; import torch.optim as O / from torch import optim as O ;
-#: from torch.optim import SGD (each pattern starts with a literal, so the search skips ahead fast)
-_OPTIM = re.compile(rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b|\s+import\b)")
+#: from torch.optim import SGD (only torch.optim's classes count: ``from mmengine.optim import`` binds
+#: none) (each pattern starts with a literal, so the search skips ahead fast)
+_OPTIM = re.compile(
+    rf"optim(?:{_GAP}\.{_GAP}[A-Z]\w*{_GAP}\(|\s+as\b)|torch{_GAP}\.{_GAP}optim\s+import\b"
+)
 _TRAIN = re.compile(rf"train{_GAP}\(")
+#: ``super().train(`` / ``super(Net, self).train(``: switches a call's result, which no recogniser
+#: follows (a module's own ``train`` override calling its parent's)
+_SUPER_BEFORE_DOT = re.compile(r"super\s*\(\s*(?:\w+\s*,\s*\w+\s*)?\)\s*$")
 #: an optimizer's name: ``optimizer``, ``self.optim``, ``det_optimiser``, ``optimizer_g``, ``optimizers2``
 _OPTIMIZER_NAME = re.compile(r"(?:^|_)(?:optim|optimi[sz]er)s?\d*$|^optimi[sz]ers?_\w+$")
 #: calls that build no optimizer although kept under such a name (``optim_wrapper = dict(...)`` in
@@ -65,6 +71,8 @@ def _after_dot(text: str, index: int) -> bool:
     index -= 1
     while index >= 0 and text[index] in " \t\\\f":
         index -= 1
+    if index >= 0 and text[index] == "." and text[index - 1 : index] in (")", " ", "\t"):
+        return not _SUPER_BEFORE_DOT.search(text, max(0, index - 80), index)
     return index >= 0 and text[index] in ".\r\n"
 
 

@@ -14,8 +14,8 @@ from libcst.metadata import PositionProvider
 from ..pipeline import Change, Refusal
 from ..rules import Rule
 from .base import Context, Outcome
+from .names import HELPER
 
-HELPER = "get_group_norm"
 #: BatchNorm2d(num_features, eps, momentum, affine, track_running_stats, device, dtype)
 BN_PARAMS = ("num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype")
 KEPT = ("eps", "affine")

@@ -9,16 +9,14 @@ The recognisers and planners (``freeze_before_optimizer``, ``eval_after_train``,
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, List, Optional
-
-import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ..errors import Opt, message_text
 from ..rules import Rule
 from .base import Context, Outcome
-from .freeze_helper import InjectFreezeHelper
-from .inject import InsertStatements, PlannedInsertion, format_snippet
+
+if TYPE_CHECKING:  # LibCST only where a file is edited: a file with notes only is not parsed
+    import libcst as cst
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +44,8 @@ class PlannedEdits:
         return bool(plan.insertions or plan.rewrites)
 
     def transform(self, module: cst.Module, context: Context) -> Outcome:
+        from .inject import InsertStatements
+
         insertions, rewrites = anchored(module, context.job.plan)
         module = module.visit(InsertStatements(insertions, rewrites))
         return Outcome(module, changes=context.job.changes_for(self.rules))
@@ -63,6 +63,8 @@ class FreezeHelper:
         )
 
     def transform(self, module: cst.Module, context: Context) -> Outcome:
+        from .freeze_helper import InjectFreezeHelper
+
         options, plan = context.job.options, context.job.plan
         helper = InjectFreezeHelper(options.backbone.spellings, options.helper_module)
         if plan.update_helpers:
@@ -106,6 +108,11 @@ class HelperChecks:
 
 def anchored(module: cst.Module, plan) -> tuple:
     """The plan's insertions and call rewrites keyed by the LibCST nodes at their positions."""
+    import libcst as cst
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from .inject import PlannedInsertion, format_snippet
+
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
     anchors = {i.anchor for i in plan.insertions}

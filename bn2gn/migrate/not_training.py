@@ -174,9 +174,14 @@ def leave_alone(
     """patch-trainer's ``results`` without the edits to code that is not the user's training code,
     and one note per thing left alone. ``script_only(source)``: the file patched as a train script
     only (``--kind script``), for files whose every ``.train()`` is on a non-module object."""
-    texts = {os.path.realpath(r.path): r.source.text for r in results if r.source is not None}
-    models = {os.path.realpath(p): True for p in model_paths}
     found = [r for r in results if r.status != "unchanged" and r.source is not None]
+    # only the files with edits are judged: a migrated repository resolves no path for them
+    texts = {
+        os.path.realpath(r.path): r.source.text
+        for r in (results if found else ())
+        if r.source is not None
+    }
+    models = {os.path.realpath(p): True for p in model_paths}
     vendored = {id(r): vendored_tree(r.path, repo) for r in found}
     if all(vendored.values()):
         vendored = {}  # all the training code is in such trees: REPO is a folder above your project

@@ -12,7 +12,7 @@ from .argparse_scan import imported_files
 
 def read_text(path: str, texts) -> str:
     """``texts`` (realpath -> text) holds what migrate changed; other files are read from disk."""
-    key = os.path.realpath(path)
+    key = os.path.realpath(path) if texts else None  # (nothing changed: no path to resolve)
     if key in texts:
         return texts[key]
     try:

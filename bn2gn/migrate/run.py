@@ -188,9 +188,10 @@ def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
 
 
 def apply_migration(
-    result: MigrateResult, options: MigrateOptions, diff_out: TextIO
+    result: MigrateResult, options: MigrateOptions, diff_out: TextIO, next_steps: bool = True
 ) -> MigrateResult:
-    """Write / print diffs / check, then work out the remap-ckpt and verify lines; sets the exit code."""
+    """Write / print diffs / check, then work out the remap-ckpt and verify lines (``next_steps``:
+    unless the caller shows none, as ``migrate --check`` does); sets the exit code."""
     code = engine.apply(result.results, result.mode, diff_out)
     applied = result.plan_application
     if code == EXIT_OK and applied is not None and applied.skipped:
@@ -198,6 +199,8 @@ def apply_migration(
     if code == EXIT_OK and options.strict and result.plan.counts()["unsure"]:
         code = EXIT_FAILED
     result.exit_code = code
+    if not next_steps:
+        return result
     if result.frozen_already is not None:
         result.next_steps = NextSteps(cwd=str(options.repo), notes=[nothing_needed(result)])
         return result
