@@ -147,19 +147,58 @@ def test_unknown_factory_is_a_placeholder(tmp_path):
     )
     steps = _steps(repo)
     assert steps["remap_ckpt"] == []
-    assert steps["verify"][0]["argv"][:6] == [
+    # no factory to name: the train script itself says which model it trains
+    assert steps["verify"][0]["argv"] == [
         "bn2gn",
         "verify",
-        "--model",
-        "MODULE:FACTORY",
-        "--path",
-        ".",
+        "--script",
+        "train.py",
+        "--input-shape",
+        "1,C,H,W",
+        "--freeze-from",
+        "train.py",
     ]
     assert not steps["verify"][0]["runnable"]
-    assert steps["verify"][0]["fill_in"][1] == (
-        "MODULE:FACTORY: the function that builds the model train.py trains (not found "
-        "statically), and --path: the folder it is imported from"
+    assert len(steps["verify"][0]["fill_in"]) == 1  # only the input shapes
+    assert "its default arguments are used" in steps["verify"][0]["notes"][-1]
+
+
+def test_script_form_takes_the_arguments_an_experiments_script_passes(tmp_path):
+    repo = tmp_path / "proj"
+    (repo / "src").mkdir(parents=True)
+    (repo / "experiments").mkdir()
+    (repo / "src" / "main.py").write_text(
+        textwrap.dedent("""\
+        import torch
+
+
+        def main(make):
+            model = make()
+            optimizer = torch.optim.Adam(model.parameters())
+        """)
     )
+    (repo / "experiments" / "train_sat.sh").write_text(
+        "#!/bin/bash\n"
+        "cd src\n"
+        "# train\n"
+        "python main.py tracking --exp_id sat_dla \\\n"
+        "  --arch dla_34 --batch_size 1 --gpus 0 && cd ..\n"
+    )
+    steps = _steps(repo)
+    verify = steps["verify"][0]
+    assert verify["argv"][2:4] == ["--script", "src/main.py"]
+    assert verify["argv"][verify["argv"].index("--") + 1 :] == [
+        "tracking",
+        "--exp_id",
+        "sat_dla",
+        "--arch",
+        "dla_34",
+        "--batch_size",
+        "1",
+        "--gpus",
+        "0",
+    ]
+    assert "experiments/train_sat.sh:4" in verify["notes"][-1]
 
 
 def test_no_train_script(tmp_path):

@@ -18,7 +18,7 @@ import ast
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
@@ -110,7 +110,7 @@ def find_next_steps(
         if model.argv() not in seen:  # one verify per model: a second script freezes the same way
             seen.add(model.argv())
             steps.verify.append(
-                verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap)
+                verify_command(model, rel, [relative(t, repo) for t in trainers], steps.remap, repo)
             )
             if model.spec == PLACEHOLDER:
                 unresolved.append(steps.verify[-1])
@@ -136,8 +136,15 @@ def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
 
 
 def verify_command(
-    model: ModelCall, script: str, trainers: Sequence[str], remaps: Sequence[Command]
+    model: ModelCall,
+    script: str,
+    trainers: Sequence[str],
+    remaps: Sequence[Command],
+    repo: Path = Path("."),
 ) -> Command:
+    if model.spec == PLACEHOLDER:
+        # no factory to name: the train script itself says which model its optimizer trains
+        return script_verify_command(script, trainers, remaps, repo)
     argv = ["bn2gn", "verify", *model.argv(), "--input-shape", SHAPE, "--freeze-from", script]
     for trainer in dict.fromkeys(t for t in trainers if t != script):
         argv += ["--freeze-from", trainer]
@@ -155,6 +162,86 @@ def verify_command(
         model.notes,
         (shapes,) + model.fill_in,
     )
+
+
+def script_verify_command(
+    script: str, trainers: Sequence[str], remaps: Sequence[Command], repo: Path
+) -> Command:
+    """``bn2gn verify --script SCRIPT ... -- ARGS``: the arguments a shell script of the repository
+    runs SCRIPT with (``experiments/*.sh``), else none (the script's defaults)."""
+    argv = ["bn2gn", "verify", "--script", script, "--input-shape", SHAPE, "--freeze-from", script]
+    for trainer in dict.fromkeys(t for t in trainers if t != script):
+        argv += ["--freeze-from", trainer]
+    known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
+    if known:
+        argv += ["--checkpoint", output_name(known[0])]
+    found = script_arguments(repo, script)
+    notes = [
+        "the model is the one the script's first optimizer is built on: bn2gn runs the "
+        "script up to that point"
+    ]
+    if found is not None:
+        args, where = found
+        argv += ["--", *args] if args else []
+        notes.append(f"the script's arguments as {where} passes them")
+    else:
+        notes.append("no shell script of the repository runs it: its default arguments are used")
+    shapes = message_text(
+        Opt("input_shape", SHAPE, command="verify"),
+        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
+        "bn2gn cannot read the shapes from the source",
+    )
+    return Command(
+        tuple(argv),
+        "runtime checks of the converted model with the patched freeze logic",
+        tuple(notes),
+        (shapes,),
+    )
+
+
+#: where repositories keep the shell lines that run their train scripts
+SHELL_SCRIPTS = ("experiments/*.sh", "scripts/*.sh", "*.sh")
+SHELL_OPERATORS = {"&&", "||", ";", "|", ">", ">>", "<", "&", "2>&1"}
+
+
+def script_arguments(repo: Path, script: str) -> Optional[Tuple[List[str], str]]:
+    """(arguments, 'FILE:LINE') of the first shell line that runs ``script`` with python."""
+    name = Path(script).name
+    for pattern in SHELL_SCRIPTS:
+        for shell in sorted(Path(repo).glob(pattern)):
+            try:
+                text = shell.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for number, line in _shell_lines(text):
+                try:
+                    words = shlex.split(line, comments=True)
+                except ValueError:
+                    continue
+                for index, word in enumerate(words[:-1]):
+                    if Path(word).name.startswith("python") and Path(words[index + 1]).name == name:
+                        args = []
+                        for arg in words[index + 2 :]:
+                            if arg in SHELL_OPERATORS:
+                                break
+                            args.append(arg)
+                        return args, f"{relative(shell, repo)}:{number}"
+    return None
+
+
+def _shell_lines(text: str):
+    """(first line number, logical line) with backslash continuations joined."""
+    pending, start = "", 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        yield start, pending + line
+        pending = ""
+    if pending:
+        yield start, pending
 
 
 def output_name(source: str) -> str:
