@@ -141,13 +141,6 @@ class Session:
                 )
         return self._backbone
 
-    def use_backbone(self, backbone: Backbone) -> "Session":
-        """A decision that came with the input (a plan file's traced model): it replaces the plan's."""
-        if not isinstance(backbone, Backbone):
-            raise TypeError("use_backbone takes a Backbone")
-        self._backbone = backbone
-        return self
-
     # -- engines' options --------------------------------------------------------------------------
     def rewrite_rules(self) -> FrozenSet[Rule]:
         """The BN2GN1xx rules ``bn2gn rewrite`` runs with this session's ``select`` / ``skip``."""
