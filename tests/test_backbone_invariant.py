@@ -172,6 +172,17 @@ def test_remap_keeps_the_planned_backbone_statistics(form, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert _saved_statistics(repo / "exp" / "by_model.pth") == KEPT[form]
+    # from the model the patched train script optimizes
+    sys.modules.pop("models", None)
+    result = run_cli(
+        ["remap-ckpt", "exp/model_last.pth", "-o", "exp/by_script.pth", "--strict"]
+        + ["--script", "train.py"],
+        cwd=repo,
+    )
+    sys.modules.pop("models", None)
+    assert result.exit_code == 0, result.output
+    assert "converted layers decided by the model --script train.py" in result.output
+    assert _saved_statistics(repo / "exp" / "by_script.pth") == KEPT[form]
     converted = _build(repo)
     converted.load_state_dict(torch.load(repo / "exp" / "by_plan.pth")["state_dict"], strict=True)
 
@@ -331,3 +342,14 @@ def test_a_kept_attribute_joins_the_backbone_and_the_injected_helpers_follow(tmp
     model.train()
     keep(model)
     assert _in_eval(model) == {"backbone.stem.1", "backbone.stage.1", "neck.1"}
+
+
+def test_remap_script_arguments_need_script_and_script_excludes_model(tmp_path):
+    repo = _repo("inline_resnet", tmp_path)
+    result = run_cli(["remap-ckpt", "old.pth", "--", "--arch", "res_18"], cwd=repo)
+    assert result.exit_code == 2 and "belong to --script PATH" in result.stderr
+    result = run_cli(
+        ["remap-ckpt", "old.pth", "--script", "train.py", "--model", "models:create_model"],
+        cwd=repo,
+    )
+    assert result.exit_code == 2 and "leave out --model" in result.stderr

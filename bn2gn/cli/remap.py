@@ -14,6 +14,7 @@ from .model_options import model_arg_options, model_build_options
 
 @cli.command("remap-ckpt")
 @click.argument("old", type=click.Path(path_type=Path))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option(
     "-o",
     "--output",
@@ -68,6 +69,13 @@ from .model_options import model_arg_options, model_build_options
     "model_spec",
     metavar="MODULE:FACTORY",
     help="Build the converted model on CPU and check the remapped state dict against it.",
+)
+@click.option(
+    "--script",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Instead of --model: run this train script (arguments after --) as python would, and "
+    "check against the model its first optimizer is built on; the script stops there.",
 )
 @model_arg_options
 @model_build_options
@@ -127,6 +135,8 @@ def remap_ckpt(
     fmt,
     renames_file=None,
     source_tree=None,
+    script=None,
+    script_args=(),
 ):
     """Remap an old BatchNorm checkpoint OLD for the GroupNorm-converted model.
 
@@ -138,12 +148,28 @@ def remap_ckpt(
     from ..checkpoint import LoadOptions, RemapJob, run_remap
     from ..checkpoint.plan_select import load_plan_selection
     from ..checkpoint.report import as_dict, render_text, summary_line
-    from ..modelspec import parse_model_spec
+    from ..modelspec import parse_model_spec, parse_script_spec
 
     name_options(output="-o")  # the engine's `output` is -o in its messages, as in the docs
     if output is not None and (renames_file or plan_file or config_file):
         check_output("-o", output, [renames_file, plan_file, config_file])
-    if (model_args or paths or strict or stubs or model_opts or model_opts_args) and not model_spec:
+    if script_args and script is None:
+        raise Bn2gnError(
+            f"unexpected arguments {' '.join(script_args)!r}: arguments after -- belong to "
+            "--script PATH (give OLD before them)",
+            EXIT_USAGE,
+        )
+    if script is not None and (model_spec or model_args or model_opts or model_opts_args):
+        raise Bn2gnError(
+            "--script takes the model from the train script: leave out --model, --model-arg, "
+            "--model-opts and --model-opts-arg",
+            EXIT_USAGE,
+        )
+    if (
+        script is None
+        and (model_args or paths or strict or stubs or model_opts or model_opts_args)
+        and not model_spec
+    ):
         raise Bn2gnError(
             "--model-arg, --path, --stub, --model-opts and --strict need --model MODULE:FACTORY",
             EXIT_USAGE,
@@ -170,7 +196,7 @@ def remap_ckpt(
             settings,
             source_tree,
             bool(backbone_attrs),
-            model_spec,
+            model_spec or (f"--script {script}" if script is not None else None),
             plan_file,
             renames_file,
             keep_prefix=keep_prefix,
@@ -182,7 +208,9 @@ def remap_ckpt(
             if renames_file
             else None,
         ),
-        model=parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args)
+        model=parse_script_spec(script, script_args, stubs)
+        if script is not None
+        else parse_model_spec(model_spec, model_args, paths, stubs, model_opts, model_opts_args)
         if model_spec
         else None,
         strict=strict,
