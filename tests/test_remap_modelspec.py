@@ -353,3 +353,50 @@ def test_options_spec_errors(options, args, fragment):
     with pytest.raises(Bn2gnError) as info:
         parse_model_spec("m:f", options=options, options_args=args)
     assert fragment in as_shown(info.value)
+
+
+def test_remap_report_lists_what_the_model_build_stood_in(tmp_path):
+    """The model is built with every unimportable module stood in; the report says which, and what
+    the stand-in ran as (a convolution keeping the channel counts)."""
+    import torch
+    from torch import nn
+
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n"
+        "from dcn_ops_missing import DCN\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))\n"
+        "        self.up = DCN(8, 4, 3, padding=1)\n"
+        "        self.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.GroupNorm(2, 4))\n\n\n"
+        "def create_model():\n"
+        "    return Net()\n"
+    )
+    old = nn.Module()
+    old.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))
+    old.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    torch.save({"state_dict": old.state_dict()}, tmp_path / "old.pth")
+    from conftest import run_cli
+
+    try:
+        result = run_cli(
+            [
+                "remap-ckpt",
+                "old.pth",
+                "-o",
+                "new.pth",
+                "--model",
+                "net:create_model",
+                "--path",
+                ".",
+            ],
+            cwd=tmp_path,
+        )
+    finally:
+        sys.modules.pop("net", None)
+    assert result.exit_code == 0, result.output
+    assert (
+        "model build: stub dcn_ops_missing (auto): used at build time, imported by net.py: "
+        "DCN ran as Conv2d(8, 4, kernel_size=3, padding=1) x1"
+    ) in result.output

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, Message, Opt, message_text
-from ..modelspec import ModelSpec, build_model
+from ..modelspec import ModelSpec, build
 from ..process import reading_mapped
 from ..sources import WriteRefused, atomic_output, file_kind
 from .load import (
@@ -62,6 +62,7 @@ class RemapResult:
     written: bool = False
     backup: Optional[Path] = None
     decided_by: str = ""  # which rule said what was converted
+    build_notes: Tuple[str, ...] = ()  # what the model build stood in, served or missed (offline)
 
     @property
     def exit_code(self) -> int:
@@ -155,7 +156,8 @@ def _run_remap(job: RemapJob) -> RemapResult:
     output, backup, conflicts = plan_output(job)
     if output_format(output) == SAFETENSORS:
         safetensors_module(output, "write")
-    model = build_model(job.model) if job.model is not None else None
+    built = build(job.model) if job.model is not None else None
+    model = built.model if built is not None else None
     before = _identity(job.source)
     try:
         checkpoint = load_checkpoint(job.source, job.load)
@@ -186,7 +188,9 @@ def _run_remap(job: RemapJob) -> RemapResult:
         state_keys=keys,
         report=report,
         dry_run=job.dry_run,
-        decided_by=job.remap.decided_by,
+        # with no backbone, decided_by is the refusal's reason (a Message), not a rule that decided
+        decided_by=job.remap.decided_by if job.remap.backbone is not None else "",
+        build_notes=tuple(str(n) for n in built.notes()) if built is not None else (),
     )
     if model is not None:
         primary = content[keys[0]] if keys else content

@@ -20,7 +20,8 @@ def as_dict(result: RemapResult) -> dict:
         "output_format": result.output_format,
         "state_dict_keys": list(result.state_keys),
         "dry_run": result.dry_run,
-        "decided_by": result.decided_by,
+        "decided_by": str(result.decided_by),
+        "model_build": list(result.build_notes),
         "written": result.written,
         "backup": str(result.backup) if result.backup else None,
         "state_dicts": [_state_dict_as_dict(sd) for sd in report.state_dicts],
@@ -97,6 +98,7 @@ def render_text(result: RemapResult, verbose: bool = False) -> List[str]:
     ]
     if result.decided_by:
         lines.append(f"converted layers decided by {result.decided_by}")
+    lines += [f"model build: {note}" for note in result.build_notes]
     for sd in result.report.state_dicts:
         lines.extend(_state_dict_lines(sd, verbose))
     report = result.report
