@@ -41,6 +41,17 @@ def model_arg_options(func: Callable) -> Callable:
     )(func)
 
 
+def script_option(func: Callable) -> Callable:
+    """--script PATH (its arguments after --), as verify and remap-ckpt take it instead of --model."""
+    return click.option(
+        "--script",
+        type=click.Path(path_type=Path),
+        metavar="PATH",
+        help="Instead of --model: run this train script (arguments after --) as python would, "
+        "and take the model its first optimizer is built on; the script stops there.",
+    )(func)
+
+
 def model_build_options(func: Callable, prefix: str = "") -> Callable:
     """--stub, --model-opts, --model-opts-arg; ``prefix`` starts each help text (scan: "With --trace: ")."""
 

@@ -9,7 +9,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from .common import check_output, cli, config_options, name_options, output_options
-from .model_options import model_arg_options, model_build_options
+from .model_options import model_arg_options, model_build_options, script_option
 
 
 @cli.command("remap-ckpt")
@@ -70,13 +70,7 @@ from .model_options import model_arg_options, model_build_options
     metavar="MODULE:FACTORY",
     help="Build the converted model on CPU and check the remapped state dict against it.",
 )
-@click.option(
-    "--script",
-    type=click.Path(path_type=Path),
-    metavar="PATH",
-    help="Instead of --model: run this train script (arguments after --) as python would, and "
-    "check against the model its first optimizer is built on; the script stops there.",
-)
+@script_option
 @model_arg_options
 @model_build_options
 @click.option(

@@ -12,7 +12,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from .common import cli, config_options, output_options
-from .model_options import model_arg_options, model_build_options
+from .model_options import model_arg_options, model_build_options, script_option
 
 DEVICE_HELP = "auto: CUDA when torch.cuda.is_available(), else CPU."
 
@@ -247,13 +247,7 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     metavar="MODULE:FACTORY",
     help="The converted model's factory, e.g. lib.models.model:create_model.",
 )
-@click.option(
-    "--script",
-    type=click.Path(path_type=Path),
-    metavar="PATH",
-    help="Instead of --model: run this train script (arguments after --) as python would, and "
-    "take the model its first optimizer is built on; the script stops there.",
-)
+@script_option
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @model_arg_options
 @model_build_options

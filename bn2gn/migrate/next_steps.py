@@ -145,23 +145,31 @@ def verify_command(
     if model.spec == PLACEHOLDER:
         # no factory to name: the train script itself says which model its optimizer trains
         return script_verify_command(script, trainers, remaps, repo)
-    argv = ["bn2gn", "verify", *model.argv(), "--input-shape", SHAPE, "--freeze-from", script]
+    argv = ["bn2gn", "verify", *model.argv(), *_checked_with(script, trainers, remaps)]
+    return Command(tuple(argv), VERIFY_WHY, model.notes, (shapes_fill_in(),) + model.fill_in)
+
+
+VERIFY_WHY = "runtime checks of the converted model with the patched freeze logic"
+
+
+def shapes_fill_in() -> str:
+    """What to put for the input shapes (rendered when the command is made, in the current style)."""
+    return message_text(
+        Opt("input_shape", SHAPE, command="verify"),
+        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
+        "bn2gn cannot read the shapes from the source",
+    )
+
+
+def _checked_with(script: str, trainers: Sequence[str], remaps: Sequence[Command]) -> List[str]:
+    """verify's input shapes, the patched freeze logic and the remapped checkpoint, when known."""
+    argv = ["--input-shape", SHAPE, "--freeze-from", script]
     for trainer in dict.fromkeys(t for t in trainers if t != script):
         argv += ["--freeze-from", trainer]
     known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
     if known:
         argv += ["--checkpoint", output_name(known[0])]
-    shapes = message_text(
-        Opt("input_shape", SHAPE, command="verify"),
-        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
-        "bn2gn cannot read the shapes from the source",
-    )
-    return Command(
-        tuple(argv),
-        "runtime checks of the converted model with the patched freeze logic",
-        model.notes,
-        (shapes,) + model.fill_in,
-    )
+    return argv
 
 
 def script_verify_command(
@@ -169,12 +177,7 @@ def script_verify_command(
 ) -> Command:
     """``bn2gn verify --script SCRIPT ... -- ARGS``: the arguments a shell script of the repository
     runs SCRIPT with (``experiments/*.sh``), else none (the script's defaults)."""
-    argv = ["bn2gn", "verify", "--script", script, "--input-shape", SHAPE, "--freeze-from", script]
-    for trainer in dict.fromkeys(t for t in trainers if t != script):
-        argv += ["--freeze-from", trainer]
-    known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
-    if known:
-        argv += ["--checkpoint", output_name(known[0])]
+    argv = ["bn2gn", "verify", "--script", script, *_checked_with(script, trainers, remaps)]
     found = script_arguments(repo, script)
     notes = [
         "the model is the one the script's first optimizer is built on: bn2gn runs the "
@@ -186,17 +189,7 @@ def script_verify_command(
         notes.append(f"the script's arguments as {where} passes them")
     else:
         notes.append("no shell script of the repository runs it: its default arguments are used")
-    shapes = message_text(
-        Opt("input_shape", SHAPE, command="verify"),
-        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
-        "bn2gn cannot read the shapes from the source",
-    )
-    return Command(
-        tuple(argv),
-        "runtime checks of the converted model with the patched freeze logic",
-        tuple(notes),
-        (shapes,),
-    )
+    return Command(tuple(argv), VERIFY_WHY, tuple(notes), (shapes_fill_in(),))
 
 
 #: where repositories keep the shell lines that run their train scripts
