@@ -115,10 +115,6 @@ class Session:
         return self.planned()[0]
 
     @property
-    def project(self):
-        return self.planned()[1]
-
-    @property
     def backbone(self) -> Backbone:
         """The configured names plus every root's inferred backbone attributes, with evidence."""
         if self._backbone is None and not self.paths:

@@ -41,9 +41,6 @@ class Config:
     exclude: tuple = ()
     source: Optional[Path] = None
 
-    def is_backbone_name(self, name: str) -> bool:
-        return name in self.backbone_names
-
 
 def find_config_file(start: Path) -> Optional[Path]:
     """The nearest bn2gn.toml, or pyproject.toml holding a [tool.bn2gn] table, at or above ``start``."""

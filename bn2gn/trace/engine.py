@@ -95,8 +95,6 @@ def trace_plan(
 
 def backbone_paths(model, config: Config, static: Optional[Plan] = None) -> set:
     """Module paths of ``model`` inside the backbone the static plan decided (the runtime's rule)."""
-    from ..decision import Backbone
-
     backbone = Backbone.decided(
         config.backbone_names, static.backbones if static is not None else {}
     )
@@ -148,13 +146,8 @@ def decide_from_trace(
             site.decision,
             f"{site.reason} (traced: built {len(groups)} instance(s), none of them part of the model)",
         )
-    backbone = [
-        p
-        for p in found
-        if (
-            p in inside if inside is not None else Backbone.named(config.backbone_names).contains(p)
-        )
-    ]
+    names = Backbone.named(config.backbone_names)
+    backbone = [p for p in found if (p in inside if inside is not None else names.contains(p))]
     other = [p for p in found if p not in backbone]
     if backbone and other:
         return (
