@@ -38,7 +38,7 @@ def _plain(value):
 def main(argv) -> int:
     from mmengine.config import Config
 
-    from bn2gn.mmconfig import resolve_config
+    from bn2gn.openmmlab import resolve_config
 
     runs = 20
     if argv == ["--mmdet"]:
@@ -73,8 +73,8 @@ def corpus(files) -> int:
 
     from mmengine.config import Config
 
-    from bn2gn.errors import SourceError
-    from bn2gn.mmconfig import resolve_config
+    from bn2gn.core.errors import SourceError
+    from bn2gn.openmmlab import resolve_config
 
     counts = {"same": 0, "different": 0, "refused": 0, "mmengine fails": 0}
     ours_s = theirs_s = 0.0

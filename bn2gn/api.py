@@ -23,12 +23,12 @@ import os
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Sequence, TextIO, Tuple, Union
 
-from .config import DEFAULT_BACKBONE_NAMES, Config, load_config
-from .decision import Backbone, BackboneEntry
-from .errors import Bn2gnError, Message, NothingToAnalyse, Opt, SourceError, SourceFailure
-from .pipeline import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
-from .rules import Rule, select_rules
-from .sources import SourceText, decode_source
+from .core.errors import Bn2gnError, Message, NothingToAnalyse, Opt, SourceError, SourceFailure
+from .core.file_results import CHECK, DIFF, WRITE, FileResult, apply_results, failed, unified_diff
+from .core.rule_codes import Rule, select_rules
+from .core.settings import DEFAULT_BACKBONE_NAMES, Config, load_config
+from .core.source_files import SourceText, decode_source
+from .decide.backbone import Backbone, BackboneEntry
 
 __all__ = [
     "CHECK",
@@ -50,6 +50,7 @@ __all__ = [
     "replace_rules",
     "rewrite_one",
     "source_from_bytes",
+    "trainer_insertions",
     "unified_diff",
 ]
 
@@ -99,14 +100,15 @@ class Session:
     def planned(self) -> Tuple[object, object, object]:
         """(Plan, Project or None, PlanApplication or None), built on the first call only."""
         if self._planned is None:
-            from .analysis.scan import build_plan
+            from .decide.scan import build_plan
 
             if self.plan_file is not None:
-                from .analysis.plan_file import plan_for_rewrite
+                from .decide.plan_file import plan_for_rewrite
 
                 self._planned = plan_for_rewrite(self.plan_file, self.paths, self.settings)
             else:
-                plan, project = build_plan(self.paths, self.settings, self.with_insertions)
+                planner = trainer_insertions if self.with_insertions else None
+                plan, project = build_plan(self.paths, self.settings, planner)
                 self._planned = (plan, project, None)
         return self._planned
 
@@ -158,8 +160,8 @@ class Session:
     ):
         """patch-trainer's options, carrying this session's backbone. With ``strict_select`` a
         ``--select`` naming no patch-trainer rule is a usage error; otherwise it selects none."""
-        from .patch_trainer import AUTO, TRAINER_RULES, TrainerOptions, trainer_rules
-        from .rules import rule_by_name
+        from .core.rule_codes import rule_by_name
+        from .source.patch_trainer import AUTO, TRAINER_RULES, TrainerOptions, trainer_rules
 
         select, skip = self.settings.select, self.settings.skip
         rules = trainer_rules(select, skip, exclude_frozen, strict=strict_select)
@@ -178,14 +180,14 @@ class Session:
     # -- engines -----------------------------------------------------------------------------------
     def discover_files(self, paths: Optional[Sequence[Path]] = None) -> List[Path]:
         """The files a directory run would look at: default discovery, skipped folders skipped."""
-        from .discovery import discover
+        from .core.discovery import discover
 
         targets = [Path(p) for p in (paths or self.paths)]
         return discover(targets, self.settings.include, self.settings.exclude).files
 
     def rewrite(self, rules: Optional[FrozenSet[Rule]] = None, workers: int = 1):
         """``bn2gn rewrite`` without writing: the RewriteRun of this session's plan."""
-        from .rewrite import rewrite_paths
+        from .source.rewrite import rewrite_paths
 
         plan, project, _ = self.planned()
         rules = self.rewrite_rules() if rules is None else rules
@@ -195,7 +197,7 @@ class Session:
 
     def rewrite_jobs(self, rules: Optional[FrozenSet[Rule]] = None) -> Dict[str, object]:
         """Per-file rewrite jobs of the plan, keyed by ``file_key``."""
-        from .rewrite import plan_jobs
+        from .source.rewrite import plan_jobs
 
         plan, project, _ = self.planned()
         rules = self.rewrite_rules() if rules is None else rules
@@ -214,7 +216,7 @@ class Session:
         ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are
         patched from their rewritten text, exactly what running patch-trainer after rewrite reads.
         """
-        from .patch_trainer import patch_files
+        from .source.patch_trainer import patch_files
 
         _check_backbone(options)
         results, usage = patch_files(list(files), options, explicit=explicit, workers=workers)
@@ -351,8 +353,8 @@ def _display(path: Path) -> str:
 
 def patch_one(source: SourceText, options) -> Tuple[FileResult, Optional[str]]:
     """patch-trainer on one text as in a directory run: (result, usage error or None)."""
-    from .codemods.freeze_before_optimizer import NeedsUserInput
-    from .patch_trainer import NotTrainingCode, patch_source
+    from .source.patch_trainer import NotTrainingCode, patch_source
+    from .source.rules.bn2gn201_freeze_before_optimizer import NeedsUserInput
 
     _check_backbone(options)
     try:
@@ -370,7 +372,7 @@ def patch_one(source: SourceText, options) -> Tuple[FileResult, Optional[str]]:
 
 def rewrite_one(source: SourceText, job) -> FileResult:
     """``bn2gn rewrite``'s per-file transform for one planned file."""
-    from .rewrite import rewrite_source
+    from .source.rewrite import rewrite_source
 
     try:
         return rewrite_source(source, job)
@@ -416,3 +418,17 @@ def _changed_on_disk(result: FileResult) -> bool:
 def replace_rules(options, rules: FrozenSet[Rule]):
     """The same patch-trainer options running only ``rules`` (one LibCST command per rule)."""
     return dataclasses.replace(options, rules=frozenset(rules))
+
+
+def trainer_insertions(raw, settings: Config, backbone: Optional[Backbone] = None) -> List[dict]:
+    """Where patch-trainer would insert its calls, for ``bn2gn scan``: files without training code
+    cost a text search, the others one ``ast`` parse and walk; the engine is imported only when a
+    file can hold training code."""
+    from .source.support.recognise import admitted
+
+    sources = admitted(raw)
+    if not sources:
+        return []
+    from .source.patch_trainer import plan_insertions
+
+    return plan_insertions(sources, settings, backbone)

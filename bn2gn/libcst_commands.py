@@ -21,8 +21,8 @@ import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext
 
 from . import api as engine
-from .errors import Bn2gnError
-from .rules import Rule
+from .core.errors import Bn2gnError
+from .core.rule_codes import Rule
 
 
 class Bn2gnCodemodError(Exception):

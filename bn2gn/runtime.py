@@ -1,7 +1,7 @@
 """Runtime half of patch-trainer: freeze the backbone BatchNorm and keep it frozen.
 
 These functions are the single source of truth for the logic bn2gn injects into training code:
-``bn2gn patch-trainer`` copies their source (see ``bn2gn.codemods.freeze_helper``) with the
+``bn2gn patch-trainer`` copies their source (see ``bn2gn.source.rules.bn2gn202_freeze_helper``) with the
 plan's backbone entries as the default argument, and ``bn2gn demo`` / ``bn2gn verify`` and
 the tests call them from here. So they must stay self-contained: no module-level torch import,
 standard-library imports inside the function bodies, and only each other as helpers.
@@ -12,7 +12,7 @@ or when it sits under attribute ``attr`` of an instance of class ``Root`` for an
 ``"Root.attr"``: the backbones ``bn2gn scan`` inferred from pretrained weights (docs/decisions.md).
 """
 
-#: the default backbone attribute names (``bn2gn.config.DEFAULT_BACKBONE_NAMES``; this module imports
+#: the default backbone attribute names (``bn2gn.core.settings.DEFAULT_BACKBONE_NAMES``; this module imports
 #: nothing of bn2gn, as training code imports it)
 DEFAULT_BACKBONE_ATTRS = ("backbone", "base_layer")
 

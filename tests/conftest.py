@@ -34,7 +34,7 @@ def regen(request) -> bool:
 
 def case_dir(case: str) -> Path:
     if case.startswith("plans/"):
-        return FIXTURES / case  # issue 15: the shapes of real CenterNet-family repositories
+        return FIXTURES / case  # the shapes of real CenterNet-family repositories
     return CENTERNET if case == "centernet_mini" else REWRITE_CASES / case
 
 

@@ -1,6 +1,6 @@
 """Hand-written expected decisions for every BatchNorm site in the fixtures.
 
-Written by reading the fixture sources against the rules of issue 2 (not
+Written by reading the fixture sources against the written rules of what is backbone (not
 produced by bn2gn). Keys are ``(case, relative_file_path, scope, ordinal)``:
 
 - ``case``: ``"centernet_mini"`` (``fixtures/centernet_mini``) or the name of
@@ -425,7 +425,7 @@ EXPECTED_BACKBONE_BATCHNORM = {
 }
 
 
-# === issue 15: right plans with no options (fixtures/plans/<shape>) =========
+# === right plans with no options (fixtures/plans/<shape>) =========
 # Each case is scanned from its own folder with no options and no config file:
 # the backbone must come from pretrained-weight evidence, the roots from the
 # entry points. Written by reading the fixtures.

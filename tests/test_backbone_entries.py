@@ -1,4 +1,4 @@
-"""Issue 15: the one backbone rule at run time (Root.attr entries), and remap-ckpt --model deciding the
+"""the one backbone rule at run time (Root.attr entries), and remap-ckpt --model deciding the
 converted layers from the model itself."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import collections
 
 import pytest
 
-from bn2gn.decision import Backbone
+from bn2gn.decide.backbone import Backbone
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

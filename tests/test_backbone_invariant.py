@@ -64,7 +64,7 @@ def _build(repo):
 
 
 def _freeze_functions(repo):
-    from bn2gn.smoke.freeze_source import load_freeze_logic
+    from bn2gn.verify.freeze_source import load_freeze_logic
 
     logic = load_freeze_logic([repo / "train.py"], ())
     assert logic.keep is not None
@@ -267,9 +267,9 @@ def test_migrate_reports_the_backbone_it_bakes_in_json(tmp_path):
 
 def test_engines_take_the_decision_never_names_or_a_string():
     from bn2gn.checkpoint.remap import RemapOptions
-    from bn2gn.config import load_config
-    from bn2gn.decision import Backbone
-    from bn2gn.patch_trainer import TrainerOptions
+    from bn2gn.core.settings import load_config
+    from bn2gn.decide.backbone import Backbone
+    from bn2gn.source.patch_trainer import TrainerOptions
 
     with pytest.raises(TypeError):
         TrainerOptions(backbone=("backbone", "base_layer"))

@@ -1,4 +1,4 @@
-"""Bad input through the real CLI (issue 6, 'Bad input'): every case is one clear line and a documented
+"""Bad input through the real CLI: every case is one clear line and a documented
 exit code (docs/robustness.md), nothing outside the given paths is written, and nothing is half-written.
 """
 
@@ -322,19 +322,19 @@ def test_chained_call_on_a_converted_batchnorm_keeps_the_chain(tmp_path):
     assert "not converted" not in result.output
 
 
-# -- issue 12: edits made during a run, owners, hard links ---------------------------------------------
+# -- edits made during a run, owners, hard links ---------------------------------------------
 def test_a_file_edited_while_rewrite_runs_keeps_the_edit(tmp_path, monkeypatch):
-    import bn2gn.sources
+    import bn2gn.core.source_files
 
     path = write(tmp_path / "model.py", MODEL)
     edited = MODEL + "\n\nEDITED_DURING_THE_RUN = True\n"
-    real_fsync = bn2gn.sources._fsync_file
+    real_fsync = bn2gn.core.source_files._fsync_file
 
     def edit_then_fsync(tmp):  # runs after the new text is in the temporary file, before the rename
         path.write_text(edited)
         real_fsync(tmp)
 
-    monkeypatch.setattr(bn2gn.sources, "_fsync_file", edit_then_fsync)
+    monkeypatch.setattr(bn2gn.core.source_files, "_fsync_file", edit_then_fsync)
     result = run_cli(["rewrite", "."], cwd=tmp_path)
     assert result.exit_code == 1, result.output
     assert (
@@ -374,7 +374,7 @@ def test_hard_linked_file_is_refused_with_one_line(tmp_path):
     assert os.stat(path).st_ino == os.stat(tmp_path / "model_copy.py").st_ino
 
 
-# -- issue 12: input errors that used to be "internal error" (exit 3) ----------------------------------
+# -- input errors that used to be "internal error" (exit 3) ----------------------------------
 @pytest.mark.parametrize(
     "output, fragment",
     [

@@ -81,7 +81,7 @@ def test_safetensors_without_the_package_names_it(tmp_path, monkeypatch, directi
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert "\n" not in line and "needs the optional safetensors package" in line, line
-    assert "python -m pip install safetensors" in line
+    assert "python -m pip install 'bn2gn[safetensors]'" in line
     assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "out.pth").exists()
 
 

@@ -159,7 +159,7 @@ def test_strict_rewrite_exits_1_with_unsure_but_still_writes_convert_sites(tmp_p
 
 def test_python_m_and_light_imports(tmp_path):
     root = copy_case("no_batchnorm", tmp_path)
-    # the console process ends in bn2gn.process.quick_exit, which runs the exit handlers first
+    # the console process ends in bn2gn.core.process.quick_exit, which runs the exit handlers first
     code = (
         "import atexit, sys, runpy; sys.argv=['bn2gn','scan','.'];\n"
         "atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'libcst', 'black')"
@@ -177,7 +177,7 @@ def test_python_m_and_light_imports(tmp_path):
 
 
 def test_internal_error_is_one_line_exit_3(tmp_path, monkeypatch):
-    import bn2gn.analysis.scan as scan_module
+    import bn2gn.decide.scan as scan_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated bug\nsecond line")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from bn2gn.analysis.plan import CONVERT, KEEP
-from bn2gn.pipeline import check_python
-from bn2gn.rules import Rule
-from bn2gn.sources import decode_source
+from bn2gn.core.file_results import check_python
+from bn2gn.core.rule_codes import Rule
+from bn2gn.core.source_files import decode_source
+from bn2gn.decide.plan import CONVERT, KEEP
 
 CASES = sorted(FIXTURES.glob("BN2GN*/*.in.py"))
 RULES = {rule.code: rule for rule in Rule}
@@ -37,8 +37,8 @@ def run_rule(rule: Rule, path: Path, data: bytes):
 
 
 def _rewrite(rule, path, data, source):
-    from bn2gn.analysis.scan import parse_with_sites
-    from bn2gn.rewrite import FileJob, batchnorm_ref_texts, init_loop_scopes, rewrite_source
+    from bn2gn.decide.scan import parse_with_sites
+    from bn2gn.source.rewrite import FileJob, batchnorm_ref_texts, init_loop_scopes, rewrite_source
 
     facts = parse_with_sites(path, data)
     lines = source.text.splitlines()
@@ -60,7 +60,7 @@ def _rewrite(rule, path, data, source):
 
 
 def _patch(rule, path, source):
-    from bn2gn.patch_trainer import NotTrainingCode, TrainerOptions, patch_source
+    from bn2gn.source.patch_trainer import NotTrainingCode, TrainerOptions, patch_source
 
     options_file = path.with_name(path.name[: -len(".in.py")] + ".json")
     options = json.loads(options_file.read_text()) if options_file.exists() else {}

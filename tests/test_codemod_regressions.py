@@ -1,4 +1,4 @@
-"""Regressions found on real repositories (issue 12, items 3, 9, 10, 11), each through the real CLI.
+"""Regressions found on real repositories, each through the real CLI.
 
 Expected texts are written by hand from the inputs below.
 """
@@ -277,7 +277,7 @@ class Head(nn.Module):
     _second_run_is_a_no_op("rewrite", path)
 
 
-# -- issue 11: big files are reported, not a hang ---------------------------------------------------------------
+# -- big files are reported, not a hang ---------------------------------------------------------------
 def test_a_file_over_the_size_limit_is_reported_and_left_alone(tmp_path, monkeypatch):
     text = (
         "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c):\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bn2gn.config import DEFAULT_BACKBONE_NAMES, load_config
-from bn2gn.decision import Backbone
-from bn2gn.errors import Bn2gnError
+from bn2gn.core.errors import Bn2gnError
+from bn2gn.core.settings import DEFAULT_BACKBONE_NAMES, load_config
+from bn2gn.decide.backbone import Backbone
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ def test_backbone_name_matches_whole_components_only(path, expected):
     assert Backbone.named(["base"]).contains(path) is expected
 
 
-def test_defaults_are_seed3_names():
+def test_defaults_are_the_specified_names():
     assert DEFAULT_BACKBONE_NAMES == ("backbone", "base_layer")
 
 
@@ -59,7 +59,7 @@ def test_pyproject_without_table_is_skipped(tmp_path):
     "text, fragment",
     [
         ("[tool.bn2gn]\nbackbone-attrs = 3\n", "list of strings"),
-        # issue 12: a string is not a list (the README says exit 2), and a non-table is no crash
+        # a string is not a list (the README says exit 2), and a non-table is no crash
         (
             '[tool.bn2gn]\nbackbone-attrs = "head"\n',
             'backbone-attrs must be a list of strings, not a string (e.g. backbone-attrs = ["head"])',

@@ -1,4 +1,4 @@
-"""Robustness corpus (issue 6): scan and rewrite --diff over every .py file of the installed torch package.
+"""Robustness corpus: scan and rewrite --diff over every .py file of the installed torch package.
 
 torch is on every machine that runs the tests, has a few thousand files nobody here wrote and real
 BatchNorm uses. The run must not crash, must account for every file, and must leave files without
@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from bn2gn.analysis.plan import CONVERT
-from bn2gn.config import load_config
-from bn2gn.discovery import discover
-from bn2gn.pipeline import check_python
-from bn2gn.rules import select_rules
+from bn2gn.core.discovery import discover
+from bn2gn.core.file_results import check_python
+from bn2gn.core.rule_codes import select_rules
+from bn2gn.core.settings import load_config
+from bn2gn.decide.plan import CONVERT
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def torch_rewrite():
 @pytest.fixture(scope="module")
 def torch_plan():
     """The engine's plan and project for torch, to force conversions on."""
-    from bn2gn.analysis.scan import build_plan
+    from bn2gn.decide.scan import build_plan
 
     config = load_config([TORCH])
     plan, project = build_plan([TORCH], config)
@@ -121,7 +121,7 @@ def test_forced_conversion_of_every_torch_site_parses_and_is_stable(
     torch_plan, capsys, record_property
 ):
     """Every BatchNorm2d call forced to convert: each changed file parses, and a second pass is a no-op."""
-    from bn2gn.rewrite import rewrite_paths
+    from bn2gn.source.rewrite import rewrite_paths
 
     config, plan, project = torch_plan
     forced = dataclasses.replace(plan, sites=[dataclasses.replace(s) for s in plan.sites])
@@ -159,9 +159,9 @@ def test_forced_conversion_of_every_torch_site_parses_and_is_stable(
 
 def second_pass(result, config, rules) -> str:
     """The engine on the new text alone, its BatchNorm2d calls forced to convert as in the first pass."""
-    from bn2gn.analysis.scan import parse_with_sites
-    from bn2gn.rewrite import FileJob, batchnorm_ref_texts, init_loop_scopes, rewrite_source
-    from bn2gn.sources import decode_source
+    from bn2gn.core.source_files import decode_source
+    from bn2gn.decide.scan import parse_with_sites
+    from bn2gn.source.rewrite import FileJob, batchnorm_ref_texts, init_loop_scopes, rewrite_source
 
     source = decode_source(result.path, result.new_bytes)
     facts = parse_with_sites(result.path, result.new_bytes)
@@ -188,7 +188,7 @@ def second_pass(result, config, rules) -> str:
 def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
     """patch-trainer --diff -j 2 over all of torch: no crash, nothing written; only files the pre-filter
     admits change, and every file the pre-filter drops is one the recognisers would not plan."""
-    from bn2gn.codemods.recognise import may_plan
+    from bn2gn.source.support.recognise import may_plan
 
     tree = TORCH
     before = {p: p.read_bytes() for p in tree.rglob("*.py")}
@@ -226,7 +226,7 @@ def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
 def _recognised(path: Path) -> bool:
     from test_trainer_prefilter import recognised
 
-    from bn2gn.patch_trainer import TrainerOptions
+    from bn2gn.source.patch_trainer import TrainerOptions
 
     try:
         return recognised(path, path.read_bytes().decode("utf-8"), TrainerOptions())
@@ -239,7 +239,7 @@ def test_prefilter_drops_no_torch_file_the_recognisers_plan(capsys, record_prope
     recognisers: none of them would have been planned."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from bn2gn.codemods.recognise import loose_bytes_match, may_plan
+    from bn2gn.source.support.recognise import loose_bytes_match, may_plan
 
     rejected = [
         p

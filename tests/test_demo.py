@@ -1,4 +1,4 @@
-"""`bn2gn demo` end to end on CPU (issue 5), read through its JSON report.
+"""`bn2gn demo` end to end on CPU, read through its JSON report.
 
 The expected numbers are counted by hand from fixtures/centernet_mini/lib/models/resnet_fpn_dcn.py
 (PoseResNet, res_18): outside the backbone, 3 deconv stages x 2 BatchNorm + MaskProp.bn + the
@@ -66,7 +66,7 @@ def test_demo_res18_passes_every_check(tmp_path, capsys):
     report = _report(result)
     assert report["ok"] is True and report["device"] == "cpu"
     assert [s["name"] for s in report["steps"]][:3] == ["scan", "rewrite", "patch-trainer"]
-    # issue 12: every step has its own label; the per-architecture ones name the architecture
+    # every step has its own label; the per-architecture ones name the architecture
     assert [(s["label"], s["name"], s["cwd"].rpartition("/")[2]) for s in report["steps"]] == [
         ("1/4", "scan", "converted"),
         ("2/4", "rewrite", "converted"),
@@ -183,7 +183,7 @@ def _harness(tmp_path, script, *args):
 
     report = tmp_path / "record.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bn2gn.smoke.harness", "--report", report, "--", script, *args],
+        [sys.executable, "-m", "bn2gn.demo.harness", "--report", report, "--", script, *args],
         cwd=script.parent,
         capture_output=True,
         text=True,

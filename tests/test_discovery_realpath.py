@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bn2gn import discovery
+from bn2gn.core import discovery
 
 
 def _tree(tmp_path):

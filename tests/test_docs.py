@@ -6,11 +6,11 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from bn2gn.rules import Rule
+from bn2gn.core.rule_codes import Rule
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
-USER_DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+USER_DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 INTERNAL_REFERENCE = re.compile(
     r"\bseed[0-4]\b|\bseed[0-4]?\.md\b|\bissues? \d+\b|§", re.IGNORECASE
 )
@@ -52,6 +52,19 @@ def test_no_internal_references_in_user_docs_or_rule_listing():
         + run_cli(["patch-trainer", "--list-rules"]).output
     )
     assert not INTERNAL_REFERENCE.search(listing)
+
+
+def test_no_internal_references_in_modules_or_tests():
+    """The package and its tests speak for themselves: where a reason matters, it is written out."""
+    sources = [*sorted((REPO / "bn2gn").rglob("*.py")), *sorted((REPO / "tests").rglob("*.py"))]
+    found = [
+        f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+        for path in sources
+        if path.name != "test_docs.py"  # the pattern itself
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if INTERNAL_REFERENCE.search(line)
+    ]
+    assert found == []
 
 
 def test_every_rule_has_a_section_in_the_rules_page():

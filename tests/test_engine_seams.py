@@ -53,7 +53,7 @@ def test_click_is_imported_only_by_the_cli_package():
 
 
 def test_an_engine_error_is_a_plain_exception():
-    from bn2gn.errors import EXIT_USAGE, Bn2gnError
+    from bn2gn.core.errors import EXIT_USAGE, Bn2gnError
 
     error = Bn2gnError("x.pth: not a checkpoint", EXIT_USAGE)
     assert type(error).__mro__[1] is Exception
@@ -112,7 +112,7 @@ def _import_graph() -> dict:
 
 
 def _node(module: str) -> str:
-    """A subpackage (``analysis``, ``trace``, ...) or a top-level module (``runtime``, ``bn2gn``)."""
+    """A folder (``decide``, ``source``, ...) or a top-level module (``runtime``, ``api``, ``bn2gn``)."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 
@@ -159,15 +159,15 @@ def _cycles(graph: dict) -> list:
 
 
 def test_the_cycle_finder_finds_a_cycle_through_three_packages():
-    graph = {"analysis": {"mmconfig"}, "mmconfig": {"checkpoint"}, "checkpoint": {"analysis"}}
-    assert _cycles(graph) == [["analysis", "checkpoint", "mmconfig"]]
-    assert _cycles({"trace": {"analysis"}, "analysis": {"config"}}) == []
+    graph = {"decide": {"openmmlab"}, "openmmlab": {"checkpoint"}, "checkpoint": {"decide"}}
+    assert _cycles(graph) == [["checkpoint", "decide", "openmmlab"]]
+    assert _cycles({"verify": {"decide"}, "decide": {"core"}}) == []
 
 
 def test_the_import_graph_sees_lazy_and_relative_imports():
     graph = _import_graph()
     # cli/scan_rewrite.py imports the trace inside the command function, two levels up
-    assert "bn2gn.trace.engine" in graph["bn2gn.cli.scan_rewrite"]
+    assert "bn2gn.decide.trace" in graph["bn2gn.cli.scan_rewrite"]
     # `from . import config_cmd, ...` in cli/__init__.py: the submodules, not the package itself
     assert {"bn2gn.cli.smoke", "bn2gn.cli.common"} <= graph["bn2gn.cli"]
     assert "bn2gn.cli" not in graph["bn2gn.cli.smoke"]
@@ -177,20 +177,69 @@ def test_no_import_cycle_between_modules():
     assert _cycles(_import_graph()) == []
 
 
+#: bn2gn's folders bottom to top; an import may only point down (or stay in its own folder).
+#: ``runtime`` is imported into users' training code and imports nothing of bn2gn, so anything may
+#: use it; the package itself (``bn2gn``) re-exports the seam and sits just above it.
+LAYERS = [
+    {"core", "runtime"},
+    {"model"},
+    {"decide"},
+    {"source"},
+    {"checkpoint"},
+    {"verify"},
+    {"openmmlab"},
+    {"api"},
+    {"bn2gn"},
+    {"migrate", "demo"},
+    {"cli", "libcst_commands"},
+    {"__main__"},
+]
+RANK = {node: rank for rank, nodes in enumerate(LAYERS) for node in nodes}
+
+
+def _upward_imports(graph: dict) -> list:
+    """(importer, imported) pairs between folders that do not point down the layers."""
+    return sorted(
+        (module, other)
+        for module, imported in graph.items()
+        for other in imported
+        if _node(other) != _node(module) and RANK[_node(module)] <= RANK[_node(other)]
+    )
+
+
+def test_every_folder_and_top_level_module_has_a_layer():
+    assert {_node(m) for m in MODULES} == set(RANK)
+
+
+def test_imports_point_down_the_layers():
+    assert _upward_imports(_import_graph()) == []
+
+
+def test_an_import_up_the_layers_is_found():
+    graph = {
+        "bn2gn.decide.scan": {"bn2gn.source.patch_trainer", "bn2gn.core.errors"},
+        "bn2gn.migrate.run": {"bn2gn.demo.run"},
+        "bn2gn.source.rewrite": {"bn2gn.decide.scan", "bn2gn.runtime"},
+    }
+    assert _upward_imports(graph) == [
+        ("bn2gn.decide.scan", "bn2gn.source.patch_trainer"),
+        ("bn2gn.migrate.run", "bn2gn.demo.run"),
+    ]
+
+
 def test_package_dependencies_form_a_dag():
-    packages = _package_graph(_import_graph())
-    assert {"analysis", "checkpoint"} <= packages["trace"]
-    assert "trace" not in packages["analysis"] and "checkpoint" not in packages["analysis"]
-    assert _cycles(packages) == []
+    assert _cycles(_package_graph(_import_graph())) == []
 
 
-def test_the_static_analysis_never_imports_torch():
+def test_the_static_layers_never_import_torch():
     offenders = sorted(
         str(p.relative_to(PACKAGE))
-        for p in (PACKAGE / "analysis").rglob("*.py")
+        for folder in ("core", "decide", "source")
+        for p in (PACKAGE / folder).rglob("*.py")
         if "torch" in _top_level_imports(p)
     )
-    assert offenders == []
+    # the trace builds the user's model: torch is what it is for, and only --trace imports it
+    assert offenders == ["decide/trace.py"]
 
 
 #: what builds settings, plans or engine options: only the seam (bn2gn.api) may call these, so no
@@ -210,7 +259,7 @@ FRONT_ENDS = [
     *sorted((PACKAGE / "cli").glob("*.py")),
     *sorted((PACKAGE / "migrate").glob("*.py")),
     PACKAGE / "libcst_commands.py",
-    PACKAGE / "smoke" / "demo.py",
+    *sorted((PACKAGE / "demo").glob("*.py")),
 ]
 
 
@@ -229,15 +278,15 @@ def test_front_ends_reach_settings_plans_and_engine_options_only_through_the_sea
     }
     assert {k: v for k, v in offenders.items() if v} == {}
     users = [p for p in FRONT_ENDS if "api" in {a for a in _imported_names(p)} or _uses_api(p)]
-    assert {p.name for p in users} >= {
-        "scan_rewrite.py",
-        "patch_trainer.py",
-        "remap.py",
-        "smoke.py",
-        "migrate.py",
-        "run.py",
+    assert {str(p.relative_to(PACKAGE)) for p in users} >= {
+        "cli/scan_rewrite.py",
+        "cli/patch_trainer.py",
+        "cli/remap.py",
+        "cli/smoke.py",
+        "cli/migrate.py",
+        "migrate/run.py",
         "libcst_commands.py",
-        "demo.py",
+        "demo/run.py",
     }
 
 
@@ -248,3 +297,13 @@ def _uses_api(path: Path) -> bool:
         if isinstance(node, ast.ImportFrom) and any(a.name == "api" for a in node.names):
             return True
     return False
+
+
+def test_the_package_re_exports_the_seam_and_imports_it_only_on_use():
+    import bn2gn
+    from bn2gn import api
+
+    assert bn2gn.__all__ == api.__all__
+    assert all(getattr(bn2gn, name) is getattr(api, name) for name in api.__all__)
+    assert "bn2gn.api" not in _modules_after("import bn2gn.runtime")
+    assert "bn2gn.api" in _modules_after("from bn2gn import Session")

@@ -1,4 +1,4 @@
-"""Random and mutated sources into scan and rewrite (issue 6, 'Bad input'): a valid result or a one-line
+"""Random and mutated sources into scan and rewrite: a valid result or a one-line
 error per file, never a traceback, never a partially written file, and the other files still processed.
 """
 
@@ -13,8 +13,8 @@ from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bn2gn.pipeline import check_python
-from bn2gn.sources import decode_source
+from bn2gn.core.file_results import check_python
+from bn2gn.core.source_files import decode_source
 
 MODEL = """import torch.nn as nn
 
@@ -279,7 +279,7 @@ def test_mixed_crlf_and_lf_is_one_actionable_error_and_untouched():
 
 
 def test_a_write_that_fails_midway_leaves_the_file_whole(monkeypatch):
-    import bn2gn.sources
+    import bn2gn.core.source_files
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
@@ -287,7 +287,7 @@ def test_a_write_that_fails_midway_leaves_the_file_whole(monkeypatch):
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "model.py").write_text(MODEL)
-        monkeypatch.setattr(bn2gn.sources.os, "replace", broken_replace)
+        monkeypatch.setattr(bn2gn.core.source_files.os, "replace", broken_replace)
         result = run_cli(["rewrite", "."], cwd=root)
         assert result.exit_code == 1
         assert (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bn2gn.analysis import facts as facts_module
-from bn2gn.analysis.graph import Project, call_lines, calls_with_scopes
-from bn2gn.analysis.scan import parse_facts
-from bn2gn.errors import SourceError
+from bn2gn.core.errors import SourceError
+from bn2gn.decide import facts as facts_module
+from bn2gn.decide.graph import Project, call_lines, calls_with_scopes
+from bn2gn.decide.scan import parse_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "fixtures").rglob("*.py"))

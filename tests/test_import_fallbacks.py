@@ -1,10 +1,10 @@
-"""bn2gn/import_fallbacks.py: names set to None when an import fails (issue 12 item 13). Expected values by hand."""
+"""bn2gn/model/import_fallbacks.py: names set to None when an import fails. Expected values by hand."""
 
 from __future__ import annotations
 
 import textwrap
 
-from bn2gn.import_fallbacks import Fallback, find_fallbacks
+from bn2gn.model.import_fallbacks import Fallback, find_fallbacks
 
 
 def found(text, module="lib.models.networks.pose_dla_dcn", is_package=False):

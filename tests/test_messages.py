@@ -1,10 +1,10 @@
-"""Engine messages name options as data (``bn2gn.errors.Opt``); only the CLI turns them into flags."""
+"""Engine messages name options as data (``bn2gn.core.errors.Opt``); only the CLI turns them into flags."""
 
 import ast
 import re
 from pathlib import Path
 
-from bn2gn.errors import Bn2gnError, Message, Opt, OptionError, flag_style, message_text
+from bn2gn.core.errors import Bn2gnError, Message, Opt, OptionError, flag_style, message_text
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bn2gn"
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
@@ -47,7 +47,9 @@ def test_no_string_outside_the_cli_names_a_flag():
         if "cli" not in path.relative_to(PACKAGE).parts[:1]
         for line, value in flag_literals(path)
     ]
-    assert not found, "engine strings name CLI flags (use bn2gn.errors.Opt):\n" + "\n".join(found)
+    assert not found, "engine strings name CLI flags (use bn2gn.core.errors.Opt):\n" + "\n".join(
+        found
+    )
 
 
 def test_the_scan_sees_flags_in_messages_and_fstrings_but_not_docstrings(tmp_path):

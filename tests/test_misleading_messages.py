@@ -47,7 +47,7 @@ def test_full_disk_says_no_space_left_on_the_device(tmp_path, tiny_filesystem):
 
 def test_torch_write_error_on_a_full_file_system_is_named_as_such(tmp_path, monkeypatch):
     """Where no small file system can be mounted: torch's iostream error, with no free space left."""
-    from bn2gn.checkpoint import save
+    from bn2gn.model import checkpoint_save as save
 
     source = tmp_path / "a.pth"
     torch.save({"state_dict": {"w": torch.zeros(4)}}, source)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from bn2gn.cli import cli
-from bn2gn.mmconfig.audit import audit
+from bn2gn.openmmlab.audit import audit
 
 MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
 FUSION = MM / "cmt" / "projects" / "configs" / "fusion"
@@ -25,7 +25,7 @@ def found(report):
     }
 
 
-def test_seed4_variant_findings():
+def test_camera_lidar_variant_findings():
     report = audit(CMT_AQR)
     aqr, base = CMT_AQR.name, CMT_BASE.name
     assert report.stack == "mmcv1"
@@ -62,8 +62,8 @@ def test_seed4_variant_findings():
     assert "decay_mult=5" in backbone.lr and "lr_mult=0.0" in backbone.lr
 
 
-def test_seed1_frozen_stages_3_leaves_layer4_trainable(tmp_path):
-    path = tmp_path / "seed1.py"
+def test_frozen_stages_3_leaves_layer4_trainable(tmp_path):
+    path = tmp_path / "frozen_stages.py"
     path.write_text(
         textwrap.dedent("""
         model = dict(
@@ -78,8 +78,8 @@ def test_seed1_frozen_stages_3_leaves_layer4_trainable(tmp_path):
     )
     report = audit(path)
     assert found(report) == {
-        ("MMC003", "model.img_backbone", "custom_keys.img_backbone", "seed1.py", 8),
-        ("MMC001", "model.pts_backbone", "frozen_stages", "seed1.py", 5),
+        ("MMC003", "model.img_backbone", "custom_keys.img_backbone", "frozen_stages.py", 8),
+        ("MMC001", "model.pts_backbone", "frozen_stages", "frozen_stages.py", 5),
     }
     message = next(f.message for f in report.findings if f.code.name == "MMC003")
     assert "layer4 still require grad" in message and "BatchNorm statistics do not move" in message
@@ -167,8 +167,8 @@ def test_base_only_custom_key_still_applies(tmp_path):
     assert "still applies" in message and "_delete_=True" in message
 
 
-def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
-    path = tmp_path / "seed2.py"
+def test_vovnet_on_the_mmcv1_stack(tmp_path):
+    path = tmp_path / "vovnet_mmcv1.py"
     path.write_text(
         textwrap.dedent("""\
         model = dict(
@@ -189,13 +189,13 @@ def test_seed2_vovnet_on_the_mmcv1_stack(tmp_path):
     report = audit(path)
     assert report.stack == "mmcv1"
     assert found(report) == {
-        ("MMC001", "model.pts_backbone", "frozen_stages", "seed2.py", 4),
-        ("MMC003", "model.pts_backbone", "custom_keys.pts_backbone", "seed2.py", 8),
-        ("MMC006", "model.pts_backbone", "custom_keys.pts_backbone", "seed2.py", 8),
+        ("MMC001", "model.pts_backbone", "frozen_stages", "vovnet_mmcv1.py", 4),
+        ("MMC003", "model.pts_backbone", "custom_keys.pts_backbone", "vovnet_mmcv1.py", 8),
+        ("MMC006", "model.pts_backbone", "custom_keys.pts_backbone", "vovnet_mmcv1.py", 8),
         # tools/train.py calls init_weights() before building the optimizer: VoVNet is frozen in time
-        ("MMC004", "model.img_backbone", "custom_keys.img_backbone", "seed2.py", 7),
-        ("MMC008", "model.img_backbone", "frozen_stages", "seed2.py", 3),
-        ("MMC010", "optimizer_config", "exclude_frozen_parameters", "seed2.py", 13),
+        ("MMC004", "model.img_backbone", "custom_keys.img_backbone", "vovnet_mmcv1.py", 7),
+        ("MMC008", "model.img_backbone", "frozen_stages", "vovnet_mmcv1.py", 3),
+        ("MMC010", "optimizer_config", "exclude_frozen_parameters", "vovnet_mmcv1.py", 13),
     }
     messages = {f.code.name: f.message for f in report.findings}
     assert "train() never re-freezes" in messages["MMC008"]

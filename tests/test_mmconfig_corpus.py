@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bn2gn.errors import SourceError
-from bn2gn.mmconfig import resolve_config
-from bn2gn.mmconfig.values import to_plain
+from bn2gn.core.errors import SourceError
+from bn2gn.openmmlab import resolve_config
+from bn2gn.openmmlab.values import to_plain
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_installed_sources_give_no_false_build_errors_on_shipped_configs():
     """mmdet's own configs build with mmdet's own classes: read from the installed source, no key
     is a TypeError, except the one v3det config whose FPN keyword mmdet 3.3.0's FPN lacks (read by
     hand: mmdet/models/necks/fpn.py has no force_grad_on_level)."""
-    from bn2gn.mmconfig.audit import audit
+    from bn2gn.openmmlab.audit import audit
 
     errors = set()
     for path in _configs()[::4]:

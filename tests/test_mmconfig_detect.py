@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bn2gn.analysis.openmmlab import looks_like_openmmlab_config, openmmlab_config_note
+from bn2gn.decide.openmmlab import looks_like_openmmlab_config, openmmlab_config_note
 
 ROOT = Path(__file__).resolve().parents[1]
 MM = ROOT / "fixtures" / "mmconfig"

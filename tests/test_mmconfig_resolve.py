@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bn2gn.errors import SourceError
-from bn2gn.mmconfig import LazyConfig, RefusedConstruct, resolve_config
-from bn2gn.mmconfig.values import to_plain
+from bn2gn.core.errors import SourceError
+from bn2gn.openmmlab import LazyConfig, RefusedConstruct, resolve_config
+from bn2gn.openmmlab.values import to_plain
 
 MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
 FUSION = MM / "cmt" / "projects" / "configs" / "fusion"
@@ -23,7 +23,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_seed4_variant_merges_into_the_base_with_provenance():
+def test_camera_lidar_variant_merges_into_the_base_with_provenance():
     cfg = resolve_config(CMT_AQR)
     backbone = cfg.data["model"]["img_backbone"]
     assert backbone["type"] == "ResNet" and backbone["depth"] == 50

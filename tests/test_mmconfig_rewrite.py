@@ -28,8 +28,8 @@ def run(*args):
     return CliRunner().invoke(cli, ["config", "rewrite", *map(str, args)])
 
 
-def seed4_fixed(original: str) -> str:
-    """The seed4 variant after --drop-invalid-keys --fix-lr-mult --gn pts_neck, derived by hand."""
+def camera_lidar_fixed(original: str) -> str:
+    """The camera+LiDAR variant after --drop-invalid-keys --fix-lr-mult --gn pts_neck, derived by hand."""
     text = original.replace("    pts_backbone=dict(\n        frozen_stages=3,\n    ),\n", "")
     text = text.replace("    img_neck=dict(\n        norm_eval=True,\n    ),\n", "")
     text = text.replace("    pts_neck=dict(\n        norm_eval=True,\n    ),\n", "")
@@ -42,7 +42,7 @@ def seed4_fixed(original: str) -> str:
     return text
 
 
-def test_seed4_fix_writes_the_users_file_only(cmt, tmp_path):
+def test_camera_lidar_fix_writes_the_users_file_only(cmt, tmp_path):
     original = (cmt / AQR).read_text()
     base_bytes = (cmt / BASE).read_bytes()
     renames = tmp_path / "renames.json"
@@ -56,7 +56,7 @@ def test_seed4_fix_writes_the_users_file_only(cmt, tmp_path):
         renames,
     )
     assert result.exit_code == 0, result.output + result.stderr
-    assert (cmt / AQR).read_text() == seed4_fixed(original)
+    assert (cmt / AQR).read_text() == camera_lidar_fixed(original)
     assert (cmt / BASE).read_bytes() == base_bytes
     # every own-line comment of the user's file survives
     comments = [line.strip() for line in original.splitlines() if line.strip().startswith("#")]

@@ -16,8 +16,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bn2gn.cli import cli
-from bn2gn.mmconfig.audit import audit, render_text
-from bn2gn.mmconfig.plugins import Catalog, open_catalog
+from bn2gn.openmmlab.audit import audit, render_text
+from bn2gn.openmmlab.plugins import Catalog, open_catalog
 
 MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
 CMT = MM / "cmt"

@@ -43,7 +43,7 @@ def table_report(tmp_path_factory):
     pytest.importorskip("mmengine")
     pytest.importorskip("mmcv")
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import verify_config
+    from bn2gn.openmmlab.verify import verify_config
 
     path = tmp_path_factory.mktemp("verify") / "table.py"
     path.write_text(TABLE)
@@ -80,7 +80,7 @@ def test_parameter_values_are_counted(table_report):
     # layer4 of ResNet-50 (three bottlenecks, 2048 wide) holds 14,964,736 values
     assert checks["model.fs_3"].trainable_values == 14_964_736
     assert checks["model.fs_4"].trainable_values == 0
-    from bn2gn.mmconfig.verify import render_text
+    from bn2gn.openmmlab.verify import render_text
 
     assert "    parameter values: 23.51M (14.96M trainable)" in render_text(report)
 
@@ -94,7 +94,7 @@ def test_static_predictions_fail_at_build(table_report):
     assert "norm_eval" in checks["model.swin"].detail and checks["model.swin"].predicted == (
         "MMC001",
     )
-    from bn2gn.mmconfig.audit import audit
+    from bn2gn.openmmlab.audit import audit
 
     static = {(f.code.name, f.component) for f in audit(path).findings}
     assert {("MMC002", "model.fs_5"), ("MMC001", "model.swin")} <= static
@@ -120,7 +120,7 @@ def test_neck_batchnorm_trains_and_unbuildable_is_static_only(table_report):
 
 def test_custom_key_matching_nothing_when_everything_is_built(tmp_path):
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import verify_config
+    from bn2gn.openmmlab.verify import verify_config
 
     path = tmp_path / "c.py"
     path.write_text(
@@ -135,7 +135,7 @@ def test_custom_key_matching_nothing_when_everything_is_built(tmp_path):
 def test_static_errors_fail_the_verdict_of_unbuilt_components(tmp_path):
     """SECOND cannot be built here, but frozen_stages makes its build raise: verify must not pass."""
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import render_text, verify_config
+    from bn2gn.openmmlab.verify import render_text, verify_config
 
     path = tmp_path / "c.py"
     path.write_text(
@@ -162,7 +162,7 @@ def test_static_errors_fail_the_verdict_of_unbuilt_components(tmp_path):
 
 def test_compiled_ops_are_built_but_not_run(tmp_path):
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import verify_config
+    from bn2gn.openmmlab.verify import verify_config
 
     path = tmp_path / "dcn.py"
     path.write_text(
@@ -176,7 +176,7 @@ def test_compiled_ops_are_built_but_not_run(tmp_path):
 
 def test_optimizer_receives_frozen_parameters_without_paramwise_cfg(tmp_path):
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import verify_config
+    from bn2gn.openmmlab.verify import verify_config
 
     path = tmp_path / "swin.py"
     path.write_text(
@@ -204,7 +204,7 @@ def test_cli_verify_json_and_exit_code(table_report):
 
 def test_mmengine_resolver_gives_the_same_findings():
     pytest.importorskip("mmengine")
-    from bn2gn.mmconfig.audit import audit
+    from bn2gn.openmmlab.audit import audit
 
     config = (
         MM / "cmt" / "projects" / "configs" / "fusion" / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
@@ -226,7 +226,7 @@ def test_verify_without_the_stack_is_a_usage_error(monkeypatch):
 def test_classes_from_source_are_built_with_stand_in_registries(tmp_path):
     """SECOND from a checkout and CPFPN from a plugin folder build on CPU without mmdet3d."""
     pytest.importorskip("mmdet")
-    from bn2gn.mmconfig.verify import render_text, verify_config
+    from bn2gn.openmmlab.verify import render_text, verify_config
 
     report = verify_config(
         MM / "mmdet3d_checkout" / "configs" / "second" / "second_probe.py", input_size=16

@@ -47,7 +47,7 @@ def repo(tmp_path, monkeypatch):
 
 # -- --model-opts: the repository's parser sees only --model-opts-arg --------------------------------
 def test_options_init_that_reads_sys_argv_sees_only_model_opts_arg(repo, monkeypatch):
-    from bn2gn.modelspec import build_options, fill_from_options, parse_model_spec, stub_modules
+    from bn2gn.model.spec import build_options, fill_from_options, parse_model_spec, stub_modules
 
     monkeypatch.syspath_prepend(str(repo / "src" / "lib"))
     spec = parse_model_spec(
@@ -149,8 +149,8 @@ SWALLOWING_REPO = {
 def test_swallowed_import_hint_names_the_repository_file_never_site_packages(tmp_path, monkeypatch):
     import textwrap
 
-    from bn2gn.errors import Bn2gnError
-    from bn2gn.modelspec import build, parse_model_spec
+    from bn2gn.core.errors import Bn2gnError
+    from bn2gn.model.spec import build, parse_model_spec
 
     for relative, body in SWALLOWING_REPO.items():
         path = tmp_path / relative
@@ -194,7 +194,7 @@ def test_swallowed_import_hint_names_the_repository_file_never_site_packages(tmp
     ],
 )
 def test_a_stand_in_called_like_a_convolution_is_one(args, kwargs, expected):
-    from bn2gn.standins import conv_arguments
+    from bn2gn.model.standins import conv_arguments
 
     conv = conv_arguments(args, kwargs)
     names = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
@@ -213,13 +213,13 @@ def test_a_stand_in_called_like_a_convolution_is_one(args, kwargs, expected):
     ],
 )
 def test_other_stand_ins_stay_identities(args, kwargs):
-    from bn2gn.standins import conv_arguments
+    from bn2gn.model.standins import conv_arguments
 
     assert conv_arguments(args, kwargs) is None
 
 
 def test_stand_in_convolution_runs_forward_and_backward_keeping_the_size():
-    from bn2gn.standins import StubRecord, stand_in_class
+    from bn2gn.model.standins import StubRecord, stand_in_class
 
     record = StubRecord("dcn_ops", True)
     DCN = stand_in_class("dcn_ops", "DCN", record)
@@ -307,7 +307,7 @@ def test_verify_says_pretrained_statistics_are_not_available_offline(repo):
 
 def test_weights_in_the_torch_hub_cache_are_served(repo, tmp_path):
     """The cached file sets every backbone running_var to 4: the model holds exactly that."""
-    from bn2gn.modelspec import build, parse_model_spec
+    from bn2gn.model.spec import build, parse_model_spec
 
     src = _migrated(repo)
     spec = parse_model_spec(
@@ -336,7 +336,7 @@ def test_every_download_route_is_offline_with_one_note_per_url(tmp_path, monkeyp
     import torch.hub
     import torch.utils.model_zoo
 
-    from bn2gn.offline_weights import OfflineHubError, offline_weights
+    from bn2gn.model.offline_weights import OfflineHubError, offline_weights
 
     def unreachable(self, address):
         raise OSError("network unreachable in tests")
@@ -653,15 +653,15 @@ def test_verify_says_when_there_is_no_original_to_measure(tmp_path):
 def test_a_build_run_from_bn2gn_own_checkout_never_forgets_or_stands_in_bn2gn(monkeypatch):
     """Run from bn2gn's own folder, the working directory is a root: bn2gn's modules are still
     not the user's repository (forgetting them would load a second copy of every class)."""
-    import bn2gn.errors
-    from bn2gn.modelspec import forget_modules
-    from bn2gn.standins import is_repository_file, real_roots
+    import bn2gn.core.errors
+    from bn2gn.model.spec import forget_modules
+    from bn2gn.model.standins import is_repository_file, real_roots
 
     package = FIXTURES.parent
     monkeypatch.chdir(package)
     forget_modules((package,))
-    assert sys.modules["bn2gn.errors"] is bn2gn.errors
-    assert not is_repository_file(bn2gn.errors.__file__, real_roots([package]))
+    assert sys.modules["bn2gn.core.errors"] is bn2gn.core.errors
+    assert not is_repository_file(bn2gn.core.errors.__file__, real_roots([package]))
     assert is_repository_file(str(package / "fixtures" / "x.py"), real_roots([package]))
 
 

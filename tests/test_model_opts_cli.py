@@ -1,4 +1,4 @@
-"""--stub and --model-opts on every command that builds the user's model (issue 12 items 12 and 14).
+"""--stub and --model-opts on every command that builds the user's model.
 
 Expected values are read off the fixtures: centernet_mini's lib/opts.py sets heads hm/wh/reg and
 its PoseResNet puts a BatchNorm at fc[1] of each head only when head_conv > 0.

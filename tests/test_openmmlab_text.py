@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from bn2gn.analysis.openmmlab import _named_like_config, looks_like_openmmlab_config
-from bn2gn.analysis.openmmlab_text import config_statements, quick_verdict
+from bn2gn.decide.openmmlab import _named_like_config, looks_like_openmmlab_config
+from bn2gn.decide.openmmlab_text import config_statements, quick_verdict
 
 
 def by_ast(text: str) -> bool:
@@ -123,7 +123,7 @@ def test_every_fixture_decides_as_with_ast():
 
 def test_scan_notes_configs_without_parsing_them(monkeypatch):
     """``bn2gn scan``'s note on a folder of configs costs no ``ast`` parse of them."""
-    from bn2gn.analysis import scan
+    from bn2gn.decide import scan
 
     folder = FIXTURES / "mmconfig" / "delete"
     raw = {p: p.read_bytes() for p in sorted(folder.rglob("*.py"))}
@@ -154,13 +154,13 @@ def test_scan_notes_configs_without_parsing_them(monkeypatch):
     ],
 )
 def test_config_text_is_the_regular_expression(data):
-    from bn2gn.analysis.scan import CONFIG_TEXT, config_text
+    from bn2gn.decide.scan import CONFIG_TEXT, config_text
 
     assert config_text(data) == bool(CONFIG_TEXT.search(data))
 
 
 def test_display_paths_below_the_working_directory(tmp_path, monkeypatch):
-    from bn2gn.analysis.scan import display_path
+    from bn2gn.decide.scan import display_path
 
     monkeypatch.chdir(tmp_path)
     assert display_path(tmp_path / "a" / "b.py") == "a/b.py"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bn2gn.codemods.freeze_before_optimizer import (
+from bn2gn.source.rules.bn2gn201_freeze_before_optimizer import (
     collect_optimizer_names,
     find_optimizer_sites,
     undecided_builders,
 )
-from bn2gn.codemods.recognise import may_plan
-from bn2gn.codemods.trainer_facts import Facts
+from bn2gn.source.support.recognise import may_plan
+from bn2gn.source.support.trainer_facts import Facts
 
 HEAD = "import torch\nfrom det.solver import make_solver, build_one_cycle_optimizer\n\n\n"
 

@@ -391,7 +391,7 @@ def test_centernet_mini_scripts_and_trainer(tmp_path):
 
 
 def test_plan_trainer_insertions_for_scan():
-    from bn2gn.patch_trainer import plan_trainer_insertions
+    from bn2gn.source.patch_trainer import plan_trainer_insertions
 
     found = plan_trainer_insertions([PT / "project" / "in"])
     summary = {(p["path"].rsplit("/", 1)[1], p["line"], p["rule"], p["scope"]) for p in found}
@@ -428,7 +428,7 @@ def test_plan_trainer_insertions_for_scan():
 def test_train_mode(source, expected):
     import libcst as cst
 
-    from bn2gn.codemods.eval_after_train import train_mode
+    from bn2gn.source.rules.bn2gn203_eval_after_train import train_mode
 
     assert train_mode(cst.parse_expression(source)) == expected
 

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 from conftest import FIXTURES  # noqa: E402
 
 from bn2gn import runtime  # noqa: E402
-from bn2gn.decision import Backbone  # noqa: E402
+from bn2gn.decide.backbone import Backbone  # noqa: E402
 
 
 def is_backbone_path(path, entries):

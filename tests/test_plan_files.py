@@ -1,4 +1,4 @@
-"""Plan files (issue 7): fingerprints, `rewrite --plan` with reviewed/edited plans, `remap-ckpt --plan`.
+"""Plan files: fingerprints, `rewrite --plan` with reviewed/edited plans, `remap-ckpt --plan`.
 
 Expected decisions, locations and checkpoint entries are written by hand from the sources below.
 """
@@ -88,7 +88,7 @@ def test_same_statement_in_two_scopes_or_twice_in_one_statement_differs(tmp_path
 
 
 def test_plan_file_round_trips(tmp_path):
-    from bn2gn.analysis.plan import plan_from_dict
+    from bn2gn.decide.plan import plan_from_dict
 
     write(tmp_path)
     data = plan_of(tmp_path)
@@ -184,8 +184,8 @@ def test_bad_plan_file_is_one_line_and_exit_2(tmp_path, content, message):
 
 # -- remap-ckpt --plan -----------------------------------------------------------------------------
 def test_plan_selection_uses_module_paths_not_prefixes():
-    from bn2gn.analysis.plan import plan_from_dict
     from bn2gn.checkpoint.plan_select import selection_from_plan
+    from bn2gn.decide.plan import plan_from_dict
 
     plan = plan_from_dict(
         {
@@ -231,7 +231,7 @@ def test_static_plan_is_refused_for_remap(tmp_path):
     write(tmp_path)
     plan_of(tmp_path)
     from bn2gn.checkpoint.plan_select import load_plan_selection
-    from bn2gn.errors import Bn2gnError
+    from bn2gn.core.errors import Bn2gnError
 
     with pytest.raises(Bn2gnError, match="the plan has no module paths; make a traced plan"):
         load_plan_selection(tmp_path / "plan.json")

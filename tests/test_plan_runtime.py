@@ -1,4 +1,4 @@
-"""Issue 15, runtime half: the rewritten fixtures/plans models, built with torch, hold BatchNorm only inside the
+"""the rewritten fixtures/plans models, built with torch, hold BatchNorm only inside the
 backbone the plan inferred, and freeze_backbone_bn (given the plan's backbone entries, as patch-trainer bakes
 them) freezes exactly the BatchNorm the plan kept."""
 
@@ -72,8 +72,8 @@ PROBE = textwrap.dedent("""
 
 
 def _plan_attrs(root) -> list:
-    from bn2gn.config import DEFAULT_BACKBONE_NAMES
-    from bn2gn.decision import Backbone
+    from bn2gn.core.settings import DEFAULT_BACKBONE_NAMES
+    from bn2gn.decide.backbone import Backbone
 
     result = run_cli(["scan", ".", "--format", "json"], cwd=root)
     assert result.exit_code == 0, result.output

@@ -11,10 +11,15 @@ import itertools
 import black
 import pytest
 
-from bn2gn.codemods.freeze_helper import ORDER, PUBLIC, _specialised, format_snippet_source
-from bn2gn.codemods.group_norm_helper import HELPER_SOURCE
-from bn2gn.codemods.inject import prerendered
-from bn2gn.codemods.names import tuple_literal
+from bn2gn.source.rules.bn2gn102_group_norm_helper import HELPER_SOURCE
+from bn2gn.source.rules.bn2gn202_freeze_helper import (
+    ORDER,
+    PUBLIC,
+    _specialised,
+    format_snippet_source,
+)
+from bn2gn.source.support.inject import prerendered
+from bn2gn.source.support.names import tuple_literal
 
 ATTRS = [
     ("backbone",),

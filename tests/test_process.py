@@ -49,7 +49,7 @@ def test_quick_exit_runs_exit_handlers_and_flushes_in_order():
     result = run_python(
         """
         import atexit, sys
-        from bn2gn.process import quick_exit
+        from bn2gn.core.process import quick_exit
         atexit.register(lambda: print("handler"))
         print("out")
         sys.stderr.write("err")
@@ -61,7 +61,7 @@ def test_quick_exit_runs_exit_handlers_and_flushes_in_order():
 
 
 def test_quick_exit_with_a_message_prints_it_and_exits_1():
-    result = run_python("from bn2gn.process import quick_exit\nquick_exit('bn2gn: stopped')")
+    result = run_python("from bn2gn.core.process import quick_exit\nquick_exit('bn2gn: stopped')")
     assert (result.returncode, result.stderr) == (1, "bn2gn: stopped\n")
 
 
@@ -69,7 +69,7 @@ def test_quick_exit_waits_for_a_running_thread():
     result = run_python(
         """
         import threading, time
-        from bn2gn.process import quick_exit
+        from bn2gn.core.process import quick_exit
         def late():
             time.sleep(0.3)
             print("thread done", flush=True)
@@ -82,8 +82,8 @@ def test_quick_exit_waits_for_a_running_thread():
 
 FREEZE_CHECK = """
     import gc
-    from bn2gn import process
-    from bn2gn.analysis.scan import collector_paused
+    from bn2gn.core import process
+    from bn2gn.decide.scan import collector_paused
     if {console}:
         process.mark_console()
     with collector_paused():

@@ -1,4 +1,4 @@
-"""The progress line (issue 6, 'Speed'): done/total on a terminal's stderr, silent with -q or without a TTY."""
+"""The progress line: done/total on a terminal's stderr, silent with -q or without a TTY."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 from conftest import run_cli
 
-from bn2gn import progress
+from bn2gn.core import progress
 
 
 class FakeTerminal(io.StringIO):

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bn2gn.analysis import relevance, scan
-from bn2gn.config import Config
-from bn2gn.errors import SourceError
+from bn2gn.core.errors import SourceError
+from bn2gn.core.settings import Config
+from bn2gn.decide import relevance, scan
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_FOLDERS = sorted(

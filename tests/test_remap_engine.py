@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bn2gn.checkpoint.load import find_state_dicts, is_state_dict  # noqa: E402
 from bn2gn.checkpoint.remap import RemapOptions, is_optimizer_state, remap_content, remap_state_dict  # noqa: E402
-from bn2gn.checkpoint.save import first_difference, same_tensor  # noqa: E402
-from bn2gn.decision import Backbone  # noqa: E402
-from bn2gn.errors import Bn2gnError  # noqa: E402
+from bn2gn.core.errors import Bn2gnError  # noqa: E402
+from bn2gn.decide.backbone import Backbone  # noqa: E402
+from bn2gn.model.checkpoint_load import find_state_dicts, is_state_dict  # noqa: E402
+from bn2gn.model.checkpoint_save import first_difference, same_tensor  # noqa: E402
 
 
 def bn(prefix, channels=4):

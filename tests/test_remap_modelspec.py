@@ -1,4 +1,4 @@
-"""bn2gn.modelspec: MODULE:FACTORY, --model-arg literals, --path, and one-line errors."""
+"""bn2gn.model.spec: MODULE:FACTORY, --model-arg literals, --path, and one-line errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from bn2gn.errors import EXIT_USAGE, Bn2gnError, OptionError
-from bn2gn.modelspec import build_model, parse_model_arg, parse_model_spec
+from bn2gn.core.errors import EXIT_USAGE, Bn2gnError, OptionError
+from bn2gn.model.spec import build_model, parse_model_arg, parse_model_spec
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ def test_missing_module_hints_at_path():
         build_model(parse_model_spec("no_such_module_for_bn2gn:f"))
 
 
-# -- issue 12: hints that name the module to stub (item 13) --------------------------------------------
+# -- hints that name the module to stub (item 13) --------------------------------------------
 def _build_error(tmp_path, files, spec, *args, **kwargs):
     for relative, body in files.items():
         path = tmp_path / relative
@@ -212,7 +212,7 @@ def test_name_left_none_by_a_swallowed_import_names_the_module_to_stub(tmp_path)
     assert isinstance(model.conv, torch.nn.Module) and type(model.conv).__name__ == "DCN"
 
 
-# -- issue 12: the repository's options object (item 14) ------------------------------------------------
+# -- the repository's options object (item 14) ------------------------------------------------
 OPTS_REPO = {
     "optsrepo/__init__.py": "",
     "optsrepo/opts.py": """

@@ -290,7 +290,7 @@ def test_re_open_check_catches_a_bad_write(tmp_path, monkeypatch, damage, fragme
     assert folder_state(tmp_path) == before
 
 
-# -- issue 12: in-place on links, outputs that are not regular files --------------------------------------
+# -- in-place on links, outputs that are not regular files --------------------------------------
 def _checkpoint(tmp_path, name="a.pth"):
     path = tmp_path / name
     torch.save({"state_dict": small_state()}, path)
@@ -406,7 +406,7 @@ def test_force_keeps_the_owner_of_the_replaced_output(tmp_path):
     ) and output.read_bytes() != b"old"
 
 
-# -- issue 12: inputs that used to end in "internal error" (exit 3), torch warnings on stderr -----------
+# -- inputs that used to end in "internal error" (exit 3), torch warnings on stderr -----------
 def _with(entry):
     def make(path):
         torch.save({"state_dict": {**small_state(), "extra": entry()}}, path)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
-from bn2gn.analysis.plan import CONVERT, UNSURE, Plan
-from bn2gn.config import Config
-from bn2gn.errors import SourceFailure
-from bn2gn.pipeline import WRITE, FileResult, apply_results
-from bn2gn.rewrite import rewrite_paths
-from bn2gn.rules import Rule, select_rules
-from bn2gn.sources import read_source
+from bn2gn.core.errors import SourceFailure
+from bn2gn.core.file_results import WRITE, FileResult, apply_results
+from bn2gn.core.rule_codes import Rule, select_rules
+from bn2gn.core.settings import Config
+from bn2gn.core.source_files import read_source
+from bn2gn.decide.plan import CONVERT, UNSURE, Plan
+from bn2gn.source.rewrite import rewrite_paths
 
 NET = """
 
@@ -58,7 +58,7 @@ def test_a_colon_in_a_file_name_is_reported_with_its_whole_path(tmp_path):
 
 
 def test_refused_sites_are_data_and_the_given_plan_is_not_changed(tmp_path):
-    from bn2gn.analysis.scan import build_plan
+    from bn2gn.decide.scan import build_plan
 
     (tmp_path / "model.py").write_text(
         "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self, c, *shape):\n"
@@ -105,7 +105,7 @@ def test_output_not_made_by_finish_is_parse_checked_before_it_is_written(tmp_pat
 
 
 def test_one_registry_entry_per_rule_in_the_engine_of_its_command():
-    from bn2gn.codemods import patch_trainer_codemods, rewrite_codemods
+    from bn2gn.source.registry import patch_trainer_codemods, rewrite_codemods
 
     rewrite = [rule for codemod in rewrite_codemods() for rule in codemod.rules]
     patch = [rule for codemod in patch_trainer_codemods() for rule in codemod.rules]
@@ -117,8 +117,8 @@ def test_one_registry_entry_per_rule_in_the_engine_of_its_command():
 
 
 def test_the_registry_module_imports_no_libcst():
-    """The pre-filter imports ``bn2gn.codemods.names`` before anything heavy is needed."""
+    """The pre-filter imports ``bn2gn.source.support.names`` before anything heavy is needed."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    code = "import sys, bn2gn.codemods.names; print('libcst' in sys.modules)"
+    code = "import sys, bn2gn.source.support.names; print('libcst' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -78,7 +78,7 @@ def test_rewritten_model(rewritten, arch):
 
 @pytest.mark.parametrize("channels, groups", sorted(EXPECTED_GROUPS.items()))
 def test_injected_helper_group_counts(channels, groups):
-    from bn2gn.codemods.group_norm_helper import HELPER_SOURCE
+    from bn2gn.source.rules.bn2gn102_group_norm_helper import HELPER_SOURCE
 
     namespace = {"nn": torch.nn}
     exec(HELPER_SOURCE.format(nn="nn"), namespace)

@@ -55,7 +55,7 @@ def test_backbone_without_any_batchnorm_still_warns():
 
 def test_injected_copy_agrees(tmp_path):
     """The definitions patch-trainer injects are generated from bn2gn.runtime: same behaviour."""
-    from bn2gn.codemods.freeze_helper import runtime_source
+    from bn2gn.source.rules.bn2gn202_freeze_helper import runtime_source
 
     namespace = {}
     exec(runtime_source(("freeze_backbone_bn",), ("backbone", "base_layer")), namespace)

@@ -9,8 +9,8 @@ import pytest
 from conftest import case_dir
 from expected_decisions import EXPECTED
 
-from bn2gn.analysis.scan import build_plan
-from bn2gn.config import load_config
+from bn2gn.core.settings import load_config
+from bn2gn.decide.scan import build_plan
 
 CASES = sorted({key[0] for key in EXPECTED})
 TARGET = {"centernet_mini": "lib/models"}

@@ -1,4 +1,4 @@
-"""Issue 15: qualified --root/--convert/--keep forms, Class.attr overrides, overrides that match nothing,
+"""qualified --root/--convert/--keep forms, Class.attr overrides, overrides that match nothing,
 and scan -v naming each root's backbone attributes with their evidence."""
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import pytest
 from conftest import CENTERNET, FIXTURES, ROOT, run_cli
 
 from bn2gn.api import Session
-from bn2gn.rewrite import rewrite_source
-from bn2gn.sources import read_source
+from bn2gn.core.source_files import read_source
+from bn2gn.source.rewrite import rewrite_source
 
 
 def jobs_of(folder: Path):
@@ -75,7 +75,7 @@ def test_migrate_check_of_a_migrated_repository_imports_no_libcst(migrated):
     from test_trainer_plan import _run_recording_modules
 
     loaded = _run_recording_modules(["migrate", "--check", "."], migrated)
-    assert "bn2gn.rewrite" in loaded  # it did plan the rewrite
+    assert "bn2gn.source.rewrite" in loaded  # it did plan the rewrite
     assert not {m for m in loaded if m.split(".")[0] == "libcst"}
 
 

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from bn2gn.bn_statistics import untrained_backbone_batchnorms  # noqa: E402
-from bn2gn.checkpoint.load import data_parallel_prefix, model_state_dict  # noqa: E402
+from bn2gn.model.bn_statistics import untrained_backbone_batchnorms  # noqa: E402
+from bn2gn.model.checkpoint_load import data_parallel_prefix, model_state_dict  # noqa: E402
 
 
 def test_data_parallel_prefix_only_when_every_key_has_it():

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from bn2gn.errors import SourceError
-from bn2gn.sources import read_source, write_atomic
+from bn2gn.core.errors import SourceError
+from bn2gn.core.source_files import read_source, write_atomic
 
 
 def test_crlf_and_bom_round_trip(tmp_path):
@@ -65,8 +65,8 @@ def test_write_atomic_through_symlink_keeps_link(tmp_path):
     assert link.is_symlink() and real.read_bytes() == b"new\n"
 
 
-# -- issue 12: what an atomic replace must not do -------------------------------------------------------
-from bn2gn.sources import WriteRefused  # noqa: E402
+# -- what an atomic replace must not do -------------------------------------------------------
+from bn2gn.core.source_files import WriteRefused  # noqa: E402
 
 
 def test_write_atomic_keeps_owner_and_group(tmp_path):

@@ -1,4 +1,4 @@
-"""`bn2gn scan --trace` (issue 7): the real model decides the sites static analysis cannot.
+"""`bn2gn scan --trace`: the real model decides the sites static analysis cannot.
 
 Every expected decision and module path below is written by hand from reading the fixtures in
 fixtures/trace/ (see its README), not produced by bn2gn.
@@ -330,7 +330,7 @@ def test_traced_plan_applied_with_rewrite_leaves_no_batchnorm_outside_the_backbo
 def test_stubs_cover_submodules_and_missing_parents_and_leave_nothing_behind():
     import json as real_package
 
-    from bn2gn.modelspec import stub_modules
+    from bn2gn.model.spec import stub_modules
 
     with stub_modules(("dcn_v2", "DCNv2.dcn_v2", "json.fake_ext")) as stubs:
         from json.fake_ext import Op

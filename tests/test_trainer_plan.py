@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import CENTERNET, FIXTURES, ROOT, run_cli
 
-from bn2gn.analysis.scan import plan_insertions
-from bn2gn.codemods.trainer_facts import Facts
-from bn2gn.config import Config
-from bn2gn.patch_trainer import TrainerOptions, patch_files
+from bn2gn.api import trainer_insertions as plan_insertions
+from bn2gn.core.settings import Config
+from bn2gn.source.patch_trainer import TrainerOptions, patch_files
+from bn2gn.source.support.trainer_facts import Facts
 
 PT = FIXTURES / "patch_trainer"
 #: the cases that need flags scan does not take
@@ -95,7 +95,7 @@ def test_planning_walks_each_file_once_and_never_uses_libcst_matchers(monkeypatc
     before = Facts.walks
     found = plan_insertions({p: p.read_bytes() for p in files}, Config())
     assert {Path(i["path"]).name for i in found} >= {"train.py", "script_builders.in.py"}
-    from bn2gn.codemods.recognise import admitted
+    from bn2gn.source.support.recognise import admitted
 
     assert Facts.walks - before == len(admitted({p: p.read_bytes() for p in files}))
     assert module_walks == []
@@ -104,7 +104,7 @@ def test_planning_walks_each_file_once_and_never_uses_libcst_matchers(monkeypatc
 def test_patching_parses_each_changed_file_once_with_one_position_resolution(monkeypatch):
     import libcst.metadata
 
-    from bn2gn import patch_trainer as trainer
+    from bn2gn.source import patch_trainer as trainer
 
     parses, resolutions = [], []
     real_parse, real_resolve = trainer.parse_module, libcst.metadata.MetadataWrapper.resolve
@@ -131,7 +131,7 @@ def test_patching_parses_each_changed_file_once_with_one_position_resolution(mon
 
 def _run_recording_modules(args, cwd):
     """Run the CLI in a fresh interpreter; return the names of the modules it loaded."""
-    # main() ends the process (bn2gn.process.quick_exit) after running the exit handlers
+    # main() ends the process (bn2gn.core.process.quick_exit) after running the exit handlers
     code = (
         "import atexit, sys, json\n"
         "from bn2gn.cli import main\n"
@@ -152,7 +152,7 @@ def test_scan_of_a_tree_with_training_code_imports_no_libcst(tmp_path):
     tree = tmp_path / "repo"
     shutil.copytree(CENTERNET, tree)
     loaded = _run_recording_modules(["scan", "-q", "."], tree)
-    assert "bn2gn.codemods.trainer_facts" in loaded  # it did plan the insertions
+    assert "bn2gn.source.support.trainer_facts" in loaded  # it did plan the insertions
     assert not {m for m in loaded if m.split(".")[0] in ("libcst", "black")}
 
 

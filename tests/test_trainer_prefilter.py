@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from libcst import ParserSyntaxError
 
-from bn2gn.codemods.freeze_before_optimizer import NeedsUserInput
-from bn2gn.codemods.recognise import may_plan, text_may_plan
-from bn2gn.errors import SourceError
-from bn2gn.patch_trainer import NotTrainingCode, TrainerOptions, _patch
-from bn2gn.sources import decode_source
+from bn2gn.core.errors import SourceError
+from bn2gn.core.source_files import decode_source
+from bn2gn.source.patch_trainer import NotTrainingCode, TrainerOptions, _patch
+from bn2gn.source.rules.bn2gn201_freeze_before_optimizer import NeedsUserInput
+from bn2gn.source.support.recognise import may_plan, text_may_plan
 
 
 def recognised(path: Path, text: str, options: TrainerOptions) -> bool:

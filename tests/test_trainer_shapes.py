@@ -9,9 +9,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from bn2gn.patch_trainer import DEFAULT_RULES, TrainerOptions, patch_source
-from bn2gn.rules import Rule
-from bn2gn.sources import decode_source
+from bn2gn.core.rule_codes import Rule
+from bn2gn.core.source_files import decode_source
+from bn2gn.source.patch_trainer import DEFAULT_RULES, TrainerOptions, patch_source
 
 SHAPES = """import torch
 

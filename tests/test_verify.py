@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import FIXTURES, run_cli
 
-from bn2gn.smoke.checks import frozen_checks, groupnorm_trained_check, loss_checks, unchanged_check
-from bn2gn.smoke.verify import generic_loss, parse_input_shape
+from bn2gn.verify.checks import frozen_checks, groupnorm_trained_check, loss_checks, unchanged_check
+from bn2gn.verify.run import generic_loss, parse_input_shape
 
 TOYS = FIXTURES / "verify"
 TOY = ["--path", TOYS, "--device", "cpu"]
@@ -197,7 +197,8 @@ def test_verify_converted_centernet_fixture_with_its_patched_files(tmp_path):
 
 
 def test_verify_freeze_without_keep_eval_fails_frozen_eval():
-    """seed3 §3 without §4: model.train() before each step puts the backbone BatchNorm back in training mode."""
+    """A freeze without the eval re-assertion: model.train() before each step puts the backbone
+    BatchNorm back in training mode."""
     result, report, checks = _verify(
         "--model",
         "toy_models:tiny_detector",

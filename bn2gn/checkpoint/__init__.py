@@ -1,9 +1,9 @@
 """Checkpoint work for remap-ckpt: safe loading, the pure remapping engine, verification, reports."""
 
+from ..model.checkpoint_load import LoadOptions, find_state_dicts, load_checkpoint
 from .job import RemapJob, RemapResult, default_output_path, run_remap
-from .load import LoadOptions, find_state_dicts, load_checkpoint
 from .remap import CheckpointReport, RemapOptions, StateDictReport, remap_content, remap_state_dict
-from .verify import Verification, verify_state_dict
+from .verification import Verification, verify_state_dict
 
 __all__ = [
     "CheckpointReport",

@@ -17,11 +17,10 @@ import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, Message, Opt, message_text
-from ..modelspec import ModelSpec, build
-from ..process import reading_mapped
-from ..sources import WriteRefused, atomic_output, file_kind
-from .load import (
+from ..core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, Message, Opt, message_text
+from ..core.process import reading_mapped
+from ..core.source_files import WriteRefused, atomic_output, file_kind
+from ..model.checkpoint_load import (
     SAFETENSORS,
     LoadOptions,
     find_state_dicts,
@@ -30,9 +29,10 @@ from .load import (
     refuse_meta_tensors,
     safetensors_module,
 )
+from ..model.checkpoint_save import build_payload, check_written, output_format, save_checkpoint
+from ..model.spec import ModelSpec, build
 from .remap import CheckpointReport, RemapOptions, remap_content, selection_from_model
-from .save import build_payload, check_written, output_format, save_checkpoint
-from .verify import Verification, verify_state_dict
+from .verification import Verification, verify_state_dict
 
 
 @dataclasses.dataclass(frozen=True)

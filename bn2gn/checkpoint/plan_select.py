@@ -1,4 +1,4 @@
-"""`remap-ckpt --plan` (issue 7): which checkpoint BatchNorm entries belong to converted layers, from a traced plan.
+"""`remap-ckpt --plan`: which checkpoint BatchNorm entries belong to converted layers, from a traced plan.
 
 The backbone-prefix rule guesses from names; a traced plan knows the module path of every
 instance each site built. A layer is converted exactly when the site that built it is ``convert``
@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import FrozenSet, Iterable, List, Set, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
+from ..core.errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 
 ROOT = "<root>"
 
@@ -48,7 +48,7 @@ class PlanSelection:
 
 def selection_from_plan(plan, source: str) -> PlanSelection:
     """Module paths of converted and of kept sites; refuses a plan without traced module paths."""
-    from ..analysis.plan import CONVERT
+    from ..decide.plan import CONVERT
 
     traced = [site for site in plan.sites if site.module_paths]
     if not traced:
@@ -74,6 +74,6 @@ def selection_from_plan(plan, source: str) -> PlanSelection:
 
 
 def load_plan_selection(path: Path) -> PlanSelection:
-    from ..analysis.plan_file import read_plan_file
+    from ..decide.plan_file import read_plan_file
 
     return selection_from_plan(read_plan_file(path), str(path))

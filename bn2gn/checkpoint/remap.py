@@ -1,6 +1,6 @@
 """The pure remapping engine: an old BatchNorm state dict in, the GroupNorm model's state dict out.
 
-seed3 "兼容性与注意事项": old checkpoints hold running statistics for layers that are now
+Old checkpoints hold running statistics for layers that are now
 GroupNorm. A BatchNorm entry is recognised by its running-stat keys; when its module path is
 not in the plan's backbone (``RemapOptions.backbone``, the decision ``rewrite`` applied) the
 layer was converted, so its running_mean / running_var / num_batches_tracked go while
@@ -15,10 +15,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import DEFAULT_BACKBONE_NAMES
-from ..decision import Backbone
-from ..errors import Bn2gnError, Opt, message_text
-from .load import DATA_PARALLEL_PREFIX, data_parallel_prefix
+from ..core.errors import Bn2gnError, Opt, message_text
+from ..core.settings import DEFAULT_BACKBONE_NAMES
+from ..decide.backbone import Backbone
+from ..model.checkpoint_load import DATA_PARALLEL_PREFIX, data_parallel_prefix
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 AFFINE = ("weight", "bias")
@@ -29,7 +29,7 @@ OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt_state")
 @dataclasses.dataclass(frozen=True)
 class ModelSelection:
     """``remap-ckpt --model``: a layer was converted when it is GroupNorm in the model and has running
-    statistics in the checkpoint; BatchNorm in the model stays as it is (issue 15: from the model, not names)."""
+    statistics in the checkpoint; BatchNorm in the model stays as it is (decided from the model, not from names)."""
 
     source: str
     converted: frozenset
@@ -78,7 +78,7 @@ class RemapOptions:
     keep_prefix: bool = False
     keep_optimizer: bool = False
     reset_affine: bool = False
-    #: ``remap-ckpt --plan``: a PlanSelection whose traced module paths replace the prefix rule (issue 7)
+    #: ``remap-ckpt --plan``: a PlanSelection whose traced module paths replace the prefix rule
     plan: Optional[Any] = None
     #: which rule decided what was converted, for the report; with no backbone, why none could
     decided_by: Any = ""

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt
+from ..core.errors import EXIT_USAGE, Bn2gnError, Message, Opt
 
 FORMAT = "bn2gn-renames/1"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 from typing import Dict, List
 
-from ..errors import Opt, message_text
+from ..core.errors import Opt, message_text
 from .job import RemapResult
 from .remap import StateDictReport
-from .verify import Verification
+from .verification import Verification
 
 
 def as_dict(result: RemapResult) -> dict:

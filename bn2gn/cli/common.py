@@ -11,8 +11,15 @@ from typing import Callable
 
 import click
 
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, Bn2gnError, flag_of, flag_style  # noqa: F401
-from ..process import Terminated
+from ..core.errors import (  # noqa: F401
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    Bn2gnError,
+    flag_of,
+    flag_style,
+    missing_extra,
+)
+from ..core.process import Terminated
 
 
 class _Group(click.Group):
@@ -36,6 +43,9 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001
             if os.environ.get("BN2GN_DEBUG"):
                 raise
+            missing = missing_extra(exc, ctx.invoked_subcommand or "")
+            if missing:
+                fail(missing, EXIT_USAGE)
             first = str(exc).splitlines()[0] if str(exc) else ""
             fail(
                 f"internal error: {type(exc).__name__}: {first} "
@@ -46,7 +56,7 @@ class _Group(click.Group):
 
 #: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``);
 #: any other option is shown as ``flag_of(name)``. Engine messages hold options as ``Opt`` data
-#: (``bn2gn.errors``) and are rendered with this mapping, never rewritten as text.
+#: (``bn2gn.core.errors``) and are rendered with this mapping, never rewritten as text.
 OPTION_FLAGS = "bn2gn.option_flags"
 
 
@@ -71,8 +81,8 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: the process ends with the command (``bn2gn.process``)."""
-    from .. import process
+    """Console-script entry point: the process ends with the command (``bn2gn.core.process``)."""
+    from ..core import process
 
     process.mark_console()
     process.end_on_signals()
@@ -138,7 +148,7 @@ def rule_options(func: Callable) -> Callable:
 
 
 def mode_of(diff: bool, check: bool) -> str:
-    from ..pipeline import CHECK, DIFF, WRITE
+    from ..core.file_results import CHECK, DIFF, WRITE
 
     if diff and check:
         raise Bn2gnError("--diff and --check cannot be combined", EXIT_USAGE)
@@ -146,7 +156,7 @@ def mode_of(diff: bool, check: bool) -> str:
 
 
 def echo_rules(prefix: str = "") -> None:
-    from ..rules import Rule
+    from ..core.rule_codes import Rule
 
     for rule in Rule:
         if rule.code.startswith(prefix):
@@ -156,7 +166,7 @@ def echo_rules(prefix: str = "") -> None:
 
 def check_output(flag: str, output, inputs=()) -> None:
     """Refuse (exit 2, nothing written) an output that is an input, a pipe or in a missing folder."""
-    from ..outputs import output_problem
+    from ..core.outputs import output_problem
 
     if output is None:
         return

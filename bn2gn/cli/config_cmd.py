@@ -1,4 +1,4 @@
-"""`bn2gn config audit | rewrite | verify`: OpenMMLab configs; the work happens in bn2gn.mmconfig."""
+"""`bn2gn config audit | rewrite | verify`: OpenMMLab configs; the work happens in bn2gn.openmmlab."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable
 
 import click
 
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, SourceError
+from ..core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError, SourceError
 from .common import check_output, cli, mode_of, mode_options
 
 RESOLVERS = ("static", "mmengine")
@@ -70,7 +70,7 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, exit_zero, ve
     Exit codes: 0 no error finding (or --exit-zero), 1 an error finding (a key that crashes the
     build, frozen_stages out of range; with --strict also an unknown type), 2 bad input.
     """
-    from ..mmconfig.audit import audit, render_text
+    from ..openmmlab.audit import audit, render_text
 
     check_output("-o", output, configs)
     reports = []
@@ -88,7 +88,7 @@ def audit_cmd(configs, resolver, plugin_dirs, fmt, output, strict, exit_zero, ve
         body = "\n".join(line for r in reports for line in render_text(r, verbose))
     click.echo(body)
     if output:
-        from ..sources import write_atomic
+        from ..core.source_files import write_atomic
 
         write_atomic(output, (body + "\n").encode("utf-8"))
     failed = any(r.has_errors or (strict and r.has_unknown) for r in reports)
@@ -150,8 +150,8 @@ def rewrite_cmd(
     Prints the checkpoint key renames the change implies. Exit codes: 0 done, 1 --check found
     changes or an operation was refused, 2 bad input.
     """
-    from ..mmconfig.rewrite import RewriteOptions, rewrite_config
-    from ..pipeline import WRITE, apply_results
+    from ..core.file_results import WRITE, apply_results
+    from ..openmmlab.rewrite import RewriteOptions, rewrite_config
 
     mode = mode_of(diff, check)
     options = RewriteOptions(
@@ -191,7 +191,7 @@ def rewrite_cmd(
     code = apply_results(result.results, mode, sys.stdout)
     if renames_out and result.renames and mode == WRITE:
         from ..checkpoint.renames import dump_rules
-        from ..sources import write_atomic
+        from ..core.source_files import write_atomic
 
         write_atomic(renames_out, dump_rules(result.renames, str(config)).encode("utf-8"))
     for failed in (r for r in result.results if r.status == "failed"):
@@ -201,7 +201,7 @@ def rewrite_cmd(
 
 def _config_inputs(config: Path, result) -> list:
     """The config, its _base_ files and every file the rewrite would change."""
-    from ..mmconfig.resolve import resolve_config
+    from ..openmmlab.resolve import resolve_config
 
     try:
         files = list(resolve_config(config).files)
@@ -231,7 +231,7 @@ def verify_cmd(config, resolver, plugin_dirs, fmt, input_size):
     here are "static only". The verdict includes the audit's error findings. Exit codes: 0 done,
     1 a component failed or an error finding stands, 2 bad input or stack missing.
     """
-    from ..mmconfig.verify import render_text, verify_config
+    from ..openmmlab.verify import render_text, verify_config
 
     try:
         report = verify_config(config, resolver, plugin_dirs, input_size)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from .. import progress
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..core import progress
+from ..core.errors import EXIT_USAGE, Bn2gnError
 from .common import cli, output_options
 from .scan_rewrite import analysis_flags
 

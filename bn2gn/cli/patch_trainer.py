@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_USAGE, Bn2gnError
+from ..core.errors import EXIT_USAGE, Bn2gnError
 from .common import (
     cli,
     config_options,
@@ -96,8 +96,8 @@ def patch_trainer(
     if list_rules:
         echo_rules("BN2GN2")
         return
-    from ..analysis.backbone import project_folder
     from ..api import Session, load_settings
+    from ..decide.backbone_inference import project_folder
     from .scan_rewrite import apply_and_report
 
     if not paths:

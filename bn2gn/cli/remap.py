@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
+from ..core.errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from .common import check_output, cli, config_options, name_options, output_options
 from .model_options import model_arg_options, model_build_options, script_option
 
@@ -142,7 +142,7 @@ def remap_ckpt(
     from ..checkpoint import LoadOptions, RemapJob, run_remap
     from ..checkpoint.plan_select import load_plan_selection
     from ..checkpoint.report import as_dict, render_text, summary_line
-    from ..modelspec import parse_model_spec, parse_script_spec
+    from ..model.spec import parse_model_spec, parse_script_spec
 
     name_options(output="-o")  # the engine's `output` is -o in its messages, as in the docs
     if output is not None and (renames_file or plan_file or config_file):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .. import progress
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
+from ..core import progress
+from ..core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from .common import (
     check_output,
     cli,
@@ -74,7 +74,7 @@ def load(paths, config_file, **values):
 
 
 def trace_options(func):
-    """scan --trace: build the real model and decide every site from where its instances end up (issue 7)."""
+    """scan --trace: build the real model and decide every site from where its instances end up."""
     func = click.option(
         "--allow-global",
         "allow_globals",
@@ -151,9 +151,9 @@ def _trace(
                 "--allow-global need --trace MODULE:FACTORY"
             )
         return None
-    from ..checkpoint.load import LoadOptions
-    from ..modelspec import parse_model_spec
-    from ..trace.engine import trace_plan
+    from ..decide.trace import trace_plan
+    from ..model.checkpoint_load import LoadOptions
+    from ..model.spec import parse_model_spec
 
     name_options(
         model="--trace", path="--path"
@@ -199,8 +199,8 @@ def scan(
     output,
 ):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
-    from ..analysis.plan import UNSURE, render_json, render_text
     from ..api import Session
+    from ..decide.plan import UNSURE, render_json, render_text
 
     check_output("-o", output, [*paths, config_file, checkpoint])
 
@@ -244,7 +244,7 @@ def scan(
         text = render_text(plan, verbose=verbose)
         click.echo(text.splitlines()[-1] if quiet else text.rstrip("\n"))
         if trace is not None and not quiet:
-            from ..trace.report import render_trace_text
+            from ..decide.trace_report import render_trace_text
 
             click.echo("\n".join(render_trace_text(trace)))
     for warning in trace.warnings if trace is not None else ():
@@ -263,7 +263,7 @@ def scan(
 
 def _write_plan(output: Path, plan_json: str) -> None:
     """scan -o: a folder that does not exist, a device or a full disk is the user's to fix (exit 2)."""
-    from ..sources import WriteRefused, write_atomic
+    from ..core.source_files import WriteRefused, write_atomic
 
     if not output.parent.is_dir():
         raise Bn2gnError(
@@ -334,9 +334,9 @@ def rewrite(
     if list_rules:
         echo_rules("BN2GN1")
         return
-    from ..analysis.plan import UNSURE
     from ..api import Session
-    from ..rules import select_rules
+    from ..core.rule_codes import select_rules
+    from ..decide.plan import UNSURE
 
     mode = mode_of(diff, check)
     config = load(
@@ -362,7 +362,7 @@ def rewrite(
         _black_changed(run.results)
     code = apply_and_report("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)
     if run.plan.openmmlab_configs and fmt == "text":
-        from ..analysis.plan import openmmlab_config_note
+        from ..decide.plan import openmmlab_config_note
 
         click.echo(f"note: {openmmlab_config_note(run.plan.openmmlab_configs)}", err=True)
     if applied is not None:
@@ -380,7 +380,7 @@ def _black_changed(results) -> None:
 
     import black
 
-    from ..pipeline import finish
+    from ..core.file_results import finish
 
     for index, result in enumerate(results):
         if result.status != "changed":
@@ -405,7 +405,7 @@ def apply_and_report(
     """Write / print diffs / check, then report; with --format json the diffs go into the JSON, not beside it."""
     import io
 
-    from ..pipeline import apply_results
+    from ..core.file_results import apply_results
 
     code = apply_results(results, mode, sys.stdout if fmt == "text" else io.StringIO())
     report_results(command, plan, results, mode, fmt, quiet, verbose)
@@ -436,7 +436,7 @@ def report_results(
             sites_unsure=counts["unsure"],
         )
     if fmt == "json":
-        from ..pipeline import unified_diff
+        from ..core.file_results import unified_diff
 
         data = dict(
             summary,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
+from ..core.errors import EXIT_FAILED, EXIT_USAGE, Bn2gnError
 from .common import cli, config_options, output_options
 from .model_options import model_arg_options, model_build_options, script_option
 
@@ -36,7 +36,7 @@ def _emit(sections, fmt: str, quiet: bool, verbose: bool, document: dict, printe
     ``printed`` sections at the front were already shown as they ran (the demo's steps) and are
     only counted in the summary, unless quiet mode suppressed them then.
     """
-    from ..smoke.report import FAIL, counts, render_section, summary_line
+    from ..verify.report import FAIL, counts, render_section, summary_line
 
     if fmt == "json":
         document.update(
@@ -153,8 +153,8 @@ def demo(
     prints one check per line with its measured value.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error (e.g. non-empty --workdir).
     """
-    from ..smoke.demo import DemoOptions, conclusion
-    from ..smoke.fixture import default_fixtures, prepare_workdir
+    from ..demo.fixture import default_fixtures, prepare_workdir
+    from ..demo.run import DemoOptions, conclusion
 
     if input_size % 32:
         raise Bn2gnError(
@@ -215,8 +215,8 @@ def demo(
 
 
 def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
-    from ..smoke.compare import compare_norms
-    from ..smoke.demo import Demo
+    from ..demo.compare import compare_norms
+    from ..demo.run import Demo
 
     text = fmt == "text"
     echo = click.echo if text and not quiet else (lambda line: None)
@@ -324,7 +324,7 @@ def verify(
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
     from ..api import Session, load_settings
-    from ..smoke.verify import VerifyOptions, parse_input_shape, run_verify
+    from ..verify.run import VerifyOptions, parse_input_shape, run_verify
 
     if device not in ("auto", "cpu", "cuda") and not (
         device.startswith("cuda:") and device[5:].isdigit()
@@ -365,7 +365,7 @@ def verify(
 
 def _verify_spec(model_spec, script, script_args, model_args, paths, stubs, opts, opts_args):
     """--model MODULE:FACTORY with its options, or --script PATH -- ARGS: exactly one of them."""
-    from ..modelspec import parse_model_spec, parse_script_spec
+    from ..model.spec import parse_model_spec, parse_script_spec
 
     if script is None:
         if not model_spec:

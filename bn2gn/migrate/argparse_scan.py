@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import List, Optional
 
+from ..core.ast_tools import dotted
+
 CHECKPOINT_NAME = re.compile(r"(load|resume|ckpt|checkpoint|weights?|pretrain)", re.IGNORECASE)
 SWITCH_ACTIONS = {
     "store_true",
@@ -104,7 +106,7 @@ def torch_load_paths(tree: ast.AST) -> List[str]:
     """String literals passed as the file to ``torch.load`` (``torch.load('x.pth')``, ``f='x.pth'``)."""
     paths = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _dotted(node.func) == "torch.load":
+        if isinstance(node, ast.Call) and dotted(node.func) == "torch.load":
             first = (
                 node.args[0]
                 if node.args
@@ -113,14 +115,6 @@ def torch_load_paths(tree: ast.AST) -> List[str]:
             if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
                 paths.append(first.value)
     return paths
-
-
-def _dotted(node) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.insert(0, node.attr)
-        node = node.value
-    return ".".join([node.id] + parts) if isinstance(node, ast.Name) else ""
 
 
 def imported_files(tree: ast.Module, roots) -> List[Path]:

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import Opt, message_text
+from ..core.ast_tools import FUNCTIONS
+from ..core.errors import Opt, message_text
 from .argparse_scan import collect_options, module_file
 from .repo_files import imported_modules, parse, read_text, relative
 from .sys_path import import_roots
@@ -77,7 +78,7 @@ def model_call(tree: ast.Module, script: Path, repo: Path, texts) -> ModelCall:
 def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
     """The call last assigned to X before ``freeze_backbone_bn(X)``, in the same function; when X is
     a parameter of that function, the call assigned to what a caller in the file passes for it."""
-    scopes = [tree] + [n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS)]
+    scopes = [tree] + [n for n in ast.walk(tree) if isinstance(n, FUNCTIONS)]
     for scope in scopes:
         body = list(_walk_scope(scope))
         freeze = next(
@@ -87,14 +88,11 @@ def _factory_call(tree: ast.Module) -> Optional[ast.Call]:
         if freeze is None or not isinstance(freeze.args[0], ast.Name):
             continue
         found = _assigned_before(body, freeze.args[0].id, freeze.lineno)
-        if found is None and isinstance(scope, _FUNCTIONS):
+        if found is None and isinstance(scope, FUNCTIONS):
             found = _passed_in(scope, freeze.args[0].id, scopes)
         if found is not None:
             return found
     return None
-
-
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _assigned_before(body, target: str, line: int) -> Optional[ast.Call]:

@@ -20,7 +20,7 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..errors import Opt, message_text
+from ..core.errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
 from .factory import FREEZE, PLACEHOLDER, ModelCall, call_name, model_call
 from .repo_files import imported_modules, parse, read_text, relative

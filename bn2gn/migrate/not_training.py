@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..codemods.trainer_facts import Facts, dotted
+from ..core.ast_tools import dotted
+from ..source.support.trainer_facts import Facts
 from .argparse_scan import module_file
 from .repo_files import parse, read_text, relative
 from .sys_path import enclosing_folders

@@ -6,7 +6,7 @@ import os
 from typing import List
 
 from .. import api as engine
-from ..errors import Opt, message_text
+from ..core.errors import Opt, message_text
 from .run import MigrateResult
 
 VERB = {engine.WRITE: "changed", engine.DIFF: "would change", engine.CHECK: "would change"}
@@ -14,7 +14,7 @@ VERB = {engine.WRITE: "changed", engine.DIFF: "would change", engine.CHECK: "wou
 
 def plan_lines(result: MigrateResult, verbose: bool = False) -> List[str]:
     """What was found where, then the scan-style plan (sites and patch-trainer insertions)."""
-    from ..analysis.plan import render_text
+    from ..decide.plan import render_text
 
     lines = [f"bn2gn migrate {result.repo}"]
     counts = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
 from .. import api as engine
-from ..errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
+from ..core.errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
 from .frozen_bn import FrozenUse, frozen_batchnorm_use
 from .next_steps import NextSteps, find_next_steps
 from .not_training import LeftAlone, leave_alone
@@ -136,8 +136,8 @@ def _patch_trainers(options: MigrateOptions, session, plan, files, rewritten, wa
 def _needs_flag(result: engine.FileResult, trainer) -> engine.FileResult:
     """A file patch-trainer cannot patch without ``--model-var``: failed at the optimizer's line, with
     the patch-trainer command that settles it (migrate itself takes no per-file flag)."""
-    from ..codemods.freeze_before_optimizer import NeedsUserInput
-    from ..patch_trainer import patch_source
+    from ..source.patch_trainer import patch_source
+    from ..source.rules.bn2gn201_freeze_before_optimizer import NeedsUserInput
 
     if result.source is None:
         return result

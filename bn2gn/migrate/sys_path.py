@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..core.ast_tools import dotted
 from .repo_files import parse, read_text
 
 _PATH_FUNCS = {"dirname", "abspath", "realpath", "normpath", "join", "expanduser"}
@@ -116,7 +117,7 @@ def _adder_functions(tree: ast.Module) -> Dict[str, int]:
 def _added_argument(call: ast.Call, adders: Dict[str, int]) -> Optional[ast.AST]:
     """The path argument of ``sys.path.insert(i, P)`` / ``sys.path.append(P)`` / ``add_path(P)``."""
     func = call.func
-    if isinstance(func, ast.Attribute) and _dotted(func.value) == "sys.path":
+    if isinstance(func, ast.Attribute) and dotted(func.value) == "sys.path":
         if func.attr == "insert" and len(call.args) == 2:
             return call.args[1]
         if func.attr == "append" and len(call.args) == 1:
@@ -184,11 +185,3 @@ def _join(parts) -> Optional[Path]:
     if not isinstance(first, Path):
         return None  # a path relative to the working folder: where the script runs is not known
     return Path(os.path.normpath(first.joinpath(*[str(p) for p in rest])))
-
-
-def _dotted(node) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""

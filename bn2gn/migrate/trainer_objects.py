@@ -15,8 +15,9 @@ import dataclasses
 from pathlib import Path
 from typing import List
 
-from ..codemods.eval_after_train import find_train_switches
-from ..codemods.trainer_facts import Facts, dotted
+from ..core.ast_tools import dotted
+from ..source.rules.bn2gn203_eval_after_train import find_train_switches
+from ..source.support.trainer_facts import Facts
 from .argparse_scan import module_file
 from .repo_files import parse, read_text, relative
 from .sys_path import enclosing_folders, import_roots

@@ -1,1 +1,0 @@
-"""Static analysis: where BatchNorm is built, and whether each site is backbone or not."""

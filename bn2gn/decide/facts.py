@@ -1,0 +1,256 @@
+"""Per-file facts from the standard-library ``ast``: imports, top-level definitions, BatchNorm sites.
+
+``ast`` is an order of magnitude faster than LibCST, so whole-tree analysis uses it; LibCST only
+sees the files that will change.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..core.ast_tools import walk_statements
+from .plan import Site
+
+BATCHNORM_OPS = {
+    "torch.nn.BatchNorm2d": "BatchNorm2d",
+    "torch.nn.modules.batchnorm.BatchNorm2d": "BatchNorm2d",
+    "torch.nn.BatchNorm1d": "BatchNorm1d",
+    "torch.nn.modules.batchnorm.BatchNorm1d": "BatchNorm1d",
+    "torch.nn.BatchNorm3d": "BatchNorm3d",
+    "torch.nn.modules.batchnorm.BatchNorm3d": "BatchNorm3d",
+    "torch.nn.SyncBatchNorm": "SyncBatchNorm",
+}
+PARTIAL = {"functools.partial"}
+IMPORT_WORD = re.compile(r"\bimport\b")
+TYPE_CHECKS = {"isinstance", "issubclass"}
+ATTR_SETTERS = {"__setattr__", "add_module", "register_module"}
+
+
+@dataclasses.dataclass
+class Definition:
+    """A top-level class, function or assignment: a node of the construction graph."""
+
+    module: "ModuleFacts"
+    name: str
+    kind: str  # "class" | "function" | "var"
+    node: ast.AST
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module.modname}.{self.name}" if self.module.modname else self.name
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.qualname}>"
+
+
+@dataclasses.dataclass
+class RawSite:
+    """A site before classification: the node, its scope and the top-level definition holding it."""
+
+    node: ast.expr
+    op: str
+    form: str
+    scope: str
+    owner: Optional[str]  # name of the top-level definition containing the site
+    statement: ast.stmt
+    func_chain: Tuple[ast.AST, ...]  # enclosing FunctionDefs, outermost first
+    target: str
+
+
+class ModuleFacts:
+    """What one file says: its imports, its definitions and its BatchNorm sites."""
+
+    def __init__(self, path: Path, display: str, modname: str, text: str, tree: ast.Module):
+        self.path = path
+        self.display = display
+        self.modname = modname
+        self.lines = text.splitlines(keepends=True)
+        self.tree = tree
+        self.imports: Dict[str, str] = {}
+        self.star_imports: List[str] = []
+        self.defs: Dict[str, Definition] = {}
+        self.bn_aliases: Dict[str, str] = {}
+        self.sites: List[RawSite] = []
+        self._collect_top_level(text)
+
+    # -- names ---------------------------------------------------------------------------------
+    def _absolute(self, module: Optional[str], level: int) -> str:
+        if not level:
+            return module or ""
+        package = self.modname.split(".")[:-level] if self.modname else []
+        if self.path.name == "__init__.py":
+            package = self.modname.split(".")[: len(self.modname.split(".")) - level + 1]
+        return ".".join(package + ([module] if module else []))
+
+    def _collect_top_level(self, text: str) -> None:
+        top_imports = [n for n in self.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        # each import statement spells ``import`` once: no other occurrence, no nested import to look
+        # for; otherwise only the statements spanning a line that spells it can hold one
+        only_top = text.count("import") == len(top_imports)
+        lines = None if only_top else import_lines(text)
+        if lines is not None and len(lines) == len(top_imports):
+            only_top = True
+        for node in top_imports if only_top else walk_statements(self.tree, lines):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.imports[alias.asname] = alias.name
+                    else:
+                        self.imports.setdefault(alias.name.split(".")[0], alias.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                source = self._absolute(node.module, node.level)
+                for alias in node.names:
+                    if alias.name == "*":
+                        self.star_imports.append(source)
+                    else:
+                        self.imports[alias.asname or alias.name] = (
+                            f"{source}.{alias.name}" if source else alias.name
+                        )
+        for node in self.tree.body:
+            self._collect_definition(node)
+
+    def _collect_definition(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.ClassDef):
+            self.defs[node.name] = Definition(self, node.name, "class", node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.defs[node.name] = Definition(self, node.name, "function", node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in _target_names(target):
+                    self.defs[name] = Definition(self, name, "var", node)
+                    op = self.batchnorm_op(node.value)
+                    if op and isinstance(target, ast.Name):
+                        self.bn_aliases[name] = op
+        elif isinstance(node, (ast.If, ast.Try)):
+            for child in node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", []):
+                self._collect_definition(child)
+
+    def qualify(self, expr: ast.AST) -> Optional[str]:
+        """The dotted name an expression refers to (``nn.BatchNorm2d`` -> ``torch.nn.BatchNorm2d``)."""
+        if isinstance(expr, ast.Name):
+            if expr.id in self.bn_aliases:
+                return "torch.nn." + self.bn_aliases[expr.id]
+            if expr.id in self.imports:
+                return self.imports[expr.id]
+            if expr.id in self.defs:
+                return f"{self.modname}.{expr.id}" if self.modname else expr.id
+            if expr.id in ("BatchNorm2d", "BatchNorm1d", "BatchNorm3d", "SyncBatchNorm") and any(
+                s in ("torch.nn", "torch.nn.modules", "torch.nn.modules.batchnorm")
+                for s in self.star_imports
+            ):
+                return "torch.nn." + expr.id
+            return None
+        if isinstance(expr, ast.Attribute):
+            base = self.qualify(expr.value)
+            return f"{base}.{expr.attr}" if base else None
+        return None
+
+    def batchnorm_op(self, expr: ast.AST) -> Optional[str]:
+        name = self.qualify(expr)
+        return BATCHNORM_OPS.get(name) if name else None
+
+    def char_col(self, line: int, byte_col: int) -> int:
+        """ast columns are UTF-8 byte offsets; plans and LibCST use characters."""
+        if 0 < line <= len(self.lines):
+            return len(self.lines[line - 1].encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+        return byte_col
+
+    def make_site(self, raw: RawSite) -> Site:
+        node = raw.node
+        return Site(
+            path=self.display,
+            line=node.lineno,
+            col=self.char_col(node.lineno, node.col_offset) + 1,
+            end_line=node.end_lineno,
+            end_col=self.char_col(node.end_lineno, node.end_col_offset) + 1,
+            scope=raw.scope,
+            op=raw.op,
+            form=raw.form,
+            target=raw.target,
+            fingerprint=self.fingerprint(raw),
+        )
+
+    def fingerprint(self, raw: RawSite) -> str:
+        """A short hash of the site's statement, its scope and its rank in the statement (plan files match sites by it).
+
+        ``ast.unparse`` drops comments and layout, so reformatting or edits elsewhere in the file
+        (lines shifting) keep the fingerprint; any edit to the statement itself changes it.
+        """
+        statement = raw.statement
+        if statement is None or isinstance(
+            statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        ):
+            statement = raw.node  # a default argument: the whole def is too wide to fingerprint
+        rank = self._rank(raw)
+        text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def _rank(self, raw: RawSite) -> int:
+        """How many sites of the same statement start before ``raw`` (indexed once: no scan per site)."""
+        ranks = self.__dict__.get("_ranks")
+        if ranks is None or len(ranks) != len(self.sites):
+            ranks = {}
+            seen: Dict[int, int] = {}
+            for site in sorted(self.sites, key=lambda s: (s.node.lineno, s.node.col_offset)):
+                key = id(site.statement)
+                ranks[id(site)] = seen.get(key, 0)
+                seen[key] = ranks[id(site)] + 1
+            self._ranks = ranks
+        return ranks.get(id(raw), 0)
+
+
+def import_lines(text: str) -> List[int]:
+    """The lines that spell the word ``import`` (sorted, one per occurrence). In ASCII text the
+    word is found with ``str.find`` and its ends checked by hand: ``\\b`` at every position made
+    the regex search cost as much as the walk it saves."""
+    if not text.isascii():
+        return line_numbers(text, [m.start() for m in IMPORT_WORD.finditer(text)])
+    offsets = []
+    start = text.find("import")
+    while start >= 0:
+        end = start + 6
+        before = text[start - 1 : start]
+        after = text[end : end + 1]
+        if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+            offsets.append(start)
+        start = text.find("import", end)
+    return line_numbers(text, offsets)
+
+
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def line_numbers(text: str, offsets: List[int]) -> List[int]:
+    """1-based line numbers (as ``ast`` counts them: ``\\n``, ``\\r\\n`` or ``\\r``) of sorted offsets."""
+    if "\r" in text:
+        starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
+        return [bisect.bisect_right(starts, off) for off in offsets]
+    out, line, previous = [], 1, 0
+    for off in offsets:
+        line += text.count("\n", previous, off)
+        previous = off
+        out.append(line)
+    return out
+
+
+def _target_names(target: ast.AST) -> List[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for elt in target.elts for n in _target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []

@@ -1,0 +1,386 @@
+"""The construction graph across all scanned files: what each definition references, who builds whom.
+
+A definition 'builds' another when it names it, or when the other is passed to its constructor
+(``ResNet(BasicBlock, ...)``, ``PoseResNet(*spec[18])``); that is how building blocks held in
+module-level tables or passed as arguments are told apart from root models.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict, deque
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
+from .facts import Definition, ModuleFacts, line_numbers
+
+
+class Project:
+    """All scanned modules, with name resolution between them."""
+
+    def __init__(self, modules: List[ModuleFacts], bindings_of_every_class: bool = False):
+        self.modules = modules
+        #: param_bindings are read for nn.Module classes only, unless a ``--root`` may name another class
+        self.bindings_of_every_class = bindings_of_every_class
+        self.by_qualname: Dict[str, Definition] = {}
+        self.by_name: Dict[str, List[Definition]] = defaultdict(list)
+        for facts in modules:
+            for definition in facts.defs.values():
+                self.by_qualname[definition.qualname] = definition
+                self.by_name[definition.name].append(definition)
+        self._refs: Dict[Definition, Set[Definition]] = {}
+        self._locals: Dict[int, Dict[str, Set[Definition]]] = {}
+        #: definition -> module classes that build it; at most two are kept, enough to tell whether a
+        #: class is built by another one (a root is not), without a reach per class (quadratic on big trees)
+        self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
+        self._build_starts: List[Tuple[Definition, Iterable[Definition]]] = []
+        #: class -> __init__ parameter name -> definitions passed for it by callers
+        self.param_bindings: Dict[Definition, Dict[str, Set[Definition]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
+        self.modules_classes = self.module_classes()
+        self._collect_constructor_arguments()
+        self._collect_class_building()
+        self._propagate_builders()
+
+    # -- resolution ------------------------------------------------------------------------------
+    def resolve_dotted(self, dotted: str) -> Optional[Definition]:
+        found = self.by_qualname.get(dotted)
+        if found is not None:
+            return found
+        name = dotted.rsplit(".", 1)[-1]
+        for candidate in self.by_name.get(name, ()):
+            qual = candidate.qualname
+            if dotted.endswith("." + qual) or qual.endswith("." + dotted):
+                return candidate
+        return None
+
+    def resolve(self, facts: ModuleFacts, expr: ast.AST) -> Optional[Definition]:
+        dotted = facts.qualify(expr)
+        return self.resolve_dotted(dotted) if dotted else None
+
+    def refs_in(
+        self, facts: ModuleFacts, node: ast.AST, local: Optional[Dict[str, Set[Definition]]] = None
+    ) -> Set[Definition]:
+        """Definitions an expression or statement names; local variable names expand to what they hold."""
+        out: Set[Definition] = set()
+        called: Set[int] = set()
+        skip: Set[int] = set()
+        for sub in walk(node):  # breadth first: a Call and an Attribute come before their children
+            if isinstance(sub, ast.Call):
+                called.add(id(sub.func))
+                continue
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                if id(sub) in skip:
+                    continue
+                if local is not None and sub.id in local:
+                    out |= local[sub.id]
+                    continue
+                found = self.resolve(facts, sub)
+            elif isinstance(sub, ast.Attribute) and isinstance(
+                sub.value, (ast.Name, ast.Attribute)
+            ):
+                found = self.resolve(facts, sub)
+                if (
+                    found is None
+                    and id(sub) not in called
+                    and isinstance(sub.value, ast.Name)
+                    and sub.attr != "__init__"
+                ):
+                    # ``block.expansion``: reading a class attribute passes no class
+                    skip.add(id(sub.value))
+            else:
+                continue
+            if found is not None:
+                out.add(found)
+        return out
+
+    def refs(self, definition: Definition) -> Set[Definition]:
+        cached = self._refs.get(definition)
+        if cached is None:
+            node = definition.node
+            if definition.kind == "var":
+                node = node.value
+            cached = self.refs_in(definition.module, node) - {definition}
+            self._refs[definition] = cached
+        return cached
+
+    def reach(self, start: Iterable[Definition], avoid=None) -> Dict[Definition, Definition]:
+        """Everything reachable from ``start`` (never entering ``avoid``, a definition or several);
+        maps each to where it was first reached."""
+        avoided = (
+            ()
+            if avoid is None
+            else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
+        )
+        seen: Dict[Definition, Definition] = {a: a for a in avoided}
+        queue = deque()
+        for item in start:
+            if item not in seen:
+                seen[item] = item
+                queue.append(item)
+        cached = self._refs
+        while queue:
+            current = queue.popleft()
+            refs = cached.get(current)
+            if refs is None:
+                refs = self.refs(current)
+            first = seen[current]
+            for nxt in refs:
+                if nxt not in seen:
+                    seen[nxt] = first
+                    queue.append(nxt)
+        for item in avoided:
+            seen.pop(item, None)
+        return seen
+
+    # -- locals ----------------------------------------------------------------------------------
+    def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
+        """For each local name of a function: the definitions its values can hold (flow-insensitive)."""
+        key = id(func)
+        if key in self._locals:
+            return self._locals[key]
+        sources: Dict[str, List[ast.AST]] = defaultdict(list)
+        for node in walk(func):
+            for name, value in local_assignments(node):
+                sources[name].append(value)
+        direct = {
+            name: set().union(*(self.refs_in(facts, v) for v in values))
+            for name, values in sources.items()
+        }
+        uses = {
+            name: {
+                n.id for v in values for n in walk(v) if isinstance(n, ast.Name) and n.id in sources
+            }
+            for name, values in sources.items()
+        }
+        result = {name: set(found) for name, found in direct.items()}
+        changed = True
+        while changed:
+            changed = False
+            for name, used in uses.items():
+                for other in used:
+                    extra = result[other] - result[name]
+                    if extra:
+                        result[name] |= extra
+                        changed = True
+        self._locals[key] = result
+        return result
+
+    # -- who builds whom -------------------------------------------------------------------------
+    def _collect_constructor_arguments(self) -> None:
+        """Record every call of a scanned nn.Module class (of any scanned class with
+        ``bindings_of_every_class``) with arguments, once per enclosing function (with that function's
+        locals) and once more at module level; what they are given is read for those classes only.
+        One walk per file, entering only the statements whose text can hold such a call."""
+        every = self.bindings_of_every_class
+        wanted = (
+            {d for defs in self.by_name.values() for d in defs if d.kind == "class"}
+            if every
+            else self.modules_classes
+        )
+        class_names = {d.name for d in wanted}
+        for facts in self.modules:
+            lines = call_lines(facts, class_names)
+            if lines is not None and not lines:
+                continue
+            for call, funcs, module_level in calls_with_scopes(facts.tree, lines):
+                if not call.args and not call.keywords:
+                    continue
+                callee = self.resolve(facts, call.func)
+                if callee is None or callee.kind != "class" or callee not in wanted:
+                    continue
+                for func in funcs:
+                    self._record_call(facts, call, self.local_values(facts, func), callee)
+                if module_level:
+                    self._record_call(facts, call, None, callee)
+
+    def _record_call(self, facts: ModuleFacts, call: ast.Call, local, callee: Definition) -> None:
+        params = init_params(callee)
+        for index, arg in enumerate(call.args):
+            passed = self.refs_in(facts, arg, local)
+            if not passed:
+                continue
+            self._built_with(callee, passed)
+            if isinstance(arg, ast.Starred):
+                for name in params[index:]:
+                    self.param_bindings[callee][name] |= passed
+            elif index < len(params):
+                self.param_bindings[callee][params[index]] |= passed
+        for keyword in call.keywords:
+            passed = self.refs_in(facts, keyword.value, local)
+            if passed:
+                self._built_with(callee, passed)
+                if keyword.arg:
+                    self.param_bindings[callee][keyword.arg] |= passed
+
+    def _built_with(self, builder: Definition, passed: Set[Definition]) -> None:
+        """Only an nn.Module class 'builds' what it is given: a trainer holding a model does not."""
+        if builder not in self.modules_classes:
+            return
+        self._build_starts.append((builder, passed))
+
+    def _collect_class_building(self) -> None:
+        for facts in self.modules:
+            for definition in facts.defs.values():
+                if definition in self.modules_classes:
+                    self._build_starts.append((definition, self.refs(definition)))
+
+    def _propagate_builders(self) -> None:
+        """Everything reachable from a builder's start set is built by it (never by itself).
+
+        One pass over the graph in which each definition accepts at most two builder labels: if two
+        or more builders reach it, it holds two, so one differs from the definition itself.
+        """
+        queue = deque()
+        labels_of: Dict[Definition, Set[Definition]] = {}
+
+        def offer(definition: Definition, builder: Definition) -> None:
+            labels = labels_of.setdefault(definition, set())
+            if len(labels) < 2 and builder not in labels:
+                labels.add(builder)
+                queue.append((definition, builder))
+
+        for builder, start in self._build_starts:
+            for definition in start:
+                offer(definition, builder)
+        while queue:
+            definition, builder = queue.popleft()
+            for nxt in self.refs(definition):
+                offer(nxt, builder)
+        for definition, labels in labels_of.items():
+            others = labels - {definition}
+            if others:
+                self.built_by[definition] |= others
+        self._build_starts = []
+
+    def module_classes(self) -> Set[Definition]:
+        """Classes deriving (directly or through scanned classes) from something in torch.nn."""
+        found: Set[Definition] = set()
+        changed = True
+        classes = [d for f in self.modules for d in f.defs.values() if d.kind == "class"]
+        while changed:
+            changed = False
+            for definition in classes:
+                if definition in found:
+                    continue
+                for base in definition.node.bases:
+                    dotted = definition.module.qualify(base) or ""
+                    target = self.resolve_dotted(dotted) if dotted else None
+                    if dotted.startswith("torch.nn.") or (target is not None and target in found):
+                        found.add(definition)
+                        changed = True
+                        break
+        return found
+
+
+def init_params(cls: Definition) -> List[str]:
+    """Positional parameter names of a class's ``__init__`` after ``self`` (empty when it has none)."""
+    for stmt in cls.node.body:
+        if isinstance(stmt, FUNCTIONS) and stmt.name == "__init__":
+            args = stmt.args.posonlyargs + stmt.args.args
+            return [a.arg for a in args[1:]]
+    return []
+
+
+def local_assignments(node: ast.AST):
+    """(name, value) pairs for a statement that puts a value into a local name."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            yield from _bind(target, node.value)
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+        yield from _bind(node.target, node.value)
+    elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        yield from _bind(node.target, node.iter)
+    elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+        yield from _bind(node.optional_vars, node.context_expr)
+    elif isinstance(node, ast.NamedExpr):
+        yield from _bind(node.target, node.value)
+    elif isinstance(node, ast.arguments):
+        positional = node.posonlyargs + node.args
+        for arg, default in zip(positional[len(positional) - len(node.defaults) :], node.defaults):
+            yield arg.arg, default
+        for arg, default in zip(node.kwonlyargs, node.kw_defaults):
+            if default is not None:
+                yield arg.arg, default
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = node.func.value
+        if node.func.attr in ("append", "extend", "insert", "add_module", "update") and isinstance(
+            owner, ast.Name
+        ):
+            for arg in list(node.args) + [k.value for k in node.keywords]:
+                yield owner.id, arg
+
+
+def _bind(target: ast.AST, value: ast.AST):
+    if isinstance(target, ast.Name):
+        yield target.id, value
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _bind(elt, value)
+    elif isinstance(target, ast.Starred):
+        yield from _bind(target.value, value)
+    elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+        yield target.value.id, value
+
+
+def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
+    """(call, enclosing functions outermost first, at module level) for every call in ``tree``;
+    with ``lines`` (sorted line numbers), statements spanning none of them are not entered.
+
+    Module level means outside any function, class body or lambda.
+    """
+    stack = [(tree, (), True)]
+    push = stack.append
+    node_type = ast.AST
+    while stack:
+        node, funcs, module_level = stack.pop()
+        if lines is not None and isinstance(node, ast.stmt) and not spans_a_line(node, lines):
+            continue
+        if isinstance(node, ast.Call):
+            yield node, funcs, module_level
+        if isinstance(node, FUNCTIONS):
+            funcs, module_level = funcs + (node,), False
+        elif isinstance(node, (ast.ClassDef, ast.Lambda)):
+            module_level = False
+        for field in node._fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
+            value = getattr(node, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, node_type):
+                        push((item, funcs, module_level))
+            elif isinstance(value, node_type) and field != "ctx":
+                push((value, funcs, module_level))
+
+
+#: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
+#: before them, and ``class`` before that word (a definition, not a call)
+BACK_CALL = re.compile(r"\(([\s)]*)(\w*)([ \t]+ssalc(?!\w))?")
+
+
+def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]:
+    """The sorted lines of the ``(`` of every call in ``facts`` that can name one of ``class_names``
+    (None: every line may).
+
+    ``resolve`` ends with the definition's own name, which a call spells itself before its ``(``
+    (``Name(``, ``mod.Name(``) or through an import alias or a module-level BatchNorm alias; the
+    ``(`` lies inside the call's innermost statement, so a statement spanning none of these lines
+    holds no call of a scanned class. A ``(`` reached only across a line break (a comment or a
+    continuation may stand between) counts whatever the word; a non-ASCII file is walked whole
+    (identifiers are NFKC-normalised, their text is not).
+    """
+    text = "".join(facts.lines)
+    if not text.isascii():
+        return None
+    names = set(class_names)
+    names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
+    names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
+    last = len(text) - 1
+    hits = [
+        last - m.start()
+        for m in BACK_CALL.finditer(text[::-1])
+        if not m.group(3)
+        and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
+    ]
+    return line_numbers(text, sorted(hits))

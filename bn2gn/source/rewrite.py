@@ -1,0 +1,232 @@
+"""The rewrite engine: plan -> per-file LibCST codemods -> FileResults (no I/O decisions here)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+from ..core import progress
+from ..core.file_results import (
+    FileResult,
+    failed,
+    finish,
+    form_feed_indent_line,
+    mixed_newline_line,
+    parse_module,
+    run_transform,
+)
+from ..core.process import pool_map, worker_pool
+from ..core.rule_codes import Rule
+from ..core.settings import Config
+from ..core.source_files import SourceText
+from ..decide.facts import ModuleFacts
+from ..decide.plan import CONVERT, UNSURE, Plan, Site
+from ..decide.scan import build_plan
+from .support.settled import settled
+
+BN2D = {"torch.nn.BatchNorm2d", "torch.nn.modules.batchnorm.BatchNorm2d"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileJob:
+    """Everything a worker needs to rewrite one file (picklable, for -j)."""
+
+    path: Path
+    display: str
+    sites: Tuple[Site, ...]
+    init_scopes: FrozenSet[str]
+    bn_refs: FrozenSet[str]
+    rules: FrozenSet[Rule]
+    text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
+    #: the analysis proved on ``ast`` that the codemods change nothing in that text (codemods.settled)
+    settled: bool = False
+
+    @property
+    def converted_calls(self) -> FrozenSet[Tuple[int, int]]:
+        """(line, 0-based column) of every call the plan converts in this file (BN2GN101's sites)."""
+        return frozenset(
+            (s.line, s.col - 1) for s in self.sites if s.decision == CONVERT and s.form == "call"
+        )
+
+
+@dataclasses.dataclass
+class RewriteRun:
+    plan: Plan
+    results: List[FileResult]
+
+
+def batchnorm_ref_texts(facts: ModuleFacts) -> Set[str]:
+    """How this file spells torch.nn.BatchNorm2d (``nn.BatchNorm2d``, ``BN``, an alias...)."""
+    refs = set()
+    for name, dotted in facts.imports.items():
+        if dotted in BN2D:
+            refs.add(name)
+        elif dotted == "torch.nn":
+            refs.add(f"{name}.BatchNorm2d")
+        elif dotted == "torch":
+            refs.add(f"{name}.nn.BatchNorm2d")
+    refs.update(name for name, op in facts.bn_aliases.items() if op == "BatchNorm2d")
+    return refs
+
+
+def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
+    """Top-level classes/functions whose init loops must also cover GroupNorm.
+
+    Those holding converted sites or get_group_norm calls, plus same-file functions they call
+    (``fill_fc_weights(fc)``, ``self.apply(weights_init)``).
+    """
+    scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
+    calls_helper = "get_group_norm" in "".join(facts.lines)  # the text first: no walk without it
+    if not scopes and not calls_helper:
+        return scopes
+    for node in facts.tree.body if calls_helper else ():
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "get_group_norm"
+            for n in ast.walk(node)
+        ):
+            scopes.add(node.name)
+    functions = {
+        n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    for node in facts.tree.body:
+        if getattr(node, "name", None) in scopes:
+            scopes |= {
+                n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in functions
+            }
+    return scopes
+
+
+def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
+    """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal with one
+    metadata resolution for BN2GN101 and BN2GN103 together, one compile of the input (none when the
+    analysis already parsed this very text) and one of the output."""
+    same_text = bool(job.text_hash) and text_hash(source.text) == job.text_hash
+    if job.settled and same_text and not _libcst_refuses(source.text):
+        return finish(
+            source, source.text, ()
+        )  # what LibCST would have returned: no import, no parse
+    from .registry import Context, rewrite_codemods, run
+
+    module = parse_module(source, checked=same_text)
+    done = run(rewrite_codemods(), module, Context(source, job.rules, job))
+    return finish(source, done.module.code, done.changes, done.notes, done.refused)
+
+
+def _libcst_refuses(text: str) -> bool:
+    """Text ``parse_module`` refuses although Python parses it (reported as a failure, not skipped)."""
+    return bool(form_feed_indent_line(text) or mixed_newline_line(text))
+
+
+def text_hash(text: str) -> str:
+    """Identifies the exact text the analysis parsed, so the worker need not check it again."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def run_job(job: FileJob) -> FileResult:
+    return run_transform(job.path, lambda source: rewrite_source(source, job))
+
+
+def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
+    """One job per file that has something to convert or already uses get_group_norm."""
+    jobs = []
+    if project is None:
+        return jobs
+    by_path: Dict[str, List[Site]] = {}
+    for site in plan.sites:
+        by_path.setdefault(site.path, []).append(site)
+    for facts in project.modules:
+        sites = tuple(by_path.get(facts.display, ()))
+        scopes = init_loop_scopes(facts, sites)
+        converts = any(s.decision == CONVERT for s in sites)
+        if converts or scopes:
+            bn_refs = frozenset(batchnorm_ref_texts(facts))
+            text = "".join(facts.lines) if hasattr(facts, "lines") else None
+            jobs.append(
+                FileJob(
+                    path=facts.path,
+                    display=facts.display,
+                    sites=sites,
+                    init_scopes=frozenset(scopes),
+                    bn_refs=bn_refs,
+                    rules=rules,
+                    text_hash=text_hash(text) if text is not None else "",
+                    settled=text is not None
+                    and not converts
+                    and settled(facts.tree, text, frozenset(scopes), bn_refs, rules),
+                )
+            )
+    return jobs
+
+
+#: below this many source bytes in all jobs together, ``-j N`` rewrites in this process: starting
+#: workers costs more than the work (a fixture-sized repository changes a few small files)
+IN_PROCESS_BYTES = 100_000
+
+
+def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
+    progress.start("bn2gn: rewriting", len(jobs))
+    if workers > 1 and len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES:
+        with worker_pool(workers) as pool:
+            results = pool_map(pool, run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+            return _counted(results)
+    return _counted(run_job(job) for job in jobs)
+
+
+def _job_bytes(jobs: List[FileJob]) -> int:
+    total = 0
+    for job in jobs:
+        try:
+            total += job.path.stat().st_size
+        except OSError:
+            return IN_PROCESS_BYTES + 1  # the worker reports it; size unknown
+    return total
+
+
+def _counted(results: Iterable[FileResult]) -> List[FileResult]:
+    out = []
+    for result in results:
+        out.append(result)
+        progress.step()
+    progress.done()
+    return out
+
+
+def rewrite_paths(
+    paths: Sequence[Path],
+    config: Config,
+    rules: FrozenSet[Rule],
+    workers: int = 1,
+    plan: Optional[Plan] = None,
+    project=None,
+) -> RewriteRun:
+    """Plan (unless given), then rewrite every file that needs it. Files the analysis could not read
+    or parse become failed results; sites a codemod refused are unsure in the returned plan."""
+    if plan is None:
+        plan, project = build_plan(paths, config)
+    results = run_jobs(plan_jobs(plan, project, rules), workers)
+    results += [failed(Path(error.path), error) for error in plan.errors]
+    return RewriteRun(plan=_mark_refused(plan, results), results=results)
+
+
+def _mark_refused(plan: Plan, results: Sequence[FileResult]) -> Plan:
+    """Sites the codemod could not map (``*args``) are reported as unsure, not silently kept: a new
+    plan with new sites (the given one is left as it was)."""
+    refused = {(r.path, r.line) for result in results for r in result.refused}
+    if not refused:
+        return plan
+    sites = [
+        dataclasses.replace(
+            site,
+            decision=UNSURE,
+            reason=site.reason + "; the call's arguments cannot be mapped to get_group_norm",
+        )
+        if (site.path, site.line) in refused
+        else site
+        for site in plan.sites
+    ]
+    return dataclasses.replace(plan, sites=sites)
