@@ -320,8 +320,8 @@ def verify(
     """Check a converted model at runtime: frozen backbone BatchNorm, trained GroupNorm, finite falling loss.
 
     Builds the model, freezes it, runs --steps train-mode steps at the given input shapes (or the
-    ones inferred from the model, see --input-shape) on fixed random input (loss: the mean of every tensor in the output), calling .train() before each step,
-    and prints the same report as `bn2gn demo`.
+    ones inferred from the model, see --input-shape) on fixed random input (loss: the mean of
+    every tensor in the output), calling .train() before each step, and prints the same report as `bn2gn demo`.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
     from ..api import Session, load_settings

@@ -2,9 +2,12 @@
 
 One tensor per required positional parameter of ``model.forward``; the channel count is
 ``in_channels`` of the first convolution in module registration order; the spatial size is the
-smallest of :data:`SIZES` at which an eval-mode, no-grad forward runs. Eval mode leaves BatchNorm
-statistics alone, and every module's own ``training`` flag is restored afterwards, so the tries
-change nothing the verification measures later.
+smallest of :data:`SIZES` at which an eval-mode, no-grad forward runs. A model that stacks frames
+on the channel axis and folds them into the batch before its first convolution (``x.reshape(b *
+frames, 3, h, w)``) runs at no size with those channels: then 2, 3 and 4 times as many are tried
+(:data:`STACKS`), and the report says so. Eval mode leaves BatchNorm statistics alone, and every
+module's own ``training`` flag is restored afterwards, so the tries change nothing the
+verification measures later.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Optional, Tuple
 from ..errors import EXIT_USAGE, Bn2gnError, Message, Opt, message_text
 
 SIZES = (64, 128, 256, 512)
+#: Multiples of the first convolution's channels tried, in order (frames stacked on the channels).
+STACKS = (1, 2, 3, 4)
 #: Characters of the last forward error kept in the one-line message.
 BRIEF = 160
 
@@ -30,16 +35,23 @@ class InferredInputs:
     shapes: Tuple[Tuple[int, ...], ...]
     tensors: int  # required positional parameters of forward()
     conv: str  # module path of the first convolution
-    channels: int
+    channels: int  # its in_channels
     size: int
+    stack: int = 1  # the input has this many times the first convolution's channels
 
     def describe(self) -> str:
         shown = " ".join(",".join(map(str, s)) for s in self.shapes)
         plural = "" if self.tensors == 1 else "s"
+        sizes = ",".join(map(str, SIZES))
+        channels = f"the first convolution {self.conv} takes {self.channels} channels"
+        if self.stack > 1:
+            channels += (
+                f", which ran at none of the sizes {sizes}, and {self.channels * self.stack} "
+                f"({self.stack} x {self.channels}, frames stacked on the channel axis) run"
+            )
         return message_text(
-            f"input {shown} inferred: forward() takes {self.tensors} tensor{plural}, the first "
-            f"convolution {self.conv} takes {self.channels} channels, {self.size} is the smallest "
-            f"size of {','.join(map(str, SIZES))} that runs; give ",
+            f"input {shown} inferred: forward() takes {self.tensors} tensor{plural}, {channels}, "
+            f"{self.size} is the smallest size of {sizes} that runs; give ",
             Opt("input_shape"),
             " to choose",
         )
@@ -51,6 +63,7 @@ class InferredInputs:
             "first_convolution": self.conv,
             "channels": self.channels,
             "size": self.size,
+            "stack": self.stack,
         }
 
 
@@ -69,7 +82,8 @@ def forward_tensors(model) -> int:
 
 def first_convolution(model) -> Optional[Tuple[str, int, int]]:
     """(module path, in_channels, spatial rank) of the first module with an integer
-    ``in_channels``; the rank is the length of its ``kernel_size`` (Conv1d 1, Conv2d 2, Conv3d 3)."""
+    ``in_channels``; the rank is the length of its ``kernel_size`` (Conv1d 1, Conv2d 2, Conv3d 3).
+    """
     for path, module in model.named_modules():
         channels = getattr(module, "in_channels", None)
         if isinstance(channels, int) and not isinstance(channels, bool) and channels > 0:
@@ -95,17 +109,20 @@ def infer_inputs(model, device: str, describe: str) -> InferredInputs:
         )
     path, channels, rank = conv
     tensors = forward_tensors(model)
-    error = ""
-    for size in SIZES:
-        shape = (1, channels, *([size] * rank))
-        inputs = [torch.zeros(shape, device=device) for _ in range(tensors)]
-        error = _try_forward(model, inputs)
-        if error is None:
-            return InferredInputs((shape,) * tensors, tensors, path, channels, size)
+    first_error = ""
+    for stack in STACKS:
+        for size in SIZES:
+            shape = (1, channels * stack, *([size] * rank))
+            inputs = [torch.zeros(shape, device=device) for _ in range(tensors)]
+            error = _try_forward(model, inputs)
+            if error is None:
+                return InferredInputs((shape,) * tensors, tensors, path, channels, size, stack)
+        first_error = first_error or error
     raise Bn2gnError(
         Message(
-            f"{describe}: forward() on {tensors} input(s) of {channels} channels ran at none of the "
-            f"sizes {','.join(map(str, SIZES))} (at {SIZES[-1]}: {error}); give ",
+            f"{describe}: forward() on {tensors} input(s) of {channels} channels (the first "
+            f"convolution {path}), nor on 2 to 4 times as many, ran at any of the sizes "
+            f"{','.join(map(str, SIZES))} (at {SIZES[-1]}: {first_error}); give ",
             Opt("input_shape", "1,C,H,W"),
             " (one per forward argument, in order)",
         ),

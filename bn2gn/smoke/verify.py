@@ -133,7 +133,8 @@ def run_verify(options: VerifyOptions) -> Verified:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
     inferred = None
-    if not options.input_shapes:  # before freezing and training: the tries must see the model as built
+    if not options.input_shapes:
+        # before freezing and training: the tries see the model as it was built
         inferred = infer_inputs(model, device, options.spec.describe())
         options = dataclasses.replace(options, input_shapes=inferred.shapes)
     with warnings.catch_warnings(record=True) as said:
@@ -156,7 +157,9 @@ def run_verify(options: VerifyOptions) -> Verified:
         f"{options.spec.describe()} on {device}, {options.steps} steps, input {shapes}"
     )
     if inferred is not None:
-        section.checks.append(Check("input-shape", INFO, inferred.describe(), data=inferred.as_dict()))
+        section.checks.append(
+            Check("input-shape", INFO, inferred.describe(), data=inferred.as_dict())
+        )
     section.checks.append(
         Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
     )
