@@ -135,14 +135,16 @@ def test_already_migrated_repository_still_gets_the_lines(tmp_path):
 def test_unknown_factory_is_a_placeholder(tmp_path):
     repo = tmp_path / "proj"
     repo.mkdir()
-    (repo / "train.py").write_text(textwrap.dedent("""\
+    (repo / "train.py").write_text(
+        textwrap.dedent("""\
         import torch
 
 
         def main(make):
             model = make()
             optimizer = torch.optim.Adam(model.parameters())
-        """))
+        """)
+    )
     steps = _steps(repo)
     assert steps["remap_ckpt"] == []
     # no factory to name: the train script itself says which model it trains
@@ -162,14 +164,16 @@ def test_script_form_takes_the_arguments_an_experiments_script_passes(tmp_path):
     repo = tmp_path / "proj"
     (repo / "src").mkdir(parents=True)
     (repo / "experiments").mkdir()
-    (repo / "src" / "main.py").write_text(textwrap.dedent("""\
+    (repo / "src" / "main.py").write_text(
+        textwrap.dedent("""\
         import torch
 
 
         def main(make):
             model = make()
             optimizer = torch.optim.Adam(model.parameters())
-        """))
+        """)
+    )
     (repo / "experiments" / "train_sat.sh").write_text(
         "#!/bin/bash\n"
         "cd src\n"
