@@ -22,7 +22,12 @@ OWN_MODULES = ("models", "train", "opts", "model", "dataset", "_init_paths", "ma
 
 
 @pytest.fixture(autouse=True)
-def _fresh_modules():
+def _fresh_modules(monkeypatch):
+    def unreachable(self, address):
+        raise OSError(f"network unreachable in tests ({address})")
+
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+
     def forget():
         for name in [n for n in sys.modules if n.split(".")[0] in OWN_MODULES]:
             del sys.modules[name]
@@ -66,11 +71,6 @@ def test_script_and_factory_trace_the_same_decisions(form, tmp_path):
 def test_trace_args_reach_the_script_as_its_command_line(tmp_path, monkeypatch):
     """tracknet's main.py parses `tracking --head_conv 8` (split from two --trace-arg values);
     the task adds the tracking head, whose BatchNorm the trace then finds (tracking.1)."""
-
-    def unreachable(self, address):
-        raise OSError(f"network unreachable in tests ({address})")
-
-    monkeypatch.setattr(socket.socket, "connect", unreachable)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     repo = shutil.copytree(FIXTURES / "repos" / "tracknet", tmp_path / "tracknet")
     args = ["scan", "lib", "--trace", "main.py", "--trace-arg", "tracking", "--trace-arg"]
@@ -115,3 +115,15 @@ def test_bad_script_trace_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = run_cli(["scan", ".", *args], cwd=repo)
     assert result.exit_code == 2, result.output
     assert result.stderr == f"bn2gn: error: {message}\n"
+
+
+def test_the_modules_the_script_imported_are_forgotten(tmp_path, monkeypatch):
+    """tracknet's opts and dataset modules are not among the scanned files (lib/model): the trace
+    still drops them, so the next build imports them afresh."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    repo = shutil.copytree(FIXTURES / "repos" / "tracknet", tmp_path / "tracknet")
+    args = ["scan", "lib/model", "--trace", "main.py", "--trace-arg", "tracking"]
+    result = run_cli([*args, "--format", "json"], cwd=repo / "src")
+    assert result.exit_code == 0, result.output
+    left = [n for n in sys.modules if n.split(".")[0] in OWN_MODULES]
+    assert left == []
