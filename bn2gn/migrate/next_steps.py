@@ -29,6 +29,7 @@ from .repo_files import imported_modules, parse, read_text, relative
 from .sys_path import import_roots
 
 CHECKPOINT = "CHECKPOINT"
+UNKNOWN = "=..."  # a factory argument computed at run time, in ModelCall.args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +147,11 @@ def verify_command(
     if model.spec == PLACEHOLDER or model.fill_in:
         # no factory to name, or one whose arguments are computed at run time (``opt.heads``):
         # the train script itself says which model its optimizer trains
+        unknown = [a for a in model.args if a.endswith(UNKNOWN)]  # factory.py's ``NAME=...``
         why = (
-            "the factory form needs values bn2gn cannot read ("
-            + ", ".join(f.split(":")[0] for f in model.fill_in)
-            + "): the script computes them"
-            if model.spec != PLACEHOLDER
+            f"the factory form needs values bn2gn cannot read ({', '.join(unknown)}): the script "
+            "computes them"
+            if unknown
             else ""
         )
         return script_verify_command(script, trainers, remaps, repo, why)
