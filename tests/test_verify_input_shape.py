@@ -83,9 +83,9 @@ def test_no_size_that_runs_is_one_line_naming_the_error():
     assert result.exit_code == 2
     assert result.stderr == (
         "bn2gn: error: shape_models:never_runs(): forward() on 1 input(s) of 3 channels (the "
-        "first convolution backbone.0), nor on 2 to 4 times as many, ran at any of the sizes "
-        "64,128,256,512 (at 512: ValueError: this model needs its targets); give --input-shape "
-        "1,C,H,W (one per forward argument, in order)\n"
+        "first convolution backbone.0) ran at none of the sizes 64,128,256,512, nor with 2 to 4 "
+        "times as many channels (at 512: ValueError: this model needs its targets); give "
+        "--input-shape 1,C,H,W (one per forward argument, in order)\n"
     )
 
 

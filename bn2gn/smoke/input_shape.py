@@ -121,8 +121,8 @@ def infer_inputs(model, device: str, describe: str) -> InferredInputs:
     raise Bn2gnError(
         Message(
             f"{describe}: forward() on {tensors} input(s) of {channels} channels (the first "
-            f"convolution {path}), nor on 2 to 4 times as many, ran at any of the sizes "
-            f"{','.join(map(str, SIZES))} (at {SIZES[-1]}: {first_error}); give ",
+            f"convolution {path}) ran at none of the sizes {','.join(map(str, SIZES))}, nor with "
+            f"2 to 4 times as many channels (at {SIZES[-1]}: {first_error}); give ",
             Opt("input_shape", "1,C,H,W"),
             " (one per forward argument, in order)",
         ),
