@@ -142,8 +142,6 @@ def test_json_has_the_whole_plan_and_result(tmp_path):
         "bn2gn",
         "verify",
         *MODEL_ARGV,
-        "--input-shape",
-        "1,C,H,W",
         "--freeze-from",
         "train.py",
         "--freeze-from",
@@ -330,7 +328,8 @@ def test_strict_fails_on_unsure_sites(tmp_path):
 
 
 def test_printed_remap_and_verify_lines_run(tmp_path):
-    """The printed lines, with only the placeholders filled in, work on the migrated fixture."""
+    """The printed lines, with only the remap placeholder filled in, work on the migrated fixture;
+    the verify line runs as printed (its input, 9 channels for 3 frames, is inferred)."""
     original, repo = _copy(tmp_path, "original"), _copy(tmp_path, "repo")
     build = (
         "import torch; from lib.models.model import create_model; "
@@ -344,7 +343,8 @@ def test_printed_remap_and_verify_lines_run(tmp_path):
     done = run_cli(remap[1:], cwd=repo)
     assert done.exit_code == 0, done.output
     assert "ok (strict load clean)" in done.stdout
-    verify = [a.replace("1,C,H,W", "1,9,32,32") for a in steps["verify"][0]["argv"]]
+    verify = steps["verify"][0]["argv"]
+    assert steps["verify"][0]["runnable"]
     done = run_cli(
         [*verify[1:], "--checkpoint", "../pretrained.bn2gn.pth", "--steps", "2", "--device", "cpu"],
         cwd=repo,

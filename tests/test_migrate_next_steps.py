@@ -102,17 +102,17 @@ def test_checkpoint_options_and_torch_load_paths(tmp_path):
     assert any(
         n.startswith("width: compute_width() is computed at run time") for n in first["notes"]
     )
+    # no input shapes: verify reads them off the model, so the line runs as printed
     assert steps["verify"][0]["argv"] == [
         "bn2gn",
         "verify",
         *model,
-        "--input-shape",
-        "1,C,H,W",
         "--freeze-from",
         "tools/train.py",
         "--checkpoint",
         "weights/start.bn2gn.pth",
     ]
+    assert steps["verify"][0]["runnable"] and steps["verify"][0]["fill_in"] == []
 
 
 def test_already_migrated_repository_still_gets_the_lines(tmp_path):
@@ -153,13 +153,10 @@ def test_unknown_factory_is_a_placeholder(tmp_path):
         "verify",
         "--script",
         "train.py",
-        "--input-shape",
-        "1,C,H,W",
         "--freeze-from",
         "train.py",
     ]
-    assert not steps["verify"][0]["runnable"]
-    assert len(steps["verify"][0]["fill_in"]) == 1  # only the input shapes
+    assert steps["verify"][0]["runnable"] and steps["verify"][0]["fill_in"] == []
     assert "its default arguments are used" in steps["verify"][0]["notes"][-1]
 
 
@@ -210,3 +207,102 @@ def test_no_train_script(tmp_path):
     assert steps["notes"] == [
         "no train script calls freeze_backbone_bn: no remap-ckpt / verify line to suggest"
     ]
+
+
+OPTIMIZING = """\
+import torch
+
+
+def main(make):
+    model = make()
+    optimizer = torch.optim.Adam(model.parameters())
+"""
+
+
+def _script_repo(tmp_path: Path, shell: str, scripts=("src/main.py",)) -> Path:
+    repo = tmp_path / "proj"
+    for script in scripts:
+        (repo / script).parent.mkdir(parents=True, exist_ok=True)
+        (repo / script).write_text(OPTIMIZING)
+    (repo / "experiments").mkdir(parents=True)
+    (repo / "experiments" / "train.sh").write_text(shell)
+    return repo
+
+
+def test_cd_and_python_on_one_line_run_the_script_from_that_folder(tmp_path):
+    repo = _script_repo(
+        tmp_path,
+        "cd src && python -u main.py ctdet --load_model ../models/start.pth --out ../runs/x "
+        "--cfg cfg.yaml > log.txt\n",
+    )
+    (repo / "models").mkdir()
+    (repo / "models" / "start.pth").write_bytes(b"")
+    (repo / "src" / "cfg.yaml").write_text("")
+    verify = _steps(repo)["verify"][0]
+    # the files the arguments name from src/ are named from the repository root, where the line
+    # runs; ../runs/x does not exist, so it stays as written
+    assert verify["argv"] == [
+        "bn2gn",
+        "verify",
+        "--script",
+        "src/main.py",
+        "--freeze-from",
+        "src/main.py",
+        "--",
+        "ctdet",
+        "--load_model",
+        "models/start.pth",
+        "--out",
+        "../runs/x",
+        "--cfg",
+        "src/cfg.yaml",
+    ]
+    assert verify["runnable"]
+    assert verify["notes"][-2] == "the script's arguments as experiments/train.sh:1 passes them"
+    assert verify["notes"][-1].startswith("experiments/train.sh:1 runs it from src/; bn2gn runs")
+    assert (
+        "arguments naming files in src/ are given from here: ../models/start.pth -> "
+        "models/start.pth, cfg.yaml -> src/cfg.yaml" in verify["notes"][-1]
+    )
+
+
+def test_a_script_of_the_same_name_in_another_folder_is_not_the_one_run(tmp_path):
+    # the line runs tools/main.py from the root; src/main.py is the train script that freezes
+    repo = _script_repo(
+        tmp_path, "python tools/main.py --wrong\ncd src; python main.py --right 1\n"
+    )
+    verify = _steps(repo)["verify"][0]
+    assert verify["argv"][verify["argv"].index("--") + 1 :] == ["--right", "1"]
+    assert "experiments/train.sh:2" in verify["notes"][-2]
+
+
+def test_a_folder_bn2gn_cannot_follow_falls_back_to_the_file_name(tmp_path):
+    repo = _script_repo(tmp_path, "cd $ROOT/src\npython main.py --from-var\n")
+    verify = _steps(repo)["verify"][0]
+    assert verify["argv"][-2:] == ["--", "--from-var"]
+
+
+def test_a_factory_argument_computed_at_run_time_makes_it_the_script_form(tmp_path):
+    repo = _repo(tmp_path)
+    (repo / "tools/train.py").write_text(
+        SCRIPT.replace("build_net(3, depth=args.depth", "build_net(count(args), depth=args.depth")
+    )
+    steps = _steps(repo)
+    # remap-ckpt has no script form: its line keeps the fill-in
+    assert not steps["remap_ckpt"][0]["runnable"]
+    verify = steps["verify"][0]
+    assert verify["argv"] == [
+        "bn2gn",
+        "verify",
+        "--script",
+        "tools/train.py",
+        "--freeze-from",
+        "tools/train.py",
+        "--checkpoint",
+        "weights/start.bn2gn.pth",
+    ]
+    assert verify["runnable"]
+    assert (
+        "the factory form needs values bn2gn cannot read (num_classes=...): the script computes "
+        "them" in verify["notes"]
+    )

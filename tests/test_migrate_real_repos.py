@@ -14,6 +14,7 @@ from reading those files.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -145,8 +146,6 @@ def test_next_step_lines_follow_the_repositorys_sys_path(tmp_path):
         "bn2gn",
         "verify",
         *MODEL,
-        "--input-shape",
-        "1,C,H,W",
         "--freeze-from",
         "src/main.py",
         "--freeze-from",
@@ -156,7 +155,8 @@ def test_next_step_lines_follow_the_repositorys_sys_path(tmp_path):
     lines = text[text.index("next steps") :].splitlines()
     # every line that is not a comment runs as printed; placeholders are only in comments
     commands = [line.strip() for line in lines if line.startswith("    ") and "#" not in line]
-    assert commands == []  # --write was given before: nothing left to apply
+    # --write was given before: nothing left to apply; the verify line needs nothing filled in
+    assert commands == [shlex.join(steps["verify"][0]["argv"])]
     remap = "bn2gn remap-ckpt CHECKPOINT " + " ".join(MODEL) + " --strict"
     assert lines[
         lines.index("    # fill in CHECKPOINT: the checkpoint you pass to --load_model") + 1
@@ -178,7 +178,7 @@ def test_printed_lines_run_once_filled_in(tmp_path):
     ]
     done = run_cli(remap[1:], cwd=repo)
     assert done.exit_code == 0, done.output
-    verify = [a.replace("1,C,H,W", "2,3,32,32") for a in data["next_steps"]["verify"][0]["argv"]]
+    verify = data["next_steps"]["verify"][0]["argv"]  # as printed: verify infers the shapes
     done = run_cli([*verify[1:], "--steps", "2", "--device", "cpu"], cwd=repo)
     assert done.exit_code == 0, done.output
 

@@ -112,12 +112,21 @@ def trace_options(func):
         help="With --trace: keyword argument for the factory, a Python literal or a string "
         "(repeatable).",
     )(func)
+    func = click.option(
+        "--trace-arg",
+        "trace_args",
+        multiple=True,
+        metavar="WORDS",
+        help="With --trace SCRIPT: the script's command-line words, split like a shell would "
+        "(repeatable), e.g. 'ctdet --arch dla_34'.",
+    )(func)
     return click.option(
         "--trace",
         "trace_spec",
-        metavar="MODULE:FACTORY",
+        metavar="MODULE:FACTORY|SCRIPT",
         help="Build the model on CPU and decide each site from the module paths of the "
-        "BatchNorm instances it creates.",
+        "BatchNorm instances it creates: call the factory, or run the train script (a .py file; "
+        "its arguments with --trace-arg) up to its first optimizer and take the model it trains.",
     )(func)
 
 
@@ -134,6 +143,7 @@ def _trace(
     allow_globals,
     model_opts=None,
     model_opts_args=(),
+    trace_args=(),
 ):
     if not trace_spec:
         if (
@@ -145,23 +155,62 @@ def _trace(
             or allow_globals
             or model_opts
             or model_opts_args
+            or trace_args
         ):
             raise Bn2gnError(
-                "--model-arg, --path, --stub, --model-opts, --checkpoint, --trust-pickle and "
-                "--allow-global need --trace MODULE:FACTORY"
+                "--model-arg, --path, --stub, --model-opts, --checkpoint, --trust-pickle, "
+                "--allow-global and --trace-arg need --trace MODULE:FACTORY (or --trace SCRIPT)"
             )
         return None
     from ..decide.trace import trace_plan
     from ..model.checkpoint_load import LoadOptions
-    from ..model.spec import parse_model_spec
 
-    name_options(
-        model="--trace", path="--path"
-    )  # the model factory is --trace here, --model elsewhere
-    spec = parse_model_spec(trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args)
+    # the model is --trace here (factory or script), --model / --script elsewhere
+    name_options(model="--trace", script="--trace", path="--path")
+    if _is_script(trace_spec):
+        if model_args or model_paths or model_opts or model_opts_args:
+            raise Bn2gnError(
+                f"--trace {trace_spec} runs the train script, which builds the model itself: "
+                "leave out --model-arg, --path, --model-opts and --model-opts-arg (give its "
+                "arguments with --trace-arg)",
+                EXIT_USAGE,
+            )
+        spec = _script_spec(trace_spec, trace_args, stubs)
+    else:
+        if trace_args:
+            raise Bn2gnError(
+                f"--trace-arg gives a train script its arguments; --trace {trace_spec} is a "
+                "factory: give its arguments with --model-arg",
+                EXIT_USAGE,
+            )
+        from ..model.spec import parse_model_spec
+
+        spec = parse_model_spec(
+            trace_spec, model_args, model_paths, stubs, model_opts, model_opts_args
+        )
     return trace_plan(
         plan, project, spec, config, checkpoint, LoadOptions(trust_pickle, tuple(allow_globals))
     )
+
+
+def _is_script(trace_spec: str) -> bool:
+    """--trace SCRIPT: a value ending in .py or naming an existing file (a factory is MODULE:NAME)."""
+    return trace_spec.endswith(".py") or Path(trace_spec).is_file()
+
+
+def _script_spec(script: str, trace_args, stubs):
+    """The train script and its words, built exactly as ``verify --script PATH -- ARGS`` builds it."""
+    import shlex
+
+    from ..model.spec import parse_script_spec
+
+    words = []
+    for text in trace_args:
+        try:
+            words += shlex.split(text)
+        except ValueError as exc:
+            raise Bn2gnError(f"--trace-arg {text!r}: {exc}", EXIT_USAGE) from None
+    return parse_script_spec(Path(script), words, stubs)
 
 
 @cli.command()
@@ -196,6 +245,7 @@ def scan(
     checkpoint,
     trust_pickle,
     allow_globals,
+    trace_args,
     output,
 ):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
@@ -230,6 +280,7 @@ def scan(
         allow_globals,
         model_opts,
         model_opts_args,
+        trace_args,
     )
     if trace is not None:
         plan = trace.plan

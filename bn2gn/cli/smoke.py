@@ -1,4 +1,4 @@
-"""`bn2gn demo` and `bn2gn verify`: the click commands; the work happens in bn2gn.smoke (imported lazily)."""
+"""`bn2gn demo` and `bn2gn verify`: the click commands; bn2gn.demo and bn2gn.verify do the work (lazily)."""
 
 from __future__ import annotations
 
@@ -255,9 +255,10 @@ def _run_demo(options, fmt: str, quiet: bool, compare_norm: bool, sizes):
     "--input-shape",
     "input_shapes",
     multiple=True,
-    required=True,
     metavar="1,3,H,W",
-    help="Shape of one forward argument; repeat for each argument, in order.",
+    help="Shape of one forward argument; repeat for each argument, in order (default: one "
+    "1,C,S,S tensor per required forward() argument, C the first convolution's in_channels, S "
+    "the smallest of 64,128,256,512 that runs).",
 )
 @click.option(
     "--steps", type=click.IntRange(2, 10000), default=5, show_default=True, help="Training steps."
@@ -318,9 +319,9 @@ def verify(
 ):
     """Check a converted model at runtime: frozen backbone BatchNorm, trained GroupNorm, finite falling loss.
 
-    Builds the model, freezes it, runs --steps train-mode steps at the given input shapes on fixed
-    random input (loss: the mean of every tensor in the output), calling .train() before each step,
-    and prints the same report as `bn2gn demo`.
+    Builds the model, freezes it, runs --steps train-mode steps at the given input shapes (or the
+    ones inferred from the model, see --input-shape) on fixed random input (loss: the mean of
+    every tensor in the output), calling .train() before each step, and prints the same report as `bn2gn demo`.
     Exit codes: 0 every check passed, 1 a check failed, 2 usage error or the model could not be built/run.
     """
     from ..api import Session, load_settings
@@ -352,15 +353,20 @@ def verify(
         compare=compare,
         before=before,
     )
-    section = run_verify(options)
+    verified = run_verify(options)
     _emit(
-        [section],
+        [verified.section],
         fmt,
         quiet,
         verbose,
-        {"command": "verify", "backbone_attrs": list(options.backbone.spellings)},
+        {
+            "command": "verify",
+            "backbone_attrs": list(options.backbone.spellings),
+            "input_shapes": [list(shape) for shape in verified.input_shapes],
+            "input_shapes_inferred": verified.inferred is not None,
+        },
     )
-    _fail_if_needed([section])
+    _fail_if_needed([verified.section])
 
 
 def _verify_spec(model_spec, script, script_args, model_args, paths, stubs, opts, opts_args):

@@ -257,7 +257,9 @@ def _build(spec):
 def _forget_imports(spec, files: Dict[str, str]) -> Iterator[None]:
     """Drop the user's modules imported by the build, so a later build (or test) imports them afresh."""
     before = set(sys.modules)
-    roots = tuple(os.path.join(os.path.realpath(str(p)), "") for p in spec.paths)
+    # a train script's own folder holds what it imports, as --path folders do for a factory
+    folders = spec.paths if spec.script is None else (spec.script.resolve().parent,)
+    roots = tuple(os.path.join(os.path.realpath(str(p)), "") for p in folders)
     try:
         yield
     finally:

@@ -7,27 +7,29 @@ defaults of the argparse options they read (``opt.arch`` -> ``--arch``'s default
 checkpoints are the defaults of ``--load_model``-style options and literal ``torch.load('...')``
 paths, in the script and the repository modules it imports.
 
-A command with something bn2gn cannot fill in (``MODULE:FACTORY``, ``CHECKPOINT``, the input
-shapes) carries what to fill in as ``fill_in``; the report prints it as comment lines, so no
-placeholder is ever printed as a command that would run.
+A command with something bn2gn cannot fill in (``MODULE:FACTORY``, ``CHECKPOINT``, a factory
+argument computed at run time) carries what to fill in as ``fill_in``; the report prints it as
+comment lines, so no placeholder is ever printed as a command that would run. The verify line
+needs no input shapes (verify infers them from the model), and when the factory form would need
+a value bn2gn cannot read, it runs the train script instead (``--script``), which computes it.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import shlex
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..core.errors import Opt, message_text
 from .argparse_scan import Option, checkpoint_options, torch_load_paths
 from .factory import FREEZE, PLACEHOLDER, ModelCall, call_name, model_call
 from .repo_files import imported_modules, parse, read_text, relative
 from .sys_path import import_roots
 
-SHAPE = "1,C,H,W"
 CHECKPOINT = "CHECKPOINT"
+UNKNOWN = "=..."  # a factory argument computed at run time, in ModelCall.args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,28 +144,28 @@ def verify_command(
     remaps: Sequence[Command],
     repo: Path = Path("."),
 ) -> Command:
-    if model.spec == PLACEHOLDER:
-        # no factory to name: the train script itself says which model its optimizer trains
-        return script_verify_command(script, trainers, remaps, repo)
+    if model.spec == PLACEHOLDER or model.fill_in:
+        # no factory to name, or one whose arguments are computed at run time (``opt.heads``):
+        # the train script itself says which model its optimizer trains
+        unknown = [a for a in model.args if a.endswith(UNKNOWN)]  # factory.py's ``NAME=...``
+        why = (
+            f"the factory form needs values bn2gn cannot read ({', '.join(unknown)}): the script "
+            "computes them"
+            if unknown
+            else ""
+        )
+        return script_verify_command(script, trainers, remaps, repo, why)
     argv = ["bn2gn", "verify", *model.argv(), *_checked_with(script, trainers, remaps)]
-    return Command(tuple(argv), VERIFY_WHY, model.notes, (shapes_fill_in(),) + model.fill_in)
+    return Command(tuple(argv), VERIFY_WHY, model.notes)
 
 
 VERIFY_WHY = "runtime checks of the converted model with the patched freeze logic"
 
 
-def shapes_fill_in() -> str:
-    """What to put for the input shapes (rendered when the command is made, in the current style)."""
-    return message_text(
-        Opt("input_shape", SHAPE, command="verify"),
-        ": one per positional argument of the model's forward(), e.g. 1,3,512,512; "
-        "bn2gn cannot read the shapes from the source",
-    )
-
-
 def _checked_with(script: str, trainers: Sequence[str], remaps: Sequence[Command]) -> List[str]:
-    """verify's input shapes, the patched freeze logic and the remapped checkpoint, when known."""
-    argv = ["--input-shape", SHAPE, "--freeze-from", script]
+    """The patched freeze logic and the remapped checkpoint verify checks with, when known (the
+    input shapes verify reads off the model)."""
+    argv = ["--freeze-from", script]
     for trainer in dict.fromkeys(t for t in trainers if t != script):
         argv += ["--freeze-from", trainer]
     known = [c.argv[2] for c in remaps if c.argv[2] != CHECKPOINT]
@@ -173,7 +175,7 @@ def _checked_with(script: str, trainers: Sequence[str], remaps: Sequence[Command
 
 
 def script_verify_command(
-    script: str, trainers: Sequence[str], remaps: Sequence[Command], repo: Path
+    script: str, trainers: Sequence[str], remaps: Sequence[Command], repo: Path, why: str = ""
 ) -> Command:
     """``bn2gn verify --script SCRIPT ... -- ARGS``: the arguments a shell script of the repository
     runs SCRIPT with (``experiments/*.sh``), else none (the script's defaults)."""
@@ -183,13 +185,15 @@ def script_verify_command(
         "the model is the one the script's first optimizer is built on: bn2gn runs the "
         "script up to that point"
     ]
+    if why:
+        notes.append(why)
     if found is not None:
-        args, where = found
-        argv += ["--", *args] if args else []
-        notes.append(f"the script's arguments as {where} passes them")
+        argv += ["--", *found.args] if found.args else []
+        notes.append(f"the script's arguments as {found.where} passes them")
+        notes += found.notes()
     else:
         notes.append("no shell script of the repository runs it: its default arguments are used")
-    return Command(tuple(argv), VERIFY_WHY, tuple(notes), (shapes_fill_in(),))
+    return Command(tuple(argv), VERIFY_WHY, tuple(notes))
 
 
 #: where repositories keep the shell lines that run their train scripts
@@ -197,29 +201,114 @@ SHELL_SCRIPTS = ("experiments/*.sh", "scripts/*.sh", "*.sh")
 SHELL_OPERATORS = {"&&", "||", ";", "|", ">", ">>", "<", "&", "2>&1"}
 
 
-def script_arguments(repo: Path, script: str) -> Optional[Tuple[List[str], str]]:
-    """(arguments, 'FILE:LINE') of the first shell line that runs ``script`` with python."""
-    name = Path(script).name
+@dataclasses.dataclass(frozen=True)
+class ShellRun:
+    """A shell line that runs the train script: its arguments, where it is, and the folder it runs
+    in (relative to the repository root, as its ``cd`` commands leave it)."""
+
+    args: Tuple[str, ...]
+    where: str  # FILE:LINE
+    folder: str = "."
+    rebased: Tuple[Tuple[str, str], ...] = ()  # (argument as written, as given from the root)
+
+    def notes(self) -> List[str]:
+        if self.folder == ".":
+            return []
+        line = (
+            f"{self.where} runs it from {self.folder}/; bn2gn runs it from the folder this line is "
+            "run in, with the script's own folder first on sys.path (as python puts it), so its "
+            "imports and paths built from __file__ resolve as they do there"
+        )
+        if self.rebased:
+            shown = ", ".join(f"{old} -> {new}" for old, new in self.rebased)
+            line += f"; arguments naming files in {self.folder}/ are given from here: {shown}"
+        return [line + "; files it opens relative to its working directory do not"]
+
+
+def script_arguments(repo: Path, script: str) -> Optional[ShellRun]:
+    """The first shell line that runs ``script`` with python, following the ``cd`` commands before
+    it in its file (``cd src`` on a line of its own, or ``cd src && python main.py``)."""
+    repo = Path(repo)
     for pattern in SHELL_SCRIPTS:
-        for shell in sorted(Path(repo).glob(pattern)):
+        for shell in sorted(repo.glob(pattern)):
             try:
                 text = shell.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
+            folder: Optional[str] = "."  # a shell script of a repository runs from its root
             for number, line in _shell_lines(text):
                 try:
                     words = shlex.split(line, comments=True)
                 except ValueError:
                     continue
-                for index, word in enumerate(words[:-1]):
-                    if Path(word).name.startswith("python") and Path(words[index + 1]).name == name:
-                        args = []
-                        for arg in words[index + 2 :]:
-                            if arg in SHELL_OPERATORS:
-                                break
-                            args.append(arg)
-                        return args, f"{relative(shell, repo)}:{number}"
+                for command in _commands(words):
+                    if command[:1] == ["cd"]:
+                        folder = _changed_folder(folder, command[1:])
+                        continue
+                    args = _runs(command, script, folder)
+                    if args is not None:
+                        where = f"{relative(shell, repo)}:{number}"
+                        rebased = _rebased(repo, folder or ".", args)
+                        shown = tuple(dict(rebased).get(a, a) for a in args)
+                        return ShellRun(shown, where, folder or ".", tuple(rebased))
     return None
+
+
+def _commands(words: List[str]) -> List[List[str]]:
+    """The simple commands of a shell line, split at ``&&``, ``;``, ``|`` and the like."""
+    commands, current = [], []
+    for word in words:
+        if word in SHELL_OPERATORS:
+            commands.append(current)
+            current = []
+        elif word.endswith(";"):  # ``cd src; python main.py``: shlex keeps the ; on the word
+            commands.append(current + [word[:-1]])
+            current = []
+        else:
+            current.append(word)
+    return [c for c in commands + [current] if c]
+
+
+def _changed_folder(folder: Optional[str], args: List[str]) -> Optional[str]:
+    """The folder after ``cd ARGS`` from ``folder``; None when it is not a plain relative path."""
+    if folder is None or len(args) != 1 or args[0].startswith(("/", "~", "$", "-")):
+        return None
+    moved = Path(os.path.normpath(Path(folder) / args[0]))
+    return None if moved.parts[:1] == ("..",) else moved.as_posix()
+
+
+def _runs(command: List[str], script: str, folder: Optional[str]) -> Optional[List[str]]:
+    """The arguments ``command`` gives ``script`` when it runs it with python, else None. From a
+    folder bn2gn cannot follow (``cd $DIR``) the script's file name is enough."""
+    if not command or not Path(command[0]).name.startswith("python"):
+        return None
+    rest = command[1:]
+    while rest and rest[0].startswith("-") and rest[0] != "-m":
+        rest = rest[1:]  # python's own options: -u, -O, -B
+    if not rest:
+        return None
+    if folder is None:
+        matches = Path(rest[0]).name == Path(script).name
+    else:
+        matches = Path(os.path.normpath(Path(folder) / rest[0])).as_posix() == script
+    return list(rest[1:]) if matches else None
+
+
+def _rebased(repo: Path, folder: str, args: List[str]) -> List[Tuple[str, str]]:
+    """(argument, the same file named from the repository root) for each argument that names an
+    existing file or folder from ``folder``, when ``folder`` is not the root."""
+    if folder == ".":
+        return []
+    found = []
+    for arg in args:
+        if arg.startswith("-") or not arg or os.path.isabs(arg):
+            continue
+        target = os.path.normpath(repo / folder / arg)
+        # a path, or a file name with a suffix: never a bare word such as a task name
+        named = "/" in arg or (Path(arg).suffix and os.path.isfile(target))
+        if named and os.path.exists(target):
+            found.append((arg, Path(os.path.relpath(target, repo)).as_posix()))
+    return found
 
 
 def _shell_lines(text: str):

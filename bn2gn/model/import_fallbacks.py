@@ -8,7 +8,7 @@ Detector repositories swallow a missing compiled extension::
         DCN = None
 
 and the model build later fails with ``'NoneType' object is not callable``, far from the cause.
-``modelspec`` uses these findings to name the module to stand in with ``--stub``.
+``model.spec`` uses these findings to name the module to stand in with ``--stub``.
 """
 
 from __future__ import annotations

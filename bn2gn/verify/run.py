@@ -23,12 +23,14 @@ from ..core.errors import EXIT_USAGE, Bn2gnError, Message, Opt
 from ..decide.backbone import Backbone
 from .checks import record_checks
 from .freeze_source import FreezeLogic, load_freeze_logic
+from .input_shape import InferredInputs, infer_inputs
 from .report import FAIL, INFO, PASS, WARN, Check, Section
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyOptions:
     spec: object  # bn2gn.model.spec.ModelSpec
+    #: one shape per forward argument; empty: inferred from the built model (``input_shape.py``)
     input_shapes: Tuple[Tuple[int, ...], ...]
     backbone: Backbone  # the plan's decision (bn2gn.api.Session.backbone)
     steps: int = 5
@@ -106,7 +108,16 @@ def generic_loss(output):
     return torch.stack([t.float().mean() for t in tensors]).mean()
 
 
-def run_verify(options: VerifyOptions) -> Section:
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """The report of one verify run, and the input shapes it ran (given or inferred)."""
+
+    section: Section
+    input_shapes: Tuple[Tuple[int, ...], ...]
+    inferred: Optional[InferredInputs] = None
+
+
+def run_verify(options: VerifyOptions) -> Verified:
     import torch
 
     from ..model.spec import build
@@ -121,6 +132,11 @@ def run_verify(options: VerifyOptions) -> Section:
     if options.checkpoint is not None:
         _load_checkpoint(model, options.checkpoint)
     model.to(device)
+    inferred = None
+    if not options.input_shapes:
+        # before freezing and training: the tries see the model as it was built
+        inferred = infer_inputs(model, device, options.spec.describe())
+        options = dataclasses.replace(options, input_shapes=inferred.shapes)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         logic.freeze(model)  # what the user's freeze says goes into the report, not to stderr
@@ -140,6 +156,10 @@ def run_verify(options: VerifyOptions) -> Section:
     section = Section(
         f"{options.spec.describe()} on {device}, {options.steps} steps, input {shapes}"
     )
+    if inferred is not None:
+        section.checks.append(
+            Check("input-shape", INFO, inferred.describe(), data=inferred.as_dict())
+        )
     section.checks.append(
         Check("freeze-logic", INFO, logic.describe(), data={"sources": logic.sources})
     )
@@ -154,7 +174,7 @@ def run_verify(options: VerifyOptions) -> Section:
     section.checks += build_checks(built)
     if initial is not None:
         section.checks += effect_checks(initial, logic, options, device)
-    return section
+    return Verified(section, options.input_shapes, inferred)
 
 
 def _blame_the_carried_backbone(checks: List[Check]) -> List[Check]:
