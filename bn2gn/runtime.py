@@ -9,7 +9,7 @@ standard-library imports inside the function bodies, and only each other as help
 A module is in the backbone when a whole component of its ``named_modules()`` path, taken on the
 unwrapped model, is a backbone attribute name (``backbone``, ``base_layer``, ``--backbone-attr``),
 or when it sits under attribute ``attr`` of an instance of class ``Root`` for an entry
-``"Root.attr"``: the backbones ``bn2gn scan`` inferred from pretrained weights (docs/decisions.md).
+``"Root.attr"``: the backbones ``bn2gn scan`` inferred from pretrained weights (docs/concepts/decisions.md).
 """
 
 #: the default backbone attribute names (``bn2gn.core.settings.DEFAULT_BACKBONE_NAMES``; this module imports

@@ -1,5 +1,5 @@
 """Bad input through the real CLI: every case is one clear line and a documented
-exit code (docs/robustness.md), nothing outside the given paths is written, and nothing is half-written.
+exit code (docs/concepts/robustness.md), nothing outside the given paths is written, and nothing is half-written.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_no_internal_references_in_modules_or_tests():
 
 
 def test_every_rule_has_a_section_in_the_rules_page():
-    rules_page = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
+    rules_page = (REPO / "docs" / "concepts" / "rules.md").read_text(encoding="utf-8")
     missing = [
         rule.code
         for rule in Rule

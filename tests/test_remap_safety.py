@@ -88,7 +88,7 @@ def test_allow_global_refuses_globals_that_run_code(tmp_path):
 
 
 def test_trust_pickle_runs_the_code_as_documented(tmp_path):
-    """--trust-pickle is torch.load(weights_only=False): the file's code runs (docs/remap-ckpt.md says so)."""
+    """--trust-pickle is torch.load(weights_only=False): the file's code runs (docs/commands/remap-ckpt.md says so)."""
     marker = tmp_path / "marker"
     torch.save({"state_dict": small_state(), "extra": RunsCode(marker)}, tmp_path / "evil.pth")
     before = hashlib.sha256((tmp_path / "evil.pth").read_bytes()).hexdigest()

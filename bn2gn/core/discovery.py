@@ -1,6 +1,6 @@
 """Which files a run looks at: the .py files under the given paths, minus what is skipped by default.
 
-Skip rules (docs/robustness.md): build/venv/VCS folders (SKIPPED_DIRS), files with an ``@generated``
+Skip rules (docs/concepts/robustness.md): build/venv/VCS folders (SKIPPED_DIRS), files with an ``@generated``
 marker near the top, symlinks whose target is outside the given paths, a second name for a file
 already found, directory symlinks, and anything that is not a regular file. ``--include`` globs bring
 back a skipped folder or generated file; ``--exclude`` globs drop more.

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # LibCST is imported by the commands that parse with it (scan
     import libcst as cst
 
 WRITE, DIFF, CHECK = "write", "diff", "check"
-#: a 1 MB generated model took over 400 s and 1.2 GB (docs/performance.md): bigger files are reported, never a hang
+#: a 1 MB generated model took over 400 s and 1.2 GB (docs/development/performance.md): bigger files
+#: are reported, never a hang
 MAX_BYTES_VARIABLE = "BN2GN_MAX_FILE_BYTES"
 DEFAULT_MAX_BYTES = 500_000
 
@@ -278,7 +279,7 @@ def unified_diff(result: FileResult) -> str:
 
 
 def _read_only(path: Path) -> bool:
-    """No write bit at all: reported, never replaced behind the mode's back (docs/robustness.md)."""
+    """No write bit at all: reported, never replaced behind the mode's back (docs/concepts/robustness.md)."""
     try:
         return not os.stat(path).st_mode & 0o222
     except OSError:

@@ -1,4 +1,4 @@
-"""``bn2gn migrate``: the whole migration of a repository in one plan (see docs/migrate.md)."""
+"""``bn2gn migrate``: the whole migration of a repository in one plan (see docs/commands/migrate.md)."""
 
 from .run import MigrateOptions, MigrateResult, apply_migration, plan_migration
 

@@ -6,7 +6,7 @@ A deny-list of functions can never be complete (``pydoc.pipepager``, ``cProfile.
 ``timeit.timeit``, ``torch.storage._load_from_bytes`` all run code), so the rule is an allow-list
 by kind: a class is admitted when nothing on it comes from a module whose code can run commands
 or code (its bases, its metaclass, every callable it defines); a function only when it is on
-SAFE_FUNCTIONS. Everything else is loaded only by ``--trust-pickle``. See docs/remap-ckpt.md.
+SAFE_FUNCTIONS. Everything else is loaded only by ``--trust-pickle``. See docs/commands/remap-ckpt.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The audit rules: each function reads the resolved model and returns findings (facts: docs/config.md)."""
+"""The audit rules: each function reads the resolved model and returns findings (facts: docs/commands/config.md)."""
 
 from __future__ import annotations
 

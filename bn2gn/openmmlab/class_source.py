@@ -3,7 +3,7 @@
 Nothing is imported. Only what the source states is kept: a keyword list, where ``**kwargs`` goes
 (to the base class's ``__init__``, somewhere else, or nowhere), ``self.x = ...`` assignments in
 ``__init__`` in order (``self.x = None`` after ``super().__init__()`` removes what the base built),
-and which of ``__init__`` / ``train`` / ``init_weights`` freeze (docs/config.md, "Where the facts
+and which of ``__init__`` / ``train`` / ``init_weights`` freeze (docs/commands/config.md, "Where the facts
 come from").
 """
 

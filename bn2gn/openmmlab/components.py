@@ -1,4 +1,4 @@
-"""What bn2gn knows about the classes these configs build (read from the sources; docs/config.md).
+"""What bn2gn knows about the classes these configs build (read from the sources; docs/commands/config.md).
 
 mmdet 3.3.0 (ResNet, ResNeXt, RegNet, SwinTransformer, FPN), mmdet3d 1.4.0 (SECOND, SECONDFPN,
 SparseEncoder, CenterHead, HardSimpleVFE) and CMT's VoVNet / CPFPN / CmtHead as documented for

@@ -1,4 +1,4 @@
-"""Finding codes MMC001..MMC012: one stable code per way a freezing config goes wrong (docs/config.md)."""
+"""Finding codes MMC001..MMC012: one stable code per way a freezing config goes wrong (docs/commands/config.md)."""
 
 from __future__ import annotations
 
