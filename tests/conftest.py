@@ -19,6 +19,20 @@ CENTERNET = FIXTURES / "centernet_mini"
 REWRITE_CASES = FIXTURES / "rewrite"
 
 
+TIERS = ("unit", "integration", "runtime")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test carries the marker of its tier (the folder it sits in); the runtime tier (demo,
+    trainings, model builds, corpora) is also ``slow``."""
+    for item in items:
+        tier = next((t for t in TIERS if t in Path(str(item.fspath)).parts), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+        if tier == "runtime":
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--regen-goldens",

@@ -9,7 +9,7 @@ outside ASCII, ``(a) = ...``, an ``=`` left in a value, a ``with`` naming ``read
 form) answers ``None`` and the caller parses with ``ast`` as before. Unbalanced brackets and
 unterminated strings are syntax errors for ``ast`` and answer ``False`` here too; other syntax
 errors are not looked for (a broken config gets the note, and ``bn2gn config audit`` reports it).
-``tests/test_mmconfig_detect.py`` compares both readings on every fixture and generated cases.
+``tests/unit/test_mmconfig_detect.py`` compares both readings on every fixture and generated cases.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ reported either. A skipped file holds nothing that reaches a site or holds a bac
 change is limited to models that reach no site. Such a model (a block with no backbone whose
 building blocks live in skipped files) is not listed among the roots, and a site in its own code
 reads "not used by any model" instead of "root model ... has no backbone attribute"; both keep.
-``tests/test_relevance.py`` checks on every fixture folder that the plan is the one made with every
+``tests/unit/test_relevance.py`` checks on every fixture folder that the plan is the one made with every
 file parsed.
 """
 

@@ -242,12 +242,6 @@ def build_model(spec: ModelSpec):
     return build(spec).model
 
 
-def build_model_with_stubs(spec: ModelSpec):
-    """``build_model``, also returning ``{stub module: names the build took from it}``."""
-    result = build(spec)
-    return result.model, result.stub_uses()
-
-
 def build(spec: ModelSpec) -> Build:
     """Build the model; when that fails on an import (and ``--stub none`` is not given), build it again
     with every module the repository cannot import stood in (``--stub auto``)."""

@@ -342,12 +342,6 @@ def plan_trainer_insertions(paths: Sequence[Path], config: Optional[Config] = No
             raw[path] = path.read_bytes()
         except OSError:
             continue
-    return plan_insertions_in(raw, config)
-
-
-def plan_insertions_in(raw: Dict[Path, bytes], config: Config) -> List[dict]:
-    """plan_trainer_insertions for files already read: bytes and text rule out most files, the rest are
-    planned on ``ast``; LibCST never parses them, as no output is written."""
     return plan_insertions_for(admitted(raw), config)
 
 

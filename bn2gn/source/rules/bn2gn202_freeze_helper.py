@@ -140,15 +140,6 @@ class InjectFreezeHelper:
         )
         return module, names
 
-    def stale_defaults(self, module: cst.Module) -> Optional[Tuple[str, ...]]:
-        """The backbone entries an earlier injection baked in, when they differ from the decision."""
-        for stmt in module.body:
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in PUBLIC:
-                values = _baked(stmt)
-                if values is not None and values != self.backbone_attrs:
-                    return values
-        return None
-
     def update(self, module: cst.Module) -> cst.Module:
         """Every injected helper's baked default set to the decision, in place: same position, the
         definition re-formatted as a fresh injection would be (black), the file's indentation kept."""
@@ -174,14 +165,6 @@ class InjectFreezeHelper:
 
 #: every definition BN2GN202 injects that carries the backbone entries as a default
 INJECTED = frozenset(PUBLIC) | frozenset(HELPERS.values())
-
-
-def has_injected_helpers(module: cst.Module) -> bool:
-    """Whether the file holds bn2gn's own injection (its helpers), which bn2gn may update."""
-    return any(
-        isinstance(stmt, cst.FunctionDef) and stmt.name.value in HELPERS.values()
-        for stmt in module.body
-    )
 
 
 def _baked(stmt: cst.FunctionDef) -> Optional[Tuple[str, ...]]:

@@ -3,7 +3,7 @@
 Injected code is formatted with black on its own (never the user's file) and parsed so its
 indentation and newlines follow the host module's defaults (2 or 4 spaces, LF or CRLF). bn2gn's
 snippets are written the way black writes them, so black is imported only for one that is not
-(a long name, an unusual ``--model-var``); tests/test_prerendered.py checks that claim.
+(a long name, an unusual ``--model-var``); tests/unit/test_prerendered.py checks that claim.
 """
 
 from __future__ import annotations
@@ -354,17 +354,6 @@ def enclosing_statement(node: cst.CSTNode, parents) -> Optional[cst.CSTNode]:
             return current
         current = parent
     return None
-
-
-def enclosing_scope(node: cst.CSTNode, parents) -> str:
-    """``Class.method``, ``function``, ``outer.inner`` or ``<module>`` for the code holding ``node``."""
-    names = []
-    current = node
-    while current in parents:
-        current = parents[current]
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
-            names.append(current.name.value)
-    return ".".join(reversed(names)) if names else "<module>"
 
 
 @dataclasses.dataclass

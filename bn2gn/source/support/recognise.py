@@ -3,7 +3,7 @@
 LibCST's recognisers (optimizer sites, ``.train()`` switches, existing freezes) cost a parse plus
 metadata per file; most files of a real tree that mention ``optim`` (``optimizer`` in a docstring,
 ``build_optim_wrapper``) hold none of it. ``may_plan`` is a superset test: every file the
-recognisers would plan passes it (tests/test_trainer_prefilter.py checks this on generated and
+recognisers would plan passes it (tests/unit/test_trainer_prefilter.py checks this on generated and
 real code); it may let a few through that they then reject.
 """
 

@@ -5,7 +5,7 @@ have to define the helper, BN2GN103 to widen an init loop) and, in an already mi
 finds nothing: the pre-commit check then spent most of its time importing LibCST and resolving
 positions. This module proves "nothing" from the ``ast`` the analysis already holds, with tests a
 little wider than the codemods' own, so that a file it calls settled is one they leave unchanged;
-anything it cannot prove goes to LibCST as before (``tests/test_settled.py`` runs both on every
+anything it cannot prove goes to LibCST as before (``tests/integration/test_settled.py`` runs both on every
 fixture and on generated init loops).
 """
 

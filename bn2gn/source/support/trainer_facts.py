@@ -373,7 +373,7 @@ def injected_helpers_line(facts: Facts) -> int:
 
 def baked_attrs(facts: Facts, configured: Sequence[str]) -> Optional[Tuple[str, ...]]:
     """The backbone entries an earlier injection baked into a top-level helper's default, when they
-    differ from ``configured`` (``freeze_helper.InjectFreezeHelper.stale_defaults`` on ``ast``)."""
+    differ from ``configured`` (on ``ast``, for ``scan``; LibCST is not needed to tell)."""
     for stmt in facts.tree.body:
         if not (isinstance(stmt, FUNCTIONS) and stmt.name in PUBLIC_HELPERS):
             continue

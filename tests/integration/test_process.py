@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bn2gn.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "fixtures" / "centernet_mini"
 
 

@@ -8,7 +8,7 @@ from conftest import run_cli
 
 from bn2gn.core.rule_codes import Rule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 USER_DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 INTERNAL_REFERENCE = re.compile(

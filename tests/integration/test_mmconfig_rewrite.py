@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from bn2gn.checkpoint.renames import RenameRule, RenameSelection, load_renames
 from bn2gn.cli import cli
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 AQR = "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
 BASE = "cmt_voxel0100_r50_800x320_cbgs.py"
 

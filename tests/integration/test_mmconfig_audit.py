@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bn2gn.cli import cli
 from bn2gn.openmmlab.audit import audit
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 FUSION = MM / "cmt" / "projects" / "configs" / "fusion"
 CMT_AQR = FUSION / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
 CMT_BASE = FUSION / "cmt_voxel0100_r50_800x320_cbgs.py"

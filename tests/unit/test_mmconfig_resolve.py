@@ -11,7 +11,7 @@ from bn2gn.core.errors import SourceError
 from bn2gn.openmmlab import LazyConfig, RefusedConstruct, resolve_config
 from bn2gn.openmmlab.values import to_plain
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 FUSION = MM / "cmt" / "projects" / "configs" / "fusion"
 CMT_BASE = FUSION / "cmt_voxel0100_r50_800x320_cbgs.py"
 CMT_AQR = FUSION / "cmt_aqr_voxel0100_r50_800x320_cbgs.py"

@@ -1,7 +1,7 @@
 """Golden before/after files for every rewrite fixture: exact bytes, output parses, second run changes nothing.
 
 Goldens live in fixtures/golden/<case>/<path>; a file without a golden must come out unchanged.
-Regenerate with ``pytest tests/test_rewrite_golden.py --regen-goldens`` and read every diff.
+Regenerate with ``pytest tests/integration/test_rewrite_golden.py --regen-goldens`` and read every diff.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bn2gn.core.errors import missing_extra
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WITHOUT = "import sys; sys.modules[{name!r}] = None; from bn2gn.cli import main; sys.argv = {argv!r}; main()"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, snapshot
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 AQR = "cmt_aqr_voxel0100_r50_800x320_cbgs.py"
 BASE = "cmt_voxel0100_r50_800x320_cbgs.py"
 SOURCE = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bn2gn.core.errors import Bn2gnError, Message, Opt, OptionError, flag_style, message_text
 
-PACKAGE = Path(__file__).resolve().parent.parent / "bn2gn"
+PACKAGE = Path(__file__).resolve().parents[2] / "bn2gn"
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
 #: A string that is one flag and nothing else is a command-line token: an argument of a command
 #: bn2gn runs or prints for the user to run (``("bn2gn", "verify", "--strict")``) or the name an

@@ -12,7 +12,7 @@ from bn2gn.decide import facts as facts_module
 from bn2gn.decide.graph import Project, call_lines, calls_with_scopes
 from bn2gn.decide.scan import parse_facts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((ROOT / "fixtures").rglob("*.py"))
 
 BLOCKS = """\

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from bn2gn.cli import cli
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 
 TABLE = textwrap.dedent("""\
     model = dict(

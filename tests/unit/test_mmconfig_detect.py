@@ -6,7 +6,7 @@ import pytest
 
 from bn2gn.decide.openmmlab import looks_like_openmmlab_config, openmmlab_config_note
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MM = ROOT / "fixtures" / "mmconfig"
 
 

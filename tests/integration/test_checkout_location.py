@@ -16,7 +16,7 @@ import sys
 
 from conftest import ROOT
 
-PERMISSION_TESTS = "tests/test_bad_input.py"
+PERMISSION_TESTS = "tests/integration/test_bad_input.py"
 
 
 def test_permission_tests_pass_from_a_checkout_under_a_chmod_700_folder(tmp_path):

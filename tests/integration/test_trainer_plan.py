@@ -1,7 +1,7 @@
 """patch-trainer plans on ``ast`` in one walk per file; ``bn2gn scan`` lists the same insertions
 without LibCST; the default paths import neither black nor ``libcst.matchers``.
 
-The decisions themselves are pinned by the goldens of tests/test_patch_trainer.py (expected edits
+The decisions themselves are pinned by the goldens of tests/integration/test_patch_trainer.py (expected edits
 read off the inputs by hand); here the two paths that report them are held to each other.
 """
 

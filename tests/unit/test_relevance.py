@@ -15,7 +15,7 @@ from bn2gn.core.errors import SourceError
 from bn2gn.core.settings import Config
 from bn2gn.decide import relevance, scan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_FOLDERS = sorted(
     p
     for p in (ROOT / "fixtures").glob("*/")

@@ -1,7 +1,7 @@
 """`bn2gn patch-trainer`: golden before/after files, idempotence, flags, exit codes, the scan plan.
 
 Goldens are fixtures/patch_trainer/cases/<case>.in.py -> <case>.out.py and the project/in ->
-project/out tree. Regenerate with ``pytest tests/test_patch_trainer.py --regen-goldens`` and read
+project/out tree. Regenerate with ``pytest tests/integration/test_patch_trainer.py --regen-goldens`` and read
 every diff before keeping it.
 """
 

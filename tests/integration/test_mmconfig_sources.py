@@ -19,7 +19,7 @@ from bn2gn.cli import cli
 from bn2gn.openmmlab.audit import audit, render_text
 from bn2gn.openmmlab.plugins import Catalog, open_catalog
 
-MM = Path(__file__).resolve().parents[1] / "fixtures" / "mmconfig"
+MM = Path(__file__).resolve().parents[2] / "fixtures" / "mmconfig"
 CMT = MM / "cmt"
 CAMERA = CMT / "projects" / "configs" / "camera"
 BASE = "cmt_voxel0100_r50_800x320_cbgs.py"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "bn2gn"
+PACKAGE = Path(__file__).resolve().parents[2] / "bn2gn"
 
 LIST_MODULES = "import sys; {imp}; print('\\n'.join(sorted(sys.modules)))"
 
