@@ -78,3 +78,19 @@ def run_cli(args, cwd: Path = None):
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     finally:
         os.chdir(old)
+
+
+def recognised(path: Path, text: str, options) -> bool:
+    """patch-trainer's LibCST recognisers' verdict on ``text``, without any pre-filter: whether they
+    find training code (shared by the pre-filter tests and the torch corpus)."""
+    from bn2gn.core.source_files import decode_source
+    from bn2gn.source.patch_trainer import NotTrainingCode, _patch
+    from bn2gn.source.rules.bn2gn201_freeze_before_optimizer import NeedsUserInput
+
+    try:
+        _patch(decode_source(path, text.encode("utf-8")), options, prefilter=False, check=False)
+    except NotTrainingCode:
+        return False
+    except NeedsUserInput:
+        return True  # found a site, needs a flag to patch it
+    return True

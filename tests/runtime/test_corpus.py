@@ -224,7 +224,7 @@ def test_patch_trainer_diff_over_torch(tmp_path, capsys, record_property):
 
 
 def _recognised(path: Path) -> bool:
-    from test_trainer_prefilter import recognised
+    from conftest import recognised
 
     from bn2gn.source.patch_trainer import TrainerOptions
 

@@ -11,28 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FIXTURES
+from conftest import FIXTURES, recognised
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from libcst import ParserSyntaxError
 
 from bn2gn.core.errors import SourceError
-from bn2gn.core.source_files import decode_source
-from bn2gn.source.patch_trainer import NotTrainingCode, TrainerOptions, _patch
-from bn2gn.source.rules.bn2gn201_freeze_before_optimizer import NeedsUserInput
+from bn2gn.source.patch_trainer import TrainerOptions
 from bn2gn.source.support.recognise import may_plan, text_may_plan
-
-
-def recognised(path: Path, text: str, options: TrainerOptions) -> bool:
-    """The LibCST recognisers' verdict, without any pre-filter."""
-    try:
-        _patch(decode_source(path, text.encode("utf-8")), options, prefilter=False, check=False)
-    except NotTrainingCode:
-        return False
-    except NeedsUserInput:
-        return True  # found a site, needs a flag to patch it
-    return True
-
 
 # (import line, the expression that names an optimizer class under it)
 IMPORTS = [
