@@ -10,8 +10,10 @@ paths, in the script and the repository modules it imports.
 A command with something bn2gn cannot fill in (``MODULE:FACTORY``, ``CHECKPOINT``, a factory
 argument computed at run time) carries what to fill in as ``fill_in``; the report prints it as
 comment lines, so no placeholder is ever printed as a command that would run. The verify line
-needs no input shapes (verify infers them from the model), and when the factory form would need
-a value bn2gn cannot read, it runs the train script instead (``--script``), which computes it.
+needs no input shapes (verify infers them from the model). When the factory form would need a
+value bn2gn cannot read, both lines run the train script instead (``--script``), which computes
+it, with the arguments a shell script of the repository gives it; the remap-ckpt line then runs
+as printed whenever its checkpoint is known.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def find_next_steps(
         rel = relative(script, repo)
         model = model_call(tree, Path(script), repo, texts)
         for ckpt, why in checkpoints(tree, Path(script), repo, texts):
-            command = remap_command(ckpt, model, f"{why} ({rel})")
+            command = remap_command(ckpt, model, f"{why} ({rel})", rel, repo)
             if command.line not in seen:
                 seen.add(command.line)
                 steps.remap.append(command)
@@ -123,18 +125,42 @@ def find_next_steps(
     return steps
 
 
-def remap_command(ckpt: Option, model: ModelCall, why: str) -> Command:
+def remap_command(
+    ckpt: Option, model: ModelCall, why: str, script: Optional[str] = None, repo: Path = Path(".")
+) -> Command:
+    """The factory form (``--model``), or, when that cannot be filled in and the train script is
+    known, the ``--script`` form, which runs as printed once the checkpoint is known."""
     source = ckpt.default or CHECKPOINT
-    notes = list(model.notes)
     fill_in = () if ckpt.default else (f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}",)
     target = output_name(source)
-    notes.append(
+    then = (
         f"then train with {ckpt.flag} {target}"
         if ckpt.flag.startswith("-")
         else f"then load {target} instead of {source}"
     )
+    if script is not None and _needs_the_script(model):
+        tail, notes = script_run(script, repo, _unknown_arguments(model))
+        argv = ("bn2gn", "remap-ckpt", source, "--script", script, "--strict", *tail)
+        return Command(argv, why, (*notes, then), fill_in)
     argv = ("bn2gn", "remap-ckpt", source, *model.argv(), "--strict")
-    return Command(argv, why, tuple(notes), fill_in + model.fill_in)
+    return Command(argv, why, (*model.notes, then), fill_in + model.fill_in)
+
+
+def _needs_the_script(model: ModelCall) -> bool:
+    """No factory to name, or one whose arguments are computed at run time (``opt.heads``): the
+    train script itself says which model its optimizer trains."""
+    return model.spec == PLACEHOLDER or bool(model.fill_in)
+
+
+def _unknown_arguments(model: ModelCall) -> str:
+    """Why the factory form would not run, when it names a factory: its unknown arguments."""
+    unknown = [a for a in model.args if a.endswith(UNKNOWN)]  # factory.py's ``NAME=...``
+    return (
+        f"the factory form needs values bn2gn cannot read ({', '.join(unknown)}): the script "
+        "computes them"
+        if unknown
+        else ""
+    )
 
 
 def verify_command(
@@ -144,17 +170,8 @@ def verify_command(
     remaps: Sequence[Command],
     repo: Path = Path("."),
 ) -> Command:
-    if model.spec == PLACEHOLDER or model.fill_in:
-        # no factory to name, or one whose arguments are computed at run time (``opt.heads``):
-        # the train script itself says which model its optimizer trains
-        unknown = [a for a in model.args if a.endswith(UNKNOWN)]  # factory.py's ``NAME=...``
-        why = (
-            f"the factory form needs values bn2gn cannot read ({', '.join(unknown)}): the script "
-            "computes them"
-            if unknown
-            else ""
-        )
-        return script_verify_command(script, trainers, remaps, repo, why)
+    if _needs_the_script(model):
+        return script_verify_command(script, trainers, remaps, repo, _unknown_arguments(model))
     argv = ["bn2gn", "verify", *model.argv(), *_checked_with(script, trainers, remaps)]
     return Command(tuple(argv), VERIFY_WHY, model.notes)
 
@@ -177,9 +194,16 @@ def _checked_with(script: str, trainers: Sequence[str], remaps: Sequence[Command
 def script_verify_command(
     script: str, trainers: Sequence[str], remaps: Sequence[Command], repo: Path, why: str = ""
 ) -> Command:
-    """``bn2gn verify --script SCRIPT ... -- ARGS``: the arguments a shell script of the repository
-    runs SCRIPT with (``experiments/*.sh``), else none (the script's defaults)."""
-    argv = ["bn2gn", "verify", "--script", script, *_checked_with(script, trainers, remaps)]
+    """``bn2gn verify --script SCRIPT ... -- ARGS`` (see :func:`script_run`)."""
+    tail, notes = script_run(script, repo, why)
+    argv = ["bn2gn", "verify", "--script", script, *_checked_with(script, trainers, remaps), *tail]
+    return Command(tuple(argv), VERIFY_WHY, tuple(notes))
+
+
+def script_run(script: str, repo: Path, why: str = "") -> Tuple[List[str], List[str]]:
+    """What follows a ``--script SCRIPT`` line, remap-ckpt's or verify's: ``-- ARGS``, the
+    arguments a shell script of the repository runs SCRIPT with (``experiments/*.sh``), else
+    nothing (the script's defaults); and the notes that say where they come from."""
     found = script_arguments(repo, script)
     notes = [
         "the model is the one the script's first optimizer is built on: bn2gn runs the "
@@ -187,13 +211,11 @@ def script_verify_command(
     ]
     if why:
         notes.append(why)
-    if found is not None:
-        argv += ["--", *found.args] if found.args else []
-        notes.append(f"the script's arguments as {found.where} passes them")
-        notes += found.notes()
-    else:
+    if found is None:
         notes.append("no shell script of the repository runs it: its default arguments are used")
-    return Command(tuple(argv), VERIFY_WHY, tuple(notes))
+        return [], notes
+    notes.append(f"the script's arguments as {found.where} passes them")
+    return (["--", *found.args] if found.args else []), notes + found.notes()
 
 
 #: where repositories keep the shell lines that run their train scripts

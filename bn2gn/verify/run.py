@@ -148,7 +148,7 @@ def run_verify(options: VerifyOptions) -> Verified:
     recorder.install()
     try:
         for _ in range(options.steps):
-            _train_step(model, logic, optimizer, inputs, options)
+            _train_step(model, logic, optimizer, inputs, options, inferred is not None)
     finally:
         recorder.remove()
     record = recorder.finish()
@@ -334,7 +334,9 @@ def freeze_backbone_checks(logic: FreezeLogic, backbone: Backbone) -> List[Check
     return checks
 
 
-def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOptions) -> None:
+def _train_step(
+    model, logic: FreezeLogic, optimizer, inputs, options: VerifyOptions, inferred: bool = False
+) -> None:
     model.train()
     if logic.keep is not None:
         logic.keep(model)
@@ -342,21 +344,39 @@ def _train_step(model, logic: FreezeLogic, optimizer, inputs, options: VerifyOpt
         output = model(*inputs)
     except Exception as exc:  # noqa: BLE001 - the user's model: summarise, never dump
         lines = str(exc).strip().splitlines()
-        shapes = [Opt("input_shape", ",".join(map(str, s))) for s in options.input_shapes]
+        raised = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         raise Bn2gnError(
-            Message(
-                f"{options.spec.describe()}: forward(",
-                *[part for i, opt in enumerate(shapes) for part in ((" " if i else ""), opt)],
-                f") raised {type(exc).__name__}: {lines[0] if lines else ''}; check ",
-                Opt("input_shape"),
-                " (one per forward argument, in order)",
-            ),
+            Message(f"{options.spec.describe()}: ", *_forward_failed(options, inferred, raised)),
             EXIT_USAGE,
         ) from None
     loss = generic_loss(output)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+
+
+def _forward_failed(options: VerifyOptions, inferred: bool, raised: str) -> list:
+    """``forward(INPUTS) raised ...; what to do``: the inputs as the user gave them (``--input-shape
+    1,3,64,64``), or, inferred, as verify chose them, which is no option the user passed."""
+    shown = [",".join(map(str, s)) for s in options.input_shapes]
+    if inferred:
+        # the same shape ran in eval mode when it was inferred: training mode is what fails
+        return [
+            f"forward(input {' '.join(shown)} inferred) raised {raised}; that shape runs in eval "
+            "mode, not in training mode: give the shape the model trains on with ",
+            Opt("input_shape", "N,C,H,W"),
+            " (one per forward argument, in order)",
+        ]
+    given = [
+        part for i, s in enumerate(shown) for part in ((" " if i else ""), Opt("input_shape", s))
+    ]
+    return [
+        "forward(",
+        *given,
+        f") raised {raised}; check ",
+        Opt("input_shape"),
+        " (one per forward argument, in order)",
+    ]
 
 
 def _load_checkpoint(model, path: Path) -> None:

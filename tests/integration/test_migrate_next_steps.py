@@ -288,8 +288,29 @@ def test_a_factory_argument_computed_at_run_time_makes_it_the_script_form(tmp_pa
         SCRIPT.replace("build_net(3, depth=args.depth", "build_net(count(args), depth=args.depth")
     )
     steps = _steps(repo)
-    # remap-ckpt has no script form: its line keeps the fill-in
-    assert not steps["remap_ckpt"][0]["runnable"]
+    # remap-ckpt runs the script too: runnable where the checkpoint is known, and where it is not,
+    # CHECKPOINT is all there is to fill in (no num_classes=...)
+    known, unknown, literal = steps["remap_ckpt"]
+    assert known["argv"] == [
+        "bn2gn",
+        "remap-ckpt",
+        "weights/start.pth",
+        "--script",
+        "tools/train.py",
+        "--strict",
+    ]
+    assert known["runnable"] and known["fill_in"] == []
+    assert known["notes"][-2:] == [
+        "no shell script of the repository runs it: its default arguments are used",
+        "then train with --weights weights/start.bn2gn.pth",
+    ]
+    assert (
+        "the factory form needs values bn2gn cannot read (num_classes=...): the script computes "
+        "them" in known["notes"]
+    )
+    assert unknown["argv"][2:] == ["CHECKPOINT", "--script", "tools/train.py", "--strict"]
+    assert unknown["fill_in"] == ["CHECKPOINT: the checkpoint you pass to --pretrained-backbone"]
+    assert literal["argv"][2] == "ckpt/imagenet_init.pth" and literal["runnable"]
     verify = steps["verify"][0]
     assert verify["argv"] == [
         "bn2gn",

@@ -89,6 +89,29 @@ def test_no_size_that_runs_is_one_line_naming_the_error():
     )
 
 
+def test_a_training_step_failing_on_an_inferred_input_does_not_name_it_as_given():
+    # PooledNet's BatchNorm1d sees one value per channel at batch size 1: eval mode runs (so 64 is
+    # inferred), training mode does not
+    result = _verify("pooled_net")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "bn2gn: error: shape_models:pooled_net(): forward(input 1,3,64,64 inferred) raised "
+        "ValueError: Expected more than 1 value per channel when training, got input size "
+        "torch.Size([1, 4]); that shape runs in eval mode, not in training mode: give the shape "
+        "the model trains on with --input-shape N,C,H,W (one per forward argument, in order)\n"
+    )
+
+
+def test_a_training_step_failing_on_a_given_input_names_the_option():
+    result = _verify("pooled_net", "--input-shape", "1,3,8,8")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "bn2gn: error: shape_models:pooled_net(): forward(--input-shape 1,3,8,8) raised "
+        "ValueError: Expected more than 1 value per channel when training, got input size "
+        "torch.Size([1, 4]); check --input-shape (one per forward argument, in order)\n"
+    )
+
+
 def test_frames_stacked_on_the_channels_are_found():
     document, checks = _json("frames_net")
     assert document["input_shapes"] == [[1, 9, 64, 64]]
