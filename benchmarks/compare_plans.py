@@ -1,9 +1,10 @@
 """Save the plans two bn2gn checkouts make, and compare them byte for byte.
 
-A speed change must not change a plan. This runs ``bn2gn scan --format json`` (stdout, stderr and
-exit code) with the given checkout first on the path, from each folder as its own working
-directory, for ``fixtures`` and every folder below it and for any tree given with ``--tree``, and
-writes one file per run into OUT:
+A speed change must not change a plan. This runs ``bn2gn scan --format json``, ``scan -v``,
+``migrate`` (its diff) and ``migrate --check --format json`` (stdout, stderr and exit code) with
+the given checkout first on the path, from each folder as its own working directory, for
+``fixtures`` and every folder below it and for any tree given with ``--tree``, and writes one file
+per run into OUT:
 
     python benchmarks/compare_plans.py save --source /path/to/old/checkout OUT_OLD
     python benchmarks/compare_plans.py save --source . --tree /path/to/mmdet OUT_NEW
@@ -22,7 +23,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = {"scan-json": ["scan", "--format", "json", "."], "scan-v": ["scan", "-v", "."]}
+COMMANDS = {
+    "scan-json": ["scan", "--format", "json", "."],
+    "scan-v": ["scan", "-v", "."],
+    "migrate-diff": ["migrate", "."],
+    "migrate-check-json": ["migrate", "--check", "--format", "json", "."],
+}
 
 
 def folders(extra) -> list:

@@ -82,6 +82,7 @@ class Session:
         self.tolerate_no_model = tolerate_no_model
         self._planned: Optional[Tuple[object, object, object]] = None
         self._backbone: Optional[Backbone] = None
+        self._tree = None
 
     @classmethod
     def open(
@@ -106,7 +107,9 @@ class Session:
 
                 self._planned = plan_for_rewrite(self.plan_file, self.paths, self.settings)
             else:
-                plan, project = build_plan(self.paths, self.settings, self.with_insertions)
+                plan, project = build_plan(
+                    self.paths, self.settings, self.with_insertions, tree=self._tree
+                )
                 self._planned = (plan, project, None)
         return self._planned
 
@@ -176,6 +179,16 @@ class Session:
         )
 
     # -- engines -----------------------------------------------------------------------------------
+    def tree(self):
+        """One discovery and read of ``paths`` (``analysis.scan.TreeRead``), kept for this session:
+        the plan, made after, reads no file again, and a caller that patches or searches the same
+        files can take their bytes from it."""
+        if self._tree is None:
+            from .analysis.scan import read_tree
+
+            self._tree = read_tree(self.paths, self.settings)
+        return self._tree
+
     def discover_files(self, paths: Optional[Sequence[Path]] = None) -> List[Path]:
         """The files a directory run would look at: default discovery, skipped folders skipped."""
         from .discovery import discover
@@ -208,16 +221,20 @@ class Session:
         explicit: Sequence[Path] = (),
         workers: int = 1,
         rewritten: Optional[Dict[str, FileResult]] = None,
+        known: Optional[Dict[Path, bytes]] = None,
     ) -> Tuple[List[FileResult], List[str]]:
         """patch-trainer over ``files``: (results, usage errors of files named explicitly).
 
         ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are
         patched from their rewritten text, exactly what running patch-trainer after rewrite reads.
+        ``known``: bytes already read for some of ``files`` (``tree().raw``); the rest are read.
         """
         from .patch_trainer import patch_files
 
         _check_backbone(options)
-        results, usage = patch_files(list(files), options, explicit=explicit, workers=workers)
+        results, usage = patch_files(
+            list(files), options, explicit=explicit, workers=workers, known=known
+        )
         for index, result in enumerate(results):
             before = rewritten.get(file_key(result.path)) if rewritten else None
             if before is not None and result.status != "failed":

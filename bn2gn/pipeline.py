@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tu
 
 from .errors import EXIT_FAILED, EXIT_OK, SourceError, SourceFailure
 from .rules import Rule
-from .sources import SourceText, WriteRefused, read_source, write_atomic
+from .sources import SourceText, WriteRefused, decode_source, read_source, write_atomic
 
 if TYPE_CHECKING:  # LibCST is imported by the commands that parse with it (scan does not)
     import libcst as cst
@@ -234,10 +234,13 @@ def _libcst_parse_error() -> type:
     return cst.ParserSyntaxError if cst is not None else SyntaxError
 
 
-def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> FileResult:
-    """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
+def run_transform(
+    path: Path, transform: Callable[[SourceText], FileResult], data: Optional[bytes] = None
+) -> FileResult:
+    """Read ``path`` (``data``: its bytes, read already) and run ``transform``; unreadable or
+    unparsable input becomes a failed result."""
     try:
-        source = read_source(path)
+        source = read_source(path) if data is None else decode_source(path, data)
         limit = max_transform_bytes()
         if len(source.raw) > limit:
             return failed(

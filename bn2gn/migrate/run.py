@@ -85,12 +85,15 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
     repo = options.repo
     session = engine.Session([repo], options.config, plan_file=options.plan_file)
+    tree = session.tree()  # one discovery and one read for the plan, patch-trainer and the search
     run = session.rewrite()
     applied = session.planned()[2]
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    files = session.discover_files()
-    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {})
-    patched, left = _patch_trainers(options, session, run.plan, files, rewritten, frozen is None)
+    files = tree.files
+    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {}, tree.raw)
+    patched, left = _patch_trainers(
+        options, session, run.plan, files, rewritten, frozen is None, tree.raw
+    )
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -112,16 +115,19 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     )
 
 
-def _patch_trainers(options: MigrateOptions, session, plan, files, rewritten, wanted: bool):
+def _patch_trainers(
+    options: MigrateOptions, session, plan, files, rewritten, wanted: bool, known=None
+):
     """patch-trainer over the repository on the rewritten texts, without what is not the user's
-    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already)."""
+    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already); ``known``:
+    the files' bytes as the plan read them."""
     trainer = session.trainer_options(
         options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
     )
     if not (wanted and trainer.rules):
         return [], []
     # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
-    patched, _ = session.patch(files, trainer, rewritten=rewritten)
+    patched, _ = session.patch(files, trainer, rewritten=rewritten, known=known)
     patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
     script_only = dataclasses.replace(trainer, kind="script")
     return leave_alone(
