@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import os
 import re
 import sys
@@ -270,6 +269,8 @@ def run_transform(
 def unified_diff(result: FileResult) -> str:
     if result.status != "changed":
         return ""
+    import difflib
+
     name = result.path.as_posix()
     lines = difflib.unified_diff(
         result.source.text.splitlines(keepends=True),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -124,6 +123,8 @@ def _libcst_refuses(text: str) -> bool:
 
 def text_hash(text: str) -> str:
     """Identifies the exact text the analysis parsed, so the worker need not check it again."""
+    import hashlib
+
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 

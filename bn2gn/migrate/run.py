@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Dict, List, Optional, TextIO
 
 from .. import api as engine
 from ..errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
 from .frozen_bn import FrozenUse, frozen_batchnorm_use
-from .next_steps import NextSteps, find_next_steps
-from .not_training import LeftAlone, leave_alone
+
+if TYPE_CHECKING:  # imported where they are needed: --check prints no next steps, and a run with
+    # no file to patch judges nothing (``bn2gn-check`` on a migrated repository needs neither)
+    from .next_steps import NextSteps
+    from .not_training import LeftAlone
 
 SCRIPT_RULES = ("BN2GN201", "BN2GN204")
 TRAINER_RULES = ("BN2GN203",)
@@ -129,6 +132,10 @@ def _patch_trainers(
     # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
     patched, _ = session.patch(files, trainer, rewritten=rewritten, known=known)
     patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
+    if all(r.status == "unchanged" or r.source is None for r in patched):
+        return patched, []  # what leave_alone gives for a run that edits nothing
+    from .not_training import leave_alone
+
     script_only = dataclasses.replace(trainer, kind="script")
     return leave_alone(
         patched,
@@ -207,6 +214,8 @@ def apply_migration(
     result.exit_code = code
     if not next_steps:
         return result
+    from .next_steps import NextSteps, find_next_steps
+
     if result.frozen_already is not None:
         result.next_steps = NextSteps(cwd=str(options.repo), notes=[nothing_needed(result)])
         return result
