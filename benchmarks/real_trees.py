@@ -66,7 +66,7 @@ STEPS = ("floor", "noop", "scan", "rewrite", "patch")
 EXTRA_STEPS = {
     "centernet": ("pass", "cstfloor", "check"),
     "plain": ("pass", "check"),
-    "mmdet-nobn": ("pass", "check"),
+    "mmdet-nobn": ("pass",),
 }
 #: migrated trees: what CI and pre-commit see once a repository is done, so only the checks run
 MIGRATED_STEPS = ("floor", "pass", "scan", "check")

@@ -43,6 +43,7 @@ __all__ = [
     "apply",
     "failed",
     "file_key",
+    "file_keys",
     "load_settings",
     "patch_one",
     "remap_decision",
@@ -403,6 +404,25 @@ def source_from_bytes(path: Path, data: bytes) -> SourceText:
 def file_key(path) -> str:
     """One key per real file, whatever name (relative, absolute, display) it was reached by."""
     return os.path.realpath(path)
+
+
+def file_keys(paths) -> List[str]:
+    """``file_key`` of each path, each folder resolved once: the real path of a name that is no
+    symlink is its folder's real path joined with the name (``os.path.realpath`` would look at
+    every component of every path: a repository of a thousand files checked by migrate)."""
+    folders: Dict[str, str] = {}
+    keys = []
+    for path in paths:
+        text = os.fspath(path)
+        folder, name = os.path.split(text)
+        if name in ("", os.curdir, os.pardir) or os.path.islink(text):
+            keys.append(os.path.realpath(text))
+            continue
+        real = folders.get(folder)
+        if real is None:
+            real = folders[folder] = os.path.realpath(folder or os.curdir)
+        keys.append(os.path.join(real, name))
+    return keys
 
 
 def apply(results: List[FileResult], mode: str, out: TextIO) -> int:

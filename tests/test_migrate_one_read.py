@@ -85,3 +85,40 @@ def test_frozen_search_finds_nothing_where_no_file_spells_a_frozen_class(tmp_pat
     known = {path: path.read_bytes() for path in files}
     assert frozen_batchnorm_use(repo, files, {}, known) is None
     assert frozen_batchnorm_use(repo, files, {}) is None
+
+
+def test_file_keys_are_real_paths_resolving_each_folder_once(tmp_path, monkeypatch):
+    import os
+
+    from bn2gn.api import file_key, file_keys
+
+    real = tmp_path / "real"
+    (real / "pkg").mkdir(parents=True)
+    for name in ("a.py", "pkg/b.py"):
+        (real / name).write_text("x = 1\n")
+    os.symlink(real, tmp_path / "link")
+    os.symlink(real / "a.py", real / "alias.py")
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        Path("link/a.py"),
+        tmp_path / "real" / "pkg" / "b.py",
+        Path("real/alias.py"),
+        Path("real/missing.py"),
+        Path("link/pkg/../a.py"),
+        Path("a.py"),
+        "real/pkg/",
+    ]
+    expected = [file_key(p) for p in paths]
+    calls = []
+    resolve = os.path.realpath
+
+    def counted(path, *args, **kwargs):
+        calls.append(path)
+        return resolve(path, *args, **kwargs)
+
+    monkeypatch.setattr(os.path, "realpath", counted)
+    many = [real / f"m{i}.py" for i in range(30)]
+    assert file_keys(paths) == expected
+    calls.clear()
+    assert file_keys(many) == [str(real / f"m{i}.py") for i in range(30)]
+    assert len(calls) == 1

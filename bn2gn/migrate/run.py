@@ -178,10 +178,9 @@ def _needs_flag(result: engine.FileResult, trainer) -> engine.FileResult:
 def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
     """One result per file: the rewrite's, patch-trainer's, or the rewrite followed by patch-trainer."""
     by_key: Dict[str, engine.FileResult] = {}
-    for result in rewrites:
-        by_key.setdefault(engine.file_key(result.path), result)
-    for result in patches:
-        key = engine.file_key(result.path)
+    for result, key in zip(rewrites, engine.file_keys(r.path for r in rewrites)):
+        by_key.setdefault(key, result)
+    for result, key in zip(patches, engine.file_keys(r.path for r in patches)):
         before = by_key.get(key)
         if before is None or before.status == "unchanged":
             by_key[key] = result
