@@ -331,15 +331,6 @@ def _count(value) -> str:
 def targets(results: Dict[str, dict]) -> List[tuple]:
     """(label, value, target) for every target of issue 11 that the measured trees allow."""
     checks = []
-    for name in ("plain",):
-        if name in results:
-            checks.append(
-                (
-                    f"{name}: scan / floor (no BatchNorm, no training code)",
-                    results[name]["scan"] / results[name]["floor"],
-                    3.0,
-                )
-            )
     for name in REAL:
         if name in results and "noop" in results[name]:
             checks.append(
