@@ -88,14 +88,17 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
     repo = options.repo
     session = engine.Session([repo], options.config, plan_file=options.plan_file)
-    tree = session.tree()  # one discovery and one read for the plan, patch-trainer and the search
+    # one discovery and one read for the plan, patch-trainer and the search (a saved plan is read
+    # and checked first, as before: its errors come before the tree's)
+    tree = session.tree() if options.plan_file is None else None
     run = session.rewrite()
     applied = session.planned()[2]
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    files = tree.files
-    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {}, tree.raw)
+    files = tree.files if tree is not None else session.discover_files()
+    known = tree.raw if tree is not None else {}
+    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {}, known)
     patched, left = _patch_trainers(
-        options, session, run.plan, files, rewritten, frozen is None, tree.raw
+        options, session, run.plan, files, rewritten, frozen is None, known
     )
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
