@@ -27,6 +27,7 @@ __all__ = [
     "apply",
     "failed",
     "file_key",
+    "file_keys",
     "load_settings",
     "patch_one",
     "remap_decision",

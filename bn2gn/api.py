@@ -43,6 +43,7 @@ __all__ = [
     "apply",
     "failed",
     "file_key",
+    "file_keys",
     "load_settings",
     "patch_one",
     "remap_decision",
@@ -83,6 +84,7 @@ class Session:
         self.tolerate_no_model = tolerate_no_model
         self._planned: Optional[Tuple[object, object, object]] = None
         self._backbone: Optional[Backbone] = None
+        self._tree = None
 
     @classmethod
     def open(
@@ -108,7 +110,7 @@ class Session:
                 self._planned = plan_for_rewrite(self.plan_file, self.paths, self.settings)
             else:
                 planner = trainer_insertions if self.with_insertions else None
-                plan, project = build_plan(self.paths, self.settings, planner)
+                plan, project = build_plan(self.paths, self.settings, planner, tree=self._tree)
                 self._planned = (plan, project, None)
         return self._planned
 
@@ -178,6 +180,16 @@ class Session:
         )
 
     # -- engines -----------------------------------------------------------------------------------
+    def tree(self):
+        """One discovery and read of ``paths`` (``analysis.scan.TreeRead``), kept for this session:
+        the plan, made after, reads no file again, and a caller that patches or searches the same
+        files can take their bytes from it."""
+        if self._tree is None:
+            from .decide.scan import read_tree
+
+            self._tree = read_tree(self.paths, self.settings)
+        return self._tree
+
     def discover_files(self, paths: Optional[Sequence[Path]] = None) -> List[Path]:
         """The files a directory run would look at: default discovery, skipped folders skipped."""
         from .core.discovery import discover
@@ -210,16 +222,20 @@ class Session:
         explicit: Sequence[Path] = (),
         workers: int = 1,
         rewritten: Optional[Dict[str, FileResult]] = None,
+        known: Optional[Dict[Path, bytes]] = None,
     ) -> Tuple[List[FileResult], List[str]]:
         """patch-trainer over ``files``: (results, usage errors of files named explicitly).
 
         ``rewritten`` maps ``file_key(path)`` to the rewrite's changed results: those files are
         patched from their rewritten text, exactly what running patch-trainer after rewrite reads.
+        ``known``: bytes already read for some of ``files`` (``tree().raw``); the rest are read.
         """
         from .source.patch_trainer import patch_files
 
         _check_backbone(options)
-        results, usage = patch_files(list(files), options, explicit=explicit, workers=workers)
+        results, usage = patch_files(
+            list(files), options, explicit=explicit, workers=workers, known=known
+        )
         for index, result in enumerate(results):
             before = rewritten.get(file_key(result.path)) if rewritten else None
             if before is not None and result.status != "failed":
@@ -388,6 +404,25 @@ def source_from_bytes(path: Path, data: bytes) -> SourceText:
 def file_key(path) -> str:
     """One key per real file, whatever name (relative, absolute, display) it was reached by."""
     return os.path.realpath(path)
+
+
+def file_keys(paths) -> List[str]:
+    """``file_key`` of each path, each folder resolved once: the real path of a name that is no
+    symlink is its folder's real path joined with the name (``os.path.realpath`` would look at
+    every component of every path: a repository of a thousand files checked by migrate)."""
+    folders: Dict[str, str] = {}
+    keys = []
+    for path in paths:
+        text = os.fspath(path)
+        folder, name = os.path.split(text)
+        if name in ("", os.curdir, os.pardir) or os.path.islink(text):
+            keys.append(os.path.realpath(text))
+            continue
+        real = folders.get(folder)
+        if real is None:
+            real = folders[folder] = os.path.realpath(folder or os.curdir)
+        keys.append(os.path.join(real, name))
+    return keys
 
 
 def apply(results: List[FileResult], mode: str, out: TextIO) -> int:

@@ -2,11 +2,12 @@
 
 Each command lives in its own module below this package and imports the engine lazily, so
 ``bn2gn scan`` on a tree without BatchNorm never imports LibCST or torch. The group and the shared
-options are in ``common.py``, which the command modules import; only this file imports them.
+options are in ``common.py``, which the command modules import; the group imports a command's
+module only when that command is asked for.
 """
 
-# Command modules register themselves on ``cli``; import order is the order of `bn2gn --help`.
-from . import config_cmd, migrate, patch_trainer, remap, scan_rewrite, smoke  # noqa: F401
+# Command modules register themselves on ``cli`` when it first asks for one of their commands
+# (``common.COMMAND_MODULES``), so a run imports only the module of the command it runs.
 from .common import cli, flag_of, main
 
 __all__ = ["cli", "flag_of", "main"]

@@ -1,10 +1,12 @@
 """The click group, the options several commands share, and the one place errors become exit codes.
 
-Command modules import from here; ``bn2gn.cli`` imports them, so nothing imports back.
+Command modules import from here; the group imports them, by name, only when one of their commands
+is asked for (``COMMAND_MODULES``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,9 +23,34 @@ from ..core.errors import (  # noqa: F401
 )
 from ..core.process import Terminated
 
+#: command name -> the module below ``bn2gn.cli`` that defines it. A command's module is imported
+#: when that command runs (or ``bn2gn --help`` lists it), so ``bn2gn scan`` and the pre-commit hook
+#: do not import the other commands' modules. ``tests/test_cli_lazy.py`` checks that importing
+#: every module registers exactly these commands.
+COMMAND_MODULES = {
+    "config": "config_cmd",
+    "demo": "smoke",
+    "migrate": "migrate",
+    "patch-trainer": "patch_trainer",
+    "remap-ckpt": "remap",
+    "rewrite": "scan_rewrite",
+    "scan": "scan_rewrite",
+    "verify": "smoke",
+}
+
 
 class _Group(click.Group):
-    """Turns any unexpected exception into one line and exit code 3: the user never sees a traceback."""
+    """Loads a command's module when the command is asked for, and turns any unexpected exception
+    into one line and exit code 3: the user never sees a traceback."""
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            # the module registers its commands on this group (``@cli.command``) as it is imported
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx):
         flags = ctx.meta.setdefault(OPTION_FLAGS, {})

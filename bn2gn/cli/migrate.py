@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -146,6 +145,8 @@ def _report(result, options, fmt, quiet, verbose) -> None:
 
     if fmt == "json":
         apply_migration(result, options, io.StringIO())
+        import json
+
         click.echo(json.dumps(report.as_dict(result), indent=2))
         return
     out = sys.stderr if result.mode == "diff" else sys.stdout

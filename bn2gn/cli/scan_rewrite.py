@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def scan(
 ):
     """Print the plan: every BatchNorm site, its decision (convert/keep/unsure) and why. Writes nothing."""
     from ..api import Session
-    from ..decide.plan import UNSURE, render_json, render_text
+    from ..decide.plan import UNSURE, render_text
 
     check_output("-o", output, [*paths, config_file, checkpoint])
 
@@ -284,11 +283,7 @@ def scan(
     )
     if trace is not None:
         plan = trace.plan
-    plan_json = (
-        render_json(plan)
-        if trace is None
-        else json.dumps(dict(plan.as_dict(), trace=trace.as_dict()), indent=2) + "\n"
-    )
+    plan_json = _plan_json(plan, trace) if fmt == "json" or output else None
     if fmt == "json":
         click.echo(plan_json, nl=False)
     else:
@@ -310,6 +305,17 @@ def scan(
         )
         return sys.exit(EXIT_FAILED)
     return sys.exit(EXIT_OK)
+
+
+def _plan_json(plan, trace) -> str:
+    """The plan as ``--format json`` prints it and ``-o`` writes it (with the trace when there is one)."""
+    if trace is None:
+        from ..decide.plan import render_json
+
+        return render_json(plan)
+    import json
+
+    return json.dumps(dict(plan.as_dict(), trace=trace.as_dict()), indent=2) + "\n"
 
 
 def _write_plan(output: Path, plan_json: str) -> None:
@@ -499,6 +505,8 @@ def report_results(
         )
         if plan is not None:
             data["plan"] = plan.as_dict()
+        import json
+
         click.echo(json.dumps(data, indent=2))
         return
     verb = {"write": "changed", "diff": "would change", "check": "would change"}[mode]

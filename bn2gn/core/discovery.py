@@ -75,15 +75,16 @@ def discover(
     roots = [os.path.realpath(p) for p in given_paths if p.is_dir()]
     found: Dict[str, Path] = {}
     skipped: List[Tuple[Path, str]] = []
+    links: Dict[Path, bool] = {}
     for given in given_paths:
         if given.is_dir():
-            _walk(given, include, exclude, found, skipped)
+            _walk(given, include, exclude, found, skipped, links)
         elif _matches(given, exclude):
             skipped.append((given, _excluded()))
         else:
             _add_given_file(given, roots, found, skipped)
     result = Discovery(files=[], skipped=skipped)
-    for path in _unique_files(found, skipped):
+    for path in _unique_files(found, skipped, links):
         if _is_generated(path, include, result):
             skipped.append(
                 (
@@ -117,9 +118,11 @@ def _add_given_file(
         found.setdefault(os.path.normpath(given), given)
 
 
-def _walk(root: Path, include, exclude, found: Dict[str, Path], skipped: list) -> None:
+def _walk(
+    root: Path, include, exclude, found: Dict[str, Path], skipped: list, links: Dict[Path, bool]
+) -> None:
     root_real = os.path.realpath(root)
-    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+    for folder, dirnames, filenames, entries in _scan_folders(os.fspath(root)):
         folder_path = Path(folder)
         keep_dirs = []
         for name in sorted(dirnames):
@@ -135,27 +138,77 @@ def _walk(root: Path, include, exclude, found: Dict[str, Path], skipped: list) -
                         ),
                     )
                 )
-            elif sub.is_symlink():
+            elif _is_link(entries[name]):
                 skipped.append((sub, "directory symlink not followed"))
             else:
                 keep_dirs.append(name)
         dirnames[:] = keep_dirs
         for name in sorted(filenames):
             if name.endswith(".py"):
-                _add_walked_file(folder_path / name, root_real, exclude, found, skipped)
+                entry = entries[name]
+                path = folder_path / name
+                link = _is_link(entry)
+                if _add_walked_file(path, link, entry, root_real, exclude, found, skipped):
+                    links[path] = link
+
+
+def _scan_folders(top: str):
+    """``os.walk(top, followlinks=False)`` (top-down; the caller prunes ``dirnames``), yielding
+    also each folder's ``os.DirEntry`` by name: an entry knows from the folder listing whether it
+    is a symlink, a folder or a regular file, so discovery makes no ``stat`` call per file."""
+    try:
+        listing = os.scandir(top)
+    except OSError:
+        return
+    dirs, nondirs, entries = [], [], {}
+    with listing:
+        while True:
+            try:
+                entry = next(listing)
+            except StopIteration:
+                break
+            except OSError:
+                return
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else nondirs).append(entry.name)
+            entries[entry.name] = entry
+    yield top, dirs, nondirs, entries
+    for name in dirs:  # as pruned by the caller, which keeps no symlink
+        yield from _scan_folders(os.path.join(top, name))
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def _add_walked_file(
-    path: Path, root_real: str, exclude, found: Dict[str, Path], skipped: list
-) -> None:
+    path: Path, link: bool, entry: os.DirEntry, root_real: str, exclude, found, skipped
+) -> bool:
+    """Whether ``path`` was added to ``found`` (``link``: it is a symlink)."""
     if _matches(path, exclude):
         skipped.append((path, _excluded()))
-    elif path.is_symlink() and not _inside(os.path.realpath(path), [root_real]):
+    elif link and not _inside(os.path.realpath(path), [root_real]):
         skipped.append((path, "symlink to a file outside the given paths; not followed"))
-    elif not _is_regular(path):
-        skipped.append((path, "broken symlink" if path.is_symlink() else "not a regular file"))
+    elif not _is_regular_entry(entry):
+        skipped.append((path, "broken symlink" if link else "not a regular file"))
     else:
         found.setdefault(os.path.normpath(path), path)
+        return True
+    return False
+
+
+def _is_regular_entry(entry: os.DirEntry) -> bool:
+    """``_is_regular`` of the entry's path: a regular file, or a symlink to one."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _is_regular(path: Path) -> bool:
@@ -165,11 +218,12 @@ def _is_regular(path: Path) -> bool:
         return False
 
 
-def _unique_files(found: Dict[str, Path], skipped: list) -> List[Path]:
-    """One name per real file: the file itself rather than a symlink to it."""
+def _unique_files(found: Dict[str, Path], skipped: list, walked: Dict[Path, bool]) -> List[Path]:
+    """One name per real file: the file itself rather than a symlink to it (``walked``: whether
+    each file found in a folder is a symlink, as its folder listing said)."""
     by_real: Dict[str, Path] = {}
     folders: Dict[str, str] = {}
-    links = {path: path.is_symlink() for path in found.values()}
+    links = {path: walked[path] if path in walked else path.is_symlink() for path in found.values()}
     for path in sorted(found.values(), key=lambda p: (links[p], p.as_posix())):
         real = os.path.realpath(path) if links[path] else _real_in_folder(path, folders)
         if real in by_real:

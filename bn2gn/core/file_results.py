@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import os
 import re
 import sys
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tu
 
 from .errors import EXIT_FAILED, EXIT_OK, SourceError, SourceFailure
 from .rule_codes import Rule
-from .source_files import SourceText, WriteRefused, read_source, write_atomic
+from .source_files import SourceText, WriteRefused, decode_source, read_source, write_atomic
 
 if TYPE_CHECKING:  # LibCST is imported by the commands that parse with it (scan does not)
     import libcst as cst
@@ -235,10 +234,13 @@ def _libcst_parse_error() -> type:
     return cst.ParserSyntaxError if cst is not None else SyntaxError
 
 
-def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> FileResult:
-    """Read ``path`` and run ``transform``; unreadable or unparsable input becomes a failed result."""
+def run_transform(
+    path: Path, transform: Callable[[SourceText], FileResult], data: Optional[bytes] = None
+) -> FileResult:
+    """Read ``path`` (``data``: its bytes, read already) and run ``transform``; unreadable or
+    unparsable input becomes a failed result."""
     try:
-        source = read_source(path)
+        source = read_source(path) if data is None else decode_source(path, data)
         limit = max_transform_bytes()
         if len(source.raw) > limit:
             return failed(
@@ -268,6 +270,8 @@ def run_transform(path: Path, transform: Callable[[SourceText], FileResult]) -> 
 def unified_diff(result: FileResult) -> str:
     if result.status != "changed":
         return ""
+    import difflib
+
     name = result.path.as_posix()
     lines = difflib.unified_diff(
         result.source.text.splitlines(keepends=True),

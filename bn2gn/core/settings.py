@@ -14,10 +14,15 @@ from typing import Optional, Sequence
 
 from .errors import Bn2gnError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+
+def _toml():
+    """The TOML reader, imported only when a configuration file is read (most runs have none)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
 
 DEFAULT_BACKBONE_NAMES = ("backbone", "base_layer")
 #: settings fields whose name differs from their [tool.bn2gn] key
@@ -63,6 +68,7 @@ def _has_bn2gn_table(path: Path) -> bool:
         return False
     if b"bn2gn" not in raw:
         return False
+    tomllib = _toml()
     try:
         tool = tomllib.loads(raw.decode("utf-8")).get("tool")
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -72,6 +78,7 @@ def _has_bn2gn_table(path: Path) -> bool:
 
 def read_config_table(path: Path) -> dict:
     """The [tool.bn2gn] table (or, in bn2gn.toml, the top level when it has no such table)."""
+    tomllib = _toml()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

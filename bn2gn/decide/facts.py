@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import bisect
 import dataclasses
-import hashlib
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -194,6 +193,8 @@ class ModuleFacts:
             statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
         ):
             statement = raw.node  # a default argument: the whole def is too wide to fingerprint
+        import hashlib  # here: a tree with no BatchNorm site never loads OpenSSL
+
         rank = self._rank(raw)
         text = "\0".join((raw.scope, ast.unparse(statement), ast.unparse(raw.node), str(rank)))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from typing import Dict, List, Optional
 
@@ -124,6 +123,8 @@ def render_text(plan: Plan, verbose: bool = False) -> str:
 
 
 def render_json(plan: Plan) -> str:
+    import json
+
     return json.dumps(plan.as_dict(), indent=2) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import functools
 import gc
 import os
@@ -111,17 +112,38 @@ def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
 InsertionPlanner = Callable[[Dict[Path, bytes], Config, object], List[dict]]
 
 
+@dataclasses.dataclass(frozen=True)
+class TreeRead:
+    """What one discovery and one read of every file found: the files in discovery's order, their
+    bytes (an unreadable file has none) and the read errors. ``migrate`` plans, patches and looks
+    for frozen BatchNorm on this one read."""
+
+    files: List[Path]
+    raw: Dict[Path, bytes]
+    errors: Tuple[SourceFailure, ...]
+
+
+def read_tree(paths: Sequence[Path], config: Config) -> TreeRead:
+    found = discover([Path(p) for p in paths], config.include, config.exclude)
+    raw, errors = read_all(found.files, found.data)
+    return TreeRead(found.files, raw, tuple(errors))
+
+
 def build_plan(
-    paths: Sequence[Path], config: Config, insertions: Optional[InsertionPlanner] = None
+    paths: Sequence[Path],
+    config: Config,
+    insertions: Optional[InsertionPlanner] = None,
+    tree: Optional[TreeRead] = None,
 ) -> Tuple[Plan, Optional[object]]:
     """The static plan for ``paths``; also returns the Project (None when no file mentions BatchNorm).
 
-    ``insertions`` adds where patch-trainer would insert its calls (for ``bn2gn scan``).
+    ``insertions`` adds where patch-trainer would insert its calls (for ``bn2gn scan``);
+    ``tree``: ``read_tree(paths, config)``, when the caller read it already.
     """
     package_parts.cache_clear()  # packages as they are now, not as an earlier run in this process saw them
-    found = discover([Path(p) for p in paths], config.include, config.exclude)
-    plan = Plan(files=len(found.files))
-    raw, plan.errors = read_all(found.files, found.data)
+    tree = tree if tree is not None else read_tree(paths, config)
+    plan = Plan(files=len(tree.files))
+    raw, plan.errors = tree.raw, list(tree.errors)
     with collector_paused():
         plan.openmmlab_configs = openmmlab_configs(raw)
     project = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .repo_files import parse, read_text, relative
@@ -32,19 +33,64 @@ class FrozenUse:
         return f"{self.path}:{self.line} uses {self.name} ({self.defined})"
 
 
-def frozen_batchnorm_use(repo, files: Sequence, texts: Dict[str, str]) -> Optional[FrozenUse]:
-    """The first use of a frozen BatchNorm class in ``files``, or None."""
-    texts = {path: read_text(str(path), texts) for path in files}
+def frozen_batchnorm_use(
+    repo, files: Sequence, texts: Dict[str, str], known: Optional[Dict] = None
+) -> Optional[FrozenUse]:
+    """The first use of a frozen BatchNorm class in ``files``, or None. ``known``: path -> bytes of
+    files read already, for those ``texts`` does not hold."""
+    sources = _Sources(texts, known or {})
     classes = {TORCHVISION: "torchvision"}
-    for path, text in texts.items():
-        tree = parse(text) if "register_buffer" in text else None
+    for path in files:
+        tree = parse(sources.text(path)) if sources.spells(path, "register_buffer") else None
         for node in frozen_classes(tree) if tree is not None else ():
             classes.setdefault(node.name, f"{relative(path, repo)}:{node.lineno}")
-    for path, text in texts.items():
-        tree = parse(text) if any(name in text for name in classes) else None
+    for path in files:
+        spelled = any(sources.spells(path, name) for name in classes)
+        tree = parse(sources.text(path)) if spelled else None
         for name, line in _uses(tree, classes) if tree is not None else ():
             return FrozenUse(name, relative(path, repo), line, classes[name])
     return None
+
+
+class _Sources:
+    """Each file's text as ``read_text`` gives it (UTF-8, undecodable bytes replaced), decoded only
+    for a file whose bytes spell a word looked for: a text holds a word exactly when the bytes hold
+    its UTF-8 form, since a replaced byte never becomes part of a word."""
+
+    def __init__(self, texts: Dict[str, str], known: Dict):
+        self.texts = texts
+        self.known = known
+        self.decoded: Dict = {}
+        self.data: Dict = {}
+
+    def text(self, path) -> str:
+        found = self.decoded.get(path)
+        if found is None:
+            data = self.bytes_of(path)
+            found = self.decoded[path] = (
+                data.decode("utf-8", errors="replace")
+                if data is not None
+                else read_text(str(path), self.texts)
+            )
+        return found
+
+    def bytes_of(self, path):
+        """The file's bytes, or None when its text comes from ``texts`` or it cannot be read."""
+        if self.texts:  # what migrate changed is looked up by real path in read_text
+            return None
+        data = self.known.get(path)
+        if data is None:
+            data = self.data.get(path)
+        if data is None:
+            try:
+                data = self.data[path] = Path(path).read_bytes()
+            except OSError:
+                return None
+        return data
+
+    def spells(self, path, word: str) -> bool:
+        data = self.bytes_of(path)
+        return word in self.text(path) if data is None else word.encode("utf-8") in data
 
 
 def frozen_classes(tree: ast.Module) -> List[ast.ClassDef]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Dict, List, Optional, TextIO
 
 from .. import api as engine
 from ..core.errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
 from .frozen_bn import FrozenUse, frozen_batchnorm_use
-from .next_steps import NextSteps, find_next_steps
-from .not_training import LeftAlone, leave_alone
+
+if TYPE_CHECKING:  # imported where they are needed: --check prints no next steps, and a run with
+    # no file to patch judges nothing (``bn2gn-check`` on a migrated repository needs neither)
+    from .next_steps import NextSteps
+    from .not_training import LeftAlone
 
 SCRIPT_RULES = ("BN2GN201", "BN2GN204")
 TRAINER_RULES = ("BN2GN203",)
@@ -85,12 +88,18 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     """Everything rewrite and patch-trainer would do to ``repo``, combined per file; nothing written."""
     repo = options.repo
     session = engine.Session([repo], options.config, plan_file=options.plan_file)
+    # one discovery and one read for the plan, patch-trainer and the search (a saved plan is read
+    # and checked first, as before: its errors come before the tree's)
+    tree = session.tree() if options.plan_file is None else None
     run = session.rewrite()
     applied = session.planned()[2]
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
-    files = session.discover_files()
-    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {})
-    patched, left = _patch_trainers(options, session, run.plan, files, rewritten, frozen is None)
+    files = tree.files if tree is not None else session.discover_files()
+    known = tree.raw if tree is not None else {}
+    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {}, known)
+    patched, left = _patch_trainers(
+        options, session, run.plan, files, rewritten, frozen is None, known
+    )
     results = _combine(run.results, patched, rewritten)
     plan = run.plan
     plan.insertions = [
@@ -112,17 +121,24 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     )
 
 
-def _patch_trainers(options: MigrateOptions, session, plan, files, rewritten, wanted: bool):
+def _patch_trainers(
+    options: MigrateOptions, session, plan, files, rewritten, wanted: bool, known=None
+):
     """patch-trainer over the repository on the rewritten texts, without what is not the user's
-    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already)."""
+    training code; ``wanted`` False: nothing to patch (the BatchNorm is frozen already); ``known``:
+    the files' bytes as the plan read them."""
     trainer = session.trainer_options(
         options.exclude_frozen, options.optimizer_calls, helper_module=options.helper_module
     )
     if not (wanted and trainer.rules):
         return [], []
     # a file patch-trainer needs a per-file flag for is a failed file: the others are still migrated
-    patched, _ = session.patch(files, trainer, rewritten=rewritten)
+    patched, _ = session.patch(files, trainer, rewritten=rewritten, known=known)
     patched = [_needs_flag(r, trainer) if r.status == "failed" else r for r in patched]
+    if all(r.status == "unchanged" or r.source is None for r in patched):
+        return patched, []  # what leave_alone gives for a run that edits nothing
+    from .not_training import leave_alone
+
     script_only = dataclasses.replace(trainer, kind="script")
     return leave_alone(
         patched,
@@ -165,10 +181,9 @@ def _needs_flag(result: engine.FileResult, trainer) -> engine.FileResult:
 def _combine(rewrites, patches, rewritten) -> List[engine.FileResult]:
     """One result per file: the rewrite's, patch-trainer's, or the rewrite followed by patch-trainer."""
     by_key: Dict[str, engine.FileResult] = {}
-    for result in rewrites:
-        by_key.setdefault(engine.file_key(result.path), result)
-    for result in patches:
-        key = engine.file_key(result.path)
+    for result, key in zip(rewrites, engine.file_keys(r.path for r in rewrites)):
+        by_key.setdefault(key, result)
+    for result, key in zip(patches, engine.file_keys(r.path for r in patches)):
         before = by_key.get(key)
         if before is None or before.status == "unchanged":
             by_key[key] = result
@@ -201,6 +216,8 @@ def apply_migration(
     result.exit_code = code
     if not next_steps:
         return result
+    from .next_steps import NextSteps, find_next_steps
+
     if result.frozen_already is not None:
         result.next_steps = NextSteps(cwd=str(options.repo), notes=[nothing_needed(result)])
         return result

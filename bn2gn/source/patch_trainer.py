@@ -263,14 +263,21 @@ def _nothing_found(path, options: TrainerOptions) -> str:
 
 
 def patch_files(
-    files: Sequence[Path], options: TrainerOptions, explicit: Sequence[Path] = (), workers: int = 1
+    files: Sequence[Path],
+    options: TrainerOptions,
+    explicit: Sequence[Path] = (),
+    workers: int = 1,
+    known: Optional[Dict[Path, bytes]] = None,
 ) -> Tuple[List[FileResult], List[str]]:
     """Patch each file (in ``workers`` processes); return the results and the usage errors (exit 2)
     of files named explicitly. A file reached through a directory that holds no training code is
-    simply unchanged.
+    simply unchanged. ``known``: the bytes of files read already (the others are read here).
     """
     named = {Path(p).resolve() for p in explicit}
-    jobs = [(path, options, bool(named) and path.resolve() in named) for path in files]
+    known = known or {}
+    jobs = [
+        (path, options, bool(named) and path.resolve() in named, known.get(path)) for path in files
+    ]
     if workers > 1 and len(jobs) > 1:
         with worker_pool(workers, set_style, (current_style(),)) as pool:
             chunk = max(1, len(jobs) // (workers * 4))
@@ -282,7 +289,7 @@ def patch_files(
 
 def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
     """One file: (result, usage error or None); top-level so that worker processes can run it."""
-    path, options, named = job
+    path, options, named, data = job
     usage = []
 
     def transform(source: SourceText) -> FileResult:
@@ -299,7 +306,7 @@ def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
             usage.append(str(exc))
             return failed(source.path, str(exc), source)
 
-    result = run_transform(path, transform)
+    result = run_transform(path, transform, data)
     return result, (usage[0] if usage else None)
 
 

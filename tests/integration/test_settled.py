@@ -140,12 +140,13 @@ def test_helper_called_but_not_defined_is_not_settled(tmp_path, monkeypatch):
 
 def test_migrate_check_works_out_no_next_steps(migrated, monkeypatch):
     """``migrate --check`` prints no next steps, so it does not read the train scripts for them."""
-    from bn2gn.migrate import run
+    from bn2gn.migrate import next_steps
 
     def refuse(*args, **kwargs):
         raise AssertionError("next steps worked out for --check")
 
-    monkeypatch.setattr(run, "find_next_steps", refuse)
+    # migrate imports it where it is used, from its module
+    monkeypatch.setattr(next_steps, "find_next_steps", refuse)
     result = run_cli(["migrate", "--check", "."], cwd=migrated)
     assert result.exit_code == 0, result.output
     assert "0 would change" in result.output

@@ -42,3 +42,25 @@ def test_folders_are_resolved_once(tmp_path, monkeypatch):
     found = discovery.discover([real])
     assert len(found.files) == 43
     assert len(calls) < 10  # the given folder, its subfolder, the symlink: not one per file
+
+
+def test_files_in_a_folder_are_not_stat_ed_one_by_one(tmp_path, monkeypatch):
+    """The folder listing says whether an entry is a symlink, a folder or a regular file."""
+    real = _tree(tmp_path)
+    for index in range(40):
+        (real / f"m{index}.py").write_text("y = 2\n")
+    os.symlink(real / "missing.py", real / "broken.py")
+    calls = []
+    stat = os.stat
+
+    def counted(path, *args, **kwargs):
+        calls.append(path)
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    found = discovery.discover([real])
+    assert len(found.files) == 43
+    reasons = {p.name: why for p, why in found.skipped}
+    assert reasons["broken.py"] == "broken symlink"
+    assert reasons["alias.py"].startswith("same file as")
+    assert len(calls) < 10  # the given folder, the symlinks: not one per file

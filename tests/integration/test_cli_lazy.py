@@ -1,0 +1,89 @@
+"""A command's module is imported when that command runs: `bn2gn scan` and the pre-commit hook pay
+for no other command's imports, and `bn2gn --help` still lists every command."""
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ("config_cmd", "migrate", "patch_trainer", "remap", "scan_rewrite", "smoke")
+
+
+def _cli_modules_after(args, cwd) -> set:
+    code = (
+        "import atexit, sys, runpy; sys.argv=['bn2gn', *sys.argv[1:]];\n"
+        "atexit.register(lambda: print('LOADED', ' '.join(sorted(m for m in sys.modules"
+        " if m.startswith('bn2gn.cli.')))))\n"
+        "runpy.run_module('bn2gn', run_name='__main__')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("LOADED")]
+    return set(line.split()[1:])
+
+
+def test_the_table_names_exactly_the_commands_each_module_registers():
+    from bn2gn.cli import common
+
+    for module in MODULES:
+        importlib.import_module(f"bn2gn.cli.{module}")
+    registered = {
+        name: command.callback.__module__.rsplit(".", 1)[1]
+        for name, command in common.cli.commands.items()
+    }
+    # a group's callback lives in the module that defines the group, like a command's
+    assert registered == common.COMMAND_MODULES
+
+
+def test_scan_imports_only_its_own_command_module(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert _cli_modules_after(["scan", "-q", "."], tmp_path) == {
+        "bn2gn.cli.common",
+        "bn2gn.cli.model_options",
+        "bn2gn.cli.scan_rewrite",
+    }
+
+
+def test_the_pre_commit_hook_imports_no_config_remap_or_smoke_command(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    loaded = _cli_modules_after(["migrate", "--check", "-q", "."], tmp_path)
+    assert "bn2gn.cli.migrate" in loaded
+    assert not loaded & {"bn2gn.cli.config_cmd", "bn2gn.cli.remap", "bn2gn.cli.smoke"}
+
+
+def test_help_lists_every_command_with_its_short_help():
+    from bn2gn.cli import cli
+
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    listed = result.output.split("Commands:\n", 1)[1].splitlines()
+    names = [line.split()[0] for line in listed if line.strip()]
+    assert names == [
+        "config",
+        "demo",
+        "migrate",
+        "patch-trainer",
+        "remap-ckpt",
+        "rewrite",
+        "scan",
+        "verify",
+    ]
+    scan_line = next(line for line in listed if line.split()[0] == "scan")
+    assert "Print the plan" in scan_line
+
+
+def test_an_unknown_command_is_still_a_usage_error():
+    from bn2gn.cli import cli
+
+    result = CliRunner().invoke(cli, ["scna"])
+    assert result.exit_code == 2
+    assert "No such command 'scna'" in result.output
