@@ -14,9 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-GOLDEN = FIXTURES / "golden"
+TREES = FIXTURES / "trees"
 CENTERNET = FIXTURES / "centernet_mini"
-REWRITE_CASES = FIXTURES / "rewrite"
 
 
 TIERS = ("unit", "integration", "runtime")
@@ -37,7 +36,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--regen-goldens",
         action="store_true",
-        help="Rewrite fixtures/golden from the current output (read every diff before committing).",
+        help="Rewrite the goldens from the current output (read every diff before committing).",
     )
 
 
@@ -49,7 +48,7 @@ def regen(request) -> bool:
 def case_dir(case: str) -> Path:
     if case.startswith("plans/"):
         return FIXTURES / case  # the shapes of real CenterNet-family repositories
-    return CENTERNET if case == "centernet_mini" else REWRITE_CASES / case
+    return CENTERNET if case == "centernet_mini" else TREES / case / "in"
 
 
 def copy_case(case: str, dest: Path) -> Path:

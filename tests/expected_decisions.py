@@ -4,7 +4,7 @@ Written by reading the fixture sources against the written rules of what is back
 produced by bn2gn). Keys are ``(case, relative_file_path, scope, ordinal)``:
 
 - ``case``: ``"centernet_mini"`` (``fixtures/centernet_mini``) or the name of
-  a directory under ``fixtures/rewrite/``; every case is scanned on its own.
+  the input of a tree golden (``fixtures/trees/<case>/in``); every case is scanned on its own.
 - ``relative_file_path``: relative to the case directory, ``/`` separators.
 - ``scope``: ``Class.method``; ``Class`` for class-body code; a function name
   for module-level functions (nested functions as ``outer.inner``);
@@ -32,7 +32,7 @@ CONVERT = "convert"
 KEEP = "keep"
 UNSURE = "unsure"
 
-# Every case directory under fixtures/rewrite/, plus the mini repository.
+# Every rewrite tree golden (fixtures/trees/<case>/in), plus the mini repository.
 CASES = (
     "centernet_mini",
     "crlf",

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import CENTERNET, GOLDEN, run_cli, snapshot
+from conftest import CENTERNET, TREES, run_cli, snapshot
 
 CHANGED = [
     "lib/Trainer/base_trainer.py",
@@ -67,7 +67,7 @@ def test_write_is_rewrite_then_patch_trainer(tmp_path):
     assert after == snapshot(single) == snapshot(demo_style)
     assert _changed(before, after) == CHANGED
     for rel in ("lib/models/dladcn_gru.py", "lib/models/resnet_fpn_dcn.py"):
-        assert after[rel] == (GOLDEN / "centernet_mini" / rel).read_bytes()
+        assert after[rel] == (TREES / "centernet_mini" / "out" / rel).read_bytes()
 
 
 def test_second_run_changes_nothing(tmp_path):

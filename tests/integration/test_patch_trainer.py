@@ -1,8 +1,8 @@
 """`bn2gn patch-trainer`: golden before/after files, idempotence, flags, exit codes, the scan plan.
 
-Goldens are fixtures/patch_trainer/cases/<case>.in.py -> <case>.out.py and the project/in ->
-project/out tree. Regenerate with ``pytest tests/integration/test_patch_trainer.py --regen-goldens`` and read
-every diff before keeping it.
+The goldens are tree goldens (fixtures/trees/patch_trainer_*, checked by
+tests/unit/test_tree_goldens.py); this file checks what goldens cannot: flags, exit codes,
+line endings, the scan plan.
 """
 
 from __future__ import annotations
@@ -17,84 +17,25 @@ import pytest
 from conftest import FIXTURES, run_cli
 
 PT = FIXTURES / "patch_trainer"
-CASES_DIR = PT / "cases"
-CASES = sorted(p.name[: -len(".in.py")] for p in CASES_DIR.glob("*.in.py"))
-CASE_ARGS = {
-    "script_exclude_frozen": ["--exclude-frozen-from-optimizer"],
-    "helper_module": ["--helper-module", "bn2gn.runtime", "--backbone-attr", "encoder"],
-}
-# (rule, line in the input) for every edit, read off the input files by hand.
-EXPECTED_CHANGES = {
-    "already_frozen_by_hand": set(),
-    "helper_module": {("BN2GN202", 5), ("BN2GN201", 6), ("BN2GN203", 8)},
-    "script_builders": {("BN2GN202", 7), ("BN2GN201", 13), ("BN2GN201", 18)},
-    "script_custom_logger": {("BN2GN202", 7), ("BN2GN201", 10)},
-    "script_exclude_frozen": {
-        ("BN2GN202", 4),
-        ("BN2GN201", 5),
-        ("BN2GN204", 5),
-        ("BN2GN201", 10),
-        ("BN2GN204", 12),
-        ("BN2GN204", 13),
-    },
-    "script_main_load_model": {("BN2GN202", 16), ("BN2GN201", 23)},
-    "script_method_logger": {("BN2GN202", 5), ("BN2GN201", 15), ("BN2GN203", 19)},
-    "script_module_level": {("BN2GN202", 6), ("BN2GN201", 9), ("BN2GN203", 12)},
-    "script_param_groups_logger": {("BN2GN202", 8), ("BN2GN201", 23)},
-    "trainer_nested_helper": {
-        ("BN2GN202", 5),
-        ("BN2GN203", 13),
-        ("BN2GN203", 17),
-        ("BN2GN203", 22),
-        ("BN2GN203", 29),
-    },
-    "trainer_run_epoch": {("BN2GN202", 11), ("BN2GN203", 41)},
-}
+PROJECT = FIXTURES / "trees" / "patch_trainer_project"
+CASE_PREFIX = "patch_trainer_"
 
 
-def _patch(path, *args):
-    return run_cli(["patch-trainer", path.name, *args], cwd=path.parent)
+def case_file(case: str, side: str):
+    """The one file of a single-file patch-trainer tree golden (``side``: in or out; a case whose
+    file does not change has no out)."""
+    folder = FIXTURES / "trees" / f"{CASE_PREFIX}{case}"
+    return folder / (side if (folder / side).is_dir() else "in") / f"{case}.py"
 
 
 def _copy_case(case, tmp_path):
     target = tmp_path / f"{case}.py"
-    shutil.copyfile(CASES_DIR / f"{case}.in.py", target)
+    shutil.copyfile(case_file(case, "in"), target)
     return target
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_golden(case, tmp_path, regen):
-    target = _copy_case(case, tmp_path)
-    result = _patch(target, *CASE_ARGS.get(case, []), "--format", "json")
-    assert result.exit_code == 0, result.output
-    golden = CASES_DIR / f"{case}.out.py"
-    if regen:
-        golden.write_bytes(target.read_bytes())
-    assert target.read_bytes() == golden.read_bytes()
-    ast.parse(target.read_text())
-    report = json.loads(result.stdout)
-    changes = {(c["rule"], c["line"]) for r in report["results"] for c in r["changes"]}
-    assert changes == EXPECTED_CHANGES[case]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_second_run_changes_nothing(case, tmp_path):
-    target = tmp_path / f"{case}.py"
-    shutil.copyfile(CASES_DIR / f"{case}.out.py", target)
-    before = target.read_bytes()
-    mtime = target.stat().st_mtime_ns
-    result = _patch(target, *CASE_ARGS.get(case, []))
-    assert result.exit_code == 0, result.output
-    assert "0 changed" in result.output
-    assert target.read_bytes() == before
-    assert target.stat().st_mtime_ns == mtime  # not even rewritten with the same bytes
-
-
-def test_every_case_has_expectations():
-    assert set(CASES) == set(EXPECTED_CHANGES)
-    assert (CASES_DIR / "already_frozen_by_hand.in.py").read_bytes() == (
-        CASES_DIR / "already_frozen_by_hand.out.py"
-    ).read_bytes()
+def _patch(path, *args):
+    return run_cli(["patch-trainer", path.name, *args], cwd=path.parent)
 
 
 def test_nested_helper_reports_what_it_leaves_alone(tmp_path):
@@ -116,36 +57,20 @@ def test_nested_helper_reports_what_it_leaves_alone(tmp_path):
     )
 
 
-@pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
-def test_project_tree_golden(tmp_path, regen, jobs):
-    root = tmp_path / "project"
-    shutil.copytree(PT / "project" / "in", root)
-    result = run_cli(
-        ["patch-trainer", ".", *jobs], cwd=root
-    )  # a directory: tinydet.py is no training code
-    assert result.exit_code == 0, result.output
-    assert "3 files scanned, 2 changed, 0 failed" in result.output
-    for name in ("tinydet.py", "tiny_train.py", "tiny_trainer.py"):
-        if regen:
-            (PT / "project" / "out" / name).write_bytes((root / name).read_bytes())
-        assert (root / name).read_bytes() == (PT / "project" / "out" / name).read_bytes(), name
-    assert (root / "tinydet.py").read_bytes() == (PT / "project" / "in" / "tinydet.py").read_bytes()
-
-
 def test_crlf_survives(tmp_path):
     target = tmp_path / "train.py"
     target.write_bytes(
-        (CASES_DIR / "script_main_load_model.in.py").read_bytes().replace(b"\n", b"\r\n")
+        (case_file("script_main_load_model", "in")).read_bytes().replace(b"\n", b"\r\n")
     )
     assert _patch(target).exit_code == 0
-    expected = (CASES_DIR / "script_main_load_model.out.py").read_bytes().replace(b"\n", b"\r\n")
+    expected = (case_file("script_main_load_model", "out")).read_bytes().replace(b"\n", b"\r\n")
     assert target.read_bytes() == expected
     assert _patch(target).exit_code == 0 and target.read_bytes() == expected
 
 
 def test_bom_coding_cookie_and_mode_survive(tmp_path):
     bom = tmp_path / "bom.py"
-    bom.write_bytes(codecs.BOM_UTF8 + (CASES_DIR / "trainer_run_epoch.in.py").read_bytes())
+    bom.write_bytes(codecs.BOM_UTF8 + (case_file("trainer_run_epoch", "in")).read_bytes())
     bom.chmod(0o754)
     latin = tmp_path / "latin.py"
     latin.write_bytes(
@@ -155,7 +80,7 @@ def test_bom_coding_cookie_and_mode_survive(tmp_path):
     result = run_cli(["patch-trainer", "bom.py", "latin.py"], cwd=tmp_path)
     assert result.exit_code == 0, result.output
     assert (
-        bom.read_bytes() == codecs.BOM_UTF8 + (CASES_DIR / "trainer_run_epoch.out.py").read_bytes()
+        bom.read_bytes() == codecs.BOM_UTF8 + (case_file("trainer_run_epoch", "out")).read_bytes()
     )
     assert stat.S_IMODE(bom.stat().st_mode) == 0o754
     data = latin.read_bytes()
@@ -300,7 +225,7 @@ def test_select_skip_and_list_rules(tmp_path):
     assert "without defining or importing it (BN2GN202 skipped)" in result.output
     result = _patch(target, "--select", "inject-freeze-helper")  # the missing definition comes now
     assert result.exit_code == 0 and "def keep_backbone_bn_eval" in target.read_text()
-    assert target.read_bytes() == (CASES_DIR / "trainer_run_epoch.out.py").read_bytes()
+    assert target.read_bytes() == (case_file("trainer_run_epoch", "out")).read_bytes()
 
     assert _patch(target, "--select", "BN2GN101").exit_code == 2
     assert _patch(target, "--select", "BN2GN999").exit_code == 2
@@ -317,7 +242,7 @@ def test_failed_parse_does_not_stop_the_run(tmp_path):
     assert result.exit_code == 1
     assert "broken.py:2:" in result.stderr
     assert broken.read_text() == "import torch\nprint 'py2'\nmodel.train()\n"
-    assert good.read_bytes() == (CASES_DIR / "trainer_run_epoch.out.py").read_bytes()
+    assert good.read_bytes() == (case_file("trainer_run_epoch", "out")).read_bytes()
 
 
 def test_usage_errors(tmp_path):
@@ -337,7 +262,7 @@ def test_stale_injected_helpers_are_updated_in_place(tmp_path):
     """The helpers carry another backbone than the decision: they are updated where they stand,
     --check reports the update as pending, and a second run changes nothing."""
     target = tmp_path / "trainer.py"
-    shutil.copyfile(CASES_DIR / "trainer_run_epoch.out.py", target)
+    shutil.copyfile(case_file("trainer_run_epoch", "out"), target)
     before = target.read_text()
     check = _patch(target, "--backbone-attr", "encoder", "--check")
     assert check.exit_code == 1 and target.read_text() == before
@@ -349,7 +274,7 @@ def test_stale_injected_helpers_are_updated_in_place(tmp_path):
     # exactly what a fresh injection with that backbone writes, in the same place
     fresh = tmp_path / "fresh" / "trainer.py"
     fresh.parent.mkdir()
-    shutil.copyfile(CASES_DIR / "trainer_run_epoch.in.py", fresh)
+    shutil.copyfile(case_file("trainer_run_epoch", "in"), fresh)
     assert _patch(fresh, "--backbone-attr", "encoder").exit_code == 0
     assert after == fresh.read_text()
     again = _patch(target, "--backbone-attr", "encoder", "--check")
@@ -393,7 +318,7 @@ def test_centernet_mini_scripts_and_trainer(tmp_path):
 def test_plan_trainer_insertions_for_scan():
     from bn2gn.source.patch_trainer import plan_trainer_insertions
 
-    found = plan_trainer_insertions([PT / "project" / "in"])
+    found = plan_trainer_insertions([PROJECT / "in"])
     summary = {(p["path"].rsplit("/", 1)[1], p["line"], p["rule"], p["scope"]) for p in found}
     assert summary == {
         ("tiny_train.py", 10, "BN2GN202", "<module>"),
@@ -401,7 +326,7 @@ def test_plan_trainer_insertions_for_scan():
         ("tiny_trainer.py", 6, "BN2GN202", "<module>"),
         ("tiny_trainer.py", 34, "BN2GN203", "Trainer.run_epoch"),
     }
-    assert plan_trainer_insertions([PT / "project" / "out"]) == []
+    assert plan_trainer_insertions([PROJECT / "out"]) == []
 
 
 @pytest.mark.parametrize(
@@ -439,9 +364,7 @@ def test_injected_definitions_are_the_runtime_functions():
 
     from bn2gn import runtime
 
-    injected = ast.parse(
-        (PT / "project" / "out" / "tiny_train.py").read_text().replace("_bn2gn_", "")
-    )
+    injected = ast.parse((PROJECT / "out" / "tiny_train.py").read_text().replace("_bn2gn_", ""))
     defs = {node.name: node for node in injected.body if isinstance(node, ast.FunctionDef)}
     assert {"unwrap_model", "backbone_batchnorms", "freeze_backbone_bn"} <= set(defs)
     for name in ("unwrap_model", "backbone_batchnorms", "freeze_backbone_bn"):
@@ -449,7 +372,7 @@ def test_injected_definitions_are_the_runtime_functions():
         assert [ast.dump(s) for s in defs[name].body] == [ast.dump(s) for s in original.body], name
     for name in ("backbone_batchnorms", "freeze_backbone_bn"):
         assert ast.literal_eval(defs[name].args.defaults[-1]) == ("backbone", "base_layer")
-    assert all(ch.isascii() for ch in (PT / "project" / "out" / "tiny_train.py").read_text())
+    assert all(ch.isascii() for ch in (PROJECT / "out" / "tiny_train.py").read_text())
 
 
 def test_importing_runtime_and_cli_stays_light():

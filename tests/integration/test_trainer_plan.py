@@ -91,10 +91,12 @@ def test_planning_walks_each_file_once_and_never_uses_libcst_matchers(monkeypatc
     monkeypatch.setattr(libcst.matchers, "findall", refuse)
     monkeypatch.setattr(libcst.matchers, "matches", refuse)
     monkeypatch.setattr(ast, "walk", walk)
-    files = sorted((PT / "cases").glob("*.in.py")) + sorted(CENTERNET.rglob("*.py"))
+    files = sorted((FIXTURES / "trees").glob("patch_trainer_*/in/*.py")) + sorted(
+        CENTERNET.rglob("*.py")
+    )
     before = Facts.walks
     found = plan_insertions({p: p.read_bytes() for p in files}, Config())
-    assert {Path(i["path"]).name for i in found} >= {"train.py", "script_builders.in.py"}
+    assert {Path(i["path"]).name for i in found} >= {"train.py", "script_builders.py"}
     from bn2gn.source.support.recognise import admitted
 
     assert Facts.walks - before == len(admitted({p: p.read_bytes() for p in files}))
@@ -119,8 +121,8 @@ def test_patching_parses_each_changed_file_once_with_one_position_resolution(mon
 
     monkeypatch.setattr(trainer, "parse_module", parse)
     monkeypatch.setattr(libcst.metadata.MetadataWrapper, "resolve", resolve)
-    files = sorted((PT / "project" / "in").glob("*.py")) + sorted(
-        (PT / "project" / "out").glob("*.py")
+    files = sorted((FIXTURES / "trees" / "patch_trainer_project" / "in").glob("*.py")) + sorted(
+        (FIXTURES / "trees" / "patch_trainer_project" / "out").glob("*.py")
     )
     results, _ = patch_files(files, TrainerOptions())
     changed = [r.path for r in results if r.status == "changed"]

@@ -1,6 +1,6 @@
 """Runtime checks with real PyTorch on CPU: the patched train script and trainer keep the backbone frozen.
 
-The patched project (fixtures/patch_trainer/project/out, the golden output of patch-trainer) is run
+The patched project (fixtures/trees/patch_trainer_project/out, the golden output of patch-trainer) is run
 for a few steps at batch size 1: plainly, in nn.DataParallel, and under DistributedDataParallel
 (gloo, 2 processes) with and without SyncBatchNorm. A monitor records the state of every backbone
 BatchNorm at each forward pass (so right after each ``.train()``) and after each optimizer step.
@@ -28,7 +28,7 @@ def is_backbone_path(path, entries):
     return Backbone.from_spellings(entries).contains(path)
 
 
-PROJECT = FIXTURES / "patch_trainer" / "project"
+PROJECT = FIXTURES / "trees" / "patch_trainer_project"
 MODULES = ("tinydet", "tiny_trainer", "tiny_train")
 BACKBONE_BN = {"backbone.base_layer.1", "backbone.level1.1"}  # the two BatchNorm2d of TinyBackbone
 
