@@ -21,7 +21,6 @@ from ..core.file_results import (
     check_python,
     failed,
     finish,
-    parse_module,
     run_transform,
 )
 from ..core.process import pool_map, worker_pool
@@ -40,6 +39,7 @@ from .rules.bn2gn201_freeze_before_optimizer import (
 )
 from .rules.bn2gn203_eval_after_train import KEEP, KeepEvalAfterTrain, find_train_switches
 from .rules.bn2gn204_exclude_frozen import ExcludeFrozenParameters
+from .support.libcst_parse import parse_module
 from .support.names import tuple_literal
 from .support.recognise import admitted, ast_may_plan, text_may_plan
 from .support.trainer_facts import (

@@ -13,9 +13,6 @@ from ..core.file_results import (
     FileResult,
     failed,
     finish,
-    form_feed_indent_line,
-    mixed_newline_line,
-    parse_module,
     run_transform,
 )
 from ..core.process import pool_map, worker_pool
@@ -25,6 +22,7 @@ from ..core.source_files import SourceText
 from ..decide.facts import ModuleFacts
 from ..decide.plan import CONVERT, UNSURE, Plan, Site
 from ..decide.scan import build_plan
+from .support.libcst_parse import form_feed_indent_line, mixed_newline_line, parse_module
 from .support.settled import settled
 
 BN2D = {"torch.nn.BatchNorm2d", "torch.nn.modules.batchnorm.BatchNorm2d"}

@@ -309,3 +309,12 @@ def test_the_package_re_exports_the_seam_and_imports_it_only_on_use():
     assert all(getattr(bn2gn, name) is getattr(api, name) for name in api.__all__)
     assert "bn2gn.api" not in _modules_after("import bn2gn.runtime")
     assert "bn2gn.api" in _modules_after("from bn2gn import Session")
+
+
+def test_the_core_layer_imports_no_torch_libcst_or_click_even_lazily():
+    heavy = {"torch", "libcst", "click"}
+    offenders = {
+        str(p.relative_to(PACKAGE)): sorted(_top_level_imports(p) & heavy)  # lazy imports too
+        for p in sorted((PACKAGE / "core").glob("*.py"))
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
