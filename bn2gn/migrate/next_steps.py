@@ -106,8 +106,10 @@ def find_next_steps(
             continue
         rel = relative(script, repo)
         model = model_call(tree, Path(script), repo, texts)
+        run = script_arguments(repo, rel)
         for ckpt, why in checkpoints(tree, Path(script), repo, texts):
-            command = remap_command(ckpt, model, f"{why} ({rel})", rel, repo)
+            ckpt = as_the_shell_runs_it(ckpt, run)
+            command = remap_command(ckpt, model, f"{why} ({rel})", rel, repo, run)
             if command.line not in seen:
                 seen.add(command.line)
                 steps.remap.append(command)
@@ -126,13 +128,22 @@ def find_next_steps(
 
 
 def remap_command(
-    ckpt: Option, model: ModelCall, why: str, script: Optional[str] = None, repo: Path = Path(".")
+    ckpt: Option,
+    model: ModelCall,
+    why: str,
+    script: Optional[str] = None,
+    repo: Path = Path("."),
+    run: Optional[ShellRun] = None,
 ) -> Command:
     """The factory form (``--model``), or, when that cannot be filled in and the train script is
-    known, the ``--script`` form, which runs as printed once the checkpoint is known."""
+    known, the ``--script`` form, which runs as printed once the checkpoint is known. Paths are
+    given from the repository root; ``run``: the shell line that trains, whose folder the note
+    about the remapped checkpoint names it from."""
     source = ckpt.default or CHECKPOINT
     fill_in = () if ckpt.default else (f"{CHECKPOINT}: the checkpoint you pass to {ckpt.flag}",)
     target = output_name(source)
+    if run is not None and run.folder != "." and source != CHECKPOINT and not os.path.isabs(target):
+        target = os.path.relpath(target, run.folder)  # as the training, run from there, names it
     then = (
         f"then train with {ckpt.flag} {target}"
         if ckpt.flag.startswith("-")
@@ -144,6 +155,34 @@ def remap_command(
         return Command(argv, why, (*notes, then), fill_in)
     argv = ("bn2gn", "remap-ckpt", source, *model.argv(), "--strict")
     return Command(argv, why, (*model.notes, then), fill_in + model.fill_in)
+
+
+def as_the_shell_runs_it(ckpt: Option, run: Optional[ShellRun]) -> Option:
+    """The checkpoint the repository's shell line trains from: the value it passes for the option
+    (given from the root already), else the default; a relative default is a path from the folder
+    the line runs in (``cd src && python main.py``), so it is given from the root too."""
+    if run is None:
+        return ckpt
+    given = _option_value(run.args, ckpt.flag) if ckpt.flag.startswith("-") else None
+    if given:
+        return dataclasses.replace(ckpt, default=given)
+    if run.folder == "." or not ckpt.default or os.path.isabs(ckpt.default):
+        return ckpt
+    moved = Path(os.path.normpath(Path(run.folder) / ckpt.default))
+    if moved.parts[:1] == ("..",):
+        return ckpt  # outside the repository: left as written
+    return dataclasses.replace(ckpt, default=moved.as_posix())
+
+
+def _option_value(args: Sequence[str], flag: str) -> Optional[str]:
+    """The value ``args`` give ``flag`` (``--flag VALUE`` or ``--flag=VALUE``); the last one wins."""
+    value = None
+    for index, arg in enumerate(args):
+        if arg == flag and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+    return value
 
 
 def _needs_the_script(model: ModelCall) -> bool:

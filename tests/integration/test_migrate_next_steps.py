@@ -327,3 +327,52 @@ def test_a_factory_argument_computed_at_run_time_makes_it_the_script_form(tmp_pa
         "the factory form needs values bn2gn cannot read (num_classes=...): the script computes "
         "them" in verify["notes"]
     )
+
+
+LOADING = """\
+import argparse
+
+import torch
+
+
+def main(make):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--load_model", default="../exp/model_last.pth")
+    opt = parser.parse_args()
+    model = make()
+    optimizer = torch.optim.Adam(model.parameters())
+"""
+
+
+def test_a_checkpoint_default_is_named_from_the_root_when_the_shell_line_runs_from_a_folder(
+    tmp_path,
+):
+    # the training runs from src/, where ../exp/model_last.pth is exp/model_last.pth of the root;
+    # the remapped file is named for the training as it runs, from src/
+    repo = _script_repo(tmp_path, "cd src && python main.py ctdet\n")
+    (repo / "src" / "main.py").write_text(LOADING)
+    steps = _steps(repo)
+    (remap,) = steps["remap_ckpt"]
+    assert remap["argv"][:3] == ["bn2gn", "remap-ckpt", "exp/model_last.pth"]
+    assert remap["notes"][-1] == "then train with --load_model ../exp/model_last.bn2gn.pth"
+    assert steps["verify"][0]["argv"][6:8] == ["--checkpoint", "exp/model_last.bn2gn.pth"]
+
+
+def test_a_checkpoint_the_shell_line_passes_is_the_one_remapped(tmp_path):
+    repo = _script_repo(
+        tmp_path, "cd src && python main.py ctdet --load_model ../models/start.pth\n"
+    )
+    (repo / "src" / "main.py").write_text(LOADING)
+    (repo / "models").mkdir()
+    (repo / "models" / "start.pth").write_bytes(b"")
+    (remap,) = _steps(repo)["remap_ckpt"]
+    assert remap["argv"][:3] == ["bn2gn", "remap-ckpt", "models/start.pth"]
+    assert remap["notes"][-1] == "then train with --load_model ../models/start.bn2gn.pth"
+
+
+def test_a_checkpoint_default_from_the_root_stays_as_written(tmp_path):
+    repo = _script_repo(tmp_path, "python src/main.py ctdet\n")
+    (repo / "src" / "main.py").write_text(LOADING.replace("../exp/", "exp/"))
+    (remap,) = _steps(repo)["remap_ckpt"]
+    assert remap["argv"][2] == "exp/model_last.pth"
+    assert remap["notes"][-1] == "then train with --load_model exp/model_last.bn2gn.pth"
