@@ -10,10 +10,11 @@ import ast
 import bisect
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..core.ast_tools import walk_statements
+from ..core.ast_tools import first_line, walk_statements
 from .plan import Site
 
 BATCHNORM_OPS = {
@@ -27,18 +28,61 @@ BATCHNORM_OPS = {
 }
 PARTIAL = {"functools.partial"}
 IMPORT_WORD = re.compile(r"\bimport\b")
+#: line breaks of ``str.splitlines`` that Python's tokenizer does not count
+OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 TYPE_CHECKS = {"isinstance", "issubclass"}
 ATTR_SETTERS = {"__setattr__", "add_module", "register_module"}
 
 
-@dataclasses.dataclass
 class Definition:
-    """A top-level class, function or assignment: a node of the construction graph."""
+    """A top-level class, function or assignment: a node of the construction graph.
 
-    module: "ModuleFacts"
-    name: str
-    kind: str  # "class" | "function" | "var"
-    node: ast.AST
+    Its ``node`` is the file's own when the file keeps its tree; otherwise it is parsed from the
+    definition's top-level statement the first time it is asked for, and kept (``ModuleFacts.node_at``).
+    What the relevance filter and the class hierarchy read of every definition (its span, its base
+    classes) is taken when the file is parsed, so the definitions nothing reaches are never parsed again.
+    """
+
+    __slots__ = (
+        "module",
+        "name",
+        "kind",
+        "_node",
+        "top",
+        "lineno",
+        "col",
+        "first",
+        "end",
+        "bases",
+        "base_names",
+    )
+
+    def __init__(self, module: "ModuleFacts", name: str, kind: str, node: ast.stmt, top: int):
+        self.module = module
+        self.name = name
+        self.kind = kind  # "class" | "function" | "var"
+        self._node: Optional[ast.stmt] = node if module.tree_kept else None
+        self.top = top  # index of the top-level statement holding it
+        self.lineno, self.col = node.lineno, node.col_offset
+        self.first = first_line(node)
+        self.end = node.end_lineno
+        #: a class's bases: the dotted names they qualify to (``qualify``), and their last names
+        self.bases: Tuple[Optional[str], ...] = ()
+        self.base_names: Tuple[str, ...] = ()
+
+    @property
+    def node(self) -> ast.stmt:
+        if self._node is None:
+            self._node = self.module.node_at(self.top, self.lineno, self.col)
+        return self._node
+
+    def passing_node(self) -> ast.stmt:
+        """``node``, but one parsed for the asking is not kept: for a reader that keeps no node
+        (``Project.refs``), so that the definitions reached only by the construction graph do not
+        hold their trees."""
+        if self._node is not None:
+            return self._node
+        return self.module.node_at(self.top, self.lineno, self.col, keep=False)
 
     @property
     def qualname(self) -> str:
@@ -71,18 +115,93 @@ class RawSite:
 class ModuleFacts:
     """What one file says: its imports, its definitions and its BatchNorm sites."""
 
-    def __init__(self, path: Path, display: str, modname: str, text: str, tree: ast.Module):
+    def __init__(
+        self,
+        path: Path,
+        display: str,
+        modname: str,
+        text: str,
+        tree: ast.Module,
+        keep_tree: bool = True,
+    ):
+        """``keep_tree=False``: the tree is let go once the facts are taken; the nodes of a
+        definition or a top-level statement are parsed again from its lines when asked for
+        (``node_at``, ``top_level``). A file whose text holds a line break ``splitlines`` counts but
+        Python does not (form feed, ``\\x1c``, ``\\u2028``...) keeps its tree: its ``lines`` do
+        not number as ``ast`` does."""
         self.path = path
         self.display = display
         self.modname = modname
         self.lines = text.splitlines(keepends=True)
-        self.tree = tree
+        self.tree_kept = keep_tree or bool(OTHER_BREAKS.search(text))
+        self._tree: Optional[ast.Module] = tree
         self.imports: Dict[str, str] = {}
         self.star_imports: List[str] = []
         self.defs: Dict[str, Definition] = {}
         self.bn_aliases: Dict[str, str] = {}
         self.sites: List[RawSite] = []
+        #: each top-level statement: (first line with decorators, line, column, end line, end column)
+        self.top_spans: List[Tuple[int, int, int, int, int]] = []
+        self._tops: Dict[int, ast.stmt] = {}
         self._collect_top_level(text)
+        if not self.tree_kept:
+            self.top_spans = [
+                (first_line(n), n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
+                for n in tree.body
+            ]
+            self._tree = None
+
+    @property
+    def tree(self) -> ast.Module:
+        """The file's tree; for a file that let it go, a fresh parse each time (no node of it is
+        the one ``Definition.node`` or ``top_level`` gives)."""
+        if self._tree is not None:
+            return self._tree
+        return _parse("".join(self.lines), self.display)
+
+    def top_level(self, index: int, keep: bool = True) -> ast.stmt:
+        """The ``index``-th top-level statement: the tree's own, or parsed from its lines once and
+        kept (``keep=False``: parsed for the asking, unless kept already)."""
+        if self._tree is not None:
+            return self._tree.body[index]
+        found = self._tops.get(index)
+        if found is None:
+            first, line, col, end, end_col = self.top_spans[index]
+            try:
+                body = _parse(
+                    "\n" * (first - 1) + "".join(self.lines[first - 1 : end]), self.display
+                ).body
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                body = []  # it shares a line with the end of a statement before it
+            found = next(
+                (
+                    n
+                    for n in body
+                    if (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
+                    == (line, col, end, end_col)
+                ),
+                None,
+            )
+            if found is None:
+                found = self.tree.body[index]
+            if keep:
+                self._tops[index] = found
+        return found
+
+    def node_at(self, index: int, line: int, col: int, keep: bool = True) -> ast.stmt:
+        """The definition statement at ``line``/``col`` in the ``index``-th top-level statement (in
+        it, or in the ``if``/``try`` blocks ``_collect_definition`` enters)."""
+        todo = [self.top_level(index, keep)]
+        for node in todo:
+            if (
+                node.lineno == line
+                and node.col_offset == col
+                and not isinstance(node, (ast.If, ast.Try))
+            ):
+                return node
+            if isinstance(node, (ast.If, ast.Try)):
+                todo += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+        raise LookupError(f"{self.display}:{line}: no definition at column {col}")
 
     # -- names ---------------------------------------------------------------------------------
     def _absolute(self, module: Optional[str], level: int) -> str:
@@ -94,14 +213,14 @@ class ModuleFacts:
         return ".".join(package + ([module] if module else []))
 
     def _collect_top_level(self, text: str) -> None:
-        top_imports = [n for n in self.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        top_imports = [n for n in self._tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         # each import statement spells ``import`` once: no other occurrence, no nested import to look
         # for; otherwise only the statements spanning a line that spells it can hold one
         only_top = text.count("import") == len(top_imports)
         lines = None if only_top else import_lines(text)
         if lines is not None and len(lines) == len(top_imports):
             only_top = True
-        for node in top_imports if only_top else walk_statements(self.tree, lines):
+        for node in top_imports if only_top else walk_statements(self._tree, lines):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:
@@ -117,25 +236,30 @@ class ModuleFacts:
                         self.imports[alias.asname or alias.name] = (
                             f"{source}.{alias.name}" if source else alias.name
                         )
-        for node in self.tree.body:
-            self._collect_definition(node)
+        classes = []
+        for index, node in enumerate(self._tree.body):
+            self._collect_definition(node, index, classes)
+        for definition, node in classes:  # once every name of the file is known
+            definition.bases = tuple(self.qualify(base) for base in node.bases)
+            definition.base_names = tuple(_base_name(base) for base in node.bases)
 
-    def _collect_definition(self, node: ast.stmt) -> None:
+    def _collect_definition(self, node: ast.stmt, top: int, classes: list) -> None:
         if isinstance(node, ast.ClassDef):
-            self.defs[node.name] = Definition(self, node.name, "class", node)
+            self.defs[node.name] = definition = Definition(self, node.name, "class", node, top)
+            classes.append((definition, node))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            self.defs[node.name] = Definition(self, node.name, "function", node)
+            self.defs[node.name] = Definition(self, node.name, "function", node, top)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 for name in _target_names(target):
-                    self.defs[name] = Definition(self, name, "var", node)
+                    self.defs[name] = Definition(self, name, "var", node, top)
                     op = self.batchnorm_op(node.value)
                     if op and isinstance(target, ast.Name):
                         self.bn_aliases[name] = op
         elif isinstance(node, (ast.If, ast.Try)):
             for child in node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", []):
-                self._collect_definition(child)
+                self._collect_definition(child, top, classes)
 
     def qualify(self, expr: ast.AST) -> Optional[str]:
         """The dotted name an expression refers to (``nn.BatchNorm2d`` -> ``torch.nn.BatchNorm2d``)."""
@@ -255,3 +379,17 @@ def _target_names(target: ast.AST) -> List[str]:
     if isinstance(target, ast.Starred):
         return _target_names(target.value)
     return []
+
+
+def _base_name(base: ast.AST) -> str:
+    if isinstance(base, ast.Name):
+        return base.id
+    if isinstance(base, ast.Attribute):
+        return base.attr
+    return ""
+
+
+def _parse(text: str, display: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text, filename=display)

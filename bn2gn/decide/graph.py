@@ -8,6 +8,7 @@ module-level tables or passed as arguments are told apart from root models.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
@@ -30,7 +31,7 @@ class Project:
                 self.by_qualname[definition.qualname] = definition
                 self.by_name[definition.name].append(definition)
         self._refs: Dict[Definition, Set[Definition]] = {}
-        self._locals: Dict[int, Dict[str, Set[Definition]]] = {}
+        self._locals: Dict[Tuple[int, int, int], Dict[str, Set[Definition]]] = {}
         #: definition -> module classes that build it; at most two are kept, enough to tell whether a
         #: class is built by another one (a root is not), without a reach per class (quadratic on big trees)
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
@@ -99,7 +100,7 @@ class Project:
     def refs(self, definition: Definition) -> Set[Definition]:
         cached = self._refs.get(definition)
         if cached is None:
-            node = definition.node
+            node = definition.passing_node()
             if definition.kind == "var":
                 node = node.value
             cached = self.refs_in(definition.module, node) - {definition}
@@ -138,7 +139,7 @@ class Project:
     # -- locals ----------------------------------------------------------------------------------
     def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
         """For each local name of a function: the definitions its values can hold (flow-insensitive)."""
-        key = id(func)
+        key = (id(facts), func.lineno, func.col_offset)  # the same for a function parsed again
         if key in self._locals:
             return self._locals[key]
         sources: Dict[str, List[ast.AST]] = defaultdict(list)
@@ -185,7 +186,7 @@ class Project:
             lines = call_lines(facts, class_names)
             if lines is not None and not lines:
                 continue
-            for call, funcs, module_level in calls_with_scopes(facts.tree, lines):
+            for call, funcs, module_level in module_calls(facts, lines):
                 if not call.args and not call.keywords:
                     continue
                 callee = self.resolve(facts, call.func)
@@ -265,8 +266,8 @@ class Project:
             for definition in classes:
                 if definition in found:
                     continue
-                for base in definition.node.bases:
-                    dotted = definition.module.qualify(base) or ""
+                for dotted in definition.bases:
+                    dotted = dotted or ""
                     target = self.resolve_dotted(dotted) if dotted else None
                     if dotted.startswith("torch.nn.") or (target is not None and target in found):
                         found.add(definition)
@@ -352,6 +353,23 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
                         push((item, funcs, module_level))
             elif isinstance(value, node_type) and field != "ctx":
                 push((value, funcs, module_level))
+
+
+def module_calls(facts: ModuleFacts, lines: Optional[List[int]]):
+    """``calls_with_scopes`` of the file, in the same order; a file that let its tree go gives the
+    calls of the top-level statements spanning ``lines``, each parsed for the walk and let go
+    (``local_values`` knows a function by its file and position, not by its node)."""
+    if facts.tree_kept:
+        yield from calls_with_scopes(facts.tree, lines)
+        return
+    spans = facts.top_spans
+    for index in range(len(spans) - 1, -1, -1):  # the walk pops the module's last statement first
+        first, _, _, end, _ = spans[index]
+        if lines is not None:
+            at = bisect.bisect_left(lines, first)
+            if at == len(lines) or lines[at] > end:
+                continue
+        yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
 
 
 #: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
