@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
+import unicodedata
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
@@ -385,12 +386,15 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
     (``Name(``, ``mod.Name(``) or through an import alias or a module-level BatchNorm alias; the
     ``(`` lies inside the call's innermost statement, so a statement spanning none of these lines
     holds no call of a scanned class. A ``(`` reached only across a line break (a comment or a
-    continuation may stand between) counts whatever the word; a non-ASCII file is walked whole
-    (identifiers are NFKC-normalised, their text is not).
+    continuation may stand between) counts whatever the word. In a non-ASCII file a word is
+    compared as ``ast`` names it (NFKC: ``Ｌｉｎｅａｒ`` is ``Linear``), and a ``(`` whose word
+    follows a non-ASCII character that is no word character (a combining mark, which an identifier
+    may hold) counts whatever the word. (Such files were walked whole: 172 files of torch, 11,718
+    top-level statements parsed again for nothing.)
     """
     text = "".join(facts.lines)
     if not text.isascii():
-        return None
+        return _call_lines_unicode(text, facts, class_names)
     names = set(class_names)
     names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
     names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
@@ -401,4 +405,27 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
         if not m.group(3)
         and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
     ]
+    return line_numbers(text, sorted(hits))
+
+
+def _call_lines_unicode(text: str, facts: ModuleFacts, class_names: Set[str]) -> List[int]:
+    names = set(class_names)
+    names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
+    names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
+    backwards = text[::-1]
+    last = len(text) - 1
+    hits = []
+    for m in BACK_CALL.finditer(backwards):
+        if m.group(3):
+            continue
+        word = m.group(2)[::-1]
+        before = backwards[m.end() : m.end() + 1]
+        if (
+            "\n" in m.group(1)
+            or "\r" in m.group(1)
+            or word in names
+            or (not word.isascii() and unicodedata.normalize("NFKC", word) in names)
+            or not before.isascii()
+        ):
+            hits.append(last - m.start())
     return line_numbers(text, sorted(hits))
