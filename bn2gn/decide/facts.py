@@ -12,9 +12,9 @@ import dataclasses
 import re
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
-from ..core.ast_tools import first_line, walk_statements
+from ..core.ast_tools import first_line, walk, walk_statements
 from .plan import Site
 
 BATCHNORM_OPS = {
@@ -55,6 +55,7 @@ class Definition:
         "end",
         "bases",
         "base_names",
+        "references",
     )
 
     def __init__(self, module: "ModuleFacts", name: str, kind: str, node: ast.stmt, top: int):
@@ -69,20 +70,25 @@ class Definition:
         #: a class's bases: the dotted names they qualify to (``qualify``), and their last names
         self.bases: Tuple[Optional[str], ...] = ()
         self.base_names: Tuple[str, ...] = ()
+        #: ``reference_facts`` of its code (of a variable's value), for a file that let its tree go
+        self.references: Optional[References] = None
+
+    def _node_in(self, tree: ast.Module) -> ast.stmt:
+        """Its node in ``tree``, the file's whole parse."""
+        todo = [tree.body[self.top]]
+        for node in todo:
+            if node.lineno == self.lineno and node.col_offset == self.col:
+                if not isinstance(node, (ast.If, ast.Try)):
+                    return node
+            if isinstance(node, (ast.If, ast.Try)):
+                todo += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+        raise LookupError(f"{self.module.display}:{self.lineno}: no definition {self.name}")
 
     @property
     def node(self) -> ast.stmt:
         if self._node is None:
             self._node = self.module.node_at(self.top, self.lineno, self.col)
         return self._node
-
-    def passing_node(self) -> ast.stmt:
-        """``node``, but one parsed for the asking is not kept: for a reader that keeps no node
-        (``Project.refs``), so that the definitions reached only by the construction graph do not
-        hold their trees."""
-        if self._node is not None:
-            return self._node
-        return self.module.node_at(self.top, self.lineno, self.col, keep=False)
 
     @property
     def qualname(self) -> str:
@@ -145,6 +151,14 @@ class ModuleFacts:
         self._tops: Dict[int, ast.stmt] = {}
         self._collect_top_level(text)
         if not self.tree_kept:
+            taken: Dict[int, References] = {}
+            for definition in self.defs.values():
+                node = definition._node_in(tree)
+                node = node.value if definition.kind == "var" else node
+                found = taken.get(id(node))
+                if found is None:
+                    found = taken[id(node)] = reference_facts(self, node)
+                definition.references = found
             self.top_spans = [
                 (first_line(n), n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
                 for n in tree.body
@@ -335,6 +349,42 @@ class ModuleFacts:
                 seen[key] = ranks[id(site)] + 1
             self._ranks = ranks
         return ranks.get(id(raw), 0)
+
+
+#: what ``Project.refs_in`` needs of an expression or statement, taken in one walk: the dotted names
+#: of its attributes, and of each name it loads (name, dotted name or None, and the dotted name of
+#: the attribute read it is the base of, when an unresolved one hides it: ``block.expansion``)
+References = Tuple[FrozenSet[str], FrozenSet[Tuple[str, Optional[str], Optional[str]]]]
+
+
+def reference_facts(facts: "ModuleFacts", node: ast.AST, unresolved: bool = False) -> References:
+    """The names ``node`` spells, as ``facts`` qualifies them; ``unresolved``: also the loaded
+    names ``qualify`` cannot name (a function's locals may hold them). ``Project.refs_from``
+    resolves them. The walk is breadth first: a call comes before its callee, an attribute before
+    its base."""
+    attrs: Set[str] = set()
+    names: Set[Tuple[str, Optional[str], Optional[str]]] = set()
+    called: Set[int] = set()
+    hidden_by: Dict[int, Optional[str]] = {}
+    for sub in walk(node):
+        if isinstance(sub, ast.Call):
+            called.add(id(sub.func))
+        elif isinstance(sub, ast.Name):
+            if isinstance(sub.ctx, ast.Load):
+                guard = hidden_by.get(id(sub), "")
+                if guard is None:
+                    continue  # the attribute read on it names nothing: always hidden
+                dotted = facts.qualify(sub)
+                if dotted or unresolved:
+                    names.add((sub.id, dotted or None, guard or None))
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
+            dotted = facts.qualify(sub) or None
+            if dotted:
+                attrs.add(dotted)
+            if id(sub) not in called and isinstance(sub.value, ast.Name) and sub.attr != "__init__":
+                # ``block.expansion``: reading a class attribute passes no class
+                hidden_by[id(sub.value)] = dotted
+    return frozenset(attrs), frozenset(names)
 
 
 def import_lines(text: str) -> List[int]:

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
-from .facts import Definition, ModuleFacts, line_numbers
+from .facts import Definition, ModuleFacts, References, line_numbers, reference_facts
 
 
 class Project:
@@ -66,34 +66,24 @@ class Project:
         self, facts: ModuleFacts, node: ast.AST, local: Optional[Dict[str, Set[Definition]]] = None
     ) -> Set[Definition]:
         """Definitions an expression or statement names; local variable names expand to what they hold."""
-        out: Set[Definition] = set()
-        called: Set[int] = set()
-        skip: Set[int] = set()
-        for sub in walk(node):  # breadth first: a Call and an Attribute come before their children
-            if isinstance(sub, ast.Call):
-                called.add(id(sub.func))
+        return self.refs_from(reference_facts(facts, node, local is not None), local)
+
+    def refs_from(
+        self, references: References, local: Optional[Dict[str, Set[Definition]]] = None
+    ) -> Set[Definition]:
+        """``refs_in`` on the names ``reference_facts`` took: an attribute names what it
+        resolves to; a loaded name is hidden when the attribute read on it resolves to nothing,
+        expands to what it holds when it is a local, and names what it resolves to otherwise."""
+        attrs, names = references
+        resolve = self.resolve_dotted
+        out = {found for found in map(resolve, attrs) if found is not None}
+        for name, dotted, guard in names:
+            if guard is not None and resolve(guard) is None:
                 continue
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                if id(sub) in skip:
-                    continue
-                if local is not None and sub.id in local:
-                    out |= local[sub.id]
-                    continue
-                found = self.resolve(facts, sub)
-            elif isinstance(sub, ast.Attribute) and isinstance(
-                sub.value, (ast.Name, ast.Attribute)
-            ):
-                found = self.resolve(facts, sub)
-                if (
-                    found is None
-                    and id(sub) not in called
-                    and isinstance(sub.value, ast.Name)
-                    and sub.attr != "__init__"
-                ):
-                    # ``block.expansion``: reading a class attribute passes no class
-                    skip.add(id(sub.value))
-            else:
+            if local is not None and name in local:
+                out |= local[name]
                 continue
+            found = resolve(dotted) if dotted else None
             if found is not None:
                 out.add(found)
         return out
@@ -101,10 +91,13 @@ class Project:
     def refs(self, definition: Definition) -> Set[Definition]:
         cached = self._refs.get(definition)
         if cached is None:
-            node = definition.passing_node()
-            if definition.kind == "var":
-                node = node.value
-            cached = self.refs_in(definition.module, node) - {definition}
+            references = definition.references
+            if references is None:
+                node = definition.node
+                references = reference_facts(
+                    definition.module, node.value if definition.kind == "var" else node
+                )
+            cached = self.refs_from(references) - {definition}
             self._refs[definition] = cached
         return cached
 

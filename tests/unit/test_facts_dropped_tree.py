@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bn2gn.core.ast_tools import first_line
+from bn2gn.decide.facts import reference_facts
 from bn2gn.decide.graph import Project, calls_with_scopes, module_calls
 from bn2gn.decide.scan import parse_facts, parse_with_sites
 
@@ -68,10 +69,9 @@ def test_a_file_without_batchnorm_lets_its_tree_go(tmp_path):
     for definition in facts.defs.values():
         assert definition._node is None
         expected = nodes[(definition.lineno, definition.col)]
-        assert ast.dump(definition.passing_node(), include_attributes=True) == ast.dump(
-            expected, include_attributes=True
-        )
-        assert definition._node is None  # passing_node keeps nothing
+        # what the construction graph reads was taken from the whole file's parse
+        code = expected.value if definition.kind == "var" else expected
+        assert definition.references == reference_facts(facts, code)
         assert ast.dump(definition.node, include_attributes=True) == ast.dump(
             expected, include_attributes=True
         )
@@ -79,6 +79,17 @@ def test_a_file_without_batchnorm_lets_its_tree_go(tmp_path):
         assert (definition.first, definition.end) == (first_line(expected), expected.end_lineno)
     # names bound by one statement share its node; the bases were read when the file was parsed
     assert facts.defs["x"].node is facts.defs["z"].node
+    attrs, names = facts.defs["Net"].references
+    assert attrs == {"torch.nn.Sequential"}
+    assert names == {
+        ("Block", "model.Block", None),
+        ("Block2", "model.Block2", None),
+        ("nn", "torch.nn", None),  # the callee's base
+    }
+    attrs, names = facts.defs["x"].references
+    assert attrs == {"torch.nn.Linear"}
+    # ``nn.Linear`` read, not called: ``nn`` counts only where ``torch.nn.Linear`` resolves
+    assert names == {("Block", "model.Block", None), ("nn", "torch.nn", "torch.nn.Linear")}
     assert facts.defs["Block"].bases == ("torch.nn.Module", None)
     assert facts.defs["Block"].base_names == ("Module", "Mixin")
     assert "helper" not in facts.defs  # an ``except`` clause's names are not definitions
