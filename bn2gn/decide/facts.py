@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
-from ..core.ast_tools import first_line, walk, walk_statements
+from ..core.ast_tools import first_line, walk_statements
 from .plan import Site
 
 BATCHNORM_OPS = {
@@ -360,31 +360,54 @@ References = Tuple[FrozenSet[str], FrozenSet[Tuple[str, Optional[str], Optional[
 def reference_facts(facts: "ModuleFacts", node: ast.AST, unresolved: bool = False) -> References:
     """The names ``node`` spells, as ``facts`` qualifies them; ``unresolved``: also the loaded
     names ``qualify`` cannot name (a function's locals may hold them). ``Project.refs_from``
-    resolves them. The walk is breadth first: a call comes before its callee, an attribute before
-    its base."""
+    resolves them. The walk is ``core.ast_tools.walk``'s, written out (every definition of a file
+    that lets its tree go is walked: the generator cost a third of it): breadth first, so a call
+    comes before its callee and an attribute before its base. Nodes are as ``ast.parse`` makes
+    them: their classes are compared, not tested with ``isinstance``."""
     attrs: Set[str] = set()
     names: Set[Tuple[str, Optional[str], Optional[str]]] = set()
     called: Set[int] = set()
     hidden_by: Dict[int, Optional[str]] = {}
-    for sub in walk(node):
-        if isinstance(sub, ast.Call):
-            called.add(id(sub.func))
-        elif isinstance(sub, ast.Name):
-            if isinstance(sub.ctx, ast.Load):
+    qualify = facts.qualify
+    todo = [node]
+    append = todo.append
+    for sub in todo:
+        kind = sub.__class__
+        if kind is _NAME:
+            if sub.ctx.__class__ is _LOAD:
                 guard = hidden_by.get(id(sub), "")
                 if guard is None:
                     continue  # the attribute read on it names nothing: always hidden
-                dotted = facts.qualify(sub)
+                dotted = qualify(sub)
                 if dotted or unresolved:
                     names.add((sub.id, dotted or None, guard or None))
-        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
-            dotted = facts.qualify(sub) or None
-            if dotted:
-                attrs.add(dotted)
-            if id(sub) not in called and isinstance(sub.value, ast.Name) and sub.attr != "__init__":
-                # ``block.expansion``: reading a class attribute passes no class
-                hidden_by[id(sub.value)] = dotted
+            continue  # no child but its ctx
+        if kind is _CONSTANT:
+            continue
+        if kind is _CALL:
+            called.add(id(sub.func))
+        elif kind is _ATTRIBUTE:
+            value = sub.value.__class__
+            if value is _NAME or value is _ATTRIBUTE:
+                dotted = qualify(sub) or None
+                if dotted:
+                    attrs.add(dotted)
+                if value is _NAME and id(sub) not in called and sub.attr != "__init__":
+                    # ``block.expansion``: reading a class attribute passes no class
+                    hidden_by[id(sub.value)] = dotted
+        for field in sub._fields:
+            value = getattr(sub, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, _AST):
+                        append(item)
+            elif isinstance(value, _AST) and field != "ctx":
+                append(value)
     return frozenset(attrs), frozenset(names)
+
+
+_AST, _NAME, _LOAD, _CONSTANT = ast.AST, ast.Name, ast.Load, ast.Constant
+_CALL, _ATTRIBUTE = ast.Call, ast.Attribute
 
 
 def import_lines(text: str) -> List[int]:
