@@ -361,7 +361,7 @@ def reference_facts(facts: "ModuleFacts", node: ast.AST, unresolved: bool = Fals
     """The names ``node`` spells, as ``facts`` qualifies them; ``unresolved``: also the loaded
     names ``qualify`` cannot name (a function's locals may hold them). ``Project.refs_from``
     resolves them. The walk is ``core.ast_tools.walk``'s, written out (every definition of a file
-    that lets its tree go is walked: the generator cost a third of it): breadth first, so a call
+    that lets its tree go is walked once, after the parse): breadth first, so a call
     comes before its callee and an attribute before its base. Nodes are as ``ast.parse`` makes
     them: their classes are compared, not tested with ``isinstance``."""
     attrs: Set[str] = set()
