@@ -39,8 +39,9 @@ class Definition:
 
     Its ``node`` is the file's own when the file keeps its tree; otherwise it is parsed from the
     definition's top-level statement the first time it is asked for, and kept (``ModuleFacts.node_at``).
-    What the relevance filter and the class hierarchy read of every definition (its span, its base
-    classes) is taken when the file is parsed, so the definitions nothing reaches are never parsed again.
+    What the relevance filter, the class hierarchy and the construction graph read of every
+    definition (its span, its base classes, its ``references``) is taken when the file is parsed,
+    so only what reads a definition's code itself (roots, backbone inference) parses it again.
     """
 
     __slots__ = (
