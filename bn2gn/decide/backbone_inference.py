@@ -265,8 +265,8 @@ def base_classes(project: Project, cls: Definition) -> List[Definition]:
     modules = project.modules_classes
     while queue:
         current = queue.pop(0)
-        for base in current.node.bases:
-            found = project.resolve(current.module, base)
+        for dotted in current.bases:
+            found = project.resolve_dotted(dotted) if dotted else None
             if found is not None and found in modules and found is not cls and found not in out:
                 out.append(found)
                 queue.append(found)

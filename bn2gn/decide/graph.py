@@ -8,12 +8,14 @@ module-level tables or passed as arguments are told apart from root models.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
+import unicodedata
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
-from .facts import Definition, ModuleFacts, line_numbers
+from .facts import Definition, ModuleFacts, References, line_numbers, reference_facts
 
 
 class Project:
@@ -30,7 +32,7 @@ class Project:
                 self.by_qualname[definition.qualname] = definition
                 self.by_name[definition.name].append(definition)
         self._refs: Dict[Definition, Set[Definition]] = {}
-        self._locals: Dict[int, Dict[str, Set[Definition]]] = {}
+        self._locals: Dict[Tuple[int, int, int], Dict[str, Set[Definition]]] = {}
         #: definition -> module classes that build it; at most two are kept, enough to tell whether a
         #: class is built by another one (a root is not), without a reach per class (quadratic on big trees)
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
@@ -64,34 +66,24 @@ class Project:
         self, facts: ModuleFacts, node: ast.AST, local: Optional[Dict[str, Set[Definition]]] = None
     ) -> Set[Definition]:
         """Definitions an expression or statement names; local variable names expand to what they hold."""
-        out: Set[Definition] = set()
-        called: Set[int] = set()
-        skip: Set[int] = set()
-        for sub in walk(node):  # breadth first: a Call and an Attribute come before their children
-            if isinstance(sub, ast.Call):
-                called.add(id(sub.func))
+        return self.refs_from(reference_facts(facts, node, local is not None), local)
+
+    def refs_from(
+        self, references: References, local: Optional[Dict[str, Set[Definition]]] = None
+    ) -> Set[Definition]:
+        """``refs_in`` on the names ``reference_facts`` took: an attribute names what it
+        resolves to; a loaded name is hidden when the attribute read on it resolves to nothing,
+        expands to what it holds when it is a local, and names what it resolves to otherwise."""
+        attrs, names = references
+        resolve = self.resolve_dotted
+        out = {found for found in map(resolve, attrs) if found is not None}
+        for name, dotted, guard in names:
+            if guard is not None and resolve(guard) is None:
                 continue
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                if id(sub) in skip:
-                    continue
-                if local is not None and sub.id in local:
-                    out |= local[sub.id]
-                    continue
-                found = self.resolve(facts, sub)
-            elif isinstance(sub, ast.Attribute) and isinstance(
-                sub.value, (ast.Name, ast.Attribute)
-            ):
-                found = self.resolve(facts, sub)
-                if (
-                    found is None
-                    and id(sub) not in called
-                    and isinstance(sub.value, ast.Name)
-                    and sub.attr != "__init__"
-                ):
-                    # ``block.expansion``: reading a class attribute passes no class
-                    skip.add(id(sub.value))
-            else:
+            if local is not None and name in local:
+                out |= local[name]
                 continue
+            found = resolve(dotted) if dotted else None
             if found is not None:
                 out.add(found)
         return out
@@ -99,10 +91,13 @@ class Project:
     def refs(self, definition: Definition) -> Set[Definition]:
         cached = self._refs.get(definition)
         if cached is None:
-            node = definition.node
-            if definition.kind == "var":
-                node = node.value
-            cached = self.refs_in(definition.module, node) - {definition}
+            references = definition.references
+            if references is None:
+                node = definition.node
+                references = reference_facts(
+                    definition.module, node.value if definition.kind == "var" else node
+                )
+            cached = self.refs_from(references) - {definition}
             self._refs[definition] = cached
         return cached
 
@@ -138,7 +133,7 @@ class Project:
     # -- locals ----------------------------------------------------------------------------------
     def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
         """For each local name of a function: the definitions its values can hold (flow-insensitive)."""
-        key = id(func)
+        key = (id(facts), func.lineno, func.col_offset)  # the same for a function parsed again
         if key in self._locals:
             return self._locals[key]
         sources: Dict[str, List[ast.AST]] = defaultdict(list)
@@ -185,7 +180,7 @@ class Project:
             lines = call_lines(facts, class_names)
             if lines is not None and not lines:
                 continue
-            for call, funcs, module_level in calls_with_scopes(facts.tree, lines):
+            for call, funcs, module_level in module_calls(facts, lines):
                 if not call.args and not call.keywords:
                     continue
                 callee = self.resolve(facts, call.func)
@@ -265,8 +260,8 @@ class Project:
             for definition in classes:
                 if definition in found:
                     continue
-                for base in definition.node.bases:
-                    dotted = definition.module.qualify(base) or ""
+                for dotted in definition.bases:
+                    dotted = dotted or ""
                     target = self.resolve_dotted(dotted) if dotted else None
                     if dotted.startswith("torch.nn.") or (target is not None and target in found):
                         found.add(definition)
@@ -354,6 +349,23 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
                 push((value, funcs, module_level))
 
 
+def module_calls(facts: ModuleFacts, lines: Optional[List[int]]):
+    """``calls_with_scopes`` of the file, in the same order; a file that let its tree go gives the
+    calls of the top-level statements spanning ``lines``, each parsed for the walk and let go
+    (``local_values`` knows a function by its file and position, not by its node)."""
+    if facts.tree_kept:
+        yield from calls_with_scopes(facts.tree, lines)
+        return
+    spans = facts.top_spans
+    for index in range(len(spans) - 1, -1, -1):  # the walk pops the module's last statement first
+        first, _, _, end, _ = spans[index]
+        if lines is not None:
+            at = bisect.bisect_left(lines, first)
+            if at == len(lines) or lines[at] > end:
+                continue
+        yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
+
+
 #: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
 #: before them, and ``class`` before that word (a definition, not a call)
 BACK_CALL = re.compile(r"\(([\s)]*)(\w*)([ \t]+ssalc(?!\w))?")
@@ -367,12 +379,15 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
     (``Name(``, ``mod.Name(``) or through an import alias or a module-level BatchNorm alias; the
     ``(`` lies inside the call's innermost statement, so a statement spanning none of these lines
     holds no call of a scanned class. A ``(`` reached only across a line break (a comment or a
-    continuation may stand between) counts whatever the word; a non-ASCII file is walked whole
-    (identifiers are NFKC-normalised, their text is not).
+    continuation may stand between) counts whatever the word. In a non-ASCII file a word is
+    compared as ``ast`` names it (NFKC: ``Ｌｉｎｅａｒ`` is ``Linear``), and a ``(`` whose word
+    follows a non-ASCII character that is no word character (a combining mark, which an identifier
+    may hold) counts whatever the word. (Such files were walked whole: 172 files of torch, 11,718
+    top-level statements parsed again for nothing.)
     """
     text = "".join(facts.lines)
     if not text.isascii():
-        return None
+        return _call_lines_unicode(text, facts, class_names)
     names = set(class_names)
     names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
     names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
@@ -383,4 +398,27 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
         if not m.group(3)
         and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
     ]
+    return line_numbers(text, sorted(hits))
+
+
+def _call_lines_unicode(text: str, facts: ModuleFacts, class_names: Set[str]) -> List[int]:
+    names = set(class_names)
+    names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
+    names |= {a for a, op in facts.bn_aliases.items() if op in class_names}
+    backwards = text[::-1]
+    last = len(text) - 1
+    hits = []
+    for m in BACK_CALL.finditer(backwards):
+        if m.group(3):
+            continue
+        word = m.group(2)[::-1]
+        before = backwards[m.end() : m.end() + 1]
+        if (
+            "\n" in m.group(1)
+            or "\r" in m.group(1)
+            or word in names
+            or (not word.isascii() and unicodedata.normalize("NFKC", word) in names)
+            or not before.isascii()
+        ):
+            hits.append(last - m.start())
     return line_numbers(text, sorted(hits))

@@ -34,7 +34,6 @@ file parsed.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import unicodedata
@@ -43,7 +42,6 @@ from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from ..core import progress
-from ..core.ast_tools import first_line
 from ..core.errors import SourceError, SourceFailure
 from ..core.settings import Config
 from ..core.source_files import decode_source
@@ -66,7 +64,8 @@ NOT_CODE = re.compile(
 
 def attribute_spelling(attrs: Iterable[str]) -> str:
     """``self.backbone``, ``self . backbone``, ``'backbone'`` (setattr, add_module): how a class
-    assigns an attribute of that name (``roots._statement_sinks``); a keyword ``backbone=`` does not."""
+    assigns an attribute of that name (``roots._statement_sinks``); a keyword ``backbone=`` does not.
+    """
     names = "|".join(re.escape(a) for a in sorted(attrs))
     return r"(?:\.(?:\s|\\)*|['\"])(?:" + names + r")\b"
 
@@ -117,7 +116,8 @@ class FileText:
 
 def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
     """The source as UTF-8 with identifiers spelled as ``ast`` names them (NFKC): a non-ASCII file
-    may use another encoding (a coding cookie) or a compatibility form of a letter. ASCII is as read."""
+    may use another encoding (a coding cookie) or a compatibility form of a letter. ASCII is as read.
+    """
     if data.isascii():
         return data
     if text is None:
@@ -270,7 +270,7 @@ class RelevantModules:
             for name, definition in facts.defs.items():
                 self.defined.add(name)
                 if definition.kind == "class":
-                    self.bases |= {n for n in map(_base_name, definition.node.bases) if n}
+                    self.bases |= {n for n in definition.base_names if n}
             added.append(ParsedFile(facts, self.text_of(path)))
         self.parsed += added
         return added
@@ -299,8 +299,7 @@ class RelevantModules:
             if definition.kind != "class":
                 continue
             if definition.name in self.roots or (
-                holds_attr
-                and self.holds_attr.search(source_text(definition.module, definition.node))
+                holds_attr and self.holds_attr.search(source_text(definition))
             ):
                 found.append(definition)
         return found
@@ -402,9 +401,8 @@ def spelled_among(words: FrozenSet[bytes], names: Dict[bytes, list]) -> Set[byte
     return names.keys() & words
 
 
-def source_text(facts: ModuleFacts, node: ast.AST) -> str:
-    first = first_line(node)
-    return "".join(facts.lines[first - 1 : node.end_lineno])
+def source_text(definition: Definition) -> str:
+    return "".join(definition.module.lines[definition.first - 1 : definition.end])
 
 
 def _blank(match: "re.Match[bytes]") -> bytes:
@@ -453,20 +451,10 @@ def spelled_by_definition(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSe
     }
     out = {}
     for name, definition in facts.defs.items():
-        node = definition.node
-        first = first_line(node)
-        words = set(WORD.findall(b"\n".join(lines[first - 1 : node.end_lineno])))
+        words = set(WORD.findall(b"\n".join(lines[definition.first - 1 : definition.end])))
         words |= {aliases[w] for w in words & aliases.keys()}
         out[name] = frozenset(words)
     return out
-
-
-def _base_name(base: ast.AST) -> str:
-    if isinstance(base, ast.Name):
-        return base.id
-    if isinstance(base, ast.Attribute):
-        return base.attr
-    return ""
 
 
 def root_names(roots: Iterable[str]) -> Set[str]:

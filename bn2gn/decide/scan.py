@@ -80,8 +80,9 @@ def read_all(
     return raw, errors
 
 
-def parse_facts(path: Path, data: bytes) -> ModuleFacts:
-    """Decode and parse one file; raises SourceError with file:line for anything Python cannot read."""
+def parse_facts(path: Path, data: bytes, keep_tree: bool = True) -> ModuleFacts:
+    """Decode and parse one file; raises SourceError with file:line for anything Python cannot read.
+    ``keep_tree=False``: the facts let the tree go once taken (``ModuleFacts``)."""
     source = decode_source(path, data)
     display = display_path(path)
     try:
@@ -94,12 +95,17 @@ def parse_facts(path: Path, data: bytes) -> ModuleFacts:
         raise SourceError(display, 1, f"cannot parse: {type(exc).__name__}") from None
     from .facts import ModuleFacts
 
-    return ModuleFacts(path, display, module_name(path), source.text, tree)
+    return ModuleFacts(path, display, module_name(path), source.text, tree, keep_tree)
 
 
 def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
-    """parse_facts, plus the BatchNorm sites of a file that mentions BatchNorm."""
-    facts = parse_facts(path, data)
+    """parse_facts, plus the BatchNorm sites of a file that mentions BatchNorm.
+
+    Only such a file and one that spells ``get_group_norm`` keep their tree: their sites, init loops
+    and rewrite jobs hold and walk its nodes. Every other file's definitions are parsed again one by
+    one when the analysis reaches them (on torch, 11,603 of 30,197 definitions in 790 of the 1,827
+    parsed files; keeping every tree cost 1.3 GB)."""
+    facts = parse_facts(path, data, keep_tree=MARKER in data or b"get_group_norm" in data)
     if MARKER in data:
         from .sites import collect_sites
 
@@ -196,7 +202,8 @@ def collector_paused():
     """The analysis holds every parsed tree (millions of acyclic nodes); letting the cyclic garbage
     collector re-scan them while more are built cost more than parsing itself on torch-sized trees.
     Trees parsed and dropped at once (configs, training scripts) are freed by reference counting, and
-    the collector's passes over their nodes while they are built doubled the cost of parsing them."""
+    the collector's passes over their nodes while they are built doubled the cost of parsing them.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -120,6 +120,41 @@ def test_line_numbers_follow_ast_line_breaks(tmp_path, crlf):
     assert call_lines(facts, {"A"}) == [4]
 
 
+UNICODE_SPELLINGS = """\
+from blocks import Block as Bl\u00f6ck, Other
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.name = "r\u00e9seau"
+        self.a = \uff22\uff4c\uff4f\uff43\uff4b(1)
+        self.b = Bl\u00f6ck(2)
+        self.c = Blo\u0308ck(3)
+        self.d = Other(4)
+        self.e = [caf\u00e9(5), \u00e9t\u00e9 (6)]
+
+
+def caf\u00e9(n):
+    return n
+"""
+
+
+def test_a_non_ascii_file_is_walked_where_a_word_can_name_the_class(tmp_path):
+    """Identifiers are compared as ``ast`` names them (NFKC): ``\uff22\uff4c\uff4f\uff43\uff4b``
+    is ``Block``; ``Blo\u0308ck`` (a combining mark, which ``re``'s ``\\w`` does not match)
+    counts whatever the word. A non-ASCII file was walked whole before."""
+    modules = two_files(tmp_path)[:1]
+    path = tmp_path / "uni.py"
+    path.write_text(UNICODE_SPELLINGS, encoding="utf-8")
+    facts = parse_facts(path, path.read_bytes())
+    project = check(modules + [facts])
+    # the alias Bl\u00f6ck, composed (9) and with a combining mark (10); Block is not imported here
+    assert {line for line, *_ in recorded(project, facts, None)} == {9, 10}
+    # and Block(1) in full width (8) may call it too; not Other(4), caf\u00e9(5), \u00e9t\u00e9 (6)
+    assert call_lines(facts, {"Block"}) == [8, 9, 10]
+
+
 def test_fixture_trees_keep_every_recorded_call():
     modules = []
     for path in FIXTURES:
