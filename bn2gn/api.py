@@ -181,7 +181,7 @@ class Session:
 
     # -- engines -----------------------------------------------------------------------------------
     def tree(self):
-        """One discovery and read of ``paths`` (``analysis.scan.TreeRead``), kept for this session:
+        """One discovery and read of ``paths`` (``decide.scan.TreeRead``), kept for this session:
         the plan, made after, reads no file again, and a caller that patches or searches the same
         files can take their bytes from it."""
         if self._tree is None:

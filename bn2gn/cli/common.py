@@ -25,7 +25,7 @@ from ..core.process import Terminated
 
 #: command name -> the module below ``bn2gn.cli`` that defines it. A command's module is imported
 #: when that command runs (or ``bn2gn --help`` lists it), so ``bn2gn scan`` and the pre-commit hook
-#: do not import the other commands' modules. ``tests/test_cli_lazy.py`` checks that importing
+#: do not import the other commands' modules. ``tests/integration/test_cli_lazy.py`` checks that importing
 #: every module registers exactly these commands.
 COMMAND_MODULES = {
     "config": "config_cmd",

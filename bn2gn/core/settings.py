@@ -2,7 +2,7 @@
 
 The settings hold what the user typed. ``backbone_names`` are the configured backbone attribute
 names, one kind of evidence the analysis weighs; the decision every command applies is the plan's
-``analysis.decision.Backbone``, which the seam (``bn2gn.api``) builds from both.
+``decide.backbone.Backbone``, which the seam (``bn2gn.api``) builds from both.
 """
 
 from __future__ import annotations

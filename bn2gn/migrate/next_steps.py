@@ -147,7 +147,7 @@ def remap_command(
     then = (
         f"then train with {ckpt.flag} {target}"
         if ckpt.flag.startswith("-")
-        else f"then load {target} instead of {source}"
+        else f"then load {target} instead of {ckpt.flag}"  # the literal, as the script spells it
     )
     if script is not None and _needs_the_script(model):
         tail, notes = script_run(script, repo, _unknown_arguments(model))

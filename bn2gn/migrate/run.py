@@ -43,7 +43,7 @@ class MigrateResult:
 
     repo: Path
     mode: str
-    plan: object  # analysis.plan.Plan, with patch-trainer's edits as its insertions
+    plan: object  # decide.plan.Plan, with patch-trainer's edits as its insertions
     results: List[engine.FileResult]
     left_alone: List[LeftAlone] = dataclasses.field(default_factory=list)
     frozen_already: Optional[FrozenUse] = None  # set: nothing to migrate, the BatchNorm is frozen

@@ -144,7 +144,7 @@ class FilePlan:
 
 
 def _apply(source: SourceText, options: TrainerOptions, plan: FilePlan) -> FileResult:
-    """Run the patch-trainer codemods (``codemods.patch_trainer_codemods``) on the plan: one LibCST
+    """Run the patch-trainer codemods (``registry.patch_trainer_codemods``) on the plan: one LibCST
     parse and one position resolution, and no LibCST at all when only notes are left to give."""
     from .registry import Context, patch_trainer_codemods, run
     from .support.trainer_steps import TrainerPlan

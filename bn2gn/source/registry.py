@@ -4,7 +4,7 @@ A codemod names the rules it implements (``rules``; codes, names and description
 ``bn2gn.core.rule_codes``), says whether it has anything to do in a file (``applies``) and does it
 (``transform``). ``run`` applies a list in order; each codemod sees the changes made before it in
 ``Context.changes``. Codemods that share one LibCST traversal are grouped by ``combined.OnePass``.
-The interface is in ``codemods.base``; the ordered lists are here.
+The interface is in ``source.codemod``; the ordered lists are here.
 
 Nothing here imports LibCST: the pre-filter imports ``source.support.names`` before anything heavy.
 """

@@ -39,7 +39,7 @@ class FileJob:
     bn_refs: FrozenSet[str]
     rules: FrozenSet[Rule]
     text_hash: str = ""  # of the text the analysis parsed with ast ("" when unknown)
-    #: the analysis proved on ``ast`` that the codemods change nothing in that text (codemods.settled)
+    #: the analysis proved on ``ast`` that the codemods change nothing in that text (support.settled)
     settled: bool = False
 
     @property

@@ -376,3 +376,18 @@ def test_a_checkpoint_default_from_the_root_stays_as_written(tmp_path):
     (remap,) = _steps(repo)["remap_ckpt"]
     assert remap["argv"][2] == "exp/model_last.pth"
     assert remap["notes"][-1] == "then train with --load_model exp/model_last.bn2gn.pth"
+
+
+def test_a_literal_torch_load_path_is_given_from_the_root_and_named_as_the_script_spells_it(
+    tmp_path,
+):
+    repo = _script_repo(tmp_path, "cd src && python main.py\n")
+    (repo / "src" / "main.py").write_text(
+        OPTIMIZING.replace(
+            "    model = make()\n",
+            '    model = make()\n    model.load_state_dict(torch.load("../ckpt/init.pth"))\n',
+        )
+    )
+    (remap,) = _steps(repo)["remap_ckpt"]
+    assert remap["argv"][:3] == ["bn2gn", "remap-ckpt", "ckpt/init.pth"]
+    assert remap["notes"][-1] == "then load ../ckpt/init.bn2gn.pth instead of ../ckpt/init.pth"

@@ -1,6 +1,6 @@
 """``rewrite`` skips LibCST only where the ``ast`` proof says its codemods change nothing.
 
-Every job the analysis calls settled (``codemods.settled``) is run again through LibCST with the
+Every job the analysis calls settled (``source.support.settled``) is run again through LibCST with the
 proof switched off: it must come back unchanged, with no change, note or refused site. Checked on
 every fixture folder, on a migrated copy of the CenterNet repository (where every job is settled)
 and on hand-written init loops whose verdict is written here.

@@ -61,7 +61,7 @@ def test_an_engine_error_is_a_plain_exception():
 
 
 def test_the_cli_names_an_engine_option_by_the_flag_of_the_command(tmp_path):
-    """modelspec says "model"; scan takes the factory as --trace, remap-ckpt as --model."""
+    """model.spec says "model"; scan takes the factory as --trace, remap-ckpt as --model."""
     from conftest import run_cli
 
     (tmp_path / "m.py").write_text("import torch.nn as nn\n", encoding="utf-8")
