@@ -206,7 +206,9 @@ def run(command: List[str], cwd: Path, limit: float, env: Optional[dict] = None)
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
-    if proc.returncode not in (0, 1):
+    # bn2gn exits 1 when it finds work; a traceback (a console script that cannot import bn2gn
+    # exits 1 too) is no measurement.
+    if proc.returncode not in (0, 1) or "Traceback (most recent call last)" in err:
         raise SystemExit(
             f"{' '.join(map(str, command))} failed ({proc.returncode}): {err.strip()[-800:]}"
         )
