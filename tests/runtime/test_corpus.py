@@ -157,6 +157,103 @@ def test_forced_conversion_of_every_torch_site_parses_and_is_stable(
     )
 
 
+def test_forced_conversion_is_the_same_with_libcsts_positions(torch_plan, monkeypatch):
+    """The rewrite finds its sites from ``ast`` starts and looks only into the statements that hold
+    one; with every file sent down the fallback (LibCST's PositionProvider, every statement looked
+    into) each forced conversion of torch comes out byte for byte the same."""
+    from bn2gn.source.rewrite import rewrite_paths
+    from bn2gn.source.support import node_starts
+
+    config, plan, project = torch_plan
+    forced = dataclasses.replace(plan, sites=[dataclasses.replace(s) for s in plan.sites])
+    for site in forced.sites:
+        if site.op == "BatchNorm2d" and site.form == "call":
+            site.decision = CONVERT
+    rules = select_rules((), ())
+
+    def texts():
+        run = rewrite_paths([TORCH], config, rules, workers=1, plan=forced, project=project)
+        return {r.path: (r.status, r.new_text, r.changes, r.notes) for r in run.results}
+
+    fast = texts()
+
+    def refuse(*args, **kwargs):
+        raise node_starts.Mismatch("forced")
+
+    monkeypatch.setattr(node_starts.StatementTracker, "__init__", refuse)
+    slow = texts()
+    assert sum(status == "changed" for status, *_ in fast.values()) >= 1
+    assert fast == slow
+
+
+def test_every_call_of_torch_nn_starts_where_libcst_says(monkeypatch):
+    """Each call of torch.nn and torch.optim (outside f-strings) renamed at its ``ast`` start, in a
+    pass that looks only into the statements holding one: the same code and the same calls seen as
+    the pass on LibCST's PositionProvider, and no file falls back."""
+    import libcst as cst
+
+    from bn2gn.source.support import combined, node_starts
+
+    class Rename(cst.CSTTransformer):
+        def __init__(self, wanted, lines):
+            super().__init__()
+            self.wanted, self.lines, self.seen = wanted, lines, []
+
+        def descends(self, span):
+            return any(span.holds(line) for line in self.lines)
+
+        def leave_Call(self, original, updated):
+            start = self.start_of(original)
+            if start not in self.wanted:
+                return updated
+            self.seen.append(start)
+            return updated.with_changes(func=cst.Name("renamed"))
+
+    def run(module, text, wanted):
+        lines = {line for line, _ in wanted}
+        module, parts = combined.transform(module, text, lambda: [Rename(wanted, lines)])
+        return module.code, parts[0].seen
+
+    files = calls = 0
+    for path in sorted((TORCH / "nn").rglob("*.py")) + sorted((TORCH / "optim").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            module = cst.parse_module(text)
+        except cst.ParserSyntaxError:
+            continue
+        wanted = every_call_start(text)
+        if not wanted:
+            continue
+        with monkeypatch.context() as patched:
+            patched.setattr(combined, "MetadataWrapper", None)  # a fallback would fail here
+            fast = run(module, text, wanted)
+
+        def refuse(*args, **kwargs):
+            raise node_starts.Mismatch("forced")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(node_starts.StatementTracker, "__init__", refuse)
+            slow = run(module, text, wanted)
+        assert fast == slow, path
+        assert set(fast[1]) == wanted, path  # (``f(a)(b)``: two calls, one start)
+        files, calls = files + 1, calls + len(wanted)
+    assert files > 90 and calls > 8_000, (files, calls)
+
+
+def every_call_start(text: str) -> set:
+    """(line, column in characters) of every call outside f-strings, from ``ast``."""
+    import ast
+
+    tree = check_python(text)
+    inside = {id(n) for f in ast.walk(tree) if isinstance(f, ast.JoinedStr) for n in ast.walk(f)}
+    lines = re.split(r"\r\n|\r|\n", text)
+    return {
+        (n.lineno, len(lines[n.lineno - 1].encode()[: n.col_offset].decode()))
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and id(n) not in inside
+    }
+
+
 def second_pass(result, config, rules) -> str:
     """The engine on the new text alone, its BatchNorm2d calls forced to convert as in the first pass."""
     from bn2gn.core.source_files import decode_source

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Dict, List, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from ...core.file_results import Change, Refusal
 from ...core.rule_codes import Rule
@@ -22,29 +21,36 @@ KEPT = ("eps", "affine")
 
 
 class ReplaceBatchNorm(cst.CSTTransformer):
-    """Replace the calls that start at the given (line, 0-based column) positions."""
+    """Replace the calls that start at the given (line, 0-based column) positions.
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
+    Runs in the shared pass (``support.combined``), which gives ``start_of``.
+    """
 
     def __init__(self, positions: Set[Tuple[int, int]]):
         super().__init__()
         self.positions = set(positions)
+        self.lines = {line for line, _ in positions}
         self.converted: List[Tuple[int, str]] = []  # (line, what changed)
         self.refused: List[Tuple[int, str]] = []
 
+    def descends(self, span) -> bool:
+        """Only statements holding the start of a site are looked into."""
+        return any(span.holds(line) for line in self.lines)
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        start = self.get_metadata(PositionProvider, original).start
-        if (start.line, start.column) not in self.positions:
+        start = self.start_of(original)
+        if start not in self.positions:
             return updated
         # only the innermost call at a position is the site: `nn.BatchNorm2d(8).cuda(0)` starts there too
-        self.positions.discard((start.line, start.column))
+        self.positions.discard(start)
+        line = start[0]
         mapped = map_batchnorm_args(updated.args)
         if isinstance(mapped, str):
-            self.refused.append((start.line, mapped))
+            self.refused.append((line, mapped))
             return updated
         args, dropped = mapped
         note = f"BatchNorm2d -> {HELPER}" + (f" (dropped {', '.join(dropped)})" if dropped else "")
-        self.converted.append((start.line, note))
+        self.converted.append((line, note))
         return updated.with_changes(func=cst.Name(HELPER), args=args)
 
 

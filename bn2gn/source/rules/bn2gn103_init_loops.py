@@ -7,10 +7,11 @@ GroupNorm built with ``affine=False`` has no weight or bias.
 
 from __future__ import annotations
 
+import bisect
+import re
 from typing import Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from ...core.file_results import Change
 from ...core.rule_codes import Rule
@@ -19,6 +20,8 @@ from ..support.inject import ensure_nn_import, torch_nn_name
 from ..support.names import INIT_FUNCS
 
 _EMPTY = cst.Module(body=[])
+#: the line breaks Python counts (``str.splitlines`` counts more: form feed, ``\x1c``...)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _text(node: cst.CSTNode) -> str:
@@ -28,15 +31,28 @@ def _text(node: cst.CSTNode) -> str:
 class InitLoops(cst.CSTTransformer):
     """Rewrite the isinstance checks inside ``scopes`` (top-level class/function names)."""
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, scopes: Set[str], bn_refs: Set[str], gn_ref: str):
+    def __init__(self, scopes: Set[str], bn_refs: Set[str], gn_ref: str, text: str):
         super().__init__()
         self.scopes = scopes
+        #: the lines that spell ``isinstance``: a check this rule widens spans one of them
+        self.isinstance_lines = [
+            number
+            for number, line in enumerate(_LINE_BREAK.split(text), start=1)
+            if "isinstance" in line
+        ]
         self.bn_refs = bn_refs
         self.gn_ref = gn_ref
         self.depth: List[str] = []
         self.changed: List[Tuple[int, str]] = []
+
+    def descends(self, span) -> bool:
+        """Only statements spanning a line that spells ``isinstance`` are looked into, inside the
+        outermost definitions named in ``scopes`` or in the blocks outside every definition that
+        may hold one (``if``/``try`` at the top)."""
+        at = bisect.bisect_left(self.isinstance_lines, span.first)
+        if at == len(self.isinstance_lines) or self.isinstance_lines[at] > span.last:
+            return False
+        return span.top in self.scopes or (span.top is None and span.compound)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.depth.append(node.name.value)
@@ -58,7 +74,7 @@ class InitLoops(cst.CSTTransformer):
         subject, new_test = self._widen(updated.test)
         if subject is None:
             return updated
-        line = self.get_metadata(PositionProvider, original).start.line
+        line = self.start_of(original)[0]
         if new_test is not updated.test:
             self.changed.append(
                 (line, f"isinstance(..., {self.gn_ref}) added to the BatchNorm2d check")
@@ -171,7 +187,8 @@ class WidenInitLoops:
 
     def transformer(self, module: cst.Module, context: Context) -> InitLoops:
         gn_ref = (torch_nn_name(module) or "nn") + ".GroupNorm"  # the name the file has now
-        return InitLoops(set(context.job.init_scopes), set(context.job.bn_refs), gn_ref)
+        job = context.job
+        return InitLoops(set(job.init_scopes), set(job.bn_refs), gn_ref, context.source.text)
 
     def outcome(self, module: cst.Module, transformer: InitLoops, context: Context) -> Outcome:
         if transformer.changed and torch_nn_name(module) is None:

@@ -1,41 +1,68 @@
-"""Run several per-file transformers in one LibCST traversal that shares one metadata resolution.
+"""Run several per-file transformers in one LibCST traversal that shares one way to find starts.
 
 Each part stays a transformer of its own (one behaviour per module); this only chains their
-``visit_*``/``leave_*`` calls node by node, in the order given. Parts must need no metadata
-beyond ``PositionProvider`` (positions of the original nodes). ``OnePass`` makes such parts one
+``visit_*``/``leave_*`` calls node by node, in the order given. Parts ask ``start_of(node)`` for
+where a call or an ``if`` statement of the original tree starts. Those starts are read off the
+``ast`` of the same text as the traversal goes (``node_starts``), and the traversal goes only into
+the statements some part ``descends`` into; where the two parses do not pair up, the pass runs
+again on LibCST's ``PositionProvider``, into every statement. ``OnePass`` makes such parts one
 entry of the codemod registry (``bn2gn.source.registry``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Protocol, Sequence, Set, Tuple
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from ...core.file_results import check_python
 from ..codemod import Context, Outcome
+from .node_starts import Mismatch, Span, StatementTracker
 
 if TYPE_CHECKING:
     from ...core.rule_codes import Rule
 
 
 class Combined(cst.CSTTransformer):
+    """The parts' transformers, node by node; starts from ``tracker``, else from PositionProvider."""
+
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, parts: Sequence[cst.CSTTransformer]):
+    def __init__(self, parts: Sequence[cst.CSTTransformer], tracker: Optional[StatementTracker]):
         super().__init__()
         self.parts = list(parts)
+        self.tracker = tracker
+        self._skipped: Set[int] = set()
+        for part in self.parts:
+            part.start_of = self.start_of
+
+    def start_of(self, node: cst.CSTNode) -> Optional[Tuple[int, int]]:
+        """(line, 0-based column in characters) where ``node`` (a call or an ``if``) starts;
+        None for a call inside an f-string when the starts come from ``ast``."""
+        if self.tracker is not None:
+            return self.tracker.starts.get(id(node))
+        start = self.get_metadata(PositionProvider, node).start
+        return start.line, start.column
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, cst.Module):
-            for part in self.parts:
-                part.metadata = self.metadata  # the resolution this pass was given
+        if self.tracker is not None:
+            span = self.tracker.enter(node)
+            if span is not None:
+                if not any(_descends(part, span) for part in self.parts):
+                    self._skipped.add(id(node))
+                    return False
+                self.tracker.descend(node)
         for part in self.parts:
             part.on_visit(node)
         return True
 
     def on_leave(self, original_node, updated_node):
+        if self.tracker is not None:
+            if id(original_node) in self._skipped:
+                return updated_node  # no part saw it
+            self.tracker.leave(original_node)
         for part in self.parts:
             updated_node = part.on_leave(original_node, updated_node)
             if not isinstance(updated_node, cst.CSTNode):
@@ -43,11 +70,24 @@ class Combined(cst.CSTTransformer):
         return updated_node
 
 
-def transform(module: cst.Module, parts: Sequence[cst.CSTTransformer]) -> cst.Module:
-    """``module`` after every part, in one pass; no copy of the tree, positions resolved once."""
-    if not parts:
-        return module
-    return MetadataWrapper(module, unsafe_skip_copy=True).visit(Combined(parts))
+def _descends(part: cst.CSTTransformer, span: Span) -> bool:
+    descends = getattr(part, "descends", None)
+    return True if descends is None else descends(span)
+
+
+def transform(module: cst.Module, text: str, make_parts) -> "Tuple[cst.Module, List]":
+    """``module`` after the parts ``make_parts()`` returns, in one pass; no copy of the tree.
+
+    ``text`` is what ``module`` was parsed from. Returns the new module and the parts that ran.
+    """
+    try:
+        tracker = StatementTracker(module, check_python(text), text)
+        parts = make_parts()
+        return module.visit(Combined(parts, tracker)), parts
+    except (Mismatch, SyntaxError, ValueError):
+        parts = make_parts()  # afresh: the first pass may have stopped half-way
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        return wrapper.visit(Combined(parts, None)), parts
 
 
 class PassPart(Protocol):
@@ -83,8 +123,14 @@ class OnePass:
 
     def transform(self, module: cst.Module, context: Context) -> Outcome:
         active = [part for part in self.parts if part.applies(context)]
-        transformers = [part.transformer(module, context) for part in active]
-        module = transform(module, transformers)
+        if not active:
+            return Outcome(module)
+        before = module
+        module, transformers = transform(
+            module,
+            context.source.text,
+            lambda: [part.transformer(before, context) for part in active],
+        )
         changes, notes, refused = list(context.changes), [], []
         for part, transformer in zip(active, transformers):
             seen = dataclasses.replace(context, changes=tuple(changes))

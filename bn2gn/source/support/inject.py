@@ -138,6 +138,19 @@ def _top_level_split(params: str) -> Optional[List[str]]:
     return parts
 
 
+#: the nodes a block can be found below: no expression and no simple statement line holds one
+_HOLD_BLOCKS = (
+    cst.Module,
+    cst.BaseCompoundStatement,
+    cst.BaseSuite,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
+
+
 def dominant_indent(module: cst.Module) -> str:
     """The indentation unit of the file's function and class bodies, by statement count (a 2-space
     ``try:`` at the top of 4-space code makes LibCST's default 2 spaces; new definitions follow the code)."""
@@ -145,6 +158,10 @@ def dominant_indent(module: cst.Module) -> str:
     blocks: Counter = Counter()
 
     class _Count(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            super().on_visit(node)
+            return isinstance(node, _HOLD_BLOCKS)  # expressions and simple lines hold no block
+
         def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
             blocks[module.default_indent if node.indent is None else node.indent] += len(node.body)
 
