@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
 from ..core.ast_tools import walk
@@ -15,14 +16,15 @@ from ..core.file_results import (
     finish,
     run_transform,
 )
-from ..core.process import pool_map, worker_pool
+from ..core.process import WarmPool, collector_paused, pool_map, warm_pool, worker_pool
 from ..core.rule_codes import Rule
 from ..core.settings import Config
 from ..core.source_files import SourceText
-from ..decide.facts import ModuleFacts
+from ..decide.facts import OTHER_BREAKS, ModuleFacts
 from ..decide.plan import CONVERT, UNSURE, Plan, Site
 from ..decide.scan import build_plan
 from .support.libcst_parse import form_feed_indent_line, mixed_newline_line, parse_module
+from .support.names import HELPER
 from .support.settled import settled
 
 BN2D = {"torch.nn.BatchNorm2d", "torch.nn.modules.batchnorm.BatchNorm2d"}
@@ -74,27 +76,47 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
     """Top-level classes/functions whose init loops must also cover GroupNorm.
 
     Those holding converted sites or get_group_norm calls, plus same-file functions they call
-    (``fill_fc_weights(fc)``, ``self.apply(weights_init)``).
+    (``fill_fc_weights(fc)``, ``self.apply(weights_init)``). A definition is walked only when its
+    lines spell what the walk looks for.
     """
     scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
-    calls_helper = "get_group_norm" in "".join(facts.lines)  # the text first: no walk without it
+    text = "".join(facts.lines)
+    calls_helper = HELPER in text  # the text first: no walk without it
     if not scopes and not calls_helper:
         return scopes
+    spells = _spelling_test(facts, text)
     for node in facts.tree.body if calls_helper else ():
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-            isinstance(n, ast.Call)
-            and isinstance(n.func, ast.Name)
-            and n.func.id == "get_group_norm"
-            for n in walk(node)  # ast.walk's nodes but the ctx leaves, 1.7 times faster
+        if (
+            isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and spells(node, (HELPER,))
+            and any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == HELPER
+                for n in walk(node)  # ast.walk's nodes but the ctx leaves, 1.7 times faster
+            )
         ):
             scopes.add(node.name)
     functions = {
         n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
     for node in facts.tree.body:
-        if getattr(node, "name", None) in scopes:
+        if getattr(node, "name", None) in scopes and spells(node, functions):
             scopes |= {n.id for n in walk(node) if isinstance(n, ast.Name) and n.id in functions}
     return scopes
+
+
+def _spelling_test(facts: ModuleFacts, text: str):
+    """``spells(node, words)``: whether the lines of the top-level ``node`` (decorators included)
+    hold one of ``words``. Always true where the lines cannot tell: a text that is not ASCII
+    (``ast`` names identifiers after NFKC) or that holds a line break Python does not count."""
+    if not text.isascii() or OTHER_BREAKS.search(text):
+        return lambda node, words: True
+
+    def spells(node: ast.stmt, words) -> bool:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+        segment = "".join(facts.lines[first - 1 : node.end_lineno])
+        return any(word in segment for word in words)
+
+    return spells
 
 
 def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
@@ -108,9 +130,10 @@ def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
         )  # what LibCST would have returned: no import, no parse
     from .registry import Context, rewrite_codemods, run
 
-    module = parse_module(source, checked=same_text)
-    done = run(rewrite_codemods(), module, Context(source, job.rules, job))
-    return finish(source, done.module.code, done.changes, done.notes, done.refused)
+    with collector_paused():
+        module = parse_module(source, checked=same_text)
+        done = run(rewrite_codemods(), module, Context(source, job.rules, job))
+        return finish(source, done.module.code, done.changes, done.notes, done.refused)
 
 
 def _libcst_refuses(text: str) -> bool:
@@ -166,13 +189,39 @@ def plan_jobs(plan: Plan, project, rules: FrozenSet[Rule]) -> List[FileJob]:
 IN_PROCESS_BYTES = 100_000
 
 
-def run_jobs(jobs: List[FileJob], workers: int = 1) -> List[FileResult]:
+def run_jobs(jobs: List[FileJob], workers: int = 1, pool: Optional[WarmPool] = None):
+    """Every job's result, in order; ``pool``: workers started before the plan was made, which
+    take every job (their LibCST is imported already)."""
     progress.start("bn2gn: rewriting", len(jobs))
+    if pool is not None and jobs:
+        return _counted(pool.map(run_job, jobs, chunksize=_chunksize(jobs, workers)))
     if workers > 1 and len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES:
-        with worker_pool(workers) as pool:
-            results = pool_map(pool, run_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+        with worker_pool(workers) as started:
+            results = pool_map(started, run_job, jobs, chunksize=_chunksize(jobs, workers))
             return _counted(results)
     return _counted(run_job(job) for job in jobs)
+
+
+def _chunksize(jobs: List[FileJob], workers: int) -> int:
+    return max(1, len(jobs) // (workers * 4))
+
+
+@contextlib.contextmanager
+def rewrite_pool(workers: int) -> Iterator[Optional[WarmPool]]:
+    """``workers`` processes that import LibCST and the codemods now, while the caller plans (None
+    for one worker): on a small repository that import, not the rewrite, is most of the time."""
+    if workers <= 1:
+        yield None
+        return
+    with warm_pool(workers, import_codemods) as pool:
+        yield pool
+
+
+def import_codemods() -> None:
+    """What a rewrite job imports (a worker's initializer)."""
+    from .registry import rewrite_codemods
+
+    rewrite_codemods()
 
 
 def _job_bytes(jobs: List[FileJob]) -> int:
@@ -201,12 +250,14 @@ def rewrite_paths(
     workers: int = 1,
     plan: Optional[Plan] = None,
     project=None,
+    pool: Optional[WarmPool] = None,
 ) -> RewriteRun:
     """Plan (unless given), then rewrite every file that needs it. Files the analysis could not read
-    or parse become failed results; sites a codemod refused are unsure in the returned plan."""
+    or parse become failed results; sites a codemod refused are unsure in the returned plan.
+    ``pool``: ``rewrite_pool``'s workers, started before the plan."""
     if plan is None:
         plan, project = build_plan(paths, config)
-    results = run_jobs(plan_jobs(plan, project, rules), workers)
+    results = run_jobs(plan_jobs(plan, project, rules), workers, pool)
     results += [failed(Path(error.path), error) for error in plan.errors]
     return RewriteRun(plan=_mark_refused(plan, results), results=results)
 

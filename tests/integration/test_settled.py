@@ -150,3 +150,21 @@ def test_migrate_check_works_out_no_next_steps(migrated, monkeypatch):
     result = run_cli(["migrate", "--check", "."], cwd=migrated)
     assert result.exit_code == 0, result.output
     assert "0 would change" in result.output
+
+
+def test_a_form_feed_line_goes_to_libcst(tmp_path, monkeypatch):
+    """``str.splitlines`` counts a form feed as a line break and Python does not: read by those
+    lines, the parenthesised GroupNorm below would seem to follow the comma of the line before it
+    (its column lies past that line's end), and the file would pass as settled although BN2GN103
+    widens its check. Such a text is left to LibCST."""
+    body = (
+        "            if isinstance(m, (nn.BatchNorm2d,\n"
+        + " " * 49
+        + "(nn.GroupNorm))):\n                pass\n"
+    )
+    text = HEAD + "\x0c\n" + LOOP.format(body=body) + "\nnn.BatchNorm2d\n"
+    (tmp_path / "net.py").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    (job,) = jobs_of(Path("."))
+    assert not job.settled
+    assert through_libcst(job)[0] == "changed"

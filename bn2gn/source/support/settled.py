@@ -15,6 +15,7 @@ import ast
 import re
 from typing import FrozenSet, Iterator, Optional, Tuple
 
+from ...decide.facts import OTHER_BREAKS
 from .names import HELPER, INIT_FUNCS
 
 #: between a tuple's comma and its next element: spaces and line breaks only (no parenthesis)
@@ -29,12 +30,14 @@ def settled(
 
     if not text.isascii():
         return False  # ast compares names after NFKC, LibCST as written
+    if OTHER_BREAKS.search(text):
+        return False  # ``lines`` below would not number as ast does
     if Rule.INJECT_GROUP_NORM_HELPER in rules and HELPER in text and not _helper_defined(tree):
         return False
     if Rule.INIT_LOOPS in rules and scopes and bn_refs:
         lines = text.splitlines(keepends=True)
         last_names = {ref.rpartition(".")[2] for ref in bn_refs}
-        for test, body in _scoped_ifs(tree, scopes):
+        for test, body in _scoped_ifs(tree, scopes, lines):
             if not _leaves_alone(test, body, last_names, lines):
                 return False
     return True
@@ -53,10 +56,11 @@ def _helper_defined(tree: ast.Module) -> bool:
     return False
 
 
-def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str]) -> Iterator[Tuple[ast.expr, list]]:
+def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tuple[ast.expr, list]]:
     """(test, body) of every ``if`` inside a class or function whose outermost enclosing definition
-    is named in ``scopes`` (how BN2GN103 picks them: the first definition on the way down)."""
-    stack = [(node, None) for node in tree.body]
+    is named in ``scopes`` (how BN2GN103 picks them: the first definition on the way down), in the
+    top-level statements whose ``lines`` spell ``isinstance`` (an ``if`` without it is left alone)."""
+    stack = [(node, None) for node in tree.body if _spells_isinstance(node, lines)]
     while stack:
         node, scope = stack.pop()
         if scope is None and isinstance(
@@ -66,6 +70,11 @@ def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str]) -> Iterator[Tuple[ast.
         if isinstance(node, ast.If) and scope in scopes:
             yield node.test, node.body
         stack.extend((child, scope) for child in ast.iter_child_nodes(node))
+
+
+def _spells_isinstance(node: ast.stmt, lines) -> bool:
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+    return "isinstance" in "".join(lines[first - 1 : node.end_lineno])
 
 
 def _leaves_alone(test: ast.expr, body: list, last_names: set, lines) -> bool:
