@@ -199,12 +199,28 @@ class Session:
 
     def rewrite(self, rules: Optional[FrozenSet[Rule]] = None, workers: int = 1):
         """``bn2gn rewrite`` without writing: the RewriteRun of this session's plan."""
-        from .source.rewrite import rewrite_paths
+        from .source.rewrite import rewrite_paths, rewrite_pool
 
-        plan, project, _ = self.planned()
         rules = self.rewrite_rules() if rules is None else rules
-        return rewrite_paths(
-            self.paths, self.settings, rules, workers=workers, plan=plan, project=project
+        with rewrite_pool(workers if self._may_rewrite() else 1) as pool:
+            plan, project, _ = self.planned()
+            return rewrite_paths(
+                self.paths,
+                self.settings,
+                rules,
+                workers=workers,
+                plan=plan,
+                project=project,
+                pool=pool,
+            )
+
+    def _may_rewrite(self) -> bool:
+        """The plan is still to make and some file spells what the rewrite changes: workers
+        started now import LibCST while it is made (``-j N``)."""
+        if self._planned is not None or self.plan_file is not None:
+            return False
+        return any(
+            b"BatchNorm2d" in data or b"get_group_norm" in data for data in self.tree().raw.values()
         )
 
     def rewrite_jobs(self, rules: Optional[FrozenSet[Rule]] = None) -> Dict[str, object]:

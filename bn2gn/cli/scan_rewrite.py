@@ -413,8 +413,8 @@ def rewrite(
         raise Bn2gnError("no rewrite rule selected: see bn2gn rewrite --list-rules")
     progress.enable(quiet)
     session = Session(paths, config, plan_file=plan_file)
+    run = session.rewrite(frozenset(rules), workers=jobs)  # plans first: its workers start before
     applied = session.planned()[2]
-    run = session.rewrite(frozenset(rules), workers=jobs)
     if format_code:
         _black_changed(run.results)
     code = apply_and_report("rewrite", run.plan, run.results, mode, fmt, quiet, verbose)

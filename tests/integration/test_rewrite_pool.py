@@ -1,0 +1,116 @@
+"""``rewrite -j N`` starts its workers before the plan, so that they import LibCST while it is made.
+
+They take every job when there is one; when there is none they are stopped without waiting for
+their imports; a tree that spells nothing the rewrite changes starts none.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+from conftest import CENTERNET, run_cli
+
+from bn2gn import api
+from bn2gn.core import process
+from bn2gn.source import rewrite
+
+KEEP_ONLY = """import torch.nn as nn
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(8)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    folder = tmp_path / "repo"
+    shutil.copytree(CENTERNET, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def test_workers_started_before_the_plan_take_every_job(repo, monkeypatch):
+    mapped = []
+    real_map = process.WarmPool.map
+
+    def recording(self, func, items, chunksize=1):
+        items = list(items)
+        mapped.append(len(items))
+        return real_map(self, func, items, chunksize)
+
+    monkeypatch.setattr(process.WarmPool, "map", recording)
+    serial = api.Session.open([repo]).rewrite(workers=1)
+    warm = api.Session.open([repo]).rewrite(workers=2)
+    assert mapped == [len(api.Session.open([repo]).rewrite_jobs())]
+    assert mapped[0] >= 2
+    assert [(r.path, r.status, r.new_text, r.changes) for r in warm.results] == [
+        (r.path, r.status, r.new_text, r.changes) for r in serial.results
+    ]
+
+
+def test_the_cli_diff_is_the_same_with_one_and_two_workers(repo):
+    one = run_cli(["rewrite", "--diff", "-j", "1", "."], cwd=repo)
+    two = run_cli(["rewrite", "--diff", "-j", "2", "."], cwd=repo)
+    assert one.exit_code == two.exit_code == 0
+    assert one.output == two.output and "get_group_norm" in two.output
+
+
+def test_unused_workers_are_stopped_without_waiting_for_their_imports(tmp_path, monkeypatch):
+    """Nothing to convert (the only BatchNorm is the backbone's): the workers, still importing
+    (here: sleeping a minute), are ended at once and none is left."""
+    (tmp_path / "net.py").write_text(KEEP_ONLY)
+    monkeypatch.setattr(rewrite, "import_codemods", lambda: time.sleep(60))
+    started = []
+    real = process.warm_pool
+
+    def recording(*args, **kwargs):
+        manager = real(*args, **kwargs)
+        started.append(manager)
+        return manager
+
+    monkeypatch.setattr(rewrite, "warm_pool", recording)
+    before = set(_children(os.getpid()))
+    start = time.monotonic()
+    run = api.Session.open([tmp_path]).rewrite(workers=2)
+    assert time.monotonic() - start < 20
+    assert started and not [r for r in run.results if r.status == "changed"]
+    assert set(_children(os.getpid())) <= before
+
+
+def test_a_tree_without_batchnorm2d_starts_no_worker(tmp_path, monkeypatch):
+    (tmp_path / "net.py").write_text("import torch.nn as nn\n\nlayer = nn.Conv2d(3, 8, 3)\n")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("workers started for a tree with nothing to rewrite")
+
+    monkeypatch.setattr(rewrite, "warm_pool", refuse)
+    run = api.Session.open([tmp_path]).rewrite(workers=2)
+    assert run.results == []
+
+
+def _children(pid):
+    """The live child processes of ``pid`` (Linux: read from /proc; elsewhere none are seen)."""
+    found = []
+    if not os.path.isdir("/proc"):
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
