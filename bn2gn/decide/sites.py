@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import ast
-from typing import List, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
-from ..core.ast_tools import walk
-from .facts import ATTR_SETTERS, PARTIAL, TYPE_CHECKS, ModuleFacts, RawSite
+from ..core.ast_tools import first_line, walk
+from .facts import (
+    ATTR_SETTERS,
+    BATCHNORM_OPS,
+    OTHER_BREAKS,
+    PARTIAL,
+    TYPE_CHECKS,
+    ModuleFacts,
+    RawSite,
+)
 from .plan import scope_name
 
 CONTAINER_CALLS = {"Sequential", "ModuleList"}
@@ -18,16 +26,41 @@ def parent_of(node: ast.AST) -> Optional[ast.AST]:
 
 
 def collect_sites(facts: ModuleFacts) -> List[RawSite]:
-    """All sites of ``facts`` in source order; calls, partials and BatchNorm2d passed as a callable."""
+    """All sites of ``facts`` in source order; calls, partials and BatchNorm2d passed as a callable.
+
+    Only the top-level statements whose lines spell a word a BatchNorm reference needs are walked.
+    """
     found = []
-    for node in walk(facts.tree, parents=True):
-        hit = _classify_node(facts, node)
-        if hit:
-            op, form = hit
-            found.append(_raw_site(facts, node, op, form))
+    words = _site_words(facts)
+    for top in facts.tree.body:
+        if words is not None and not _spells(facts, top, words):
+            continue
+        top._bn2gn_parent = facts.tree  # type: ignore[attr-defined]
+        for node in walk(top, parents=True):
+            hit = _classify_node(facts, node)
+            if hit:
+                op, form = hit
+                found.append(_raw_site(facts, node, op, form))
     found.sort(key=lambda s: (s.node.lineno, s.node.col_offset))
     facts.sites = found
     return found
+
+
+def _site_words(facts: ModuleFacts) -> Optional[FrozenSet[str]]:
+    """What the text of a BatchNorm reference holds, one of: ``BatchNorm`` (every BatchNorm class's
+    name has it), a name the file binds to one at the top level (``BN = nn.BatchNorm2d``) or imports
+    as one (``from torch.nn import BatchNorm2d as BN``). None where lines cannot tell: a text that is
+    not ASCII (``ast`` names identifiers after NFKC) or holds a line break Python does not count."""
+    text = "".join(facts.lines)
+    if not text.isascii() or OTHER_BREAKS.search(text):
+        return None
+    imported = {name for name, dotted in facts.imports.items() if dotted in BATCHNORM_OPS}
+    return frozenset({"BatchNorm"} | set(facts.bn_aliases) | imported)
+
+
+def _spells(facts: ModuleFacts, top: ast.stmt, words: FrozenSet[str]) -> bool:
+    segment = "".join(facts.lines[first_line(top) - 1 : top.end_lineno])
+    return any(word in segment for word in words)
 
 
 def _classify_node(facts: ModuleFacts, node: ast.AST) -> Optional[Tuple[str, str]]:

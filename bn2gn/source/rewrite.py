@@ -221,7 +221,8 @@ def import_codemods() -> None:
     """What a rewrite job imports (a worker's initializer)."""
     from .registry import rewrite_codemods
 
-    rewrite_codemods()
+    with collector_paused():  # the objects of the parent this worker was forked from are many
+        rewrite_codemods()
 
 
 def _job_bytes(jobs: List[FileJob]) -> int:
