@@ -220,9 +220,12 @@ def rewrite_pool(workers: int) -> Iterator[Optional[WarmPool]]:
 def import_codemods() -> None:
     """What a rewrite job imports (a worker's initializer)."""
     from .registry import rewrite_codemods
+    from .rules.bn2gn102_group_norm_helper import HELPER_SOURCE
+    from .support.inject import format_snippet
 
     with collector_paused():  # the objects of the parent this worker was forked from are many
         rewrite_codemods()
+        format_snippet(HELPER_SOURCE.format(nn="nn"))  # the helper as most files spell torch.nn
 
 
 def _job_bytes(jobs: List[FileJob]) -> int:

@@ -26,7 +26,13 @@ _UNSPLITTABLE = re.compile(r'\s*(#.*|"""[^\n]*"""|[fFrRbB]{0,2}"[^"\n]*",?)')
 
 def format_snippet(code: str) -> List[cst.BaseStatement]:
     """Black-format ``code`` and parse it into statements (indent/newline resolved by the host module)."""
-    return list(cst.parse_module(black_formatted(code)).body)
+    return list(_snippet_statements(code))
+
+
+@functools.lru_cache(maxsize=256)
+def _snippet_statements(code: str) -> tuple:
+    """Each snippet parsed once per process (LibCST nodes are immutable: every file may share them)."""
+    return tuple(cst.parse_module(black_formatted(code)).body)
 
 
 @functools.lru_cache(maxsize=256)
