@@ -202,7 +202,7 @@ class Session:
         from .source.rewrite import rewrite_paths, rewrite_pool
 
         rules = self.rewrite_rules() if rules is None else rules
-        with rewrite_pool(workers if self._may_rewrite() else 1) as pool:
+        with rewrite_pool(workers if workers > 1 and self._may_rewrite() else 1) as pool:
             plan, project, _ = self.planned()
             return rewrite_paths(
                 self.paths,

@@ -93,3 +93,30 @@ def recognised(path: Path, text: str, options) -> bool:
     except NeedsUserInput:
         return True  # found a site, needs a flag to patch it
     return True
+
+
+def child_processes(pid: int) -> list:
+    """The process ids whose parent is ``pid``, zombies included (Linux: read from /proc; elsewhere
+    none are seen)."""
+    found = []
+    if not os.path.isdir("/proc"):
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie, waiting to be reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -11,7 +11,7 @@ import shutil
 import time
 
 import pytest
-from conftest import CENTERNET, run_cli
+from conftest import CENTERNET, child_processes, process_alive, run_cli
 
 from bn2gn import api
 from bn2gn.core import process
@@ -80,12 +80,12 @@ def test_unused_workers_are_stopped_without_waiting_for_their_imports(tmp_path, 
         return manager
 
     monkeypatch.setattr(rewrite, "warm_pool", recording)
-    before = set(_children(os.getpid()))
+    before = {c for c in child_processes(os.getpid()) if process_alive(c)}
     start = time.monotonic()
     run = api.Session.open([tmp_path]).rewrite(workers=2)
     assert time.monotonic() - start < 20
     assert started and not [r for r in run.results if r.status == "changed"]
-    assert set(_children(os.getpid())) <= before
+    assert {c for c in child_processes(os.getpid()) if process_alive(c)} <= before
 
 
 def test_a_tree_without_batchnorm2d_starts_no_worker(tmp_path, monkeypatch):
@@ -97,20 +97,3 @@ def test_a_tree_without_batchnorm2d_starts_no_worker(tmp_path, monkeypatch):
     monkeypatch.setattr(rewrite, "warm_pool", refuse)
     run = api.Session.open([tmp_path]).rewrite(workers=2)
     assert run.results == []
-
-
-def _children(pid):
-    """The live child processes of ``pid`` (Linux: read from /proc; elsewhere none are seen)."""
-    found = []
-    if not os.path.isdir("/proc"):
-        return found
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
-    return found

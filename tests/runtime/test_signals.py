@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, child_processes, process_alive
 
 torch = pytest.importorskip("torch")
 
@@ -89,28 +89,6 @@ def _tree(folder):
     return texts
 
 
-def _children(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
 @pytest.mark.parametrize("command", ["rewrite", "patch-trainer"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -125,15 +103,15 @@ def test_workers_end_with_their_parent(tmp_path, command, signum):
     process = start([command, "tree", "-j", "2", "-q"], tmp_path)
     end, workers = time.monotonic() + 60, []
     while time.monotonic() < end and process.poll() is None and len(workers) < 2:
-        workers = _children(process.pid)
+        workers = child_processes(process.pid)
         time.sleep(0.01)
     assert len(workers) >= 2, process.communicate()
     process.send_signal(signum)
     process.communicate(timeout=60)
     end = time.monotonic() + 20
-    while time.monotonic() < end and any(_alive(w) for w in workers):
+    while time.monotonic() < end and any(process_alive(w) for w in workers):
         time.sleep(0.05)
-    assert not [w for w in workers if _alive(w)], "workers outlived bn2gn"
+    assert not [w for w in workers if process_alive(w)], "workers outlived bn2gn"
     for name in os.listdir(tmp_path / "tree"):
         assert name in texts, f"left behind: {name}"
         text = (tmp_path / "tree" / name).read_text()
