@@ -153,8 +153,9 @@ class WarmPool:
     parent still works out what the jobs are. ``map`` as ``pool_map``; a pool whose ``map`` was
     never called is stopped at the end without waiting for its initializer."""
 
-    def __init__(self, pool):
+    def __init__(self, pool, size: int):
         self.pool = pool
+        self.size = size
         self.used = False
 
     def map(self, func, items, chunksize: int = 1):
@@ -166,7 +167,7 @@ class WarmPool:
 def warm_pool(workers: int, initializer=None, initargs=()):
     """``worker_pool`` whose workers start now (``WarmPool``)."""
     with worker_pool(workers, initializer, initargs) as pool:
-        warm = WarmPool(pool)
+        warm = WarmPool(pool, workers)
         pool.submit(_nothing)  # the first job starts the workers
         try:
             yield warm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -190,12 +191,14 @@ IN_PROCESS_BYTES = 100_000
 
 
 def run_jobs(jobs: List[FileJob], workers: int = 1, pool: Optional[WarmPool] = None):
-    """Every job's result, in order; ``pool``: workers started before the plan was made, which
-    take every job (their LibCST is imported already)."""
+    """Every job's result, in order. ``pool``: workers started before the plan was made (their
+    LibCST is imported already); they take the jobs when they are as many as ``workers`` or the
+    jobs are small, else a pool of ``workers`` is started now."""
     progress.start("bn2gn: rewriting", len(jobs))
-    if pool is not None and jobs:
-        return _counted(pool.map(run_job, jobs, chunksize=_chunksize(jobs, workers)))
-    if workers > 1 and len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES:
+    big = len(jobs) > 1 and _job_bytes(jobs) > IN_PROCESS_BYTES
+    if pool is not None and jobs and (pool.size >= workers or not big):
+        return _counted(pool.map(run_job, jobs, chunksize=_chunksize(jobs, pool.size)))
+    if workers > 1 and big:
         with worker_pool(workers) as started:
             results = pool_map(started, run_job, jobs, chunksize=_chunksize(jobs, workers))
             return _counted(results)
@@ -208,12 +211,14 @@ def _chunksize(jobs: List[FileJob], workers: int) -> int:
 
 @contextlib.contextmanager
 def rewrite_pool(workers: int) -> Iterator[Optional[WarmPool]]:
-    """``workers`` processes that import LibCST and the codemods now, while the caller plans (None
-    for one worker): on a small repository that import, not the rewrite, is most of the time."""
+    """Processes that import LibCST and the codemods now, while the caller plans (None for one
+    worker): on a small repository that import, not the rewrite, is most of the time. As many as
+    ``workers`` but one core is left to the plan: workers importing on the plan's core would slow
+    it by what they save."""
     if workers <= 1:
         yield None
         return
-    with warm_pool(workers, import_codemods) as pool:
+    with warm_pool(min(workers, max(1, (os.cpu_count() or 1) - 1)), import_codemods) as pool:
         yield pool
 
 

@@ -97,3 +97,28 @@ def test_a_tree_without_batchnorm2d_starts_no_worker(tmp_path, monkeypatch):
     monkeypatch.setattr(rewrite, "warm_pool", refuse)
     run = api.Session.open([tmp_path]).rewrite(workers=2)
     assert run.results == []
+
+
+@pytest.mark.parametrize("cores, warm_takes_them", [(2, False), (8, True)])
+def test_big_jobs_go_to_workers_of_the_number_asked(repo, monkeypatch, cores, warm_takes_them):
+    """One core is left to the plan, so on two cores ``-j 2`` warms one worker; when the jobs are
+    big, ``-j 2`` means two workers: a pool of two is started after the plan."""
+    monkeypatch.setattr(rewrite.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(rewrite, "IN_PROCESS_BYTES", 0)
+    warm_sizes, full = [], []
+    real_warm, real_full = rewrite.warm_pool, rewrite.worker_pool
+
+    def warm(workers, *args, **kwargs):
+        warm_sizes.append(workers)
+        return real_warm(workers, *args, **kwargs)
+
+    def full_pool(workers, *args, **kwargs):
+        full.append(workers)
+        return real_full(workers, *args, **kwargs)
+
+    monkeypatch.setattr(rewrite, "warm_pool", warm)
+    monkeypatch.setattr(rewrite, "worker_pool", full_pool)
+    run = api.Session.open([repo]).rewrite(workers=2)
+    assert warm_sizes == [1 if cores == 2 else 2]
+    assert full == ([] if warm_takes_them else [2])
+    assert sum(1 for r in run.results if r.status == "changed") >= 2
