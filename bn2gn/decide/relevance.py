@@ -34,18 +34,23 @@ file parsed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
 from ..core.errors import SourceError, SourceFailure
 from ..core.settings import Config
 from ..core.source_files import decode_source
 from .facts import Definition, ModuleFacts
+from .parse_pool import Parsed, parse_each
+
+#: parses a round's files (path and bytes) at once; a failure in place of a file it cannot read
+ParseBatch = Callable[[Sequence[Tuple[Path, bytes]]], List[Parsed]]
 
 WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*")
 SEED_MARKERS = (b"BatchNorm", b"get_group_norm")
@@ -77,6 +82,7 @@ class FileText:
         self.path = str(path)
         self.data = data
         self._words: Optional[FrozenSet[bytes]] = None
+        self._raw_words: Optional[FrozenSet[bytes]] = None
         self._imports: Optional[Tuple[FrozenSet[bytes], FrozenSet[bytes]]] = None
         self._pairs: Optional[Dict[bytes, FrozenSet[bytes]]] = None
 
@@ -102,6 +108,23 @@ class FileText:
         if self._imports is None:
             self._imports = _import_words(self.data)
         return self._imports[1]
+
+    @property
+    def raw_words(self) -> FrozenSet[bytes]:
+        """Every word of the bytes as read (``words``, unless NFKC or a coding cookie changed them)."""
+        if self.data.isascii():
+            return self.words
+        if self._raw_words is None:
+            self._raw_words = frozenset(WORD.findall(self.data))
+        return self._raw_words
+
+    def spells_before(self, name: bytes, modules: Set[bytes]) -> bool:
+        """Whether one of ``modules`` is spelled just before ``.name``. A word before a dot is a
+        word of the file, so most files are answered by their words without the search of every
+        dotted pair (2,138 files of torch searched, 230 now)."""
+        return not modules.isdisjoint(self.raw_words) and not modules.isdisjoint(
+            self.words_before(name)
+        )
 
     def words_before(self, name: bytes) -> FrozenSet[bytes]:
         """The words spelled just before ``.name`` (``resnet`` and ``models`` in
@@ -185,7 +208,7 @@ class NameLinks:
             or self.name in text.bare_imports
             or not self.modules.isdisjoint(text.import_words)
             or any(text.path.startswith(package) for package in self.packages)
-            or not self.modules.isdisjoint(text.words_before(self.name))
+            or text.spells_before(self.name, self.modules)
         )
 
 
@@ -221,9 +244,10 @@ class RelevantModules:
         parse: Callable[[Path, bytes], ModuleFacts],
         attrs: Iterable[str] = (),
         roots: Iterable[str] = (),
+        parse_batch: Optional[ParseBatch] = None,
     ):
         self.raw = dict(raw)
-        self.parse = parse
+        self.parse_batch = parse_batch or functools.partial(parse_each, parse)
         self.errors: Dict[Path, SourceFailure] = {}
         self.text: Dict[Path, FileText] = {}
         self.modules: Dict[Path, ModuleFacts] = {}
@@ -256,13 +280,10 @@ class RelevantModules:
     def add(self, paths: Iterable[Path]) -> List[ParsedFile]:
         """Parse ``paths``; a file that cannot be parsed is reported and left out. Returns the new files."""
         added = []
-        for path in paths:
-            if path in self.modules or path not in self.raw:
-                continue
-            try:
-                facts = self.parse(path, self.raw[path])
-            except SourceError as exc:
-                self.errors[path] = exc.failure
+        todo = [p for p in dict.fromkeys(paths) if p not in self.modules and p in self.raw]
+        for path, facts in zip(todo, self.parse_batch([(p, self.raw[p]) for p in todo])):
+            if isinstance(facts, SourceFailure):
+                self.errors[path] = facts
                 del self.raw[path]
                 continue
             self.modules[path] = facts
@@ -467,10 +488,14 @@ def select_modules(
     parse: Callable[[Path, bytes], ModuleFacts],
     config: Config,
     errors: List[SourceFailure],
+    parse_batch: Optional[ParseBatch] = None,
 ) -> List[ModuleFacts]:
-    """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
+    """The parsed facts of every file that can take part in a decision, in the order of ``raw``.
+    ``parse_batch``: parses a round's files at once (``parse_pool.BatchParser``), in their order."""
     progress.start("bn2gn: analysing", len(raw))
-    relevant = RelevantModules(raw, parse, config.backbone_names, root_names(config.roots))
+    relevant = RelevantModules(
+        raw, parse, config.backbone_names, root_names(config.roots), parse_batch
+    )
     relevant.grow(relevant.add([path for path, data in raw.items() if relevant.is_seed_file(data)]))
     progress.done()
     errors.extend(relevant.errors[p] for p in raw if p in relevant.errors)

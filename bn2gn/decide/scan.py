@@ -105,12 +105,17 @@ def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
     and rewrite jobs hold and walk its nodes. Every other file's definitions are parsed again one by
     one when the analysis reaches them (on torch, 11,603 of 30,197 definitions in 790 of the 1,827
     parsed files; keeping every tree cost 1.3 GB)."""
-    facts = parse_facts(path, data, keep_tree=MARKER in data or b"get_group_norm" in data)
+    facts = parse_facts(path, data, keep_tree=keeps_tree(data))
     if MARKER in data:
         from .sites import collect_sites
 
         collect_sites(facts)
     return facts
+
+
+def keeps_tree(data: bytes) -> bool:
+    """Whether ``parse_with_sites`` keeps the file's tree (its facts then hold ``ast`` nodes)."""
+    return MARKER in data or b"get_group_norm" in data
 
 
 #: patch-trainer's insertion planner, handed in by the seam: (raw bytes by path, settings, the
@@ -156,11 +161,14 @@ def build_plan(
     if any(MARKER in data for data in raw.values()):
         from .classify import classify
         from .graph import Project
+        from .parse_pool import BatchParser
         from .relevance import select_modules
 
         with collector_paused():
+            with BatchParser(parse_with_sites, keeps_tree) as parse_batch:
+                modules = select_modules(raw, parse_with_sites, config, plan.errors, parse_batch)
             project = Project(
-                select_modules(raw, parse_with_sites, config, plan.errors),
+                modules,
                 bindings_of_every_class=bool(config.roots),  # a --root may name any class
             )
             classify(project, config, plan)

@@ -255,7 +255,7 @@ def test_a_compatibility_spelling_of_a_name_links_as_ast_reads_it(tmp_path):
 def plan_sites(folder: Path, everything: bool, monkeypatch) -> list:
     if everything:
 
-        def parse_every_file(raw, parse, config, errors):
+        def parse_every_file(raw, parse, config, errors, parse_batch=None):
             out = []
             for path, data in raw.items():
                 try:

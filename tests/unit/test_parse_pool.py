@@ -1,0 +1,97 @@
+"""Parsing in worker processes (decide/parse_pool.py) gives the facts, the failures and the plans a
+parse in this process gives, in the order asked; forced here with a threshold of one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bn2gn.core.errors import SourceFailure
+from bn2gn.core.settings import Config
+from bn2gn.decide import parse_pool, scan
+from bn2gn.decide.plan import render_json
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+
+
+def summary(parsed):
+    """What the analysis reads of one file's facts (or its failure), as plain values."""
+    if isinstance(parsed, SourceFailure):
+        return parsed
+    return (
+        parsed.path,
+        parsed.display,
+        parsed.modname,
+        parsed.lines,
+        parsed.tree_kept,
+        parsed.imports,
+        parsed.star_imports,
+        parsed.bn_aliases,
+        parsed.top_spans,
+        [(raw.node.lineno, raw.node.col_offset, raw.op, raw.scope) for raw in parsed.sites],
+        {
+            name: (d.kind, d.top, d.lineno, d.col, d.first, d.end, d.bases, d.base_names)
+            + (d.references,)
+            for name, d in parsed.defs.items()
+        },
+    )
+
+
+def fixture_files():
+    return [(path, path.read_bytes()) for path in sorted(FIXTURES.rglob("*.py"))]
+
+
+def test_workers_give_the_facts_and_failures_of_a_serial_parse():
+    files = fixture_files()
+    assert any(scan.keeps_tree(data) for _, data in files)  # both kinds are in the batch
+    assert sum(not scan.keeps_tree(data) for _, data in files) > 100
+    serial = parse_pool.parse_each(scan.parse_with_sites, files)
+    with parse_pool.BatchParser(
+        scan.parse_with_sites, scan.keeps_tree, workers=2, threshold=1
+    ) as parse:
+        parallel = parse(files)
+        assert parse._pool is not None  # the workers did parse
+        again = parse(files[:5])  # a later round reuses the workers
+    failures = [p for p in serial if isinstance(p, SourceFailure)]
+    assert failures and "syntax_error.py" in failures[0].path  # a failure travels back too
+    assert [summary(p) for p in parallel] == [summary(p) for p in serial]
+    assert [summary(p) for p in again] == [summary(p) for p in serial[:5]]
+    kept = [p for p in parallel if not isinstance(p, SourceFailure) and p.sites]
+    assert kept and all(p.tree_kept for p in kept)  # parsed here: their nodes are this process's
+
+
+def test_a_small_round_or_a_single_cpu_starts_no_worker():
+    files = fixture_files()[:20]
+    for workers, threshold in ((2, 1000), (1, 1)):
+        with parse_pool.BatchParser(
+            scan.parse_with_sites, scan.keeps_tree, workers=workers, threshold=threshold
+        ) as parse:
+            assert [summary(p) for p in parse(files)] == [
+                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
+            ]
+            assert parse._pool is None
+
+
+def plan_json(folder: Path, monkeypatch, threshold: int) -> str:
+    monkeypatch.setattr(parse_pool, "PARALLEL_FILES", threshold)
+    monkeypatch.setattr(parse_pool, "available_cpus", lambda: 2)
+    started = []
+    real = parse_pool.BatchParser._started
+
+    def counted(self):
+        started.append(self)
+        return real(self)
+
+    monkeypatch.setattr(parse_pool.BatchParser, "_started", counted)
+    plan, _ = scan.build_plan([folder], Config())
+    assert bool(started) == (threshold == 1)
+    return render_json(plan)
+
+
+@pytest.mark.parametrize(
+    "folder", [FIXTURES, FIXTURES / "repos", FIXTURES / "backbones"], ids=lambda p: p.name
+)
+def test_the_plan_made_with_workers_is_the_serial_one(folder, monkeypatch):
+    assert plan_json(folder, monkeypatch, 1) == plan_json(folder, monkeypatch, 10**9)
