@@ -48,19 +48,23 @@ class BatchParser:
     """Parses a round's files in order, in worker processes when there are enough of them.
 
     ``keeps_tree(data)``: whether the file's facts keep its tree (parsed in this process, as
-    nodes do not pickle cheaply). ``workers``: how many (default: the CPUs this process may
-    use); fewer than two parse every file here, as one worker would only take turns with it.
+    nodes do not pickle cheaply). ``in_worker``: what a worker runs instead of ``parse`` (the same
+    facts, with what else a worker may take for this process: ``relevance.with_code_words``).
+    ``workers``: how many (default: the CPUs this process may use); fewer than two parse every
+    file here, as one worker would only take turns with it.
     """
 
     def __init__(
         self,
         parse: Parse,
         keeps_tree: Callable[[bytes], bool],
+        in_worker: Optional[Parse] = None,
         workers: Optional[int] = None,
         threshold: Optional[int] = None,
     ):
         self.parse = parse
         self.keeps_tree = keeps_tree
+        self.in_worker = in_worker or parse
         self.workers = available_cpus() if workers is None else workers
         self.threshold = PARALLEL_FILES if threshold is None else threshold
         self._stack = contextlib.ExitStack()
@@ -79,7 +83,9 @@ class BatchParser:
             return parse_each(self.parse, files)
         pool = self._started()
         size = -(-len(sent) // (self.workers * CHUNKS_PER_WORKER))
-        job = functools.partial(process.run_in_worker, functools.partial(_parse_chunk, self.parse))
+        job = functools.partial(
+            process.run_in_worker, functools.partial(_parse_chunk, self.in_worker)
+        )
         futures = [
             pool.submit(job, [files[i] for i in sent[start : start + size]])
             for start in range(0, len(sent), size)

@@ -223,8 +223,7 @@ class ParsedFile:
 
     def spelled(self, definition: Definition) -> FrozenSet[bytes]:
         if self._spelled is None:
-            source = nfkc_source(self.text.path, self.text.data, "".join(self.facts.lines))
-            self._spelled = spelled_by_definition(self.facts, source)
+            self._spelled = self.facts.code_words or code_words(self.facts, self.text.data)
         return self._spelled[definition.name]
 
 
@@ -476,6 +475,24 @@ def spelled_by_definition(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSe
         words |= {aliases[w] for w in words & aliases.keys()}
         out[name] = frozenset(words)
     return out
+
+
+def code_words(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSet[bytes]]:
+    """``spelled_by_definition`` of the file read as ``data``."""
+    return spelled_by_definition(facts, nfkc_source(str(facts.path), data, "".join(facts.lines)))
+
+
+def with_code_words(parse: Callable[[Path, bytes], ModuleFacts], path: Path, data: bytes):
+    """``parse``, with the facts' ``code_words`` taken: a worker process takes them while it
+    parses (most parsed files are asked for them), and a word spelled by several definitions
+    is one object, which pickles once."""
+    facts = parse(path, data)
+    one: Dict[bytes, bytes] = {}
+    facts.code_words = {
+        name: frozenset(one.setdefault(word, word) for word in words)
+        for name, words in code_words(facts, data).items()
+    }
+    return facts
 
 
 def root_names(roots: Iterable[str]) -> Set[str]:

@@ -162,10 +162,11 @@ def build_plan(
         from .classify import classify
         from .graph import Project
         from .parse_pool import BatchParser
-        from .relevance import select_modules
+        from .relevance import select_modules, with_code_words
 
+        in_worker = functools.partial(with_code_words, parse_with_sites)
         with collector_paused():
-            with BatchParser(parse_with_sites, keeps_tree) as parse_batch:
+            with BatchParser(parse_with_sites, keeps_tree, in_worker) as parse_batch:
                 modules = select_modules(raw, parse_with_sites, config, plan.errors, parse_batch)
             project = Project(
                 modules,

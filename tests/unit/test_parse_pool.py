@@ -3,13 +3,14 @@ parse in this process gives, in the order asked; forced here with a threshold of
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 
 from bn2gn.core.errors import SourceFailure
 from bn2gn.core.settings import Config
-from bn2gn.decide import parse_pool, scan
+from bn2gn.decide import parse_pool, relevance, scan
 from bn2gn.decide.plan import render_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,9 @@ def test_workers_give_the_facts_and_failures_of_a_serial_parse():
     assert any(scan.keeps_tree(data) for _, data in files)  # both kinds are in the batch
     assert sum(not scan.keeps_tree(data) for _, data in files) > 100
     serial = parse_pool.parse_each(scan.parse_with_sites, files)
+    in_worker = functools.partial(relevance.with_code_words, scan.parse_with_sites)
     with parse_pool.BatchParser(
-        scan.parse_with_sites, scan.keeps_tree, workers=2, threshold=1
+        scan.parse_with_sites, scan.keeps_tree, in_worker, workers=2, threshold=1
     ) as parse:
         parallel = parse(files)
         assert parse._pool is not None  # the workers did parse
@@ -60,13 +62,20 @@ def test_workers_give_the_facts_and_failures_of_a_serial_parse():
     assert [summary(p) for p in again] == [summary(p) for p in serial[:5]]
     kept = [p for p in parallel if not isinstance(p, SourceFailure) and p.sites]
     assert kept and all(p.tree_kept for p in kept)  # parsed here: their nodes are this process's
+    for (_, data), facts, alone in zip(files, parallel, serial):
+        if isinstance(facts, SourceFailure):
+            continue
+        # a worker takes the words of each definition's code with the facts; this process does not
+        assert facts.code_words == (
+            None if scan.keeps_tree(data) else relevance.code_words(alone, data)
+        )
 
 
 def test_a_small_round_or_a_single_cpu_starts_no_worker():
     files = fixture_files()[:20]
     for workers, threshold in ((2, 1000), (1, 1)):
         with parse_pool.BatchParser(
-            scan.parse_with_sites, scan.keeps_tree, workers=workers, threshold=threshold
+            scan.parse_with_sites, scan.keeps_tree, None, workers=workers, threshold=threshold
         ) as parse:
             assert [summary(p) for p in parse(files)] == [
                 summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
