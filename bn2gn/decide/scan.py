@@ -166,7 +166,7 @@ def build_plan(
 
         in_worker = functools.partial(with_code_words, parse_with_sites)
         with collector_paused():
-            with BatchParser(parse_with_sites, keeps_tree, in_worker) as parse_batch:
+            with BatchParser(parse_with_sites, keeps_tree, in_worker, ahead=raw) as parse_batch:
                 modules = select_modules(raw, parse_with_sites, config, plan.errors, parse_batch)
             project = Project(
                 modules,

@@ -169,6 +169,15 @@ def test_text_helpers():
     assert text.words_before(b"ResNet") == {b"resnet"}  # models.resnet . ResNet
     assert text.words_before(b"resnet") == {b"models"}
     assert text.words_before(b"models") == set()
+    # a word read back from ``.name``: over spaces and line breaks, not from a digit, whole words only
+    text = relevance.FileText(
+        Path("y.py"),
+        "p = (a\n . b, 1c.b, _1d.b, e.\n.b, f.bc, g.b2, h .b.b, ié.b, j..b, k . \\\n b)\n".encode(),
+    )
+    # ``h .b.b``: h before the first b, b before the second; a backslash is no space
+    assert text.words_before(b"b") == {b"a", b"_1d", b"h", b"b", "ié".encode()}
+    assert text.words_before(b"bc") == {b"f"}
+    assert text.words_before(b"b2") == {b"g"}
     source = (
         b"x = 'A'  # B\n"
         b'y = f"{C}"\n'
