@@ -57,6 +57,8 @@ SEED_MARKERS = (b"BatchNorm", b"get_group_norm")
 IMPORT_KEYWORD = re.compile(rb"\bimport\b")
 RELATIVE_FROM = re.compile(rb"\s*from\s+\.+\s*import\b")
 PLAIN_IMPORT = re.compile(rb"\s*import\b")
+#: the ASCII word after ``class`` at the start of a line (``FileText.defines_class``)
+CLASS_LINE = re.compile(rb"^[ \t]*class[ \t]+([A-Za-z0-9_]+)", re.MULTILINE)
 #: comments and string literals, from their ``#`` or opening quote (``_blank`` reads the prefix)
 NOT_CODE = re.compile(
     rb"""\#[^\r\n]*|'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:[^'\\\r\n]|\\[\s\S])*'|"(?:[^"\\\r\n]|\\[\s\S])*\""""
@@ -81,6 +83,7 @@ class FileText:
         self._raw_words: Optional[FrozenSet[bytes]] = None
         self._imports: Optional[Tuple[FrozenSet[bytes], FrozenSet[bytes]]] = None
         self._before: Dict[bytes, FrozenSet[bytes]] = {}
+        self._classes: Optional[FrozenSet[bytes]] = None
 
     @property
     def words(self) -> FrozenSet[bytes]:
@@ -108,11 +111,23 @@ class FileText:
     @property
     def raw_words(self) -> FrozenSet[bytes]:
         """Every word of the bytes as read (``words``, unless NFKC or a coding cookie changed them)."""
-        if self.data.isascii():
-            return self.words
         if self._raw_words is None:
-            self._raw_words = frozenset(WORD.findall(self.data))
+            ascii = self.data.isascii()
+            self._raw_words = self.words if ascii else frozenset(WORD.findall(self.data))
         return self._raw_words
+
+    def defines_class(self, names: Set[bytes]) -> bool:
+        """Whether a line starts (after spaces or tabs) with ``class`` and one of ``names``, whole:
+        each file's class names are read once (``\\b`` ends an ASCII name); a name that is not
+        ASCII is searched for as it was."""
+        if self._classes is None:
+            self._classes = frozenset(CLASS_LINE.findall(self.data))
+        if not names.isdisjoint(self._classes):
+            return True
+        other = sorted(name for name in names if not name.isascii())
+        return bool(other) and bool(
+            re.search(rb"^[ \t]*class[ \t]+(?:" + b"|".join(other) + rb")\b", self.data, re.M)
+        )
 
     def spells_before(self, name: bytes, modules: Set[bytes]) -> bool:
         """Whether one of ``modules`` is spelled just before ``.name``. A word before a dot is a
@@ -123,19 +138,23 @@ class FileText:
 
     def words_before(self, name: bytes) -> FrozenSet[bytes]:
         """The words spelled just before ``.name`` (``resnet`` and ``models`` in
-        ``models.resnet.ResNet``, for ``ResNet`` and ``resnet``): found from each ``.name``
-        (the search skips to the next dot), read back over spaces to the word's start. Searching
-        every dotted pair of a file cost more than all the other text work of a round."""
+        ``models.resnet.ResNet``, for ``ResNet`` and ``resnet``): read back from each whole
+        ``name`` over spaces, a dot and spaces to the word's start. Searching every dotted pair
+        of a file cost more than all the other text work of a round."""
         found = self._before.get(name)
-        if found is None:
-            pattern = _AFTER_DOT.get(name)
-            if pattern is None:
-                pattern = _AFTER_DOT[name] = re.compile(
-                    rb"\.\s*" + re.escape(name) + rb"(?![\w\x80-\xff])"
-                )
-            data, words = self.data, set()
-            for match in pattern.finditer(data):
-                end = match.start()
+        if found is not None:
+            return found
+        data, words, size = self.data, set(), len(name)
+        at = data.find(name)
+        while at >= 0:
+            if data[at + size : at + size + 1] not in WORD_ENDS:
+                at = data.find(name, at + 1)
+                continue
+            end = at
+            while end and data[end - 1] in SPACE_BYTES:
+                end -= 1
+            if end and data[end - 1] == DOT:
+                end -= 1
                 while end and data[end - 1] in SPACE_BYTES:
                     end -= 1
                 start = end
@@ -143,18 +162,20 @@ class FileText:
                     start -= 1
                 if start < end and data[start] not in DIGIT_BYTES:
                     words.add(data[start:end])
-            found = self._before[name] = frozenset(words)
+            at = data.find(name, at + size)
+        found = self._before[name] = frozenset(words)
         return found
 
 
-#: ``.name`` not followed by a word character, per name (``FileText.words_before``)
-_AFTER_DOT: Dict[bytes, "re.Pattern[bytes]"] = {}
 #: the bytes ``WORD`` and ``\s`` match (a word may not start with a digit)
 WORD_BYTES = frozenset(
     b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ) | frozenset(range(0x80, 0x100))
 DIGIT_BYTES = frozenset(b"0123456789")
 SPACE_BYTES = frozenset(b" \t\n\r\f\v")
+#: what may follow a whole word: the end of the text or a byte that is no word byte
+WORD_ENDS = frozenset(bytes([b]) for b in range(256) if b not in WORD_BYTES) | {b""}
+DOT = ord(".")
 
 
 def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
@@ -426,9 +447,7 @@ class RelevantModules:
             sought = self.bases_sought[path]
             names = missing.intersection(self.words_of(path)) - sought
             sought |= names  # a file's text does not change: a name looked for once is not again
-            if names and re.search(
-                rb"^[ \t]*class[ \t]+(?:" + b"|".join(sorted(names)) + rb")\b", self.raw[path], re.M
-            ):
+            if names and self.text_of(path).defines_class(names):
                 found.append(path)
         return found
 

@@ -178,6 +178,26 @@ def test_text_helpers():
     assert text.words_before(b"b") == {b"a", b"_1d", b"h", b"b", "ié".encode()}
     assert text.words_before(b"bc") == {b"f"}
     assert text.words_before(b"b2") == {b"g"}
+    text = relevance.FileText(
+        Path("z.py"),
+        "class Fo0(B):\n    class Inner:\nclass Gé:\nclassy = 1\n  class\tBar2 :\nx = 'class Q'\n"
+        "class Ré:\n".encode(),
+    )
+    for names, defined in [
+        ({b"Fo0"}, True),
+        ({b"Fo"}, False),
+        ({b"Inner", b"Nope"}, True),
+        ({b"Bar2"}, True),
+        ({b"Bar"}, False),
+        ({b"G"}, True),  # ``\b`` after an ASCII name: the non-ASCII letter after it ends it
+        # as the search always did: ``\b`` after a non-ASCII letter needs an ASCII word after it
+        ({"Ré".encode()}, False),
+        ({"R".encode(), "Rê".encode()}, True),
+        ({"Rê".encode()}, False),
+        ({b"y"}, False),
+        ({b"Q"}, False),
+    ]:
+        assert text.defines_class(names) is defined, names
     source = (
         b"x = 'A'  # B\n"
         b'y = f"{C}"\n'
