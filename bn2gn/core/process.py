@@ -136,12 +136,17 @@ def worker_pool(workers: int, initializer=None, initargs=()):
     try:
         yield pool
     except BaseException:
-        for worker in list(getattr(pool, "_processes", {}).values()):  # no public way to reach them
-            if worker.is_alive():
-                worker.terminate()
+        stop_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stop_workers(pool) -> None:
+    """Tell ``pool``'s workers to stop now (each finishing or undoing the job in hand)."""
+    for worker in list(getattr(pool, "_processes", {}).values()):  # no public way to reach them
+        if worker.is_alive():
+            worker.terminate()
 
 
 def pool_map(pool, func, items, chunksize: int = 1):

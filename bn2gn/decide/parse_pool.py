@@ -87,6 +87,7 @@ class BatchParser:
         self._asked: collections.deque = collections.deque()
         self._future_of: Dict[Path, "Future"] = {}
         self._running = 0
+        self._elsewhere: List["Future"] = []
         self._closed = False
 
     def __enter__(self) -> "BatchParser":
@@ -95,6 +96,11 @@ class BatchParser:
     def __exit__(self, *exc) -> None:
         with self._lock:
             self._closed = True  # no job is sent once the pool shuts down
+            jobs = set(self._future_of.values()) | set(self._elsewhere)
+        if self._pool is not None and any(not job.done() for job in jobs):
+            # files parsed ahead that no round asked for, or insertions for another backbone:
+            # nothing waits for them (a worker writes nothing)
+            process.stop_workers(self._pool)
         self._stack.__exit__(*exc)
         self._pool = None
 
@@ -127,6 +133,17 @@ class BatchParser:
                     raise self._broken
                 self._sent.wait()
             return self._future_of[path]
+
+    def elsewhere(self, func: Callable, *args) -> "Optional[Future]":
+        """``func(*args)`` in a worker, once no round asks for more files (nothing more is parsed
+        ahead); None when no worker was started."""
+        with self._lock:
+            self._ahead.clear()
+            if self._pool is None or self._closed:
+                return None
+            future = self._pool.submit(process.run_in_worker, _apply, (func, args))
+            self._elsewhere.append(future)
+            return future
 
     def _started(self) -> None:
         if self._pool is None:
@@ -191,6 +208,11 @@ def _quiet_collector() -> None:
     never looks at what the worker inherited: only at what one job left (``_parse_chunk``)."""
     gc.disable()
     gc.freeze()
+
+
+def _apply(job: Tuple[Callable, tuple]):
+    func, args = job
+    return func(*args)
 
 
 def _parse_chunk(parse: Parse, files: Sequence[Tuple[Path, bytes]]) -> Dict[Path, bytes]:

@@ -168,19 +168,35 @@ def build_plan(
         with collector_paused():
             with BatchParser(parse_with_sites, keeps_tree, in_worker, ahead=raw) as parse_batch:
                 modules = select_modules(raw, parse_with_sites, config, plan.errors, parse_batch)
-            project = Project(
-                modules,
-                bindings_of_every_class=bool(config.roots),  # a --root may name any class
-            )
-            classify(project, config, plan)
+                # the parse workers, idle now, list the insertions for the backbone of a plan
+                # whose roots infer none; used only if the decision is that one
+                guess = decided_backbone(config, {})
+                early = (
+                    parse_batch.elsewhere(insertions, raw, config, guess) if insertions else None
+                )
+                project = Project(
+                    modules,
+                    bindings_of_every_class=bool(config.roots),  # a --root may name any class
+                )
+                classify(project, config, plan)
+                if early is not None and decided_backbone(config, plan.backbones) == guess:
+                    try:
+                        plan.insertions, insertions = early.result(), None
+                    except Exception:  # listed here, as without workers (the same error, if any)
+                        pass
     if insertions is not None:
         # after the decision: an injected helper carrying another backbone is a pending update
-        from .backbone import Backbone
-
-        backbone = Backbone.decided(config.backbone_names, plan.backbones)
+        backbone = decided_backbone(config, plan.backbones)
         with collector_paused():
             plan.insertions = insertions(raw, config, backbone)
     return plan, project
+
+
+def decided_backbone(config: Config, backbones):
+    """The plan's backbone (``Backbone.decided``) for the roots' inferred ``backbones``."""
+    from .backbone import Backbone
+
+    return Backbone.decided(config.backbone_names, backbones)
 
 
 #: text a config must contain before it is read: ``_base_``, ``read_base()`` or a top-level ``model = dict(``

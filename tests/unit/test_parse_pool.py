@@ -4,6 +4,7 @@ parse in this process gives, in the order asked; forced here with a threshold of
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_a_small_round_or_a_single_cpu_starts_no_worker():
             assert parse._pool is None
 
 
-def plan_json(folder: Path, monkeypatch, threshold: int) -> str:
+def plan_json(folder: Path, monkeypatch, threshold: int, insertions=None) -> str:
     monkeypatch.setattr(parse_pool, "PARALLEL_FILES", threshold)
     monkeypatch.setattr(parse_pool, "available_cpus", lambda: 2)
     started = []
@@ -94,7 +95,7 @@ def plan_json(folder: Path, monkeypatch, threshold: int) -> str:
         return real(self)
 
     monkeypatch.setattr(parse_pool.BatchParser, "_started", counted)
-    plan, _ = scan.build_plan([folder], Config())
+    plan, _ = scan.build_plan([folder], Config(), insertions)
     assert bool(started) == (threshold == 1)
     return render_json(plan)
 
@@ -104,3 +105,57 @@ def plan_json(folder: Path, monkeypatch, threshold: int) -> str:
 )
 def test_the_plan_made_with_workers_is_the_serial_one(folder, monkeypatch):
     assert plan_json(folder, monkeypatch, 1) == plan_json(folder, monkeypatch, 10**9)
+
+
+#: calls of ``listed_in`` in this process (a worker's are its own)
+LISTED_HERE: list = []
+
+
+def listed_in(parent: int, raw, config, backbone):
+    from bn2gn.api import trainer_insertions
+
+    if os.getpid() == parent:
+        LISTED_HERE.append(True)
+    return trainer_insertions(raw, config, backbone)
+
+
+NO_BACKBONE = {
+    "net.py": "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+    "        super().__init__()\n        self.bn = nn.BatchNorm2d(8)\n",
+    "user.py": "import torch.nn as nn\n\nfrom net import Net\n\n\nclass User(nn.Module):\n"
+    "    def __init__(self):\n        super().__init__()\n        self.net = Net()\n",
+    "train.py": "import torch\n\nfrom user import User\n\n\ndef main():\n    model = User()\n"
+    "    model.train()\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    "    return optimizer\n",
+}
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["no-backbone-inferred", "backbones-inferred"])
+def test_insertions_listed_by_a_worker_are_the_serial_ones(tmp_path, early, monkeypatch):
+    """``scan`` lists patch-trainer's insertions in a worker while the analysis decides; they are
+    taken when the decided backbone is the one the worker was given (no root infers one), and
+    listed here otherwise."""
+    folder = FIXTURES / "backbones" if not early else tmp_path
+    for name, text in NO_BACKBONE.items():
+        (tmp_path / name).write_text(text)
+    trainer_insertions = functools.partial(listed_in, os.getpid())
+    serial = plan_json(folder, monkeypatch, 10**9, trainer_insertions)
+    assert LISTED_HERE == [True]
+    LISTED_HERE.clear()
+    taken = []
+    real = parse_pool.BatchParser.elsewhere
+
+    def counted(self, func, *args):
+        future = real(self, func, *args)
+        taken.append(future)
+        return future
+
+    monkeypatch.setattr(parse_pool.BatchParser, "elsewhere", counted)
+    assert plan_json(folder, monkeypatch, 1, trainer_insertions) == serial
+    assert '"insertions": []' not in serial
+    assert len(taken) == 1  # sent to a worker either way (and stopped when not taken)
+    assert LISTED_HERE == ([] if early else [True])  # and again here unless the worker's is taken
+    LISTED_HERE.clear()
+    plan, _ = scan.build_plan([folder], Config())
+    # what decides whether the worker's list is taken: a root infers a backbone not configured
+    assert (scan.decided_backbone(Config(), plan.backbones).inferred == ()) == early
