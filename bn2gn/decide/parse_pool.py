@@ -108,7 +108,8 @@ class BatchParser:
         sent = [i for i, (_, data) in enumerate(files) if not self.keeps_tree(data)]
         if self.workers < 2 or (self._pool is None and len(sent) < max(self.threshold, 1)):
             return parse_each(self.parse, files)
-        self._started()
+        if not self._started():
+            return parse_each(self.parse, files)
         with self._lock:
             for i in sent:
                 path = files[i][0]
@@ -145,11 +146,18 @@ class BatchParser:
             self._elsewhere.append(future)
             return future
 
-    def _started(self) -> None:
+    def _started(self) -> bool:
+        """Whether the workers run (started now if need be); a system that cannot start them (no
+        working ``sem_open``, no processes left) has every file parsed here."""
         if self._pool is None:
-            self._pool = self._stack.enter_context(
-                process.worker_pool(self.workers, _quiet_collector)
-            )
+            try:
+                self._pool = self._stack.enter_context(
+                    process.worker_pool(self.workers, _quiet_collector)
+                )
+            except (OSError, ImportError, NotImplementedError):
+                self.workers = 1
+                return False
+        return True
 
     def _send(self) -> None:
         """Keep every worker busy with one job and one waiting: the files asked for first, then

@@ -84,6 +84,21 @@ def test_a_small_round_or_a_single_cpu_starts_no_worker():
             assert parse._pool is None
 
 
+def test_a_system_that_cannot_start_workers_parses_here(monkeypatch):
+    def no_semaphores(*args, **kwargs):
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(parse_pool.process, "worker_pool", no_semaphores)
+    files = fixture_files()
+    with parse_pool.BatchParser(
+        scan.parse_with_sites, scan.keeps_tree, None, workers=2, threshold=1
+    ) as parse:
+        assert [summary(p) for p in parse(files)] == [
+            summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
+        ]
+        assert parse._pool is None and parse.elsewhere(len, ()) is None
+
+
 def plan_json(folder: Path, monkeypatch, threshold: int, insertions=None) -> str:
     monkeypatch.setattr(parse_pool, "PARALLEL_FILES", threshold)
     monkeypatch.setattr(parse_pool, "available_cpus", lambda: 2)
