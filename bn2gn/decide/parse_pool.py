@@ -123,7 +123,10 @@ class BatchParser:
         for index, result in zip(here, parse_each(self.parse, [files[i] for i in here])):
             out[index] = result  # while the workers parse theirs
         for i in sent:
-            out[i] = pickle.loads(self._job_of(files[i][0]).result()[files[i][0]])
+            try:
+                out[i] = pickle.loads(self._job_of(files[i][0]).result()[files[i][0]])
+            except RuntimeError:  # a worker died (killed, out of memory): parsed here instead
+                out[i] = parse_each(self.parse, [files[i]])[0]
         return out  # type: ignore[return-value]
 
     def _job_of(self, path: Path) -> "Future":
@@ -142,7 +145,10 @@ class BatchParser:
             self._ahead.clear()
             if self._pool is None or self._closed:
                 return None
-            future = self._pool.submit(process.run_in_worker, _apply, (func, args))
+            try:
+                future = self._pool.submit(process.run_in_worker, _apply, (func, args))
+            except RuntimeError:  # a worker died
+                return None
             self._elsewhere.append(future)
             return future
 

@@ -99,6 +99,24 @@ def test_a_system_that_cannot_start_workers_parses_here(monkeypatch):
         assert parse._pool is None and parse.elsewhere(len, ()) is None
 
 
+def dies_on_a_file(path, data):
+    """A worker's parse that ends its process on one file (killed, out of memory)."""
+    if path.name == "syntax_error.py":
+        os._exit(1)
+    return scan.parse_with_sites(path, data)
+
+
+def test_a_worker_that_dies_leaves_its_files_to_this_process():
+    files = fixture_files()
+    with parse_pool.BatchParser(
+        scan.parse_with_sites, scan.keeps_tree, dies_on_a_file, workers=2, threshold=1
+    ) as parse:
+        assert [summary(p) for p in parse(files)] == [
+            summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
+        ]
+        assert parse(files[:3]) and parse.elsewhere(len, ()) is None  # the pool is broken
+
+
 def plan_json(folder: Path, monkeypatch, threshold: int, insertions=None) -> str:
     monkeypatch.setattr(parse_pool, "PARALLEL_FILES", threshold)
     monkeypatch.setattr(parse_pool, "available_cpus", lambda: 2)
