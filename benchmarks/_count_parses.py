@@ -2,7 +2,8 @@
 
 ``ast``: distinct file names handed to ``compile(..., PyCF_ONLY_AST)`` (``ast.parse`` goes through it);
 LibCST: calls to ``libcst.parse_module``, except those parsing bn2gn's own snippets (made in
-codemods/inject.py and codemods/freeze_helper.py). Run with ``-j 1``: forked workers would keep their counts.
+codemods/inject.py and codemods/freeze_helper.py). Run with ``-j 1``: forked workers would keep their counts
+(and so would the analysis' parse workers, which this script does not start: ``parse_pool``).
 The counts go to the file named by ``BN2GN_COUNT_OUT`` as JSON, whatever the exit code.
 """
 
@@ -37,6 +38,9 @@ def main() -> None:
             counts["cst"] += 1
         return parse(*args, **kwargs)
 
+    from bn2gn.decide import parse_pool
+
+    parse_pool.PARALLEL_FILES = 2**62  # every file parsed here, where it is counted
     builtins.compile = counting_compile
     libcst.parse_module = counting_parse
 

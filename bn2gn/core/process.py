@@ -136,13 +136,14 @@ def worker_pool(workers: int, initializer=None, initargs=()):
     try:
         yield pool
     except BaseException:
-        _stop_workers(pool)
+        stop_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _stop_workers(pool) -> None:
+def stop_workers(pool) -> None:
+    """Tell ``pool``'s workers to stop now (each finishing or undoing the job in hand)."""
     for worker in list(getattr(pool, "_processes", {}).values()):  # no public way to reach them
         if worker.is_alive():
             worker.terminate()
@@ -173,7 +174,7 @@ def warm_pool(workers: int, initializer=None, initargs=()):
             yield warm
         finally:
             if not warm.used:
-                _stop_workers(pool)
+                stop_workers(pool)
 
 
 def _nothing() -> None:

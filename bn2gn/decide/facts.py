@@ -147,6 +147,9 @@ class ModuleFacts:
         self.defs: Dict[str, Definition] = {}
         self.bn_aliases: Dict[str, str] = {}
         self.sites: List[RawSite] = []
+        #: the words each definition's code spells (``relevance.spelled_by_definition``), when a
+        #: worker process took them with the facts (``parse_pool``); else taken when first asked
+        self.code_words: Optional[Dict[str, FrozenSet[bytes]]] = None
         #: each top-level statement: (first line with decorators, line, column, end line, end column)
         self.top_spans: List[Tuple[int, int, int, int, int]] = []
         self._tops: Dict[int, ast.stmt] = {}

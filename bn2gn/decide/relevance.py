@@ -34,28 +34,31 @@ file parsed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
 from ..core.errors import SourceError, SourceFailure
 from ..core.settings import Config
 from ..core.source_files import decode_source
 from .facts import Definition, ModuleFacts
+from .parse_pool import Parsed, parse_each
+
+#: parses a round's files (path and bytes) at once; a failure in place of a file it cannot read
+ParseBatch = Callable[[Sequence[Tuple[Path, bytes]]], List[Parsed]]
 
 WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*")
 SEED_MARKERS = (b"BatchNorm", b"get_group_norm")
 IMPORT_KEYWORD = re.compile(rb"\bimport\b")
 RELATIVE_FROM = re.compile(rb"\s*from\s+\.+\s*import\b")
 PLAIN_IMPORT = re.compile(rb"\s*import\b")
-#: ``a.b``, ``a . b``: overlapping, so ``a.b.c`` gives (a, b) and (b, c)
-DOTTED_PAIR = re.compile(
-    rb"(?<![\w\x80-\xff])([A-Za-z_\x80-\xff][\w\x80-\xff]*)\s*\.\s*(?=([A-Za-z_\x80-\xff][\w\x80-\xff]*))"
-)
+#: the ASCII word after ``class`` at the start of a line (``FileText.defines_class``)
+CLASS_LINE = re.compile(rb"^[ \t]*class[ \t]+([A-Za-z0-9_]+)", re.MULTILINE)
 #: comments and string literals, from their ``#`` or opening quote (``_blank`` reads the prefix)
 NOT_CODE = re.compile(
     rb"""\#[^\r\n]*|'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:[^'\\\r\n]|\\[\s\S])*'|"(?:[^"\\\r\n]|\\[\s\S])*\""""
@@ -77,8 +80,10 @@ class FileText:
         self.path = str(path)
         self.data = data
         self._words: Optional[FrozenSet[bytes]] = None
+        self._raw_words: Optional[FrozenSet[bytes]] = None
         self._imports: Optional[Tuple[FrozenSet[bytes], FrozenSet[bytes]]] = None
-        self._pairs: Optional[Dict[bytes, FrozenSet[bytes]]] = None
+        self._before: Dict[bytes, FrozenSet[bytes]] = {}
+        self._classes: Optional[FrozenSet[bytes]] = None
 
     @property
     def words(self) -> FrozenSet[bytes]:
@@ -103,15 +108,74 @@ class FileText:
             self._imports = _import_words(self.data)
         return self._imports[1]
 
+    @property
+    def raw_words(self) -> FrozenSet[bytes]:
+        """Every word of the bytes as read (``words``, unless NFKC or a coding cookie changed them)."""
+        if self._raw_words is None:
+            ascii = self.data.isascii()
+            self._raw_words = self.words if ascii else frozenset(WORD.findall(self.data))
+        return self._raw_words
+
+    def defines_class(self, names: Set[bytes]) -> bool:
+        """Whether a line starts (after spaces or tabs) with ``class`` and one of ``names``, whole:
+        each file's class names are read once (``\\b`` ends an ASCII name); a name that is not
+        ASCII is searched for as it was."""
+        if self._classes is None:
+            self._classes = frozenset(CLASS_LINE.findall(self.data))
+        if not names.isdisjoint(self._classes):
+            return True
+        other = sorted(name for name in names if not name.isascii())
+        return bool(other) and bool(
+            re.search(rb"^[ \t]*class[ \t]+(?:" + b"|".join(other) + rb")\b", self.data, re.M)
+        )
+
+    def spells_before(self, name: bytes, modules: Set[bytes]) -> bool:
+        """Whether one of ``modules`` is spelled just before ``.name``. A word before a dot is a
+        word of the file: a file that spells none of them is answered without a search."""
+        return not modules.isdisjoint(self.raw_words) and not modules.isdisjoint(
+            self.words_before(name)
+        )
+
     def words_before(self, name: bytes) -> FrozenSet[bytes]:
         """The words spelled just before ``.name`` (``resnet`` and ``models`` in
-        ``models.resnet.ResNet``, for ``ResNet`` and ``resnet``)."""
-        if self._pairs is None:
-            before: Dict[bytes, Set[bytes]] = defaultdict(set)
-            for module, attr in DOTTED_PAIR.findall(self.data):
-                before[attr].add(module)
-            self._pairs = {attr: frozenset(modules) for attr, modules in before.items()}
-        return self._pairs.get(name, frozenset())
+        ``models.resnet.ResNet``, for ``ResNet`` and ``resnet``): read back from each whole
+        ``name`` over spaces, a dot and spaces to the word's start. Searching every dotted pair
+        of a file cost more than all the other text work of a round."""
+        found = self._before.get(name)
+        if found is not None:
+            return found
+        data, words, size = self.data, set(), len(name)
+        at = data.find(name)
+        while at >= 0:
+            if data[at + size : at + size + 1] not in WORD_ENDS:
+                at = data.find(name, at + 1)
+                continue
+            end = at
+            while end and data[end - 1] in SPACE_BYTES:
+                end -= 1
+            if end and data[end - 1] == DOT:
+                end -= 1
+                while end and data[end - 1] in SPACE_BYTES:
+                    end -= 1
+                start = end
+                while start and data[start - 1] in WORD_BYTES:
+                    start -= 1
+                if start < end and data[start] not in DIGIT_BYTES:
+                    words.add(data[start:end])
+            at = data.find(name, at + size)
+        found = self._before[name] = frozenset(words)
+        return found
+
+
+#: the bytes ``WORD`` and ``\s`` match (a word may not start with a digit)
+WORD_BYTES = frozenset(
+    b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+) | frozenset(range(0x80, 0x100))
+DIGIT_BYTES = frozenset(b"0123456789")
+SPACE_BYTES = frozenset(b" \t\n\r\f\v")
+#: what may follow a whole word: the end of the text or a byte that is no word byte
+WORD_ENDS = frozenset(bytes([b]) for b in range(256) if b not in WORD_BYTES) | {b""}
+DOT = ord(".")
 
 
 def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
@@ -185,7 +249,7 @@ class NameLinks:
             or self.name in text.bare_imports
             or not self.modules.isdisjoint(text.import_words)
             or any(text.path.startswith(package) for package in self.packages)
-            or not self.modules.isdisjoint(text.words_before(self.name))
+            or text.spells_before(self.name, self.modules)
         )
 
 
@@ -200,8 +264,7 @@ class ParsedFile:
 
     def spelled(self, definition: Definition) -> FrozenSet[bytes]:
         if self._spelled is None:
-            source = nfkc_source(self.text.path, self.text.data, "".join(self.facts.lines))
-            self._spelled = spelled_by_definition(self.facts, source)
+            self._spelled = self.facts.code_words or code_words(self.facts, self.text.data)
         return self._spelled[definition.name]
 
 
@@ -221,9 +284,10 @@ class RelevantModules:
         parse: Callable[[Path, bytes], ModuleFacts],
         attrs: Iterable[str] = (),
         roots: Iterable[str] = (),
+        parse_batch: Optional[ParseBatch] = None,
     ):
         self.raw = dict(raw)
-        self.parse = parse
+        self.parse_batch = parse_batch or functools.partial(parse_each, parse)
         self.errors: Dict[Path, SourceFailure] = {}
         self.text: Dict[Path, FileText] = {}
         self.modules: Dict[Path, ModuleFacts] = {}
@@ -256,13 +320,10 @@ class RelevantModules:
     def add(self, paths: Iterable[Path]) -> List[ParsedFile]:
         """Parse ``paths``; a file that cannot be parsed is reported and left out. Returns the new files."""
         added = []
-        for path in paths:
-            if path in self.modules or path not in self.raw:
-                continue
-            try:
-                facts = self.parse(path, self.raw[path])
-            except SourceError as exc:
-                self.errors[path] = exc.failure
+        todo = [p for p in dict.fromkeys(paths) if p not in self.modules and p in self.raw]
+        for path, facts in zip(todo, self.parse_batch([(p, self.raw[p]) for p in todo])):
+            if isinstance(facts, SourceFailure):
+                self.errors[path] = facts
                 del self.raw[path]
                 continue
             self.modules[path] = facts
@@ -386,9 +447,7 @@ class RelevantModules:
             sought = self.bases_sought[path]
             names = missing.intersection(self.words_of(path)) - sought
             sought |= names  # a file's text does not change: a name looked for once is not again
-            if names and re.search(
-                rb"^[ \t]*class[ \t]+(?:" + b"|".join(sorted(names)) + rb")\b", self.raw[path], re.M
-            ):
+            if names and self.text_of(path).defines_class(names):
                 found.append(path)
         return found
 
@@ -457,6 +516,24 @@ def spelled_by_definition(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSe
     return out
 
 
+def code_words(facts: ModuleFacts, data: bytes) -> Dict[str, FrozenSet[bytes]]:
+    """``spelled_by_definition`` of the file read as ``data``."""
+    return spelled_by_definition(facts, nfkc_source(str(facts.path), data, "".join(facts.lines)))
+
+
+def with_code_words(parse: Callable[[Path, bytes], ModuleFacts], path: Path, data: bytes):
+    """``parse``, with the facts' ``code_words`` taken: a worker process takes them while it
+    parses (most parsed files are asked for them), and a word spelled by several definitions
+    is one object, which pickles once."""
+    facts = parse(path, data)
+    one: Dict[bytes, bytes] = {}
+    facts.code_words = {
+        name: frozenset(one.setdefault(word, word) for word in words)
+        for name, words in code_words(facts, data).items()
+    }
+    return facts
+
+
 def root_names(roots: Iterable[str]) -> Set[str]:
     """The class names of ``--root`` values (``Class``, ``module.Class``, ``path/file.py:Class``)."""
     return {r.rsplit(":", 1)[-1].rsplit(".", 1)[-1] for r in roots}
@@ -467,10 +544,14 @@ def select_modules(
     parse: Callable[[Path, bytes], ModuleFacts],
     config: Config,
     errors: List[SourceFailure],
+    parse_batch: Optional[ParseBatch] = None,
 ) -> List[ModuleFacts]:
-    """The parsed facts of every file that can take part in a decision, in the order of ``raw``."""
+    """The parsed facts of every file that can take part in a decision, in the order of ``raw``.
+    ``parse_batch``: parses a round's files at once (``parse_pool.BatchParser``), in their order."""
     progress.start("bn2gn: analysing", len(raw))
-    relevant = RelevantModules(raw, parse, config.backbone_names, root_names(config.roots))
+    relevant = RelevantModules(
+        raw, parse, config.backbone_names, root_names(config.roots), parse_batch
+    )
     relevant.grow(relevant.add([path for path, data in raw.items() if relevant.is_seed_file(data)]))
     progress.done()
     errors.extend(relevant.errors[p] for p in raw if p in relevant.errors)

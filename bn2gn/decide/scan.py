@@ -105,12 +105,17 @@ def parse_with_sites(path: Path, data: bytes) -> ModuleFacts:
     and rewrite jobs hold and walk its nodes. Every other file's definitions are parsed again one by
     one when the analysis reaches them (on torch, 11,603 of 30,197 definitions in 790 of the 1,827
     parsed files; keeping every tree cost 1.3 GB)."""
-    facts = parse_facts(path, data, keep_tree=MARKER in data or b"get_group_norm" in data)
+    facts = parse_facts(path, data, keep_tree=keeps_tree(data))
     if MARKER in data:
         from .sites import collect_sites
 
         collect_sites(facts)
     return facts
+
+
+def keeps_tree(data: bytes) -> bool:
+    """Whether ``parse_with_sites`` keeps the file's tree (its facts then hold ``ast`` nodes)."""
+    return MARKER in data or b"get_group_norm" in data
 
 
 #: patch-trainer's insertion planner, handed in by the seam: (raw bytes by path, settings, the
@@ -156,22 +161,42 @@ def build_plan(
     if any(MARKER in data for data in raw.values()):
         from .classify import classify
         from .graph import Project
-        from .relevance import select_modules
+        from .parse_pool import BatchParser
+        from .relevance import select_modules, with_code_words
 
+        in_worker = functools.partial(with_code_words, parse_with_sites)
         with collector_paused():
-            project = Project(
-                select_modules(raw, parse_with_sites, config, plan.errors),
-                bindings_of_every_class=bool(config.roots),  # a --root may name any class
-            )
-            classify(project, config, plan)
+            with BatchParser(parse_with_sites, keeps_tree, in_worker, ahead=raw) as parse_batch:
+                modules = select_modules(raw, parse_with_sites, config, plan.errors, parse_batch)
+                # the parse workers, idle now, list the insertions for the backbone of a plan
+                # whose roots infer none; used only if the decision is that one
+                guess = decided_backbone(config, {})
+                early = (
+                    parse_batch.elsewhere(insertions, raw, config, guess) if insertions else None
+                )
+                project = Project(
+                    modules,
+                    bindings_of_every_class=bool(config.roots),  # a --root may name any class
+                )
+                classify(project, config, plan)
+                if early is not None and decided_backbone(config, plan.backbones) == guess:
+                    try:
+                        plan.insertions, insertions = early.result(), None
+                    except Exception:  # listed here, as without workers (the same error, if any)
+                        pass
     if insertions is not None:
         # after the decision: an injected helper carrying another backbone is a pending update
-        from .backbone import Backbone
-
-        backbone = Backbone.decided(config.backbone_names, plan.backbones)
+        backbone = decided_backbone(config, plan.backbones)
         with collector_paused():
             plan.insertions = insertions(raw, config, backbone)
     return plan, project
+
+
+def decided_backbone(config: Config, backbones):
+    """The plan's backbone (``Backbone.decided``) for the roots' inferred ``backbones``."""
+    from .backbone import Backbone
+
+    return Backbone.decided(config.backbone_names, backbones)
 
 
 #: text a config must contain before it is read: ``_base_``, ``read_base()`` or a top-level ``model = dict(``

@@ -134,3 +134,66 @@ def test_remap_ckpt_input_that_shrinks_while_read_is_one_line(tmp_path, slow_che
         "nothing writes it"
     )
     assert sorted(os.listdir(tmp_path)) == ["big.pth"]
+
+
+def _users_tree(folder, files=300):
+    """One BatchNorm site and ``files`` big modules that build its class: the relevance filter
+    admits them all in one round, which ``scan`` parses in worker processes."""
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "net.py").write_text(
+        "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.bn = nn.BatchNorm2d(8)\n"
+    )
+    body = "".join(
+        f"        self.l{j} = nn.Conv2d({j}, {j}, 3, padding=({j}, {j}))\n" for j in range(400)
+    )
+    for i in range(files):
+        (folder / f"user{i}.py").write_text(
+            f"import torch.nn as nn\n\nfrom .net import Net\n\n\nclass User{i}(nn.Module):\n"
+            f"    def __init__(self):\n        super().__init__()\n        self.net = Net()\n{body}"
+        )
+
+
+FORCED_POOL = (
+    "import sys; from bn2gn.decide import parse_pool; parse_pool.PARALLEL_FILES = 1; "
+    "parse_pool.available_cpus = lambda: 2; from bn2gn.cli import main; "
+    "sys.argv = ['bn2gn', 'scan', '-q', 'tree']; main()"
+)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+@pytest.mark.parametrize(
+    "signum, code",
+    [
+        (signal.SIGINT, 130),
+        (signal.SIGTERM, 128 + signal.SIGTERM),
+        (signal.SIGHUP, 128 + signal.SIGHUP),
+        (signal.SIGKILL, -signal.SIGKILL),
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"],
+)
+def test_scan_parse_workers_end_with_their_parent(tmp_path, signum, code):
+    _users_tree(tmp_path / "tree")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-c", FORCED_POOL],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end, workers = time.monotonic() + 60, []
+    while time.monotonic() < end and process.poll() is None and len(workers) < 2:
+        workers = _children(process.pid)
+        time.sleep(0.01)
+    assert len(workers) >= 2, process.communicate()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers outlived bn2gn"

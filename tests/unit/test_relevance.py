@@ -169,6 +169,35 @@ def test_text_helpers():
     assert text.words_before(b"ResNet") == {b"resnet"}  # models.resnet . ResNet
     assert text.words_before(b"resnet") == {b"models"}
     assert text.words_before(b"models") == set()
+    # a word read back from ``.name``: over spaces and line breaks, not from a digit, whole words only
+    text = relevance.FileText(
+        Path("y.py"),
+        "p = (a\n . b, 1c.b, _1d.b, e.\n.b, f.bc, g.b2, h .b.b, ié.b, j..b, k . \\\n b)\n".encode(),
+    )
+    # ``h .b.b``: h before the first b, b before the second; a backslash is no space
+    assert text.words_before(b"b") == {b"a", b"_1d", b"h", b"b", "ié".encode()}
+    assert text.words_before(b"bc") == {b"f"}
+    assert text.words_before(b"b2") == {b"g"}
+    text = relevance.FileText(
+        Path("z.py"),
+        "class Fo0(B):\n    class Inner:\nclass Gé:\nclassy = 1\n  class\tBar2 :\nx = 'class Q'\n"
+        "class Ré:\n".encode(),
+    )
+    for names, defined in [
+        ({b"Fo0"}, True),
+        ({b"Fo"}, False),
+        ({b"Inner", b"Nope"}, True),
+        ({b"Bar2"}, True),
+        ({b"Bar"}, False),
+        ({b"G"}, True),  # ``\b`` after an ASCII name: the non-ASCII letter after it ends it
+        # as the search always did: ``\b`` after a non-ASCII letter needs an ASCII word after it
+        ({"Ré".encode()}, False),
+        ({"R".encode(), "Rê".encode()}, True),
+        ({"Rê".encode()}, False),
+        ({b"y"}, False),
+        ({b"Q"}, False),
+    ]:
+        assert text.defines_class(names) is defined, names
     source = (
         b"x = 'A'  # B\n"
         b'y = f"{C}"\n'
@@ -255,7 +284,7 @@ def test_a_compatibility_spelling_of_a_name_links_as_ast_reads_it(tmp_path):
 def plan_sites(folder: Path, everything: bool, monkeypatch) -> list:
     if everything:
 
-        def parse_every_file(raw, parse, config, errors):
+        def parse_every_file(raw, parse, config, errors, parse_batch=None):
             out = []
             for path, data in raw.items():
                 try:
