@@ -186,7 +186,7 @@ def test_scan_parse_workers_end_with_their_parent(tmp_path, signum, code):
     )
     end, workers = time.monotonic() + 60, []
     while time.monotonic() < end and process.poll() is None and len(workers) < 2:
-        workers = _children(process.pid)
+        workers = child_processes(process.pid)
         time.sleep(0.01)
     assert len(workers) >= 2, process.communicate()
     process.send_signal(signum)
@@ -194,6 +194,6 @@ def test_scan_parse_workers_end_with_their_parent(tmp_path, signum, code):
     assert process.returncode == code, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
     end = time.monotonic() + 20
-    while time.monotonic() < end and any(_alive(w) for w in workers):
+    while time.monotonic() < end and any(process_alive(w) for w in workers):
         time.sleep(0.05)
-    assert not [w for w in workers if _alive(w)], "workers outlived bn2gn"
+    assert not [w for w in workers if process_alive(w)], "workers outlived bn2gn"
