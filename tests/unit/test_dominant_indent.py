@@ -7,9 +7,9 @@ from collections import Counter
 
 import libcst as cst
 import pytest
+from conftest import FIXTURES
 
 from bn2gn.source.support.inject import dominant_indent
-from tests.conftest import FIXTURES
 
 
 @pytest.mark.parametrize(

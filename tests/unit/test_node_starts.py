@@ -12,12 +12,12 @@ import warnings
 
 import libcst as cst
 import pytest
+from conftest import FIXTURES
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from bn2gn.source.support import combined, node_starts
 from bn2gn.source.support.combined import Combined
 from bn2gn.source.support.node_starts import Mismatch, Span, StatementTracker
-from tests.conftest import FIXTURES
 
 
 class Everything(cst.CSTTransformer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ from bn2gn.decide.plan import render_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
+#: this module: the workers' functions defined here pickle by reference to it
+THIS = sys.modules[__name__]
+
+
+@pytest.fixture(autouse=True)
+def this_module_importable(monkeypatch):
+    """A model build earlier in the run (in-process, from the checkout) drops the modules under the
+    repository it built from, this one among them: put it back, or pickling a worker's function
+    imports a second copy of it."""
+    monkeypatch.setitem(sys.modules, __name__, THIS)
 
 
 def summary(parsed):

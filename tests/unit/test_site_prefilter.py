@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from bn2gn.core.ast_tools import walk
 from bn2gn.decide import sites
 from bn2gn.decide.scan import parse_with_sites
-from tests.conftest import FIXTURES
 
 
 def every_node_sites(facts):
