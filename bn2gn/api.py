@@ -202,7 +202,9 @@ class Session:
         from .source.rewrite import rewrite_paths, rewrite_pool
 
         rules = self.rewrite_rules() if rules is None else rules
-        with rewrite_pool(workers if workers > 1 and self._may_rewrite() else 1) as pool:
+        warm = workers > 1 and self._may_rewrite()
+        source_bytes = sum(map(len, self.tree().raw.values())) if warm else 0
+        with rewrite_pool(workers if warm else 1, source_bytes) as pool:
             plan, project, _ = self.planned()
             return rewrite_paths(
                 self.paths,

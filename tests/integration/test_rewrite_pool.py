@@ -99,12 +99,19 @@ def test_a_tree_without_batchnorm2d_starts_no_worker(tmp_path, monkeypatch):
     assert run.results == []
 
 
-@pytest.mark.parametrize("cores, warm_takes_them", [(2, False), (8, True)])
-def test_big_jobs_go_to_workers_of_the_number_asked(repo, monkeypatch, cores, warm_takes_them):
-    """One core is left to the plan, so on two cores ``-j 2`` warms one worker; when the jobs are
-    big, ``-j 2`` means two workers: a pool of two is started after the plan."""
+@pytest.mark.parametrize(
+    "cores, big_tree, warm_size",
+    [(2, True, 1), (2, False, 2), (8, True, 2)],
+    ids=["two-cores-big-tree", "two-cores-small-tree", "eight-cores-big-tree"],
+)
+def test_warm_workers_and_the_workers_asked(repo, monkeypatch, cores, big_tree, warm_size):
+    """On a big tree one core is left to the plan, so on two cores ``-j 2`` warms one worker; when
+    the jobs are big, ``-j 2`` means two workers: a pool of two is started after the plan. On a
+    small tree every worker asked for is warmed."""
     monkeypatch.setattr(rewrite.os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(rewrite, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(rewrite, "IN_PROCESS_BYTES", 0)  # every job set counts as big
+    if big_tree:
+        monkeypatch.setattr(rewrite, "SMALL_TREE_BYTES", 0)
     warm_sizes, full = [], []
     real_warm, real_full = rewrite.warm_pool, rewrite.worker_pool
 
@@ -119,6 +126,6 @@ def test_big_jobs_go_to_workers_of_the_number_asked(repo, monkeypatch, cores, wa
     monkeypatch.setattr(rewrite, "warm_pool", warm)
     monkeypatch.setattr(rewrite, "worker_pool", full_pool)
     run = api.Session.open([repo]).rewrite(workers=2)
-    assert warm_sizes == [1 if cores == 2 else 2]
-    assert full == ([] if warm_takes_them else [2])
+    assert warm_sizes == [warm_size]
+    assert full == ([2] if warm_size < 2 else [])
     assert sum(1 for r in run.results if r.status == "changed") >= 2
