@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
-from ..core.ast_tools import walk
+from ..core.ast_tools import first_line, walk
 from ..core.file_results import (
     FileResult,
     failed,
@@ -113,17 +113,17 @@ def _spelling_test(facts: ModuleFacts, text: str):
         return lambda node, words: True
 
     def spells(node: ast.stmt, words) -> bool:
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
-        segment = "".join(facts.lines[first - 1 : node.end_lineno])
+        segment = "".join(facts.lines[first_line(node) - 1 : node.end_lineno])
         return any(word in segment for word in words)
 
     return spells
 
 
 def rewrite_source(source: SourceText, job: FileJob) -> FileResult:
-    """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal with one
-    metadata resolution for BN2GN101 and BN2GN103 together, one compile of the input (none when the
-    analysis already parsed this very text) and one of the output."""
+    """Apply the selected rewrite rules to one file's text: one LibCST parse, one traversal for
+    BN2GN101 and BN2GN103 together, whose starts come from the input's ``ast`` (one compile; one
+    more to check the input is Python unless the analysis parsed this very text), and one compile of
+    the output."""
     same_text = bool(job.text_hash) and text_hash(source.text) == job.text_hash
     if job.settled and same_text and not _libcst_refuses(source.text):
         return finish(

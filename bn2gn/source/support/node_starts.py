@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
+from ...core.ast_tools import first_line
+
 
 class Mismatch(Exception):
     """The two parses do not pair up here; positions must come from ``PositionProvider``."""
@@ -204,10 +206,7 @@ def _name(statement: ast.stmt) -> Optional[str]:
 
 
 def _span(group: List[ast.stmt], top: Optional[str], compound: bool) -> Span:
-    first = min(
-        [s.lineno for s in group]
-        + [d.lineno for s in group for d in getattr(s, "decorator_list", ())]
-    )
+    first = min(first_line(s) for s in group)
     return Span(first, max(s.end_lineno or s.lineno for s in group), top, compound)
 
 

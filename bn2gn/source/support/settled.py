@@ -15,6 +15,7 @@ import ast
 import re
 from typing import FrozenSet, Iterator, Optional, Tuple
 
+from ...core.ast_tools import first_line
 from ...decide.facts import OTHER_BREAKS
 from .names import HELPER, INIT_FUNCS
 
@@ -73,8 +74,7 @@ def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tup
 
 
 def _spells_isinstance(node: ast.stmt, lines) -> bool:
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
-    return "isinstance" in "".join(lines[first - 1 : node.end_lineno])
+    return "isinstance" in "".join(lines[first_line(node) - 1 : node.end_lineno])
 
 
 def _leaves_alone(test: ast.expr, body: list, last_names: set, lines) -> bool:
