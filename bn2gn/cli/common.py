@@ -138,6 +138,43 @@ def config_options(func: Callable) -> Callable:
     return func
 
 
+def analysis_flags(func):
+    """Options shared by scan, rewrite and migrate: what the analysis may not see by itself
+    (here, so that migrate does not build scan's and rewrite's commands to reach them)."""
+    func = click.option(
+        "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
+    )(func)
+    func = click.option(
+        "--include",
+        multiple=True,
+        metavar="GLOB",
+        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.",
+    )(func)
+    func = click.option(
+        "--keep",
+        "keep",
+        multiple=True,
+        metavar="CLASS[.METHOD]",
+        help="Force 'keep' for sites in this class/method (repeatable).",
+    )(func)
+    func = click.option(
+        "--convert",
+        "convert",
+        multiple=True,
+        metavar="CLASS[.METHOD]",
+        help="Force 'convert' for sites in this class/method (repeatable).",
+    )(func)
+    func = click.option(
+        "--root",
+        "roots",
+        multiple=True,
+        metavar="CLASS",
+        help="Name the root model class(es) instead of finding them (repeatable).",
+    )(func)
+    func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
+    return config_options(func)
+
+
 def mode_options(func: Callable) -> Callable:
     """--diff / --check: one code path with writing, nothing written."""
     func = click.option(

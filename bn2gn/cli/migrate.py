@@ -10,8 +10,7 @@ import click
 
 from ..core import progress
 from ..core.errors import EXIT_USAGE, Bn2gnError
-from .common import cli, output_options
-from .scan_rewrite import analysis_flags
+from .common import analysis_flags, cli, output_options
 
 
 def _mode_options(func):

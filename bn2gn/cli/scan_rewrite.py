@@ -10,9 +10,9 @@ import click
 from ..core import progress
 from ..core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Bn2gnError
 from .common import (
+    analysis_flags,
     check_output,
     cli,
-    config_options,
     echo_rules,
     mode_of,
     mode_options,
@@ -26,42 +26,6 @@ from .model_options import model_build_options
 def analysis_options(func):
     """PATH... and the analysis flags: scan and rewrite."""
     return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(analysis_flags(func))
-
-
-def analysis_flags(func):
-    """Options shared by scan, rewrite and migrate: what the analysis may not see by itself."""
-    func = click.option(
-        "--exclude", multiple=True, metavar="GLOB", help="Skip files/folders matching GLOB."
-    )(func)
-    func = click.option(
-        "--include",
-        multiple=True,
-        metavar="GLOB",
-        help="Enter folders skipped by default (.venv, build, site-packages...) matching GLOB.",
-    )(func)
-    func = click.option(
-        "--keep",
-        "keep",
-        multiple=True,
-        metavar="CLASS[.METHOD]",
-        help="Force 'keep' for sites in this class/method (repeatable).",
-    )(func)
-    func = click.option(
-        "--convert",
-        "convert",
-        multiple=True,
-        metavar="CLASS[.METHOD]",
-        help="Force 'convert' for sites in this class/method (repeatable).",
-    )(func)
-    func = click.option(
-        "--root",
-        "roots",
-        multiple=True,
-        metavar="CLASS",
-        help="Name the root model class(es) instead of finding them (repeatable).",
-    )(func)
-    func = click.option("--strict", is_flag=True, help="Exit 1 when any site is 'unsure'.")(func)
-    return config_options(func)
 
 
 def load(paths, config_file, **values):
