@@ -28,11 +28,12 @@ def rewrite_codemods() -> "Tuple[Codemod, ...]":
     from .support.combined import OnePass
 
     return (
-        # BN2GN101 and BN2GN103 in one traversal with one metadata resolution. Both read the file as
+        # BN2GN101 and BN2GN103 in one traversal with one way to find starts. Both read the file as
         # it was read: BN2GN101's sites are positions in the original text, and BN2GN103 names
         # GroupNorm after the file's own torch.nn name, looked up before anything adds an import.
         # After the pass BN2GN101 reports first, then BN2GN103 adds ``import torch.nn as nn`` if the
-        # file has no name for torch.nn yet.
+        # file has no name for torch.nn yet. It runs first: its starts are read off the file's text,
+        # which the tree must still be.
         OnePass(ReplaceBatchNormCodemod(), WidenInitLoops()),
         # BN2GN102 after BN2GN101: get_group_norm is defined where the calls BN2GN101 just made (or
         # the file's own calls) need it; it reuses the torch.nn import BN2GN103 may have added.

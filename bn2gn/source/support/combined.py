@@ -108,7 +108,7 @@ class PassPart(Protocol):
 
 
 class OnePass:
-    """Codemods that share one traversal (one parse, one metadata resolution); a codemod itself.
+    """Codemods that share one traversal (one parse, one way to find starts); a codemod itself.
 
     The transformers run node by node in the order of ``parts``; afterwards each part's
     ``outcome`` runs in the same order, seeing the changes of the parts before it.
