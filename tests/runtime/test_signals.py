@@ -89,6 +89,23 @@ def _tree(folder):
     return texts
 
 
+def two_workers_of(process) -> list:
+    """The worker processes of ``process``, once it has two (a minute at most)."""
+    end, workers = time.monotonic() + 60, []
+    while time.monotonic() < end and process.poll() is None and len(workers) < 2:
+        workers = child_processes(process.pid)
+        time.sleep(0.01)
+    assert len(workers) >= 2, process.communicate()
+    return workers
+
+
+def assert_all_ended(workers) -> None:
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(process_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if process_alive(w)], "workers outlived bn2gn"
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
 @pytest.mark.parametrize("command", ["rewrite", "patch-trainer"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -101,17 +118,10 @@ def test_workers_end_with_their_parent(tmp_path, command, signum):
             texts[name] += "\n\ndef train(model):\n    return torch.optim.SGD(model.parameters())\n"
             (tmp_path / "tree" / name).write_text(texts[name])
     process = start([command, "tree", "-j", "2", "-q"], tmp_path)
-    end, workers = time.monotonic() + 60, []
-    while time.monotonic() < end and process.poll() is None and len(workers) < 2:
-        workers = child_processes(process.pid)
-        time.sleep(0.01)
-    assert len(workers) >= 2, process.communicate()
+    workers = two_workers_of(process)
     process.send_signal(signum)
     process.communicate(timeout=60)
-    end = time.monotonic() + 20
-    while time.monotonic() < end and any(process_alive(w) for w in workers):
-        time.sleep(0.05)
-    assert not [w for w in workers if process_alive(w)], "workers outlived bn2gn"
+    assert_all_ended(workers)
     for name in os.listdir(tmp_path / "tree"):
         assert name in texts, f"left behind: {name}"
         text = (tmp_path / "tree" / name).read_text()
@@ -184,16 +194,9 @@ def test_scan_parse_workers_end_with_their_parent(tmp_path, signum, code):
         stderr=subprocess.PIPE,
         text=True,
     )
-    end, workers = time.monotonic() + 60, []
-    while time.monotonic() < end and process.poll() is None and len(workers) < 2:
-        workers = child_processes(process.pid)
-        time.sleep(0.01)
-    assert len(workers) >= 2, process.communicate()
+    workers = two_workers_of(process)
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     assert process.returncode == code, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
-    end = time.monotonic() + 20
-    while time.monotonic() < end and any(process_alive(w) for w in workers):
-        time.sleep(0.05)
-    assert not [w for w in workers if process_alive(w)], "workers outlived bn2gn"
+    assert_all_ended(workers)
