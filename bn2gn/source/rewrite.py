@@ -225,7 +225,12 @@ def rewrite_pool(workers: int, source_bytes: int = 0) -> Iterator[Optional[WarmP
         yield None
         return
     spare = 1 if source_bytes > SMALL_TREE_BYTES else 0
-    with warm_pool(min(workers, max(1, (os.cpu_count() or 1) - spare)), import_codemods) as pool:
+    size = min(workers, max(1, (os.cpu_count() or 1) - spare))
+    with contextlib.ExitStack() as stack:
+        try:
+            pool = stack.enter_context(warm_pool(size, import_codemods))
+        except (OSError, ImportError, NotImplementedError):
+            pool = None  # no working sem_open, no process left: the jobs are run here
         yield pool
 
 

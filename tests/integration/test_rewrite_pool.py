@@ -6,6 +6,7 @@ their imports; a tree that spells nothing the rewrite changes starts none.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -128,4 +129,19 @@ def test_warm_workers_and_the_workers_asked(repo, monkeypatch, cores, big_tree, 
     run = api.Session.open([repo]).rewrite(workers=2)
     assert warm_sizes == [warm_size]
     assert full == ([2] if warm_size < 2 else [])
+    assert sum(1 for r in run.results if r.status == "changed") >= 2
+
+
+def test_a_system_that_cannot_start_workers_rewrites_in_this_process(repo, monkeypatch):
+    @contextlib.contextmanager
+    def no_processes(*args, **kwargs):
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+        yield  # pragma: no cover
+
+    serial = api.Session.open([repo]).rewrite(workers=1)
+    monkeypatch.setattr(process, "worker_pool", no_processes)
+    run = api.Session.open([repo]).rewrite(workers=2)
+    assert [(r.path, r.status, r.new_text) for r in run.results] == [
+        (r.path, r.status, r.new_text) for r in serial.results
+    ]
     assert sum(1 for r in run.results if r.status == "changed") >= 2
