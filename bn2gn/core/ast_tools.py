@@ -73,6 +73,13 @@ def walk_statements(tree: ast.AST, lines: Optional[List[int]] = None):
         )
 
 
+def spells(lines: List[str], node: ast.stmt, words) -> bool:
+    """Whether the source ``lines`` of ``node`` (decorators included) hold one of ``words``; the
+    caller makes sure ``lines`` number as ``ast`` does (see ``decide.facts.lines_tell``)."""
+    segment = "".join(lines[first_line(node) - 1 : node.end_lineno])
+    return any(word in segment for word in words)
+
+
 def first_line(node: ast.AST) -> int:
     """The line a definition starts on, its decorators included."""
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])

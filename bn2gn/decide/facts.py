@@ -435,6 +435,12 @@ def import_lines(text: str) -> List[int]:
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
+def lines_tell(text: str) -> bool:
+    """Whether a word test on ``text``'s ``splitlines`` lines says what ``ast`` sees: the text is
+    ASCII (``ast`` names identifiers after NFKC) and holds no line break Python does not count."""
+    return text.isascii() and not OTHER_BREAKS.search(text)
+
+
 def line_numbers(text: str, offsets: List[int]) -> List[int]:
     """1-based line numbers (as ``ast`` counts them: ``\\n``, ``\\r\\n`` or ``\\r``) of sorted offsets."""
     if "\r" in text:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import ast
 from typing import FrozenSet, List, Optional, Tuple
 
-from ..core.ast_tools import first_line, walk
+from ..core.ast_tools import spells, walk
 from .facts import (
     ATTR_SETTERS,
     BATCHNORM_OPS,
-    OTHER_BREAKS,
     PARTIAL,
     TYPE_CHECKS,
     ModuleFacts,
     RawSite,
+    lines_tell,
 )
 from .plan import scope_name
 
@@ -33,7 +33,7 @@ def collect_sites(facts: ModuleFacts) -> List[RawSite]:
     found = []
     words = _site_words(facts)
     for top in facts.tree.body:
-        if words is not None and not _spells(facts, top, words):
+        if words is not None and not spells(facts.lines, top, words):
             continue
         top._bn2gn_parent = facts.tree  # type: ignore[attr-defined]
         for node in walk(top, parents=True):
@@ -51,16 +51,10 @@ def _site_words(facts: ModuleFacts) -> Optional[FrozenSet[str]]:
     name has it), a name the file binds to one at the top level (``BN = nn.BatchNorm2d``) or imports
     as one (``from torch.nn import BatchNorm2d as BN``). None where lines cannot tell: a text that is
     not ASCII (``ast`` names identifiers after NFKC) or holds a line break Python does not count."""
-    text = "".join(facts.lines)
-    if not text.isascii() or OTHER_BREAKS.search(text):
+    if not lines_tell("".join(facts.lines)):
         return None
     imported = {name for name, dotted in facts.imports.items() if dotted in BATCHNORM_OPS}
     return frozenset({"BatchNorm"} | set(facts.bn_aliases) | imported)
-
-
-def _spells(facts: ModuleFacts, top: ast.stmt, words: FrozenSet[str]) -> bool:
-    segment = "".join(facts.lines[first_line(top) - 1 : top.end_lineno])
-    return any(word in segment for word in words)
 
 
 def _classify_node(facts: ModuleFacts, node: ast.AST) -> Optional[Tuple[str, str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
-from ..core.ast_tools import first_line, walk
+from ..core.ast_tools import spells, walk
 from ..core.file_results import (
     FileResult,
     failed,
@@ -21,7 +21,7 @@ from ..core.process import WarmPool, collector_paused, pool_map, warm_pool, work
 from ..core.rule_codes import Rule
 from ..core.settings import Config
 from ..core.source_files import SourceText
-from ..decide.facts import OTHER_BREAKS, ModuleFacts
+from ..decide.facts import ModuleFacts, lines_tell
 from ..decide.plan import CONVERT, UNSURE, Plan, Site
 from ..decide.scan import build_plan
 from .support.libcst_parse import form_feed_indent_line, mixed_newline_line, parse_module
@@ -85,11 +85,11 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
     calls_helper = HELPER in text  # the text first: no walk without it
     if not scopes and not calls_helper:
         return scopes
-    spells = _spelling_test(facts, text)
+    tell = lines_tell(text)  # else every definition is walked
     for node in facts.tree.body if calls_helper else ():
         if (
             isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            and spells(node, (HELPER,))
+            and (not tell or spells(facts.lines, node, (HELPER,)))
             and any(
                 isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == HELPER
                 for n in walk(node)  # ast.walk's nodes but the ctx leaves, 1.7 times faster
@@ -100,23 +100,11 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
         n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
     for node in facts.tree.body:
-        if getattr(node, "name", None) in scopes and spells(node, functions):
+        if getattr(node, "name", None) in scopes and (
+            not tell or spells(facts.lines, node, functions)
+        ):
             scopes |= {n.id for n in walk(node) if isinstance(n, ast.Name) and n.id in functions}
     return scopes
-
-
-def _spelling_test(facts: ModuleFacts, text: str):
-    """``spells(node, words)``: whether the lines of the top-level ``node`` (decorators included)
-    hold one of ``words``. Always true where the lines cannot tell: a text that is not ASCII
-    (``ast`` names identifiers after NFKC) or that holds a line break Python does not count."""
-    if not text.isascii() or OTHER_BREAKS.search(text):
-        return lambda node, words: True
-
-    def spells(node: ast.stmt, words) -> bool:
-        segment = "".join(facts.lines[first_line(node) - 1 : node.end_lineno])
-        return any(word in segment for word in words)
-
-    return spells
 
 
 def rewrite_source(source: SourceText, job: FileJob) -> FileResult:

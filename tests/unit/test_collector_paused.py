@@ -40,8 +40,9 @@ def test_a_rewrite_job_runs_with_the_collector_paused(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(combined, "transform", recording)
+    from conftest import CENTERNET
+
     from bn2gn import api
-    from tests.conftest import CENTERNET
 
     session = api.Session.open([CENTERNET])
     jobs = [job for job in session.rewrite_jobs().values() if not job.settled]

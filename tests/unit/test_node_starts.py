@@ -299,7 +299,7 @@ def test_text_python_cannot_parse_falls_back():
     assert module.code == "x = renamed(3)\n" and len(made) == 1  # no tracker was made
 
 
-def test_the_fixture_tree_goldens_take_the_fast_path(monkeypatch):
+def test_the_centernet_rewrite_takes_the_fast_path(monkeypatch):
     """Every rewrite of the bundled CenterNet repository pairs up: no fallback."""
     from bn2gn import api
 

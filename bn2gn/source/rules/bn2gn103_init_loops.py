@@ -8,20 +8,18 @@ GroupNorm built with ``affine=False`` has no weight or bias.
 from __future__ import annotations
 
 import bisect
-import re
 from typing import Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 
 from ...core.file_results import Change
 from ...core.rule_codes import Rule
+from ...decide.facts import LINE_BREAK
 from ..codemod import Context, Outcome
 from ..support.inject import ensure_nn_import, torch_nn_name
 from ..support.names import INIT_FUNCS
 
 _EMPTY = cst.Module(body=[])
-#: the line breaks Python counts (``str.splitlines`` counts more: form feed, ``\x1c``...)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _text(node: cst.CSTNode) -> str:
@@ -37,7 +35,7 @@ class InitLoops(cst.CSTTransformer):
         #: the lines that spell ``isinstance``: a check this rule widens spans one of them
         self.isinstance_lines = [
             number
-            for number, line in enumerate(_LINE_BREAK.split(text), start=1)
+            for number, line in enumerate(LINE_BREAK.split(text), start=1)
             if "isinstance" in line
         ]
         self.bn_refs = bn_refs

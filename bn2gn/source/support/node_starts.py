@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import re
 import unicodedata
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
 from ...core.ast_tools import first_line
+from ...decide.facts import LINE_BREAK
 
 
 class Mismatch(Exception):
@@ -60,7 +60,6 @@ _KINDS = {
     cst.Match: (ast.Match,),
 }
 _COMPOUND_AST = tuple(kind for kinds in _KINDS.values() for kind in kinds)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclasses.dataclass
@@ -196,7 +195,7 @@ class StatementTracker:
         line, col = node.lineno, node.col_offset
         if col and not self.text.isascii():
             if self._lines is None:
-                self._lines = _LINE_BREAK.split(self.text)
+                self._lines = LINE_BREAK.split(self.text)
             col = len(self._lines[line - 1].encode("utf-8", "surrogatepass")[:col].decode("utf-8"))
         return line, col
 

@@ -15,8 +15,8 @@ import ast
 import re
 from typing import FrozenSet, Iterator, Optional, Tuple
 
-from ...core.ast_tools import first_line
-from ...decide.facts import OTHER_BREAKS
+from ...core.ast_tools import spells
+from ...decide.facts import lines_tell
 from .names import HELPER, INIT_FUNCS
 
 #: between a tuple's comma and its next element: spaces and line breaks only (no parenthesis)
@@ -29,10 +29,9 @@ def settled(
     """True when BN2GN102 and BN2GN103 change nothing in the file (it has no site to convert)."""
     from ...core.rule_codes import Rule
 
-    if not text.isascii():
-        return False  # ast compares names after NFKC, LibCST as written
-    if OTHER_BREAKS.search(text):
-        return False  # ``lines`` below would not number as ast does
+    if not lines_tell(text):
+        return False  # ast compares names after NFKC, LibCST as written; ``lines`` below must
+        # number as ast does
     if Rule.INJECT_GROUP_NORM_HELPER in rules and HELPER in text and not _helper_defined(tree):
         return False
     if Rule.INIT_LOOPS in rules and scopes and bn_refs:
@@ -61,7 +60,7 @@ def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tup
     """(test, body) of every ``if`` inside a class or function whose outermost enclosing definition
     is named in ``scopes`` (how BN2GN103 picks them: the first definition on the way down), in the
     top-level statements whose ``lines`` spell ``isinstance`` (an ``if`` without it is left alone)."""
-    stack = [(node, None) for node in tree.body if _spells_isinstance(node, lines)]
+    stack = [(node, None) for node in tree.body if spells(lines, node, ("isinstance",))]
     while stack:
         node, scope = stack.pop()
         if scope is None and isinstance(
@@ -71,10 +70,6 @@ def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tup
         if isinstance(node, ast.If) and scope in scopes:
             yield node.test, node.body
         stack.extend((child, scope) for child in ast.iter_child_nodes(node))
-
-
-def _spells_isinstance(node: ast.stmt, lines) -> bool:
-    return "isinstance" in "".join(lines[first_line(node) - 1 : node.end_lineno])
 
 
 def _leaves_alone(test: ast.expr, body: list, last_names: set, lines) -> bool:
