@@ -252,7 +252,12 @@ class Session:
 
         _check_backbone(options)
         results, usage = patch_files(
-            list(files), options, explicit=explicit, workers=workers, known=known
+            list(files),
+            options,
+            explicit=explicit,
+            workers=workers,
+            known=known,
+            trees=self._plan_trees(known),
         )
         for index, result in enumerate(results):
             before = rewritten.get(file_key(result.path)) if rewritten else None
@@ -263,6 +268,20 @@ class Session:
                 results[index] = patched
                 usage += [problem] if problem else []
         return results, usage
+
+    def _plan_trees(self, known: Optional[Dict[Path, bytes]]) -> Dict[Path, object]:
+        """The plan's ``ast`` of each file whose ``known`` bytes are the very bytes the plan read:
+        patch-trainer decides on those trees instead of parsing the files again."""
+        if not known or self._planned is None or self._planned[1] is None or self._tree is None:
+            return {}
+        read = self._tree.raw
+        return {
+            facts.path: facts.kept_tree
+            for facts in self._planned[1].modules
+            if facts.kept_tree is not None
+            and facts.path in known
+            and known[facts.path] is read.get(facts.path)
+        }
 
 
 #: what marks a repository root: the source tree a checkpoint inside it was trained from

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import bisect
 import dataclasses
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -170,6 +171,11 @@ class ModuleFacts:
             self._tree = None
 
     @property
+    def kept_tree(self) -> Optional[ast.Module]:
+        """The file's own tree, or None once it was let go (no parse here)."""
+        return self._tree
+
+    @property
     def tree(self) -> ast.Module:
         """The file's tree; for a file that let it go, a fresh parse each time (no node of it is
         the one ``Definition.node`` or ``top_level`` gives)."""
@@ -321,7 +327,7 @@ class ModuleFacts:
             op=raw.op,
             form=raw.form,
             target=raw.target,
-            fingerprint=self.fingerprint(raw),
+            _fingerprint=functools.partial(self.fingerprint, raw),
         )
 
     def fingerprint(self, raw: RawSite) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 CONVERT, KEEP, UNSURE = "convert", "keep", "unsure"
 DECISIONS = (CONVERT, KEEP, UNSURE)
@@ -27,18 +27,37 @@ class Site:
     )
     decision: str = KEEP
     reason: str = ""
-    fingerprint: str = ""
+    #: ``fingerprint``, or what computes it on the first read (``ModuleFacts.fingerprint``): an
+    #: ``ast.unparse`` and a sha256 a site are wasted on a run that reads none (``migrate --check``)
+    _fingerprint: Union[str, Callable[[], str]] = dataclasses.field(
+        default="", compare=False, repr=False
+    )
     module_paths: List[str] = dataclasses.field(default_factory=list)
     #: static evidence a trace's module paths cannot outweigh (a new layer inside a backbone class
     #: that its pretrained checkpoint does not cover): the reason, or "" when there is none
     against: str = ""
 
     @property
+    def fingerprint(self) -> str:
+        """A short hash of the site's statement and scope: plan files match sites by it."""
+        if callable(self._fingerprint):
+            self._fingerprint = self._fingerprint()
+        return self._fingerprint
+
+    def __getstate__(self) -> dict:
+        """Pickled for a worker (``-j N``) with its fingerprint taken: not the facts computing it."""
+        return {**self.__dict__, "_fingerprint": self.fingerprint}
+
+    @property
     def location(self) -> str:
         return f"{self.path}:{self.line}:{self.col}"
 
     def as_dict(self) -> dict:
-        data = dataclasses.asdict(self)
+        self.fingerprint  # noqa: B018 -- taken before asdict copies the fields
+        data = {
+            ("fingerprint" if key == "_fingerprint" else key): value
+            for key, value in dataclasses.asdict(self).items()
+        }
         if not self.module_paths:
             data.pop("module_paths")
         if not self.against:
@@ -130,6 +149,7 @@ def render_json(plan: Plan) -> str:
 
 def site_from_dict(data: dict) -> Site:
     fields = {f.name for f in dataclasses.fields(Site)}
+    data = {("_fingerprint" if k == "fingerprint" else k): v for k, v in data.items()}
     return Site(**{k: v for k, v in data.items() if k in fields})
 
 

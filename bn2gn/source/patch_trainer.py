@@ -9,6 +9,7 @@ and ``scan`` never imports LibCST.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -105,21 +106,30 @@ class Entry:
         }
 
 
-def patch_source(source: SourceText, options: TrainerOptions) -> FileResult:
-    """Patch one file's text; raises NeedsUserInput when bn2gn needs a flag to go on."""
-    result, _ = _patch(source, options)
+def patch_source(
+    source: SourceText, options: TrainerOptions, tree: Optional[ast.Module] = None
+) -> FileResult:
+    """Patch one file's text; raises NeedsUserInput when bn2gn needs a flag to go on. ``tree``: the
+    ``ast`` of exactly this text, parsed already (the plan's), which is then not parsed again."""
+    result, _ = _patch(source, options, tree=tree)
     return result
 
 
 def _patch(
-    source: SourceText, options: TrainerOptions, prefilter: bool = True, check: bool = True
+    source: SourceText,
+    options: TrainerOptions,
+    prefilter: bool = True,
+    check: bool = True,
+    tree: Optional[ast.Module] = None,
 ) -> Tuple[FileResult, List[Entry]]:
     """``prefilter``: decide on text and ``ast`` first (False only to test the pre-filter itself);
     ``check``: build and parse-check the new text (``bn2gn scan`` needs only the entries)."""
     if options.insert_before_line is None and prefilter:
         if not text_may_plan(source.text, options.optimizer_calls):
             raise NotTrainingCode(_nothing_found(source.path, options))
-    facts = Facts(source.text, check_python(source.text, str(source.path)))
+    if tree is None:
+        tree = check_python(source.text, str(source.path))
+    facts = Facts(source.text, tree)
     if options.insert_before_line is None and prefilter:
         if not ast_may_plan(facts.tree, options.optimizer_calls, facts):
             raise NotTrainingCode(_nothing_found(source.path, options))
@@ -268,15 +278,20 @@ def patch_files(
     explicit: Sequence[Path] = (),
     workers: int = 1,
     known: Optional[Dict[Path, bytes]] = None,
+    trees: Optional[Dict[Path, ast.Module]] = None,
 ) -> Tuple[List[FileResult], List[str]]:
     """Patch each file (in ``workers`` processes); return the results and the usage errors (exit 2)
     of files named explicitly. A file reached through a directory that holds no training code is
-    simply unchanged. ``known``: the bytes of files read already (the others are read here).
+    simply unchanged. ``known``: the bytes of files read already (the others are read here);
+    ``trees``: the ``ast`` of some of those bytes, parsed already (used in this process only: a
+    tree pickles slower than it parses).
     """
     named = {Path(p).resolve() for p in explicit}
     known = known or {}
+    trees = trees if trees and workers <= 1 else {}
     jobs = [
-        (path, options, bool(named) and path.resolve() in named, known.get(path)) for path in files
+        (path, options, bool(named) and path.resolve() in named, known.get(path), trees.get(path))
+        for path in files
     ]
     if workers > 1 and len(jobs) > 1:
         with worker_pool(workers, set_style, (current_style(),)) as pool:
@@ -289,12 +304,12 @@ def patch_files(
 
 def _patch_job(job) -> Tuple[FileResult, Optional[str]]:
     """One file: (result, usage error or None); top-level so that worker processes can run it."""
-    path, options, named, data = job
+    path, options, named, data, tree = job
     usage = []
 
     def transform(source: SourceText) -> FileResult:
         try:
-            return patch_source(source, options)
+            return patch_source(source, options, tree)
         except NotTrainingCode as exc:
             if not named:
                 return FileResult(

@@ -122,3 +122,94 @@ def test_file_keys_are_real_paths_resolving_each_folder_once(tmp_path, monkeypat
     calls.clear()
     assert file_keys(many) == [str(real / f"m{i}.py") for i in range(30)]
     assert len(calls) == 1
+
+
+# -- one parse: patch-trainer decides on the plan's tree ---------------------------------------------
+TRAIN_WITH_HEAD = textwrap.dedent(
+    """\
+    import torch
+    import torch.nn as nn
+
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm2d(8)
+
+
+    model = Head()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    """
+)
+
+
+def _parses(monkeypatch) -> list:
+    """The file names ``compile(..., PyCF_ONLY_AST)`` is handed from now on (``ast.parse`` too)."""
+    import ast
+
+    seen = []
+    real_compile = builtins.compile
+
+    def counting_compile(source, filename, mode, flags=0, *args, **kwargs):
+        if flags & ast.PyCF_ONLY_AST and str(filename).endswith(".py"):
+            seen.append(Path(str(filename)).name)
+        return real_compile(source, filename, mode, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "compile", counting_compile)
+    return seen
+
+
+def _migrated_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    from conftest import CENTERNET, run_cli
+
+    repo = tmp_path / "centernet"
+    shutil.copytree(CENTERNET, repo)
+    assert run_cli(["migrate", "--write", "-q", str(repo)]).exit_code == 0
+    return repo
+
+
+def test_migrate_check_of_a_migrated_repository_parses_each_file_once(tmp_path, monkeypatch):
+    repo = _migrated_copy(tmp_path)
+    parsed = _parses(monkeypatch)
+    result = plan_migration(MigrateOptions(repo=repo, config=Config(), mode="check"))
+    assert result.counts()["files_changed"] == 0
+    # the train scripts and the trainer are read by the plan and by patch-trainer: parsed once
+    assert {"train.py", "train_satmtb.py", "base_trainer.py"} <= set(parsed)
+    assert sorted(parsed) == sorted(set(parsed))
+
+
+def test_patch_trainer_decides_on_the_plan_tree_as_on_its_own_parse(tmp_path, monkeypatch):
+    from bn2gn import api
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(TRAIN_WITH_HEAD)
+    shared = plan_migration(MigrateOptions(repo=repo, config=Config(), mode="diff"))
+    handed = []
+    monkeypatch.setattr(api.Session, "_plan_trees", lambda self, known: handed.append(known) or {})
+    own = plan_migration(MigrateOptions(repo=repo, config=Config(), mode="diff"))
+    assert handed  # the second run did go through the same seam, with no tree
+    assert shared.scripts == own.scripts == [str(repo / "train.py")]
+    assert [r.new_text for r in shared.results] == [r.new_text for r in own.results]
+    assert [(c.line, c.rule, c.message) for r in shared.results for c in r.changes] == [
+        (c.line, c.rule, c.message) for r in own.results for c in r.changes
+    ]
+
+
+def test_a_tree_of_other_bytes_is_not_handed_on(tmp_path):
+    from bn2gn import api
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(TRAIN_WITH_HEAD)
+    session = api.Session([repo], Config())
+    session.rewrite()
+    read = session.tree().raw
+    assert list(session._plan_trees(read)) == [repo / "train.py"]
+    # equal bytes, but not the ones the plan read: the tree may not be theirs (a rewritten file)
+    copied = {path: bytes(bytearray(data)) for path, data in read.items()}
+    assert session._plan_trees(copied) == {}
+    assert session._plan_trees(None) == {}

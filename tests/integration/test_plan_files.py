@@ -49,6 +49,53 @@ def plan_of(tmp_path: Path, *args) -> dict:
 
 
 # -- fingerprints ----------------------------------------------------------------------------------
+def _hashes_counted(monkeypatch) -> list:
+    """Each fingerprint computed from now on (``ModuleFacts.fingerprint``)."""
+    from bn2gn.decide.facts import ModuleFacts
+
+    counted = []
+    real = ModuleFacts.fingerprint
+
+    def counting(self, raw):
+        counted.append(raw.node.lineno)
+        return real(self, raw)
+
+    monkeypatch.setattr(ModuleFacts, "fingerprint", counting)
+    return counted
+
+
+def test_fingerprints_are_hashed_only_when_read(tmp_path, monkeypatch):
+    import pickle
+
+    from bn2gn.core.settings import Config
+    from bn2gn.decide.plan import site_from_dict
+    from bn2gn.decide.scan import build_plan
+
+    write(tmp_path)
+    counted = _hashes_counted(monkeypatch)
+    plan, _ = build_plan([tmp_path / "net.py"], Config())
+    assert [(s.line, s.decision) for s in plan.sites] == [
+        (8, "keep"),
+        (15, "convert"),
+        (16, "convert"),
+    ]
+    assert counted == []  # a check or a text scan reads no fingerprint
+    data = plan.as_dict()["sites"]
+    assert counted == [8, 15, 16]
+    assert list(data[0]) == [
+        "path", "line", "col", "end_line", "end_col", "scope", "op", "form", "target",
+        "decision", "reason", "fingerprint",
+    ]  # fmt: skip
+    assert [len(site["fingerprint"]) for site in data] == [16, 16, 16]
+    assert plan.sites[1].fingerprint == data[1]["fingerprint"]
+    assert counted == [8, 15, 16]  # taken once
+    assert site_from_dict(data[2]).fingerprint == data[2]["fingerprint"]
+    fresh, _ = build_plan([tmp_path / "net.py"], Config())
+    sent = pickle.loads(pickle.dumps(fresh.sites[0]))  # what a -j worker gets: the hash, no facts
+    assert sent._fingerprint == data[0]["fingerprint"]
+    assert len(pickle.dumps(fresh.sites[0])) < 2000
+
+
 def test_fingerprints_survive_line_shifts_and_layout_but_not_edits(tmp_path):
     write(tmp_path)
     before = [s["fingerprint"] for s in plan_of(tmp_path)["sites"]]
