@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("config_cmd", "migrate", "patch_trainer", "remap", "scan_rewrite", "smoke")
 
 
-def _cli_modules_after(args, cwd) -> set:
+def _cli_modules_after(args, cwd, prefixes=("bn2gn.cli.",)) -> set:
+    """The modules whose names start with one of ``prefixes`` once ``bn2gn ARGS`` ran in ``cwd``."""
     code = (
         "import atexit, sys, runpy; sys.argv=['bn2gn', *sys.argv[1:]];\n"
         "atexit.register(lambda: print('LOADED', ' '.join(sorted(m for m in sys.modules"
-        " if m.startswith('bn2gn.cli.')))))\n"
+        f" if m.startswith({tuple(prefixes)!r})))))\n"
         "runpy.run_module('bn2gn', run_name='__main__')\n"
     )
     out = subprocess.run(
@@ -59,6 +60,23 @@ def test_the_pre_commit_hook_imports_no_other_command(tmp_path):
     (tmp_path / "a.py").write_text("x = 1\n")
     loaded = _cli_modules_after(["migrate", "--check", "-q", "."], tmp_path)
     assert loaded == {"bn2gn.cli.common", "bn2gn.cli.migrate", "bn2gn.cli.patch_trainer"}
+
+
+def test_the_hook_on_a_migrated_repository_loads_no_openssl(tmp_path):
+    """The plan's fingerprints are hashed only when read, and the rewrite's text hash is blake2b
+    from its own module: loading OpenSSL for ``import hashlib`` would cost the hook 2 ms."""
+    import shutil
+
+    from conftest import CENTERNET, run_cli
+
+    repo = tmp_path / "repo"
+    shutil.copytree(CENTERNET, repo)
+    assert run_cli(["migrate", "--write", "-q", str(repo)]).exit_code == 0
+    loaded = _cli_modules_after(["migrate", "--check", "-q", "."], repo, ("_hashlib", "hashlib"))
+    assert loaded == set()
+    # a plan that is read does hash: the same check then sees OpenSSL loaded
+    loaded = _cli_modules_after(["scan", "--format", "json", "-q", "."], repo, ("_hashlib",))
+    assert loaded == {"_hashlib"}
 
 
 def test_help_lists_every_command_with_its_short_help():
