@@ -54,7 +54,45 @@ SHAPES = {
             (7, 21, "BatchNorm2d", "callable", "build", "build"),
         ],
     ),
+    "sites below statements that spell nothing": (
+        "import torch.nn as nn\n"  # 1
+        "\n"
+        "\n"
+        "class Head(nn.Module):\n"  # 4
+        "    def forward(self, x):\n"  # 5: walked into by no site search
+        "        return self.body(x)\n"
+        "\n"
+        "    def __init__(self, c, deep=False):\n"  # 8
+        "        super().__init__()\n"
+        "        if deep:\n"  # 10
+        "            try:\n"
+        "                self.n = nn.BatchNorm2d(c)\n"  # 12
+        "            except ValueError:\n"
+        "                self.n = nn.BatchNorm1d(c)\n"  # 14
+        "        norm = nn.BatchNorm2d\n"  # 15: a callable kept in a local
+        "        match c:\n"
+        "            case 1:\n"
+        "                self.m = norm(c)\n"  # 18: a local alias, no site
+        "            case _:\n"
+        "                self.m = [nn.BatchNorm2d(c)][0]\n",  # 20
+        [
+            (12, 25, "BatchNorm2d", "call", "Head.__init__", "Head"),
+            (14, 25, "BatchNorm1d", "call", "Head.__init__", "Head"),
+            (15, 15, "BatchNorm2d", "callable", "Head.__init__", "Head"),
+            (20, 26, "BatchNorm2d", "call", "Head.__init__", "Head"),
+        ],
+    ),
 }
+
+
+def test_a_statement_that_spells_no_batchnorm_word_is_not_walked(tmp_path):
+    facts = facts_of(SHAPES["sites below statements that spell nothing"][0], tmp_path)
+    head = facts.tree.body[1]
+    forward, init = head.body
+    assert (forward.name, init.name) == ("forward", "__init__")
+    assert sites.parent_of(init) is head  # the class was walked into its __init__
+    assert sites.parent_of(forward) is None  # but not into forward
+    assert sites.parent_of(forward.body[0]) is None
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
