@@ -19,6 +19,11 @@ from ...core.ast_tools import COMPOUND, FUNCTIONS, dotted
 from .names import PUBLIC_HELPERS
 
 _BODIES = ("body", "orelse", "finalbody")
+#: the nodes whose ``_BODIES`` are statement lists (``IfExp`` and ``Lambda`` have a ``body`` too:
+#: an expression)
+_BODY_HOLDERS = (ast.Module, ast.stmt, ast.excepthandler) + (
+    (ast.match_case,) if hasattr(ast, "match_case") else ()
+)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
@@ -83,12 +88,21 @@ class Facts:
                 self.functions.append(node)
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
                 self._note_mutator(node)
-            for field in _BODIES:
-                body = getattr(node, field, None)
-                if isinstance(body, list):
-                    for index, child in enumerate(body):
-                        place[child] = (node, field, index)
-            children = list(ast.iter_child_nodes(node))
+            if isinstance(node, _BODY_HOLDERS):
+                for field in _BODIES:
+                    body = getattr(node, field, None)
+                    if isinstance(body, list):
+                        for index, child in enumerate(body):
+                            place[child] = (node, field, index)
+            # ``ast.iter_child_nodes`` inlined, without the ``ctx`` leaves (shared singletons no
+            # recogniser asks the parent of): a third of the walk's cost
+            children = []
+            for field in node._fields:
+                value = getattr(node, field, None)
+                if value.__class__ is list:
+                    children.extend(item for item in value if isinstance(item, ast.AST))
+                elif isinstance(value, ast.AST) and field != "ctx":
+                    children.append(value)
             for child in children:
                 parent[child] = node
             children.reverse()
