@@ -53,6 +53,35 @@ def walk(node: ast.AST, parents: bool = False):
                     value._bn2gn_parent = current  # type: ignore[attr-defined]
 
 
+def walk_spanning(node: ast.AST, lines: List[int], parents: bool = False):
+    """``walk`` in its order, but into no statement that spans none of ``lines`` (sorted): where a
+    word test on the lines tells which statements can hold what the caller looks for (a statement
+    holding a node spans the node's lines). ``parents`` as for ``walk``."""
+    todo = [node]
+    append = todo.append
+    for current in todo:
+        yield current
+        for field in current._fields:
+            value = getattr(current, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, _AST) and (
+                        not isinstance(item, ast.stmt) or spans_a_line(item, lines)
+                    ):
+                        append(item)
+                        if parents:
+                            item._bn2gn_parent = current  # type: ignore[attr-defined]
+            elif isinstance(value, _AST) and field != "ctx":
+                append(value)
+                if parents:
+                    value._bn2gn_parent = current  # type: ignore[attr-defined]
+
+
+def lines_spelling(lines: List[str], words) -> List[int]:
+    """The numbers of the ``lines`` that hold one of ``words`` (identifiers: none spans a line break)."""
+    return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
+
+
 _BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from typing import FrozenSet, List, Optional, Tuple
 
-from ..core.ast_tools import spans_a_line, walk
+from ..core.ast_tools import lines_spelling, spans_a_line, walk, walk_spanning
 from .facts import (
     ATTR_SETTERS,
     BATCHNORM_OPS,
@@ -33,12 +33,13 @@ def collect_sites(facts: ModuleFacts) -> List[RawSite]:
     """
     found = []
     words = _site_words(facts)
-    lines = None if words is None else _lines_spelling(facts.lines, words)
+    lines = None if words is None else lines_spelling(facts.lines, words)
     for top in facts.tree.body:
         if lines is not None and not spans_a_line(top, lines):
             continue
         top._bn2gn_parent = facts.tree  # type: ignore[attr-defined]
-        for node in walk(top, parents=True) if lines is None else _walk_spelled(top, lines):
+        nodes = walk(top, True) if lines is None else walk_spanning(top, lines, parents=True)
+        for node in nodes:
             hit = _classify_node(facts, node)
             if hit:
                 op, form = hit
@@ -46,31 +47,6 @@ def collect_sites(facts: ModuleFacts) -> List[RawSite]:
     found.sort(key=lambda s: (s.node.lineno, s.node.col_offset))
     facts.sites = found
     return found
-
-
-def _lines_spelling(lines: List[str], words: FrozenSet[str]) -> List[int]:
-    """The numbers of the lines holding one of ``words`` (identifiers: none spans a line break)."""
-    return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
-
-
-def _walk_spelled(top: ast.stmt, lines: List[int]):
-    """``walk(top, parents=True)``, in its order, but into no statement that spans none of ``lines``."""
-    todo = [top]
-    append = todo.append
-    for current in todo:
-        yield current
-        for field in current._fields:
-            value = getattr(current, field, None)
-            if value.__class__ is list:
-                for item in value:
-                    if isinstance(item, ast.AST) and (
-                        not isinstance(item, ast.stmt) or spans_a_line(item, lines)
-                    ):
-                        item._bn2gn_parent = current  # type: ignore[attr-defined]
-                        append(item)
-            elif isinstance(value, ast.AST) and field != "ctx":
-                value._bn2gn_parent = current  # type: ignore[attr-defined]
-                append(value)
 
 
 def _site_words(facts: ModuleFacts) -> Optional[FrozenSet[str]]:

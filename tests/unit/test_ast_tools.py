@@ -6,8 +6,10 @@ from bn2gn.core.ast_tools import (
     COMPOUND,
     dotted,
     first_line,
+    lines_spelling,
     spans_a_line,
     walk,
+    walk_spanning,
     walk_statements,
 )
 
@@ -30,6 +32,25 @@ def test_walk_visits_what_ast_walk_visits_in_the_same_order_without_contexts():
     tree = ast.parse(SOURCE)
     expected = [n for n in ast.walk(tree) if not isinstance(n, ast.expr_context)]
     assert list(walk(tree)) == expected
+
+
+def test_walk_spanning_skips_the_statements_off_the_lines_at_every_depth():
+    tree = ast.parse(SOURCE)
+    assert lines_spelling(SOURCE.splitlines(), ("BatchNorm2d", "Model")) == [7, 10]
+    build = tree.body[1]
+    seen = list(walk_spanning(build, [7], parents=True))
+    if_stmt, assign, ret = build.body[0], build.body[0].body[0], build.body[1]
+    assert if_stmt in seen and assign in seen and ret not in seen
+    # in walk's order, with what the skipped statement holds left out
+    inside = {id(n) for n in walk(ret)}
+    assert seen == [n for n in walk(build) if id(n) not in inside]
+    assert assign.value._bn2gn_parent is assign and assign._bn2gn_parent is if_stmt
+    # the statement walked from is yielded whatever its lines; nothing below it spans line 12
+    assert [type(n).__name__ for n in walk_spanning(build, [12])][:2] == [
+        "FunctionDef",
+        "arguments",
+    ]
+    assert not any(isinstance(n, ast.stmt) for n in list(walk_spanning(build, [12]))[1:])
 
 
 def test_walk_with_parents_records_each_parent():
