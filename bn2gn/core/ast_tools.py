@@ -82,7 +82,8 @@ def lines_spelling(lines: List[str], words) -> List[int]:
     return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
 
 
-_BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())
+#: what a statement body holds: statements, and the except / case clauses of ``try`` / ``match``
+BLOCKS = (ast.stmt, ast.excepthandler) + ((ast.match_case,) if hasattr(ast, "match_case") else ())
 
 
 def walk_statements(tree: ast.AST, lines: Optional[List[int]] = None):
@@ -98,7 +99,7 @@ def walk_statements(tree: ast.AST, lines: Optional[List[int]] = None):
         queue.extend(
             child
             for child in ast.iter_child_nodes(node)
-            if isinstance(child, _BLOCKS) and (lines is None or spans_a_line(child, lines))
+            if isinstance(child, BLOCKS) and (lines is None or spans_a_line(child, lines))
         )
 
 

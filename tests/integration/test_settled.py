@@ -112,6 +112,23 @@ BODIES = [
         "                m.eps = 1e-3\n",
         True,
     ),
+    (  # in an except clause: the guard still to add
+        "            try:\n                pass\n            except ValueError:\n"
+        "                if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):\n"
+        "                    nn.init.constant_(m.weight, 1)\n",
+        False,
+    ),
+    (  # in a case clause: GroupNorm still to add
+        "            match m:\n                case _:\n"
+        "                    if isinstance(m, nn.BatchNorm2d):\n                        pass\n",
+        False,
+    ),
+    (  # under a with and an else, below statements that spell no isinstance
+        "            with open('x') as f:\n                if f:\n                    pass\n"
+        "                else:\n                    if isinstance(m, nn.Conv2d):\n"
+        "                        nn.init.zeros_(m.bias)\n",
+        True,
+    ),
 ]
 
 

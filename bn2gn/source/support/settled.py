@@ -15,7 +15,7 @@ import ast
 import re
 from typing import FrozenSet, Iterator, Optional, Tuple
 
-from ...core.ast_tools import spells
+from ...core.ast_tools import BLOCKS, lines_spelling, spans_a_line
 from ...decide.facts import lines_tell
 from .names import HELPER, INIT_FUNCS
 
@@ -58,9 +58,11 @@ def _helper_defined(tree: ast.Module) -> bool:
 
 def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tuple[ast.expr, list]]:
     """(test, body) of every ``if`` inside a class or function whose outermost enclosing definition
-    is named in ``scopes`` (how BN2GN103 picks them: the first definition on the way down), in the
-    top-level statements whose ``lines`` spell ``isinstance`` (an ``if`` without it is left alone)."""
-    stack = [(node, None) for node in tree.body if spells(lines, node, ("isinstance",))]
+    is named in ``scopes`` (how BN2GN103 picks them: the first definition on the way down), among
+    the statements, at every depth, whose ``lines`` spell ``isinstance`` (an ``if`` without it is
+    left alone). Only statements are entered: no expression holds an ``if`` or a definition."""
+    spelled = lines_spelling(lines, ("isinstance",))
+    stack = [(node, None) for node in tree.body if spans_a_line(node, spelled)]
     while stack:
         node, scope = stack.pop()
         if scope is None and isinstance(
@@ -69,7 +71,11 @@ def _scoped_ifs(tree: ast.Module, scopes: FrozenSet[str], lines) -> Iterator[Tup
             scope = node.name
         if isinstance(node, ast.If) and scope in scopes:
             yield node.test, node.body
-        stack.extend((child, scope) for child in ast.iter_child_nodes(node))
+        stack.extend(
+            (child, scope)
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, BLOCKS) and spans_a_line(child, spelled)
+        )
 
 
 def _leaves_alone(test: ast.expr, body: list, last_names: set, lines) -> bool:
