@@ -104,9 +104,40 @@ def test_every_spelling_of_a_constructor_call_is_kept(tmp_path):
 def test_statements_without_such_a_call_are_skipped(tmp_path):
     facts = two_files(tmp_path)[1]
     lines = call_lines(facts, {"Block"})
-    # the class header is no call; B is an alias of Block; a "(" that starts a line counts whatever
-    # the word before it (a comment or a continuation may stand between)
+    # the class header is no call; B is an alias of Block; a "(" after a continuation counts
+    # whatever the word before it
     assert 7 not in lines and 3 not in lines and 10 in lines and 15 in lines
+
+
+ACROSS_LINES = """\
+from blocks import Block
+
+
+TABLE = [
+    (1, 2),
+    (3, 4),
+]
+x = (Block  # the block
+     (5))
+y = [Block
+     (6)]
+z = (Block  # )
+     (7))
+"""
+
+
+def test_a_paren_that_starts_a_line_counts_only_where_a_comment_may_hide_the_name(tmp_path):
+    """A tuple starting a line is no call; below a comment the word found may be the comment's
+    (``the block``, ``)``), so the ``(`` counts whatever the word; across a bare line break the
+    word before it is the call's own."""
+    modules = two_files(tmp_path)[:1]
+    path = tmp_path / "across.py"
+    path.write_text(ACROSS_LINES, encoding="utf-8")
+    facts = parse_facts(path, path.read_bytes())
+    project = check(modules + [facts])
+    assert {line for line, *_ in recorded(project, facts, None)} == {8, 10, 12}
+    assert call_lines(facts, {"Block"}) == [9, 11, 13]
+    assert call_lines(facts, {"Other"}) == [9, 13]
 
 
 @pytest.mark.parametrize("crlf", [False, True])
