@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
-from .facts import Definition, ModuleFacts, References, line_numbers, reference_facts
+from .facts import Definition, ModuleFacts, References, Span, line_numbers, reference_facts
 
 
 class Project:
@@ -320,13 +320,14 @@ def _bind(target: ast.AST, value: ast.AST):
         yield target.value.id, value
 
 
-def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
+def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_level=True):
     """(call, enclosing functions outermost first, at module level) for every call in ``tree``;
     with ``lines`` (sorted line numbers), statements spanning none of them are not entered.
 
-    Module level means outside any function, class body or lambda.
+    Module level means outside any function, class body or lambda (``module_level=False``: ``tree``
+    lies in a class body).
     """
-    stack = [(tree, (), True)]
+    stack = [(tree, (), module_level)]
     push = stack.append
     node_type = ast.AST
     while stack:
@@ -350,20 +351,48 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
 
 
 def module_calls(facts: ModuleFacts, lines: Optional[List[int]]):
-    """``calls_with_scopes`` of the file, in the same order; a file that let its tree go gives the
-    calls of the top-level statements spanning ``lines``, each parsed for the walk and let go
-    (``local_values`` knows a function by its file and position, not by its node)."""
+    """``calls_with_scopes`` of the file, in the same order, for every call inside a function or at
+    module level (the calls ``Project`` records); a file that let its tree go gives the calls of the
+    top-level statements spanning ``lines``, each parsed for the walk and let go (``local_values``
+    knows a function by its file and position, not by its node): of a class, only its members
+    spanning ``lines`` are parsed (``class_members``)."""
     if facts.tree_kept:
         yield from calls_with_scopes(facts.tree, lines)
         return
     spans = facts.top_spans
     for index in range(len(spans) - 1, -1, -1):  # the walk pops the module's last statement first
-        first, _, _, end, _ = spans[index]
-        if lines is not None:
-            at = bisect.bisect_left(lines, first)
-            if at == len(lines) or lines[at] > end:
-                continue
-        yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
+        if lines is not None and not spans_lines(spans[index], lines):
+            continue
+        members = class_members(facts, index, lines)
+        if members is None:
+            yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
+            continue
+        for member in members:
+            yield from calls_with_scopes(member, lines, module_level=False)
+
+
+def class_members(facts: ModuleFacts, index: int, lines: Optional[List[int]]):
+    """The members spanning ``lines`` of the ``index``-th top-level statement, a class, last first
+    (as the walk pops them), each parsed alone; None when it is no class or a member does not parse
+    alone. A call in the class's decorators, bases or keywords is in no function and not at module
+    level: ``Project`` records none, so they are not walked."""
+    spans = facts.class_members.get(index)
+    if spans is None or lines is None:
+        return None
+    found = []
+    for member in range(len(spans) - 1, -1, -1):
+        if spans_lines(spans[member], lines):
+            node = facts.class_member(index, member)
+            if node is None:
+                return None
+            found.append(node)
+    return found
+
+
+def spans_lines(span: Span, lines: List[int]) -> bool:
+    """Whether the statement at ``span`` spans one of ``lines`` (sorted)."""
+    at = bisect.bisect_left(lines, span[0])
+    return at < len(lines) and lines[at] <= span[3]
 
 
 #: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
