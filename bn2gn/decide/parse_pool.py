@@ -6,7 +6,9 @@ Files are independent until their facts are taken, and a file that lets its tree
 BatchNorm site, ``get_group_norm``) are parsed in this process meanwhile: their sites, init loops
 and rewrite jobs hold their nodes. Results come back in the order asked, so the analysis sees the
 files as a serial parse gives them. The workers start with the first round that has
-``PARALLEL_FILES`` files to send, so a small repository never starts one, and end with the
+``PARALLEL_FILES`` files to send, or with the first round of a tree with ``AHEAD_ROUNDS`` times
+as many files they may parse ahead (torch's first round is its 62 BatchNorm files, parsed here:
+the workers parse ahead meanwhile); so a small repository never starts one. They end with the
 analysis, or with an interrupt (``core.process.worker_pool``).
 """
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 #: a round is parsed in worker processes when at least this many of its files let their trees go
 PARALLEL_FILES = 64
+#: ... or when this many times as many files of the tree may be parsed ahead
+AHEAD_ROUNDS = 8
 #: files in one job of a round's files, and in one job of the files parsed ahead
 CHUNK_FILES = 8
 AHEAD_FILES = 8
@@ -106,7 +110,7 @@ class BatchParser:
 
     def __call__(self, files: Sequence[Tuple[Path, bytes]]) -> List[Parsed]:
         sent = [i for i, (_, data) in enumerate(files) if not self.keeps_tree(data)]
-        if self.workers < 2 or (self._pool is None and len(sent) < max(self.threshold, 1)):
+        if self.workers < 2 or (self._pool is None and not self._worth_starting(len(sent))):
             return parse_each(self.parse, files)
         if not self._started():
             return parse_each(self.parse, files)
@@ -151,6 +155,11 @@ class BatchParser:
                 return None
             self._elsewhere.append(future)
             return future
+
+    def _worth_starting(self, sent: int) -> bool:
+        """Whether a round that would send ``sent`` files starts the workers."""
+        least = max(self.threshold, 1)
+        return sent >= least or len(self._ahead) >= AHEAD_ROUNDS * least
 
     def _started(self) -> bool:
         """Whether the workers run (started now if need be); a system that cannot start them (no
