@@ -104,31 +104,36 @@ class Project:
     def reach(self, start: Iterable[Definition], avoid=None) -> Dict[Definition, Definition]:
         """Everything reachable from ``start`` (never entering ``avoid``, a definition or several);
         maps each to where it was first reached."""
+        return dict(self.reach_order(start, avoid))
+
+    def reach_order(
+        self, start: Iterable[Definition], avoid=None
+    ) -> List[Tuple[Definition, Definition]]:
+        """``reach``'s pairs, breadth first in the order found. Definitions are told apart by
+        ``id`` here: with a ``Definition.__hash__`` (a Python call) per edge, the walks of torch's
+        367 candidate roots made 3.8 million of the classification's 5.7 million such calls."""
         avoided = (
             ()
             if avoid is None
             else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
         )
-        seen: Dict[Definition, Definition] = {a: a for a in avoided}
-        queue = deque()
+        seen = set(map(id, avoided))
+        found: List[Tuple[Definition, Definition]] = []
         for item in start:
-            if item not in seen:
-                seen[item] = item
-                queue.append(item)
+            if id(item) not in seen:
+                seen.add(id(item))
+                found.append((item, item))
         cached = self._refs
-        while queue:
-            current = queue.popleft()
+        for current, first in found:  # grows while it is read: the queue of the walk
             refs = cached.get(current)
             if refs is None:
                 refs = self.refs(current)
-            first = seen[current]
             for nxt in refs:
-                if nxt not in seen:
-                    seen[nxt] = first
-                    queue.append(nxt)
-        for item in avoided:
-            seen.pop(item, None)
-        return seen
+                key = id(nxt)
+                if key not in seen:
+                    seen.add(key)
+                    found.append((nxt, first))
+        return found
 
     # -- locals ----------------------------------------------------------------------------------
     def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
