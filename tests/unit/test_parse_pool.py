@@ -96,14 +96,21 @@ def test_a_small_round_or_a_single_cpu_starts_no_worker():
             assert parse._pool is None
 
 
-def test_a_small_first_round_of_a_big_tree_starts_the_workers():
+def test_a_first_round_parsed_here_starts_the_workers_of_a_big_tree(monkeypatch):
     """They parse ahead while this process parses the round's files (kept trees) and reads the
-    text; a tree with fewer files ahead starts none."""
+    text: when those files hold ``HERE_BYTES`` and the tree has ``AHEAD_ROUNDS`` times the
+    threshold of files ahead."""
     files = fixture_files()
     ahead = dict(files)
     sendable = sum(not scan.keeps_tree(data) for _, data in files)
     first = [(p, d) for p, d in files if scan.keeps_tree(d)][:3]
-    for threshold, started in ((sendable // parse_pool.AHEAD_ROUNDS, True), (sendable, False)):
+    size = sum(len(data) for _, data in first)
+    for threshold, here_bytes, started in (
+        (sendable // parse_pool.AHEAD_ROUNDS, size, True),
+        (sendable // parse_pool.AHEAD_ROUNDS, size + 1, False),
+        (sendable // parse_pool.AHEAD_ROUNDS + 1, size, False),
+    ):
+        monkeypatch.setattr(parse_pool, "HERE_BYTES", here_bytes)
         with parse_pool.BatchParser(
             scan.parse_with_sites, scan.keeps_tree, None, 2, threshold, ahead
         ) as parse:
