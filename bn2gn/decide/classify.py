@@ -19,7 +19,7 @@ from .roots import DYNAMIC, OWN, RootModel, analyse_root, class_flow, evidence_o
 
 def find_roots(project: Project, config: Config) -> Tuple[List[RootModel], Dict[Definition, str]]:
     """Root models, and the definitions kept because a dynamically built backbone may contain them."""
-    classes = project.module_classes()
+    classes = project.modules_classes
     attrs = set(config.backbone_names)
     if config.roots:
         chosen = [

@@ -152,7 +152,9 @@ class ModuleFacts:
         #: worker process took them with the facts (``parse_pool``); else taken when first asked
         self.code_words: Optional[Dict[str, FrozenSet[bytes]]] = None
         #: each top-level statement: (first line with decorators, line, column, end line, end column)
-        self.top_spans: List[Tuple[int, int, int, int, int]] = []
+        self.top_spans: List[Span] = []
+        #: the spans of the body statements of each top-level class, by the class's index
+        self.class_members: Dict[int, List[Span]] = {}
         self._tops: Dict[int, ast.stmt] = {}
         self._collect_top_level(text)
         if not self.tree_kept:
@@ -164,10 +166,12 @@ class ModuleFacts:
                 if found is None:
                     found = taken[id(node)] = reference_facts(self, node)
                 definition.references = found
-            self.top_spans = [
-                (first_line(n), n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
-                for n in tree.body
-            ]
+            self.top_spans = [span_of(node) for node in tree.body]
+            self.class_members = {
+                index: [span_of(member) for member in node.body]
+                for index, node in enumerate(tree.body)
+                if isinstance(node, ast.ClassDef)
+            }
             self._tree = None
 
     @property
@@ -190,27 +194,38 @@ class ModuleFacts:
             return self._tree.body[index]
         found = self._tops.get(index)
         if found is None:
-            first, line, col, end, end_col = self.top_spans[index]
-            try:
-                body = _parse(
-                    "\n" * (first - 1) + "".join(self.lines[first - 1 : end]), self.display
-                ).body
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                body = []  # it shares a line with the end of a statement before it
-            found = next(
-                (
-                    n
-                    for n in body
-                    if (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
-                    == (line, col, end, end_col)
-                ),
-                None,
-            )
-            if found is None:
+            found = self._parse_span(self.top_spans[index])
+            if found is None:  # it shares a line with the end of a statement before it
                 found = self.tree.body[index]
             if keep:
                 self._tops[index] = found
         return found
+
+    def class_member(self, index: int, member: int) -> Optional[ast.stmt]:
+        """The ``member``-th statement of the body of the ``index``-th top-level statement, a class,
+        parsed from its own lines (a graph walk needs one method, not the whole class); None where
+        they do not parse alone (a member on the class's header line)."""
+        return self._parse_span(self.class_members[index][member], indented=True)
+
+    def _parse_span(self, span: Span, indented: bool = False) -> Optional[ast.stmt]:
+        """The statement at ``span``, parsed from its lines with its lines and columns kept (an
+        ``indented`` one inside an ``if 1:`` on the line above); None where that fails."""
+        first, end = span[0], span[3]
+        head = "\n" * (first - 2) + "if 1:\n" if indented else "\n" * (first - 1)
+        try:
+            body = _parse(head + "".join(self.lines[first - 1 : end]), self.display).body
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
+        if indented:
+            body = body[0].body if body and isinstance(body[0], ast.If) else []
+        return next(
+            (
+                n
+                for n in body
+                if (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset) == span[1:]
+            ),
+            None,
+        )
 
     def node_at(self, index: int, line: int, col: int, keep: bool = True) -> ast.stmt:
         """The definition statement at ``line``/``col`` in the ``index``-th top-level statement (in
@@ -359,6 +374,14 @@ class ModuleFacts:
                 seen[key] = ranks[id(site)] + 1
             self._ranks = ranks
         return ranks.get(id(raw), 0)
+
+
+#: where a statement lies: (first line with decorators, line, column, end line, end column)
+Span = Tuple[int, int, int, int, int]
+
+
+def span_of(node: ast.stmt) -> Span:
+    return (first_line(node), node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
 
 
 #: what ``Project.refs_in`` needs of an expression or statement, taken in one walk: the dotted names

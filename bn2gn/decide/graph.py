@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
-from .facts import Definition, ModuleFacts, References, line_numbers, reference_facts
+from .facts import Definition, ModuleFacts, References, Span, line_numbers, reference_facts
 
 
 class Project:
@@ -104,31 +104,36 @@ class Project:
     def reach(self, start: Iterable[Definition], avoid=None) -> Dict[Definition, Definition]:
         """Everything reachable from ``start`` (never entering ``avoid``, a definition or several);
         maps each to where it was first reached."""
+        return dict(self.reach_order(start, avoid))
+
+    def reach_order(
+        self, start: Iterable[Definition], avoid=None
+    ) -> List[Tuple[Definition, Definition]]:
+        """``reach``'s pairs, breadth first in the order found. Definitions are told apart by
+        ``id`` here: with a ``Definition.__hash__`` (a Python call) per edge, the walks of torch's
+        367 candidate roots made 3.8 million of the classification's 5.7 million such calls."""
         avoided = (
             ()
             if avoid is None
             else (tuple(avoid) if isinstance(avoid, (list, tuple, set)) else (avoid,))
         )
-        seen: Dict[Definition, Definition] = {a: a for a in avoided}
-        queue = deque()
+        seen = set(map(id, avoided))
+        found: List[Tuple[Definition, Definition]] = []
         for item in start:
-            if item not in seen:
-                seen[item] = item
-                queue.append(item)
+            if id(item) not in seen:
+                seen.add(id(item))
+                found.append((item, item))
         cached = self._refs
-        while queue:
-            current = queue.popleft()
+        for current, first in found:  # grows while it is read: the queue of the walk
             refs = cached.get(current)
             if refs is None:
                 refs = self.refs(current)
-            first = seen[current]
             for nxt in refs:
-                if nxt not in seen:
-                    seen[nxt] = first
-                    queue.append(nxt)
-        for item in avoided:
-            seen.pop(item, None)
-        return seen
+                key = id(nxt)
+                if key not in seen:
+                    seen.add(key)
+                    found.append((nxt, first))
+        return found
 
     # -- locals ----------------------------------------------------------------------------------
     def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
@@ -320,13 +325,14 @@ def _bind(target: ast.AST, value: ast.AST):
         yield target.value.id, value
 
 
-def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
+def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_level=True):
     """(call, enclosing functions outermost first, at module level) for every call in ``tree``;
     with ``lines`` (sorted line numbers), statements spanning none of them are not entered.
 
-    Module level means outside any function, class body or lambda.
+    Module level means outside any function, class body or lambda (``module_level=False``: ``tree``
+    lies in a class body).
     """
-    stack = [(tree, (), True)]
+    stack = [(tree, (), module_level)]
     push = stack.append
     node_type = ast.AST
     while stack:
@@ -350,20 +356,48 @@ def calls_with_scopes(tree: ast.Module, lines: Optional[List[int]] = None):
 
 
 def module_calls(facts: ModuleFacts, lines: Optional[List[int]]):
-    """``calls_with_scopes`` of the file, in the same order; a file that let its tree go gives the
-    calls of the top-level statements spanning ``lines``, each parsed for the walk and let go
-    (``local_values`` knows a function by its file and position, not by its node)."""
+    """``calls_with_scopes`` of the file, in the same order, for every call inside a function or at
+    module level (the calls ``Project`` records); a file that let its tree go gives the calls of the
+    top-level statements spanning ``lines``, each parsed for the walk and let go (``local_values``
+    knows a function by its file and position, not by its node): of a class, only its members
+    spanning ``lines`` are parsed (``class_members``)."""
     if facts.tree_kept:
         yield from calls_with_scopes(facts.tree, lines)
         return
     spans = facts.top_spans
     for index in range(len(spans) - 1, -1, -1):  # the walk pops the module's last statement first
-        first, _, _, end, _ = spans[index]
-        if lines is not None:
-            at = bisect.bisect_left(lines, first)
-            if at == len(lines) or lines[at] > end:
-                continue
-        yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
+        if lines is not None and not spans_lines(spans[index], lines):
+            continue
+        members = class_members(facts, index, lines)
+        if members is None:
+            yield from calls_with_scopes(facts.top_level(index, keep=False), lines)
+            continue
+        for member in members:
+            yield from calls_with_scopes(member, lines, module_level=False)
+
+
+def class_members(facts: ModuleFacts, index: int, lines: Optional[List[int]]):
+    """The members spanning ``lines`` of the ``index``-th top-level statement, a class, last first
+    (as the walk pops them), each parsed alone; None when it is no class or a member does not parse
+    alone. A call in the class's decorators, bases or keywords is in no function and not at module
+    level: ``Project`` records none, so they are not walked."""
+    spans = facts.class_members.get(index)
+    if spans is None or lines is None:
+        return None
+    found = []
+    for member in range(len(spans) - 1, -1, -1):
+        if spans_lines(spans[member], lines):
+            node = facts.class_member(index, member)
+            if node is None:
+                return None
+            found.append(node)
+    return found
+
+
+def spans_lines(span: Span, lines: List[int]) -> bool:
+    """Whether the statement at ``span`` spans one of ``lines`` (sorted)."""
+    at = bisect.bisect_left(lines, span[0])
+    return at < len(lines) and lines[at] <= span[3]
 
 
 #: read backwards (on the reversed text) from each ``(``: spaces and closing parentheses, the word
@@ -378,8 +412,8 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
     ``resolve`` ends with the definition's own name, which a call spells itself before its ``(``
     (``Name(``, ``mod.Name(``) or through an import alias or a module-level BatchNorm alias; the
     ``(`` lies inside the call's innermost statement, so a statement spanning none of these lines
-    holds no call of a scanned class. A ``(`` reached only across a line break (a comment or a
-    continuation may stand between) counts whatever the word. In a non-ASCII file a word is
+    holds no call of a scanned class. A ``(`` reached only across a line break counts whatever the
+    word when a continuation or a comment may stand between (``_name_hidden``). In a non-ASCII file a word is
     compared as ``ast`` names it (NFKC: ``Ｌｉｎｅａｒ`` is ``Linear``), and a ``(`` whose word
     follows a non-ASCII character that is no word character (a combining mark, which an identifier
     may hold) counts whatever the word. (Such files were walked whole: 172 files of torch, 11,718
@@ -395,8 +429,7 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
     hits = [
         last - m.start()
         for m in BACK_CALL.finditer(text[::-1])
-        if not m.group(3)
-        and ("\n" in m.group(1) or "\r" in m.group(1) or m.group(2)[::-1] in names)
+        if not m.group(3) and (m.group(2)[::-1] in names or _name_hidden(text, m, last))
     ]
     return line_numbers(text, sorted(hits))
 
@@ -414,11 +447,27 @@ def _call_lines_unicode(text: str, facts: ModuleFacts, class_names: Set[str]) ->
         word = m.group(2)[::-1]
         before = backwards[m.end() : m.end() + 1]
         if (
-            "\n" in m.group(1)
-            or "\r" in m.group(1)
-            or word in names
+            word in names
+            or _name_hidden(text, m, last)
             or (not word.isascii() and unicodedata.normalize("NFKC", word) in names)
             or not before.isascii()
         ):
             hits.append(last - m.start())
     return line_numbers(text, sorted(hits))
+
+
+def _name_hidden(text: str, match: "re.Match[str]", last: int) -> bool:
+    """Whether the ``(`` of a ``BACK_CALL`` match (on the reversed ``text``) may follow a name the
+    match cannot see: across a line break, after a backslash continuation or below a line that has a
+    ``#`` (the word found may be a comment's). Otherwise the word before the line break is the
+    call's own, or there is none: the ``(`` opens a tuple or a generator, or calls what no name
+    spells (a subscript, a call, a literal). Such ``(`` start most lines of torch's tables and
+    tests: counting them all had 2,428 top-level statements parsed again, 1,317 without them."""
+    gap = match.group(1)
+    if "\n" not in gap and "\r" not in gap:
+        return False
+    at = last - match.end(1)  # the character before the gap, in ``text``
+    if at < 0:
+        return False
+    start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
+    return text[at] == "\\" or "#" in text[start : at + 1]

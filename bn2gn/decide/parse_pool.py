@@ -6,7 +6,9 @@ Files are independent until their facts are taken, and a file that lets its tree
 BatchNorm site, ``get_group_norm``) are parsed in this process meanwhile: their sites, init loops
 and rewrite jobs hold their nodes. Results come back in the order asked, so the analysis sees the
 files as a serial parse gives them. The workers start with the first round that has
-``PARALLEL_FILES`` files to send, so a small repository never starts one, and end with the
+``PARALLEL_FILES`` files to send, or that has ``HERE_BYTES`` to parse in this process in a tree
+with ``AHEAD_ROUNDS`` times ``PARALLEL_FILES`` files they may parse ahead meanwhile (torch's first
+round: its 62 BatchNorm files, 2.8 MB); so a small repository never starts one. They end with the
 analysis, or with an interrupt (``core.process.worker_pool``).
 """
 
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 
 #: a round is parsed in worker processes when at least this many of its files let their trees go
 PARALLEL_FILES = 64
+#: ... or when the files it parses here (their trees kept) hold this many bytes, and this many
+#: times PARALLEL_FILES files of the tree may be parsed ahead
+HERE_BYTES = 1 << 20
+AHEAD_ROUNDS = 8
 #: files in one job of a round's files, and in one job of the files parsed ahead
 CHUNK_FILES = 8
 AHEAD_FILES = 8
@@ -106,7 +112,7 @@ class BatchParser:
 
     def __call__(self, files: Sequence[Tuple[Path, bytes]]) -> List[Parsed]:
         sent = [i for i, (_, data) in enumerate(files) if not self.keeps_tree(data)]
-        if self.workers < 2 or (self._pool is None and len(sent) < max(self.threshold, 1)):
+        if self.workers < 2 or (self._pool is None and not self._worth_starting(files, sent)):
             return parse_each(self.parse, files)
         if not self._started():
             return parse_each(self.parse, files)
@@ -151,6 +157,17 @@ class BatchParser:
                 return None
             self._elsewhere.append(future)
             return future
+
+    def _worth_starting(self, files: Sequence[Tuple[Path, bytes]], sent: List[int]) -> bool:
+        """Whether a round of ``files`` that would send those at ``sent`` starts the workers."""
+        least = max(self.threshold, 1)
+        if len(sent) >= least:
+            return True
+        if len(self._ahead) < AHEAD_ROUNDS * least:
+            return False
+        sending = set(sent)
+        here = sum(len(data) for i, (_, data) in enumerate(files) if i not in sending)
+        return here >= HERE_BYTES
 
     def _started(self) -> bool:
         """Whether the workers run (started now if need be); a system that cannot start them (no

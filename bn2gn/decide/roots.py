@@ -204,8 +204,8 @@ def _reach_labelled(project: Project, start: Dict[Definition, str], avoid) -> Di
     """What the attributes reach, never through the root class itself (``super(Root, self)`` names it)
     nor its base classes (their code runs on the root's instances and is decided with the root)."""
     start = {d: a for d, a in start.items() if d not in avoid}
-    origin = project.reach(start, avoid=list(avoid))
-    return {definition: start[first] for definition, first in origin.items() if first in start}
+    label = {id(d): a for d, a in start.items()}  # by id: ``Project.reach_order``'s reason
+    return {d: label[id(first)] for d, first in project.reach_order(start, avoid=list(avoid))}
 
 
 def _statement_refs(

@@ -128,7 +128,14 @@ def test_the_constructor_walk_sees_the_calls_of_the_whole_tree(tmp_path):
     assert shape(module_calls(dropped, None)) == expected
     assert shape(module_calls(kept, None)) == expected
     lines = [2, 11, 17, 24]
-    assert shape(module_calls(dropped, lines)) == shape(calls_with_scopes(kept.tree, lines))
+
+    def recorded(calls):
+        """The calls ``Project`` records: in a function or at module level (of a class parsed
+        member by member, its decorators, bases and keywords are not walked)."""
+        return [call for call in shape(calls) if call[1] or call[2]]
+
+    assert recorded(module_calls(dropped, lines)) == recorded(calls_with_scopes(kept.tree, lines))
+    assert recorded(module_calls(kept, lines)) == recorded(calls_with_scopes(kept.tree, lines))
 
 
 def project_facts(project: Project):

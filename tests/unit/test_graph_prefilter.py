@@ -9,7 +9,7 @@ import pytest
 
 from bn2gn.core.errors import SourceError
 from bn2gn.decide import facts as facts_module
-from bn2gn.decide.graph import Project, call_lines, calls_with_scopes
+from bn2gn.decide.graph import Project, call_lines, calls_with_scopes, module_calls
 from bn2gn.decide.scan import parse_facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +104,40 @@ def test_every_spelling_of_a_constructor_call_is_kept(tmp_path):
 def test_statements_without_such_a_call_are_skipped(tmp_path):
     facts = two_files(tmp_path)[1]
     lines = call_lines(facts, {"Block"})
-    # the class header is no call; B is an alias of Block; a "(" that starts a line counts whatever
-    # the word before it (a comment or a continuation may stand between)
+    # the class header is no call; B is an alias of Block; a "(" after a continuation counts
+    # whatever the word before it
     assert 7 not in lines and 3 not in lines and 10 in lines and 15 in lines
+
+
+ACROSS_LINES = """\
+from blocks import Block
+
+
+TABLE = [
+    (1, 2),
+    (3, 4),
+]
+x = (Block  # the block
+     (5))
+y = [Block
+     (6)]
+z = (Block  # )
+     (7))
+"""
+
+
+def test_a_paren_that_starts_a_line_counts_only_where_a_comment_may_hide_the_name(tmp_path):
+    """A tuple starting a line is no call; below a comment the word found may be the comment's
+    (``the block``, ``)``), so the ``(`` counts whatever the word; across a bare line break the
+    word before it is the call's own."""
+    modules = two_files(tmp_path)[:1]
+    path = tmp_path / "across.py"
+    path.write_text(ACROSS_LINES, encoding="utf-8")
+    facts = parse_facts(path, path.read_bytes())
+    project = check(modules + [facts])
+    assert {line for line, *_ in recorded(project, facts, None)} == {8, 10, 12}
+    assert call_lines(facts, {"Block"}) == [9, 11, 13]
+    assert call_lines(facts, {"Other"}) == [9, 13]
 
 
 @pytest.mark.parametrize("crlf", [False, True])
@@ -118,6 +149,49 @@ def test_line_numbers_follow_ast_line_breaks(tmp_path, crlf):
     path.write_bytes(text.encode())
     facts = parse_facts(path, path.read_bytes())
     assert call_lines(facts, {"A"}) == [4]
+
+
+CLASS_WITH_METHODS = """\
+from blocks import Block
+
+
+class Net:
+    def a(self):
+        return 1
+
+    def b(self):
+        return Block(2)
+
+    def c(self):
+        return 3
+
+
+class K: x = Block(4)
+"""
+
+
+def test_a_class_that_let_its_tree_go_is_parsed_member_by_member(tmp_path, monkeypatch):
+    """Only the method that can call ``Block`` is parsed again, its calls with their lines,
+    columns and functions; a member on its class's header line does not parse alone, and the
+    class is parsed whole."""
+    path = tmp_path / "net.py"
+    path.write_text(CLASS_WITH_METHODS, encoding="utf-8")
+    facts = parse_facts(path, path.read_bytes(), keep_tree=False)
+    parsed = []
+    parse = facts_module._parse
+    monkeypatch.setattr(
+        facts_module, "_parse", lambda text, display: parsed.append(text) or parse(text, display)
+    )
+    lines = call_lines(facts, {"Block"})
+    assert lines == [9, 15]
+    calls = [
+        (call.lineno, call.col_offset, [f.name for f in funcs], module_level)
+        for call, funcs, module_level in module_calls(facts, lines)
+    ]
+    assert calls == [(15, 13, [], False), (9, 15, ["b"], False)]
+    # K's member alone (which fails), K whole, then b alone
+    assert len(parsed) == 3 and "if 1:\nclass K" in parsed[0] and "if" not in parsed[1]
+    assert "def b" in parsed[2] and "def a" not in parsed[2] and "def c" not in parsed[2]
 
 
 UNICODE_SPELLINGS = """\

@@ -43,6 +43,7 @@ def summary(parsed):
         parsed.star_imports,
         parsed.bn_aliases,
         parsed.top_spans,
+        parsed.class_members,
         [(raw.node.lineno, raw.node.col_offset, raw.op, raw.scope) for raw in parsed.sites],
         {
             name: (d.kind, d.top, d.lineno, d.col, d.first, d.end, d.bases, d.base_names)
@@ -93,6 +94,33 @@ def test_a_small_round_or_a_single_cpu_starts_no_worker():
                 summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
             ]
             assert parse._pool is None
+
+
+def test_a_first_round_parsed_here_starts_the_workers_of_a_big_tree(monkeypatch):
+    """They parse ahead while this process parses the round's files (kept trees) and reads the
+    text: when those files hold ``HERE_BYTES`` and the tree has ``AHEAD_ROUNDS`` times the
+    threshold of files ahead."""
+    files = fixture_files()
+    ahead = dict(files)
+    sendable = sum(not scan.keeps_tree(data) for _, data in files)
+    first = [(p, d) for p, d in files if scan.keeps_tree(d)][:3]
+    size = sum(len(data) for _, data in first)
+    for threshold, here_bytes, started in (
+        (sendable // parse_pool.AHEAD_ROUNDS, size, True),
+        (sendable // parse_pool.AHEAD_ROUNDS, size + 1, False),
+        (sendable // parse_pool.AHEAD_ROUNDS + 1, size, False),
+    ):
+        monkeypatch.setattr(parse_pool, "HERE_BYTES", here_bytes)
+        with parse_pool.BatchParser(
+            scan.parse_with_sites, scan.keeps_tree, None, 2, threshold, ahead
+        ) as parse:
+            assert [summary(p) for p in parse(first)] == [
+                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, first)
+            ]
+            assert (parse._pool is not None) == started
+            assert [summary(p) for p in parse(files)] == [
+                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
+            ]
 
 
 def test_a_system_that_cannot_start_workers_parses_here(monkeypatch):
