@@ -19,7 +19,6 @@ import contextlib
 import functools
 import gc
 import os
-import pickle
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -128,6 +127,8 @@ class BatchParser:
         here = [i for i in range(len(files)) if i not in sending]
         for index, result in zip(here, parse_each(self.parse, [files[i] for i in here])):
             out[index] = result  # while the workers parse theirs
+        import pickle  # loaded already when anything was sent (``_started``)
+
         for i in sent:
             try:
                 out[i] = pickle.loads(self._job_of(files[i][0]).result()[files[i][0]])
@@ -173,6 +174,11 @@ class BatchParser:
         """Whether the workers run (started now if need be); a system that cannot start them (no
         working ``sem_open``, no processes left) has every file parsed here."""
         if self._pool is None:
+            # pickle is loaded here, not with this module (a plan that starts no worker, every small
+            # repository's, needs none), and before the fork: a forked worker must import nothing,
+            # since another thread of this process may hold the import lock as it forks
+            import pickle  # noqa: F401
+
             try:
                 self._pool = self._stack.enter_context(
                     process.worker_pool(self.workers, _quiet_collector)
@@ -250,6 +256,8 @@ def _parse_chunk(parse: Parse, files: Sequence[Tuple[Path, bytes]]) -> Dict[Path
     """The facts of each of ``files``, pickled one by one (a file parsed ahead is loaded only
     when a round asks for it) and here, so that what they leave (a definition and its file refer
     to each other) is freed before the next job."""
+    import pickle  # a forked worker has it already (``_started``), a spawned one imports it
+
     out = {
         path: pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
         for (path, _), parsed in zip(files, parse_each(parse, files))
