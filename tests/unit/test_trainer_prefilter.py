@@ -148,6 +148,26 @@ def test_prefilter_keeps_calls_on_names_and_torch_optim_imports():
         assert may_plan(text), text
 
 
+def test_each_text_test_admits_on_its_own():
+    """The cheap searches in front of the patterns (the helpers' shared ``backbone_bn``, ``optim``)
+    keep nothing out that a pattern admits."""
+    from bn2gn.source.support import recognise
+    from bn2gn.source.support.names import FREEZE, KEEP
+
+    assert recognise._HELPERS_SPELL in FREEZE and recognise._HELPERS_SPELL in KEEP
+    for text, extra in [
+        ("freeze_backbone_bn(model)\n", ()),
+        ("keep_backbone_bn_eval(model)\n", ()),
+        ("from torch.optim import SGD\n", ()),
+        ("import torch.optim as O\n", ()),
+        ("o = build_optimizer(cfg)\n", ()),
+        ("o = make(p)\n", ("make",)),  # a builder named by the user, no "optim" anywhere
+        ("o = pkg.make_opt(p)\n", ("pkg.make_opt",)),
+    ]:
+        assert text_may_plan(text, extra), text
+    assert not text_may_plan("o = build_optimizer\nmake(p)\n")
+
+
 def test_prefilter_admits_every_fixture_the_recognisers_plan():
     planned = 0
     for path in sorted(FIXTURES.rglob("*.py")):
