@@ -118,10 +118,34 @@ def _bound_names(statement: str) -> Optional[Set[str]]:
     return names
 
 
-#: a line that starts a definition when it is not inside brackets or a string
-_DEFINITION_LINE = re.compile(r"^(?:def\b|class\b|async\b|@)", re.MULTILINE)
+_WORD_ENDS = re.compile(r"(?!\w)")
+#: a line that starts a definition when it is not inside brackets or a string: ``^def\b``,
+#: ``^class\b``, ``^async\b`` or ``^@`` (a word, then what must follow it; see ``first_line_start``)
+_DEFINITION_LINE = (("def", _WORD_ENDS), ("class", _WORD_ENDS), ("async", _WORD_ENDS), ("@", None))
 _SURE_DEFINITION = re.compile(r"def\b|class\b|async[ \t]+def\b|@")
-_BASE_LINE = re.compile(r"^_base_[ \t]*=(?!=)", re.MULTILINE)
+#: ``^_base_[ \t]*=(?!=)``
+_BASE_LINE = (("_base_", re.compile(r"[ \t]*=(?!=)")),)
+
+
+def first_line_start(text: str, starts) -> int:
+    """Where the first line of ``text`` beginning with one of ``starts`` (a word, and a pattern that
+    must match right after it, or None) begins, -1 when none does: a line begins at the start of
+    the text or after ``\n``, as ``^`` has it in ``re.MULTILINE``. One ``str.find`` a word: a
+    pattern anchored at line starts has no literal to skip ahead by, and tries every character
+    (four times as slow on mmdet's 864 configs)."""
+    best = -1
+    for word, rest in starts:
+        at = 0 if text.startswith(word) else -1
+        probe = 0
+        while best < 0 or at < best:
+            if at >= 0 and (rest is None or rest.match(text, at + len(word))):
+                best = at
+                break
+            found = text.find("\n" + word, probe)
+            if found < 0:
+                break
+            at = probe = found + 1
+    return best
 
 
 def quick_verdict(text: str) -> Optional[bool]:
@@ -130,12 +154,12 @@ def quick_verdict(text: str) -> Optional[bool]:
     level and has no line starting a definition is one. None for everything else."""
     if "read_base" in text or any(c in text for c in "\r\f\v\0"):
         return None
-    definition = _DEFINITION_LINE.search(text)
-    if definition:
-        sure = _SURE_DEFINITION.match(text, definition.start())
-        return False if sure and _starts_statement(text, definition.start()) else None
-    base = _BASE_LINE.search(text)
-    if base and _starts_statement(text, base.start()) and _brackets_balance(text):
+    definition = first_line_start(text, _DEFINITION_LINE)
+    if definition >= 0:
+        sure = _SURE_DEFINITION.match(text, definition)
+        return False if sure and _starts_statement(text, definition) else None
+    base = first_line_start(text, _BASE_LINE)
+    if base >= 0 and _starts_statement(text, base) and _brackets_balance(text):
         return True
     return None
 

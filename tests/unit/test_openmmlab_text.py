@@ -9,14 +9,23 @@ verdict written by hand too), so a text shortcut that decides differently fails.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bn2gn.decide.openmmlab import _named_like_config, looks_like_openmmlab_config
-from bn2gn.decide.openmmlab_text import config_statements, quick_verdict
+from bn2gn.decide.openmmlab_text import (
+    _BASE_LINE,
+    _DEFINITION_LINE,
+    config_statements,
+    first_line_start,
+    quick_verdict,
+)
 
 
 def by_ast(text: str) -> bool:
@@ -167,3 +176,61 @@ def test_display_paths_below_the_working_directory(tmp_path, monkeypatch):
     assert display_path(Path("a/../c.py")) == "c.py"
     assert display_path(tmp_path / "..x.py") == (tmp_path / "..x.py").as_posix()
     assert display_path(tmp_path.parent / "y.py") == (tmp_path.parent / "y.py").as_posix()
+
+
+# -- line starts without a line-anchored pattern ---------------------------------------------------
+DEFINITION_RE = re.compile(r"^(?:def\b|class\b|async\b|@)", re.MULTILINE)
+BASE_RE = re.compile(r"^_base_[ \t]*=(?!=)", re.MULTILINE)
+
+
+def by_regex(pattern, text: str) -> int:
+    found = pattern.search(text)
+    return found.start() if found else -1
+
+
+LINE_STARTS = [
+    "def f(): pass\n",
+    "x = 1\ndefault = 2\ndef g(): pass\n",  # 'def' not followed by a word's end first
+    "default = 1\nclassy = 2\n",
+    "class_ = 1\n@dec\nclass A: pass\n",
+    "x = 1\r\ndef f(): pass\n",
+    "x = 1\rdef f(): pass\n",  # a lone \r starts no line for ^
+    "  def f(): pass\n",
+    "asyncio = 1\nasync def f(): pass\n",
+    "x = '''\ndef in a string'''\n",
+    "_base_ = ['a.py']\n",
+    "y = 1\n_base_==2\n_base_ \t= 3\n",
+    "_base_x = 1\n",
+    "defé = 1\ndef\n",
+    "",
+    "\n",
+    "@",
+]
+
+
+@pytest.mark.parametrize("text", LINE_STARTS)
+def test_first_line_start_finds_what_a_multiline_pattern_finds(text):
+    assert first_line_start(text, _DEFINITION_LINE) == by_regex(DEFINITION_RE, text)
+    assert first_line_start(text, _BASE_LINE) == by_regex(BASE_RE, text)
+
+
+def test_first_line_start_on_every_fixture():
+    for path in sorted(FIXTURES.rglob("*.py")):
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert first_line_start(text, _DEFINITION_LINE) == by_regex(DEFINITION_RE, text), path
+        assert first_line_start(text, _BASE_LINE) == by_regex(BASE_RE, text), path
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["def", "class", "async", "@", "_base_", " ", "=", "==", "x", "\n", "\r", "é", "_"]
+        ),
+        max_size=30,
+    )
+)
+def test_first_line_start_on_generated_text(pieces):
+    text = "".join(pieces)
+    assert first_line_start(text, _DEFINITION_LINE) == by_regex(DEFINITION_RE, text)
+    assert first_line_start(text, _BASE_LINE) == by_regex(BASE_RE, text)
