@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from typing import FrozenSet, List, Optional, Tuple
 
-from ..core.ast_tools import lines_spelling, spans_a_line, walk, walk_spanning
+from ..core.ast_tools import lines_spelling, spans_a_line, walk
 from .facts import (
     ATTR_SETTERS,
     BATCHNORM_OPS,
@@ -38,8 +38,7 @@ def collect_sites(facts: ModuleFacts) -> List[RawSite]:
         if lines is not None and not spans_a_line(top, lines):
             continue
         top._bn2gn_parent = facts.tree  # type: ignore[attr-defined]
-        nodes = walk(top, True) if lines is None else walk_spanning(top, lines, parents=True)
-        for node in nodes:
+        for node in walk(top, parents=True, lines=lines):
             hit = _classify_node(facts, node)
             if hit:
                 op, form = hit

@@ -9,7 +9,6 @@ from bn2gn.core.ast_tools import (
     lines_spelling,
     spans_a_line,
     walk,
-    walk_spanning,
     walk_statements,
 )
 
@@ -34,11 +33,11 @@ def test_walk_visits_what_ast_walk_visits_in_the_same_order_without_contexts():
     assert list(walk(tree)) == expected
 
 
-def test_walk_spanning_skips_the_statements_off_the_lines_at_every_depth():
+def test_walk_with_lines_skips_the_statements_off_the_lines_at_every_depth():
     tree = ast.parse(SOURCE)
     assert lines_spelling(SOURCE.splitlines(), ("BatchNorm2d", "Model")) == [7, 10]
     build = tree.body[1]
-    seen = list(walk_spanning(build, [7], parents=True))
+    seen = list(walk(build, parents=True, lines=[7]))
     if_stmt, assign, ret = build.body[0], build.body[0].body[0], build.body[1]
     assert if_stmt in seen and assign in seen and ret not in seen
     # in walk's order, with what the skipped statement holds left out
@@ -46,11 +45,11 @@ def test_walk_spanning_skips_the_statements_off_the_lines_at_every_depth():
     assert seen == [n for n in walk(build) if id(n) not in inside]
     assert assign.value._bn2gn_parent is assign and assign._bn2gn_parent is if_stmt
     # the statement walked from is yielded whatever its lines; nothing below it spans line 12
-    assert [type(n).__name__ for n in walk_spanning(build, [12])][:2] == [
+    assert [type(n).__name__ for n in walk(build, lines=[12])][:2] == [
         "FunctionDef",
         "arguments",
     ]
-    assert not any(isinstance(n, ast.stmt) for n in list(walk_spanning(build, [12]))[1:])
+    assert not any(isinstance(n, ast.stmt) for n in list(walk(build, lines=[12]))[1:])
 
 
 def test_walk_with_parents_records_each_parent():
