@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Dict, List, Optional, TextIO
 
 from .. import api as engine
 from ..core.errors import EXIT_FAILED, EXIT_OK, Opt, SourceError, SourceFailure, message_text
-from .frozen_bn import FrozenUse, frozen_batchnorm_use
 
-if TYPE_CHECKING:  # imported where they are needed: --check prints no next steps, and a run with
-    # no file to patch judges nothing (``bn2gn-check`` on a migrated repository needs neither)
+if TYPE_CHECKING:  # imported where they are needed: --check prints no next steps, a run with no
+    # file to patch judges nothing, and a plan with sites looks for no frozen BatchNorm
+    # (``bn2gn-check`` on a migrated repository needs none of them)
+    from .frozen_bn import FrozenUse
     from .next_steps import NextSteps
     from .not_training import LeftAlone
 
@@ -96,7 +97,7 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
     rewritten = {engine.file_key(r.path): r for r in run.results if r.status == "changed"}
     files = tree.files if tree is not None else session.discover_files()
     known = tree.raw if tree is not None else {}
-    frozen = None if run.plan.sites else frozen_batchnorm_use(repo, files, {}, known)
+    frozen = None if run.plan.sites else _frozen_use(repo, files, known)
     patched, left = _patch_trainers(
         options, session, run.plan, files, rewritten, frozen is None, known
     )
@@ -119,6 +120,14 @@ def plan_migration(options: MigrateOptions) -> MigrateResult:
         files=files,
         backbone=session.backbone,
     )
+
+
+def _frozen_use(repo: Path, files, known) -> Optional[FrozenUse]:
+    """Where the repository freezes its BatchNorm itself (``frozen_bn``), asked of a plan that
+    found no site only."""
+    from .frozen_bn import frozen_batchnorm_use
+
+    return frozen_batchnorm_use(repo, files, {}, known)
 
 
 def _patch_trainers(
