@@ -53,6 +53,15 @@ def summary(parsed):
     )
 
 
+def summaries(parsed) -> list:
+    return [summary(p) for p in parsed]
+
+
+def serial(files) -> list:
+    """The summaries of ``files`` parsed one by one in this process."""
+    return summaries(parse_pool.parse_each(scan.parse_with_sites, files))
+
+
 def fixture_files():
     return [(path, path.read_bytes()) for path in sorted(FIXTURES.rglob("*.py"))]
 
@@ -90,9 +99,7 @@ def test_a_small_round_or_a_single_cpu_starts_no_worker():
         with parse_pool.BatchParser(
             scan.parse_with_sites, scan.keeps_tree, None, workers=workers, threshold=threshold
         ) as parse:
-            assert [summary(p) for p in parse(files)] == [
-                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
-            ]
+            assert summaries(parse(files)) == serial(files)
             assert parse._pool is None
 
 
@@ -114,13 +121,9 @@ def test_a_first_round_parsed_here_starts_the_workers_of_a_big_tree(monkeypatch)
         with parse_pool.BatchParser(
             scan.parse_with_sites, scan.keeps_tree, None, 2, threshold, ahead
         ) as parse:
-            assert [summary(p) for p in parse(first)] == [
-                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, first)
-            ]
+            assert summaries(parse(first)) == serial(first)
             assert (parse._pool is not None) == started
-            assert [summary(p) for p in parse(files)] == [
-                summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
-            ]
+            assert summaries(parse(files)) == serial(files)
 
 
 def test_a_system_that_cannot_start_workers_parses_here(monkeypatch):
@@ -132,9 +135,7 @@ def test_a_system_that_cannot_start_workers_parses_here(monkeypatch):
     with parse_pool.BatchParser(
         scan.parse_with_sites, scan.keeps_tree, None, workers=2, threshold=1
     ) as parse:
-        assert [summary(p) for p in parse(files)] == [
-            summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
-        ]
+        assert summaries(parse(files)) == serial(files)
         assert parse._pool is None and parse.elsewhere(len, ()) is None
 
 
@@ -150,9 +151,7 @@ def test_a_worker_that_dies_leaves_its_files_to_this_process():
     with parse_pool.BatchParser(
         scan.parse_with_sites, scan.keeps_tree, dies_on_a_file, workers=2, threshold=1
     ) as parse:
-        assert [summary(p) for p in parse(files)] == [
-            summary(p) for p in parse_pool.parse_each(scan.parse_with_sites, files)
-        ]
+        assert summaries(parse(files)) == serial(files)
         assert parse(files[:3]) and parse.elsewhere(len, ()) is None  # the pool is broken
 
 
