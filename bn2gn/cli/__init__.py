@@ -7,7 +7,18 @@ module only when that command is asked for.
 """
 
 # Command modules register themselves on ``cli`` when it first asks for one of their commands
-# (``common.COMMAND_MODULES``), so a run imports only the module of the command it runs.
-from .common import cli, flag_of, main
+# (``common.COMMAND_MODULES``), so a run imports only the module of the command it runs. The click
+# group itself is imported when it is asked for: the pre-commit hook's command line runs without
+# click (``entry``).
+from ..core.errors import flag_of
+from .entry import main
 
 __all__ = ["cli", "flag_of", "main"]
+
+
+def __getattr__(name: str):
+    if name == "cli":
+        from .common import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,21 +7,13 @@ is asked for (``COMMAND_MODULES``).
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Callable
 
 import click
 
-from ..core.errors import (  # noqa: F401
-    EXIT_INTERNAL,
-    EXIT_USAGE,
-    Bn2gnError,
-    flag_of,
-    flag_style,
-    missing_extra,
-)
-from ..core.process import Terminated
+from ..core.errors import EXIT_USAGE, Bn2gnError, flag_style
+from .guard import error_line, failure
 
 #: command name -> the module below ``bn2gn.cli`` that defines it. A command's module is imported
 #: when that command runs (or ``bn2gn --help`` lists it), so ``bn2gn scan`` and the pre-commit hook
@@ -40,8 +32,9 @@ COMMAND_MODULES = {
 
 
 class _Group(click.Group):
-    """Loads a command's module when the command is asked for, and turns any unexpected exception
-    into one line and exit code 3: the user never sees a traceback."""
+    """Loads a command's module when the command is asked for, and turns any exception into one
+    line and its exit code (``guard.failure``; 3 for an unexpected one): the user never sees a
+    traceback."""
 
     def list_commands(self, ctx):
         return sorted(set(self.commands) | set(COMMAND_MODULES))
@@ -57,28 +50,14 @@ class _Group(click.Group):
         try:
             with flag_style(flags):  # engine messages name options as this command's flags
                 return super().invoke(ctx)
-        except Bn2gnError as exc:
-            fail(exc.text.render(flags), exc.code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("bn2gn: interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
-        except Terminated as exc:
-            click.echo(f"bn2gn: terminated by signal {exc.signum}; nothing half-written", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
-        except Exception as exc:  # noqa: BLE001
-            if os.environ.get("BN2GN_DEBUG"):
+        except BaseException as exc:
+            said = failure(exc, ctx.invoked_subcommand or "", flags)
+            if said is None:
                 raise
-            missing = missing_extra(exc, ctx.invoked_subcommand or "")
-            if missing:
-                fail(missing, EXIT_USAGE)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            fail(
-                f"internal error: {type(exc).__name__}: {first} "
-                "(set BN2GN_DEBUG=1 for a traceback and please report it)",
-                EXIT_INTERNAL,
-            )
+            click.echo(said[0], err=True)
+            raise click.exceptions.Exit(said[1]) from None
 
 
 #: ``ctx.meta`` key: engine option name -> the flag this command takes it as (see ``name_options``);
@@ -95,7 +74,7 @@ def name_options(**flags: str) -> None:
 
 def fail(message: str, code: int) -> None:
     """The one place an error becomes output: one line on stderr, then exit with ``code``."""
-    click.echo(f"bn2gn: error: {message}", err=True)
+    click.echo(error_line(message), err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -105,19 +84,6 @@ def fail(message: str, code: int) -> None:
 @click.version_option(package_name="bn2gn")
 def cli() -> None:
     """bn2gn: BatchNorm2d -> GroupNorm in non-backbone layers, a frozen backbone, remapped checkpoints."""
-
-
-def main() -> None:
-    """Console-script entry point: the process ends with the command (``bn2gn.core.process``)."""
-    from ..core import process
-
-    process.mark_console()
-    process.end_on_signals()
-    try:
-        cli.main(prog_name="bn2gn")
-    except SystemExit as exc:
-        process.quick_exit(exc.code)
-    process.quick_exit(0)
 
 
 def config_options(func: Callable) -> Callable:

@@ -17,6 +17,7 @@ from .common import (
     output_options,
     rule_options,
 )
+from .flag_checks import check_flags
 
 
 @cli.command("patch-trainer")
@@ -106,7 +107,7 @@ def patch_trainer(
             "lib/Trainer/base_trainer.py"
         )
     mode = mode_of(diff, check)
-    _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module)
+    check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module)
     settings = load_settings(
         list(paths),
         config_file=config_file,
@@ -136,25 +137,3 @@ def patch_trainer(
         sys.exit(EXIT_USAGE)
     code = apply_and_report("patch-trainer", None, results, mode, fmt, quiet, verbose=True)
     sys.exit(code)
-
-
-def _check_flags(paths, optimizer_calls, model_var, insert_before_line, helper_module) -> None:
-    if insert_before_line is not None and (len(paths) != 1 or not Path(paths[0]).is_file()):
-        raise Bn2gnError("--insert-before-line N applies to one file: name exactly one FILE")
-    if model_var is not None and not _dotted(model_var):
-        raise Bn2gnError(
-            f"--model-var {model_var!r} is not a name or attribute path such as model or self.model"
-        )
-    if helper_module is not None and not _dotted(helper_module):
-        raise Bn2gnError(
-            f"--helper-module {helper_module!r} is not a module path such as bn2gn.runtime"
-        )
-    for name in optimizer_calls:
-        if not _dotted(name):
-            raise Bn2gnError(
-                f"--optimizer-call {name!r} is not a function name such as make_optimizer"
-            )
-
-
-def _dotted(text: str) -> bool:
-    return all(part.isidentifier() for part in text.split("."))

@@ -49,17 +49,27 @@ def test_scan_imports_only_its_own_command_module(tmp_path):
     (tmp_path / "a.py").write_text("x = 1\n")
     assert _cli_modules_after(["scan", "-q", "."], tmp_path) == {
         "bn2gn.cli.common",
+        "bn2gn.cli.entry",
+        "bn2gn.cli.guard",
         "bn2gn.cli.model_options",
         "bn2gn.cli.scan_rewrite",
     }
 
 
-def test_the_pre_commit_hook_imports_no_other_command(tmp_path):
-    """migrate shares scan's and rewrite's analysis flags (from ``cli.common``) without building
-    their commands; it checks its flags with patch-trainer's checker."""
+def test_the_pre_commit_hook_imports_no_other_command_and_no_click(tmp_path):
+    """The hook's command line calls migrate's body directly: neither click nor any command
+    module is loaded; a migrate command line with another flag goes through click's command."""
     (tmp_path / "a.py").write_text("x = 1\n")
-    loaded = _cli_modules_after(["migrate", "--check", "-q", "."], tmp_path)
-    assert loaded == {"bn2gn.cli.common", "bn2gn.cli.migrate", "bn2gn.cli.patch_trainer"}
+    hook_modules = {
+        "bn2gn.cli.entry",
+        "bn2gn.cli.flag_checks",
+        "bn2gn.cli.guard",
+        "bn2gn.cli.migrate_call",
+    }
+    loaded = _cli_modules_after(["migrate", "--check", "-q", "."], tmp_path, ("bn2gn.cli.", "click"))
+    assert loaded == hook_modules
+    other = _cli_modules_after(["migrate", "--check", "-q", "--strict", "."], tmp_path)
+    assert other == hook_modules | {"bn2gn.cli.common", "bn2gn.cli.migrate"}
 
 
 def test_the_hook_on_a_migrated_repository_loads_none_of_what_it_does_not_use(tmp_path):
