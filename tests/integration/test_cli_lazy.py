@@ -66,7 +66,9 @@ def test_the_pre_commit_hook_imports_no_other_command_and_no_click(tmp_path):
         "bn2gn.cli.guard",
         "bn2gn.cli.migrate_call",
     }
-    loaded = _cli_modules_after(["migrate", "--check", "-q", "."], tmp_path, ("bn2gn.cli.", "click"))
+    loaded = _cli_modules_after(
+        ["migrate", "--check", "-q", "."], tmp_path, ("bn2gn.cli.", "click")
+    )
     assert loaded == hook_modules
     other = _cli_modules_after(["migrate", "--check", "-q", "--strict", "."], tmp_path)
     assert other == hook_modules | {"bn2gn.cli.common", "bn2gn.cli.migrate"}
