@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CENTERNET, ROOT, run_cli
+from conftest import CENTERNET, FIXTURES, ROOT, run_cli
 
 from bn2gn.cli.entry import hook_arguments, run_hook
 from bn2gn.cli.migrate_call import migrate_call
@@ -163,3 +163,21 @@ def test_bn2gn_debug_lets_the_hooks_error_rise_with_its_traceback(tmp_path, monk
     monkeypatch.setenv("BN2GN_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
         run_hook(tmp_path, True)
+
+
+@pytest.mark.parametrize(
+    "form", sorted(p.name for p in (FIXTURES / "backbones").iterdir() if p.is_dir())
+)
+def test_the_hook_judges_each_backbone_form_as_the_click_command(form, tmp_path, capsys):
+    """Before the migration both front ends find work (exit 1) and print the same summary; after
+    ``migrate --write`` both find the tree done (exit 0)."""
+    repo = tmp_path / form
+    shutil.copytree(
+        FIXTURES / "backbones" / form, repo, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for expected in (1, 0):
+        clicked = run_cli(["migrate", "--check", "-q", str(repo)])
+        assert run_hook(repo, True) == clicked.exit_code == expected
+        said = capsys.readouterr()
+        assert (said.out, said.err) == (clicked.stdout, clicked.stderr)
+        assert run_cli(["migrate", "--write", "-q", str(repo)]).exit_code == 0
