@@ -43,6 +43,8 @@ GENERATED_HEAD = 2048
 
 @dataclasses.dataclass
 class Discovery:
+    """The files a run reads, in order, and what it skipped on purpose."""
+
     files: List[Path]
     #: (path, reason) for things under the targets that were deliberately not read
     skipped: List[Tuple[Path, str]]

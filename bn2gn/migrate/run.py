@@ -28,6 +28,8 @@ TRAINER_RULES = ("BN2GN203",)
 
 @dataclasses.dataclass(frozen=True)
 class MigrateOptions:
+    """What ``bn2gn migrate`` was asked: the repository, its settings, the mode and the flags."""
+
     repo: Path
     config: object
     mode: str = engine.DIFF
