@@ -75,6 +75,63 @@ def test_walk_statements_skips_statements_that_span_none_of_the_lines():
     assert only_line_1 == ["Module", "Import"]
 
 
+NESTED = """\
+def method(self, x):
+    try:
+        a = 1
+    except ValueError as err:
+        b = self.f(err)
+    except* TypeError:
+        pass
+    else:
+        c = [d for d in x]
+    finally:
+        del x
+    match x:
+        case [1, *rest] if rest:
+            e = rest
+        case _:
+            for f in x:
+                while f:
+                    f -= 1
+                else:
+                    continue
+    async def inner():
+        async with g as h:
+            return h
+    class Local:
+        i = 1
+    with open(x) as j, k:
+        if j:
+            pass
+        elif k:
+            raise
+"""
+
+
+def test_walk_statements_yields_the_statements_of_walk_in_its_order():
+    """``roots`` finds a method's statements with ``walk_statements``: what ``walk`` gives, less
+    the expressions, on every statement holder of the grammar, the fixtures and the standard
+    library's own modules."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    texts = [NESTED] + [p.read_text("utf-8", "replace") for p in sorted(fixtures.rglob("*.py"))]
+    texts += [p.read_text("utf-8") for p in sorted(Path(ast.__file__).parent.glob("*.py"))[:80]]
+    compared = 0
+    for text in texts:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in walk(tree):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+                expected = [n for n in walk(node) if isinstance(n, ast.stmt)]
+                assert [n for n in walk_statements(node) if isinstance(n, ast.stmt)] == expected
+                compared += len(expected)
+    assert compared > 50_000
+
+
 def test_first_line_counts_decorators():
     build = ast.parse(SOURCE).body[1]
     assert (build.lineno, first_line(build)) == (5, 3)
