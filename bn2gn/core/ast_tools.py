@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import itertools
 from collections import deque
 from typing import List, Optional
 
@@ -59,8 +60,23 @@ def walk(node: ast.AST, parents: bool = False, lines: Optional[List[int]] = None
 
 
 def lines_spelling(lines: List[str], words) -> List[int]:
-    """The numbers of the ``lines`` that hold one of ``words`` (identifiers: none spans a line break)."""
-    return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
+    """The numbers of the ``lines`` that hold one of ``words`` (identifiers: none spans a line break).
+
+    Each word is searched for in the whole text at once (``str.find``), its hits mapped to their
+    lines: a test of every word on every line cost as much as the walks it spares."""
+    words = tuple(words)
+    if not all(words) or any("\n" in w for w in words):  # not identifiers: line by line
+        return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
+    text = "\n".join(lines)  # no word holds the separator, so none is found across two lines
+    ends = list(itertools.accumulate(len(line) + 1 for line in lines))
+    found = set()
+    for word in words:
+        at = text.find(word)
+        while at >= 0:
+            line = bisect.bisect_right(ends, at)  # the 0-based line holding offset ``at``
+            found.add(line + 1)
+            at = text.find(word, ends[line])  # the next line: one hit per line is enough
+    return sorted(found)
 
 
 #: what a statement body holds: statements, and the except / case clauses of ``try`` / ``match``

@@ -152,3 +152,42 @@ def test_compound_statements_are_those_that_hold_a_block():
     tree = ast.parse(SOURCE)
     kinds = {type(n).__name__ for n in ast.walk(tree) if isinstance(n, COMPOUND)}
     assert kinds == {"FunctionDef", "If", "ClassDef"}
+
+
+def spelling_line_by_line(lines, words):
+    return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
+
+
+def test_lines_spelling_finds_what_a_test_of_every_line_finds():
+    """One search per word over the whole text gives the lines a test of each line gives: lines
+    with and without their line breaks, CRLF, a word at a line's end or start, several hits on a
+    line, words inside others, on every fixture with the words the analysis looks for."""
+    from pathlib import Path
+
+    shapes = [
+        "ab\ncd\nab ab\n\nxab",
+        "ab\r\ncd\r\n\r\nabcd\r\n",
+        "get_group_norm(x)\n  fill\nfill_fc(get_group_norm)\n",
+    ]
+    word_sets = [
+        ("ab",),
+        ("cd", "ab"),
+        ("b\nc",),
+        ("",),
+        ("fill", "get_group_norm"),
+        ("isinstance", "BatchNorm2d", "fill", "nn", "import"),
+        ("zzz",),
+    ]
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    texts = shapes + [p.read_text("utf-8", "replace") for p in sorted(fixtures.rglob("*.py"))]
+    hits = 0
+    for text in texts:
+        for lines in (text.splitlines(keepends=True), text.splitlines(), text.split("\n")):
+            for words in word_sets:
+                expected = spelling_line_by_line(lines, words)
+                assert lines_spelling(lines, words) == expected, (text[:40], words)
+                assert lines_spelling(lines, list(reversed(words))) == expected
+                hits += len(expected)
+    assert hits > 10_000
+    assert lines_spelling(["ab", "cd"], ("bc",)) == []  # never across two lines
+    assert lines_spelling(["ab ab", "x", "ab"], ("ab",)) == [1, 3]
