@@ -14,7 +14,7 @@ import unicodedata
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
+from ..core.ast_tools import CHILD_FIELDS, FUNCTIONS, child_fields, spans_a_line, walk
 from .facts import Definition, ModuleFacts, References, Span, line_numbers, reference_facts
 
 
@@ -412,6 +412,7 @@ def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_l
     stack = [(tree, (), module_level)]
     push = stack.append
     node_type = ast.AST
+    known = CHILD_FIELDS
     while stack:
         node, funcs, module_level = stack.pop()
         if lines is not None and isinstance(node, ast.stmt) and not spans_a_line(node, lines):
@@ -422,13 +423,16 @@ def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_l
             funcs, module_level = funcs + (node,), False
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
-        for field in node._fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
+        fields = known.get(node.__class__)
+        if fields is None:
+            fields = child_fields(node.__class__)
+        for field in fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
             value = getattr(node, field, None)
             if value.__class__ is list:
                 for item in value:
                     if isinstance(item, node_type):
                         push((item, funcs, module_level))
-            elif isinstance(value, node_type) and field != "ctx":
+            elif isinstance(value, node_type):
                 push((value, funcs, module_level))
 
 

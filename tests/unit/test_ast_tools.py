@@ -33,6 +33,29 @@ def test_walk_visits_what_ast_walk_visits_in_the_same_order_without_contexts():
     assert list(walk(tree)) == expected
 
 
+def test_walk_visits_what_ast_walk_visits_on_the_fixtures_and_the_standard_library():
+    """``walk`` looks only into the fields that can hold a node (``child_fields``): it still visits
+    every node ``ast.walk`` visits, in its order, on every fixture, the standard library's own
+    modules and a source using every statement holder."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    texts = [SOURCE, NESTED] + [
+        p.read_text("utf-8", "replace") for p in sorted(fixtures.rglob("*.py"))
+    ]
+    texts += [p.read_text("utf-8") for p in sorted(Path(ast.__file__).parent.glob("*.py"))[:80]]
+    nodes = 0
+    for text in texts:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        expected = [n for n in ast.walk(tree) if not isinstance(n, ast.expr_context)]
+        assert list(walk(tree)) == expected
+        nodes += len(expected)
+    assert nodes > 200_000
+
+
 def test_walk_with_lines_skips_the_statements_off_the_lines_at_every_depth():
     tree = ast.parse(SOURCE)
     assert lines_spelling(SOURCE.splitlines(), ("BatchNorm2d", "Model")) == [7, 10]

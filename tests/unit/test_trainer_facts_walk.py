@@ -147,7 +147,7 @@ def test_the_fields_the_walk_skips_never_hold_a_node():
     construct of the grammar, the fixtures and the standard library's own modules agree."""
     from pathlib import Path
 
-    from bn2gn.source.support.trainer_facts import _kind
+    from bn2gn.core.ast_tools import child_fields
 
     texts = [GRAMMAR] + [p.read_text("utf-8", "replace") for p in sorted(FIXTURES.rglob("*.py"))]
     texts += [p.read_text("utf-8") for p in sorted(Path(ast.__file__).parent.glob("*.py"))[:120]]
@@ -158,7 +158,7 @@ def test_the_fields_the_walk_skips_never_hold_a_node():
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
-            kept = _kind(node.__class__)[1]
+            kept = child_fields(node.__class__)
             for field, value in ast.iter_fields(node):
                 if field not in kept and field != "ctx":
                     assert not isinstance(value, ast.AST), (type(node).__name__, field)

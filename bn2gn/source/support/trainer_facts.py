@@ -15,7 +15,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ...core.ast_tools import COMPOUND, FUNCTIONS, dotted
+from ...core.ast_tools import COMPOUND, FUNCTIONS, child_fields, dotted
 from .names import PUBLIC_HELPERS
 
 _BODIES = ("body", "orelse", "finalbody")
@@ -27,14 +27,9 @@ _BODY_HOLDERS = (ast.Module, ast.stmt, ast.excepthandler) + (
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _AST = ast.AST
 #: what ``Facts._walk`` records of a node, by its class: one of these (or None), the fields that
-#: hold its children (``ctx`` left out) and those of ``_BODIES`` that are statement lists
+#: can hold its children (``ast_tools.child_fields``) and those of ``_BODIES`` that are statement
+#: lists
 _CALL, _IMPORT, _FUNCTION, _MUTATOR = "call", "import", "function", "mutator"
-#: fields the grammar types as an identifier, string or number in every node class (``Constant``'s
-#: ``value`` too): they never hold a node
-_NEVER_NODES = frozenset(
-    ("id", "attr", "arg", "name", "module", "level", "kind", "type_comment", "conversion")
-    + ("is_async", "simple", "tag")
-)
 _KINDS: Dict[type, Tuple[Optional[str], Tuple[str, ...], Tuple[str, ...]]] = {}
 
 
@@ -51,13 +46,7 @@ def _kind(cls: type) -> Tuple[Optional[str], Tuple[str, ...], Tuple[str, ...]]:
         role = _MUTATOR
     else:
         role = None
-    fields = tuple(
-        f
-        for f in cls._fields
-        if f != "ctx"
-        and f not in _NEVER_NODES
-        and not (f == "value" and issubclass(cls, ast.Constant))
-    )
+    fields = child_fields(cls)
     bodies = _BODIES if issubclass(cls, _BODY_HOLDERS) else ()
     _KINDS[cls] = found = (role, fields, bodies)
     return found
