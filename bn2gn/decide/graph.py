@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-import unicodedata
 from collections import defaultdict, deque
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
@@ -516,6 +515,8 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
 
 
 def _call_lines_unicode(text: str, facts: ModuleFacts, class_names: Set[str]) -> List[int]:
+    import unicodedata  # here: an ASCII tree (the pre-commit hook's usual one) never loads it
+
     names = set(class_names)
     names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
     names |= {a for a, op in facts.bn_aliases.items() if op in class_names}

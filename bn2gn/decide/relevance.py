@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
@@ -189,6 +188,8 @@ def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
             text = decode_source(path, data).text
         except SourceError:
             return data  # it will not parse either; its words as read are as good as any
+    import unicodedata  # here: an ASCII tree (the pre-commit hook's usual one) never loads it
+
     return unicodedata.normalize("NFKC", text).encode("utf-8", "surrogatepass")
 
 
