@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import bisect
 import itertools
+import operator
 from collections import deque
 from typing import Dict, List, Optional, Tuple
 
@@ -94,7 +95,8 @@ def lines_spelling(lines: List[str], words) -> List[int]:
     if not all(words) or any("\n" in w for w in words):  # not identifiers: line by line
         return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
     text = "\n".join(lines)  # no word holds the separator, so none is found across two lines
-    ends = list(itertools.accumulate(len(line) + 1 for line in lines))
+    # where each line ends in ``text``, its separator included (``len`` + 1 per line, added in C)
+    ends = list(map(operator.add, itertools.accumulate(map(len, lines)), itertools.count(1)))
     found = set()
     for word in words:
         at = text.find(word)
