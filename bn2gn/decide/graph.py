@@ -11,7 +11,7 @@ import ast
 import bisect
 import re
 from collections import defaultdict, deque
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..core.ast_tools import CHILD_FIELDS, FUNCTIONS, child_fields, spans_a_line, walk
 from .facts import Definition, ModuleFacts, References, Span, line_numbers, reference_facts
@@ -141,6 +141,8 @@ class Project:
         found = self._locals.get(key)
         if found is None:
             found = self._locals[key] = LocalValues(self, facts, func)
+            if not facts.tree_kept:
+                found.settle()  # the function was parsed again for the walk: let its nodes go
         return found
 
     # -- who builds whom -------------------------------------------------------------------------
@@ -256,17 +258,18 @@ class LocalValues:
     depth (what iterating "a name holds what the locals it is given hold" until nothing changes
     gives). The function is walked when a name is first asked about (the arguments of many
     calls spell none), and a name's set is worked out when it is asked for: a call records what a
-    few locals hold, and most of a function's locals are never asked about."""
+    few locals hold, and most of a function's locals are never asked about. A function of a file
+    that let its tree go is worked out whole at once (``settle``), so that no node of it is kept."""
 
     def __init__(self, project: "Project", facts: ModuleFacts, func: ast.AST):
         self._project, self._facts, self._func = project, facts, func
-        self._found: Optional[Dict[str, List[ast.AST]]] = None
+        self._found: Optional[Dict[str, Sequence[ast.AST]]] = None
         self._direct: Dict[str, Set[Definition]] = {}
         self._uses: Dict[str, Set[str]] = {}
         self._held: Dict[str, Set[Definition]] = {}
 
     @property
-    def _sources(self) -> Dict[str, List[ast.AST]]:
+    def _sources(self) -> Dict[str, Sequence[ast.AST]]:
         """Each local name's values, in the order the walk meets them."""
         if self._found is None:
             found: Dict[str, List[ast.AST]] = defaultdict(list)
@@ -276,6 +279,15 @@ class LocalValues:
                         found[name].append(value)
             self._found = found
         return self._found
+
+    def settle(self) -> None:
+        """Work out every name now and keep only the answers (no node of the function)."""
+        names = list(self._sources)
+        for name in names:
+            self[name]
+        self._func = None
+        self._found = dict.fromkeys(names, ())
+        self._direct, self._uses = {}, {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._sources

@@ -97,7 +97,7 @@ def check(modules) -> int:
     compared = 0
     forwards, backwards = Project(modules), Project(modules)
     for facts in modules:
-        for func in ast.walk(facts.tree):
+        for func in ast.walk(facts.tree):  # a fresh parse when the file let its tree go
             if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             expected = eager(forwards, facts, func)
@@ -109,6 +109,9 @@ def check(modules) -> int:
             assert all(name in first for name in expected) and "not_a_local" not in first
             assert first.get("not_a_local", "default") == "default"
             assert dict(second.items()) == expected
+            if not facts.tree_kept:  # worked out at once: no node of the function is kept
+                assert first._func is None and second._func is None
+                assert not any(first._sources.values())
             compared += len(expected)
     return compared
 
@@ -118,6 +121,8 @@ def test_hand_written_shapes(tmp_path):
     path.write_text(SHAPES, encoding="utf-8")
     facts = parse_facts(path, path.read_bytes())
     assert check([facts]) >= 25
+    let_go = parse_facts(path, path.read_bytes(), keep_tree=False)
+    assert not let_go.tree_kept and check([let_go]) >= 25
     project = Project([facts])
     init = next(
         n for n in ast.walk(facts.tree) if isinstance(n, ast.FunctionDef) and n.lineno == 13
@@ -151,12 +156,13 @@ def fixture_projects():
             yield str(path.relative_to(FIXTURES)), [path]
 
 
+@pytest.mark.parametrize("keep_tree", [True, False])
 @pytest.mark.parametrize("name, files", list(fixture_projects()), ids=lambda v: str(v)[:60])
-def test_every_fixture(name, files):
+def test_every_fixture(name, files, keep_tree):
     modules = []
     for path in files:
         try:
-            modules.append(parse_facts(path, path.read_bytes()))
+            modules.append(parse_facts(path, path.read_bytes(), keep_tree=keep_tree))
         except SourceError:
             continue
     check(modules)
