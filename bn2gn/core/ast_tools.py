@@ -31,11 +31,13 @@ COMPOUND = (
 
 _AST = ast.AST
 #: fields the grammar types as an identifier, a string or a number in every node class (and
-#: ``Constant``'s ``value``): they never hold a node, so no walk looks into them
+#: ``Constant``'s ``value``): they never hold a node, so no walk looks into them. The one
+#: exception is ``TypeAlias.name`` (Python 3.12), a ``Name`` node
 NEVER_NODES = frozenset(
     ("id", "attr", "arg", "name", "module", "level", "kind", "type_comment", "conversion")
     + ("is_async", "simple", "tag")
 )
+_TYPE_ALIAS = getattr(ast, "TypeAlias", None)
 #: ``child_fields``' answers: a hot loop reads this first and calls it for a class not in it yet
 CHILD_FIELDS: Dict[type, Tuple[str, ...]] = {}
 
@@ -46,10 +48,13 @@ def child_fields(cls: type) -> Tuple[str, ...]:
     found = CHILD_FIELDS.get(cls)
     if found is None:
         constant = issubclass(cls, ast.Constant)
+        never = NEVER_NODES
+        if _TYPE_ALIAS is not None and issubclass(cls, _TYPE_ALIAS):
+            never = never - {"name"}
         found = CHILD_FIELDS[cls] = tuple(
             f
             for f in cls._fields
-            if f != "ctx" and f not in NEVER_NODES and not (constant and f == "value")
+            if f != "ctx" and f not in never and not (constant and f == "value")
         )
     return found
 
