@@ -281,10 +281,11 @@ class LocalValues:
         return self._found
 
     def settle(self) -> None:
-        """Work out every name now and keep only the answers (no node of the function)."""
+        """Work out every name now and keep only the answers: no node of the function."""
         names = list(self._sources)
         for name in names:
-            self[name]
+            if name not in self._held:
+                self._work_out(name)
         self._func = None
         self._found = dict.fromkeys(names, ())
         self._direct, self._uses = {}, {}
@@ -303,7 +304,8 @@ class LocalValues:
         if held is None:
             if name not in self._sources:
                 raise KeyError(name)
-            held = self._held[name] = self._gather(name)
+            self._work_out(name)
+            held = self._held[name]
         return held
 
     def get(self, name: str, default=None):
@@ -312,19 +314,31 @@ class LocalValues:
     def items(self):
         return [(name, self[name]) for name in self._sources]
 
-    def _gather(self, name: str) -> Set[Definition]:
-        """The union of the direct values of ``name`` and of every local it reaches through the
-        names its values spell."""
+    def _work_out(self, name: str) -> None:
+        """What ``name`` and every local it reaches (through the names their values spell) hold,
+        each its own values' and those of the locals it reaches: iterated until nothing changes
+        over the names not worked out before, those reached last first (a chain ``h2 = f(h1)``,
+        ``h1 = g(h0)`` takes one round)."""
+        held = self._held
         seen, order = {name}, [name]
         for current in order:  # grows while it is read
             for other in self._used_by(current):
-                if other not in seen:
+                if other not in seen and other not in held:
                     seen.add(other)
                     order.append(other)
-        held: Set[Definition] = set()
-        for current in order:
-            held |= self._direct_of(current)
-        return held
+        order.reverse()
+        found = {current: set(self._direct_of(current)) for current in order}
+        changed = True
+        while changed:
+            changed = False
+            for current in order:
+                mine = found[current]
+                for other in self._used_by(current):
+                    extra = (found[other] if other in found else held[other]) - mine
+                    if extra:
+                        mine |= extra
+                        changed = True
+        held.update(found)
 
     def _direct_of(self, name: str) -> Set[Definition]:
         found = self._direct.get(name)

@@ -166,3 +166,34 @@ def test_every_fixture(name, files, keep_tree):
         except SourceError:
             continue
     check(modules)
+
+
+def generated(order: str, size: int = 200) -> str:
+    """A function of ``size`` locals naming each other: a chain either way, or at random."""
+    import random
+
+    pick = random.Random(size).randrange
+    body = []
+    for i in range(size):
+        if order == "forwards":
+            other, second = max(i - 1, 0), max(i - 2, 0)
+        elif order == "backwards":
+            other, second = min(i + 1, size - 1), i
+        else:
+            other, second = pick(size), pick(size)
+        body.append(f"        h{i} = h{other} if c else h{second}")
+    body += ["        h7 = Block", "        h9 = Other"]
+    return (
+        "import torch.nn as nn\n\n\nclass Block(nn.Module):\n    pass\n\n\n"
+        "class Other(nn.Module):\n    pass\n\n\nclass Net(nn.Module):\n    def __init__(self, c):\n"
+        + "\n".join(body)
+        + f"\n        self.body = Block(h0, h{size // 2}, h{size - 1})\n"
+    )
+
+
+@pytest.mark.parametrize("order", ["forwards", "backwards", "at random"])
+def test_long_chains_and_cycles_of_locals(tmp_path, order):
+    path = tmp_path / "net.py"
+    path.write_text(generated(order), encoding="utf-8")
+    for keep_tree in (True, False):
+        assert check([parse_facts(path, path.read_bytes(), keep_tree=keep_tree)]) == 200
