@@ -91,23 +91,27 @@ def walk(node: ast.AST, parents: bool = False, lines: Optional[List[int]] = None
                     value._bn2gn_parent = current  # type: ignore[attr-defined]
 
 
-def lines_spelling(lines: List[str], words) -> List[int]:
-    """The numbers of the ``lines`` that hold one of ``words`` (identifiers: none spans a line break).
+def lines_spelling(
+    lines: List[str], words, first: int = 1, last: Optional[int] = None
+) -> List[int]:
+    """The numbers of the ``lines`` that hold one of ``words`` (identifiers: none spans a line
+    break), among lines ``first`` to ``last`` (1-based, inclusive; default: all of them).
 
     Each word is searched for in the whole text at once (``str.find``), its hits mapped to their
     lines: a test of every word on every line cost as much as the walks it spares."""
     words = tuple(words)
+    some = lines[first - 1 : last]
     if not all(words) or any("\n" in w for w in words):  # not identifiers: line by line
-        return [number for number, line in enumerate(lines, 1) if any(w in line for w in words)]
-    text = "\n".join(lines)  # no word holds the separator, so none is found across two lines
+        return [n for n, line in enumerate(some, first) if any(w in line for w in words)]
+    text = "\n".join(some)  # no word holds the separator, so none is found across two lines
     # where each line ends in ``text``, its separator included (``len`` + 1 per line, added in C)
-    ends = list(map(operator.add, itertools.accumulate(map(len, lines)), itertools.count(1)))
+    ends = list(map(operator.add, itertools.accumulate(map(len, some)), itertools.count(1)))
     found = set()
     for word in words:
         at = text.find(word)
         while at >= 0:
             line = bisect.bisect_right(ends, at)  # the 0-based line holding offset ``at``
-            found.add(line + 1)
+            found.add(line + first)
             at = text.find(word, ends[line])  # the next line: one hit per line is enough
     return sorted(found)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
-from ..core.ast_tools import lines_spelling, spells, walk
+from ..core.ast_tools import first_line, lines_spelling, spells, walk
 from ..core.file_results import (
     FileResult,
     failed,
@@ -101,13 +101,15 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
     functions = {
         n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
-    named = None
     for node in facts.tree.body:
-        if getattr(node, "name", None) in scopes and (
-            not tell or spells(facts.lines, node, functions)
-        ):
-            if named is None and tell:
-                named = lines_spelling(facts.lines, functions)
+        if getattr(node, "name", None) not in scopes:
+            continue
+        named = (
+            lines_spelling(facts.lines, functions, first_line(node), node.end_lineno)
+            if tell
+            else None
+        )
+        if named != []:  # some line of it spells a function's name (or lines cannot tell)
             scopes |= {
                 n.id
                 for n in walk(node, lines=named)

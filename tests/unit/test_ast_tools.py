@@ -193,7 +193,8 @@ def spelling_line_by_line(lines, words):
 def test_lines_spelling_finds_what_a_test_of_every_line_finds():
     """One search per word over the whole text gives the lines a test of each line gives: lines
     with and without their line breaks, CRLF, a word at a line's end or start, several hits on a
-    line, words inside others, on every fixture with the words the analysis looks for."""
+    line, words inside others, a range of the lines, on every fixture with the words the analysis
+    looks for."""
     from pathlib import Path
 
     shapes = [
@@ -220,6 +221,9 @@ def test_lines_spelling_finds_what_a_test_of_every_line_finds():
                 assert lines_spelling(lines, words) == expected, (text[:40], words)
                 assert lines_spelling(lines, list(reversed(words))) == expected
                 hits += len(expected)
+                for first, last in ((2, 3), (3, len(lines)), (len(lines), None), (1, 1)):
+                    inside = [n for n in expected if first <= n <= (last or len(lines))]
+                    assert lines_spelling(lines, words, first, last) == inside
     assert hits > 10_000
     assert lines_spelling(["ab", "cd"], ("bc",)) == []  # never across two lines
     assert lines_spelling(["ab ab", "x", "ab"], ("ab",)) == [1, 3]
