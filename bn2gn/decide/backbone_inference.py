@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ..core.ast_tools import walk
-from .facts import Definition
+from ..core.ast_tools import spells, walk
+from .facts import Definition, lines_tell
 from .graph import FUNCTIONS, Project
 
 #: calls that fetch pretrained weights (last component of the dotted name, or the whole name)
@@ -84,6 +84,7 @@ class Evidence:
         self._loads: Dict[Definition, Optional[str]] = {}
         self._self: Dict[Definition, Optional[SelfLoad]] = {}
         self._loader_methods: Optional[Dict[str, str]] = None
+        self._words: Dict[int, Optional[Tuple[str, ...]]] = {}  # ``_weight_words`` by id(facts)
 
     # -- functions and classes that load weights -------------------------------------------------
     def loader_methods(self) -> Dict[str, str]:
@@ -116,7 +117,13 @@ class Evidence:
         return self._loader_methods
 
     def _direct_weight_call(self, definition: Definition, node: ast.AST) -> int:
+        """The line of the first call in ``node`` that fetches weights (``WEIGHT_CALLS``,
+        ``WEIGHT_DOTTED``), 0 for none; a definition whose lines spell none of the words such a
+        call needs (``_weight_words``) is not walked."""
         facts = definition.module
+        words = self._weight_words(facts)
+        if words is not None and not spells(facts.lines, node, words):
+            return 0
         for sub in walk(node):
             if isinstance(sub, ast.Call):
                 dotted = facts.qualify(sub.func) or ""
@@ -128,6 +135,17 @@ class Evidence:
                 if last in WEIGHT_CALLS or dotted in WEIGHT_DOTTED:
                     return sub.lineno
         return 0
+
+    def _weight_words(self, facts) -> Optional[Tuple[str, ...]]:
+        """What the line of a weight-fetching call spells: ``load`` (every name of
+        ``WEIGHT_CALLS`` holds it, and ``torch.load`` / ``torch.hub.load`` end with it) or a name
+        the file imports one of ``WEIGHT_DOTTED`` as; None where lines cannot tell (cached per file)."""
+        key = id(facts)
+        if key not in self._words:
+            text = "".join(facts.lines)
+            aliases = tuple(sorted(a for a, d in facts.imports.items() if d in WEIGHT_DOTTED))
+            self._words[key] = ("load",) + aliases if lines_tell(text) else None
+        return self._words[key]
 
     def loads(self, definition: Definition, depth: int = 0) -> Optional[str]:
         """'loads weights at file:line' when calling ``definition`` loads pretrained weights."""

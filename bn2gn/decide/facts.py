@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
-from ..core.ast_tools import first_line, walk_statements
+from ..core.ast_tools import CHILD_FIELDS, child_fields, first_line, walk_statements
 from .plan import Site
 
 BATCHNORM_OPS = {
@@ -402,6 +402,7 @@ def reference_facts(facts: "ModuleFacts", node: ast.AST, unresolved: bool = Fals
     called: Set[int] = set()
     hidden_by: Dict[int, Optional[str]] = {}
     qualify = facts.qualify
+    known = CHILD_FIELDS
     todo = [node]
     append = todo.append
     for sub in todo:
@@ -428,13 +429,16 @@ def reference_facts(facts: "ModuleFacts", node: ast.AST, unresolved: bool = Fals
                 if value is _NAME and id(sub) not in called and sub.attr != "__init__":
                     # ``block.expansion``: reading a class attribute passes no class
                     hidden_by[id(sub.value)] = dotted
-        for field in sub._fields:
+        fields = known.get(kind)
+        if fields is None:
+            fields = child_fields(kind)
+        for field in fields:
             value = getattr(sub, field, None)
             if value.__class__ is list:
                 for item in value:
                     if isinstance(item, _AST):
                         append(item)
-            elif isinstance(value, _AST) and field != "ctx":
+            elif isinstance(value, _AST):
                 append(value)
     return frozenset(attrs), frozenset(names)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-import unicodedata
 from collections import defaultdict, deque
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from ..core.ast_tools import FUNCTIONS, spans_a_line, walk
+from ..core.ast_tools import CHILD_FIELDS, FUNCTIONS, child_fields, spans_a_line, walk
 from .facts import Definition, ModuleFacts, References, Span, line_numbers, reference_facts
 
 
@@ -32,7 +31,7 @@ class Project:
                 self.by_qualname[definition.qualname] = definition
                 self.by_name[definition.name].append(definition)
         self._refs: Dict[Definition, Set[Definition]] = {}
-        self._locals: Dict[Tuple[int, int, int], Dict[str, Set[Definition]]] = {}
+        self._locals: Dict[Tuple[int, int, int], LocalValues] = {}
         #: definition -> module classes that build it; at most two are kept, enough to tell whether a
         #: class is built by another one (a root is not), without a reach per class (quadratic on big trees)
         self.built_by: Dict[Definition, Set[Definition]] = defaultdict(set)
@@ -136,37 +135,15 @@ class Project:
         return found
 
     # -- locals ----------------------------------------------------------------------------------
-    def local_values(self, facts: ModuleFacts, func: ast.AST) -> Dict[str, Set[Definition]]:
+    def local_values(self, facts: ModuleFacts, func: ast.AST) -> "LocalValues":
         """For each local name of a function: the definitions its values can hold (flow-insensitive)."""
         key = (id(facts), func.lineno, func.col_offset)  # the same for a function parsed again
-        if key in self._locals:
-            return self._locals[key]
-        sources: Dict[str, List[ast.AST]] = defaultdict(list)
-        for node in walk(func):
-            for name, value in local_assignments(node):
-                sources[name].append(value)
-        direct = {
-            name: set().union(*(self.refs_in(facts, v) for v in values))
-            for name, values in sources.items()
-        }
-        uses = {
-            name: {
-                n.id for v in values for n in walk(v) if isinstance(n, ast.Name) and n.id in sources
-            }
-            for name, values in sources.items()
-        }
-        result = {name: set(found) for name, found in direct.items()}
-        changed = True
-        while changed:
-            changed = False
-            for name, used in uses.items():
-                for other in used:
-                    extra = result[other] - result[name]
-                    if extra:
-                        result[name] |= extra
-                        changed = True
-        self._locals[key] = result
-        return result
+        found = self._locals.get(key)
+        if found is None:
+            found = self._locals[key] = LocalValues(self, facts, func)
+            if not facts.tree_kept:
+                found.settle()  # the function was parsed again for the walk: let its nodes go
+        return found
 
     # -- who builds whom -------------------------------------------------------------------------
     def _collect_constructor_arguments(self) -> None:
@@ -275,6 +252,116 @@ class Project:
         return found
 
 
+class LocalValues:
+    """``Project.local_values`` of one function: a read-only mapping from each local name to the
+    definitions its values can hold, its own values' and those of every local they name, at any
+    depth (what iterating "a name holds what the locals it is given hold" until nothing changes
+    gives). The function is walked when a name is first asked about (the arguments of many
+    calls spell none), and a name's set is worked out when it is asked for: a call records what a
+    few locals hold, and most of a function's locals are never asked about. A function of a file
+    that let its tree go is worked out whole at once (``settle``), so that no node of it is kept."""
+
+    def __init__(self, project: "Project", facts: ModuleFacts, func: ast.AST):
+        self._project, self._facts, self._func = project, facts, func
+        self._found: Optional[Dict[str, Sequence[ast.AST]]] = None
+        self._direct: Dict[str, Set[Definition]] = {}
+        self._uses: Dict[str, Set[str]] = {}
+        self._held: Dict[str, Set[Definition]] = {}
+
+    @property
+    def _sources(self) -> Dict[str, Sequence[ast.AST]]:
+        """Each local name's values, in the order the walk meets them."""
+        if self._found is None:
+            found: Dict[str, List[ast.AST]] = defaultdict(list)
+            for node in walk(self._func):
+                if isinstance(node, BINDERS):
+                    for name, value in local_assignments(node):
+                        found[name].append(value)
+            self._found = found
+        return self._found
+
+    def settle(self) -> None:
+        """Work out every name now and keep only the answers: no node of the function."""
+        names = list(self._sources)
+        for name in names:
+            if name not in self._held:
+                self._work_out(name)
+        self._func = None
+        self._found = dict.fromkeys(names, ())
+        self._direct, self._uses = {}, {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __iter__(self):
+        return iter(self._sources)
+
+    def __getitem__(self, name: str) -> Set[Definition]:
+        held = self._held.get(name)
+        if held is None:
+            if name not in self._sources:
+                raise KeyError(name)
+            self._work_out(name)
+            held = self._held[name]
+        return held
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self._sources else default
+
+    def items(self):
+        return [(name, self[name]) for name in self._sources]
+
+    def _work_out(self, name: str) -> None:
+        """What ``name`` and every local it reaches (through the names their values spell) hold,
+        each its own values' and those of the locals it reaches: iterated until nothing changes
+        over the names not worked out before, those reached last first (a chain ``h2 = f(h1)``,
+        ``h1 = g(h0)`` takes one round)."""
+        held = self._held
+        seen, order = {name}, [name]
+        for current in order:  # grows while it is read
+            for other in self._used_by(current):
+                if other not in seen and other not in held:
+                    seen.add(other)
+                    order.append(other)
+        order.reverse()
+        found = {current: set(self._direct_of(current)) for current in order}
+        changed = True
+        while changed:
+            changed = False
+            for current in order:
+                mine = found[current]
+                for other in self._used_by(current):
+                    extra = (found[other] if other in found else held[other]) - mine
+                    if extra:
+                        mine |= extra
+                        changed = True
+        held.update(found)
+
+    def _direct_of(self, name: str) -> Set[Definition]:
+        found = self._direct.get(name)
+        if found is None:
+            refs_in, facts = self._project.refs_in, self._facts
+            found = self._direct[name] = set().union(
+                *(refs_in(facts, v) for v in self._sources[name])
+            )
+        return found
+
+    def _used_by(self, name: str) -> Set[str]:
+        found = self._uses.get(name)
+        if found is None:
+            sources = self._sources
+            found = self._uses[name] = {
+                n.id
+                for v in sources[name]
+                for n in walk(v)
+                if isinstance(n, ast.Name) and n.id in sources
+            }
+        return found
+
+
 def init_params(cls: Definition) -> List[str]:
     """Positional parameter names of a class's ``__init__`` after ``self`` (empty when it has none)."""
     for stmt in cls.node.body:
@@ -282,6 +369,21 @@ def init_params(cls: Definition) -> List[str]:
             args = stmt.args.posonlyargs + stmt.args.args
             return [a.arg for a in args[1:]]
     return []
+
+
+#: the nodes ``local_assignments`` finds a value in
+BINDERS = (
+    ast.Assign,
+    ast.AnnAssign,
+    ast.AugAssign,
+    ast.For,
+    ast.AsyncFor,
+    ast.comprehension,
+    ast.withitem,
+    ast.NamedExpr,
+    ast.arguments,
+    ast.Call,
+)
 
 
 def local_assignments(node: ast.AST):
@@ -335,6 +437,7 @@ def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_l
     stack = [(tree, (), module_level)]
     push = stack.append
     node_type = ast.AST
+    known = CHILD_FIELDS
     while stack:
         node, funcs, module_level = stack.pop()
         if lines is not None and isinstance(node, ast.stmt) and not spans_a_line(node, lines):
@@ -345,13 +448,16 @@ def calls_with_scopes(tree: ast.AST, lines: Optional[List[int]] = None, module_l
             funcs, module_level = funcs + (node,), False
         elif isinstance(node, (ast.ClassDef, ast.Lambda)):
             module_level = False
-        for field in node._fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
+        fields = known.get(node.__class__)
+        if fields is None:
+            fields = child_fields(node.__class__)
+        for field in fields:  # the children, as ast.iter_child_nodes gives them, but no ctx
             value = getattr(node, field, None)
             if value.__class__ is list:
                 for item in value:
                     if isinstance(item, node_type):
                         push((item, funcs, module_level))
-            elif isinstance(value, node_type) and field != "ctx":
+            elif isinstance(value, node_type):
                 push((value, funcs, module_level))
 
 
@@ -435,6 +541,8 @@ def call_lines(facts: ModuleFacts, class_names: Set[str]) -> Optional[List[int]]
 
 
 def _call_lines_unicode(text: str, facts: ModuleFacts, class_names: Set[str]) -> List[int]:
+    import unicodedata  # here: an ASCII tree (the pre-commit hook's usual one) never loads it
+
     names = set(class_names)
     names |= {a for a, dotted in facts.imports.items() if dotted.rsplit(".", 1)[-1] in class_names}
     names |= {a for a, op in facts.bn_aliases.items() if op in class_names}

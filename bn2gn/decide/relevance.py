@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
@@ -54,7 +53,8 @@ ParseBatch = Callable[[Sequence[Tuple[Path, bytes]]], List[Parsed]]
 
 WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*")
 SEED_MARKERS = (b"BatchNorm", b"get_group_norm")
-IMPORT_KEYWORD = re.compile(rb"\bimport\b")
+#: what ``\b`` takes for a word byte in a bytes pattern (ASCII letters, digits, ``_``)
+ASCII_WORD_BYTES = frozenset(b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 RELATIVE_FROM = re.compile(rb"\s*from\s+\.+\s*import\b")
 PLAIN_IMPORT = re.compile(rb"\s*import\b")
 #: the ASCII word after ``class`` at the start of a line (``FileText.defines_class``)
@@ -189,19 +189,37 @@ def nfkc_source(path: str, data: bytes, text: Optional[str] = None) -> bytes:
             text = decode_source(path, data).text
         except SourceError:
             return data  # it will not parse either; its words as read are as good as any
+    import unicodedata  # here: an ASCII tree (the pre-commit hook's usual one) never loads it
+
     return unicodedata.normalize("NFKC", text).encode("utf-8", "surrogatepass")
+
+
+def import_keywords(data: bytes) -> List[int]:
+    """Where ``data`` spells the word ``import`` (what ``rb"\\bimport\\b"`` finds), found with
+    ``bytes.find`` and its ends checked by hand: the regex tried ``\\b`` at every byte, three
+    quarters of the time of reading every file's imports."""
+    found = []
+    at = data.find(b"import")
+    while at >= 0:
+        end = at + 6
+        if (at == 0 or data[at - 1] not in ASCII_WORD_BYTES) and (
+            end == len(data) or data[end] not in ASCII_WORD_BYTES
+        ):
+            found.append(at)
+        at = data.find(b"import", end)
+    return found
 
 
 def _import_words(data: bytes) -> Tuple[FrozenSet[bytes], FrozenSet[bytes]]:
     words: Set[bytes] = set()
     bare: Set[bytes] = set()
-    for match in IMPORT_KEYWORD.finditer(data):
-        start = data.rfind(b"\n", 0, match.start()) + 1
+    for keyword in import_keywords(data):
+        start = data.rfind(b"\n", 0, keyword) + 1
         while start > 1 and data[start - 2 : start - 1] == b"\\":
             start = data.rfind(b"\n", 0, start - 1) + 1
-        end = data.find(b"\n", match.end())
+        end = data.find(b"\n", keyword + 6)
         end = len(data) if end < 0 else end
-        opened = data.find(b"(", match.end(), end)
+        opened = data.find(b"(", keyword + 6, end)
         if opened >= 0 and data.find(b")", opened, end) < 0:
             closed = data.find(b")", opened)
             end = len(data) if closed < 0 else closed

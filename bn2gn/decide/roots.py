@@ -11,7 +11,7 @@ import ast
 import dataclasses
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..core.ast_tools import COMPOUND, walk
+from ..core.ast_tools import COMPOUND, walk, walk_statements
 from ..core.errors import Opt, message_text
 from .facts import ATTR_SETTERS, Definition
 from .graph import FUNCTIONS, Project
@@ -30,6 +30,8 @@ class FlowStatement:
     reads: Set[str]
     expressions: List[ast.AST]
     owner: Optional[Definition] = None  # the class whose body holds the statement
+    #: the methods its expressions call on ``self`` or ``cls`` (``self.name(...)``), one per call
+    self_calls: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -315,7 +317,7 @@ def _class_statements(cls: Definition) -> List[FlowStatement]:
                 if (item.args.posonlyargs + item.args.args)
                 else "self"
             )
-            for node in walk(item):
+            for node in walk_statements(item):  # ``walk``'s statements, in its order
                 if node is item:
                     continue
                 if isinstance(node, (ast.For, ast.AsyncFor)):
@@ -337,16 +339,31 @@ def _class_statements(cls: Definition) -> List[FlowStatement]:
 
 
 def _flow(node, method, sinks, expressions) -> FlowStatement:
-    reads = set()
+    """The statement with the names its expressions read and the methods they call on ``self`` or
+    ``cls`` (``_resolve_sinks``' callers), taken in one walk."""
+    reads, calls = set(), []
     for expr in expressions:
         for sub in walk(expr):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                reads.add(sub.id)
+            if isinstance(sub, ast.Name):
+                if isinstance(sub.ctx, ast.Load):
+                    reads.add(sub.id)
+            elif (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and isinstance(sub.func.value, ast.Name)
+                and sub.func.value.id in ("self", "cls")
+            ):
+                calls.append(sub.func.attr)
     for kind, name in sinks:
         if kind == "local":
             reads.discard(name)
     return FlowStatement(
-        node=node, method=method, sinks=sinks, reads=reads, expressions=expressions
+        node=node,
+        method=method,
+        sinks=sinks,
+        reads=reads,
+        expressions=expressions,
+        self_calls=tuple(calls),
     )
 
 
@@ -437,15 +454,8 @@ def _resolve_sinks(statements: List[FlowStatement]) -> List[Set[str]]:
     """Follow locals and returns until each statement's value lands in attributes (or the root's own code)."""
     callers: Dict[str, List[int]] = {}
     for index, stmt in enumerate(statements):
-        for expr in stmt.expressions:
-            for node in walk(expr):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id in ("self", "cls")
-                ):
-                    callers.setdefault(node.func.attr, []).append(index)
+        for name in stmt.self_calls:
+            callers.setdefault(name, []).append(index)
     readers: Dict[Tuple[int, str], List[int]] = {}
     for index, stmt in enumerate(statements):
         for name in stmt.reads:

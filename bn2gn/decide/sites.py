@@ -34,11 +34,14 @@ def collect_sites(facts: ModuleFacts) -> List[RawSite]:
     found = []
     words = _site_words(facts)
     lines = None if words is None else lines_spelling(facts.lines, words)
+    names = _site_names(facts)
     for top in facts.tree.body:
         if lines is not None and not spans_a_line(top, lines):
             continue
         top._bn2gn_parent = facts.tree  # type: ignore[attr-defined]
         for node in walk(top, parents=True, lines=lines):
+            if _last_name(node.func if isinstance(node, ast.Call) else node) not in names:
+                continue  # ``_classify_node`` would qualify it for nothing
             hit = _classify_node(facts, node)
             if hit:
                 op, form = hit
@@ -57,6 +60,29 @@ def _site_words(facts: ModuleFacts) -> Optional[FrozenSet[str]]:
         return None
     imported = {name for name, dotted in facts.imports.items() if dotted in BATCHNORM_OPS}
     return frozenset({"BatchNorm"} | set(facts.bn_aliases) | imported)
+
+
+#: the last names of what a site's expression qualifies to (``BATCHNORM_OPS``, ``PARTIAL``)
+LAST_NAMES = frozenset(dotted.rpartition(".")[2] for dotted in (*BATCHNORM_OPS, *PARTIAL))
+
+
+def _site_names(facts: ModuleFacts) -> FrozenSet[str]:
+    """The names a site's call, partial or callable ends with: ``qualify`` gives a dotted name of
+    ``BATCHNORM_OPS`` or ``PARTIAL`` only to a name the file binds to one (an import, a BatchNorm
+    alias) or to an expression that ends with such a last name (``nn.BatchNorm2d``, a star import,
+    a definition of the module itself)."""
+    wanted = BATCHNORM_OPS.keys() | PARTIAL
+    bound = {name for name, dotted in facts.imports.items() if dotted in wanted}
+    return LAST_NAMES | bound | facts.bn_aliases.keys()
+
+
+def _last_name(node: ast.AST) -> Optional[str]:
+    """A Name's id or an Attribute's attr (what ``qualify`` ends with); None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
 
 
 def _classify_node(facts: ModuleFacts, node: ast.AST) -> Optional[Tuple[str, str]]:

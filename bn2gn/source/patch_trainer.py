@@ -152,10 +152,25 @@ class FilePlan:
     stale: Optional[Tuple[str, ...]] = None  # entries baked into earlier injected helpers
     update_helpers: bool = False  # bn2gn's own injected helpers are brought to the decision
 
+    @property
+    def silent(self) -> bool:
+        """Nothing to insert, rewrite, define or update, and no stale helper to note: no
+        patch-trainer codemod applies (``trainer_steps``), whatever the rules."""
+        return not (
+            self.insertions
+            or self.rewrites
+            or self.helpers
+            or self.update_helpers
+            or self.stale is not None
+        )
+
 
 def _apply(source: SourceText, options: TrainerOptions, plan: FilePlan) -> FileResult:
     """Run the patch-trainer codemods (``registry.patch_trainer_codemods``) on the plan: one LibCST
-    parse and one position resolution, and no LibCST at all when only notes are left to give."""
+    parse and one position resolution, and no LibCST at all when only notes are left to give. A
+    silent plan (a file patched already) imports no codemod: it keeps the planners' notes only."""
+    if plan.silent:
+        return finish(source, source.text, [], list(plan.notes))
     from .registry import Context, patch_trainer_codemods, run
     from .support.trainer_steps import TrainerPlan
 

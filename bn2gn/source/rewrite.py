@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..core import progress
-from ..core.ast_tools import spells, walk
+from ..core.ast_tools import first_line, lines_spelling, spells, walk
 from ..core.file_results import (
     FileResult,
     failed,
@@ -78,21 +78,23 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
 
     Those holding converted sites or get_group_norm calls, plus same-file functions they call
     (``fill_fc_weights(fc)``, ``self.apply(weights_init)``). A definition is walked only when its
-    lines spell what the walk looks for.
+    lines spell what the walk looks for, and inside it only the statements spanning such a line (a
+    name lies on a line that spells it).
     """
     scopes = {s.scope.split(".")[0] for s in sites if s.decision == CONVERT}
     text = "".join(facts.lines)
     calls_helper = HELPER in text  # the text first: no walk without it
     if not scopes and not calls_helper:
         return scopes
-    tell = lines_tell(text)  # else every definition is walked
+    tell = lines_tell(text)  # else every definition is walked whole
+    helper_lines = lines_spelling(facts.lines, (HELPER,)) if tell and calls_helper else None
     for node in facts.tree.body if calls_helper else ():
         if (
             isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
             and (not tell or spells(facts.lines, node, (HELPER,)))
             and any(
                 isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == HELPER
-                for n in walk(node)  # ast.walk's nodes but the ctx leaves, 1.7 times faster
+                for n in walk(node, lines=helper_lines)  # ast.walk's nodes but the ctx leaves
             )
         ):
             scopes.add(node.name)
@@ -100,10 +102,19 @@ def init_loop_scopes(facts: ModuleFacts, sites: Sequence[Site]) -> Set[str]:
         n.name for n in facts.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
     for node in facts.tree.body:
-        if getattr(node, "name", None) in scopes and (
-            not tell or spells(facts.lines, node, functions)
-        ):
-            scopes |= {n.id for n in walk(node) if isinstance(n, ast.Name) and n.id in functions}
+        if getattr(node, "name", None) not in scopes:
+            continue
+        named = (
+            lines_spelling(facts.lines, functions, first_line(node), node.end_lineno)
+            if tell
+            else None
+        )
+        if named != []:  # some line of it spells a function's name (or lines cannot tell)
+            scopes |= {
+                n.id
+                for n in walk(node, lines=named)
+                if isinstance(n, ast.Name) and n.id in functions
+            }
     return scopes
 
 

@@ -19,6 +19,7 @@ import pytest
 from conftest import CENTERNET, FIXTURES, ROOT, run_cli
 
 from bn2gn.api import trainer_insertions as plan_insertions
+from bn2gn.core.errors import SourceError
 from bn2gn.core.settings import Config
 from bn2gn.source.patch_trainer import TrainerOptions, patch_files
 from bn2gn.source.support.trainer_facts import Facts
@@ -167,3 +168,121 @@ def test_default_paths_import_neither_black_nor_libcst_matchers(tmp_path, comman
     assert "black" not in loaded
     if command[0] == "patch-trainer":
         assert "libcst.matchers" not in loaded
+
+
+def _trainer_option_sets():
+    """Rules and helper settings that change what the codemods of a plan do."""
+    from bn2gn.core.rule_codes import Rule
+    from bn2gn.decide.backbone import Backbone
+
+    every = frozenset(r for r in Rule if r.code.startswith("BN2GN2"))
+    other = Backbone.named(("encoder",))
+    return [
+        TrainerOptions(),
+        TrainerOptions(rules=every),
+        TrainerOptions(rules=every - {Rule.INJECT_FREEZE_HELPER}),
+        TrainerOptions(helper_module="bn2gn.runtime"),
+        TrainerOptions(backbone=other),
+        TrainerOptions(rules=every - {Rule.INJECT_FREEZE_HELPER}, backbone=other),
+    ]
+
+
+def test_a_silent_plan_is_one_no_codemod_applies_to_on_every_fixture():
+    """``FilePlan.silent`` lets ``_apply`` skip the codemods (and their imports): on every fixture
+    file, under rules and backbones that make the codemods act, a silent plan is one none applies to."""
+    from bn2gn.core.source_files import decode_source
+    from bn2gn.source.codemod import Context
+    from bn2gn.source.patch_trainer import NeedsUserInput, plan_module
+    from bn2gn.source.registry import patch_trainer_codemods
+    from bn2gn.source.support.trainer_steps import TrainerPlan
+
+    silent = loud = 0
+    for path in sorted(FIXTURES.rglob("*.py")):
+        try:
+            source = decode_source(path, path.read_bytes())
+            facts = Facts(source.text, ast.parse(source.text))
+        except (SourceError, SyntaxError, ValueError, RecursionError):
+            continue
+        for options in _trainer_option_sets():
+            try:
+                plan = plan_module(facts, options, path)
+            except NeedsUserInput:
+                continue
+            context = Context(source, options.rules, TrainerPlan(options, plan))
+            applies = any(c.applies(context) for c in patch_trainer_codemods())
+            assert not (plan.silent and applies), (path, options)
+            silent += plan.silent
+            loud += applies
+    assert silent >= 10 and loud >= 10  # both kinds were met
+
+
+def test_a_silent_plan_on_hand_written_shapes():
+    """Every combination of a plan's edit fields, under every set of rules: silent only when no
+    codemod applies (an edit, a helper to define or update, or a stale helper to note)."""
+    import itertools
+
+    from bn2gn.core.rule_codes import Rule
+    from bn2gn.core.source_files import decode_source
+    from bn2gn.source.codemod import Context
+    from bn2gn.source.patch_trainer import FilePlan
+    from bn2gn.source.registry import patch_trainer_codemods
+    from bn2gn.source.support.trainer_steps import TrainerPlan
+
+    rules = sorted(TrainerOptions().rules | {Rule.EXCLUDE_FROZEN_FROM_OPTIMIZER}, key=str)
+    source = decode_source(Path("train.py"), b"pass\n")
+    fields = itertools.product(
+        ([], ["insertion"]),
+        ({}, {(3, 4): "rewrite"}),
+        ([], ["freeze_backbone_bn"]),
+        (None, ("backbone",)),
+        (False, True),
+    )
+    seen = set()
+    for insertions, rewrites, helpers, stale, update in fields:
+        plan = FilePlan(insertions, rewrites, [], [], helpers, 1, stale, update)
+        for size in range(len(rules) + 1):
+            for chosen in itertools.combinations(rules, size):
+                options = TrainerOptions(rules=frozenset(chosen))
+                context = Context(source, options.rules, TrainerPlan(options, plan))
+                applies = any(c.applies(context) for c in patch_trainer_codemods())
+                assert not (plan.silent and applies), (plan, chosen)
+                seen.add((plan.silent, applies))
+    assert seen == {(True, False), (False, True), (False, False)}
+
+
+def test_a_patched_file_gets_the_result_the_codemods_give(monkeypatch):
+    """The already patched copies of the fixtures: the result without the codemods is the result
+    with them (the same text, changes and notes), and the codemods' modules are not needed."""
+    from bn2gn.source import patch_trainer as trainer
+
+    files = sorted((FIXTURES / "trees").glob("patch_trainer_*/out/*.py"))
+    skipped = []
+    real_apply = trainer._apply
+
+    def recording(source, options, plan):
+        skipped.append(plan.silent)
+        return real_apply(source, options, plan)
+
+    monkeypatch.setattr(trainer, "_apply", recording)
+    for options in _trainer_option_sets():
+        quick, _ = patch_files(files, options)
+        with monkeypatch.context() as forced:
+            forced.setattr(trainer.FilePlan, "silent", property(lambda plan: False))
+            full, _ = patch_files(files, options)
+        assert [(r.path, r.status, r.new_text, r.changes, r.notes) for r in quick] == [
+            (r.path, r.status, r.new_text, r.changes, r.notes) for r in full
+        ]
+    assert skipped.count(True) >= 3
+
+
+def test_migrate_check_on_a_migrated_repository_imports_no_codemod(tmp_path):
+    """The pre-commit hook on a migrated repository: its train scripts are patched already, so
+    neither the rewrite's nor patch-trainer's codemods are imported; its text is ASCII, so the
+    Unicode tables are not loaded either."""
+    tree = tmp_path / "repo"
+    shutil.copytree(CENTERNET, tree)
+    run_cli(["migrate", "--write", "-q", str(tree)])
+    loaded = _run_recording_modules(["migrate", "--check", "-q", "."], tree)
+    assert "bn2gn.source.support.trainer_facts" in loaded  # it did plan the train scripts
+    assert not {"bn2gn.source.registry", "bn2gn.source.support.trainer_steps"} & loaded
+    assert "unicodedata" not in loaded

@@ -64,6 +64,44 @@ def test_a_helper_call_and_the_function_its_scope_calls(tmp_path):
     assert init_loop_scopes(facts, []) == {"Head", "fill"}
 
 
+def test_names_on_lines_inside_statements_that_start_elsewhere(tmp_path):
+    """Only the statements spanning a line that spells a name are entered: a call or a name on a
+    continuation line, in a nested block or a decorator is still found; a name in a string or a
+    comment makes a statement entered, and nothing more."""
+    path = tmp_path / "m.py"
+    path.write_text(
+        "def fill(m):\n"
+        "    pass\n"
+        "\n"
+        "\n"
+        "def other(m):\n"
+        "    pass\n"
+        "\n"
+        "\n"
+        "def unused(m):\n"
+        "    pass\n"
+        "\n"
+        "\n"
+        "class Head:\n"
+        "    def __init__(self, c):\n"
+        "        self.n = (\n"
+        "            get_group_norm\n"
+        "        )(c)\n"
+        "        if c:\n"
+        "            for i in range(c):\n"
+        "                self.apply(\n"
+        "                    fill)\n"
+        "        text = 'unused'  # unused\n"
+        "\n"
+        "        @other\n"
+        "        def inner():\n"
+        "            pass\n"
+    )
+    facts = parse_with_sites(path, path.read_bytes())
+    assert init_loop_scopes(facts, []) == {"Head", "fill", "other"}
+    assert whole_walk_scopes(facts, []) == {"Head", "fill", "other"}
+
+
 def test_every_fixture_file_gets_the_scopes_of_whole_walks():
     checked = with_scopes = 0
     for path in sorted(FIXTURES.rglob("*.py")):

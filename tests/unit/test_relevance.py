@@ -399,3 +399,29 @@ def test_generated_packages_are_decided_as_with_every_file_parsed(
     write(root, files)
     filtered = decisions(root, False, monkeypatch)
     assert filtered == decisions(root, True, monkeypatch), files
+
+
+def test_import_keywords_finds_what_the_word_boundary_regex_finds():
+    """``import_keywords`` (``bytes.find`` and the ends checked by hand) is ``rb"\\bimport\\b"``:
+    on hand-written edges (letters, digits, ``_``, a dot, non-ASCII bytes and the text's ends
+    beside the word) and on every fixture file."""
+    import re
+
+    pattern = re.compile(rb"\bimport\b")
+    shapes = [
+        b"import os",
+        b"import",
+        b"reimport importer _import import_ import2 2import",
+        b"from x import (a,\n  b)\nx.import_y\n#import\n'import'",
+        b"\xc3\xa9import \xe9import\xe9 importimport import\timport\nimport",
+        b"",
+    ]
+    files = [p.read_bytes() for p in sorted((ROOT / "fixtures").rglob("*.py"))]
+    found = 0
+    for data in shapes + files:
+        expected = [m.start() for m in pattern.finditer(data)]
+        assert relevance.import_keywords(data) == expected, data[:60]
+        found += len(expected)
+    assert found > 400
+    assert relevance.import_keywords(shapes[2]) == []  # each one is part of a longer word
+    assert relevance.import_keywords(shapes[4]) == [2, 10, 31, 38, 45]

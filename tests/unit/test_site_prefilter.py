@@ -54,6 +54,24 @@ SHAPES = {
             (7, 21, "BatchNorm2d", "callable", "build", "build"),
         ],
     ),
+    "a star import, an imported partial and a BatchNorm alias": (
+        "from torch.nn import *\n"  # 1
+        "from functools import partial as bind\n"
+        "import torch.nn.modules.batchnorm as bn_mod\n"
+        "Norm = BatchNorm1d\n"  # 4: a module-level alias, no site of its own
+        "\n"
+        "\n"
+        "def build(c, layer=SyncBatchNorm):\n"  # 7
+        "    make = bind(BatchNorm3d, eps=0.1)\n"  # 8
+        "    return [BatchNorm2d(c), Norm(c), bn_mod.BatchNorm2d(c), make(c)]\n",  # 9
+        [
+            (7, 19, "SyncBatchNorm", "callable", "build", "build"),
+            (8, 11, "BatchNorm3d", "partial", "build", "build"),
+            (9, 12, "BatchNorm2d", "call", "build", "build"),
+            (9, 28, "BatchNorm1d", "call", "build", "build"),
+            (9, 37, "BatchNorm2d", "call", "build", "build"),
+        ],
+    ),
     "sites below statements that spell nothing": (
         "import torch.nn as nn\n"  # 1
         "\n"

@@ -6,6 +6,7 @@ order."""
 from __future__ import annotations
 
 import ast
+import sys
 
 import pytest
 from conftest import FIXTURES
@@ -81,6 +82,10 @@ def check(text: str) -> None:
     assert facts.assigns == preorder(tree, ast.Assign)
     calls = preorder(tree, ast.Call)
     assert facts.calls == sorted(calls, key=lambda c: (c.lineno, c.col_offset))
+    noted = preorder(tree, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr))
+    for nodes in facts.mutators.values():  # each name's statements in the walk's order
+        held = set(map(id, nodes))
+        assert nodes == [n for n in noted if id(n) in held]
 
 
 def test_hand_written_shapes():
@@ -107,3 +112,63 @@ def test_every_fixture_with_training_words(path):
     except (SyntaxError, ValueError):
         pytest.skip("a fixture of broken input")
     check(text)
+
+
+GRAMMAR = """\
+import os.path as p, sys
+from . import a as b
+global_name: int = 1
+x = f"{a!r:>{w}}" + b"raw" + ...
+async def run(arg, /, *args, key=None, **kw) -> None:
+    global g
+    async with lock as held:
+        async for item in source:
+            await item
+    try:
+        pass
+    except* ValueError as err:
+        raise err from None
+    match arg:
+        case {"k": [1, *rest]} | Point(x=0, y=_) as found if found:
+            pass
+        case str() | None:
+            pass
+    return [y async for y in gen if y], {k: v for k, v in kw.items()}, lambda q=1: q
+class Point(Base, metaclass=Meta):
+    x: int
+    def __init__(self):
+        nonlocal_holder = 1
+        del self.x
+        assert x, "message"
+"""
+
+
+def test_the_fields_the_walk_skips_never_hold_a_node():
+    """``Facts`` does not look into identifier, string and number fields (``_NEVER_NODES``); every
+    construct of the grammar, the fixtures and the standard library's own modules agree."""
+    from pathlib import Path
+
+    from bn2gn.core.ast_tools import child_fields
+
+    texts = [GRAMMAR] + [p.read_text("utf-8", "replace") for p in sorted(FIXTURES.rglob("*.py"))]
+    if sys.version_info >= (3, 12):  # ``TypeAlias.name`` is a node: the one ``name`` that is
+        texts.append("type Alias[T: int, *Ts, **P] = list[T]\ndef f[T](x: T) -> T: ...\n")
+    texts += [p.read_text("utf-8") for p in sorted(Path(ast.__file__).parent.glob("*.py"))[:120]]
+    checked = 0
+    for text in texts:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            kept = child_fields(node.__class__)
+            for field, value in ast.iter_fields(node):
+                if field not in kept and field != "ctx":
+                    assert not isinstance(value, ast.AST), (type(node).__name__, field)
+                    assert not (
+                        isinstance(value, list) and any(isinstance(v, ast.AST) for v in value)
+                    ), (type(node).__name__, field)
+                    checked += 1
+    assert checked > 10_000
+    if sys.version_info >= (3, 11):  # ``except*``
+        check(GRAMMAR)

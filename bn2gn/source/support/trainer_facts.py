@@ -15,7 +15,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ...core.ast_tools import COMPOUND, FUNCTIONS, dotted
+from ...core.ast_tools import COMPOUND, FUNCTIONS, child_fields, dotted
 from .names import PUBLIC_HELPERS
 
 _BODIES = ("body", "orelse", "finalbody")
@@ -25,6 +25,31 @@ _BODY_HOLDERS = (ast.Module, ast.stmt, ast.excepthandler) + (
     (ast.match_case,) if hasattr(ast, "match_case") else ()
 )
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_AST = ast.AST
+#: what ``Facts._walk`` records of a node, by its class: one of these (or None), the fields that
+#: can hold its children (``ast_tools.child_fields``) and those of ``_BODIES`` that are statement
+#: lists
+_CALL, _IMPORT, _FUNCTION, _MUTATOR = "call", "import", "function", "mutator"
+_KINDS: Dict[type, Tuple[Optional[str], Tuple[str, ...], Tuple[str, ...]]] = {}
+
+
+def _kind(cls: type) -> Tuple[Optional[str], Tuple[str, ...], Tuple[str, ...]]:
+    """``_KINDS``' entry for ``cls``, made on its first node: the tests ``Facts`` made per node
+    (``isinstance``), asked once per class."""
+    if issubclass(cls, ast.Call):
+        role = _CALL
+    elif issubclass(cls, (ast.Import, ast.ImportFrom)):
+        role = _IMPORT
+    elif issubclass(cls, FUNCTIONS):
+        role = _FUNCTION
+    elif issubclass(cls, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
+        role = _MUTATOR
+    else:
+        role = None
+    fields = child_fields(cls)
+    bodies = _BODIES if issubclass(cls, _BODY_HOLDERS) else ()
+    _KINDS[cls] = found = (role, fields, bodies)
+    return found
 
 
 @dataclasses.dataclass(eq=False)
@@ -77,36 +102,44 @@ class Facts:
 
     def _walk(self, tree: ast.Module) -> None:
         parent, place = self.parent, self.place
+        calls, imports, functions = self.calls, self.imports, self.functions
+        kinds = _KINDS
         stack = [tree]
+        pop, extend = stack.pop, stack.extend
         while stack:
-            node = stack.pop()
-            if isinstance(node, ast.Call):
-                self.calls.append(node)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                self.imports.append(node)
-            elif isinstance(node, FUNCTIONS):
-                self.functions.append(node)
-            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
-                self._note_mutator(node)
-            if isinstance(node, _BODY_HOLDERS):
-                for field in _BODIES:
-                    body = getattr(node, field, None)
-                    if isinstance(body, list):
-                        for index, child in enumerate(body):
-                            place[child] = (node, field, index)
+            node = pop()
+            role, fields, bodies = kinds.get(node.__class__) or _kind(node.__class__)
+            if role:
+                if role is _CALL:
+                    calls.append(node)
+                elif role is _IMPORT:
+                    imports.append(node)
+                elif role is _FUNCTION:
+                    functions.append(node)
+                else:
+                    self._note_mutator(node)
+            for field in bodies:
+                body = getattr(node, field, None)
+                if isinstance(body, list):
+                    for index, child in enumerate(body):
+                        place[child] = (node, field, index)
             # ``ast.iter_child_nodes`` inlined, without the ``ctx`` leaves (shared singletons no
             # recogniser asks the parent of): a third of the walk's cost
             children = []
-            for field in node._fields:
+            append = children.append
+            for field in fields:
                 value = getattr(node, field, None)
                 if value.__class__ is list:
-                    children.extend(item for item in value if isinstance(item, ast.AST))
-                elif isinstance(value, ast.AST) and field != "ctx":
-                    children.append(value)
-            for child in children:
-                parent[child] = node
-            children.reverse()
-            stack.extend(children)
+                    for item in value:
+                        if isinstance(item, _AST):
+                            parent[item] = node
+                            append(item)
+                elif isinstance(value, _AST):
+                    parent[value] = node
+                    append(value)
+            if children:
+                children.reverse()
+                extend(children)
 
     def _note_mutator(self, node) -> None:
         if isinstance(node, ast.Assign):
