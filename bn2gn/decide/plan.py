@@ -67,6 +67,8 @@ class Site:
 
 @dataclasses.dataclass
 class Plan:
+    """The decisions of one analysis: every BatchNorm site, the roots, what could not be read."""
+
     sites: List[Site] = dataclasses.field(default_factory=list)
     roots: List[str] = dataclasses.field(default_factory=list)
     #: files the analysis could not read or parse (``bn2gn.core.errors.SourceFailure``; the text a saved

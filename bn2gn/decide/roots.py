@@ -24,6 +24,8 @@ BUILDERS = ("append", "extend", "insert", "add_module", "update")
 
 @dataclasses.dataclass
 class FlowStatement:
+    """A statement of a root's methods, with where its value goes and what it reads."""
+
     node: ast.AST  # a simple statement, or a For node standing for its header
     method: ast.AST
     sinks: List[Tuple[str, str]]  # ("attr", name) | ("local", name) | ("return", "") | ("own", "")
@@ -36,6 +38,8 @@ class FlowStatement:
 
 @dataclasses.dataclass
 class RootModel:
+    """A root model class and what its backbone and head attributes reach."""
+
     cls: Definition
     attrs_of: Dict[int, Set[str]]  # id(statement) -> attributes its value ends up in
     backbone_attrs: List[str]

@@ -63,6 +63,8 @@ class NotTrainingCode(NeedsUserInput):
 
 @dataclasses.dataclass(frozen=True)
 class TrainerOptions:
+    """What patch-trainer inserts, for which backbone, into which kind of file."""
+
     rules: frozenset = DEFAULT_RULES
     #: the plan's decision (``bn2gn.api.Session.backbone``); the default is only for unit tests
     backbone: Backbone = Backbone.named(DEFAULT_BACKBONE_NAMES)

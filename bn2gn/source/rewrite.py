@@ -55,6 +55,8 @@ class FileJob:
 
 @dataclasses.dataclass
 class RewriteRun:
+    """The plan as the rewrite left it (refused sites unsure) and a result per file."""
+
     plan: Plan
     results: List[FileResult]
 
