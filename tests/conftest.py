@@ -120,3 +120,17 @@ def process_alive(pid: int) -> bool:
             return handle.read().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+def fixture_projects():
+    """Each fixture tree (its ``in`` folder, or the tree itself) as one list of files, then every
+    other fixture file alone: (name, files)."""
+    seen = set()
+    for tree in sorted(TREES.iterdir()):
+        folder = tree / "in" if (tree / "in").is_dir() else tree
+        files = sorted(folder.rglob("*.py"))
+        seen.update(files)
+        yield tree.name, files
+    for path in sorted(FIXTURES.rglob("*.py")):
+        if path not in seen:
+            yield str(path.relative_to(FIXTURES)), [path]

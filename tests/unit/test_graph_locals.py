@@ -8,7 +8,7 @@ import ast
 from collections import defaultdict
 
 import pytest
-from conftest import FIXTURES
+from conftest import fixture_projects
 
 from bn2gn.core.errors import SourceError
 from bn2gn.decide.graph import Project, local_assignments
@@ -140,20 +140,6 @@ def test_hand_written_shapes(tmp_path):
     assert names["total"] == ["Block", "Other"]  # ``total += len(layers)``
     with pytest.raises(KeyError):
         held["not_a_local"]
-
-
-def fixture_projects():
-    """Each fixture tree (its ``in`` folder, or the tree itself) as one Project, and every other
-    fixture file alone."""
-    seen = set()
-    for tree in sorted((FIXTURES / "trees").iterdir()):
-        folder = tree / "in" if (tree / "in").is_dir() else tree
-        files = sorted(folder.rglob("*.py"))
-        seen.update(files)
-        yield tree.name, files
-    for path in sorted(FIXTURES.rglob("*.py")):
-        if path not in seen:
-            yield str(path.relative_to(FIXTURES)), [path]
 
 
 @pytest.mark.parametrize("keep_tree", [True, False])

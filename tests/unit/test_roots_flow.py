@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 
 import pytest
-from conftest import FIXTURES
+from conftest import fixture_projects
 
 from bn2gn.core.ast_tools import COMPOUND
 from bn2gn.core.errors import SourceError
@@ -125,18 +125,6 @@ def test_hand_written_shapes(tmp_path):
     by_line = {s.node.lineno: finals[i] for i, s in enumerate(statements)}
     assert by_line[28] == {"layers"}  # ``conv``, returned by _block, ends up in self.layers
     assert by_line[19] == {"tail"}
-
-
-def fixture_projects():
-    seen = set()
-    for tree in sorted((FIXTURES / "trees").iterdir()):
-        folder = tree / "in" if (tree / "in").is_dir() else tree
-        files = sorted(folder.rglob("*.py"))
-        seen.update(files)
-        yield tree.name, files
-    for path in sorted(FIXTURES.rglob("*.py")):
-        if path not in seen:
-            yield str(path.relative_to(FIXTURES)), [path]
 
 
 @pytest.mark.parametrize("name, files", list(fixture_projects()), ids=lambda v: str(v)[:60])
