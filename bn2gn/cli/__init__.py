@@ -1,4 +1,4 @@
-"""The command line: click group, shared options, and the one place errors become exit codes.
+"""The command line: the console entry, the click group and its commands, the error guard.
 
 Each command lives in its own module below this package and imports the engine lazily, so
 ``bn2gn scan`` on a tree without BatchNorm never imports LibCST or torch. The group and the shared

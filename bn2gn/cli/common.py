@@ -1,4 +1,4 @@
-"""The click group, the options several commands share, and the one place errors become exit codes.
+"""The click group and the options several commands share; errors become exit codes in ``guard``.
 
 Command modules import from here; the group imports them, by name, only when one of their commands
 is asked for (``COMMAND_MODULES``).
@@ -13,7 +13,7 @@ from typing import Callable
 import click
 
 from ..core.errors import EXIT_USAGE, Bn2gnError, flag_style
-from .guard import error_line, failure
+from .guard import failure
 
 #: command name -> the module below ``bn2gn.cli`` that defines it. A command's module is imported
 #: when that command runs (or ``bn2gn --help`` lists it), so ``bn2gn scan`` and the pre-commit hook
@@ -70,12 +70,6 @@ def name_options(**flags: str) -> None:
     """Say which flag this command uses for an engine option, for its error messages
     (``name_options(model="--trace")``: scan takes the model factory as --trace)."""
     click.get_current_context().meta.setdefault(OPTION_FLAGS, {}).update(flags)
-
-
-def fail(message: str, code: int) -> None:
-    """The one place an error becomes output: one line on stderr, then exit with ``code``."""
-    click.echo(error_line(message), err=True)
-    raise click.exceptions.Exit(code)
 
 
 @click.group(

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from ..core import process
+from ..core.errors import flag_style
+from .guard import echo, failure
 
 #: the only flags the hook's command line may hold besides ``--check``
 HOOK_FLAGS = ("--check", "-q", "--quiet")
@@ -25,7 +27,11 @@ def main() -> None:
     process.end_on_signals()
     hook = hook_arguments(sys.argv[1:])
     if hook is not None:
-        process.quick_exit(run_hook(*hook))
+        try:
+            code = run_hook(*hook)
+        except SystemExit as exc:
+            code = exc.code
+        process.quick_exit(code)
     from .common import cli
 
     try:
@@ -51,12 +57,10 @@ def hook_arguments(args: Sequence[str]) -> Optional[Tuple[Path, bool]]:
 
 def run_hook(repo: Path, quiet: bool) -> int:
     """``migrate --check [-q] REPO`` as the click command runs it; the exit code."""
-    from ..core.errors import flag_style
-    from .guard import echo, failure
-    from .migrate_call import migrate_call
-
     flags: dict = {}
     try:
+        from .migrate_call import migrate_call
+
         with flag_style(flags):
             return migrate_call(repo, check=True, quiet=quiet)
     except BaseException as exc:
